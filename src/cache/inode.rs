@@ -1,0 +1,402 @@
+//! The inode table: inode numbers ↔ keys, what is known of each object, and for how long.
+//!
+//! A node stores its parent and its name, not its key: the key is derived by walking up to the
+//! root (`prefix` + `a/` + `b/` + `name`, directories ending in `/`). Renaming a directory then
+//! only re-links one node, and every inode below it — which the kernel may still hold — maps to
+//! its new key at once.
+//!
+//! Freshness: attributes (`attr_expires`), full object metadata from a HEAD (`head_expires`), a
+//! directory's complete listing (`listing_expires`) and negative entries (names known absent)
+//! each carry an expiry instant set from the metadata TTL. Nothing here performs I/O; the
+//! file system decides when to refresh.
+//!
+//! Lifetime: the kernel counts lookups; `forget` drops them. A node whose count reaches zero and
+//! that is no longer linked into the tree is removed. Linked nodes stay (they are cheap and a
+//! listing will usually reuse them).
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use crate::s3::Metadata;
+
+/// The root directory's inode number (FUSE convention).
+pub const ROOT_INO: u64 = 1;
+
+/// What kind of file a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A regular file (an object).
+    File,
+    /// A directory (a marker `dir/`, or a prefix with objects under it).
+    Dir,
+    /// A symbolic link (an object whose mode metadata says S_IFLNK).
+    Symlink,
+}
+
+/// The attributes the file system reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeAttr {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// Permission bits (`0o7777` part) if the object says; else the mount's default.
+    pub mode: Option<u32>,
+    /// Owner, if the object says.
+    pub uid: Option<u32>,
+    /// Group, if the object says.
+    pub gid: Option<u32>,
+    /// ETag of the object the attributes came from.
+    pub etag: Option<String>,
+}
+
+impl NodeAttr {
+    /// Attributes of a directory with nothing known about it.
+    pub fn dir() -> Self {
+        NodeAttr {
+            size: 0,
+            mtime: SystemTime::UNIX_EPOCH,
+            mode: None,
+            uid: None,
+            gid: None,
+            etag: None,
+        }
+    }
+}
+
+/// Everything a HEAD returned: the basis for xattrs and for keeping metadata on overwrite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectMeta {
+    /// User metadata.
+    pub metadata: Metadata,
+    /// Content headers (`content-type`, ...).
+    pub content_headers: Vec<(String, String)>,
+    /// ETag the metadata belongs to.
+    pub etag: Option<String>,
+}
+
+/// One inode.
+#[derive(Debug)]
+pub struct Node {
+    /// Inode number.
+    pub ino: u64,
+    /// Parent inode (the root is its own parent); 0 once unlinked.
+    pub parent: u64,
+    /// Name within the parent.
+    pub name: String,
+    /// Kind.
+    pub kind: NodeKind,
+    /// Attributes.
+    pub attr: NodeAttr,
+    /// Attributes are trusted until then.
+    pub attr_expires: Instant,
+    /// Full metadata from a HEAD, if loaded.
+    pub meta: Option<ObjectMeta>,
+    /// `meta` is trusted until then.
+    pub meta_expires: Instant,
+    /// Directories: a `dir/` marker object exists.
+    pub has_marker: bool,
+    /// Directories: children by name.
+    pub children: HashMap<String, u64>,
+    /// Directories: `children` is a complete listing until then.
+    pub listing_expires: Option<Instant>,
+    /// Directories: names known absent, until when.
+    pub negative: HashMap<String, Instant>,
+    /// Kernel lookup count.
+    pub lookups: u64,
+}
+
+impl Node {
+    fn new(ino: u64, parent: u64, name: String, kind: NodeKind, attr: NodeAttr, expires: Instant) -> Self {
+        Node {
+            ino,
+            parent,
+            name,
+            kind,
+            attr,
+            attr_expires: expires,
+            meta: None,
+            meta_expires: expires,
+            has_marker: false,
+            children: HashMap::new(),
+            listing_expires: None,
+            negative: HashMap::new(),
+            lookups: 0,
+        }
+    }
+
+    /// True if the attributes are still fresh.
+    pub fn attr_fresh(&self, now: Instant) -> bool {
+        now < self.attr_expires
+    }
+
+    /// Fresh HEAD metadata, if any.
+    pub fn fresh_meta(&self, now: Instant) -> Option<&ObjectMeta> {
+        self.meta.as_ref().filter(|_| now < self.meta_expires)
+    }
+
+    /// True if `children` is a complete, fresh listing.
+    pub fn listing_fresh(&self, now: Instant) -> bool {
+        self.listing_expires.is_some_and(|t| now < t)
+    }
+}
+
+/// The table of inodes.
+#[derive(Debug)]
+pub struct InodeTable {
+    nodes: HashMap<u64, Node>,
+    next_ino: u64,
+    prefix: String,
+}
+
+impl InodeTable {
+    /// A table whose root directory is the key prefix `prefix` ("" or ending in "/").
+    pub fn new(prefix: &str) -> Self {
+        let mut nodes = HashMap::new();
+        let now = Instant::now();
+        let mut root = Node::new(ROOT_INO, ROOT_INO, String::new(), NodeKind::Dir, NodeAttr::dir(), now);
+        root.lookups = 1;
+        nodes.insert(ROOT_INO, root);
+        InodeTable {
+            nodes,
+            next_ino: ROOT_INO + 1,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The root's key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A node.
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    /// A node, mutably.
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// The object key of a node: directories end in "/", the root is the prefix.
+    /// `None` for an unknown or unlinked node.
+    pub fn key_of(&self, ino: u64) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut cur = self.nodes.get(&ino)?;
+        let is_dir = cur.kind == NodeKind::Dir;
+        while cur.ino != ROOT_INO {
+            if cur.parent == 0 {
+                return None;
+            }
+            parts.push(cur.name.as_str());
+            cur = self.nodes.get(&cur.parent)?;
+        }
+        let mut key = self.prefix.clone();
+        for (i, p) in parts.iter().rev().enumerate() {
+            key.push_str(p);
+            if i + 1 < parts.len() || is_dir {
+                key.push('/');
+            }
+        }
+        Some(key)
+    }
+
+    /// The child `name` of `parent`, if known.
+    pub fn child(&self, parent: u64, name: &str) -> Option<u64> {
+        self.nodes.get(&parent)?.children.get(name).copied()
+    }
+
+    /// Create or update the child `name` of `parent`; returns its inode. A known child whose
+    /// kind changed (a file replaced by a directory) gets the new kind.
+    pub fn upsert_child(
+        &mut self,
+        parent: u64,
+        name: &str,
+        kind: NodeKind,
+        attr: NodeAttr,
+        expires: Instant,
+    ) -> u64 {
+        if let Some(ino) = self.child(parent, name) {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                if n.kind != kind {
+                    n.kind = kind;
+                    n.meta = None;
+                    n.children.clear();
+                    n.listing_expires = None;
+                }
+                n.attr = attr;
+                n.attr_expires = expires;
+                return ino;
+            }
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.nodes.insert(ino, Node::new(ino, parent, name.to_string(), kind, attr, expires));
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            p.children.insert(name.to_string(), ino);
+            p.negative.remove(name);
+        }
+        ino
+    }
+
+    /// Unlink the child `name` of `parent`. The node survives while the kernel holds it.
+    pub fn remove_child(&mut self, parent: u64, name: &str) -> Option<u64> {
+        let ino = self.nodes.get_mut(&parent)?.children.remove(name)?;
+        self.detach(ino);
+        Some(ino)
+    }
+
+    fn detach(&mut self, ino: u64) {
+        let children: Vec<u64> = match self.nodes.get_mut(&ino) {
+            Some(n) => {
+                n.parent = 0;
+                n.children.drain().map(|(_, c)| c).collect()
+            }
+            None => return,
+        };
+        for c in children {
+            self.detach(c);
+        }
+        self.drop_if_unused(ino);
+    }
+
+    /// Move the child `name` of `parent` to `new_parent` as `new_name`, replacing (unlinking) any
+    /// node there. Returns the moved inode.
+    pub fn move_child(&mut self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Option<u64> {
+        let ino = self.nodes.get_mut(&parent)?.children.remove(name)?;
+        self.remove_child(new_parent, new_name);
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.parent = new_parent;
+            n.name = new_name.to_string();
+        }
+        if let Some(p) = self.nodes.get_mut(&new_parent) {
+            p.children.insert(new_name.to_string(), ino);
+            p.negative.remove(new_name);
+        }
+        Some(ino)
+    }
+
+    /// Remember that `name` is absent from `parent` until `until`.
+    pub fn set_negative(&mut self, parent: u64, name: &str, until: Instant) {
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            p.negative.insert(name.to_string(), until);
+        }
+    }
+
+    /// True if `name` is known absent from `parent` now.
+    pub fn is_negative(&self, parent: u64, name: &str, now: Instant) -> bool {
+        self.nodes
+            .get(&parent)
+            .and_then(|p| p.negative.get(name))
+            .is_some_and(|t| now < *t)
+    }
+
+    /// Forget all cached knowledge under a directory (after a change made behind our back, or
+    /// when a rename moved many keys).
+    pub fn invalidate_dir(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.listing_expires = None;
+            n.negative.clear();
+        }
+    }
+
+    /// The kernel dropped `n` lookups of `ino`.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+        self.drop_if_unused(ino);
+    }
+
+    /// Count one kernel lookup of `ino`.
+    pub fn add_lookup(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.lookups += 1;
+        }
+    }
+
+    fn drop_if_unused(&mut self, ino: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        if let Some(n) = self.nodes.get(&ino) {
+            if n.parent == 0 && n.lookups == 0 {
+                self.nodes.remove(&ino);
+            }
+        }
+    }
+
+    /// Number of nodes (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True if only the root is known.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() <= 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn file(size: u64) -> NodeAttr {
+        NodeAttr {
+            size,
+            ..NodeAttr::dir()
+        }
+    }
+
+    #[test]
+    fn keys_follow_renames() {
+        let mut t = InodeTable::new("pre/");
+        let later = Instant::now() + Duration::from_secs(5);
+        let a = t.upsert_child(ROOT_INO, "a", NodeKind::Dir, NodeAttr::dir(), later);
+        let b = t.upsert_child(a, "b", NodeKind::Dir, NodeAttr::dir(), later);
+        let f = t.upsert_child(b, "f.txt", NodeKind::File, file(3), later);
+        assert_eq!(t.key_of(ROOT_INO).as_deref(), Some("pre/"));
+        assert_eq!(t.key_of(b).as_deref(), Some("pre/a/b/"));
+        assert_eq!(t.key_of(f).as_deref(), Some("pre/a/b/f.txt"));
+        assert_eq!(t.move_child(ROOT_INO, "a", ROOT_INO, "z"), Some(a));
+        assert_eq!(t.key_of(f).as_deref(), Some("pre/z/b/f.txt"));
+        assert_eq!(t.child(ROOT_INO, "a"), None);
+    }
+
+    #[test]
+    fn unlinked_nodes_live_while_looked_up() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(5);
+        let f = t.upsert_child(ROOT_INO, "f", NodeKind::File, file(1), later);
+        t.add_lookup(f);
+        t.remove_child(ROOT_INO, "f");
+        assert!(t.get(f).is_some());
+        assert_eq!(t.key_of(f), None);
+        t.forget(f, 1);
+        assert!(t.get(f).is_none());
+    }
+
+    #[test]
+    fn negative_entries_expire_and_clear_on_create() {
+        let mut t = InodeTable::new("");
+        let now = Instant::now();
+        t.set_negative(ROOT_INO, "x", now + Duration::from_secs(1));
+        assert!(t.is_negative(ROOT_INO, "x", now));
+        assert!(!t.is_negative(ROOT_INO, "x", now + Duration::from_secs(2)));
+        t.upsert_child(ROOT_INO, "x", NodeKind::File, file(0), now);
+        assert!(!t.is_negative(ROOT_INO, "x", now));
+    }
+
+    #[test]
+    fn kind_change_resets_dir_state() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(5);
+        let x = t.upsert_child(ROOT_INO, "x", NodeKind::File, file(1), later);
+        let y = t.upsert_child(ROOT_INO, "x", NodeKind::Dir, NodeAttr::dir(), later);
+        assert_eq!(x, y);
+        assert_eq!(t.get(x).map(|n| n.kind), Some(NodeKind::Dir));
+        assert_eq!(t.key_of(x).as_deref(), Some("x/"));
+    }
+}

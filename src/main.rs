@@ -1,0 +1,3 @@
+fn main() {
+    println!("s3mount: mount command coming");
+}

@@ -1,0 +1,254 @@
+//! `StorageError`: every way an S3 operation can fail, with the errno the file system answers.
+//!
+//! One enum for the whole library so that callers (the seed-style `Storage` API and the FUSE
+//! layer alike) match on meaning — not found, denied, precondition failed, the network — rather
+//! than on HTTP details. Messages name the bucket, the key and the S3 error code, so a log line
+//! is enough to tell what happened; they never contain credentials.
+
+use std::fmt;
+
+/// An S3 (or local I/O) failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object (or the bucket, when `key` is empty) does not exist: 404.
+    #[error("s3://{bucket}/{key}: not found{}", code_suffix(.code))]
+    NotFound {
+        /// Bucket asked for.
+        bucket: String,
+        /// Key asked for ("" for a bucket-level request).
+        key: String,
+        /// S3 error code (`NoSuchKey`, `NoSuchBucket`, `NoSuchUpload`), when the server sent one.
+        code: Option<String>,
+    },
+    /// The bucket does not exist.
+    #[error("bucket {bucket:?} does not exist (NoSuchBucket)")]
+    NoSuchBucket {
+        /// Bucket asked for.
+        bucket: String,
+    },
+    /// 403: the credentials are wrong, or the policy does not allow the action.
+    #[error("s3://{bucket}/{key}: access denied ({code}{}): {message}{}", action_hint(.action), request_id_suffix(.request_id))]
+    AccessDenied {
+        /// Bucket asked for.
+        bucket: String,
+        /// Key asked for.
+        key: String,
+        /// `AccessDenied`, `SignatureDoesNotMatch`, `InvalidAccessKeyId`, ...
+        code: String,
+        /// Server's message.
+        message: String,
+        /// The IAM action that the request needed (e.g. `s3:ListBucket`).
+        action: Option<&'static str>,
+        /// `x-amz-request-id` of the reply.
+        request_id: Option<String>,
+    },
+    /// 412: an `If-Match` / `If-None-Match` / copy-source condition did not hold.
+    #[error("s3://{bucket}/{key}: precondition failed (the object changed or already exists)")]
+    PreconditionFailed {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// Any other error reply from the server.
+    #[error("s3://{bucket}/{key}: HTTP {status}{}: {message}{}", code_suffix(.code), request_id_suffix(.request_id))]
+    Http {
+        /// HTTP status.
+        status: u16,
+        /// S3 error code, if the body carried one.
+        code: Option<String>,
+        /// Server's message (or a short excerpt of the body).
+        message: String,
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// `x-amz-request-id` of the reply.
+        request_id: Option<String>,
+    },
+    /// The server could not be reached or the connection broke (after retries).
+    #[error("{what}: network error: {detail}")]
+    Network {
+        /// What was being done, e.g. `GET s3://b/k`.
+        what: String,
+        /// The transport's error.
+        detail: String,
+    },
+    /// No reply within the configured timeout (after retries).
+    #[error("{what}: timed out")]
+    Timeout {
+        /// What was being done.
+        what: String,
+    },
+    /// The server's reply was not what S3 sends (bad XML, missing header, short body...).
+    #[error("{what}: bad reply from server: {detail}")]
+    BadReply {
+        /// What was being done.
+        what: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A key, bucket, metadata name or value the library refuses before sending anything.
+    #[error("invalid {what}: {detail}")]
+    InvalidInput {
+        /// What was invalid ("key", "metadata name", ...).
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// An `S3Name` without a bucket, and the `Storage` has no default bucket.
+    #[error("no bucket given for key {key:?} and no default bucket configured")]
+    NoBucket {
+        /// The key.
+        key: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The local path (or a description).
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+}
+
+fn request_id_suffix(id: &Option<String>) -> String {
+    id.as_ref()
+        .map(|i| format!(" [request id {i}]"))
+        .unwrap_or_default()
+}
+
+fn action_hint(action: &Option<&'static str>) -> String {
+    action
+        .map(|a| format!("; the policy must allow {a}"))
+        .unwrap_or_default()
+}
+
+/// Result alias used throughout the library.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl StorageError {
+    /// The errno a file system call should answer for this error.
+    ///
+    /// 404 → ENOENT, 403 → EACCES, 412 → EIO (callers that create with `O_EXCL` map it to
+    /// EEXIST themselves), invalid input → EINVAL, network/timeouts/5xx → EIO.
+    pub fn errno(&self) -> i32 {
+        match self {
+            StorageError::NotFound { .. } | StorageError::NoSuchBucket { .. } => libc::ENOENT,
+            StorageError::AccessDenied { .. } => libc::EACCES,
+            StorageError::PreconditionFailed { .. } => libc::EIO,
+            StorageError::Http { status, code, .. } => match (*status, code.as_deref()) {
+                (416, _) => libc::EINVAL,
+                (_, Some("EntityTooLarge")) => libc::EFBIG,
+                (_, Some("KeyTooLongError")) => libc::ENAMETOOLONG,
+                (_, Some("MetadataTooLarge")) => libc::E2BIG,
+                (400, Some("InvalidArgument")) => libc::EINVAL,
+                (409, _) => libc::EBUSY,
+                _ => libc::EIO,
+            },
+            StorageError::Network { .. } | StorageError::Timeout { .. } => libc::EIO,
+            StorageError::BadReply { .. } => libc::EIO,
+            StorageError::InvalidInput { .. } => libc::EINVAL,
+            StorageError::NoBucket { .. } => libc::EINVAL,
+            StorageError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// True for a missing object or bucket.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StorageError::NotFound { .. } | StorageError::NoSuchBucket { .. }
+        )
+    }
+
+    /// True for a failed `If-Match` / `If-None-Match` condition.
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self, StorageError::PreconditionFailed { .. })
+    }
+
+    /// True when retrying the same request later may succeed (network, timeout, 5xx, throttling).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::Network { .. } | StorageError::Timeout { .. } => true,
+            StorageError::Http { status, code, .. } => is_retryable_status(*status, code.as_deref()),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        StorageError::InvalidInput {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Statuses and codes worth another try: S3 asks clients to retry these with backoff.
+pub(crate) fn is_retryable_status(status: u16, code: Option<&str>) -> bool {
+    matches!(status, 500 | 502 | 503 | 504)
+        || matches!(
+            code,
+            Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_mapping() {
+        let nf = StorageError::NotFound {
+            bucket: "b".into(),
+            key: "k".into(),
+            code: Some("NoSuchKey".into()),
+        };
+        assert_eq!(nf.errno(), libc::ENOENT);
+        assert!(nf.is_not_found());
+        assert_eq!(nf.to_string(), "s3://b/k: not found (NoSuchKey)");
+        let denied = StorageError::AccessDenied {
+            bucket: "b".into(),
+            key: "".into(),
+            code: "AccessDenied".into(),
+            message: "nope".into(),
+            action: Some("s3:ListBucket"),
+            request_id: Some("R1".into()),
+        };
+        assert_eq!(denied.errno(), libc::EACCES);
+        assert!(denied.to_string().contains("s3:ListBucket"));
+        assert!(denied.to_string().contains("R1"));
+        let slow = StorageError::Http {
+            status: 503,
+            code: Some("SlowDown".into()),
+            message: "".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            request_id: None,
+        };
+        assert!(slow.is_transient());
+        assert_eq!(slow.errno(), libc::EIO);
+        let range = StorageError::Http {
+            status: 416,
+            code: Some("InvalidRange".into()),
+            message: "".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            request_id: None,
+        };
+        assert_eq!(range.errno(), libc::EINVAL);
+        assert!(!range.is_transient());
+    }
+}

@@ -1,0 +1,298 @@
+//! User metadata (`x-amz-meta-*`) and the headers that describe an object's content.
+//!
+//! S3 stores user metadata as HTTP headers, so names are case-insensitive (S3 lower-cases them)
+//! and values must be header-safe. Values that are not printable ASCII are stored RFC 2047
+//! encoded (`=?UTF-8?B?…?=`), the form AWS itself uses when it returns non-ASCII metadata, and are
+//! decoded on the way back, so any UTF-8 string round-trips.
+//!
+//! [`Metadata`] keys are the full lower-case header names (`x-amz-meta-color`), as in the seed
+//! connector, where `metadata == headers` for the `x-amz-meta-*` part of the headers.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+
+use super::error::{Result, StorageError};
+
+/// The prefix of every user-metadata header.
+pub const META_PREFIX: &str = "x-amz-meta-";
+
+/// S3 limits user metadata to 2 KB: the sum of the bytes of every name (without the prefix) and
+/// value as sent.
+pub const MAX_USER_METADATA_BYTES: usize = 2048;
+
+/// Content headers an object keeps across a metadata-only self-copy. With
+/// `x-amz-metadata-directive: REPLACE` S3 forgets them unless they are sent again.
+pub const CONTENT_HEADERS: &[&str] = &[
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+];
+
+/// An object's user metadata: lower-case `x-amz-meta-NAME` → decoded value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata(BTreeMap<String, String>);
+
+impl Metadata {
+    /// An empty set.
+    pub fn new() -> Self {
+        Metadata::default()
+    }
+
+    /// Look a value up by full header name (`x-amz-meta-color`) or short name (`color`),
+    /// case-insensitively.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(&full_name(name)).map(String::as_str)
+    }
+
+    /// Set a value; `name` may be the full header name or the short one.
+    pub fn insert(&mut self, name: &str, value: impl Into<String>) {
+        self.0.insert(full_name(name), value.into());
+    }
+
+    /// Remove a value; returns it if present.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.0.remove(&full_name(name))
+    }
+
+    /// Iterate `(full header name, value)` pairs in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there is no user metadata.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Collect the `x-amz-meta-*` entries of a header list, decoding RFC 2047 values.
+    pub fn from_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut m = Metadata::new();
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with(META_PREFIX) && lower.len() > META_PREFIX.len() {
+                m.0.insert(lower, decode_value(value));
+            }
+        }
+        m
+    }
+
+    /// Validate and encode as request headers (`x-amz-meta-name`, header-safe value).
+    ///
+    /// Errors: a name that is not an HTTP token, or more than [`MAX_USER_METADATA_BYTES`] in all.
+    pub fn to_headers(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::with_capacity(self.0.len());
+        let mut total = 0usize;
+        for (name, value) in &self.0 {
+            let short = &name[META_PREFIX.len()..];
+            validate_name(short)?;
+            let encoded = encode_value(value);
+            total += short.len() + encoded.len();
+            out.push((name.clone(), encoded));
+        }
+        if total > MAX_USER_METADATA_BYTES {
+            return Err(StorageError::invalid(
+                "metadata",
+                format!("{total} bytes of user metadata; S3 allows at most {MAX_USER_METADATA_BYTES}"),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Bytes this metadata takes against the S3 limit.
+    pub fn encoded_size(&self) -> usize {
+        self.0
+            .iter()
+            .map(|(n, v)| n.len() - META_PREFIX.len() + encode_value(v).len())
+            .sum()
+    }
+}
+
+impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut m = Metadata::new();
+        for (k, v) in iter {
+            m.insert(k.as_ref(), v);
+        }
+        m
+    }
+}
+
+fn full_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with(META_PREFIX) {
+        lower
+    } else {
+        format!("{META_PREFIX}{lower}")
+    }
+}
+
+/// A metadata name must be a non-empty HTTP token (RFC 9110 `tchar`s).
+pub fn validate_name(short: &str) -> Result<()> {
+    let ok = !short.is_empty()
+        && short.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::invalid(
+            "metadata name",
+            format!("{short:?}: only letters, digits and !#$%&'*+-.^_`|~ are allowed"),
+        ))
+    }
+}
+
+/// Header-safe form of a value: printable ASCII as is (S3 trims surrounding spaces, so a value
+/// with them is encoded too), everything else RFC 2047 base64.
+pub fn encode_value(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && !looks_encoded(value);
+    if plain {
+        value.to_string()
+    } else {
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value.as_bytes())
+        )
+    }
+}
+
+fn looks_encoded(v: &str) -> bool {
+    v.starts_with("=?") && v.ends_with("?=")
+}
+
+/// Decode an RFC 2047 encoded-word (`=?charset?B|Q?text?=`, UTF-8 or ASCII charsets); anything
+/// else, or anything malformed, is returned as it came.
+pub fn decode_value(value: &str) -> String {
+    decode_encoded_word(value.trim()).unwrap_or_else(|| value.to_string())
+}
+
+fn decode_encoded_word(v: &str) -> Option<String> {
+    let inner = v.strip_prefix("=?")?.strip_suffix("?=")?;
+    let mut parts = inner.splitn(3, '?');
+    let charset = parts.next()?.to_ascii_lowercase();
+    let encoding = parts.next()?.to_ascii_lowercase();
+    let text = parts.next()?;
+    if !matches!(charset.as_str(), "utf-8" | "us-ascii" | "utf8") {
+        return None;
+    }
+    let bytes = match encoding.as_str() {
+        "b" => base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .ok()?,
+        "q" => decode_q(text)?,
+        _ => return None,
+    };
+    String::from_utf8(bytes).ok()
+}
+
+fn decode_q(text: &str) -> Option<Vec<u8>> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'_' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'=' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let s = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(s, 16).ok()?);
+                i += 3;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_case_insensitive_and_prefixed() {
+        let mut m = Metadata::new();
+        m.insert("Color", "red");
+        assert_eq!(m.get("x-amz-meta-color"), Some("red"));
+        assert_eq!(m.get("COLOR"), Some("red"));
+        m.insert("X-Amz-Meta-State", "new");
+        assert_eq!(m.iter().count(), 2);
+        assert_eq!(m.remove("state"), Some("new".into()));
+    }
+
+    #[test]
+    fn ascii_values_go_plain_and_others_round_trip() {
+        assert_eq!(encode_value("processed"), "processed");
+        for v in ["héllo wörld", "日本語", "line\nbreak", " padded ", "=?x?=", "", "tab\t"] {
+            let e = encode_value(v);
+            assert!(e.bytes().all(|b| (0x20..0x7f).contains(&b)), "{e:?}");
+            assert_eq!(decode_value(&e), v, "{v:?}");
+        }
+        assert_eq!(decode_value("=?utf-8?Q?caf=C3=A9_au_lait?="), "café au lait");
+        assert_eq!(decode_value("=?UTF-8?B?!!!?="), "=?UTF-8?B?!!!?=");
+        assert_eq!(decode_value("=?"), "=?");
+    }
+
+    #[test]
+    fn from_headers_picks_only_metadata() {
+        let h = [
+            ("Content-Type", "text/plain"),
+            ("x-amz-meta-color", "red"),
+            ("X-AMZ-META-Name", "=?UTF-8?B?w6k=?="),
+            ("x-amz-meta-", "ignored"),
+        ];
+        let m = Metadata::from_headers(h);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.get("name"), Some("é"));
+    }
+
+    #[test]
+    fn limits_and_bad_names() {
+        let mut m = Metadata::new();
+        m.insert("big", "x".repeat(MAX_USER_METADATA_BYTES));
+        assert!(m.to_headers().is_err());
+        let mut m = Metadata::new();
+        m.insert("bad name", "v");
+        assert!(m.to_headers().is_err());
+        let mut m = Metadata::new();
+        m.insert("ok", "v");
+        assert_eq!(
+            m.to_headers().ok(),
+            Some(vec![("x-amz-meta-ok".to_string(), "v".to_string())])
+        );
+    }
+}

@@ -1,0 +1,1190 @@
+//! The S3 XML documents s3mount reads and writes, on top of quick-xml.
+//!
+//! Replies (ListObjectsV2, InitiateMultipartUpload, CopyObject / UploadPartCopy,
+//! CompleteMultipartUpload, DeleteObjects, error bodies) are first read into a tiny element tree
+//! and then picked apart by local name. That makes the parsers tolerant of what real servers do:
+//! namespaces and prefixes, any element order, unknown elements, whitespace (including the
+//! keep-alive spaces S3 sends before a late CompleteMultipartUpload reply). Text is kept exactly
+//! (object keys may start or end with spaces); numbers and booleans are trimmed before parsing.
+//!
+//! Everything here reads bytes from the network, so nothing may panic: no `unwrap`, no indexing
+//! that can go out of range, and element nesting is capped so neither building nor dropping the
+//! tree can recurse without bound. Bad documents become an [`XmlError`] naming what is wrong.
+//!
+//! The two request bodies (CompleteMultipartUpload, DeleteObjects) are built here too, with
+//! XML escaping, so that any key S3 can store can also be deleted.
+
+use percent_encoding::percent_decode_str;
+use quick_xml::events::Event;
+use quick_xml::Reader;
+use std::time::SystemTime;
+
+/// Deepest element nesting accepted; real S3 replies are at most 3 levels deep.
+const MAX_DEPTH: usize = 32;
+/// Longest excerpt of a bad value quoted in an error message.
+const MAX_QUOTED: usize = 64;
+const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// What is wrong with an S3 XML document.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum XmlError {
+    #[error("malformed XML: {0}")]
+    Malformed(String),
+    #[error("empty XML document")]
+    Empty,
+    #[error("XML elements nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("expected root element <{expected}>, found <{found}>")]
+    UnexpectedRoot {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("missing required element <{0}>")]
+    Missing(&'static str),
+    #[error("element <{element}> is not a valid number: {value:?}")]
+    BadNumber {
+        element: &'static str,
+        value: String,
+    },
+    #[error("element <{element}> is not a valid boolean: {value:?}")]
+    BadBool {
+        element: &'static str,
+        value: String,
+    },
+    #[error("listing is truncated but has no <NextContinuationToken>")]
+    MissingContinuationToken,
+    #[error("key {0:?} contains a character that XML 1.0 cannot carry")]
+    UnrepresentableKey(String),
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    /// Quotes stripped.
+    pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// One page of ListObjectsV2.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    pub next_continuation_token: Option<String>,
+    /// Lossy renderings of keys/prefixes that were not valid UTF-8 after url-decoding.
+    pub skipped_invalid: Vec<String>,
+}
+
+/// The body of an S3 `<Error>` reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3ErrorBody {
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub key: Option<String>,
+    pub resource: Option<String>,
+}
+
+impl std::fmt::Display for S3ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(key) = &self.key {
+            write!(f, " (key {key:?})")?;
+        }
+        Ok(())
+    }
+}
+
+/// ETag and date of a copy or a completed multipart upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyResult {
+    pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// Why a CopyObject / UploadPartCopy / CompleteMultipartUpload reply is not a success.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyError {
+    /// S3 answered (possibly with 200 OK) with an `<Error>` document.
+    S3(S3ErrorBody),
+    /// The reply could not be understood.
+    Xml(XmlError),
+}
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyError::S3(body) => write!(f, "S3 error {body}"),
+            ReplyError::Xml(e) => write!(f, "bad reply: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+impl From<XmlError> for ReplyError {
+    fn from(e: XmlError) -> Self {
+        ReplyError::Xml(e)
+    }
+}
+
+/// Outcome of DeleteObjects.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeleteResult {
+    pub deleted: Vec<String>,
+    /// (key, code, message)
+    pub errors: Vec<(String, String, String)>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal element tree.
+
+#[derive(Debug, Default)]
+struct Node {
+    /// Local name (namespace prefix dropped).
+    name: String,
+    /// Concatenated text and CDATA directly inside this element.
+    text: String,
+    children: Vec<Node>,
+}
+
+impl Node {
+    fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    fn text_of(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.as_str())
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, XmlError> {
+        self.text_of(name).ok_or(XmlError::Missing(name))
+    }
+}
+
+fn quote(value: &str) -> String {
+    value.chars().take(MAX_QUOTED).collect()
+}
+
+fn malformed(e: impl std::fmt::Display) -> XmlError {
+    XmlError::Malformed(e.to_string())
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, XmlError> {
+    std::str::from_utf8(bytes).map_err(|_| XmlError::Malformed("invalid UTF-8".into()))
+}
+
+/// Parse a whole document into its root element.
+fn parse_tree(body: &[u8]) -> Result<Node, XmlError> {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    let body = body.get(start..).unwrap_or_default();
+    if body.is_empty() {
+        return Err(XmlError::Empty);
+    }
+    let mut reader = Reader::from_reader(body);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Node> = Vec::new();
+    let mut root: Option<Node> = None;
+    loop {
+        let event = reader.read_event().map_err(malformed)?;
+        match event {
+            Event::Start(e) => {
+                if root.is_some() {
+                    return Err(XmlError::Malformed("content after the root element".into()));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
+                let name = utf8(e.local_name().as_ref())?.to_string();
+                stack.push(Node {
+                    name,
+                    ..Node::default()
+                });
+            }
+            Event::Empty(e) => {
+                let node = Node {
+                    name: utf8(e.local_name().as_ref())?.to_string(),
+                    ..Node::default()
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None if root.is_none() => root = Some(node),
+                    None => {
+                        return Err(XmlError::Malformed("content after the root element".into()))
+                    }
+                }
+            }
+            Event::End(_) => {
+                let node = stack
+                    .pop()
+                    .ok_or_else(|| XmlError::Malformed("unmatched end tag".into()))?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None => root = Some(node),
+                }
+            }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(malformed)?;
+                if let Some(cur) = stack.last_mut() {
+                    cur.text.push_str(&text);
+                } else if !text.trim().is_empty() {
+                    return Err(XmlError::Malformed("text outside the root element".into()));
+                }
+            }
+            Event::CData(c) => {
+                let raw = c.into_inner();
+                let text = utf8(&raw)?;
+                if let Some(cur) = stack.last_mut() {
+                    cur.text.push_str(text);
+                }
+            }
+            Event::Eof => break,
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError::Malformed(
+            "document ends inside an element".into(),
+        ));
+    }
+    root.ok_or(XmlError::Empty)
+}
+
+fn parse_root(body: &[u8], expected: &'static str) -> Result<Node, XmlError> {
+    let root = parse_tree(body)?;
+    if root.name != expected {
+        return Err(XmlError::UnexpectedRoot {
+            expected,
+            found: quote(&root.name),
+        });
+    }
+    Ok(root)
+}
+
+fn parse_u64(element: &'static str, value: &str) -> Result<u64, XmlError> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| XmlError::BadNumber {
+            element,
+            value: quote(value),
+        })
+}
+
+fn parse_bool(element: &'static str, value: &str) -> Result<bool, XmlError> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(XmlError::BadBool {
+            element,
+            value: quote(value),
+        }),
+    }
+}
+
+fn strip_etag(raw: &str) -> String {
+    let t = raw.trim();
+    let t = t.strip_prefix('"').unwrap_or(t);
+    let t = t.strip_suffix('"').unwrap_or(t);
+    t.to_string()
+}
+
+fn etag_of(node: &Node) -> Option<String> {
+    node.text_of("ETag")
+        .map(strip_etag)
+        .filter(|e| !e.is_empty())
+}
+
+/// Undo `EncodingType=url` (form style: `+` is a space, `%XX` a byte). `Err` holds a lossy
+/// rendering when the bytes are not UTF-8.
+fn url_decode(value: &str) -> Result<String, String> {
+    let plus_as_space = value.replace('+', " ");
+    let bytes: Vec<u8> = percent_decode_str(&plus_as_space).collect();
+    String::from_utf8(bytes).map_err(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// ISO-8601 / RFC 3339 UTC timestamp as S3 writes it, e.g. `2009-10-12T17:50:30.000Z`
+/// (fractional seconds optional; a missing zone designator is read as UTC, as in the
+/// CopyObject example of the S3 reference). `None` when it cannot be read.
+pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Some(t);
+    }
+    // Some servers write an explicit zero offset instead of `Z`.
+    let zulu = s
+        .strip_suffix("+00:00")
+        .or_else(|| s.strip_suffix("-00:00"))?;
+    humantime::parse_rfc3339(&format!("{zulu}Z")).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies.
+
+/// Parse one ListObjectsV2 page. With `<EncodingType>url</EncodingType>`, keys and common
+/// prefixes are url-decoded (the continuation token is never encoded); those that are not UTF-8
+/// afterwards are reported in `skipped_invalid` instead of `objects` / `common_prefixes`.
+pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, XmlError> {
+    let root = parse_root(body, "ListBucketResult")?;
+    let url = root
+        .text_of("EncodingType")
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("url"));
+    let mut page = ListPage {
+        is_truncated: match root.text_of("IsTruncated") {
+            Some(v) => parse_bool("IsTruncated", v)?,
+            None => false,
+        },
+        next_continuation_token: root
+            .text_of("NextContinuationToken")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        ..ListPage::default()
+    };
+    if page.is_truncated && page.next_continuation_token.is_none() {
+        return Err(XmlError::MissingContinuationToken);
+    }
+    let decode = |raw: &str| -> Result<String, String> {
+        if url {
+            url_decode(raw)
+        } else {
+            Ok(raw.to_string())
+        }
+    };
+    for item in root.children("Contents") {
+        let raw_key = item.required("Key")?;
+        let size = parse_u64("Size", item.required("Size")?)?;
+        match decode(raw_key) {
+            Ok(key) => page.objects.push(ListedObject {
+                key,
+                size,
+                etag: etag_of(item),
+                last_modified: item.text_of("LastModified").and_then(parse_iso8601),
+            }),
+            Err(lossy) => page.skipped_invalid.push(lossy),
+        }
+    }
+    for group in root.children("CommonPrefixes") {
+        for prefix in group.children("Prefix") {
+            match decode(&prefix.text) {
+                Ok(p) => page.common_prefixes.push(p),
+                Err(lossy) => page.skipped_invalid.push(lossy),
+            }
+        }
+    }
+    Ok(page)
+}
+
+/// The `<Error>` document of a failed request; `None` when `body` is not one.
+pub fn parse_error(body: &[u8]) -> Option<S3ErrorBody> {
+    let root = parse_tree(body).ok()?;
+    if root.name != "Error" {
+        return None;
+    }
+    let opt = |name: &str| root.text_of(name).map(str::to_string);
+    Some(S3ErrorBody {
+        code: root.text_of("Code").unwrap_or_default().trim().to_string(),
+        message: opt("Message").unwrap_or_default(),
+        request_id: opt("RequestId"),
+        key: opt("Key"),
+        resource: opt("Resource"),
+    })
+}
+
+/// The `UploadId` of an InitiateMultipartUpload reply.
+pub fn parse_initiate_multipart(body: &[u8]) -> Result<String, XmlError> {
+    let root = parse_root(body, "InitiateMultipartUploadResult")?;
+    let id = root.required("UploadId")?.trim();
+    if id.is_empty() {
+        return Err(XmlError::Missing("UploadId"));
+    }
+    Ok(id.to_string())
+}
+
+fn error_or_tree(body: &[u8]) -> Result<Node, ReplyError> {
+    let root = parse_tree(body)?;
+    if root.name == "Error" {
+        // Re-reading is cheap and keeps one definition of an error body.
+        if let Some(err) = parse_error(body) {
+            return Err(ReplyError::S3(err));
+        }
+    }
+    Ok(root)
+}
+
+/// A CopyObject (`<CopyObjectResult>`) or UploadPartCopy (`<CopyPartResult>`) reply. S3 may
+/// answer 200 OK with an `<Error>` body; that is `Err(ReplyError::S3)`.
+pub fn parse_copy_result(body: &[u8]) -> Result<CopyResult, ReplyError> {
+    let root = error_or_tree(body)?;
+    if root.name != "CopyObjectResult" && root.name != "CopyPartResult" {
+        return Err(ReplyError::Xml(XmlError::UnexpectedRoot {
+            expected: "CopyObjectResult",
+            found: quote(&root.name),
+        }));
+    }
+    Ok(CopyResult {
+        etag: etag_of(&root),
+        last_modified: root.text_of("LastModified").and_then(parse_iso8601),
+    })
+}
+
+/// A CompleteMultipartUpload reply: the new object's ETag (quotes stripped). S3 may answer
+/// 200 OK with an `<Error>` body; that is `Err(ReplyError::S3)`.
+pub fn parse_complete_multipart(body: &[u8]) -> Result<CopyResult, ReplyError> {
+    let root = error_or_tree(body)?;
+    if root.name != "CompleteMultipartUploadResult" {
+        return Err(ReplyError::Xml(XmlError::UnexpectedRoot {
+            expected: "CompleteMultipartUploadResult",
+            found: quote(&root.name),
+        }));
+    }
+    Ok(CopyResult {
+        etag: etag_of(&root),
+        last_modified: root.text_of("LastModified").and_then(parse_iso8601),
+    })
+}
+
+/// A DeleteObjects reply.
+pub fn parse_delete_result(body: &[u8]) -> Result<DeleteResult, XmlError> {
+    let root = parse_root(body, "DeleteResult")?;
+    let mut result = DeleteResult::default();
+    for d in root.children("Deleted") {
+        result.deleted.push(d.required("Key")?.to_string());
+    }
+    for e in root.children("Error") {
+        result.errors.push((
+            e.required("Key")?.to_string(),
+            e.text_of("Code").unwrap_or_default().trim().to_string(),
+            e.text_of("Message").unwrap_or_default().to_string(),
+        ));
+    }
+    Ok(result)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies.
+
+fn xml_char_ok(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// Escape text content. `\r` is written as a character reference so the server's line-end
+/// normalisation cannot turn it into `\n`. Characters XML 1.0 cannot carry are an error.
+fn escape_text(out: &mut String, s: &str) -> Result<(), ()> {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            c if xml_char_ok(c) => out.push(c),
+            _ => return Err(()),
+        }
+    }
+    Ok(())
+}
+
+/// The CompleteMultipartUpload request body. ETags are (re-)quoted; characters XML cannot carry
+/// (never present in a real ETag) are dropped.
+pub fn build_complete_multipart(parts: &[(u32, String)]) -> String {
+    let mut out = format!("<CompleteMultipartUpload xmlns=\"{S3_NS}\">");
+    for (number, etag) in parts {
+        let clean: String = strip_etag(etag)
+            .chars()
+            .filter(|&c| xml_char_ok(c))
+            .collect();
+        out.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>\""));
+        // Cannot fail: `clean` holds only characters XML can carry.
+        let _ = escape_text(&mut out, &clean);
+        out.push_str("\"</ETag></Part>");
+    }
+    out.push_str("</CompleteMultipartUpload>");
+    out
+}
+
+/// The DeleteObjects request body. A key holding a character XML 1.0 cannot carry (a control
+/// character other than tab, newline, carriage return) is an error: such an object has to be
+/// deleted with a single DeleteObject instead.
+pub fn build_delete_objects(keys: &[String], quiet: bool) -> Result<String, XmlError> {
+    let mut out = format!("<Delete xmlns=\"{S3_NS}\">");
+    if quiet {
+        out.push_str("<Quiet>true</Quiet>");
+    }
+    for key in keys {
+        out.push_str("<Object><Key>");
+        escape_text(&mut out, key).map_err(|()| XmlError::UnrepresentableKey(quote(key)))?;
+        out.push_str("</Key></Object>");
+    }
+    out.push_str("</Delete>");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    // ListObjectsV2 example of the S3 API reference (with a delimiter).
+    const LIST_COMMON_PREFIXES: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>example-bucket</Name>
+  <Prefix>photos/2006/</Prefix>
+  <KeyCount>3</KeyCount>
+  <MaxKeys>1000</MaxKeys>
+  <Delimiter>/</Delimiter>
+  <IsTruncated>false</IsTruncated>
+  <Contents>
+    <Key>photos/2006/index.html</Key>
+    <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+    <ETag>"fba9dede5f27731c9771645a39863328"</ETag>
+    <Size>434234</Size>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <CommonPrefixes>
+    <Prefix>photos/2006/February/</Prefix>
+  </CommonPrefixes>
+  <CommonPrefixes>
+    <Prefix>photos/2006/January/</Prefix>
+  </CommonPrefixes>
+</ListBucketResult>"#;
+
+    // Truncated page, as in the "list with continuation token" example.
+    const LIST_TRUNCATED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>bucket</Name>
+  <Prefix/>
+  <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>
+  <KeyCount>2</KeyCount>
+  <MaxKeys>2</MaxKeys>
+  <IsTruncated>true</IsTruncated>
+  <Contents>
+    <Key>happyface.jpg</Key>
+    <LastModified>2014-11-21T19:40:05.000Z</LastModified>
+    <ETag>&quot;70ee1738b6b21e2c8a43f3a5ab0eee71&quot;</ETag>
+    <Size>11</Size>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <Contents>
+    <Key>happyface.jpg</Key>
+    <LastModified>2014-11-21T19:40:05.000Z</LastModified>
+    <ETag>"becf17f89c30367a9a44495d62ed521a-1"</ETag>
+    <Size>1111</Size>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+</ListBucketResult>"#;
+
+    // EncodingType=url: S3 form-encodes keys (space as '+', '+' as %2B).
+    const LIST_URL_ENCODED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>dir%2F</Prefix><ContinuationToken>tok</ContinuationToken><KeyCount>5</KeyCount><MaxKeys>1000</MaxKeys><Delimiter>%2F</Delimiter><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated><Contents><Key>dir/my+file.txt</Key><LastModified>2024-01-02T03:04:05Z</LastModified><ETag>"a"</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>dir/a%2Bb%25c</Key><LastModified>2024-01-02T03:04:05.123Z</LastModified><ETag>"b"</ETag><Size>2</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>dir/caf%C3%A9%20%E2%9C%93</Key><LastModified>garbage</LastModified><Size>3</Size></Contents><Contents><Key>dir/bad%FF%FE</Key><Size>4</Size></Contents><Contents><Key>dir/tab%09%0D</Key><Size>5</Size></Contents><CommonPrefixes><Prefix>dir/sub+dir%2F/</Prefix></CommonPrefixes><CommonPrefixes><Prefix>dir/%C0/</Prefix></CommonPrefixes></ListBucketResult>"#;
+
+    const LIST_EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>empty-bucket</Name><Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>"#;
+
+    const ERR_NO_SUCH_KEY: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error>
+  <Code>NoSuchKey</Code>
+  <Message>The resource you requested does not exist</Message>
+  <Resource>/mybucket/myfoto.jpg</Resource>
+  <RequestId>4442587FB7D0A2F9</RequestId>
+</Error>"#;
+
+    const ERR_NO_SUCH_BUCKET: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>nope</BucketName><RequestId>TX4Y5Z6</RequestId><HostId>a2V5</HostId></Error>"#;
+
+    const ERR_SIGNATURE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided. Check your key and signing method.</Message><AWSAccessKeyId>AKIAIOSFODNN7EXAMPLE</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256
+20130524T000000Z
+20130524/us-east-1/s3/aws4_request
+7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972</StringToSign><SignatureProvided>f0e8</SignatureProvided><CanonicalRequest>GET
+/test.txt
+</CanonicalRequest><RequestId>85A6B4C1</RequestId><HostId>eHk=</HostId></Error>"#;
+
+    const ERR_ACCESS_DENIED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>656c76696e6727732072657175657374</RequestId><HostId>Uuag1LuByRx9e6j5Onimru9pO4ZVKnJ2Qz7/C1NPcfTWAtRPfTaOFg==</HostId></Error>"#;
+
+    const INITIATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>example-bucket</Bucket>
+  <Key>example-object</Key>
+  <UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId>
+</InitiateMultipartUploadResult>"#;
+
+    const COMPLETE_OK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Location>http://Example-Bucket.s3.us-east-1.amazonaws.com/Example-Object</Location>
+  <Bucket>Example-Bucket</Bucket>
+  <Key>Example-Object</Key>
+  <ETag>"3858f62230ac3c915f300c664312c11f-9"</ETag>
+</CompleteMultipartUploadResult>"#;
+
+    // The "200 OK with an error" example: keep-alive whitespace, then the error document.
+    const COMPLETE_200_ERROR: &str = "    \n      \n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>InternalError</Code>\n  <Message>We encountered an internal error. Please try again.</Message>\n  <RequestId>656c76696e6727732072657175657374</RequestId>\n  <HostId>Uuag1LuByRx9e6j5Onimru9pO4ZVKnJ2Qz7/C1NPcfTWAtRPfTaOFg==</HostId>\n</Error>";
+
+    const COPY_OBJECT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<CopyObjectResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+   <LastModified>2009-10-28T22:32:00</LastModified>
+   <ETag>"9b2cf535f27731c974343645a3985328"</ETag>
+</CopyObjectResult>"#;
+
+    const COPY_PART: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<CopyPartResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+   <LastModified>2009-10-28T22:32:00.000Z</LastModified>
+   <ETag>"9b2cf535f27731c974343645a3985328"</ETag>
+</CopyPartResult>"#;
+
+    const DELETE_RESULT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Deleted>
+    <Key>sample1.txt</Key>
+  </Deleted>
+  <Error>
+    <Key>sample2.txt</Key>
+    <Code>AccessDenied</Code>
+    <Message>Access Denied</Message>
+  </Error>
+</DeleteResult>"#;
+
+    const ALL_DOCS: &[&str] = &[
+        LIST_COMMON_PREFIXES,
+        LIST_TRUNCATED,
+        LIST_URL_ENCODED,
+        LIST_EMPTY,
+        ERR_NO_SUCH_KEY,
+        ERR_NO_SUCH_BUCKET,
+        ERR_SIGNATURE,
+        ERR_ACCESS_DENIED,
+        INITIATE,
+        COMPLETE_OK,
+        COMPLETE_200_ERROR,
+        COPY_OBJECT,
+        COPY_PART,
+        DELETE_RESULT,
+    ];
+
+    #[test]
+    fn list_with_common_prefixes() {
+        let page = parse_list_objects_v2(LIST_COMMON_PREFIXES.as_bytes()).unwrap();
+        assert_eq!(
+            page,
+            ListPage {
+                objects: vec![ListedObject {
+                    key: "photos/2006/index.html".into(),
+                    size: 434_234,
+                    etag: Some("fba9dede5f27731c9771645a39863328".into()),
+                    last_modified: Some(at(1_255_369_830, 0)),
+                }],
+                common_prefixes: vec![
+                    "photos/2006/February/".into(),
+                    "photos/2006/January/".into()
+                ],
+                is_truncated: false,
+                next_continuation_token: None,
+                skipped_invalid: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn list_truncated_with_token() {
+        let page = parse_list_objects_v2(LIST_TRUNCATED.as_bytes()).unwrap();
+        assert!(page.is_truncated);
+        assert_eq!(
+            page.next_continuation_token.as_deref(),
+            Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=")
+        );
+        assert_eq!(page.objects.len(), 2);
+        assert_eq!(
+            page.objects[0].etag.as_deref(),
+            Some("70ee1738b6b21e2c8a43f3a5ab0eee71")
+        );
+        assert_eq!(page.objects[1].size, 1111);
+        assert_eq!(
+            page.objects[1].etag.as_deref(),
+            Some("becf17f89c30367a9a44495d62ed521a-1")
+        );
+    }
+
+    #[test]
+    fn list_truncated_without_token_is_an_error() {
+        let doc = LIST_TRUNCATED.replace(
+            "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>",
+            "",
+        );
+        assert_eq!(
+            parse_list_objects_v2(doc.as_bytes()),
+            Err(XmlError::MissingContinuationToken)
+        );
+    }
+
+    #[test]
+    fn list_url_encoded_keys() {
+        let page = parse_list_objects_v2(LIST_URL_ENCODED.as_bytes()).unwrap();
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["dir/my file.txt", "dir/a+b%c", "dir/café ✓", "dir/tab\t\r"]
+        );
+        assert_eq!(page.common_prefixes, ["dir/sub dir//"]);
+        assert_eq!(page.skipped_invalid.len(), 2);
+        assert!(page.skipped_invalid[0].starts_with("dir/bad"));
+        assert!(page.skipped_invalid[0].contains('\u{FFFD}'));
+        assert_eq!(page.objects[0].last_modified, Some(at(1_704_164_645, 0)));
+        assert_eq!(page.objects[1].last_modified, Some(at(1_704_164_645, 123)));
+        assert_eq!(page.objects[2].last_modified, None);
+        assert_eq!(page.objects[2].etag, None);
+    }
+
+    #[test]
+    fn list_without_encoding_keeps_keys_verbatim() {
+        let doc = LIST_URL_ENCODED.replace("<EncodingType>url</EncodingType>", "");
+        let page = parse_list_objects_v2(doc.as_bytes()).unwrap();
+        assert_eq!(page.objects[0].key, "dir/my+file.txt");
+        assert_eq!(page.objects[1].key, "dir/a%2Bb%25c");
+        assert!(page.skipped_invalid.is_empty());
+        // Leading/trailing spaces and escaped characters of raw keys survive.
+        let doc = r#"<ListBucketResult><Contents><Key> a &amp; b&#x20;</Key><Size>0</Size></Contents></ListBucketResult>"#;
+        let page = parse_list_objects_v2(doc.as_bytes()).unwrap();
+        assert_eq!(page.objects[0].key, " a & b ");
+    }
+
+    #[test]
+    fn list_empty_bucket() {
+        assert_eq!(
+            parse_list_objects_v2(LIST_EMPTY.as_bytes()).unwrap(),
+            ListPage::default()
+        );
+    }
+
+    #[test]
+    fn list_tolerates_prefixes_order_and_unknown_elements() {
+        let doc = r#"<s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/">
+            <s3:Unknown><Deep><Deeper/></Deep></s3:Unknown>
+            <s3:Contents><s3:Size> 7 </s3:Size><s3:Owner><ID>x</ID></s3:Owner><s3:Key>k</s3:Key></s3:Contents>
+            <!-- a comment -->
+            <s3:IsTruncated> TRUE </s3:IsTruncated>
+            <s3:NextContinuationToken><![CDATA[t<1>]]></s3:NextContinuationToken>
+        </s3:ListBucketResult>"#;
+        let page = parse_list_objects_v2(doc.as_bytes()).unwrap();
+        assert_eq!(page.objects[0].key, "k");
+        assert_eq!(page.objects[0].size, 7);
+        assert!(page.is_truncated);
+        assert_eq!(page.next_continuation_token.as_deref(), Some("t<1>"));
+    }
+
+    #[test]
+    fn list_bad_inputs_are_errors() {
+        let huge = LIST_COMMON_PREFIXES.replace("434234", "18446744073709551616");
+        assert!(matches!(
+            parse_list_objects_v2(huge.as_bytes()),
+            Err(XmlError::BadNumber {
+                element: "Size",
+                ..
+            })
+        ));
+        let neg = LIST_COMMON_PREFIXES.replace("434234", "-1");
+        assert!(matches!(
+            parse_list_objects_v2(neg.as_bytes()),
+            Err(XmlError::BadNumber { .. })
+        ));
+        let word = LIST_COMMON_PREFIXES.replace("434234", "big");
+        let err = parse_list_objects_v2(word.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "element <Size> is not a valid number: \"big\""
+        );
+        let bad_bool = LIST_EMPTY.replace(">false<", ">maybe<");
+        assert!(matches!(
+            parse_list_objects_v2(bad_bool.as_bytes()),
+            Err(XmlError::BadBool { .. })
+        ));
+        let no_key = LIST_COMMON_PREFIXES.replace("<Key>photos/2006/index.html</Key>", "");
+        assert_eq!(
+            parse_list_objects_v2(no_key.as_bytes()),
+            Err(XmlError::Missing("Key"))
+        );
+        let no_size = LIST_COMMON_PREFIXES.replace("<Size>434234</Size>", "");
+        assert_eq!(
+            parse_list_objects_v2(no_size.as_bytes()),
+            Err(XmlError::Missing("Size"))
+        );
+        // Truncated document.
+        let cut = &LIST_COMMON_PREFIXES.as_bytes()[..LIST_COMMON_PREFIXES.len() / 2];
+        assert!(matches!(
+            parse_list_objects_v2(cut),
+            Err(XmlError::Malformed(_))
+        ));
+        // Mismatched tags, garbage, empty, invalid UTF-8, wrong root, unknown entity.
+        for bad in [
+            &b"<ListBucketResult><Contents></ListBucketResult>"[..],
+            b"\x00\x01\x02garbage\xff",
+            b"",
+            b"   \n ",
+            b"<ListBucketResult><Contents><Key>\xff\xfe</Key><Size>1</Size></Contents></ListBucketResult>",
+            b"<Foo/>",
+            b"<ListBucketResult><Name>&bogus;</Name></ListBucketResult>",
+            b"<ListBucketResult/><ListBucketResult/>",
+            b"text only",
+        ] {
+            assert!(parse_list_objects_v2(bad).is_err(), "{:?}", bad);
+        }
+        assert_eq!(
+            parse_list_objects_v2(b"<Foo/>").unwrap_err().to_string(),
+            "expected root element <ListBucketResult>, found <Foo>"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let depth = 100_000;
+        let mut doc = String::from("<ListBucketResult>");
+        doc.push_str(&"<a>".repeat(depth));
+        doc.push_str(&"</a>".repeat(depth));
+        doc.push_str("</ListBucketResult>");
+        assert_eq!(
+            parse_list_objects_v2(doc.as_bytes()),
+            Err(XmlError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = parse_error(ERR_NO_SUCH_KEY.as_bytes()).unwrap();
+        assert_eq!(
+            e,
+            S3ErrorBody {
+                code: "NoSuchKey".into(),
+                message: "The resource you requested does not exist".into(),
+                request_id: Some("4442587FB7D0A2F9".into()),
+                key: None,
+                resource: Some("/mybucket/myfoto.jpg".into()),
+            }
+        );
+        let e = parse_error(ERR_NO_SUCH_BUCKET.as_bytes()).unwrap();
+        assert_eq!(e.code, "NoSuchBucket");
+        assert_eq!(e.request_id.as_deref(), Some("TX4Y5Z6"));
+        let e = parse_error(ERR_SIGNATURE.as_bytes()).unwrap();
+        assert_eq!(e.code, "SignatureDoesNotMatch");
+        assert!(e.message.starts_with("The request signature we calculated"));
+        let e = parse_error(ERR_ACCESS_DENIED.as_bytes()).unwrap();
+        assert_eq!(e.code, "AccessDenied");
+        assert_eq!(e.to_string(), "AccessDenied: Access Denied");
+        let with_key = "<Error><Code>NoSuchKey</Code><Message>m</Message><Key>a b</Key></Error>";
+        assert_eq!(
+            parse_error(with_key.as_bytes()).unwrap().key.as_deref(),
+            Some("a b")
+        );
+        assert_eq!(parse_error(LIST_EMPTY.as_bytes()), None);
+        assert_eq!(parse_error(b""), None);
+        assert_eq!(parse_error(b"<html>502 Bad Gateway</html>"), None);
+        assert_eq!(parse_error(b"<Error><Code>X</Code>"), None);
+        assert_eq!(parse_error(b"\xff\xff"), None);
+    }
+
+    #[test]
+    fn initiate_multipart() {
+        assert_eq!(
+            parse_initiate_multipart(INITIATE.as_bytes()).unwrap(),
+            "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA"
+        );
+        let no_id = INITIATE.replace(
+            "<UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId>",
+            "<UploadId> </UploadId>",
+        );
+        assert_eq!(
+            parse_initiate_multipart(no_id.as_bytes()),
+            Err(XmlError::Missing("UploadId"))
+        );
+        assert!(parse_initiate_multipart(ERR_ACCESS_DENIED.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn complete_multipart_success_and_200_error() {
+        assert_eq!(
+            parse_complete_multipart(COMPLETE_OK.as_bytes()).unwrap(),
+            CopyResult {
+                etag: Some("3858f62230ac3c915f300c664312c11f-9".into()),
+                last_modified: None,
+            }
+        );
+        match parse_complete_multipart(COMPLETE_200_ERROR.as_bytes()) {
+            Err(ReplyError::S3(e)) => {
+                assert_eq!(e.code, "InternalError");
+                assert_eq!(
+                    e.request_id.as_deref(),
+                    Some("656c76696e6727732072657175657374")
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = parse_complete_multipart(COPY_OBJECT.as_bytes()).unwrap_err();
+        assert!(matches!(
+            err,
+            ReplyError::Xml(XmlError::UnexpectedRoot { .. })
+        ));
+        assert!(err.to_string().contains("CompleteMultipartUploadResult"));
+        assert!(matches!(
+            parse_complete_multipart(b"   "),
+            Err(ReplyError::Xml(XmlError::Empty))
+        ));
+    }
+
+    #[test]
+    fn copy_results() {
+        // The reference's CopyObject example has no zone designator: read as UTC.
+        assert_eq!(
+            parse_copy_result(COPY_OBJECT.as_bytes()).unwrap(),
+            CopyResult {
+                etag: Some("9b2cf535f27731c974343645a3985328".into()),
+                last_modified: Some(at(1_256_769_120, 0)),
+            }
+        );
+        assert_eq!(
+            parse_copy_result(COPY_PART.as_bytes()).unwrap(),
+            CopyResult {
+                etag: Some("9b2cf535f27731c974343645a3985328".into()),
+                last_modified: Some(at(1_256_769_120, 0)),
+            }
+        );
+        match parse_copy_result(ERR_NO_SUCH_KEY.as_bytes()) {
+            Err(ReplyError::S3(e)) => assert_eq!(e.code, "NoSuchKey"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            parse_copy_result(b"<CopyObjectResult><ETag>"),
+            Err(ReplyError::Xml(XmlError::Malformed(_)))
+        ));
+    }
+
+    #[test]
+    fn delete_result_with_error() {
+        assert_eq!(
+            parse_delete_result(DELETE_RESULT.as_bytes()).unwrap(),
+            DeleteResult {
+                deleted: vec!["sample1.txt".into()],
+                errors: vec![(
+                    "sample2.txt".into(),
+                    "AccessDenied".into(),
+                    "Access Denied".into()
+                )],
+            }
+        );
+        assert_eq!(
+            parse_delete_result(b"<DeleteResult/>").unwrap(),
+            DeleteResult::default()
+        );
+        assert_eq!(
+            parse_delete_result(
+                b"<DeleteResult><Deleted><VersionId>1</VersionId></Deleted></DeleteResult>"
+            ),
+            Err(XmlError::Missing("Key"))
+        );
+    }
+
+    #[test]
+    fn build_complete_multipart_body() {
+        let body = build_complete_multipart(&[
+            (1, "\"a54357aff0632cce46d942af68356b38\"".into()),
+            (2, "0c78aef83f66abc1fa1e8477f296d394".into()),
+            (3, "x&<y>\u{1}".into()),
+        ]);
+        assert_eq!(
+            body,
+            "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Part><PartNumber>1</PartNumber><ETag>\"a54357aff0632cce46d942af68356b38\"</ETag></Part>\
+             <Part><PartNumber>2</PartNumber><ETag>\"0c78aef83f66abc1fa1e8477f296d394\"</ETag></Part>\
+             <Part><PartNumber>3</PartNumber><ETag>\"x&amp;&lt;y&gt;\"</ETag></Part>\
+             </CompleteMultipartUpload>"
+        );
+        assert_eq!(
+            build_complete_multipart(&[]),
+            "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"></CompleteMultipartUpload>"
+        );
+    }
+
+    #[test]
+    fn build_delete_objects_body() {
+        let keys = vec![
+            "plain.txt".to_string(),
+            "a&b <c> \"d\" 'e'".to_string(),
+            "tab\tnl\ncr\r".to_string(),
+            "ünï ✓".to_string(),
+        ];
+        let body = build_delete_objects(&keys, true).unwrap();
+        assert_eq!(
+            body,
+            "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>\
+             <Object><Key>plain.txt</Key></Object>\
+             <Object><Key>a&amp;b &lt;c&gt; \"d\" 'e'</Key></Object>\
+             <Object><Key>tab\tnl\ncr&#13;</Key></Object>\
+             <Object><Key>ünï ✓</Key></Object></Delete>"
+        );
+        assert!(!build_delete_objects(&keys, false)
+            .unwrap()
+            .contains("Quiet"));
+        // Round trip through our own parser: every key comes back unchanged.
+        let doc = build_delete_objects(&keys, false)
+            .unwrap()
+            .replace("<Delete ", "<DeleteResult ")
+            .replace("</Delete>", "</DeleteResult>")
+            .replace("Object>", "Deleted>");
+        assert_eq!(parse_delete_result(doc.as_bytes()).unwrap().deleted, keys);
+        for bad in ["nul\0", "bell\u{7}", "esc\u{1b}", "\u{FFFE}"] {
+            let err = build_delete_objects(&[bad.to_string()], false).unwrap_err();
+            assert!(matches!(err, XmlError::UnrepresentableKey(_)));
+            assert!(err.to_string().contains("XML 1.0"));
+        }
+    }
+
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(
+            parse_iso8601("2009-10-12T17:50:30.000Z"),
+            Some(at(1_255_369_830, 0))
+        );
+        assert_eq!(
+            parse_iso8601("2009-10-12T17:50:30Z"),
+            Some(at(1_255_369_830, 0))
+        );
+        assert_eq!(
+            parse_iso8601(" 2009-10-12T17:50:30.5Z\n"),
+            Some(at(1_255_369_830, 500))
+        );
+        assert_eq!(
+            parse_iso8601("2009-10-12T17:50:30+00:00"),
+            Some(at(1_255_369_830, 0))
+        );
+        assert_eq!(
+            parse_iso8601("2009-10-12T17:50:30"),
+            Some(at(1_255_369_830, 0))
+        );
+        for bad in [
+            "",
+            "garbage",
+            "2009-13-12T17:50:30Z",
+            "2009-10-12",
+            "2009-10-12T25:00:00Z",
+            "2009-10-12T17:50:30+02:00",
+            "9999999999-10-12T17:50:30Z",
+            "+00:00",
+        ] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
+
+    /// Tiny xorshift generator: deterministic, no extra dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            if n == 0 {
+                0
+            } else {
+                (self.next() % n as u64) as usize
+            }
+        }
+    }
+
+    fn run_all_parsers(data: &[u8]) {
+        let _ = parse_list_objects_v2(data);
+        let _ = parse_error(data);
+        let _ = parse_initiate_multipart(data);
+        let _ = parse_copy_result(data).map_err(|e| e.to_string());
+        let _ = parse_complete_multipart(data);
+        let _ = parse_delete_result(data);
+        if let Ok(s) = std::str::from_utf8(data) {
+            let _ = parse_iso8601(s);
+        }
+    }
+
+    #[test]
+    fn fuzz_no_panic() {
+        let started = std::time::Instant::now();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        const INTERESTING: &[&[u8]] = &[
+            b"<",
+            b">",
+            b"</",
+            b"/>",
+            b"&",
+            b"&amp;",
+            b"&#x0;",
+            b"&#xFFFFFFFF;",
+            b"<![CDATA[",
+            b"]]>",
+            b"<?",
+            b"?>",
+            b"<!--",
+            b"\xff",
+            b"\x00",
+            b"%",
+            b"%FF",
+            b"+",
+            b"\"",
+            b"<Error>",
+            b"<Size>",
+            b"99999999999999999999999",
+            b"<a:b:c>",
+            b"\xf0\x9f",
+        ];
+        for round in 0..3000 {
+            let mut data: Vec<u8> = if round % 10 == 0 {
+                (0..rng.below(300)).map(|_| rng.next() as u8).collect()
+            } else {
+                ALL_DOCS[rng.below(ALL_DOCS.len())].as_bytes().to_vec()
+            };
+            for _ in 0..=rng.below(6) {
+                let pos = rng.below(data.len() + 1);
+                match rng.below(5) {
+                    0 => data.truncate(pos),
+                    1 => {
+                        if pos < data.len() {
+                            data[pos] = rng.next() as u8;
+                        }
+                    }
+                    2 => {
+                        let piece = INTERESTING[rng.below(INTERESTING.len())];
+                        data.splice(pos..pos, piece.iter().copied());
+                    }
+                    3 => {
+                        let end = (pos + rng.below(40)).min(data.len());
+                        data.drain(pos..end);
+                    }
+                    _ => {
+                        let start = rng.below(data.len() + 1);
+                        let end = (start + rng.below(80)).min(data.len());
+                        let chunk: Vec<u8> = data[start..end].to_vec();
+                        data.splice(pos..pos, chunk);
+                    }
+                }
+            }
+            run_all_parsers(&data);
+        }
+        // Random strings through the builders as well.
+        for _ in 0..500 {
+            let key: String = (0..rng.below(20))
+                .filter_map(|_| char::from_u32((rng.next() % 0x11_0000) as u32))
+                .collect();
+            let _ = build_delete_objects(std::slice::from_ref(&key), rng.below(2) == 0);
+            let _ = build_complete_multipart(&[(rng.next() as u32, key)]);
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
