@@ -438,6 +438,11 @@ impl<'a> LoadRequest<'a> {
             profile: None,
         }
     }
+
+    /// The seed's way: read this YAML file, with the real process environment and no overrides.
+    pub fn from_file<P: AsRef<Path> + ?Sized>(file: &'a P) -> LoadRequest<'a> {
+        LoadRequest::from_process_env(Some(file.as_ref()))
+    }
 }
 
 /// Reads an environment variable; unset, empty or non-UTF-8 is `None`.
@@ -448,11 +453,16 @@ pub fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Effective addressing for one bucket: `Path`/`Virtual` if set
     /// explicitly; `Auto` → `Virtual` on AWS endpoints unless the bucket name
-    /// contains '.' (dots break the TLS wildcard certificate), `Path`
+    /// contains '.' (dots break the TLS wildcard certificate) or is a legacy
+    /// name that cannot be a host-name label (upper case, `_`), `Path`
     /// otherwise (most non-AWS servers only do path style).
     pub fn addressing_for(&self, bucket: &str) -> AddressingStyle {
         match self.addressing_style {
-            AddressingStyle::Auto if self.endpoint.is_aws() && !bucket.contains('.') => {
+            AddressingStyle::Auto
+                if self.endpoint.is_aws()
+                    && !bucket.contains('.')
+                    && is_dns_compatible_bucket(bucket) =>
+            {
                 AddressingStyle::Virtual
             }
             AddressingStyle::Auto => AddressingStyle::Path,
@@ -703,27 +713,42 @@ fn validate_region(r: &str) -> Result<(), String> {
     }
 }
 
-/// S3 bucket-name rules (the strict, DNS-compatible set AWS enforces today).
+/// Bucket-name check, deliberately lenient: the legacy rules S3 still honours for old buckets
+/// (us-east-1 allowed 3-255 characters of letters — upper case too —, digits, `.`, `-` and `_`;
+/// the seed's own example uses `ZZZZZZZ`), so any bucket that can exist is accepted. What could
+/// never be a bucket, or would break the request path (empty, `/`, whitespace, control or
+/// other characters), is refused here with a clear message instead of a 400 from the server.
+/// Names outside the strict DNS rules are reached path-style; see [`is_dns_compatible_bucket`].
 fn validate_bucket(b: &str) -> Result<(), String> {
-    let problem = if b.len() < 3 || b.len() > 63 {
-        "must be 3 to 63 characters long"
-    } else if !b
-        .bytes()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+    let problem = if b.is_empty() {
+        "is empty"
+    } else if let Some(c) = b
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
     {
-        "may only contain lowercase letters, digits, '.' and '-'"
-    } else if !b.starts_with(|c: char| c.is_ascii_alphanumeric())
-        || !b.ends_with(|c: char| c.is_ascii_alphanumeric())
-    {
-        "must begin and end with a letter or digit"
-    } else if b.contains("..") {
-        "must not contain '..'"
-    } else if b.parse::<Ipv4Addr>().is_ok() {
-        "must not look like an IP address"
+        return Err(format!(
+            "{b:?} is not a valid bucket name: it contains {c:?} (allowed: letters, digits, '.', '-', '_')"
+        ));
+    } else if b.len() < 3 || b.len() > 255 {
+        "must be 3 to 255 characters long"
     } else {
         return Ok(());
     };
     Err(format!("'{b}' is not a valid bucket name: it {problem}"))
+}
+
+/// True if `b` follows today's strict (DNS-compatible) bucket-name rules, so it can be used as
+/// a host-name label (virtual-hosted addressing): 3-63 characters of lower-case letters,
+/// digits, `.` and `-`, starting and ending with a letter or digit, no `..`, not an IPv4
+/// address.
+pub fn is_dns_compatible_bucket(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && !b.contains("..")
+        && b.parse::<Ipv4Addr>().is_err()
 }
 
 /// Rejects prefixes that would escape or confuse the key namespace, then
@@ -1297,36 +1322,68 @@ mod tests {
     }
 
     #[test]
-    fn bad_bucket_names() {
-        let e = err_of(
+    fn bucket_names() {
+        // The seed's own example: a legacy (upper-case) name is accepted.
+        let c = load_file(
             "s3:\n  access_key_id: a\n  secret_access_key: b\n  default_bucket: \"ZZZZZZZ\"\n",
-        );
+        )
+        .unwrap();
+        assert_eq!(c.default_bucket.as_deref(), Some("ZZZZZZZ"));
+        let e =
+            err_of("s3:\n  access_key_id: a\n  secret_access_key: b\n  default_bucket: \"a/b\"\n");
         assert!(
-            e.contains("field `s3.default_bucket`: 'ZZZZZZZ' is not a valid bucket name"),
+            e.contains(
+                "field `s3.default_bucket`: \"a/b\" is not a valid bucket name: it contains '/'"
+            ),
             "{e}"
         );
         let (_d, p) = seed(&full(""));
         let ov = Overrides {
-            bucket: Some("a..b".into()),
+            bucket: Some("my bucket".into()),
             ..Default::default()
         };
         let e = load_with(Some(&p), &[], ov, None).unwrap_err().to_string();
         assert!(
-            e.starts_with("command line: field `--bucket`: 'a..b'"),
+            e.starts_with("command line: field `--bucket`: \"my bucket\""),
             "{e}"
         );
         for bad in [
+            "",
             "ab",
-            "-abc",
-            "abc-",
-            "192.168.1.1",
+            "a/b",
+            "a b",
+            "tab\tb",
+            "new\nline",
+            "nul\0x",
+            "del\x7f",
+            "caf\u{e9}",
+            "a:b",
+            "a?b",
+            &"a".repeat(256),
+        ] {
+            assert!(validate_bucket(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "abc",
+            "com.prometheus.cgtest-1",
+            "my-bucket-01",
+            "ZZZZZZZ",
             "a_b_c",
+            "My.Legacy_Bucket",
+            &"a".repeat(255),
+        ] {
+            assert!(validate_bucket(good).is_ok(), "{good}");
+        }
+        assert!(is_dns_compatible_bucket("my-bucket-01"));
+        for not_dns in [
+            "ZZZZZZZ",
+            "a_b",
+            "-abc",
+            "a..b",
+            "192.168.1.1",
             &"a".repeat(64),
         ] {
-            assert!(validate_bucket(bad).is_err(), "{bad}");
-        }
-        for good in ["abc", "com.prometheus.cgtest-1", "my-bucket-01"] {
-            assert!(validate_bucket(good).is_ok(), "{good}");
+            assert!(!is_dns_compatible_bucket(not_dns), "{not_dns}");
         }
     }
 
@@ -1624,6 +1681,7 @@ mod tests {
             base.addressing_for("plain-bucket"),
             AddressingStyle::Virtual
         );
+        assert_eq!(base.addressing_for("ZZZZZZZ"), AddressingStyle::Path);
         let local = load_file(&full("  endpoint: http://127.0.0.1:9000\n  tls: false\n")).unwrap();
         assert_eq!(local.addressing_for("plain-bucket"), AddressingStyle::Path);
         let forced = load_file(&full(

@@ -133,7 +133,10 @@ impl ClientConfig {
     fn addressing_for(&self, bucket: &str) -> AddressingStyle {
         match self.addressing_style {
             AddressingStyle::Auto => {
-                if self.endpoint.is_aws() && !bucket.contains('.') {
+                if self.endpoint.is_aws()
+                    && !bucket.contains('.')
+                    && crate::config::is_dns_compatible_bucket(bucket)
+                {
                     AddressingStyle::Virtual
                 } else {
                     AddressingStyle::Path
@@ -188,16 +191,6 @@ pub enum RequestBody<'a> {
         /// How many bytes.
         len: u64,
     },
-}
-
-impl RequestBody<'_> {
-    fn len(&self) -> u64 {
-        match self {
-            RequestBody::Empty => 0,
-            RequestBody::Bytes(b) => b.len() as u64,
-            RequestBody::File { len, .. } => *len,
-        }
-    }
 }
 
 /// One S3 request, described without HTTP details.
@@ -460,7 +453,11 @@ impl S3Client {
         let what = req.describe();
         let (host, path) = self.locate(req.bucket, req.key);
         let query = sign::canonical_query_string(&req.query);
-        let scheme = if self.cfg.endpoint.tls { "https" } else { "http" };
+        let scheme = if self.cfg.endpoint.tls {
+            "https"
+        } else {
+            "http"
+        };
         let url = if query.is_empty() {
             format!("{scheme}://{host}{path}")
         } else {
@@ -501,12 +498,16 @@ impl S3Client {
                 if let Some(l) = body_len {
                     builder = builder.header("content-length", l);
                 }
-                let request = builder.body(()).map_err(|e| StorageError::invalid("request", format!("{what}: {e}")))?;
+                let request = builder
+                    .body(())
+                    .map_err(|e| StorageError::invalid("request", format!("{what}: {e}")))?;
                 self.agent.run(request)
             }
             RequestBody::Bytes(b) => {
                 builder = builder.header("content-length", b.len());
-                let request = builder.body(b).map_err(|e| StorageError::invalid("request", format!("{what}: {e}")))?;
+                let request = builder
+                    .body(b)
+                    .map_err(|e| StorageError::invalid("request", format!("{what}: {e}")))?;
                 self.agent.run(request)
             }
             RequestBody::File { file, offset, len } => {

@@ -176,7 +176,9 @@ impl StorageError {
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Network { .. } | StorageError::Timeout { .. } => true,
-            StorageError::Http { status, code, .. } => is_retryable_status(*status, code.as_deref()),
+            StorageError::Http { status, code, .. } => {
+                is_retryable_status(*status, code.as_deref())
+            }
             _ => false,
         }
     }

@@ -101,7 +101,9 @@ impl Metadata {
         if total > MAX_USER_METADATA_BYTES {
             return Err(StorageError::invalid(
                 "metadata",
-                format!("{total} bytes of user metadata; S3 allows at most {MAX_USER_METADATA_BYTES}"),
+                format!(
+                    "{total} bytes of user metadata; S3 allows at most {MAX_USER_METADATA_BYTES}"
+                ),
             ));
         }
         Ok(out)
@@ -257,12 +259,23 @@ mod tests {
     #[test]
     fn ascii_values_go_plain_and_others_round_trip() {
         assert_eq!(encode_value("processed"), "processed");
-        for v in ["héllo wörld", "日本語", "line\nbreak", " padded ", "=?x?=", "", "tab\t"] {
+        for v in [
+            "héllo wörld",
+            "日本語",
+            "line\nbreak",
+            " padded ",
+            "=?x?=",
+            "",
+            "tab\t",
+        ] {
             let e = encode_value(v);
             assert!(e.bytes().all(|b| (0x20..0x7f).contains(&b)), "{e:?}");
             assert_eq!(decode_value(&e), v, "{v:?}");
         }
-        assert_eq!(decode_value("=?utf-8?Q?caf=C3=A9_au_lait?="), "café au lait");
+        assert_eq!(
+            decode_value("=?utf-8?Q?caf=C3=A9_au_lait?="),
+            "café au lait"
+        );
         assert_eq!(decode_value("=?UTF-8?B?!!!?="), "=?UTF-8?B?!!!?=");
         assert_eq!(decode_value("=?"), "=?");
     }

@@ -8,7 +8,9 @@ pub mod sign;
 pub mod storage;
 pub mod xml;
 
-pub use client::{ClientConfig, Method, PayloadSigning, RequestBody, RetryPolicy, S3Client, S3Request, S3Response};
+pub use client::{
+    ClientConfig, Method, PayloadSigning, RequestBody, RetryPolicy, S3Client, S3Request, S3Response,
+};
 pub use error::{Result, StorageError};
 pub use meta::Metadata;
 pub use name::{ObjectRef, S3Name};

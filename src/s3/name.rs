@@ -122,7 +122,10 @@ mod tests {
             Err(StorageError::NoBucket { .. })
         ));
         let n = S3Name::new("k", Some("other"));
-        assert_eq!(n.resolve(Some("d")).map(|r| r.bucket).ok(), Some("other".into()));
+        assert_eq!(
+            n.resolve(Some("d")).map(|r| r.bucket).ok(),
+            Some("other".into())
+        );
         assert!(S3Name::from("").resolve(Some("d")).is_err());
         assert!(S3Name::from("x".repeat(1025)).resolve(Some("d")).is_err());
     }

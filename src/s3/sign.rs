@@ -27,13 +27,17 @@ const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// The secret material used to sign. `Debug` is deliberately not derived so it cannot be logged.
 pub struct SigningCredentials<'a> {
+    /// Access key id (goes into the `Credential=` scope in clear).
     pub access_key_id: &'a str,
+    /// Secret key the signing key is derived from; never sent.
     pub secret_access_key: &'a str,
+    /// Session token of temporary credentials, sent as `x-amz-security-token`.
     pub session_token: Option<&'a str>,
 }
 
 /// The parts of an HTTP request that SigV4 covers.
 pub struct RequestToSign<'a> {
+    /// HTTP method, upper case (`GET`, `PUT`, ...).
     pub method: &'a str,
     /// Path exactly as sent on the wire, already URI-encoded by the caller.
     pub canonical_uri: &'a str,

@@ -109,7 +109,9 @@ impl Headers {
 
     /// True if any `x-amz-meta-*` header is present.
     pub fn has_metadata(&self) -> bool {
-        self.0.keys().any(|k| k.starts_with(super::meta::META_PREFIX))
+        self.0
+            .keys()
+            .any(|k| k.starts_with(super::meta::META_PREFIX))
     }
 
     /// The other headers, validated: names the client computes itself are refused.
@@ -399,7 +401,13 @@ impl Storage {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| StorageError::io(dir.display(), e))?;
+        // Mode 0666 less the umask, as `open(local, "w")` in the seed would create it (a bare
+        // NamedTempFile would leave the download at 0600).
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".s3mount-download.")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(|e| StorageError::io(dir.display(), e))?;
         let info = self.download(&obj, tmp.as_file_mut())?;
         tmp.as_file()
             .sync_all()
@@ -520,10 +528,12 @@ impl Storage {
         let resp = self
             .client
             .execute(&S3Request::new(Method::Head, &obj.bucket, &obj.key))?;
-        let size = resp.content_length().ok_or_else(|| StorageError::BadReply {
-            what: format!("HEAD {obj}"),
-            detail: "no valid Content-Length".into(),
-        })?;
+        let size = resp
+            .content_length()
+            .ok_or_else(|| StorageError::BadReply {
+                what: format!("HEAD {obj}"),
+                detail: "no valid Content-Length".into(),
+            })?;
         Ok(ObjectInfo::from_response(&resp, size))
     }
 
@@ -544,10 +554,12 @@ impl Storage {
             req = req.header("range", format!("bytes={start}-{}", end - 1));
         }
         let resp = self.client.execute(&req)?;
-        let content_length = resp.content_length().ok_or_else(|| StorageError::BadReply {
-            what: what.clone(),
-            detail: "no valid Content-Length".into(),
-        })?;
+        let content_length = resp
+            .content_length()
+            .ok_or_else(|| StorageError::BadReply {
+                what: what.clone(),
+                detail: "no valid Content-Length".into(),
+            })?;
         let total_size = if resp.status == 206 {
             resp.header("content-range")
                 .and_then(parse_content_range_total)
@@ -647,7 +659,10 @@ impl Storage {
                         detail,
                     });
                 }
-                log::debug!("GET {obj}: body cut short at {} ({detail}); resuming", start + n as u64);
+                log::debug!(
+                    "GET {obj}: body cut short at {} ({detail}); resuming",
+                    start + n as u64
+                );
                 continue;
             }
             if want < end.saturating_sub(start) as usize {
@@ -712,7 +727,10 @@ impl Storage {
         let req = S3Request::new(Method::Put, &obj.bucket, &obj.key)
             .headers(opts.headers()?)
             .header_opt("if-none-match", opts.if_none_match_any.then_some("*"))
-            .header_opt("if-match", opts.if_match.as_ref().map(|e| format!("\"{e}\"")))
+            .header_opt(
+                "if-match",
+                opts.if_match.as_ref().map(|e| format!("\"{e}\"")),
+            )
             .body(body);
         let resp = self.client.execute(&req)?;
         Ok(resp.header("etag").map(strip_quotes))
@@ -755,15 +773,18 @@ impl Storage {
                 },
             )
         });
-        self.finish_multipart(obj, &upload_id, result)
+        // The conditions (If-None-Match / If-Match) are checked by S3 when the upload completes.
+        self.finish_multipart(obj, &upload_id, result, opts)
     }
 
-    /// Complete the upload with these part results, or abort it if any failed.
+    /// Complete the upload with these part results (under the conditions of `cond`), or abort
+    /// it if any failed.
     fn finish_multipart(
         &self,
         obj: &ObjectRef,
         upload_id: &str,
         parts: Result<Vec<(u32, String)>>,
+        cond: &PutOptions,
     ) -> Result<Option<String>> {
         let parts = match parts {
             Ok(p) => p,
@@ -774,7 +795,7 @@ impl Storage {
                 return Err(e);
             }
         };
-        match self.complete_multipart_upload(obj, upload_id, &parts) {
+        match self.complete_multipart_upload_if(obj, upload_id, &parts, cond) {
             Ok(r) => Ok(r.etag),
             Err(e) => {
                 if let Err(abort) = self.abort_multipart_upload(obj, upload_id) {
@@ -791,8 +812,8 @@ impl Storage {
         parts: u64,
         part: impl Fn(u32) -> Result<String> + Sync,
     ) -> Result<Vec<(u32, String)>> {
-        let parts = u32::try_from(parts)
-            .map_err(|_| StorageError::invalid("upload", "too many parts"))?;
+        let parts =
+            u32::try_from(parts).map_err(|_| StorageError::invalid("upload", "too many parts"))?;
         let next = AtomicU32::new(1);
         let results: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::with_capacity(parts as usize));
         let first_error: Mutex<Option<StorageError>> = Mutex::new(None);
@@ -1002,9 +1023,16 @@ impl Storage {
         let result = self.run_parts(parts, |n| {
             let start = (n as u64 - 1) * part_size;
             let end = (start + part_size).min(size);
-            self.upload_part_copy(&c.dst, &upload_id, n, &c.src, (start, end), c.if_match.as_deref())
+            self.upload_part_copy(
+                &c.dst,
+                &upload_id,
+                n,
+                &c.src,
+                (start, end),
+                c.if_match.as_deref(),
+            )
         });
-        let etag = self.finish_multipart(&c.dst, &upload_id, result)?;
+        let etag = self.finish_multipart(&c.dst, &upload_id, result, &PutOptions::default())?;
         Ok(CopyResult {
             etag,
             last_modified: None,
@@ -1061,8 +1089,14 @@ impl Storage {
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id)
             .header("x-amz-copy-source", copy_source(src))
-            .header("x-amz-copy-source-range", format!("bytes={start}-{}", end.saturating_sub(1)))
-            .header_opt("x-amz-copy-source-if-match", if_match.map(|e| format!("\"{e}\"")));
+            .header(
+                "x-amz-copy-source-range",
+                format!("bytes={start}-{}", end.saturating_sub(1)),
+            )
+            .header_opt(
+                "x-amz-copy-source-if-match",
+                if_match.map(|e| format!("\"{e}\"")),
+            );
         let what = format!("UploadPartCopy {part_number} of {obj}");
         let resp = self.client.execute(&req)?;
         let bytes = resp.read_small_body(&what)?;
@@ -1080,10 +1114,29 @@ impl Storage {
         upload_id: &str,
         parts: &[(u32, String)],
     ) -> Result<CopyResult> {
+        self.complete_multipart_upload_if(obj, upload_id, parts, &PutOptions::default())
+    }
+
+    /// Complete a multipart upload only if `cond`'s `if_none_match_any` / `if_match` hold (S3
+    /// checks them at completion: 412 → [`StorageError::PreconditionFailed`]; the upload stays
+    /// open and should be aborted). Other fields of `cond` are ignored: metadata and content
+    /// headers belong to [`Storage::create_multipart_upload`].
+    pub fn complete_multipart_upload_if(
+        &self,
+        obj: &ObjectRef,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        cond: &PutOptions,
+    ) -> Result<CopyResult> {
         let body = xml::build_complete_multipart(parts);
         let req = S3Request::new(Method::Post, &obj.bucket, &obj.key)
             .query("uploadId", upload_id)
             .header("content-type", "application/xml")
+            .header_opt("if-none-match", cond.if_none_match_any.then_some("*"))
+            .header_opt(
+                "if-match",
+                cond.if_match.as_ref().map(|e| format!("\"{e}\"")),
+            )
             .body(RequestBody::Bytes(body.as_bytes()));
         let what = format!("CompleteMultipartUpload {obj}");
         let resp = self.client.execute(&req)?;
@@ -1093,7 +1146,8 @@ impl Storage {
 
     /// Abort a multipart upload (its parts are freed).
     pub fn abort_multipart_upload(&self, obj: &ObjectRef, upload_id: &str) -> Result<()> {
-        let req = S3Request::new(Method::Delete, &obj.bucket, &obj.key).query("uploadId", upload_id);
+        let req =
+            S3Request::new(Method::Delete, &obj.bucket, &obj.key).query("uploadId", upload_id);
         match self.client.execute(&req) {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
@@ -1147,10 +1201,7 @@ enum CopyError {
 }
 
 /// Copy until EOF; on error, say how many bytes were written first and which side failed.
-fn copy_counting(
-    from: &mut dyn Read,
-    to: &mut File,
-) -> std::result::Result<u64, (u64, CopyError)> {
+fn copy_counting(from: &mut dyn Read, to: &mut File) -> std::result::Result<u64, (u64, CopyError)> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
     loop {
@@ -1160,7 +1211,8 @@ fn copy_counting(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err((n, CopyError::Read(e))),
         };
-        to.write_all(&buf[..k]).map_err(|e| (n, CopyError::Write(e)))?;
+        to.write_all(&buf[..k])
+            .map_err(|e| (n, CopyError::Write(e)))?;
         n += k as u64;
     }
 }
@@ -1190,7 +1242,9 @@ mod tests {
     fn headers_refuse_client_owned_names() {
         let h: Headers = [("Authorization", "x")].into_iter().collect();
         assert!(h.others().is_err());
-        let h: Headers = [("Content-Type", "text/plain\r\nX: y")].into_iter().collect();
+        let h: Headers = [("Content-Type", "text/plain\r\nX: y")]
+            .into_iter()
+            .collect();
         assert!(h.others().is_err());
         let h: Headers = [("Content-Type", "text/plain"), ("x-amz-meta-a", "b")]
             .into_iter()
@@ -1201,7 +1255,10 @@ mod tests {
 
     #[test]
     fn merge_prefers_override() {
-        let base = vec![("content-type".to_string(), "a".to_string()), ("cache-control".into(), "c".into())];
+        let base = vec![
+            ("content-type".to_string(), "a".to_string()),
+            ("cache-control".into(), "c".into()),
+        ];
         let over = vec![("content-type".to_string(), "b".to_string())];
         let m = merge_headers(&base, &over);
         assert_eq!(m.len(), 2);

@@ -28,31 +28,46 @@ const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// What is wrong with an S3 XML document.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum XmlError {
+    /// The document is not well-formed XML (parser message).
     #[error("malformed XML: {0}")]
     Malformed(String),
+    /// The body was empty or had no root element.
     #[error("empty XML document")]
     Empty,
+    /// Nesting deeper than any S3 reply has (refused to bound work).
     #[error("XML elements nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
     #[error("expected root element <{expected}>, found <{found}>")]
+    /// The root element is not the one this reply should have.
     UnexpectedRoot {
+        /// Root element wanted.
         expected: &'static str,
+        /// Root element found.
         found: String,
     },
+    /// A required element is absent.
     #[error("missing required element <{0}>")]
     Missing(&'static str),
     #[error("element <{element}> is not a valid number: {value:?}")]
+    /// An element that must hold a number does not.
     BadNumber {
+        /// The element.
         element: &'static str,
+        /// Its text.
         value: String,
     },
     #[error("element <{element}> is not a valid boolean: {value:?}")]
+    /// An element that must hold `true`/`false` does not.
     BadBool {
+        /// The element.
         element: &'static str,
+        /// Its text.
         value: String,
     },
+    /// `IsTruncated` is true but there is no token to continue with.
     #[error("listing is truncated but has no <NextContinuationToken>")]
     MissingContinuationToken,
+    /// A key to send contains a character XML 1.0 cannot represent.
     #[error("key {0:?} contains a character that XML 1.0 cannot carry")]
     UnrepresentableKey(String),
 }
@@ -60,19 +75,26 @@ pub enum XmlError {
 /// One object of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedObject {
+    /// The key (url-decoded).
     pub key: String,
+    /// Size in bytes.
     pub size: u64,
     /// Quotes stripped.
     pub etag: Option<String>,
+    /// LastModified.
     pub last_modified: Option<SystemTime>,
 }
 
 /// One page of ListObjectsV2.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListPage {
+    /// Objects on this page, in key order.
     pub objects: Vec<ListedObject>,
+    /// `CommonPrefixes` (with a delimiter), url-decoded.
     pub common_prefixes: Vec<String>,
+    /// More pages follow.
     pub is_truncated: bool,
+    /// Token for the next page when truncated.
     pub next_continuation_token: Option<String>,
     /// Lossy renderings of keys/prefixes that were not valid UTF-8 after url-decoding.
     pub skipped_invalid: Vec<String>,
@@ -81,10 +103,15 @@ pub struct ListPage {
 /// The body of an S3 `<Error>` reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct S3ErrorBody {
+    /// `<Code>`, e.g. `NoSuchKey`.
     pub code: String,
+    /// `<Message>`.
     pub message: String,
+    /// `<RequestId>`.
     pub request_id: Option<String>,
+    /// `<Key>`, when the error names one.
     pub key: Option<String>,
+    /// `<Resource>`, when present.
     pub resource: Option<String>,
 }
 
@@ -101,7 +128,9 @@ impl std::fmt::Display for S3ErrorBody {
 /// ETag and date of a copy or a completed multipart upload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyResult {
+    /// ETag of the new object (quotes stripped).
     pub etag: Option<String>,
+    /// LastModified of the new object.
     pub last_modified: Option<SystemTime>,
 }
 
@@ -134,6 +163,7 @@ impl From<XmlError> for ReplyError {
 /// Outcome of DeleteObjects.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeleteResult {
+    /// Keys reported deleted.
     pub deleted: Vec<String>,
     /// (key, code, message)
     pub errors: Vec<(String, String, String)>,

@@ -1,0 +1,463 @@
+//! Shared harness of the integration tests (`mod common;` in each test binary).
+//!
+//! - [`server()`]: one local, authenticated S3 server (moto, via `scripts/s3-server start`) per
+//!   test binary, started on first use. The script is given this process's PID
+//!   (`--parent-pid`) and starts a watchdog that stops the server within about a second after
+//!   this process is gone — however it ends (normal exit, panic=abort, SIGKILL) — so tests never
+//!   leave servers running and nothing has to be registered to run at exit.
+//! - [`Server::storage`] / [`Server::fresh_bucket`] / [`Server::config_file`]: clients, a
+//!   bucket per test (tests never share state through the server), a seed-style YAML config.
+//! - [`Mount`]: the `s3mount` binary mounted on a temp dir, unmounted on drop even when the
+//!   test panics.
+//! - [`random_bytes`], [`sh`]: small helpers.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use s3mount::config::{AddressingStyle, LoadRequest, Overrides, Secret};
+use s3mount::{Config, Storage};
+use tempfile::TempDir;
+
+/// How long a mount may take to appear before the test fails.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the mount process may take to exit after the unmount before it is killed.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The local S3 server of this test binary.
+#[derive(Debug)]
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Access key id of the server's IAM user.
+    pub access_key: String,
+    /// Its secret key.
+    pub secret_key: String,
+    /// Signing region (`us-east-1`).
+    pub region: String,
+    /// PID (and process group) of the server.
+    pub pid: u32,
+    /// The server's log file.
+    pub log: PathBuf,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+/// The server of this test binary, started on first use.
+pub fn server() -> &'static Server {
+    SERVER.get_or_init(Server::start)
+}
+
+impl Server {
+    fn start() -> Server {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server");
+        let out = Command::new(&script)
+            .arg("start")
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} start failed ({}):\n{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let get = |name: &str| -> String {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("s3-server start printed no {name}:\n{stdout}"))
+        };
+        let server = Server {
+            endpoint: get("S3_ENDPOINT"),
+            access_key: get("AWS_ACCESS_KEY_ID"),
+            secret_key: get("AWS_SECRET_ACCESS_KEY"),
+            region: get("AWS_REGION"),
+            pid: get("S3_SERVER_PID")
+                .parse()
+                .expect("S3_SERVER_PID is a number"),
+            log: PathBuf::from(get("S3_SERVER_LOG")),
+        };
+        eprintln!(
+            "test server at {} (pid {}, log {})",
+            server.endpoint,
+            server.pid,
+            server.log.display()
+        );
+        server
+    }
+
+    /// A configuration for this server (path style), loaded the way the binary loads one but
+    /// without looking at the real environment or `~/.aws`.
+    pub fn config(&self, default_bucket: Option<&str>) -> Config {
+        self.config_with(default_bucket, &self.secret_key)
+    }
+
+    /// Like [`Server::config`] with another secret key (to test refused signatures).
+    pub fn config_with(&self, default_bucket: Option<&str>, secret_key: &str) -> Config {
+        let no_env = |_: &str| None;
+        let req = LoadRequest {
+            file: None,
+            allow_insecure: false,
+            overrides: Overrides {
+                endpoint: Some(self.endpoint.clone()),
+                region: Some(self.region.clone()),
+                bucket: default_bucket.map(str::to_string),
+                addressing_style: Some(AddressingStyle::Path),
+                access_key_id: Some(self.access_key.clone()),
+                secret_access_key: Some(Secret::new(secret_key)),
+                ..Overrides::default()
+            },
+            env: &no_env,
+            profile: None,
+        };
+        Config::load(&req).unwrap_or_else(|e| panic!("config for the test server: {e}"))
+    }
+
+    /// A client with no default bucket.
+    pub fn storage(&self) -> Storage {
+        Storage::new(&self.config(None)).expect("storage for the test server")
+    }
+
+    /// A client whose default bucket is `bucket` (for the seed-style calls with plain keys).
+    pub fn storage_in(&self, bucket: &str) -> Storage {
+        Storage::new(&self.config(Some(bucket))).expect("storage for the test server")
+    }
+
+    /// Create a bucket no other test uses: `t-<hint>-<pid>-<n>-<time>`, lower case, at most
+    /// 63 characters.
+    pub fn fresh_bucket(&self, name_hint: &str) -> String {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let suffix = format!("-{}-{n}-{nanos:x}", std::process::id());
+        let mut hint: String = name_hint
+            .chars()
+            .map(|c| {
+                let c = c.to_ascii_lowercase();
+                if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        hint.truncate(63 - 2 - suffix.len());
+        let name = format!("t-{}{suffix}", hint.trim_matches('-'));
+        assert!(name.len() <= 63, "{name}");
+        self.storage()
+            .create_bucket(&name)
+            .unwrap_or_else(|e| panic!("create bucket {name}: {e}"));
+        name
+    }
+
+    /// A seed-style YAML config file (mode 0600) for this server and `bucket`, in a new temp
+    /// dir (kept as long as the returned `TempDir` lives).
+    pub fn config_file(&self, bucket: &str) -> (TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s3.yaml");
+        let yaml = format!(
+            "---\ns3:\n    access_key_id: \"{}\"\n    secret_access_key: \"{}\"\n    default_bucket: \"{bucket}\"\n    endpoint: \"{}\"\n    region: \"{}\"\n    addressing_style: path\n",
+            self.access_key, self.secret_key, self.endpoint, self.region
+        );
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("create config file");
+        f.write_all(yaml.as_bytes()).expect("write config file");
+        // Whatever the umask did, the loader refuses files others can read.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod config file");
+        (dir, path)
+    }
+}
+
+/// `s3mount` running in the foreground, mounted on a temp dir.
+pub struct Mount {
+    child: Option<Child>,
+    mountpoint: PathBuf,
+    cache_dir: PathBuf,
+    log: PathBuf,
+    mounted: bool,
+    _dir: TempDir,
+}
+
+impl Mount {
+    /// Mount the whole of `bucket`.
+    pub fn new(server: &Server, bucket: &str) -> Mount {
+        Mount::with_args(server, bucket, &[])
+    }
+
+    /// Mount `bucket_spec` (`BUCKET` or `BUCKET:PREFIX/`) with extra options (e.g.
+    /// `["--metadata-ttl", "0"]`, `["--read-only"]`).
+    pub fn with_args(server: &Server, bucket_spec: &str, extra_args: &[&str]) -> Mount {
+        let dir = tempfile::Builder::new()
+            .prefix("s3mount-test.")
+            .tempdir()
+            .expect("temp dir");
+        let mountpoint = dir.path().join("mnt");
+        let cache_dir = dir.path().join("cache");
+        let log = dir.path().join("s3mount.log");
+        std::fs::create_dir(&mountpoint).expect("mkdir mnt");
+        std::fs::create_dir(&cache_dir).expect("mkdir cache");
+        let log_file = File::create(&log).expect("create log file");
+        let log_out = log_file.try_clone().expect("dup log file");
+
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3mount"));
+        cmd.arg("--endpoint")
+            .arg(&server.endpoint)
+            .arg("--region")
+            .arg(&server.region)
+            .arg("--foreground")
+            .arg("--cache-dir")
+            .arg(&cache_dir)
+            .args(extra_args)
+            .arg(bucket_spec)
+            .arg(&mountpoint);
+        for var in [
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", &server.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "s3mount=debug".to_string()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log_out))
+            .stderr(Stdio::from(log_file));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_s3mount")));
+        let mut mount = Mount {
+            child: Some(child),
+            mountpoint,
+            cache_dir,
+            log,
+            mounted: false,
+            _dir: dir,
+        };
+        mount.wait_mounted();
+        mount
+    }
+
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + MOUNT_TIMEOUT;
+        loop {
+            if is_fuse_mount(&self.mountpoint) {
+                self.mounted = true;
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    panic!(
+                        "s3mount exited ({status}) before {} was mounted; log:\n{}",
+                        self.mountpoint.display(),
+                        self.log()
+                    );
+                }
+            }
+            if Instant::now() >= deadline {
+                // Drop kills the process; show what it said.
+                panic!(
+                    "{} not mounted after {MOUNT_TIMEOUT:?}; log:\n{}",
+                    self.mountpoint.display(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// `path()/rel`.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    /// The `--cache-dir` given to the mount.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// What the mount process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log.display()))
+    }
+
+    /// The log file's path.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Unmount now and return how the process exited (the test can then check the bucket
+    /// after every upload has finished).
+    pub fn unmount(mut self) -> std::process::ExitStatus {
+        self.shutdown()
+            .unwrap_or_else(|| panic!("s3mount did not exit after unmount; log:\n{}", self.log()))
+    }
+
+    /// Unmount (if mounted) and reap the process; `None` if it had to be killed.
+    fn shutdown(&mut self) -> Option<std::process::ExitStatus> {
+        if self.mounted || is_fuse_mount(&self.mountpoint) {
+            let ok = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mountpoint)
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                let lazy = Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.mountpoint)
+                    .status();
+                if !matches!(lazy, Ok(s) if s.success()) {
+                    eprintln!(
+                        "could not unmount {} (fusermount3 -u and umount -l failed)",
+                        self.mountpoint.display()
+                    );
+                }
+            }
+            self.mounted = false;
+        }
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    eprintln!(
+                        "s3mount (pid {}) still running {EXIT_TIMEOUT:?} after unmount; killing it",
+                        child.id()
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    // The kernel may still hold the mount if the process died first.
+                    if is_fuse_mount(&self.mountpoint) {
+                        let _ = Command::new("umount")
+                            .arg("-l")
+                            .arg(&self.mountpoint)
+                            .status();
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        // Runs during unwinding too: never panic here.
+        let _ = self.shutdown();
+    }
+}
+
+/// True if `path` is currently a FUSE mount point (per /proc/self/mountinfo).
+pub fn is_fuse_mount(path: &Path) -> bool {
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|line| {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        let fstype = right.split(' ').next().unwrap_or("");
+        let mount_point = left.split(' ').nth(4).map(unescape_mountinfo);
+        (fstype == "fuse" || fstype.starts_with("fuse.") || fstype == "fuseblk")
+            && mount_point.as_deref() == Some(want.as_os_str().as_encoded_bytes())
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `n` pseudo-random bytes, the same for the same `seed` (SplitMix64).
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Run `cmd` with `bash -c`, assert it succeeded (the message has its stdout and stderr), and
+/// return its output.
+pub fn sh(cmd: &str) -> Output {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash for {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
