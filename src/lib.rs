@@ -30,9 +30,10 @@
 
 #![warn(missing_docs)]
 
-pub mod config;
-pub mod s3;
 pub mod cache;
+pub mod config;
+pub mod fs;
+pub mod s3;
 
 pub use config::Config;
 pub use s3::{Headers, Metadata, S3Name, Storage, StorageError};

@@ -107,7 +107,14 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(ino: u64, parent: u64, name: String, kind: NodeKind, attr: NodeAttr, expires: Instant) -> Self {
+    fn new(
+        ino: u64,
+        parent: u64,
+        name: String,
+        kind: NodeKind,
+        attr: NodeAttr,
+        expires: Instant,
+    ) -> Self {
         Node {
             ino,
             parent,
@@ -154,7 +161,14 @@ impl InodeTable {
     pub fn new(prefix: &str) -> Self {
         let mut nodes = HashMap::new();
         let now = Instant::now();
-        let mut root = Node::new(ROOT_INO, ROOT_INO, String::new(), NodeKind::Dir, NodeAttr::dir(), now);
+        let mut root = Node::new(
+            ROOT_INO,
+            ROOT_INO,
+            String::new(),
+            NodeKind::Dir,
+            NodeAttr::dir(),
+            now,
+        );
         root.lookups = 1;
         nodes.insert(ROOT_INO, root);
         InodeTable {
@@ -232,7 +246,10 @@ impl InodeTable {
         }
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.nodes.insert(ino, Node::new(ino, parent, name.to_string(), kind, attr, expires));
+        self.nodes.insert(
+            ino,
+            Node::new(ino, parent, name.to_string(), kind, attr, expires),
+        );
         if let Some(p) = self.nodes.get_mut(&parent) {
             p.children.insert(name.to_string(), ino);
             p.negative.remove(name);
@@ -263,7 +280,13 @@ impl InodeTable {
 
     /// Move the child `name` of `parent` to `new_parent` as `new_name`, replacing (unlinking) any
     /// node there. Returns the moved inode.
-    pub fn move_child(&mut self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Option<u64> {
+    pub fn move_child(
+        &mut self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+    ) -> Option<u64> {
         let ino = self.nodes.get_mut(&parent)?.children.remove(name)?;
         self.remove_child(new_parent, new_name);
         if let Some(n) = self.nodes.get_mut(&ino) {

@@ -1,0 +1,395 @@
+//! Attributes: what `stat` shows, and how mode/owner/times live in object metadata.
+//!
+//! S3 has no inode attributes, so they are kept as user metadata with the names s3fs and rclone
+//! use, so a bucket written by either shows the same attributes here:
+//! `x-amz-meta-mode` (st_mode, decimal as s3fs writes it; octal with a leading 0 as rclone
+//! writes it), `x-amz-meta-uid`, `x-amz-meta-gid`, `x-amz-meta-mtime` (written `sec.nsec`; read
+//! as s3fs `sec` or `sec.nsec`, rclone float seconds, or RFC 3339). Objects without them get the
+//! mount's defaults and Last-Modified.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{lock, FsError, FsResult, S3Fs};
+use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
+use crate::s3::{CopyRequest, Metadata, ReplaceMetadata};
+
+/// File type bits.
+pub const S_IFMT: u32 = 0o170000;
+/// Symlink type.
+pub const S_IFLNK: u32 = 0o120000;
+/// Directory type.
+pub const S_IFDIR: u32 = 0o040000;
+/// Regular file type.
+pub const S_IFREG: u32 = 0o100000;
+
+/// Attributes as reported to the kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileAttrs {
+    /// Inode.
+    pub ino: u64,
+    /// Kind.
+    pub kind: NodeKind,
+    /// Size.
+    pub size: u64,
+    /// Permission bits.
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time (also used for ctime/atime).
+    pub mtime: SystemTime,
+}
+
+/// Parse `x-amz-meta-mode`: decimal (s3fs) or octal with a leading `0` (rclone).
+pub fn parse_mode(v: &str) -> Option<u32> {
+    let v = v.trim();
+    if v.len() > 1 && v.starts_with('0') {
+        u32::from_str_radix(&v[1..], 8).ok()
+    } else {
+        v.parse().ok()
+    }
+}
+
+/// Parse `x-amz-meta-mtime` in any form the peers write.
+pub fn parse_mtime(v: &str) -> Option<SystemTime> {
+    let v = v.trim();
+    if let Some((secs, frac)) = v.split_once('.') {
+        let s: u64 = secs.parse().ok()?;
+        let digits: String = frac.chars().take(9).collect();
+        if !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let nanos: u32 = format!("{digits:0<9}").parse().ok()?;
+        return UNIX_EPOCH.checked_add(Duration::new(s, nanos));
+    }
+    if let Ok(s) = v.parse::<u64>() {
+        return UNIX_EPOCH.checked_add(Duration::from_secs(s));
+    }
+    humantime::parse_rfc3339_weak(v).ok()
+}
+
+/// Format an mtime as `sec.nsec`.
+pub fn format_mtime(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// Apply what the metadata says to attributes from a listing or HEAD; returns the kind the
+/// mode says (Symlink for S_IFLNK).
+pub fn apply_metadata(attr: &mut NodeAttr, meta: &Metadata) -> Option<NodeKind> {
+    let mut kind = None;
+    if let Some(m) = meta.get("mode").and_then(parse_mode) {
+        attr.mode = Some(m & 0o7777);
+        kind = match m & S_IFMT {
+            S_IFLNK => Some(NodeKind::Symlink),
+            S_IFDIR => Some(NodeKind::Dir),
+            _ => Some(NodeKind::File),
+        };
+    }
+    if let Some(u) = meta.get("uid").and_then(|v| v.trim().parse().ok()) {
+        attr.uid = Some(u);
+    }
+    if let Some(g) = meta.get("gid").and_then(|v| v.trim().parse().ok()) {
+        attr.gid = Some(g);
+    }
+    if let Some(t) = meta.get("mtime").and_then(parse_mtime) {
+        attr.mtime = t;
+    }
+    kind
+}
+
+/// A change to attributes, from `setattr`.
+#[derive(Debug, Clone, Default)]
+pub struct AttrChange {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// New mtime.
+    pub mtime: Option<SystemTime>,
+}
+
+impl AttrChange {
+    /// True if metadata (not content) changes.
+    pub fn touches_metadata(&self) -> bool {
+        self.mode.is_some() || self.uid.is_some() || self.gid.is_some() || self.mtime.is_some()
+    }
+
+    /// Write the change into metadata; `type_bits` is the file type for the mode.
+    pub fn apply_to(&self, meta: &mut Metadata, type_bits: u32, current_mode: u32) {
+        if let Some(m) = self.mode {
+            meta.insert("mode", ((m & 0o7777) | type_bits).to_string());
+        } else if meta.get("mode").is_none() && self.touches_metadata() {
+            meta.insert("mode", ((current_mode & 0o7777) | type_bits).to_string());
+        }
+        if let Some(u) = self.uid {
+            meta.insert("uid", u.to_string());
+        }
+        if let Some(g) = self.gid {
+            meta.insert("gid", g.to_string());
+        }
+        if let Some(t) = self.mtime {
+            meta.insert("mtime", format_mtime(t));
+        }
+    }
+}
+
+impl S3Fs {
+    pub(crate) fn attrs_of(&self, ino: u64) -> FsResult<FileAttrs> {
+        let t = self.table();
+        let n = t
+            .get(ino)
+            .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
+        Ok(self.to_attrs(ino, n.kind, &n.attr))
+    }
+
+    pub(crate) fn to_attrs(&self, ino: u64, kind: NodeKind, a: &NodeAttr) -> FileAttrs {
+        let default_mode = match kind {
+            NodeKind::Dir => self.opts.dir_mode,
+            NodeKind::Symlink => 0o777,
+            NodeKind::File => self.opts.file_mode,
+        };
+        FileAttrs {
+            ino,
+            kind,
+            size: a.size,
+            perm: (a.mode.unwrap_or(default_mode) & 0o7777) as u16,
+            uid: a.uid.unwrap_or(self.opts.uid),
+            gid: a.gid.unwrap_or(self.opts.gid),
+            mtime: a.mtime,
+        }
+    }
+
+    /// `stat`: fresh attributes from the table, the open file, or a revalidation.
+    pub fn getattr(&self, ino: u64) -> FsResult<FileAttrs> {
+        if ino == ROOT_INO {
+            return self.attrs_of(ino);
+        }
+        if let Some(a) = self.open_file_attrs(ino) {
+            return Ok(a);
+        }
+        let (fresh, parent, name) = {
+            let t = self.table();
+            let n = t
+                .get(ino)
+                .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
+            (
+                n.attr_fresh(std::time::Instant::now()),
+                n.parent,
+                n.name.clone(),
+            )
+        };
+        if fresh || parent == 0 {
+            return self.attrs_of(ino);
+        }
+        let a = self.revalidate(parent, &name)?;
+        if a.ino != ino {
+            // The name now points at something else (recreated behind our back): this inode
+            // is stale.
+            return Err(FsError::not_found(format!("{name}: replaced")));
+        }
+        Ok(a)
+    }
+
+    /// `chmod`, `chown`, `truncate`, `utimes`.
+    pub fn setattr(&self, ino: u64, change: AttrChange) -> FsResult<FileAttrs> {
+        self.check_writable()?;
+        let kind = self.kind_of(ino)?;
+        if let Some(size) = change.size {
+            if kind != NodeKind::File {
+                return Err(FsError::new(libc::EISDIR, "truncate of a directory"));
+            }
+            self.truncate(ino, size)?;
+        }
+        if change.touches_metadata() {
+            // An open file folds the change into its pending upload.
+            if self.fold_into_open_file(ino, &change)? {
+                return self.getattr(ino);
+            }
+            self.change_metadata(ino, |meta, cur_mode| {
+                let type_bits = match kind {
+                    NodeKind::Dir => S_IFDIR,
+                    NodeKind::Symlink => S_IFLNK,
+                    NodeKind::File => S_IFREG,
+                };
+                change.apply_to(meta, type_bits, cur_mode);
+                Ok(())
+            })?;
+        }
+        self.getattr(ino)
+    }
+
+    /// HEAD metadata of an inode, from the table if fresh.
+    pub(crate) fn object_meta(&self, ino: u64) -> FsResult<ObjectMeta> {
+        let now = std::time::Instant::now();
+        if let Some(m) = self
+            .table()
+            .get(ino)
+            .and_then(|n| n.fresh_meta(now).cloned())
+        {
+            return Ok(m);
+        }
+        let key = self.key_of(ino)?;
+        let kind = self.kind_of(ino)?;
+        let info = match self.storage.head_object(&self.obj(&key)) {
+            Ok(i) => i,
+            Err(e) if e.is_not_found() && kind == NodeKind::Dir => {
+                // An implicit directory: no marker, no metadata.
+                return Ok(ObjectMeta {
+                    metadata: Metadata::new(),
+                    content_headers: Vec::new(),
+                    etag: None,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let meta = ObjectMeta {
+            metadata: info.metadata.clone(),
+            content_headers: info.content_headers.clone(),
+            etag: info.etag.clone(),
+        };
+        let mut t = self.table();
+        if let Some(n) = t.get_mut(ino) {
+            if kind == NodeKind::Dir {
+                n.has_marker = true;
+            } else {
+                n.attr.size = info.size;
+                n.attr.etag = info.etag.clone();
+                if let Some(lm) = info.last_modified {
+                    n.attr.mtime = lm;
+                }
+            }
+            apply_metadata(&mut n.attr, &info.metadata);
+            n.meta = Some(meta.clone());
+            n.meta_expires = now + self.opts.metadata_ttl;
+        }
+        Ok(meta)
+    }
+
+    /// Change an object's metadata in place: a self-copy with REPLACE that re-sends the content
+    /// headers, guarded by the ETag. A directory without a marker gets one.
+    pub(crate) fn change_metadata(
+        &self,
+        ino: u64,
+        edit: impl FnOnce(&mut Metadata, u32) -> FsResult<()>,
+    ) -> FsResult<()> {
+        let key = self.key_of(ino)?;
+        let kind = self.kind_of(ino)?;
+        let current = self.object_meta(ino)?;
+        let cur_mode = self.attrs_of(ino)?.perm as u32;
+        let mut metadata = current.metadata.clone();
+        edit(&mut metadata, cur_mode)?;
+        if metadata.encoded_size() > crate::s3::meta::MAX_USER_METADATA_BYTES {
+            return Err(FsError::new(
+                libc::E2BIG,
+                format!("{key}: user metadata over 2 KB"),
+            ));
+        }
+        let obj = self.obj(&key);
+        let new_etag = if kind == NodeKind::Dir && current.etag.is_none() {
+            self.storage.put_object(
+                &obj,
+                crate::s3::RequestBody::Empty,
+                &crate::s3::PutOptions {
+                    metadata: metadata.clone(),
+                    ..Default::default()
+                },
+            )?
+        } else {
+            let size = self.table().get(ino).map(|n| n.attr.size);
+            self.storage
+                .copy_object(&CopyRequest {
+                    src: obj.clone(),
+                    dst: obj,
+                    replace: Some(ReplaceMetadata {
+                        metadata: metadata.clone(),
+                        content_headers: current.content_headers.clone(),
+                    }),
+                    if_match: current.etag.clone(),
+                    size: if kind == NodeKind::Dir { Some(0) } else { size },
+                })
+                .map_err(|e| {
+                    if e.is_precondition_failed() {
+                        FsError::new(libc::EIO, format!("{key}: changed on the server during a metadata update; nothing was changed"))
+                    } else {
+                        e.into()
+                    }
+                })?
+                .etag
+        };
+        let mut t = self.table();
+        if let Some(n) = t.get_mut(ino) {
+            apply_metadata(&mut n.attr, &metadata);
+            if kind != NodeKind::Dir {
+                n.attr.etag = new_etag.clone().or(n.attr.etag.take());
+            } else {
+                n.has_marker = true;
+            }
+            n.meta = Some(ObjectMeta {
+                metadata,
+                content_headers: current.content_headers,
+                etag: new_etag,
+            });
+            n.meta_expires = std::time::Instant::now() + self.opts.metadata_ttl;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open_file_attrs(&self, ino: u64) -> Option<FileAttrs> {
+        let f = lock(&self.files).get(&ino).cloned()?;
+        let of = lock(&f);
+        let size = of.local_size()?;
+        drop(of);
+        let mut a = self.attrs_of(ino).ok()?;
+        a.size = size;
+        Some(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_in_both_peer_forms() {
+        assert_eq!(parse_mode("33188"), Some(0o100644));
+        assert_eq!(parse_mode("0100644"), Some(0o100644));
+        assert_eq!(parse_mode("41471"), Some(0o120777));
+        assert_eq!(parse_mode("x"), None);
+    }
+
+    #[test]
+    fn mtimes_in_every_peer_form() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 0);
+        assert_eq!(parse_mtime("1700000000"), Some(t));
+        assert_eq!(
+            parse_mtime("1700000000.5"),
+            Some(t + Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_mtime("1700000000.123456789"),
+            Some(t + Duration::from_nanos(123_456_789))
+        );
+        assert_eq!(parse_mtime("2023-11-14T22:13:20Z"), Some(t));
+        assert_eq!(parse_mtime("garbage"), None);
+        assert_eq!(parse_mtime("1.x"), None);
+        let s = format_mtime(t + Duration::from_nanos(5));
+        assert_eq!(s, "1700000000.000000005");
+        assert_eq!(parse_mtime(&s), Some(t + Duration::from_nanos(5)));
+    }
+
+    #[test]
+    fn metadata_sets_kind_and_owner() {
+        let mut a = NodeAttr::dir();
+        let m: Metadata = [("mode", "41471"), ("uid", "12"), ("gid", "34")]
+            .into_iter()
+            .collect();
+        assert_eq!(apply_metadata(&mut a, &m), Some(NodeKind::Symlink));
+        assert_eq!((a.mode, a.uid, a.gid), (Some(0o777), Some(12), Some(34)));
+    }
+}

@@ -1,0 +1,543 @@
+//! Names and directories: lookup, readdir, mkdir, rmdir, unlink, symlink, readlink.
+//!
+//! A directory is a key prefix ending in `/`: explicit when a zero-byte marker object `dir/`
+//! exists, implicit when only keys below it do. A lookup answers from a fresh listing of the
+//! parent when there is one; otherwise it sends `HEAD key` and `LIST prefix=key/ max-keys=1` in
+//! parallel, and a directory shadows a file of the same name. Misses are remembered for the
+//! negative TTL.
+//!
+//! Keys that cannot be file names (an empty component from `//`, `.`, `..`, more than 255
+//! bytes) are hidden from listings and logged once.
+
+use std::time::Instant;
+
+use super::attr::{apply_metadata, format_mtime, FileAttrs, S_IFDIR, S_IFLNK};
+use super::{lock, name_str, now, FsError, FsResult, S3Fs};
+use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
+use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
+
+/// Longest symlink target we read back.
+const MAX_SYMLINK_TARGET: u64 = 4096;
+
+/// One directory entry.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// Inode.
+    pub ino: u64,
+    /// Name.
+    pub name: String,
+    /// Attributes (from the listing).
+    pub attrs: FileAttrs,
+}
+
+/// True if a key component can be shown as a file name.
+pub fn valid_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && name.len() <= 255 && !name.contains('\0')
+}
+
+impl S3Fs {
+    /// Find `name` in `parent`.
+    pub fn lookup(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<FileAttrs> {
+        let name = name_str(name)?;
+        if !valid_component(name) {
+            return Err(FsError::not_found(format!("{name:?} is not a valid name")));
+        }
+        let now = Instant::now();
+        {
+            let t = self.table();
+            let p = t
+                .get(parent)
+                .ok_or_else(|| FsError::not_found(format!("parent inode {parent} unknown")))?;
+            if p.kind != NodeKind::Dir {
+                return Err(FsError::new(libc::ENOTDIR, "parent is not a directory"));
+            }
+            if let Some(ino) = p.children.get(name).copied() {
+                if let Some(n) = t.get(ino) {
+                    if n.attr_fresh(now) || p.listing_fresh(now) {
+                        return Ok(self.to_attrs(ino, n.kind, &n.attr));
+                    }
+                }
+            } else if p.listing_fresh(now) || t.is_negative(parent, name, now) {
+                return Err(FsError::not_found(format!("{name}: no such key")));
+            }
+        }
+        let known = self.table().child(parent, name);
+        if let Some(ino) = known {
+            if let Some(a) = self.open_file_attrs(ino) {
+                return Ok(a);
+            }
+        }
+        self.revalidate(parent, name)
+    }
+
+    /// Ask the server what `name` in `parent` is now, and record it.
+    pub(crate) fn revalidate(&self, parent: u64, name: &str) -> FsResult<FileAttrs> {
+        let parent_key = self.key_of(parent)?;
+        let key = format!("{parent_key}{name}");
+        let dir_prefix = format!("{key}/");
+        let (head, list) = std::thread::scope(|s| {
+            let list = s.spawn(|| {
+                self.storage.list_objects_v2(
+                    &self.opts.bucket,
+                    &ListRequest {
+                        prefix: dir_prefix.clone(),
+                        max_keys: Some(1),
+                        ..Default::default()
+                    },
+                )
+            });
+            let head = self.storage.head_object(&self.obj(&key));
+            let list = list
+                .join()
+                .unwrap_or_else(|_| Err(StorageError::invalid("listing", "worker panicked")));
+            (head, list)
+        });
+        let list = list?;
+        let is_dir = !list.objects.is_empty() || !list.common_prefixes.is_empty();
+        let expires = self.expiry();
+        if is_dir {
+            if head.is_ok() {
+                self.warn_once(format!(
+                    "s3://{}/{key} is both a file and a directory; showing the directory",
+                    self.opts.bucket
+                ));
+            }
+            let has_marker = list.objects.first().is_some_and(|o| o.key == dir_prefix);
+            let mut t = self.table();
+            let ino = t.upsert_child(parent, name, NodeKind::Dir, NodeAttr::dir(), expires);
+            if let Some(n) = t.get_mut(ino) {
+                n.has_marker = has_marker;
+                if n.attr.mtime == std::time::UNIX_EPOCH {
+                    if let Some(lm) = list.objects.first().and_then(|o| o.last_modified) {
+                        n.attr.mtime = lm;
+                    }
+                }
+            }
+            drop(t);
+            return self.attrs_of(ino);
+        }
+        match head {
+            Ok(info) => Ok(self.record_object(parent, name, &info)),
+            Err(e) if e.is_not_found() => {
+                let mut t = self.table();
+                if let Some(ino) = t.child(parent, name) {
+                    // Keep a file that is open and not yet uploaded.
+                    if lock(&self.files).contains_key(&ino) {
+                        drop(t);
+                        return self
+                            .open_file_attrs(ino)
+                            .ok_or_else(|| FsError::not_found(key));
+                    }
+                    t.remove_child(parent, name);
+                }
+                t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+                Err(FsError::not_found(format!("{key}: no such key")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Record a HEAD result for `parent/name`.
+    pub(crate) fn record_object(&self, parent: u64, name: &str, info: &ObjectInfo) -> FileAttrs {
+        let mut attr = NodeAttr {
+            size: info.size,
+            mtime: info.last_modified.unwrap_or_else(now),
+            mode: None,
+            uid: None,
+            gid: None,
+            etag: info.etag.clone(),
+        };
+        let kind = match apply_metadata(&mut attr, &info.metadata) {
+            Some(NodeKind::Symlink) => NodeKind::Symlink,
+            _ => NodeKind::File,
+        };
+        let expires = self.expiry();
+        let mut t = self.table();
+        let ino = t.upsert_child(parent, name, kind, attr.clone(), expires);
+        if let Some(n) = t.get_mut(ino) {
+            n.meta = Some(ObjectMeta {
+                metadata: info.metadata.clone(),
+                content_headers: info.content_headers.clone(),
+                etag: info.etag.clone(),
+            });
+            n.meta_expires = expires;
+        }
+        self.to_attrs(ino, kind, &attr)
+    }
+
+    /// List a directory (every page), update the table, return the entries.
+    pub fn list_dir(&self, ino: u64) -> FsResult<Vec<DirEntry>> {
+        let kind = self.kind_of(ino)?;
+        if kind != NodeKind::Dir {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        let prefix = self.key_of(ino)?;
+        let (objects, prefixes) = self
+            .storage
+            .list_all(&self.opts.bucket, &prefix, Some("/"))?;
+        let expires = self.expiry();
+        let mut entries = Vec::with_capacity(objects.len() + prefixes.len());
+        let mut t = self.table();
+        let mut seen = std::collections::HashSet::new();
+        for p in &prefixes {
+            let name = p[prefix.len().min(p.len())..].trim_end_matches('/');
+            if p.len() <= prefix.len()
+                || !p.ends_with('/')
+                || !valid_component(name)
+                || name.contains('/')
+            {
+                drop_name(self, p);
+                continue;
+            }
+            let attr = keep_dir_attr(&t, ino, name);
+            let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
+            seen.insert(name.to_string());
+            if let Some(n) = t.get(child) {
+                entries.push(DirEntry {
+                    ino: child,
+                    name: name.to_string(),
+                    attrs: self.to_attrs(child, n.kind, &n.attr),
+                });
+            }
+        }
+        for o in &objects {
+            if o.key == prefix {
+                if let Some(n) = t.get_mut(ino) {
+                    n.has_marker = true;
+                }
+                continue; // the marker is not its own child
+            }
+            let name = &o.key[prefix.len().min(o.key.len())..];
+            if !o.key.starts_with(&prefix) || !valid_component(name) || name.contains('/') {
+                drop_name(self, &o.key);
+                continue;
+            }
+            if seen.contains(name) {
+                self.warn_once(format!(
+                    "s3://{}/{} is both a file and a directory; showing the directory",
+                    self.opts.bucket, o.key
+                ));
+                continue;
+            }
+            // Keep what a HEAD told us (mode, owner, symlink) while the ETag is the same.
+            let known = t.child(ino, name).and_then(|c| t.get(c)).filter(|n| {
+                n.kind != NodeKind::Dir && n.attr.etag.is_some() && n.attr.etag == o.etag
+            });
+            let (kind, attr) = match known {
+                Some(n) => (
+                    n.kind,
+                    NodeAttr {
+                        size: o.size,
+                        ..n.attr.clone()
+                    },
+                ),
+                None => (
+                    NodeKind::File,
+                    NodeAttr {
+                        size: o.size,
+                        mtime: o.last_modified.unwrap_or(std::time::UNIX_EPOCH),
+                        mode: None,
+                        uid: None,
+                        gid: None,
+                        etag: o.etag.clone(),
+                    },
+                ),
+            };
+            let child = t.upsert_child(ino, name, kind, attr.clone(), expires);
+            seen.insert(name.to_string());
+            entries.push(DirEntry {
+                ino: child,
+                name: name.to_string(),
+                attrs: self.to_attrs(child, kind, &attr),
+            });
+        }
+        // Children that vanished from the server, unless open and not yet uploaded.
+        let open = lock(&self.files);
+        let stale: Vec<String> = t
+            .get(ino)
+            .map(|n| {
+                n.children
+                    .iter()
+                    .filter(|(name, c)| !seen.contains(*name) && !open.contains_key(c))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in stale {
+            t.remove_child(ino, &name);
+        }
+        // Open files created here but not uploaded yet are listed too.
+        let pending: Vec<(String, u64)> = t
+            .get(ino)
+            .map(|n| {
+                n.children
+                    .iter()
+                    .filter(|(name, _)| !seen.contains(*name))
+                    .map(|(n, c)| (n.clone(), *c))
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(open);
+        for (name, c) in pending {
+            if let Some(n) = t.get(c) {
+                entries.push(DirEntry {
+                    ino: c,
+                    name,
+                    attrs: self.to_attrs(c, n.kind, &n.attr),
+                });
+            }
+        }
+        if let Some(n) = t.get_mut(ino) {
+            n.listing_expires = Some(expires);
+            n.negative.clear();
+        }
+        Ok(entries)
+    }
+
+    /// Open a directory.
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if self.kind_of(ino)? != NodeKind::Dir {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        let fh = self.new_fh();
+        lock(&self.dir_handles).insert(fh, super::DirHandle::default());
+        Ok(fh)
+    }
+
+    /// The entries of an open directory (listed at the first call, then from the snapshot).
+    pub fn readdir_entries(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+    ) -> FsResult<std::sync::Arc<Vec<DirEntry>>> {
+        if offset == 0 {
+            let entries = std::sync::Arc::new(self.list_dir(ino)?);
+            if let Some(h) = lock(&self.dir_handles).get_mut(&fh) {
+                h.entries = Some(entries.clone());
+            }
+            return Ok(entries);
+        }
+        let snap = lock(&self.dir_handles)
+            .get(&fh)
+            .and_then(|h| h.entries.clone());
+        match snap {
+            Some(e) => Ok(e),
+            None => {
+                let entries = std::sync::Arc::new(self.list_dir(ino)?);
+                if let Some(h) = lock(&self.dir_handles).get_mut(&fh) {
+                    h.entries = Some(entries.clone());
+                }
+                Ok(entries)
+            }
+        }
+    }
+
+    /// Close a directory.
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dir_handles).remove(&fh);
+    }
+
+    /// The parent inode of a directory (for `..`).
+    pub fn parent_of(&self, ino: u64) -> u64 {
+        self.table()
+            .get(ino)
+            .map(|n| n.parent)
+            .filter(|p| *p != 0)
+            .unwrap_or(ROOT_INO)
+    }
+
+    /// `mkdir`: a zero-byte `name/` marker with the mode in its metadata.
+    pub fn mkdir(&self, parent: u64, name: &std::ffi::OsStr, mode: u32) -> FsResult<FileAttrs> {
+        self.check_writable()?;
+        let name = name_str(name)?;
+        if !valid_component(name) {
+            return Err(FsError::new(libc::EINVAL, format!("{name:?}")));
+        }
+        if self.lookup(parent, std::ffi::OsStr::new(name)).is_ok() {
+            return Err(FsError::new(libc::EEXIST, format!("{name} exists")));
+        }
+        let key = format!("{}{name}/", self.key_of(parent)?);
+        let mut metadata = Metadata::new();
+        metadata.insert("mode", ((mode & 0o7777) | S_IFDIR).to_string());
+        let mtime = now();
+        metadata.insert("mtime", format_mtime(mtime));
+        self.storage.put_object(
+            &self.obj(&key),
+            RequestBody::Empty,
+            &PutOptions {
+                metadata: metadata.clone(),
+                content_headers: vec![("content-type".into(), "application/x-directory".into())],
+                ..Default::default()
+            },
+        )?;
+        let attr = NodeAttr {
+            size: 0,
+            mtime,
+            mode: Some(mode & 0o7777),
+            uid: None,
+            gid: None,
+            etag: None,
+        };
+        let expires = self.expiry();
+        let mut t = self.table();
+        let ino = t.upsert_child(parent, name, NodeKind::Dir, attr.clone(), expires);
+        if let Some(n) = t.get_mut(ino) {
+            n.has_marker = true;
+            // A new directory is known to be empty.
+            n.listing_expires = Some(expires);
+        }
+        Ok(self.to_attrs(ino, NodeKind::Dir, &attr))
+    }
+
+    /// `rmdir`: ENOTEMPTY unless the prefix holds nothing but its marker.
+    pub fn rmdir(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let attrs = self.lookup(parent, name)?;
+        let name = name_str(name)?;
+        if attrs.kind != NodeKind::Dir {
+            return Err(FsError::new(
+                libc::ENOTDIR,
+                format!("{name} is not a directory"),
+            ));
+        }
+        let key = self.key_of(attrs.ino)?;
+        let page = self.storage.list_objects_v2(
+            &self.opts.bucket,
+            &ListRequest {
+                prefix: key.clone(),
+                max_keys: Some(2),
+                ..Default::default()
+            },
+        )?;
+        if page.objects.iter().any(|o| o.key != key) || !page.common_prefixes.is_empty() {
+            return Err(FsError::new(libc::ENOTEMPTY, format!("{key} is not empty")));
+        }
+        let has_local = {
+            let t = self.table();
+            let files = lock(&self.files);
+            t.get(attrs.ino)
+                .is_some_and(|n| n.children.values().any(|c| files.contains_key(c)))
+        };
+        if has_local {
+            return Err(FsError::new(
+                libc::ENOTEMPTY,
+                format!("{key} has open files"),
+            ));
+        }
+        self.storage.delete_object(&self.obj(&key))?;
+        let mut t = self.table();
+        t.remove_child(parent, name);
+        t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+        Ok(())
+    }
+
+    /// `unlink`: DeleteObject. An open file is not uploaded at close any more.
+    pub fn unlink(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let attrs = self.lookup(parent, name)?;
+        let name = name_str(name)?;
+        if attrs.kind == NodeKind::Dir {
+            return Err(FsError::new(libc::EISDIR, format!("{name} is a directory")));
+        }
+        let key = self.key_of(attrs.ino)?;
+        let open = lock(&self.files).get(&attrs.ino).cloned();
+        if let Some(f) = open {
+            lock(&f).unlinked = true;
+        }
+        self.storage.delete_object(&self.obj(&key))?;
+        let mut t = self.table();
+        t.remove_child(parent, name);
+        t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+        Ok(())
+    }
+
+    /// `symlink`, stored the s3fs way: the body is the target, the mode says S_IFLNK.
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+        target: &std::path::Path,
+    ) -> FsResult<FileAttrs> {
+        self.check_writable()?;
+        let name = name_str(name)?;
+        if !valid_component(name) {
+            return Err(FsError::new(libc::EINVAL, format!("{name:?}")));
+        }
+        if self.lookup(parent, std::ffi::OsStr::new(name)).is_ok() {
+            return Err(FsError::new(libc::EEXIST, format!("{name} exists")));
+        }
+        let target = target
+            .to_str()
+            .ok_or_else(|| FsError::new(libc::EINVAL, "symlink target must be UTF-8"))?;
+        let key = format!("{}{name}", self.key_of(parent)?);
+        let mtime = now();
+        let mut metadata = Metadata::new();
+        metadata.insert("mode", (S_IFLNK | 0o777).to_string());
+        metadata.insert("mtime", format_mtime(mtime));
+        let etag = self.storage.put_object(
+            &self.obj(&key),
+            RequestBody::Bytes(target.as_bytes()),
+            &PutOptions {
+                metadata: metadata.clone(),
+                ..Default::default()
+            },
+        )?;
+        let attr = NodeAttr {
+            size: target.len() as u64,
+            mtime,
+            mode: Some(0o777),
+            uid: None,
+            gid: None,
+            etag: etag.clone(),
+        };
+        let expires = self.expiry();
+        let mut t = self.table();
+        let ino = t.upsert_child(parent, name, NodeKind::Symlink, attr.clone(), expires);
+        if let Some(n) = t.get_mut(ino) {
+            n.meta = Some(ObjectMeta {
+                metadata,
+                content_headers: Vec::new(),
+                etag,
+            });
+            n.meta_expires = expires;
+        }
+        Ok(self.to_attrs(ino, NodeKind::Symlink, &attr))
+    }
+
+    /// `readlink`: the object's body.
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        if self.kind_of(ino)? != NodeKind::Symlink {
+            return Err(FsError::new(libc::EINVAL, "not a symlink"));
+        }
+        let key = self.key_of(ino)?;
+        let size = self.table().get(ino).map(|n| n.attr.size).unwrap_or(0);
+        if size > MAX_SYMLINK_TARGET {
+            return Err(FsError::new(
+                libc::ENAMETOOLONG,
+                format!("{key}: symlink target too long"),
+            ));
+        }
+        let mut buf = vec![0u8; size as usize];
+        let (n, _) = self
+            .storage
+            .read_range(&self.obj(&key), 0, &mut buf, None)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+fn keep_dir_attr(t: &crate::cache::inode::InodeTable, parent: u64, name: &str) -> NodeAttr {
+    t.child(parent, name)
+        .and_then(|c| t.get(c))
+        .filter(|n| n.kind == NodeKind::Dir)
+        .map(|n| n.attr.clone())
+        .unwrap_or_else(NodeAttr::dir)
+}
+
+fn drop_name(fs: &S3Fs, key: &str) {
+    fs.warn_once(format!(
+        "s3://{}/{key}: key cannot be shown as a file name (empty, '.', '..' or over 255 bytes); hidden",
+        fs.opts.bucket
+    ));
+}

@@ -1,0 +1,547 @@
+//! The thin `fuser::Filesystem` adapter: converts arguments, calls [`S3Fs`], converts replies.
+//!
+//! Every error goes through [`fail`], which logs by severity (ENOENT/ENODATA at debug, EIO and
+//! the unexpected at warn) and answers the errno. No semantics live here.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use super::attr::{AttrChange, FileAttrs};
+use super::{FsError, S3Fs};
+use crate::cache::inode::NodeKind;
+
+/// Largest single read/write the kernel sends us (with FUSE_MAX_PAGES).
+const MAX_WRITE: u32 = 1024 * 1024;
+/// Kernel read-ahead: large enough to keep sequential reads streaming.
+const MAX_READAHEAD: u32 = 1024 * 1024;
+
+/// The adapter; clone-free, shares the core.
+#[derive(Debug)]
+pub struct FuseAdapter {
+    fs: Arc<S3Fs>,
+}
+
+impl FuseAdapter {
+    /// Wrap a core.
+    pub fn new(fs: Arc<S3Fs>) -> Self {
+        FuseAdapter { fs }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.fs.options().metadata_ttl
+    }
+}
+
+fn fail(op: &str, e: FsError) -> Errno {
+    match e.errno {
+        libc::ENOENT | libc::ENODATA | libc::EEXIST | libc::ENOTEMPTY | libc::ENOTSUP => {
+            log::debug!("{op}: {e}")
+        }
+        _ => log::warn!("{op}: {e}"),
+    }
+    Errno::from_i32(e.errno)
+}
+
+fn to_fuser(a: &FileAttrs) -> FileAttr {
+    let kind = match a.kind {
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Symlink => FileType::Symlink,
+    };
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind,
+        perm: a.perm,
+        nlink: if a.kind == NodeKind::Dir { 2 } else { 1 },
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn time_of(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_READAHEAD);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.fs.flush_all();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(parent.0, name) {
+            Ok(a) => {
+                self.fs.note_lookup(a.ino);
+                reply.entry(&self.ttl(), &to_fuser(&a), Generation(0))
+            }
+            Err(e) => reply.error(fail("lookup", e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&self.ttl(), &to_fuser(&a)),
+            Err(e) => reply.error(fail("getattr", e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let change = AttrChange {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: mtime.map(time_of),
+        };
+        match self.fs.setattr(ino.0, change) {
+            Ok(a) => reply.attr(&self.ttl(), &to_fuser(&a)),
+            Err(e) => reply.error(fail("setattr", e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(fail("readlink", e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(fail(
+            "mknod",
+            FsError::new(
+                libc::ENOTSUP,
+                format!("{name:?}: device nodes cannot be stored in S3"),
+            ),
+        ));
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.mkdir(parent.0, name, mode & !umask) {
+            Ok(a) => {
+                self.fs.note_lookup(a.ino);
+                reply.entry(&self.ttl(), &to_fuser(&a), Generation(0))
+            }
+            Err(e) => reply.error(fail("mkdir", e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.unlink(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("unlink", e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rmdir", e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.symlink(parent.0, link_name, target) {
+            Ok(a) => {
+                self.fs.note_lookup(a.ino);
+                reply.entry(&self.ttl(), &to_fuser(&a), Generation(0))
+            }
+            Err(e) => reply.error(fail("symlink", e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self
+            .fs
+            .rename(parent.0, name, newparent.0, newname, flags.bits())
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rename", e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(fail(
+            "link",
+            FsError::new(
+                libc::ENOTSUP,
+                format!("{newname:?}: hard links cannot be stored in S3"),
+            ),
+        ));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("open", e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(fail("read", e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("flush", e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("release", e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fsync", e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.fs.readdir_entries(ino.0, fh.0, offset) {
+            Ok(e) => e,
+            Err(e) => return reply.error(fail("readdir", e)),
+        };
+        // Offsets: 1 = ".", 2 = "..", 3.. = entries.
+        let mut off = offset;
+        if off == 0 {
+            if reply.add(ino, 1, FileType::Directory, ".") {
+                return reply.ok();
+            }
+            off = 1;
+        }
+        if off == 1 {
+            let parent = INodeNo(self.fs.parent_of(ino.0));
+            if reply.add(parent, 2, FileType::Directory, "..") {
+                return reply.ok();
+            }
+            off = 2;
+        }
+        for (i, e) in entries.iter().enumerate().skip((off - 2) as usize) {
+            let kind = to_fuser(&e.attrs).kind;
+            if reply.add(INodeNo(e.ino), i as u64 + 3, kind, &e.name) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.fs.readdir_entries(ino.0, fh.0, offset) {
+            Ok(e) => e,
+            Err(e) => return reply.error(fail("readdirplus", e)),
+        };
+        let ttl = self.ttl();
+        let mut off = offset;
+        if off == 0 {
+            if let Ok(a) = self.fs.attrs_of(ino.0) {
+                if reply.add(ino, 1, ".", &ttl, &to_fuser(&a), Generation(0)) {
+                    return reply.ok();
+                }
+            }
+            off = 1;
+        }
+        if off == 1 {
+            let p = self.fs.parent_of(ino.0);
+            if let Ok(a) = self.fs.attrs_of(p) {
+                if reply.add(INodeNo(p), 2, "..", &ttl, &to_fuser(&a), Generation(0)) {
+                    return reply.ok();
+                }
+            }
+            off = 2;
+        }
+        for (i, e) in entries.iter().enumerate().skip((off - 2) as usize) {
+            if reply.add(
+                INodeNo(e.ino),
+                i as u64 + 3,
+                &e.name,
+                &ttl,
+                &to_fuser(&e.attrs),
+                Generation(0),
+            ) {
+                break;
+            }
+            // Every entry sent with attributes counts as a kernel lookup.
+            self.fs.note_lookup(e.ino);
+        }
+        reply.ok()
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok()
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok()
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // S3 has no capacity: report a large, constant amount free so `df` and installers
+        // that check free space don't refuse to write.
+        const BLOCKS: u64 = 1 << 40; // × 4 KiB = 4 PiB
+        const FILES: u64 = 1 << 32;
+        reply.statfs(BLOCKS, BLOCKS, BLOCKS, FILES, FILES, 4096, 255, 4096)
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.setxattr(ino.0, name, value, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("setxattr", e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(ino.0, name) {
+            Ok(v) => xattr_reply(reply, size, &v),
+            Err(e) => reply.error(fail("getxattr", e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino.0) {
+            Ok(v) => xattr_reply(reply, size, &v),
+            Err(e) => reply.error(fail("listxattr", e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.removexattr(ino.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("removexattr", e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        reply.ok()
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.fs.create(parent.0, name, mode & !umask, flags) {
+            Ok((a, fh)) => {
+                self.fs.note_lookup(a.ino);
+                reply.created(
+                    &self.ttl(),
+                    &to_fuser(&a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            }
+            Err(e) => reply.error(fail("create", e)),
+        }
+    }
+}
+
+/// The xattr size protocol: size 0 asks for the length; a too-small buffer is ERANGE.
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(value);
+    }
+}

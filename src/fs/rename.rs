@@ -1,0 +1,206 @@
+//! `rename`: server-side copy, then delete.
+//!
+//! A file: flush it if it has unsaved changes, `CopyObject` (metadata directive COPY, guarded by
+//! the source ETag; multipart above 5 GiB), then `DeleteObject` of the source. The target, if
+//! any, is replaced. `RENAME_NOREPLACE` gives EEXIST when the target exists; `RENAME_EXCHANGE`
+//! is not possible on S3 (EINVAL).
+//!
+//! A directory: every key under the prefix is copied (in parallel), and only when all copies
+//! succeeded are the sources deleted. It is not atomic — another client can see both trees for a
+//! moment — but a source is never deleted before its copy exists; on failure the operation stops
+//! with EIO and the sources are intact.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::{lock, name_str, FsError, FsResult, S3Fs};
+use crate::cache::inode::NodeKind;
+use crate::s3::{CopyRequest, StorageError};
+
+/// Copies in flight during a directory rename.
+const DIR_RENAME_PARALLELISM: usize = 16;
+
+/// `renameat2` flags.
+pub const RENAME_NOREPLACE: u32 = 1;
+/// `renameat2` flags.
+pub const RENAME_EXCHANGE: u32 = 2;
+
+impl S3Fs {
+    /// `rename(parent/name → new_parent/new_name)`.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+        new_parent: u64,
+        new_name: &std::ffi::OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        if flags & RENAME_EXCHANGE != 0 {
+            return Err(FsError::new(
+                libc::EINVAL,
+                "RENAME_EXCHANGE cannot be done on S3",
+            ));
+        }
+        let src = self.lookup(parent, name)?;
+        let name_s = name_str(name)?.to_string();
+        let new_name_s = name_str(new_name)?.to_string();
+        if !super::dir::valid_component(&new_name_s) {
+            return Err(FsError::new(libc::EINVAL, format!("{new_name_s:?}")));
+        }
+        let target = match self.lookup(new_parent, new_name) {
+            Ok(t) => Some(t),
+            Err(e) if e.errno == libc::ENOENT => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(t) = &target {
+            if t.ino == src.ino {
+                return Ok(());
+            }
+            if flags & RENAME_NOREPLACE != 0 {
+                return Err(FsError::new(libc::EEXIST, format!("{new_name_s} exists")));
+            }
+            match (src.kind == NodeKind::Dir, t.kind == NodeKind::Dir) {
+                (true, false) => {
+                    return Err(FsError::new(libc::ENOTDIR, "target is not a directory"))
+                }
+                (false, true) => return Err(FsError::new(libc::EISDIR, "target is a directory")),
+                _ => {}
+            }
+        }
+        let src_key = self.key_of(src.ino)?;
+        let dst_parent_key = self.key_of(new_parent)?;
+        if src.kind == NodeKind::Dir {
+            let dst_key = format!("{dst_parent_key}{new_name_s}/");
+            if dst_key.starts_with(&src_key) {
+                return Err(FsError::new(
+                    libc::EINVAL,
+                    "cannot move a directory into itself",
+                ));
+            }
+            if let Some(t) = &target {
+                // POSIX: replacing a directory requires it to be empty.
+                let tkey = self.key_of(t.ino)?;
+                let page = self.storage.list_objects_v2(
+                    &self.opts.bucket,
+                    &crate::s3::ListRequest {
+                        prefix: tkey.clone(),
+                        max_keys: Some(2),
+                        ..Default::default()
+                    },
+                )?;
+                if page.objects.iter().any(|o| o.key != tkey) {
+                    return Err(FsError::new(
+                        libc::ENOTEMPTY,
+                        format!("{tkey} is not empty"),
+                    ));
+                }
+            }
+            self.rename_dir(src.ino, &src_key, &dst_key)?;
+        } else {
+            self.flush_inode(src.ino)?;
+            let dst_key = format!("{dst_parent_key}{new_name_s}");
+            let (etag, size) = {
+                let t = self.table();
+                let n = t.get(src.ino);
+                (n.and_then(|n| n.attr.etag.clone()), n.map(|n| n.attr.size))
+            };
+            self.storage.copy_object(&CopyRequest {
+                src: self.obj(&src_key),
+                dst: self.obj(&dst_key),
+                replace: None,
+                if_match: etag,
+                size,
+            })?;
+            match self.storage.delete_object(&self.obj(&src_key)) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    // The copy exists; the source could not be removed. Report it, keep both.
+                    return Err(FsError::new(
+                        libc::EIO,
+                        format!("{src_key} copied to {dst_key} but not deleted: {e}"),
+                    ));
+                }
+            }
+        }
+        let mut t = self.table();
+        t.move_child(parent, &name_s, new_parent, &new_name_s);
+        t.set_negative(
+            parent,
+            &name_s,
+            std::time::Instant::now() + self.opts.negative_ttl,
+        );
+        if let Some(n) = t.get_mut(src.ino) {
+            n.attr_expires = std::time::Instant::now() + self.opts.metadata_ttl;
+        }
+        Ok(())
+    }
+
+    fn rename_dir(&self, ino: u64, src_key: &str, dst_key: &str) -> FsResult<()> {
+        // Open files under the directory are uploaded first so their content moves too.
+        let open: Vec<u64> = lock(&self.files).keys().copied().collect();
+        for o in open {
+            if self
+                .table()
+                .key_of(o)
+                .is_some_and(|k| k.starts_with(src_key))
+            {
+                self.flush_inode(o)?;
+            }
+        }
+        let (objects, _) = self.storage.list_all(&self.opts.bucket, src_key, None)?;
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<StorageError>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..DIR_RENAME_PARALLELISM.min(objects.len().max(1)) {
+                s.spawn(|| loop {
+                    if lock(&failed).is_some() {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(o) = objects.get(i) else { return };
+                    let rest = &o.key[src_key.len()..];
+                    let r = self.storage.copy_object(&CopyRequest {
+                        src: self.obj(&o.key),
+                        dst: self.obj(&format!("{dst_key}{rest}")),
+                        replace: None,
+                        if_match: o.etag.clone(),
+                        size: Some(o.size),
+                    });
+                    if let Err(e) = r {
+                        lock(&failed).get_or_insert(e);
+                        return;
+                    }
+                });
+            }
+        });
+        if let Some(e) = lock(&failed).take() {
+            return Err(FsError::new(
+                libc::EIO,
+                format!("rename {src_key} -> {dst_key} stopped, sources intact: {e}"),
+            ));
+        }
+        let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+        let result = self.storage.delete_objects(&self.opts.bucket, &keys)?;
+        if let Some((key, code, msg)) = result.errors.first() {
+            return Err(FsError::new(
+                libc::EIO,
+                format!(
+                    "rename {src_key} -> {dst_key}: copied, but {key} not deleted: {code} {msg}"
+                ),
+            ));
+        }
+        if objects.is_empty() {
+            // An empty implicit directory that only exists locally: give it a marker.
+            self.storage.put_object(
+                &self.obj(dst_key),
+                crate::s3::RequestBody::Empty,
+                &Default::default(),
+            )?;
+        }
+        let mut t = self.table();
+        t.invalidate_dir(ino);
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! Extended attributes = S3 user metadata.
+//!
+//! `user.x-amz-meta-NAME` is the object's `x-amz-meta-NAME` (names matched case-insensitively,
+//! as S3 lower-cases them). Setting or removing one changes the object in place — a self-copy
+//! with `REPLACE` that re-sends the content headers and is guarded by the ETag — or, when the
+//! file is open with unsaved changes, is folded into the upload at close. Other names are not
+//! stored: ENOTSUP on set, ENODATA on get, so `cp -a` and friends skip them quietly.
+
+use super::{FsError, FsResult, S3Fs};
+use crate::s3::meta::{validate_name, MAX_USER_METADATA_BYTES};
+use crate::s3::Metadata;
+
+/// The xattr namespace that maps to user metadata.
+pub const XATTR_PREFIX: &str = "user.x-amz-meta-";
+/// `setxattr` flag: fail if the attribute exists.
+pub const XATTR_CREATE: i32 = 1;
+/// `setxattr` flag: fail if the attribute does not exist.
+pub const XATTR_REPLACE: i32 = 2;
+
+fn metadata_name(xattr: &std::ffi::OsStr) -> Option<String> {
+    let s = xattr.to_str()?;
+    let short = s
+        .get(..XATTR_PREFIX.len())?
+        .eq_ignore_ascii_case(XATTR_PREFIX)
+        .then(|| &s[XATTR_PREFIX.len()..])?;
+    if short.is_empty() {
+        return None;
+    }
+    Some(short.to_ascii_lowercase())
+}
+
+impl S3Fs {
+    fn current_metadata(&self, ino: u64) -> FsResult<Metadata> {
+        if let Some(m) = self.pending_metadata(ino) {
+            return Ok(m);
+        }
+        Ok(self.object_meta(ino)?.metadata)
+    }
+
+    /// `getxattr`: the value, or ENODATA.
+    pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<Vec<u8>> {
+        let Some(short) = metadata_name(name) else {
+            return Err(FsError::new(
+                libc::ENODATA,
+                format!("{name:?}: not a metadata attribute"),
+            ));
+        };
+        self.current_metadata(ino)?
+            .get(&short)
+            .map(|v| v.as_bytes().to_vec())
+            .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))
+    }
+
+    /// `listxattr`: NUL-separated names.
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let meta = self.current_metadata(ino)?;
+        let mut out = Vec::new();
+        for (name, _) in meta.iter() {
+            out.extend_from_slice(b"user.");
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// `setxattr`.
+    pub fn setxattr(
+        &self,
+        ino: u64,
+        name: &std::ffi::OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        let Some(short) = metadata_name(name) else {
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                format!("{name:?}: only user.x-amz-meta-* attributes can be stored"),
+            ));
+        };
+        validate_name(&short).map_err(|e| FsError::new(libc::EINVAL, e.to_string()))?;
+        let value = std::str::from_utf8(value)
+            .map_err(|_| FsError::new(libc::EINVAL, "metadata values must be UTF-8 text"))?
+            .to_string();
+        if short.len() + value.len() > MAX_USER_METADATA_BYTES {
+            return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
+        }
+        let edit = |meta: &mut Metadata, _mode: u32| -> FsResult<()> {
+            let exists = meta.get(&short).is_some();
+            if flags & XATTR_CREATE != 0 && exists {
+                return Err(FsError::new(
+                    libc::EEXIST,
+                    format!("x-amz-meta-{short} exists"),
+                ));
+            }
+            if flags & XATTR_REPLACE != 0 && !exists {
+                return Err(FsError::new(
+                    libc::ENODATA,
+                    format!("no x-amz-meta-{short}"),
+                ));
+            }
+            meta.insert(&short, value.clone());
+            Ok(())
+        };
+        if self.edit_pending_metadata(ino, edit)? {
+            return Ok(());
+        }
+        self.change_metadata(ino, edit)
+    }
+
+    /// `removexattr`.
+    pub fn removexattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let Some(short) = metadata_name(name) else {
+            return Err(FsError::new(
+                libc::ENODATA,
+                format!("{name:?}: not a metadata attribute"),
+            ));
+        };
+        let edit = |meta: &mut Metadata, _mode: u32| -> FsResult<()> {
+            meta.remove(&short)
+                .map(|_| ())
+                .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))
+        };
+        if self.edit_pending_metadata(ino, edit)? {
+            return Ok(());
+        }
+        self.change_metadata(ino, edit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn only_the_metadata_namespace_maps() {
+        assert_eq!(
+            metadata_name(OsStr::new("user.x-amz-meta-Color")).as_deref(),
+            Some("color")
+        );
+        assert_eq!(
+            metadata_name(OsStr::new("USER.X-AMZ-META-a")).as_deref(),
+            Some("a")
+        );
+        assert_eq!(metadata_name(OsStr::new("user.x-amz-meta-")), None);
+        assert_eq!(metadata_name(OsStr::new("user.other")), None);
+        assert_eq!(metadata_name(OsStr::new("security.selinux")), None);
+        assert_eq!(metadata_name(OsStr::new("trusted.x")), None);
+    }
+}
