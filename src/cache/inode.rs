@@ -50,12 +50,19 @@ pub struct NodeAttr {
     pub etag: Option<String>,
 }
 
+/// When this process started: the mtime of directories that carry none of their own (S3 has
+/// no directory times), so `ls -l` shows a plausible date rather than 1970.
+pub fn start_time() -> SystemTime {
+    static START: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+    *START.get_or_init(SystemTime::now)
+}
+
 impl NodeAttr {
     /// Attributes of a directory with nothing known about it.
     pub fn dir() -> Self {
         NodeAttr {
             size: 0,
-            mtime: SystemTime::UNIX_EPOCH,
+            mtime: start_time(),
             mode: None,
             uid: None,
             gid: None,

@@ -103,11 +103,33 @@ impl S3Fs {
                 ));
             }
             let has_marker = list.objects.first().is_some_and(|o| o.key == dir_prefix);
+            // The marker carries the directory's mode/owner/mtime and xattrs (the listing
+            // does not): HEAD it, or a remount (or a TTL expiry) would reset them to defaults.
+            let marker = if has_marker {
+                match self.storage.head_object(&self.obj(&dir_prefix)) {
+                    Ok(info) => Some(info),
+                    Err(e) => {
+                        log::debug!("{dir_prefix}: HEAD of the marker failed: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             let mut t = self.table();
             let ino = t.upsert_child(parent, name, NodeKind::Dir, NodeAttr::dir(), expires);
             if let Some(n) = t.get_mut(ino) {
                 n.has_marker = has_marker;
-                if n.attr.mtime == std::time::UNIX_EPOCH {
+                if let Some(info) = marker {
+                    apply_metadata(&mut n.attr, &info.metadata);
+                    n.meta = Some(ObjectMeta {
+                        metadata: info.metadata,
+                        content_headers: info.content_headers,
+                        etag: info.etag,
+                    });
+                    n.meta_expires = expires;
+                }
+                if n.attr.mtime == crate::cache::inode::start_time() {
                     if let Some(lm) = list.objects.first().and_then(|o| o.last_modified) {
                         n.attr.mtime = lm;
                     }
