@@ -211,6 +211,19 @@ impl S3Fs {
             if self.fold_into_open_file(ino, &change)? {
                 return self.getattr(ino);
             }
+            if ino == ROOT_INO && self.key_of(ino)?.is_empty() {
+                // The root of a whole-bucket mount is the bucket: no object to keep the change
+                // in. Keep it for this mount only, so `cp -a`/`rsync -a` onto the root work.
+                let mut t = self.table();
+                if let Some(n) = t.get_mut(ino) {
+                    n.attr.mode = change.mode.map(|m| m & 0o7777).or(n.attr.mode);
+                    n.attr.uid = change.uid.or(n.attr.uid);
+                    n.attr.gid = change.gid.or(n.attr.gid);
+                    n.attr.mtime = change.mtime.unwrap_or(n.attr.mtime);
+                }
+                drop(t);
+                return self.getattr(ino);
+            }
             self.change_metadata(ino, |meta, cur_mode| {
                 let type_bits = match kind {
                     NodeKind::Dir => S_IFDIR,
@@ -279,6 +292,13 @@ impl S3Fs {
         edit: impl FnOnce(&mut Metadata, u32) -> FsResult<()>,
     ) -> FsResult<()> {
         let key = self.key_of(ino)?;
+        if key.is_empty() {
+            // Else the HEAD and PUT below would go to the bucket itself (a PUT is CreateBucket).
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                "the root of a whole-bucket mount has no object to hold metadata",
+            ));
+        }
         let kind = self.kind_of(ino)?;
         let current = self.object_meta(ino)?;
         let cur_mode = self.attrs_of(ino)?.perm as u32;
@@ -322,6 +342,9 @@ impl S3Fs {
                 })?
                 .etag
         };
+        if kind == NodeKind::File {
+            self.follow_self_copy(ino, current.etag.as_deref(), new_etag.clone());
+        }
         let mut t = self.table();
         if let Some(n) = t.get_mut(ino) {
             apply_metadata(&mut n.attr, &metadata);

@@ -140,6 +140,15 @@ impl S3Fs {
         let attrs = self.getattr(ino)?;
         let f = self.open_file(ino);
         let mut of = lock(&f);
+        // A concurrent last `release` may have dropped this Arc from the map after we took it:
+        // its handles would then find no open file (EBADF). Start again with the current one.
+        let current = lock(&self.files)
+            .get(&ino)
+            .is_some_and(|x| Arc::ptr_eq(x, &f));
+        if !current {
+            drop(of);
+            return self.open(ino, flags);
+        }
         if of.opens == 0 {
             let etag = self.table().get(ino).and_then(|n| n.attr.etag.clone());
             if of.etag != etag {
@@ -373,13 +382,15 @@ impl S3Fs {
             let _ = std::fs::remove_file(&s.path);
         }
         let ino = of.ino;
-        drop(of);
+        // Still holding the file's lock (lock order: file → map), so an `open` that already
+        // took this Arc from the map sees it is gone and takes a new one (see `open`).
         {
             let mut files = lock(&self.files);
             if files.get(&ino).is_some_and(|x| Arc::ptr_eq(x, &f)) {
                 files.remove(&ino);
             }
         }
+        drop(of);
         result
     }
 
@@ -644,6 +655,19 @@ impl S3Fs {
             of.pending_meta.clone()
         } else {
             None
+        }
+    }
+
+    /// After a metadata-only self-copy: the content is the same but the ETag may not be (a
+    /// copy of a multipart object gets a new one), so readers pinned to the old ETag follow it
+    /// instead of failing their next ranged GET with 412 → EIO.
+    pub(crate) fn follow_self_copy(&self, ino: u64, old: Option<&str>, new: Option<String>) {
+        let f = lock(&self.files).get(&ino).cloned();
+        if let (Some(f), Some(new)) = (f, new) {
+            let mut of = lock(&f);
+            if old.is_some() && of.etag.as_deref() == old {
+                of.etag = Some(new);
+            }
         }
     }
 

@@ -70,6 +70,8 @@ impl S3Fs {
         }
         let src_key = self.key_of(src.ino)?;
         let dst_parent_key = self.key_of(new_parent)?;
+        // A renamed file's new ETag (None inside: unknown, look at the server next time).
+        let mut new_etag: Option<Option<String>> = None;
         if src.kind == NodeKind::Dir {
             let dst_key = format!("{dst_parent_key}{new_name_s}/");
             if dst_key.starts_with(&src_key) {
@@ -105,13 +107,18 @@ impl S3Fs {
                 let n = t.get(src.ino);
                 (n.and_then(|n| n.attr.etag.clone()), n.map(|n| n.attr.size))
             };
-            self.storage.copy_object(&CopyRequest {
+            let copied = self.storage.copy_object(&CopyRequest {
                 src: self.obj(&src_key),
                 dst: self.obj(&dst_key),
                 replace: None,
-                if_match: etag,
+                if_match: etag.clone(),
                 size,
             })?;
+            // An open reader of the file follows it to the copy's ETag too.
+            self.follow_self_copy(src.ino, etag.as_deref(), copied.etag.clone());
+            // The copy has its own ETag (a multipart source's `…-N` ETag does not carry over):
+            // reads pin it with If-Match, so the old one would fail them with 412 → EIO.
+            new_etag = Some(copied.etag);
             match self.storage.delete_object(&self.obj(&src_key)) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
@@ -133,6 +140,17 @@ impl S3Fs {
         );
         if let Some(n) = t.get_mut(src.ino) {
             n.attr_expires = std::time::Instant::now() + self.opts.metadata_ttl;
+            match new_etag {
+                Some(Some(etag)) => {
+                    // Metadata directive COPY: the metadata is the same, only the ETag is new.
+                    if let Some(m) = n.meta.as_mut() {
+                        m.etag = Some(etag.clone());
+                    }
+                    n.attr.etag = Some(etag);
+                }
+                Some(None) => n.attr_expires = std::time::Instant::now(),
+                None => {}
+            }
         }
         Ok(())
     }

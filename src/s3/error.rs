@@ -27,7 +27,7 @@ pub enum StorageError {
         bucket: String,
     },
     /// 403: the credentials are wrong, or the policy does not allow the action.
-    #[error("s3://{bucket}/{key}: access denied ({code}{}): {message}{}", action_hint(.action), request_id_suffix(.request_id))]
+    #[error("s3://{bucket}/{key}: access denied ({code}{}): {message}{}", action_hint(.code, .action), request_id_suffix(.request_id))]
     AccessDenied {
         /// Bucket asked for.
         bucket: String,
@@ -123,10 +123,18 @@ fn request_id_suffix(id: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-fn action_hint(action: &Option<&'static str>) -> String {
-    action
-        .map(|a| format!("; the policy must allow {a}"))
-        .unwrap_or_default()
+/// What to check: the keys for signature/key-id errors, the policy for a plain denial.
+fn action_hint(code: &str, action: &Option<&'static str>) -> String {
+    match code {
+        "SignatureDoesNotMatch" => "; check the secret access key".to_string(),
+        "InvalidAccessKeyId" => "; check the access key id".to_string(),
+        "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired" => {
+            "; the session token is invalid or expired".to_string()
+        }
+        _ => action
+            .map(|a| format!("; the policy must allow {a}"))
+            .unwrap_or_default(),
+    }
 }
 
 /// Result alias used throughout the library.
