@@ -1,30 +1,46 @@
 //! `s3mount`: mount an S3 bucket (or `bucket:prefix/`) at a directory.
 //!
-//! Start-up order: parse flags → load the configuration → check the bucket is reachable with
-//! these credentials (HEAD bucket + a one-key LIST, so a missing bucket, wrong keys, a policy
-//! without `s3:ListBucket` or a dead endpoint are reported before anything is mounted) →
-//! daemonize unless `--foreground` (the parent exits only once the mount is ready, non-zero with
-//! the reason if it failed) → mount and serve until `umount` or SIGINT/SIGTERM, which unmount
-//! cleanly after uploading anything still open.
+//! Start-up order: parse flags and `-o` options → load the configuration → check the bucket is
+//! reachable with these credentials (a one-key LIST, whose error names the S3 code, then HEAD
+//! bucket), so a missing bucket, wrong keys, a policy without `s3:ListBucket` or a dead endpoint
+//! are reported before anything is mounted → daemonize unless `--foreground` (the parent exits
+//! only once the mount is ready, non-zero with the reason if it failed) → mount and serve until
+//! `umount` or SIGINT/SIGTERM, which unmount cleanly after uploading anything still open.
+//!
+//! Called as `mount.s3mount` or `mount.fuse.s3mount` (a link made by `make install`), it is the
+//! mount(8) helper: `mount -t fuse.s3mount BUCKET DIR -o opts` and fstab lines work.
+
+mod opts;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use s3mount::config::{LoadRequest, Overrides};
 use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::{FsOptions, S3Fs};
 use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage};
 
+use opts::MountOptions;
+
 /// Mount an S3 bucket as a local directory.
+///
+/// The bucket (or BUCKET:PREFIX/ to mount only the keys under PREFIX/) comes from the command
+/// line or from the config's default_bucket. Every `-o` option has a long flag of the same name.
 #[derive(Debug, Parser)]
 #[command(name = "s3mount", version, about, long_about = None)]
 struct Cli {
-    /// BUCKET or BUCKET:PREFIX/ to mount (default: the config's default_bucket), then MOUNTPOINT.
-    #[arg(value_name = "[BUCKET[:PREFIX/]] MOUNTPOINT", num_args = 1..=2, required = true)]
+    /// [BUCKET[:PREFIX/]] MOUNTPOINT
+    #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
     args: Vec<String>,
+
+    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, default_permissions,
+    /// uid=, gid=, umask=, file_mode=, dir_mode=, config=, endpoint=, region=, profile=,
+    /// cache_dir=, cache_size=, metadata_ttl=; _netdev, nofail, noauto are ignored.
+    #[arg(short = 'o', value_name = "OPTS", help_heading = "Mount")]
+    options: Vec<String>,
 
     /// Seed-style YAML config file (the `s3:` section).
     #[arg(long, short = 'c', value_name = "FILE", help_heading = "Connection")]
@@ -51,23 +67,42 @@ struct Cli {
     /// Stay in the foreground (default: return once mounted and run in the background).
     #[arg(long, short = 'f', help_heading = "Mount")]
     foreground: bool,
-    /// Mount read-only.
+    /// Mount read-only (-o ro).
     #[arg(long, help_heading = "Mount")]
     read_only: bool,
-    /// Let other users access the mount.
+    /// Let other users access the mount (-o allow_other).
     #[arg(long, help_heading = "Mount")]
     allow_other: bool,
-    /// How long attributes and listings are trusted, in seconds.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value = "1",
-        help_heading = "Mount"
-    )]
-    metadata_ttl: f64,
+    /// Let root access the mount too (-o allow_root).
+    #[arg(long, help_heading = "Mount")]
+    allow_root: bool,
+    /// Let the kernel check permissions from the mode bits (-o default_permissions).
+    #[arg(long, help_heading = "Mount")]
+    default_permissions: bool,
+    /// Owner of objects without x-amz-meta-uid (default: the mounting user).
+    #[arg(long, value_name = "UID", help_heading = "Mount")]
+    uid: Option<u32>,
+    /// Group of objects without x-amz-meta-gid.
+    #[arg(long, value_name = "GID", help_heading = "Mount")]
+    gid: Option<u32>,
+    /// Mode of files without x-amz-meta-mode, octal (default 0644).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode_arg, help_heading = "Mount")]
+    file_mode: Option<u32>,
+    /// Mode of directories without x-amz-meta-mode, octal (default 0755).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode_arg, help_heading = "Mount")]
+    dir_mode: Option<u32>,
+    /// Bits removed from the default modes, octal.
+    #[arg(long, value_name = "UMASK", value_parser = parse_mode_arg, help_heading = "Mount")]
+    umask: Option<u32>,
+    /// How long attributes and listings are trusted: 1, 1.5, 500ms, 30s (default 1s).
+    #[arg(long, value_name = "DURATION", value_parser = opts::parse_duration, help_heading = "Mount")]
+    metadata_ttl: Option<Duration>,
     /// Staging files and unsaved uploads live here.
-    #[arg(long, value_name = "DIR", help_heading = "Mount")]
+    #[arg(long, value_name = "DIR", help_heading = "Cache")]
     cache_dir: Option<PathBuf>,
+    /// Size limit of the data cache (10G, 512M). Reserved: reads are not cached on disk yet.
+    #[arg(long, value_name = "SIZE", value_parser = opts::parse_size, help_heading = "Cache")]
+    cache_size: Option<u64>,
     /// FUSE worker threads.
     #[arg(long, value_name = "N", default_value = "8", help_heading = "Mount")]
     threads: usize,
@@ -80,16 +115,81 @@ struct Cli {
         help_heading = "Logging"
     )]
     log_level: String,
+    /// Log to this file (default: stderr; in the background, <cache-dir>/s3mount.log).
+    #[arg(long, value_name = "FILE", help_heading = "Logging")]
+    log_file: Option<PathBuf>,
+
+    /// mount(8) helper flags: sloppy, no-mtab, verbose, type (accepted and ignored).
+    #[arg(short = 's', hide = true)]
+    sloppy: bool,
+    #[arg(short = 'n', hide = true)]
+    no_mtab: bool,
+    #[arg(short = 'v', hide = true)]
+    verbose: bool,
+    #[arg(short = 't', hide = true)]
+    fs_type: Option<String>,
+
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true)]
+    print_man_page: bool,
+}
+
+fn parse_mode_arg(v: &str) -> Result<u32, String> {
+    u32::from_str_radix(v, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{v:?}: expected an octal mode such as 0644"))
+}
+
+/// Where log lines go: stderr until a file is chosen (daemon mode moves them to a file so the
+/// caller's terminal or pipe is released).
+static LOG_FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+struct LogSink;
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut f = LOG_FILE.lock().unwrap_or_else(|p| p.into_inner());
+        match f.as_mut() {
+            Some(file) => file.write(buf),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn set_log_file(path: &Path) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("log file {}: {e}", path.display()))?;
+    *LOG_FILE.lock().unwrap_or_else(|p| p.into_inner()) = Some(file);
+    Ok(())
 }
 
 fn main() {
     let cli = Cli::parse();
+    if cli.print_man_page {
+        let man = clap_mangen::Man::new(Cli::command());
+        let mut out = std::io::stdout();
+        if let Err(e) = man.render(&mut out) {
+            eprintln!("s3mount: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut logger = env_logger::Builder::new();
     logger.parse_filters(&cli.log_level);
     if let Ok(f) = std::env::var("RUST_LOG") {
         logger.parse_filters(&f);
     }
-    logger.format_timestamp_millis().init();
+    logger
+        .format_timestamp_millis()
+        .target(env_logger::Target::Pipe(Box::new(LogSink)))
+        .init();
     if let Err(msg) = run(cli) {
         eprintln!("s3mount: {msg}");
         std::process::exit(1);
@@ -104,12 +204,52 @@ fn split_bucket_spec(spec: &str) -> (String, Option<String>) {
     }
 }
 
+/// Flags win over `-o`.
+fn merged_options(cli: &Cli) -> Result<MountOptions, String> {
+    let mut o = MountOptions::default();
+    for list in &cli.options {
+        o.parse_into(list)?;
+    }
+    if cli.read_only {
+        o.read_only = Some(true);
+    }
+    o.allow_other |= cli.allow_other;
+    o.allow_root |= cli.allow_root;
+    o.default_permissions |= cli.default_permissions;
+    o.allow_insecure_config |= cli.allow_insecure_config;
+    o.force_path_style |= cli.force_path_style;
+    macro_rules! take {
+        ($($f:ident),*) => { $( if cli.$f.is_some() { o.$f = cli.$f.clone(); } )* };
+    }
+    take!(
+        uid,
+        gid,
+        umask,
+        file_mode,
+        dir_mode,
+        config,
+        endpoint,
+        region,
+        profile,
+        cache_dir,
+        cache_size,
+        metadata_ttl
+    );
+    if o.allow_other && o.allow_root {
+        return Err("allow_other and allow_root exclude each other".into());
+    }
+    Ok(o)
+}
+
 fn run(cli: Cli) -> Result<(), String> {
+    let o = merged_options(&cli)?;
     let (bucket_spec, mountpoint) = match cli.args.as_slice() {
         [m] => (None, PathBuf::from(m)),
         [b, m] => (Some(b.as_str()), PathBuf::from(m)),
         _ => return Err("usage: s3mount [OPTIONS] [BUCKET[:PREFIX/]] MOUNTPOINT".into()),
     };
+    // fstab's first field may be a placeholder when the bucket comes from the config.
+    let bucket_spec = bucket_spec.filter(|s| !matches!(*s, "s3mount" | "none" | ""));
     let (bucket, prefix) = match bucket_spec {
         Some(s) => {
             let (b, p) = split_bucket_spec(s);
@@ -118,19 +258,19 @@ fn run(cli: Cli) -> Result<(), String> {
         None => (None, None),
     };
     let mut overrides = Overrides {
-        endpoint: cli.endpoint.clone(),
-        region: cli.region.clone(),
+        endpoint: o.endpoint.clone(),
+        region: o.region.clone(),
         bucket,
         prefix,
         ..Overrides::default()
     };
-    if cli.force_path_style {
+    if o.force_path_style {
         overrides.addressing_style = Some(s3mount::config::AddressingStyle::Path);
     }
-    let mut req = LoadRequest::from_process_env(cli.config.as_deref());
-    req.allow_insecure = cli.allow_insecure_config;
+    let mut req = LoadRequest::from_process_env(o.config.as_deref());
+    req.allow_insecure = o.allow_insecure_config;
     req.overrides = overrides;
-    req.profile = cli.profile.clone();
+    req.profile = o.profile.clone();
     let config = s3mount::Config::load(&req).map_err(|e| e.to_string())?;
     log::debug!("credentials from {}", config.credential_source);
     let bucket = config
@@ -138,8 +278,17 @@ fn run(cli: Cli) -> Result<(), String> {
         .clone()
         .ok_or("no bucket: name one on the command line or set default_bucket in the config")?;
 
-    let meta = std::fs::metadata(&mountpoint)
-        .map_err(|e| format!("mount point {}: {e}", mountpoint.display()))?;
+    let meta = std::fs::metadata(&mountpoint).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::ENOTCONN) {
+            format!(
+                "; a crashed mount is left there: run `fusermount3 -u {}`",
+                mountpoint.display()
+            )
+        } else {
+            String::new()
+        };
+        format!("mount point {}: {e}{hint}", mountpoint.display())
+    })?;
     if !meta.is_dir() {
         return Err(format!(
             "mount point {} is not a directory",
@@ -153,26 +302,45 @@ fn run(cli: Cli) -> Result<(), String> {
     let storage = Storage::with_client(client, Some(bucket.clone()));
     preflight(&storage, &bucket, &config.prefix)?;
 
-    let cache_dir = cli
+    let cache_dir = o
         .cache_dir
         .clone()
         .unwrap_or_else(default_cache_dir)
         .join(cache_subdir(&bucket, &config.prefix));
-    let mut opts = FsOptions::new(&bucket, cache_dir);
-    opts.prefix = config.prefix.clone();
-    opts.read_only = cli.read_only;
-    if !(cli.metadata_ttl.is_finite() && cli.metadata_ttl >= 0.0) {
-        return Err("--metadata-ttl must be a number of seconds ≥ 0".into());
+    let mut fs_opts = FsOptions::new(&bucket, cache_dir.clone());
+    fs_opts.prefix = config.prefix.clone();
+    fs_opts.read_only = o.read_only.unwrap_or(false);
+    if let Some(ttl) = o.metadata_ttl {
+        fs_opts.metadata_ttl = ttl;
+        fs_opts.negative_ttl = ttl;
     }
-    opts.metadata_ttl = Duration::from_secs_f64(cli.metadata_ttl);
-    opts.negative_ttl = opts.metadata_ttl;
+    if let Some(u) = o.uid {
+        fs_opts.uid = u;
+    }
+    if let Some(g) = o.gid {
+        fs_opts.gid = g;
+    }
+    let umask = o.umask.unwrap_or(0);
+    fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
+    fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;
+    if o.cache_size.is_some() {
+        log::info!("cache_size: reads are not cached on disk yet; the option has no effect");
+    }
+    if let Some(f) = &cli.log_file {
+        set_log_file(f)?;
+    }
 
     let mut ready = if cli.foreground {
         None
     } else {
         Some(daemonize()?)
     };
-    let result = serve(&cli, storage, opts, &mountpoint, &bucket, &mut ready);
+    if ready.is_some() && cli.log_file.is_none() {
+        // In the background, log next to the staging files; stderr is released below.
+        std::fs::create_dir_all(&cache_dir).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
+        set_log_file(&cache_dir.join("s3mount.log"))?;
+    }
+    let result = serve(&cli, &o, storage, fs_opts, &mountpoint, &bucket, &mut ready);
     if let Err(msg) = &result {
         report_ready(&mut ready, Err(msg));
     }
@@ -181,9 +349,9 @@ fn run(cli: Cli) -> Result<(), String> {
 
 /// Fail early and clearly: bucket exists, credentials work, listing is allowed.
 fn preflight(storage: &Storage, bucket: &str, prefix: &str) -> Result<(), String> {
-    storage
-        .head_bucket(bucket)
-        .map_err(|e| format!("cannot use bucket {bucket:?}: {e}"))?;
+    // LIST first: its error reply has a body naming the S3 error code (NoSuchBucket,
+    // SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied); a HEAD's has none, so a wrong
+    // secret would be reported as a missing s3:ListBucket permission.
     storage
         .list_objects_v2(
             bucket,
@@ -194,7 +362,10 @@ fn preflight(storage: &Storage, bucket: &str, prefix: &str) -> Result<(), String
                 ..Default::default()
             },
         )
-        .map_err(|e| format!("cannot list bucket {bucket:?}: {e}"))?;
+        .map_err(|e| format!("cannot use bucket {bucket:?}: {e}"))?;
+    storage
+        .head_bucket(bucket)
+        .map_err(|e| format!("cannot use bucket {bucket:?}: {e}"))?;
     Ok(())
 }
 
@@ -232,6 +403,7 @@ fn cache_subdir(bucket: &str, prefix: &str) -> String {
 
 fn serve(
     cli: &Cli,
+    o: &MountOptions,
     storage: Storage,
     opts: FsOptions,
     mountpoint: &Path,
@@ -246,32 +418,37 @@ fn serve(
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoAtime,
     ];
-    if cli.read_only {
+    if o.read_only == Some(true) {
         mount_options.push(fuser::MountOption::RO);
+    }
+    if o.default_permissions {
+        mount_options.push(fuser::MountOption::DefaultPermissions);
     }
     let mut config = fuser::Config::default();
     config.mount_options = mount_options;
     config.n_threads = Some(cli.threads.clamp(1, 64));
+    // fuser 0.18 answers on the session's fd, so cloned fds would lose replies.
     config.clone_fd = false;
-    if cli.allow_other {
+    if o.allow_other {
         config.acl = fuser::SessionACL::All;
+    } else if o.allow_root {
+        config.acl = fuser::SessionACL::RootAndOwner;
     }
     let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &config)
         .map_err(|e| {
-            let hint = if e.raw_os_error() == Some(libc::ENOTCONN)
-                || e.to_string().contains("Transport endpoint")
-            {
-                format!(
+            let hint = match e.raw_os_error() {
+                Some(libc::ENOTCONN) => format!(
                     "; a crashed mount may be left there: run `fusermount3 -u {}`",
                     mountpoint.display()
-                )
-            } else {
-                String::new()
+                ),
+                Some(libc::EBUSY) => "; something is already mounted there".to_string(),
+                _ => String::new(),
             };
             format!("cannot mount at {}: {e}{hint}", mountpoint.display())
         })?;
     let mut unmounter = session.unmount_callable();
-    // SIGINT/SIGTERM: unmount, which ends the session loop below; uploads finish in `destroy`.
+    // SIGINT/SIGTERM: unmount, which ends the session loop below; open files are uploaded
+    // before the process exits.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -281,18 +458,53 @@ fn serve(
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             log::info!("signal {sig}: unmounting {}", mp.display());
+            sd_notify("STOPPING=1");
             if let Err(e) = unmounter.unmount() {
                 log::error!("unmount of {} failed: {e}", mp.display());
             }
         }
     });
     log::info!("mounted s3://{bucket} at {}", mountpoint.display());
-    report_ready(ready, Ok(()));
+    sd_notify("READY=1");
+    if ready.is_some() {
+        report_ready(ready, Ok(()));
+        // The caller's terminal or pipe is released: logs go to the log file from now on.
+        // SAFETY: plain syscalls on our own descriptors.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                libc::dup2(null, 2);
+                libc::close(null);
+            }
+        }
+    }
     let result = session
         .run()
         .map_err(|e| format!("session ended with an error: {e}"));
     fs.flush_all();
     result
+}
+
+/// Tell systemd (Type=notify units) about our state; a no-op elsewhere.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        log::warn!("sd_notify {state}: {e}");
+    }
 }
 
 /// Fork: the parent waits for the child's word on a pipe and exits with it; the child returns
@@ -375,5 +587,49 @@ mod tests {
         let c = Cli::try_parse_from(["s3mount", "-f", "--metadata-ttl", "5", "b:pre/", "/mnt"]);
         assert!(c.is_ok());
         assert!(Cli::try_parse_from(["s3mount"]).is_err());
+    }
+
+    #[test]
+    fn mount_helper_arguments_and_flags_over_o() {
+        // What mount(8) passes to /sbin/mount.fuse.s3mount for an fstab line.
+        let c = Cli::try_parse_from([
+            "mount.fuse.s3mount",
+            "bucket",
+            "/mnt/b",
+            "-n",
+            "-o",
+            "rw,_netdev,config=/etc/s3mount/b.yaml,allow_other,uid=7,metadata_ttl=30s",
+            "-t",
+            "fuse.s3mount",
+        ])
+        .expect("parses");
+        let o = merged_options(&c).expect("valid");
+        assert_eq!(o.read_only, Some(false));
+        assert!(o.allow_other);
+        assert_eq!(o.uid, Some(7));
+        assert_eq!(o.metadata_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(o.config, Some(PathBuf::from("/etc/s3mount/b.yaml")));
+        let c = Cli::try_parse_from(["s3mount", "-o", "uid=7", "--uid", "8", "b", "/m"])
+            .expect("parses");
+        assert_eq!(merged_options(&c).expect("valid").uid, Some(8));
+        let c = Cli::try_parse_from(["s3mount", "-o", "bogus", "b", "/m"]).expect("parses");
+        assert!(merged_options(&c).unwrap_err().contains("bogus"));
+        let c = Cli::try_parse_from(["s3mount", "-o", "allow_other,allow_root", "b", "/m"])
+            .expect("parses");
+        assert!(merged_options(&c).is_err());
+    }
+
+    #[test]
+    fn help_is_generated() {
+        let mut cmd = Cli::command();
+        let help = cmd.render_long_help().to_string();
+        for heading in ["Connection", "Mount", "Cache", "Logging"] {
+            assert!(help.contains(heading), "{heading} missing from --help");
+        }
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .expect("renders");
+        assert!(String::from_utf8_lossy(&man).contains(".TH s3mount"));
     }
 }

@@ -1,0 +1,229 @@
+//! `-o opt[,opt…]` mount options, as `mount(8)`, fstab and the peers (s3fs, mount-s3) spell
+//! them, and the human forms of sizes (`10G`) and durations (`30s`).
+//!
+//! Every option maps to a long flag of the same meaning; the command line is parsed once into
+//! [`MountOptions`], so the flags and `-o` cannot disagree.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options that `-o` can set (and the long flags override).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MountOptions {
+    /// `ro`
+    pub read_only: Option<bool>,
+    /// `allow_other`
+    pub allow_other: bool,
+    /// `allow_root`
+    pub allow_root: bool,
+    /// `default_permissions`: the kernel checks mode bits.
+    pub default_permissions: bool,
+    /// `uid=N`: owner of files without `x-amz-meta-uid`.
+    pub uid: Option<u32>,
+    /// `gid=N`
+    pub gid: Option<u32>,
+    /// `umask=OCTAL`: applied to the default modes.
+    pub umask: Option<u32>,
+    /// `file_mode=OCTAL`
+    pub file_mode: Option<u32>,
+    /// `dir_mode=OCTAL`
+    pub dir_mode: Option<u32>,
+    /// `config=FILE`
+    pub config: Option<PathBuf>,
+    /// `endpoint=URL`
+    pub endpoint: Option<String>,
+    /// `region=R`
+    pub region: Option<String>,
+    /// `profile=NAME`
+    pub profile: Option<String>,
+    /// `cache_dir=DIR`
+    pub cache_dir: Option<PathBuf>,
+    /// `cache_size=SIZE`
+    pub cache_size: Option<u64>,
+    /// `metadata_ttl=DURATION`
+    pub metadata_ttl: Option<Duration>,
+    /// `allow_insecure_config`
+    pub allow_insecure_config: bool,
+    /// `force_path_style`
+    pub force_path_style: bool,
+}
+
+/// Options mount(8) and systemd pass that only matter to them.
+const IGNORED: &[&str] = &[
+    "_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "defaults", "dev", "nodev",
+    "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime", "async", "sync",
+];
+
+impl MountOptions {
+    /// Parse one `-o` argument (comma-separated) into `self`.
+    pub fn parse_into(&mut self, list: &str) -> Result<(), String> {
+        for opt in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let (name, value) = match opt.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (opt, None),
+            };
+            let need = |what: &str| -> Result<&str, String> {
+                value
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| format!("-o {name}: needs a value ({what})"))
+            };
+            let flag = || -> Result<(), String> {
+                match value {
+                    None => Ok(()),
+                    Some(_) => Err(format!("-o {name}: takes no value")),
+                }
+            };
+            match name {
+                "ro" => {
+                    flag()?;
+                    self.read_only = Some(true)
+                }
+                "rw" => {
+                    flag()?;
+                    self.read_only = Some(false)
+                }
+                "allow_other" => {
+                    flag()?;
+                    self.allow_other = true
+                }
+                "allow_root" => {
+                    flag()?;
+                    self.allow_root = true
+                }
+                "default_permissions" => {
+                    flag()?;
+                    self.default_permissions = true
+                }
+                "allow_insecure_config" => {
+                    flag()?;
+                    self.allow_insecure_config = true
+                }
+                "force_path_style" | "use_path_request_style" => {
+                    flag()?;
+                    self.force_path_style = true
+                }
+                "uid" => self.uid = Some(parse_id(name, need("a number")?)?),
+                "gid" => self.gid = Some(parse_id(name, need("a number")?)?),
+                "umask" => self.umask = Some(parse_octal(name, need("octal, e.g. 022")?)?),
+                "file_mode" => self.file_mode = Some(parse_octal(name, need("octal, e.g. 0644")?)?),
+                "dir_mode" => self.dir_mode = Some(parse_octal(name, need("octal, e.g. 0755")?)?),
+                "config" => self.config = Some(PathBuf::from(need("a file")?)),
+                "endpoint" | "url" => self.endpoint = Some(need("a URL")?.to_string()),
+                "region" => self.region = Some(need("a region")?.to_string()),
+                "profile" => self.profile = Some(need("a profile name")?.to_string()),
+                "cache_dir" | "cache" => self.cache_dir = Some(PathBuf::from(need("a directory")?)),
+                "cache_size" => self.cache_size = Some(parse_size(need("a size, e.g. 10G")?)?),
+                "metadata_ttl" => {
+                    self.metadata_ttl = Some(parse_duration(need("a duration, e.g. 30s")?)?)
+                }
+                n if IGNORED.contains(&n)
+                    || n.starts_with("x-systemd.")
+                    || n.starts_with("comment=") => {}
+                other => return Err(format!("-o {other}: unknown mount option")),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_id(name: &str, v: &str) -> Result<u32, String> {
+    v.parse()
+        .map_err(|_| format!("-o {name}={v}: expected a number"))
+}
+
+fn parse_octal(name: &str, v: &str) -> Result<u32, String> {
+    u32::from_str_radix(v, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("-o {name}={v}: expected an octal mode such as 0644"))
+}
+
+/// `4096`, `512K`, `10M`, `10G`, `1T` (binary units; a trailing `B`/`iB` is allowed).
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let s = v.trim();
+    let s = s
+        .strip_suffix("iB")
+        .or_else(|| s.strip_suffix('B'))
+        .unwrap_or(s);
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        Some('T' | 't') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{v:?}: expected a size such as 512M or 10G"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(format!("{v:?}: expected a size such as 512M or 10G"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// `30s`, `500ms`, `5m`, `1h`, or plain seconds (`1.5`).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let s = v.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{v:?}: expected a duration such as 30s"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|_| format!("{v:?}: expected a duration such as 30s or 500ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_parses() {
+        let mut o = MountOptions::default();
+        o.parse_into("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022,file_mode=0640,dir_mode=0750,config=/etc/s3mount/b.yaml,endpoint=http://h:9000,region=eu-west-1,profile=p,cache_dir=/var/cache/x,cache_size=10G,metadata_ttl=30s,_netdev,nofail,noauto,x-systemd.automount")
+            .unwrap();
+        assert_eq!(o.read_only, Some(true));
+        assert!(o.allow_other && o.allow_root && o.default_permissions);
+        assert_eq!(
+            (o.uid, o.gid, o.umask),
+            (Some(1000), Some(100), Some(0o022))
+        );
+        assert_eq!((o.file_mode, o.dir_mode), (Some(0o640), Some(0o750)));
+        assert_eq!(o.config, Some(PathBuf::from("/etc/s3mount/b.yaml")));
+        assert_eq!(o.endpoint.as_deref(), Some("http://h:9000"));
+        assert_eq!(o.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(o.cache_size, Some(10 << 30));
+        assert_eq!(o.metadata_ttl, Some(Duration::from_secs(30)));
+        o.parse_into("rw").unwrap();
+        assert_eq!(o.read_only, Some(false));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        for (bad, says) in [
+            ("colour=red", "unknown mount option"),
+            ("uid=abc", "expected a number"),
+            ("umask=9", "octal"),
+            ("cache_size=lots", "size"),
+            ("metadata_ttl=soon", "duration"),
+            ("ro=1", "takes no value"),
+            ("config=", "needs a value"),
+        ] {
+            let err = MountOptions::default().parse_into(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert!(parse_size("-1G").is_err());
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-3").is_err());
+    }
+}
