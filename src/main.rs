@@ -106,6 +106,10 @@ struct Cli {
     /// FUSE worker threads.
     #[arg(long, value_name = "N", default_value = "8", help_heading = "Mount")]
     threads: usize,
+    /// Complete `ls -l` attributes (mode, owner, symlinks) with parallel HEADs in directories of
+    /// at most N not-yet-known entries; 0 never (listings then cost no request per entry).
+    #[arg(long, value_name = "N", default_value = "512", help_heading = "Mount")]
+    listing_head_limit: usize,
 
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(
@@ -320,6 +324,7 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(g) = o.gid {
         fs_opts.gid = g;
     }
+    fs_opts.listing_head_limit = cli.listing_head_limit;
     let umask = o.umask.unwrap_or(0);
     fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
     fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;

@@ -735,7 +735,6 @@ fn chmod_chown_and_mtime_are_kept_across_a_remount() {
 }
 
 #[test]
-#[ignore = "readdirplus fills attributes from the listing only (no HEAD per entry), so mode/uid/gid/mtime kept in x-amz-meta-* are not shown by `ls -l` of entries never looked up by name"]
 fn ls_l_after_a_remount_shows_mode_owner_and_mtime() {
     let srv = server();
     let bucket = srv.fresh_bucket("attrs-ls");
@@ -868,7 +867,6 @@ fn symlinks_are_stored_the_s3fs_way() {
 }
 
 #[test]
-#[ignore = "readdirplus fills attributes from the listing only (no HEAD per entry): an s3fs-style symlink never looked up by name is listed (and cached by the kernel) as a regular file"]
 fn ls_l_right_after_a_remount_shows_symlinks() {
     let srv = server();
     let bucket = srv.fresh_bucket("symlinks-ls");

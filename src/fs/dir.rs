@@ -16,6 +16,9 @@ use super::{lock, name_str, now, FsError, FsResult, S3Fs};
 use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
 
+/// HEADs in flight while completing a listing's attributes.
+const LISTING_HEAD_PARALLELISM: usize = 16;
+
 /// Longest symlink target we read back.
 const MAX_SYMLINK_TARGET: u64 = 4096;
 
@@ -313,7 +316,62 @@ impl S3Fs {
             n.listing_expires = Some(expires);
             n.negative.clear();
         }
+        drop(t);
+        self.complete_from_heads(&mut entries);
         Ok(entries)
+    }
+
+    /// A listing carries sizes and dates, not metadata: mode, owner, mtime and the symlink type
+    /// live in `x-amz-meta-*`. For directories of at most `listing_head_limit` entries whose
+    /// metadata is not known yet (for their current ETag), HEAD them in parallel so `ls -l`
+    /// shows what `stat` will; larger directories list without a request per entry and show
+    /// defaults until an entry is looked up by name.
+    fn complete_from_heads(&self, entries: &mut [DirEntry]) {
+        let todo: Vec<usize> = {
+            let t = self.table();
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.attrs.kind != NodeKind::Dir)
+                .filter(|(_, e)| {
+                    t.get(e.ino).is_some_and(|n| {
+                        n.meta.as_ref().is_none_or(|m| m.etag != n.attr.etag)
+                            && n.attr.etag.is_some()
+                    })
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if todo.is_empty() || todo.len() > self.opts.listing_head_limit {
+            return;
+        }
+        let parent_key = entries
+            .first()
+            .and_then(|e| self.table().get(e.ino).map(|n| n.parent))
+            .and_then(|p| self.table().key_of(p));
+        let Some(parent_key) = parent_key else { return };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: std::sync::Mutex<Vec<(usize, ObjectInfo)>> = Default::default();
+        std::thread::scope(|s| {
+            for _ in 0..LISTING_HEAD_PARALLELISM.min(todo.len()) {
+                s.spawn(|| loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&i) = todo.get(k) else { return };
+                    let key = format!("{parent_key}{}", entries[i].name);
+                    match self.storage.head_object(&self.obj(&key)) {
+                        Ok(info) => lock(&results).push((i, info)),
+                        // Gone or unreadable meanwhile: keep what the listing said.
+                        Err(e) => log::debug!("{key}: {e}"),
+                    }
+                });
+            }
+        });
+        let parent = self.table().get(entries[todo[0]].ino).map(|n| n.parent);
+        let Some(parent) = parent else { return };
+        for (i, info) in std::mem::take(&mut *lock(&results)) {
+            let name = entries[i].name.clone();
+            entries[i].attrs = self.record_object(parent, &name, &info);
+        }
     }
 
     /// Open a directory.

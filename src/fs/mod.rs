@@ -96,10 +96,13 @@ pub struct FsOptions {
     pub dir_mode: u32,
     /// Where staging files and unsaved uploads live.
     pub cache_dir: PathBuf,
+    /// Directories with at most this many entries of unknown metadata get their attributes
+    /// completed by parallel HEADs when listed (0: never).
+    pub listing_head_limit: usize,
 }
 
 impl FsOptions {
-    /// Defaults for `bucket`: 1 s metadata TTL (close-to-open consistency without a HEAD per
+    /// Defaults for `bucket`: listings of up to 512 unknown entries completed by HEADs, 1 s metadata TTL (close-to-open consistency without a HEAD per
     /// `stat` in a tight loop), the current user as owner, 0644/0755.
     pub fn new(bucket: &str, cache_dir: PathBuf) -> Self {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
@@ -115,6 +118,7 @@ impl FsOptions {
             file_mode: 0o644,
             dir_mode: 0o755,
             cache_dir,
+            listing_head_limit: 512,
         }
     }
 }
