@@ -2,10 +2,10 @@
 //!
 //! Every inode with open handles has one [`OpenFile`], shared by its handles.
 //!
-//! Reading an unmodified file streams it from S3 with ranged GETs pinned to the ETag seen at
-//! open (`If-Match`), so one read never mixes two versions; a sequential reader gets a window
-//! that doubles from [`READ_WINDOW_MIN`] to [`READ_WINDOW_MAX`], a random reader exactly the
-//! bytes it asked for.
+//! Reading an unmodified file streams it from S3 through a [`Prefetcher`]: ranged GETs pinned
+//! to the ETag seen at open (`If-Match`), so one read never mixes two versions; a sequential
+//! reader gets a growing read-ahead fetched in parallel, a random reader exactly the bytes it
+//! asked for.
 //!
 //! Writing goes to a staging file under `<cache-dir>/staging/`. Opening an existing object for
 //! writing without `O_TRUNC` fills the staging file from the object at the first write. At
@@ -22,30 +22,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::attr::{format_mtime, AttrChange, FileAttrs, S_IFREG};
+use super::prefetch::Prefetcher;
 use super::{lock, name_str, now, FsError, FsResult, S3Fs};
 use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta};
 use crate::s3::storage::guess_content_type;
 use crate::s3::{Metadata, PutOptions};
-
-/// First read-ahead of a sequential reader.
-pub const READ_WINDOW_MIN: u64 = 1024 * 1024;
-/// Largest read-ahead of a sequential reader.
-pub const READ_WINDOW_MAX: u64 = 8 * 1024 * 1024;
 
 /// A staging file holding a file's new content.
 #[derive(Debug)]
 pub struct Staging {
     file: File,
     path: PathBuf,
-}
-
-/// Bytes fetched ahead for a reader.
-#[derive(Debug, Default)]
-struct ReadBuffer {
-    start: u64,
-    data: Vec<u8>,
-    last_end: u64,
-    window: u64,
 }
 
 /// The state of a file with open handles.
@@ -72,7 +59,7 @@ pub struct OpenFile {
     content_headers: Option<Vec<(String, String)>>,
     /// Where the content was saved after a failed upload.
     saved: Option<PathBuf>,
-    read: ReadBuffer,
+    prefetch: Option<Prefetcher>,
 }
 
 impl OpenFile {
@@ -91,7 +78,7 @@ impl OpenFile {
             mtime_explicit: false,
             content_headers: None,
             saved: None,
-            read: ReadBuffer::default(),
+            prefetch: None,
         }
     }
 
@@ -152,7 +139,7 @@ impl S3Fs {
         if of.opens == 0 {
             let etag = self.table().get(ino).and_then(|n| n.attr.etag.clone());
             if of.etag != etag {
-                of.read = ReadBuffer::default();
+                of.prefetch = None;
             }
             of.remote_exists = etag.is_some();
             of.etag = etag;
@@ -286,57 +273,29 @@ impl S3Fs {
             buf.truncate(n);
             return Ok(buf);
         }
-        let size_total = of.remote_size;
-        if offset >= size_total || size == 0 {
-            return Ok(Vec::new());
-        }
-        let end = (offset + size as u64).min(size_total);
-        let r = &of.read;
-        if offset >= r.start && end <= r.start + r.data.len() as u64 {
-            let from = (offset - r.start) as usize;
-            let out = r.data[from..from + (end - offset) as usize].to_vec();
-            of.read.last_end = end;
-            return Ok(out);
-        }
-        let sequential = offset == 0 || offset == of.read.last_end;
-        let window = if sequential {
-            (of.read.window * 2).clamp(READ_WINDOW_MIN, READ_WINDOW_MAX)
-        } else {
-            0
-        };
-        let fetch_end = (offset + window.max(end - offset)).min(size_total);
-        let mut data = vec![0u8; (fetch_end - offset) as usize];
         let key = self.key_of(of.ino)?;
-        let etag = of.etag.clone();
-        let (n, _) =
-            match self
-                .storage
-                .read_range(&self.obj(&key), offset, &mut data, etag.as_deref())
-            {
-                Ok(r) => r,
-                Err(e) if e.is_precondition_failed() => {
-                    // The object changed since open: fail this reader, make the next open see it.
-                    if let Some(n) = self.table().get_mut(of.ino) {
-                        n.attr_expires = std::time::Instant::now();
-                        n.meta = None;
-                    }
-                    return Err(FsError::new(
-                        libc::EIO,
-                        format!("{key}: changed on the server while open"),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            };
-        data.truncate(n);
-        let take = ((end - offset) as usize).min(data.len());
-        let out = data[..take].to_vec();
-        of.read = ReadBuffer {
-            start: offset,
-            data,
-            last_end: offset + take as u64,
-            window,
+        let obj = self.obj(&key);
+        let (etag, remote_size) = (of.etag.clone(), of.remote_size);
+        if !of
+            .prefetch
+            .as_ref()
+            .is_some_and(|p| p.is_for(&obj, &etag, remote_size))
+        {
+            of.prefetch = Some(Prefetcher::new(obj, etag, remote_size));
+        }
+        let Some(prefetcher) = of.prefetch.as_mut() else {
+            return Err(FsError::new(libc::EIO, "no prefetcher"));
         };
-        Ok(out)
+        let result = prefetcher.read(&self.prefetch_pool, &self.storage, offset, size);
+        if result.is_err() {
+            // Make the next open look at the server again (the object may have changed).
+            of.prefetch = None;
+            if let Some(n) = self.table().get_mut(of.ino) {
+                n.attr_expires = std::time::Instant::now();
+                n.meta = None;
+            }
+        }
+        result
     }
 
     /// `write` into the staging file.

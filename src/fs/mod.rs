@@ -20,6 +20,7 @@ pub mod attr;
 pub mod dir;
 pub mod file;
 pub mod fuse;
+pub mod prefetch;
 pub mod rename;
 pub mod xattr;
 
@@ -99,6 +100,8 @@ pub struct FsOptions {
     /// Directories with at most this many entries of unknown metadata get their attributes
     /// completed by parallel HEADs when listed (0: never).
     pub listing_head_limit: usize,
+    /// Bytes of read-ahead held at once across the mount.
+    pub prefetch_memory_limit: u64,
 }
 
 impl FsOptions {
@@ -119,6 +122,7 @@ impl FsOptions {
             dir_mode: 0o755,
             cache_dir,
             listing_head_limit: 512,
+            prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -141,6 +145,7 @@ pub struct S3Fs {
     staging_dir: PathBuf,
     unsaved_dir: PathBuf,
     warned: Mutex<std::collections::HashSet<String>>,
+    prefetch_pool: prefetch::PrefetchPool,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -172,6 +177,8 @@ impl S3Fs {
                 }
             }
         }
+        let prefetch_pool =
+            prefetch::PrefetchPool::new(prefetch::DEFAULT_WORKERS, opts.prefetch_memory_limit);
         Ok(S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
             storage,
@@ -183,6 +190,7 @@ impl S3Fs {
             staging_dir,
             unsaved_dir,
             warned: Mutex::new(Default::default()),
+            prefetch_pool,
         })
     }
 
