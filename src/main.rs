@@ -33,7 +33,11 @@ use opts::MountOptions;
 #[command(name = "s3mount", version, about, long_about = None)]
 struct Cli {
     /// [BUCKET[:PREFIX/]] MOUNTPOINT
-    #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
+    #[arg(
+        value_name = "ARGS",
+        num_args = 1..=2,
+        required_unless_present_any = ["print_man_page", "recover"]
+    )]
     args: Vec<String>,
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, default_permissions,
@@ -133,6 +137,11 @@ struct Cli {
     #[arg(short = 't', hide = true)]
     fs_type: Option<String>,
 
+    /// Upload the files kept under <cache-dir>/*/unsaved/ after failed uploads (each to the key
+    /// its .key note names), removing each once it is on the server; then exit.
+    #[arg(long, help_heading = "Recovery")]
+    recover: bool,
+
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true)]
     print_man_page: bool,
@@ -194,10 +203,107 @@ fn main() {
         .format_timestamp_millis()
         .target(env_logger::Target::Pipe(Box::new(LogSink)))
         .init();
-    if let Err(msg) = run(cli) {
+    let result = if cli.recover { recover(&cli) } else { run(cli) };
+    if let Err(msg) = result {
         eprintln!("s3mount: {msg}");
         std::process::exit(1);
     }
+}
+
+/// `--recover`: re-upload what failed uploads left under `<cache-dir>/*/unsaved/`.
+fn recover(cli: &Cli) -> Result<(), String> {
+    let o = merged_options(cli)?;
+    let mut req = LoadRequest::from_process_env(o.config.as_deref());
+    req.allow_insecure = o.allow_insecure_config;
+    req.overrides = Overrides {
+        endpoint: o.endpoint.clone(),
+        region: o.region.clone(),
+        addressing_style: o
+            .force_path_style
+            .then_some(s3mount::config::AddressingStyle::Path),
+        ..Overrides::default()
+    };
+    req.profile = o.profile.clone();
+    let config = s3mount::Config::load(&req).map_err(|e| e.to_string())?;
+    let mut client_cfg = ClientConfig::from_config(&config);
+    client_cfg.ca_file = cli.ca_file.clone();
+    let client = S3Client::new(client_cfg).map_err(|e| e.to_string())?;
+    let storage = Storage::with_client(client, None);
+    let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let (mut done, mut failed) = (0usize, 0usize);
+    let mounts = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    for mount_dir in mounts.flatten() {
+        let Ok(entries) = std::fs::read_dir(mount_dir.path().join("unsaved")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let data = entry.path();
+            if data.extension().is_none_or(|e| e != "data") {
+                continue;
+            }
+            let note = data.with_extension("key");
+            let text = std::fs::read_to_string(&note).unwrap_or_default();
+            let mut lines = text.lines();
+            let target = lines.next().unwrap_or_default();
+            let Some((bucket, key)) = target
+                .trim()
+                .strip_prefix("s3://")
+                .and_then(|t| t.split_once('/'))
+            else {
+                eprintln!("{}: no readable .key note; left in place", data.display());
+                failed += 1;
+                continue;
+            };
+            let obj = s3mount::s3::ObjectRef {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            };
+            let result = std::fs::File::open(&data)
+                .and_then(|f| f.metadata().map(|m| (f, m.len())))
+                .map_err(|e| e.to_string())
+                .and_then(|(f, len)| {
+                    // The note's other lines: the headers the failed upload carried.
+                    let headers: s3mount::Headers =
+                        lines.filter_map(|l| l.split_once(": ")).collect();
+                    let mut content_headers: Vec<(String, String)> =
+                        s3mount::s3::meta::CONTENT_HEADERS
+                            .iter()
+                            .filter_map(|n| headers.get(n).map(|v| (n.to_string(), v.to_string())))
+                            .collect();
+                    if content_headers.is_empty() {
+                        content_headers.push((
+                            "content-type".into(),
+                            s3mount::s3::storage::guess_content_type(key),
+                        ));
+                    }
+                    let opts = s3mount::s3::PutOptions {
+                        metadata: headers.metadata(),
+                        content_headers,
+                        ..Default::default()
+                    };
+                    storage
+                        .put_file(&obj, &f, len, &opts)
+                        .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&data);
+                    let _ = std::fs::remove_file(&note);
+                    println!("uploaded {} -> {obj}", data.display());
+                    done += 1;
+                }
+                Err(e) => {
+                    eprintln!("{} -> {obj}: {e}; left in place", data.display());
+                    failed += 1;
+                }
+            }
+        }
+    }
+    println!("recover: {done} uploaded, {failed} left");
+    if failed > 0 {
+        return Err(format!("{failed} file(s) could not be uploaded"));
+    }
+    Ok(())
 }
 
 /// `BUCKET[:PREFIX/]` → (bucket, prefix).
@@ -592,6 +698,8 @@ mod tests {
         let c = Cli::try_parse_from(["s3mount", "-f", "--metadata-ttl", "5", "b:pre/", "/mnt"]);
         assert!(c.is_ok());
         assert!(Cli::try_parse_from(["s3mount"]).is_err());
+        // `make man` runs `s3mount --print-man-page` with no mount arguments.
+        assert!(Cli::try_parse_from(["s3mount", "--print-man-page"]).is_ok());
     }
 
     #[test]

@@ -541,7 +541,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn close_fails_with_eio_and_keeps_the_bytes_when_the_server_is_gone() {
+fn close_fails_with_eio_keeps_the_bytes_and_recover_uploads_them() {
     let started = Instant::now();
     let mut own = OwnServer::start();
     let bucket = own.server.fresh_bucket("durable");
@@ -603,8 +603,9 @@ except OSError as e:
         .iter()
         .find(|p| {
             p.extension().is_some_and(|e| e == "key")
-                && std::fs::read_to_string(p)
-                    .is_ok_and(|s| s.trim() == format!("s3://{bucket}/precious.bin"))
+                && std::fs::read_to_string(p).is_ok_and(|s| {
+                    s.lines().next() == Some(format!("s3://{bucket}/precious.bin").as_str())
+                })
         })
         .unwrap_or_else(|| {
             panic!(
@@ -637,8 +638,44 @@ except OSError as e:
         .filter(|p| p.components().any(|c| c.as_os_str() == "staging"))
         .collect();
     assert!(staging.is_empty(), "staging files left: {staging:?}");
+
+    // `s3mount --recover` uploads it once a server is back (a new one here, with the same
+    // bucket), with the Content-Type the upload carried, and removes the saved copy.
+    let note_text = std::fs::read_to_string(note).unwrap();
+    assert!(note_text.contains("content-type: "), "{note_text}");
+    let back = OwnServer::start();
+    back.server.storage().create_bucket(&bucket).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_s3mount"))
+        .arg("--recover")
+        .args(["--endpoint", &back.server.endpoint, "--region", "us-east-1"])
+        .arg("--cache-dir")
+        .arg(m.cache_dir())
+        .env("AWS_ACCESS_KEY_ID", &back.server.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &back.server.secret_key)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("1 uploaded, 0 left"), "{said}");
+    let recovered = back.server.storage_in(&bucket);
+    assert_eq!(
+        server_bytes(&recovered, "precious.bin").as_deref(),
+        Some(&data[..])
+    );
+    let obj = s3mount::s3::ObjectRef {
+        bucket: bucket.clone(),
+        key: "precious.bin".into(),
+    };
+    let info = recovered.head_object(&obj).unwrap();
+    assert_eq!(info.content_type(), Some("application/octet-stream"));
     assert!(
-        started.elapsed() < Duration::from_secs(60),
+        !saved.exists() && !note.exists(),
+        "the saved copy is removed once uploaded"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
         "{:?}",
         started.elapsed()
     );

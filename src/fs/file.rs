@@ -436,6 +436,9 @@ impl S3Fs {
                 Ok(())
             }
             Err(e) => {
+                // Keep what this upload carried for the retry at release and for the note.
+                of.pending_meta = Some(metadata);
+                of.content_headers = Some(content_headers);
                 let e: FsError = if e.is_precondition_failed() && of.exclusive {
                     FsError::new(
                         libc::EEXIST,
@@ -476,10 +479,19 @@ impl S3Fs {
                 .or_else(|_| std::fs::copy(&staging.path, &path).map(|_| ()));
             match linked {
                 Ok(()) => {
-                    let _ = std::fs::write(
-                        path.with_extension("key"),
-                        format!("s3://{}/{key}\n", self.opts.bucket),
-                    );
+                    // The note: the object's name, then the headers its upload carried, so
+                    // `s3mount --recover` restores metadata and Content-Type too.
+                    let mut note = format!("s3://{}/{key}\n", self.opts.bucket);
+                    for (n, v) in of.content_headers.iter().flatten() {
+                        note.push_str(&format!("{n}: {v}\n"));
+                    }
+                    if let Some(m) = &of.pending_meta {
+                        for (n, v) in m.iter() {
+                            let v = crate::s3::meta::encode_value(v);
+                            note.push_str(&format!("{n}: {v}\n"));
+                        }
+                    }
+                    let _ = std::fs::write(path.with_extension("key"), note);
                     of.saved = Some(path);
                 }
                 Err(err) => log::error!("{key}: could not keep the unsaved content: {err}"),
