@@ -199,6 +199,9 @@ fn main() {
     if let Ok(f) = std::env::var("RUST_LOG") {
         logger.parse_filters(&f);
     }
+    // ureq_proto hex-dumps whole requests at trace level, Authorization header (and any
+    // session token) included: never let that reach a log.
+    logger.filter_module("ureq_proto::util", log::LevelFilter::Debug);
     logger
         .format_timestamp_millis()
         .target(env_logger::Target::Pipe(Box::new(LogSink)))
@@ -405,6 +408,12 @@ fn run(cli: Cli) -> Result<(), String> {
             mountpoint.display()
         ));
     }
+    if let Some(source) = fuse_mounted_at(&mountpoint) {
+        return Err(format!(
+            "mount point {} is already in use: {source} is mounted there (unmount it first)",
+            mountpoint.display()
+        ));
+    }
 
     let mut client_cfg = ClientConfig::from_config(&config);
     client_cfg.ca_file = cli.ca_file.clone();
@@ -570,8 +579,21 @@ fn serve(
         if let Some(sig) = signals.forever().next() {
             log::info!("signal {sig}: unmounting {}", mp.display());
             sd_notify("STOPPING=1");
-            if let Err(e) = unmounter.unmount() {
-                log::error!("unmount of {} failed: {e}", mp.display());
+            match unmounter.unmount() {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    // Files are open (or a process has its cwd there): detach now; the
+                    // session ends, and s3mount exits, once the last of them is closed and
+                    // uploaded.
+                    log::warn!(
+                        "{} is busy: detaching it (lazy unmount); exiting once open files are closed",
+                        mp.display()
+                    );
+                    if let Err(e) = lazy_unmount(&mp) {
+                        log::error!("lazy unmount of {} failed: {e}", mp.display());
+                    }
+                }
+                Err(e) => log::error!("unmount of {} failed: {e}", mp.display()),
             }
         }
     });
@@ -594,6 +616,67 @@ fn serve(
         .map_err(|e| format!("session ended with an error: {e}"));
     fs.flush_all();
     result
+}
+
+/// `umount -l`: as root directly, otherwise through `fusermount3 -u -z`.
+fn lazy_unmount(mountpoint: &Path) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
+            .map_err(|e| e.to_string())?;
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return Ok(());
+        }
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let st = std::process::Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(mountpoint)
+        .status()
+        .map_err(|e| format!("fusermount3: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("fusermount3 -u -z: {st}"))
+    }
+}
+
+/// The source of the FUSE file system mounted at `path`, if one is (per
+/// /proc/self/mountinfo).
+fn fuse_mounted_at(path: &Path) -> Option<String> {
+    let want = std::fs::canonicalize(path).ok()?;
+    let want = want.as_os_str().as_encoded_bytes();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut fields = right.split(' ');
+        let fstype = fields.next()?;
+        let source = fields.next().unwrap_or("");
+        let is_fuse = fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.");
+        let at = unescape_mountinfo(left.split(' ').nth(4)?);
+        (is_fuse && at == want).then(|| source.to_string())
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Tell systemd (Type=notify units) about our state; a no-op elsewhere.

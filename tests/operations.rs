@@ -1,0 +1,713 @@
+//! Operating s3mount: fstab lines through mount(8), the systemd units, sd_notify, SIGTERM in the
+//! middle of a write, secrets kept out of logs, refused `-o` options and a busy mount point.
+//!
+//! The mount(8) tests run in a private mount namespace (`unshare -m`): mount(8) drops `PATH`
+//! before running a helper, and `/sbin/mount.fuse` then runs the subtype (`s3mount`) through
+//! `/bin/sh` with its default `PATH`, so the test's binary has to be found in a system
+//! directory. Inside the namespace a temp dir holding a `s3mount` link to the built binary is
+//! bind-mounted over `/usr/local/sbin` (and the binary over a `/sbin/mount.fuse.s3mount` left
+//! by an earlier `make install`), which the rest of the system never sees.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{is_fuse_mount, random_bytes, server, Server};
+use s3mount::Storage;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_s3mount");
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The bytes of `key` on the server, `None` if it does not exist.
+fn server_bytes(storage: &Storage, key: &str) -> Option<Vec<u8>> {
+    storage.exists(key).expect("HEAD through the S3 API")?;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("obj");
+    storage.read(key, &local).expect("GET through the S3 API");
+    Some(std::fs::read(&local).unwrap())
+}
+
+/// A temp dir with `mnt/`, `cache/` and a 0600 config for `bucket` in the form an admin writes
+/// it (`endpoint: http://127.0.0.1:PORT`, `tls: false`).
+struct Setup {
+    dir: TempDir,
+}
+
+impl Setup {
+    fn new(server: &Server, bucket: &str) -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("s3mount-ops.")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir(dir.path().join("mnt")).unwrap();
+        std::fs::create_dir(dir.path().join("cache")).unwrap();
+        let yaml = format!(
+            "---\ns3:\n    access_key_id: \"{}\"\n    secret_access_key: \"{}\"\n    default_bucket: \"{bucket}\"\n    endpoint: \"{}\"\n    tls: false\n    region: \"{}\"\n",
+            server.access_key, server.secret_key, server.endpoint, server.region
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.path().join("s3.yaml"))
+            .unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+        Setup { dir }
+    }
+    fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("s3.yaml")
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The binary with a clean environment (no AWS_* from the caller), logging to `log`.
+fn command(log: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") || k == "RUST_LOG" || k == "NOTIFY_SOCKET" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = std::fs::File::create(log).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out));
+    cmd
+}
+
+/// Wait until `mnt` is a FUSE mount; panics (with the log) if `child` exits first or it takes
+/// too long.
+fn wait_mounted(child: &mut Child, mnt: &Path, log: &Path) {
+    let deadline = Instant::now() + MOUNT_TIMEOUT;
+    while !is_fuse_mount(mnt) {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("s3mount exited ({st}) before mounting; log:\n{}", read(log));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("not mounted after {MOUNT_TIMEOUT:?}; log:\n{}", read(log));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait for `child` to exit; kill it (and fail) after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("s3mount still running after {limit:?}; log:\n{}", read(log));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: sending a signal to our own child.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+/// Unmounts (lazily) on drop, whatever the test did.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if is_fuse_mount(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// mount(8) and fstab
+
+/// Run `script` with bash in a private mount namespace where `s3mount` (the built binary) is
+/// on the default PATH of /bin/sh, i.e. where `/sbin/mount.fuse` finds it.
+fn in_mount_namespace(setup: &Setup, script: &str) -> Output {
+    let bin_dir = setup.path().join("sbin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let _ = std::fs::remove_file(bin_dir.join("s3mount"));
+    std::os::unix::fs::symlink(BIN, bin_dir.join("s3mount")).unwrap();
+    let prologue = format!(
+        r#"set -eu
+mount --bind '{bin_dir}' /usr/local/sbin
+# A helper left by an earlier `make install` would win over /sbin/mount.fuse: make it ours.
+if [ -e /sbin/mount.fuse.s3mount ]; then mount --bind '{bin}' /sbin/mount.fuse.s3mount; fi
+trap 'umount -l "{mnt}" 2>/dev/null || true' EXIT
+"#,
+        bin_dir = bin_dir.display(),
+        bin = BIN,
+        mnt = setup.mnt().display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "bash", "-c"])
+        .arg(format!("{prologue}{script}"))
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("run unshare")
+}
+
+/// Checks run inside the namespace once mounted: the fs type, a write, a read back, umount.
+fn mounted_checks(mnt: &Path) -> String {
+    let mnt = mnt.display();
+    format!(
+        r#"
+grep -q " {mnt} .* - fuse" /proc/self/mountinfo || {{ echo "not mounted"; cat /proc/self/mountinfo; exit 1; }}
+grep " {mnt} " /proc/self/mountinfo
+echo "written through mount(8)" > "{mnt}/from-fstab.txt"
+[ "$(cat "{mnt}/from-fstab.txt")" = "written through mount(8)" ]
+ls -la "{mnt}"
+umount "{mnt}"
+if grep -q " {mnt} " /proc/self/mountinfo; then echo "still mounted after umount"; exit 1; fi
+echo UNMOUNTED
+"#
+    )
+}
+
+#[test]
+fn fstab_line_through_mount_dash_big_t() {
+    let server = server();
+    let bucket = server.fresh_bucket("fstab");
+    let setup = Setup::new(server, &bucket);
+    let fstab = setup.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "# test fstab\n{bucket} {} fuse.s3mount _netdev,config={},cache_dir={},allow_other 0 0\n",
+            setup.mnt().display(),
+            setup.config().display(),
+            setup.cache().display()
+        ),
+    )
+    .unwrap();
+    let out = in_mount_namespace(
+        &setup,
+        &format!(
+            "mount -T '{}' '{}'\n{}",
+            fstab.display(),
+            setup.mnt().display(),
+            mounted_checks(&setup.mnt())
+        ),
+    );
+    let log = read(&setup.cache().join(&bucket).join("s3mount.log"));
+    assert!(out.status.success(), "{}\ns3mount log:\n{log}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("UNMOUNTED"), "{}", text(&out));
+    // allow_other reached the mount (mount.fuse passed it on; _netdev was dropped on the way).
+    assert!(stdout.contains("allow_other"), "{}", text(&out));
+    assert!(
+        !is_fuse_mount(&setup.mnt()),
+        "mount leaked out of the namespace"
+    );
+    assert_eq!(
+        server_bytes(&server.storage_in(&bucket), "from-fstab.txt").as_deref(),
+        Some(&b"written through mount(8)\n"[..])
+    );
+}
+
+#[test]
+fn mount_dash_t_fuse_s3mount() {
+    let server = server();
+    let bucket = server.fresh_bucket("mount-t");
+    let setup = Setup::new(server, &bucket);
+    // The bucket comes from the command line; the config's default_bucket is another one.
+    let other = server.fresh_bucket("mount-t-other");
+    let yaml = read(&setup.config()).replace(&bucket, &other);
+    std::fs::write(setup.config(), yaml).unwrap();
+    let out = in_mount_namespace(
+        &setup,
+        &format!(
+            "mount -t fuse.s3mount {bucket} '{}' -o config={},cache_dir={}\n{}",
+            setup.mnt().display(),
+            setup.config().display(),
+            setup.cache().display(),
+            mounted_checks(&setup.mnt())
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}\ns3mount log:\n{}",
+        text(&out),
+        read(&setup.cache().join(&bucket).join("s3mount.log"))
+    );
+    assert_eq!(
+        server_bytes(&server.storage_in(&bucket), "from-fstab.txt").as_deref(),
+        Some(&b"written through mount(8)\n"[..])
+    );
+    assert_eq!(
+        server_bytes(&server.storage_in(&other), "from-fstab.txt"),
+        None
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd units
+
+/// `systemd-analyze verify` on copies of both units, with ExecStart pointing at the built
+/// binary (as `make install BINDIR=...` rewrites it), so the check includes "the command
+/// exists and is executable" and passes without warnings.
+#[test]
+fn systemd_units_verify() {
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let service = std::fs::read_to_string(units.join("s3mount@.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/local/bin/s3mount "));
+    std::fs::write(
+        dir.path().join("s3mount@photos.service"),
+        service.replace("/usr/local/bin/s3mount", BIN),
+    )
+    .unwrap();
+    std::fs::copy(
+        units.join("mnt-s3-photos.mount"),
+        dir.path().join("mnt-s3-photos.mount"),
+    )
+    .unwrap();
+    let verify = |names: &[&str]| -> Output {
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .args(names)
+            .current_dir(dir.path())
+            .output()
+            .expect("systemd-analyze")
+    };
+    let out = verify(&["./s3mount@photos.service", "./mnt-s3-photos.mount"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stderr.is_empty(), "warnings: {}", text(&out));
+
+    // The .mount unit's name is the escaped Where=.
+    let mount_unit = std::fs::read_to_string(dir.path().join("mnt-s3-photos.mount")).unwrap();
+    let where_ = mount_unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Where="))
+        .expect("Where=");
+    let esc = Command::new("systemd-escape")
+        .args(["--path", "--suffix=mount", where_])
+        .output()
+        .expect("systemd-escape");
+    assert_eq!(
+        String::from_utf8_lossy(&esc.stdout).trim(),
+        "mnt-s3-photos.mount"
+    );
+
+    // The check is not vacuous: a broken copy fails.
+    std::fs::copy(
+        dir.path().join("mnt-s3-photos.mount"),
+        dir.path().join("mnt-s3-other.mount"),
+    )
+    .unwrap();
+    let out = verify(&["./mnt-s3-other.mount"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    std::fs::write(
+        dir.path().join("s3mount@bad.service"),
+        service.replace("/usr/local/bin/s3mount", "/nonexistent/s3mount"),
+    )
+    .unwrap();
+    let out = verify(&["./s3mount@bad.service"]);
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// sd_notify and signals
+
+/// Receive one datagram, or `None` after `limit`.
+fn recv(sock: &UnixDatagram, limit: Duration) -> Option<String> {
+    sock.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    match sock.recv(&mut buf) {
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(_) => None,
+    }
+}
+
+fn notify_roundtrip(abstract_socket: bool) {
+    let server = server();
+    let bucket = server.fresh_bucket("notify");
+    let setup = Setup::new(server, &bucket);
+    let (sock, notify_socket) = if abstract_socket {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("s3mount-test-{}-{:?}", std::process::id(), Instant::now());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        (UnixDatagram::bind_addr(&addr).unwrap(), format!("@{name}"))
+    } else {
+        let p = setup.path().join("notify.sock");
+        (UnixDatagram::bind(&p).unwrap(), p.display().to_string())
+    };
+    let log = setup.path().join("log");
+    let mut child = command(&log)
+        .args(["--foreground", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt())
+        .env("NOTIFY_SOCKET", &notify_socket)
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    let msg = recv(&sock, MOUNT_TIMEOUT);
+    assert_eq!(msg.as_deref(), Some("READY=1"), "log:\n{}", read(&log));
+    // READY=1 means usable now, not "soon".
+    assert!(is_fuse_mount(&setup.mnt()));
+    std::fs::write(setup.mnt().join("ready.txt"), b"ready").unwrap();
+    sigterm(&child);
+    let msg = recv(&sock, Duration::from_secs(10));
+    assert_eq!(msg.as_deref(), Some("STOPPING=1"), "log:\n{}", read(&log));
+    let st = wait_exit(&mut child, Duration::from_secs(30), &log);
+    assert!(st.success(), "exit {st}; log:\n{}", read(&log));
+    assert!(!is_fuse_mount(&setup.mnt()), "still mounted after SIGTERM");
+    assert_eq!(
+        server_bytes(&server.storage_in(&bucket), "ready.txt").as_deref(),
+        Some(&b"ready"[..])
+    );
+}
+
+#[test]
+fn sd_notify_ready_and_stopping() {
+    notify_roundtrip(false);
+}
+
+#[test]
+fn sd_notify_abstract_socket() {
+    notify_roundtrip(true);
+}
+
+/// SIGTERM while a separate process is writing a 64 MiB file: afterwards the object is absent
+/// or complete — never a prefix of what was being written. (What happens: the unmount is
+/// refused with EBUSY, so s3mount detaches the mount, lets the writer finish, uploads at
+/// close and then exits 0.)
+#[test]
+fn sigterm_during_large_write_never_leaves_a_partial_object() {
+    let server = server();
+    let bucket = server.fresh_bucket("sigterm-write");
+    let setup = Setup::new(server, &bucket);
+    let src = setup.path().join("src.bin");
+    let data = random_bytes(64 * 1024 * 1024, 64);
+    std::fs::write(&src, &data).unwrap();
+    let log = setup.path().join("log");
+    let mut child = command(&log)
+        .args(["--foreground", "--log-level", "debug", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt())
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &log);
+    let target = setup.mnt().join("big.bin");
+    let mut writer = Command::new("dd")
+        .arg(format!("if={}", src.display()))
+        .arg(format!("of={}", target.display()))
+        .args(["bs=1M", "status=none"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let some of it reach the staging file, then stop the mount while dd is still writing.
+    let staged_some = Instant::now() + Duration::from_secs(10);
+    loop {
+        let staged: u64 = walk_sizes(&setup.cache());
+        if staged >= 4 * 1024 * 1024 || Instant::now() > staged_some {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let writer_done_before = writer.try_wait().unwrap().is_some();
+    sigterm(&child);
+    let writer_status = {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(st) = writer.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = writer.kill();
+                panic!("dd still running 120s after SIGTERM; log:\n{}", read(&log));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let st = wait_exit(&mut child, Duration::from_secs(120), &log);
+    let mut dd_err = String::new();
+    if let Some(mut e) = writer.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut dd_err);
+    }
+    eprintln!(
+        "dd finished before SIGTERM: {writer_done_before}; dd: {writer_status} {dd_err}; s3mount: {st}"
+    );
+    assert!(
+        !writer_done_before,
+        "dd finished before SIGTERM: the test did not interrupt a write"
+    );
+    assert!(!is_fuse_mount(&setup.mnt()), "still mounted after SIGTERM");
+    assert!(st.success(), "s3mount: {st}; log:\n{}", read(&log));
+    // The file was open: the mount was detached and s3mount waited for the close.
+    assert!(read(&log).contains("is busy: detaching"), "{}", read(&log));
+    let storage = server.storage_in(&bucket);
+    match server_bytes(&storage, "big.bin") {
+        // dd was told its write and close succeeded: the object must be there.
+        None if writer_status.success() => {
+            panic!(
+                "dd succeeded but big.bin is not on the server; log:\n{}",
+                read(&log)
+            )
+        }
+        None => eprintln!("object absent"),
+        Some(got) => {
+            assert_eq!(
+                got.len(),
+                data.len(),
+                "partial object on the server (dd: {writer_status} {dd_err}); log:\n{}",
+                read(&log)
+            );
+            assert!(got == data, "object differs from what was written");
+        }
+    }
+}
+
+fn walk_sizes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => walk_sizes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+/// Mount with `log_args` and `rust_log`, do a few operations (including a failing request),
+/// unmount, and return the log.
+fn log_of_a_session(log_args: &[&str], rust_log: Option<&str>) -> (String, &'static Server) {
+    let server = server();
+    let bucket = server.fresh_bucket("logs");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("stderr");
+    let log_file = setup.path().join("s3mount.log");
+    let mut cmd = command(&log);
+    cmd.args(["--foreground", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg("--log-file")
+        .arg(&log_file)
+        .args(log_args)
+        .arg(setup.mnt());
+    if let Some(r) = rust_log {
+        cmd.env("RUST_LOG", r);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &log);
+    let m = setup.mnt();
+    std::fs::write(m.join("a.txt"), b"hello").unwrap();
+    std::fs::create_dir(m.join("d")).unwrap();
+    std::fs::write(m.join("d/b.txt"), random_bytes(100_000, 1)).unwrap();
+    assert_eq!(std::fs::read(m.join("a.txt")).unwrap(), b"hello");
+    std::fs::rename(m.join("a.txt"), m.join("c.txt")).unwrap();
+    let _ = std::fs::read_dir(&m).unwrap().count();
+    assert!(std::fs::metadata(m.join("missing")).is_err());
+    std::fs::remove_file(m.join("c.txt")).unwrap();
+    sigterm(&child);
+    let st = wait_exit(&mut child, Duration::from_secs(30), &log);
+    assert!(st.success(), "exit {st}; log:\n{}", read(&log));
+    let all = format!("{}{}", read(&log_file), read(&log));
+    assert!(!all.is_empty());
+    (all, server)
+}
+
+fn assert_no_secret(log: &str, server: &Server) {
+    let secret = &server.secret_key;
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    for (what, needle) in [
+        ("the secret access key", secret.as_str()),
+        ("the percent-encoded secret", encoded.as_str()),
+        ("the secret's first half", &secret[..secret.len() / 2]),
+        ("the secret's second half", &secret[secret.len() / 2..]),
+    ] {
+        assert!(
+            !log.contains(needle),
+            "{what} appears in the log:\n{}",
+            log.lines()
+                .filter(|l| l.contains(needle))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    // Nor the request signatures (a signature is not the key, but it is a credential for the
+    // request it signs, and nothing needs it in a log).
+    for line in log.lines() {
+        assert!(
+            !line.contains("Signature="),
+            "a request signature is logged: {line}"
+        );
+    }
+}
+
+#[test]
+fn debug_log_has_no_secret() {
+    let (log, server) = log_of_a_session(&["--log-level", "debug"], None);
+    assert!(log.contains("DEBUG"), "nothing logged at debug:\n{log}");
+    assert_no_secret(&log, server);
+}
+
+#[test]
+fn trace_log_of_every_crate_has_no_secret() {
+    let (log, server) = log_of_a_session(&[], Some("trace"));
+    assert!(log.contains("TRACE"), "nothing logged at trace");
+    assert_no_secret(&log, server);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals
+
+fn refused(args: &[&str], must_name: &str) {
+    let server = server();
+    let bucket = server.fresh_bucket("refuse");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log");
+    let mut child = command(&log)
+        .arg("--config")
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .args(args)
+        .arg(&bucket)
+        .arg(setup.mnt())
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    let st = wait_exit(&mut child, Duration::from_secs(20), &log);
+    let out = read(&log);
+    assert!(!st.success(), "{args:?} accepted; output:\n{out}");
+    assert!(
+        out.contains(must_name),
+        "{args:?}: message does not name {must_name:?}:\n{out}"
+    );
+    assert!(out.starts_with("s3mount: "), "not one clear line: {out}");
+    assert!(!is_fuse_mount(&setup.mnt()), "{args:?}: mounted anyway");
+}
+
+#[test]
+fn unknown_mount_option_is_refused() {
+    refused(&["-o", "rw,bogus"], "bogus");
+}
+
+#[test]
+fn bad_uid_option_is_refused() {
+    refused(&["-o", "uid=abc"], "uid");
+}
+
+#[test]
+fn option_without_its_value_is_refused() {
+    refused(&["-o", "cache_size="], "cache_size");
+}
+
+#[test]
+fn busy_mount_point_is_refused() {
+    let server = server();
+    let bucket = server.fresh_bucket("busy");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log1");
+    let mut first = command(&log)
+        .args(["--foreground", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt())
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut first, &setup.mnt(), &log);
+    std::fs::write(setup.mnt().join("first.txt"), b"1").unwrap();
+
+    // Daemon mode (what mount(8) and fstab use) and the foreground both refuse.
+    for fg in [false, true] {
+        let log2 = setup.path().join("log2");
+        let mut cmd = command(&log2);
+        if fg {
+            cmd.arg("--foreground");
+        }
+        let mut second = cmd
+            .arg("--config")
+            .arg(setup.config())
+            .arg("--cache-dir")
+            .arg(setup.path().join("cache2"))
+            .arg(setup.mnt())
+            .spawn()
+            .unwrap();
+        let st = wait_exit(&mut second, Duration::from_secs(20), &log2);
+        let out = read(&log2);
+        assert!(!st.success(), "second mount accepted (fg {fg}):\n{out}");
+        assert!(
+            out.contains("already") && out.contains(&setup.mnt().display().to_string()),
+            "unclear message (fg {fg}): {out}"
+        );
+        let count = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&format!(" {} ", setup.mnt().display())))
+            .count();
+        assert_eq!(count, 1, "mounts stacked on {}", setup.mnt().display());
+    }
+    // The first mount is untouched.
+    assert_eq!(std::fs::read(setup.mnt().join("first.txt")).unwrap(), b"1");
+    sigterm(&first);
+    let st = wait_exit(&mut first, Duration::from_secs(30), &log);
+    assert!(st.success(), "{st}: {}", read(&log));
+}
+
+/// `--log-file` gets the log lines (start, stop) at the level asked for.
+#[test]
+fn log_file_option_receives_the_log() {
+    let (log, _) = log_of_a_session(&["--log-level", "info"], None);
+    assert!(log.contains("mounted s3://"), "{log}");
+    assert!(log.contains("unmounting"), "{log}");
+}
