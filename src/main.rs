@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use s3mount::config::{LoadRequest, Overrides};
 use s3mount::fs::fuse::FuseAdapter;
+use s3mount::fs::mountinfo::fuse_mounted_at;
 use s3mount::fs::{FsOptions, S3Fs};
 use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage};
 
@@ -640,43 +641,6 @@ fn lazy_unmount(mountpoint: &Path) -> Result<(), String> {
     } else {
         Err(format!("fusermount3 -u -z: {st}"))
     }
-}
-
-/// The source of the FUSE file system mounted at `path`, if one is (per
-/// /proc/self/mountinfo).
-fn fuse_mounted_at(path: &Path) -> Option<String> {
-    let want = std::fs::canonicalize(path).ok()?;
-    let want = want.as_os_str().as_encoded_bytes();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().rev().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mut fields = right.split(' ');
-        let fstype = fields.next()?;
-        let source = fields.next().unwrap_or("");
-        let is_fuse = fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.");
-        let at = unescape_mountinfo(left.split(' ').nth(4)?);
-        (is_fuse && at == want).then(|| source.to_string())
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Tell systemd (Type=notify units) about our state; a no-op elsewhere.

@@ -58,6 +58,18 @@ pub fn start_time() -> SystemTime {
 }
 
 impl NodeAttr {
+    /// Attributes of an entry this mount just created, owned by the mount's default owner.
+    pub fn created(size: u64, mtime: SystemTime, mode: u32, etag: Option<String>) -> Self {
+        NodeAttr {
+            size,
+            mtime,
+            mode: Some(mode & 0o7777),
+            uid: None,
+            gid: None,
+            etag,
+        }
+    }
+
     /// Attributes of a directory with nothing known about it.
     pub fn dir() -> Self {
         NodeAttr {

@@ -427,8 +427,8 @@ impl S3Fs {
             .unwrap_or(ROOT_INO)
     }
 
-    /// `mkdir`: a zero-byte `name/` marker with the mode in its metadata.
-    pub fn mkdir(&self, parent: u64, name: &std::ffi::OsStr, mode: u32) -> FsResult<FileAttrs> {
+    /// A new entry `name` in `parent`: the mount is writable, the name valid, nothing there yet.
+    fn check_new_name<'a>(&self, parent: u64, name: &'a std::ffi::OsStr) -> FsResult<&'a str> {
         self.check_writable()?;
         let name = name_str(name)?;
         if !valid_component(name) {
@@ -437,6 +437,12 @@ impl S3Fs {
         if self.lookup(parent, std::ffi::OsStr::new(name)).is_ok() {
             return Err(FsError::new(libc::EEXIST, format!("{name} exists")));
         }
+        Ok(name)
+    }
+
+    /// `mkdir`: a zero-byte `name/` marker with the mode in its metadata.
+    pub fn mkdir(&self, parent: u64, name: &std::ffi::OsStr, mode: u32) -> FsResult<FileAttrs> {
+        let name = self.check_new_name(parent, name)?;
         let key = format!("{}{name}/", self.key_of(parent)?);
         let mut metadata = Metadata::new();
         metadata.insert("mode", ((mode & 0o7777) | S_IFDIR).to_string());
@@ -451,14 +457,7 @@ impl S3Fs {
                 ..Default::default()
             },
         )?;
-        let attr = NodeAttr {
-            size: 0,
-            mtime,
-            mode: Some(mode & 0o7777),
-            uid: None,
-            gid: None,
-            etag: None,
-        };
+        let attr = NodeAttr::created(0, mtime, mode, None);
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, NodeKind::Dir, attr.clone(), expires);
@@ -539,14 +538,7 @@ impl S3Fs {
         name: &std::ffi::OsStr,
         target: &std::path::Path,
     ) -> FsResult<FileAttrs> {
-        self.check_writable()?;
-        let name = name_str(name)?;
-        if !valid_component(name) {
-            return Err(FsError::new(libc::EINVAL, format!("{name:?}")));
-        }
-        if self.lookup(parent, std::ffi::OsStr::new(name)).is_ok() {
-            return Err(FsError::new(libc::EEXIST, format!("{name} exists")));
-        }
+        let name = self.check_new_name(parent, name)?;
         let target = target
             .to_str()
             .ok_or_else(|| FsError::new(libc::EINVAL, "symlink target must be UTF-8"))?;
@@ -563,14 +555,7 @@ impl S3Fs {
                 ..Default::default()
             },
         )?;
-        let attr = NodeAttr {
-            size: target.len() as u64,
-            mtime,
-            mode: Some(0o777),
-            uid: None,
-            gid: None,
-            etag: etag.clone(),
-        };
+        let attr = NodeAttr::created(target.len() as u64, mtime, 0o777, etag.clone());
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, NodeKind::Symlink, attr.clone(), expires);

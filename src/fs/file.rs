@@ -199,14 +199,7 @@ impl S3Fs {
         }
         let key = format!("{}{name_s}", self.key_of(parent)?);
         let mtime = now();
-        let attr = NodeAttr {
-            size: 0,
-            mtime,
-            mode: Some(mode & 0o7777),
-            uid: None,
-            gid: None,
-            etag: None,
-        };
+        let attr = NodeAttr::created(0, mtime, mode, None);
         let ino = {
             let mut t = self.table();
             // Not "fresh" from the server's point of view, but the open file is the truth.

@@ -20,6 +20,7 @@ pub mod attr;
 pub mod dir;
 pub mod file;
 pub mod fuse;
+pub mod mountinfo;
 pub mod prefetch;
 pub mod rename;
 pub mod xattr;

@@ -389,43 +389,7 @@ impl Drop for Mount {
     }
 }
 
-/// True if `path` is currently a FUSE mount point (per /proc/self/mountinfo).
-pub fn is_fuse_mount(path: &Path) -> bool {
-    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines().any(|line| {
-        let mut halves = line.splitn(2, " - ");
-        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
-            return false;
-        };
-        let fstype = right.split(' ').next().unwrap_or("");
-        let mount_point = left.split(' ').nth(4).map(unescape_mountinfo);
-        (fstype == "fuse" || fstype.starts_with("fuse.") || fstype == "fuseblk")
-            && mount_point.as_deref() == Some(want.as_os_str().as_encoded_bytes())
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
+pub use s3mount::fs::mountinfo::is_fuse_mount;
 
 /// `n` pseudo-random bytes, the same for the same `seed` (SplitMix64).
 pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
