@@ -111,6 +111,11 @@ struct Cli {
     /// FUSE worker threads.
     #[arg(long, value_name = "N", default_value = "8", help_heading = "Mount")]
     threads: usize,
+    /// After SIGTERM/SIGINT with files still open, how long to wait for them to be closed
+    /// (and uploaded) before keeping them under unsaved/ and exiting; a second signal stops at
+    /// once.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = opts::parse_duration, help_heading = "Mount")]
+    stop_timeout: Duration,
     /// Complete `ls -l` attributes (mode, owner, symlinks) with parallel HEADs in directories of
     /// at most N not-yet-known entries; 0 never (listings then cost no request per entry).
     #[arg(long, value_name = "N", default_value = "512", help_heading = "Mount")]
@@ -576,6 +581,8 @@ fn serve(
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mp = mountpoint.to_path_buf();
+    let fs_for_signals = fs.clone();
+    let stop_timeout = cli.stop_timeout;
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             log::info!("signal {sig}: unmounting {}", mp.display());
@@ -592,6 +599,16 @@ fn serve(
                     );
                     if let Err(e) = lazy_unmount(&mp) {
                         log::error!("lazy unmount of {} failed: {e}", mp.display());
+                    }
+                    // Bounded: at the stop timeout, or a second signal, keep what is still
+                    // open under unsaved/ (never upload a file mid-write) and exit.
+                    let fs_stop = fs_for_signals.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(stop_timeout);
+                        force_stop(&fs_stop, "stop timeout reached");
+                    });
+                    if signals.forever().next().is_some() {
+                        force_stop(&fs_for_signals, "second signal");
                     }
                 }
                 Err(e) => log::error!("unmount of {} failed: {e}", mp.display()),
@@ -617,6 +634,15 @@ fn serve(
         .map_err(|e| format!("session ended with an error: {e}"));
     fs.flush_all();
     result
+}
+
+/// Leave now: open files' unsaved changes go to unsaved/, never to the server half-written.
+fn force_stop(fs: &S3Fs, why: &str) -> ! {
+    let kept = fs.save_open_files();
+    log::error!(
+        "{why}: exiting with {kept} open file(s) kept under unsaved/ (see s3mount --recover)"
+    );
+    std::process::exit(1);
 }
 
 /// `umount -l`: as root directly, otherwise through `fusermount3 -u -z`.

@@ -504,6 +504,92 @@ fn sigterm_during_large_write_never_leaves_a_partial_object() {
     }
 }
 
+/// SIGTERM while a writer keeps its file open past `--stop-timeout`: s3mount stops waiting,
+/// keeps the bytes written so far under unsaved/ (with the .key note) and exits non-zero; the
+/// half-written file never reaches the server.
+#[test]
+fn sigterm_with_a_file_held_open_stops_at_the_timeout_without_uploading() {
+    let server = server();
+    let bucket = server.fresh_bucket("sigterm-held");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log");
+    let mut child = command(&log)
+        .args(["--foreground", "--stop-timeout", "2s", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt())
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &log);
+    // A writer that writes 1 MiB and then holds the file open until killed.
+    let mut writer = Command::new("python3")
+        .arg("-c")
+        .arg("import os,sys,time\nfd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o644)\nos.write(fd,b'x'*1048576)\nprint('written',flush=True)\ntime.sleep(60)")
+        .arg(setup.mnt().join("held.bin"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "written");
+    let signalled = Instant::now();
+    sigterm(&child);
+    let st = wait_exit(&mut child, Duration::from_secs(30), &log);
+    let waited = signalled.elapsed();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(
+        !st.success(),
+        "a forced stop exits non-zero; log:\n{}",
+        read(&log)
+    );
+    assert!(
+        waited >= Duration::from_secs(2),
+        "stopped before the timeout: {waited:?}"
+    );
+    assert!(
+        read(&log).contains("stop timeout reached"),
+        "{}",
+        read(&log)
+    );
+    let storage = server.storage_in(&bucket);
+    assert!(
+        server_bytes(&storage, "held.bin").is_none(),
+        "a file still being written must not be uploaded"
+    );
+    let kept: Vec<PathBuf> = walk_files(&setup.cache())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "data"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), vec![b'x'; 1048576]);
+    let note = std::fs::read_to_string(kept[0].with_extension("key")).unwrap();
+    assert!(
+        note.starts_with(&format!("s3://{bucket}/held.bin\n")),
+        "{note}"
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .flat_map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => walk_files(&e.path()),
+            Ok(_) => vec![e.path()],
+            Err(_) => Vec::new(),
+        })
+        .collect()
+}
+
 fn walk_sizes(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;

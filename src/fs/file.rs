@@ -635,6 +635,30 @@ impl S3Fs {
         }
     }
 
+    /// At a forced stop: keep every open file's unsaved changes under `unsaved/`, without
+    /// uploading them — a writer may be in the middle of the file, and a half-written object
+    /// must never reach the server. Returns how many files were kept.
+    pub fn save_open_files(&self) -> usize {
+        let files: Vec<_> = lock(&self.files).values().cloned().collect();
+        let mut kept = 0;
+        for f in files {
+            let mut of = lock(&f);
+            if !of.is_dirty() {
+                continue;
+            }
+            let Some(key) = self.table().key_of(of.ino) else {
+                continue;
+            };
+            let _ = self.save_unsaved(
+                &mut of,
+                &key,
+                FsError::new(libc::EIO, "s3mount stopped with the file still open"),
+            );
+            kept += 1;
+        }
+        kept
+    }
+
     /// Upload a dirty open file now (before a rename or a copy reads the object).
     pub(crate) fn flush_inode(&self, ino: u64) -> FsResult<()> {
         let f = lock(&self.files).get(&ino).cloned();
