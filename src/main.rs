@@ -416,7 +416,8 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     if let Some(source) = fuse_mounted_at(&mountpoint) {
         return Err(format!(
-            "mount point {} is already in use: {source} is mounted there (unmount it first)",
+            "mount point {} is already in use: {source} is mounted there (unmount it first: `fusermount3 -u {}`)",
+            mountpoint.display(),
             mountpoint.display()
         ));
     }

@@ -790,6 +790,63 @@ fn busy_mount_point_is_refused() {
     assert!(st.success(), "{st}: {}", read(&log));
 }
 
+/// A mount left behind by a crashed (SIGKILLed) s3mount: a new mount there is refused with a
+/// message that says how to clear it, and after `fusermount3 -u` mounting works again.
+#[test]
+fn stale_mount_from_a_crash_gives_a_hint() {
+    let server = server();
+    let bucket = server.fresh_bucket("stale");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log1");
+    let mut first = command(&log)
+        .args(["--foreground", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt())
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut first, &setup.mnt(), &log);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let err = std::fs::metadata(setup.mnt()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+
+    let log2 = setup.path().join("log2");
+    let mut second = command(&log2)
+        .args(["--foreground", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt())
+        .spawn()
+        .unwrap();
+    let st = wait_exit(&mut second, Duration::from_secs(20), &log2);
+    let out = read(&log2);
+    assert!(!st.success(), "mounted over a stale mount:\n{out}");
+    assert!(out.contains("fusermount3 -u"), "no hint: {out}");
+
+    let u = Command::new("fusermount3")
+        .arg("-u")
+        .arg(setup.mnt())
+        .status()
+        .unwrap();
+    assert!(u.success());
+    let log3 = setup.path().join("log3");
+    let mut third = command(&log3)
+        .args(["--foreground", "--config"])
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt())
+        .spawn()
+        .unwrap();
+    wait_mounted(&mut third, &setup.mnt(), &log3);
+    sigterm(&third);
+    assert!(wait_exit(&mut third, Duration::from_secs(30), &log3).success());
+}
+
 /// `--log-file` gets the log lines (start, stop) at the level asked for.
 #[test]
 fn log_file_option_receives_the_log() {
