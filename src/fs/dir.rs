@@ -84,6 +84,10 @@ impl S3Fs {
                     &self.opts.bucket,
                     &ListRequest {
                         prefix: dir_prefix.clone(),
+                        // With a delimiter the server need only look one level down: one
+                        // key or common prefix proves a directory (and servers that keep
+                        // keys as files answer it without walking the whole subtree).
+                        delimiter: Some("/".into()),
                         max_keys: Some(1),
                         ..Default::default()
                     },
@@ -485,6 +489,7 @@ impl S3Fs {
             &self.opts.bucket,
             &ListRequest {
                 prefix: key.clone(),
+                delimiter: Some("/".into()),
                 max_keys: Some(2),
                 ..Default::default()
             },
