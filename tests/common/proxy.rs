@@ -1,0 +1,478 @@
+//! A fault-injecting HTTP/1.1 proxy for tests (std only, plus `libc` for a hard reset).
+//!
+//! [`Proxy::start`] listens on `127.0.0.1:0` and forwards each request to the real server.
+//! Every client connection carries exactly one request and gets `Connection: close` on its
+//! reply; every request goes to the server on a connection of its own. The request's bytes
+//! reach the server unchanged (Host included, so SigV4 signed for the proxy's address still
+//! verifies: the server recomputes the signature from the headers it receives) except for the
+//! hop-by-hop `Connection` header, which becomes `close`. Replies are forwarded byte for byte
+//! except for that same header.
+//!
+//! [`Rule`]s pick requests by method and a substring of the request target (path and query)
+//! and inject a [`Fault`] on some of the matching requests (skip the first `skip`, then
+//! `times` of them). [`Proxy::seen`] lists every request with the fault it got.
+//!
+//! Lifetime: dropping the proxy stops the accept thread (joined); connection threads are
+//! detached but every read, write and stall in them is bounded (and stalls end at the drop).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest a proxy socket read or write may block.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// What to do to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer `503 SlowDown` (S3 XML error body) without forwarding.
+    SlowDown,
+    /// Answer `500 InternalError` (S3 XML error body) without forwarding.
+    InternalError,
+    /// Forward the request (the server does the work), then reset the client connection
+    /// instead of answering.
+    ResetBeforeResponse,
+    /// Forward, send the reply head and the first N body bytes, then reset the connection.
+    ResetAfterBody(usize),
+    /// Forward, send the reply head (original Content-Length) and the first N body bytes, then
+    /// close the connection normally (FIN).
+    TruncateBody(usize),
+    /// Read the request, say nothing for this long (not forwarded), then close.
+    Stall(Duration),
+}
+
+/// Which requests get a fault.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `GET`, `PUT`, ... or `*` for any.
+    pub method: String,
+    /// Substring of the request target (`/bucket/key?query`).
+    pub target_contains: String,
+    /// Matching requests let through before the first fault.
+    pub skip: usize,
+    /// Faults to inject (then the rule lets everything through); `usize::MAX`: every time.
+    pub times: usize,
+    /// The fault.
+    pub fault: Fault,
+}
+
+impl Rule {
+    /// Inject `fault` on every `method` request whose target contains `target_contains`.
+    pub fn new(method: &str, target_contains: &str, fault: Fault) -> Rule {
+        Rule {
+            method: method.to_string(),
+            target_contains: target_contains.to_string(),
+            skip: 0,
+            times: usize::MAX,
+            fault,
+        }
+    }
+
+    /// Only `n` times.
+    pub fn times(mut self, n: usize) -> Rule {
+        self.times = n;
+        self
+    }
+
+    /// Let the first `n` matches through.
+    pub fn skip(mut self, n: usize) -> Rule {
+        self.skip = n;
+        self
+    }
+
+    fn matches(&self, method: &str, target: &str) -> bool {
+        (self.method == "*" || self.method.eq_ignore_ascii_case(method))
+            && target.contains(&self.target_contains)
+    }
+}
+
+/// One request the proxy received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Request target.
+    pub target: String,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The fault it got, if any.
+    pub fault: Option<Fault>,
+}
+
+impl Seen {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct RuleState {
+    rule: Rule,
+    matched: usize,
+    injected: usize,
+}
+
+struct Shared {
+    upstream: String,
+    rules: Mutex<Vec<RuleState>>,
+    seen: Mutex<Vec<Seen>>,
+    stop: AtomicBool,
+    request_ids: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The proxy; stops when dropped.
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Start a proxy in front of `upstream_endpoint` (`http://HOST:PORT`).
+    pub fn start(upstream_endpoint: &str) -> Proxy {
+        let upstream = upstream_endpoint
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("proxy: plain http endpoint expected: {upstream_endpoint}"))
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy: bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("proxy: local address");
+        let shared = Arc::new(Shared {
+            upstream,
+            rules: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            request_ids: AtomicU64::new(0),
+        });
+        let sh = Arc::clone(&shared);
+        let accept = std::thread::Builder::new()
+            .name("fault-proxy".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if sh.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let sh = Arc::clone(&sh);
+                    let _ = std::thread::Builder::new()
+                        .name("fault-proxy-conn".into())
+                        .spawn(move || serve(&sh, conn));
+                }
+            })
+            .expect("proxy: spawn accept thread");
+        Proxy {
+            addr,
+            shared,
+            accept: Some(accept),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Add a rule (rules are tried in order; the first that matches and still has faults to
+    /// give decides).
+    pub fn add(&self, rule: Rule) {
+        lock(&self.shared.rules).push(RuleState {
+            rule,
+            matched: 0,
+            injected: 0,
+        });
+    }
+
+    /// Remove every rule.
+    pub fn clear_rules(&self) {
+        lock(&self.shared.rules).clear();
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        lock(&self.shared.seen).clone()
+    }
+
+    /// Requests received with this method and a target containing `target_contains`.
+    pub fn count(&self, method: &str, target_contains: &str) -> usize {
+        lock(&self.shared.seen)
+            .iter()
+            .filter(|s| s.method == method && s.target.contains(target_contains))
+            .count()
+    }
+
+    /// Faults injected so far.
+    pub fn faults(&self) -> usize {
+        lock(&self.shared.seen)
+            .iter()
+            .filter(|s| s.fault.is_some())
+            .count()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Request {
+    method: String,
+    target: String,
+    head_lines: Vec<String>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn read_request(conn: &mut TcpStream) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > MAX_HEAD {
+            return None;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next()?.to_string();
+    let mut parts = request_line.split(' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut head_lines = vec![request_line.clone()];
+    let mut headers = Vec::new();
+    for l in lines {
+        head_lines.push(l.to_string());
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if header("transfer-encoding").is_some() {
+        // Not needed by the client under test: fail loudly rather than mis-frame.
+        let _ = conn.write_all(
+            b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return None;
+    }
+    let len: usize = header("content-length")
+        .map(|v| v.parse().ok())
+        .unwrap_or(Some(0))?;
+    if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
+    }
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(len);
+    Some(Request {
+        method,
+        target,
+        head_lines,
+        headers,
+        body,
+    })
+}
+
+fn decide(shared: &Shared, req: &Request) -> Option<Fault> {
+    let mut rules = lock(&shared.rules);
+    for st in rules.iter_mut() {
+        if !st.rule.matches(&req.method, &req.target) {
+            continue;
+        }
+        st.matched += 1;
+        if st.matched > st.rule.skip && st.injected < st.rule.times {
+            st.injected += 1;
+            return Some(st.rule.fault.clone());
+        }
+    }
+    None
+}
+
+/// Close with RST instead of FIN (SO_LINGER on, timeout 0).
+fn reset(conn: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(conn);
+}
+
+fn error_reply(shared: &Shared, status: &str, code: &str, message: &str) -> Vec<u8> {
+    let id = format!(
+        "FAULTPROXY{}",
+        shared.request_ids.fetch_add(1, Ordering::Relaxed)
+    );
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{id}</RequestId></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nx-amz-request-id: {id}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Send the request to the server on a new connection; the whole reply.
+fn forward(shared: &Shared, req: &Request) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(&shared.upstream).ok()?;
+    up.set_read_timeout(Some(SOCKET_TIMEOUT)).ok()?;
+    up.set_write_timeout(Some(SOCKET_TIMEOUT)).ok()?;
+    let mut head = String::new();
+    for l in &req.head_lines {
+        if l.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        head.push_str(l);
+        head.push_str("\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    up.write_all(head.as_bytes()).ok()?;
+    up.write_all(&req.body).ok()?;
+    let mut reply = Vec::new();
+    up.read_to_end(&mut reply).ok()?;
+    Some(reply)
+}
+
+/// The reply's head with `Connection: close`, and its body.
+fn split_reply(reply: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    let end = find(reply, b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&reply[..end]);
+    let mut out = String::new();
+    for l in head.split("\r\n") {
+        if l.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    Some((out.into_bytes(), &reply[end + 4..]))
+}
+
+fn serve(shared: &Shared, mut conn: TcpStream) {
+    if shared.stop.load(Ordering::SeqCst) {
+        return;
+    }
+    let _ = conn.set_read_timeout(Some(SOCKET_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(SOCKET_TIMEOUT));
+    let Some(req) = read_request(&mut conn) else {
+        return;
+    };
+    let fault = decide(shared, &req);
+    lock(&shared.seen).push(Seen {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        headers: req.headers.clone(),
+        fault: fault.clone(),
+    });
+    match fault {
+        Some(Fault::SlowDown) => {
+            let r = error_reply(
+                shared,
+                "503 Slow Down",
+                "SlowDown",
+                "Please reduce your request rate.",
+            );
+            let _ = conn.write_all(&r);
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
+        Some(Fault::InternalError) => {
+            let r = error_reply(
+                shared,
+                "500 Internal Server Error",
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            );
+            let _ = conn.write_all(&r);
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
+        Some(Fault::Stall(d)) => {
+            let until = Instant::now() + d;
+            while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return;
+        }
+        _ => {}
+    }
+    let Some(reply) = forward(shared, &req) else {
+        reset(conn);
+        return;
+    };
+    let Some((head, body)) = split_reply(&reply) else {
+        reset(conn);
+        return;
+    };
+    match fault {
+        Some(Fault::ResetBeforeResponse) => reset(conn),
+        Some(Fault::ResetAfterBody(n)) => {
+            let _ = conn.write_all(&head);
+            let _ = conn.write_all(&body[..n.min(body.len())]);
+            let _ = conn.flush();
+            // Let the client take the bytes in before the reset discards what is in flight.
+            std::thread::sleep(Duration::from_millis(100));
+            reset(conn);
+        }
+        Some(Fault::TruncateBody(n)) => {
+            let _ = conn.write_all(&head);
+            let _ = conn.write_all(&body[..n.min(body.len())]);
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        _ => {
+            let _ = conn.write_all(&head);
+            let _ = conn.write_all(body);
+            let _ = conn.shutdown(Shutdown::Write);
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Network faults between s3mount and the server: a fault-injecting proxy
+//! (`common::proxy`) sits in front of the test server and answers 503/500, resets
+//! connections, cuts or truncates reply bodies, or stalls. Every result is checked on the real
+//! server (not through the proxy), and every test counts the requests the proxy saw, so a
+//! fault that was never injected fails the test instead of passing it silently.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::IntoRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Fault, Proxy, Rule};
+use common::{random_bytes, server, Mount, Server};
+use s3mount::s3::{
+    ClientConfig, ObjectRef, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError,
+};
+use s3mount::{Headers, Storage};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+fn obj(bucket: &str, key: &str) -> ObjectRef {
+    ObjectRef {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    }
+}
+
+/// The test server's credentials with the proxy's endpoint.
+fn via(proxy: &Proxy) -> Server {
+    let s = server();
+    Server {
+        endpoint: proxy.endpoint(),
+        access_key: s.access_key.clone(),
+        secret_key: s.secret_key.clone(),
+        region: s.region.clone(),
+        pid: s.pid,
+        log: s.log.clone(),
+    }
+}
+
+/// A fresh bucket, a proxy in front of the server, and a client going through it.
+fn setup(hint: &str) -> (String, Proxy, Storage) {
+    let bucket = server().fresh_bucket(hint);
+    let proxy = Proxy::start(&server().endpoint);
+    let storage = via(&proxy).storage_in(&bucket);
+    (bucket, proxy, storage)
+}
+
+/// The object's bytes, read from the server directly.
+fn direct_get(bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let storage = server().storage_in(bucket);
+    let o = obj(bucket, key);
+    match storage.get_object(&o, None, None) {
+        Ok(mut g) => {
+            let mut buf = Vec::new();
+            g.body.read_to_end(&mut buf).expect("direct GET body");
+            Some(buf)
+        }
+        Err(e) if e.is_not_found() => None,
+        Err(e) => panic!("direct GET {o}: {e}"),
+    }
+}
+
+fn direct_put(bucket: &str, key: &str, data: &[u8]) {
+    server()
+        .storage_in(bucket)
+        .put_object(
+            &obj(bucket, key),
+            RequestBody::Bytes(data),
+            &PutOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
+}
+
+fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: first differing byte at {i}");
+    }
+}
+
+#[test]
+fn proxy_forwards_signed_requests_unchanged() {
+    // The client signs for 127.0.0.1:PROXYPORT; the server must accept that Host.
+    let (bucket, proxy, storage) = setup("plain");
+    let data = random_bytes(300 * KIB, 1);
+    storage
+        .put_object(
+            &obj(&bucket, "k"),
+            RequestBody::Bytes(&data),
+            &PutOptions::default(),
+        )
+        .expect("PUT through the proxy");
+    let mut g = storage
+        .get_object(&obj(&bucket, "k"), None, None)
+        .expect("GET through the proxy");
+    let mut got = Vec::new();
+    g.body.read_to_end(&mut got).expect("GET body");
+    assert_same("through the proxy", &got, &data);
+    assert_same("direct", &direct_get(&bucket, "k").unwrap(), &data);
+    assert_eq!(proxy.count("PUT", "/k"), 1);
+    assert_eq!(proxy.count("GET", "/k"), 1);
+    assert_eq!(proxy.faults(), 0);
+    let host = proxy.seen()[0].header("host").map(str::to_string);
+    assert_eq!(
+        host.as_deref(),
+        proxy.endpoint().strip_prefix("http://"),
+        "Host header"
+    );
+}
+
+#[test]
+fn slowdown_burst_on_put_is_ridden_out() {
+    let (bucket, proxy, storage) = setup("slowdown");
+    proxy.add(Rule::new("PUT", "/obj", Fault::SlowDown).times(3));
+    let data = random_bytes(256 * KIB + 7, 2);
+    storage
+        .put_object(
+            &obj(&bucket, "obj"),
+            RequestBody::Bytes(&data),
+            &PutOptions::default(),
+        )
+        .expect("put_object after 3x SlowDown");
+    assert_eq!(proxy.count("PUT", "/obj"), 4, "3 refused + 1 accepted");
+    assert_eq!(proxy.faults(), 3);
+    assert_same("put_object", &direct_get(&bucket, "obj").unwrap(), &data);
+
+    // The seed API (`write`, a file body) too.
+    proxy.add(Rule::new("PUT", "/seed", Fault::SlowDown).times(3));
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, &data).unwrap();
+    storage
+        .write(&local, "seed", &Headers::new())
+        .expect("write after 3x SlowDown");
+    assert_eq!(proxy.count("PUT", "/seed"), 4);
+    assert_eq!(proxy.faults(), 6);
+    assert_same("write", &direct_get(&bucket, "seed").unwrap(), &data);
+}
+
+#[test]
+fn reset_mid_get_body_is_resumed() {
+    let (bucket, proxy, storage) = setup("midbody");
+    let data = random_bytes(5 * MIB, 3);
+    direct_put(&bucket, "big", &data);
+
+    // download (Storage::read): cut after 100 KiB, resumed with Range + If-Match.
+    proxy.add(Rule::new("GET", "/big", Fault::ResetAfterBody(100 * KIB)).times(1));
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("big");
+    storage.read("big", &local).expect("read after a reset");
+    assert_same("read", &std::fs::read(&local).unwrap(), &data);
+    let gets: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 2, "cut GET + resumed GET: {gets:?}");
+    assert_eq!(gets[0].fault, Some(Fault::ResetAfterBody(100 * KIB)));
+    let range = gets[1].header("range").expect("resume has a Range");
+    let from: usize = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("Range {range}"));
+    assert!(from > 0 && from <= 100 * KIB, "resumed at {from}");
+    assert!(
+        gets[1].header("if-match").is_some(),
+        "resume pinned by ETag"
+    );
+
+    // read_range: same fault on a 3 MiB range starting at 1 MiB.
+    proxy.add(Rule::new("GET", "/big", Fault::ResetAfterBody(100 * KIB)).times(1));
+    let mut buf = vec![0u8; 3 * MIB];
+    let (n, etag) = storage
+        .read_range(&obj(&bucket, "big"), MIB as u64, &mut buf, None)
+        .expect("read_range after a reset");
+    assert_eq!(n, 3 * MIB);
+    assert!(etag.is_some());
+    assert_same("read_range", &buf, &data[MIB..4 * MIB]);
+    assert_eq!(proxy.count("GET", "/big"), 4);
+    assert_eq!(proxy.faults(), 2);
+}
+
+#[test]
+fn reset_before_response_on_upload_part_is_retried() {
+    let (bucket, proxy, storage) = setup("part");
+    proxy.add(Rule::new("PUT", "partNumber=2&", Fault::ResetBeforeResponse).times(1));
+    let data = random_bytes(20 * MIB, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, &data).unwrap();
+    let file = std::fs::File::open(&local).unwrap();
+    storage
+        .put_file(
+            &obj(&bucket, "multi"),
+            &file,
+            data.len() as u64,
+            &PutOptions::default(),
+        )
+        .expect("put_file with one part reset");
+    assert_eq!(proxy.faults(), 1);
+    assert_eq!(proxy.count("PUT", "partNumber=2&"), 2, "part 2 sent twice");
+    assert_eq!(proxy.count("PUT", "partNumber="), 4, "3 parts + 1 retry");
+    assert_eq!(proxy.count("POST", "uploadId="), 1, "one complete");
+    assert_same("multipart", &direct_get(&bucket, "multi").unwrap(), &data);
+}
+
+#[test]
+fn truncated_get_body_is_an_error_never_wrong_bytes() {
+    let (bucket, proxy, storage) = setup("trunc");
+    let data = random_bytes(MIB, 5);
+    direct_put(&bucket, "t", &data);
+    proxy.add(Rule::new("GET", "/t", Fault::TruncateBody(64 * KIB)));
+    let attempts = RetryPolicy::default().max_attempts as usize;
+
+    // read_range: an error; what was read is not handed out as the object.
+    let mut buf = vec![0u8; MIB];
+    let r = storage.read_range(&obj(&bucket, "t"), 0, &mut buf, None);
+    assert!(r.is_err(), "read_range accepted a truncated body: {r:?}");
+    assert_eq!(proxy.count("GET", "/t"), attempts);
+
+    // download: an error, and no file left behind.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("t");
+    let r = storage.read("t", &local);
+    assert!(r.is_err(), "read accepted a truncated body: {r:?}");
+    assert!(
+        !local.exists(),
+        "partial download left at {}",
+        local.display()
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "temp file left"
+    );
+    assert_eq!(proxy.count("GET", "/t"), 2 * attempts);
+
+    // The raw body: reading it to the end must fail, not return 64 KiB as if complete.
+    let mut g = storage
+        .get_object(&obj(&bucket, "t"), None, None)
+        .expect("GET head");
+    assert_eq!(g.content_length, MIB as u64);
+    let mut got = Vec::new();
+    let r = g.body.read_to_end(&mut got);
+    assert!(
+        r.is_err(),
+        "body ended cleanly after {} of {MIB} bytes",
+        got.len()
+    );
+    assert_eq!(proxy.faults(), 2 * attempts + 1);
+}
+
+#[test]
+fn persistent_500_on_put_fails_after_max_attempts() {
+    let (bucket, proxy, storage) = setup("p500");
+    proxy.add(Rule::new("PUT", "/never", Fault::InternalError));
+    let t0 = Instant::now();
+    let r = storage.put_object(
+        &obj(&bucket, "never"),
+        RequestBody::Bytes(b"nope"),
+        &PutOptions::default(),
+    );
+    let elapsed = t0.elapsed();
+    match r {
+        Err(StorageError::Http {
+            status: 500,
+            code: Some(ref c),
+            ..
+        }) if c == "InternalError" => {}
+        other => panic!("expected 500 InternalError, got {other:?}"),
+    }
+    let max = RetryPolicy::default().max_attempts as usize;
+    assert_eq!(proxy.count("PUT", "/never"), max, "attempts");
+    assert_eq!(proxy.faults(), max);
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert_eq!(direct_get(&bucket, "never"), None, "nothing on the server");
+}
+
+/// Write `data` to `path` and close it, returning the error of the write or of close(2) (the
+/// upload happens at close; `std::fs::write` would drop that error).
+fn write_and_close(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    let fd = f.into_raw_fd();
+    // SAFETY: we own fd (taken out of the File) and close it once.
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[test]
+fn mount_rides_out_slowdown_and_keeps_unsaved_data_on_failure() {
+    let bucket = server().fresh_bucket("mount");
+    let proxy = Proxy::start(&server().endpoint);
+    let srv = via(&proxy);
+    let mount = Mount::with_args(&srv, &bucket, &[]);
+
+    // A burst of 503 on the upload at close.
+    proxy.add(Rule::new("PUT", "/ok.bin", Fault::SlowDown).times(3));
+    let data = random_bytes(MIB + 3, 6);
+    write_and_close(&mount.join("ok.bin"), &data)
+        .unwrap_or_else(|e| panic!("write after 3x SlowDown: {e}; log:\n{}", mount.log()));
+    assert_eq!(proxy.faults(), 3, "{:?}", proxy.seen());
+    assert_same(
+        "mount upload",
+        &direct_get(&bucket, "ok.bin").expect("ok.bin on the server"),
+        &data,
+    );
+
+    // Every upload of this name fails: close reports EIO, the bytes are kept.
+    proxy.add(Rule::new("PUT", "/lost.bin", Fault::InternalError));
+    let data = random_bytes(200 * KIB + 1, 7);
+    let err = write_and_close(&mount.join("lost.bin"), &data)
+        .expect_err("close must fail when the upload fails");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(proxy.count("PUT", "/lost.bin") >= RetryPolicy::default().max_attempts as usize);
+    assert_eq!(direct_get(&bucket, "lost.bin"), None);
+
+    let mut kept = Vec::new();
+    for sub in std::fs::read_dir(mount.cache_dir()).unwrap() {
+        let unsaved = sub.unwrap().path().join("unsaved");
+        if let Ok(entries) = std::fs::read_dir(&unsaved) {
+            for e in entries {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "data") {
+                    kept.push(p);
+                }
+            }
+        }
+    }
+    assert_eq!(kept.len(), 1, "unsaved files: {kept:?}");
+    assert_same("unsaved copy", &std::fs::read(&kept[0]).unwrap(), &data);
+    let note = std::fs::read_to_string(kept[0].with_extension("key")).expect(".key note");
+    assert_eq!(
+        note.lines().next(),
+        Some(format!("s3://{bucket}/lost.bin").as_str())
+    );
+    drop(mount);
+}
+
+#[test]
+fn stalled_get_times_out_and_is_retried() {
+    let bucket = server().fresh_bucket("stall");
+    let data = random_bytes(512 * KIB, 8);
+    direct_put(&bucket, "s", &data);
+    let proxy = Proxy::start(&server().endpoint);
+    let mut cfg = ClientConfig::from_config(&via(&proxy).config(Some(&bucket)));
+    cfg.io_timeout = Duration::from_millis(500);
+    let storage = Storage::with_client(S3Client::new(cfg).unwrap(), Some(bucket.clone()));
+    let stall = Duration::from_secs(5);
+    proxy.add(Rule::new("GET", "/s", Fault::Stall(stall)).times(1));
+
+    let t0 = Instant::now();
+    let mut buf = vec![0u8; data.len()];
+    let (n, _) = storage
+        .read_range(&obj(&bucket, "s"), 0, &mut buf, None)
+        .expect("read_range after a stall");
+    let elapsed = t0.elapsed();
+    assert_eq!(n, data.len());
+    assert_same("after stall", &buf, &data);
+    assert_eq!(proxy.count("GET", "/s"), 2, "stalled + retried");
+    assert_eq!(proxy.faults(), 1);
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < stall,
+        "took {elapsed:?}: the timeout did not cut the stall"
+    );
+}
