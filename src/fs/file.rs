@@ -519,6 +519,9 @@ impl S3Fs {
             }
         };
         let mut of = lock(&f);
+        // The last `release` (asynchronous after `close`) may have run since the lookup: then
+        // nobody would upload the change, so do it here as for a temporary open.
+        let orphan = !temporary && of.opens == 0;
         let result = (|| {
             self.ensure_staging(&mut of, size > 0)?;
             if let Some(s) = &of.staging {
@@ -527,20 +530,20 @@ impl S3Fs {
                     .map_err(|e| FsError::new(errno_of(&e), format!("truncate: {e}")))?;
             }
             of.dirty = true;
-            if temporary {
+            if temporary || orphan {
                 self.upload_if_dirty(&mut of)?;
             }
             Ok(())
         })();
         if temporary {
             of.opens = of.opens.saturating_sub(1);
-            if of.opens == 0 {
-                if let Some(s) = of.staging.take() {
-                    let _ = std::fs::remove_file(&s.path);
-                }
-                drop(of);
-                self.forget_open_file_if_unused(ino);
+        }
+        if (temporary || orphan) && of.opens == 0 {
+            if let Some(s) = of.staging.take() {
+                let _ = std::fs::remove_file(&s.path);
             }
+            drop(of);
+            self.forget_open_file_if_unused(ino);
         }
         result
     }
