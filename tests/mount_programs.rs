@@ -11,17 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{is_fuse_mount, random_bytes, server, sh, Mount, Server};
+use common::{is_fuse_mount, random_bytes, server, server_bytes, sh, Mount, Server};
 use s3mount::Storage;
-
-/// The bytes of `key` on the server, `None` if it does not exist.
-fn server_bytes(storage: &Storage, key: &str) -> Option<Vec<u8>> {
-    storage.exists(key).expect("HEAD through the S3 API")?;
-    let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("obj");
-    storage.read(key, &local).expect("GET through the S3 API");
-    Some(std::fs::read(&local).unwrap())
-}
 
 /// Every key of `bucket`.
 fn server_keys(storage: &Storage, bucket: &str) -> Vec<String> {
@@ -461,36 +452,8 @@ struct OwnServer {
 
 impl OwnServer {
     fn start() -> OwnServer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server");
-        let out = Command::new(&script)
-            .arg("start")
-            .arg("--parent-pid")
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let get = |name: &str| -> String {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-                .unwrap_or_else(|| panic!("no {name} in {stdout}"))
-                .to_string()
-        };
         OwnServer {
-            server: Server {
-                endpoint: get("S3_ENDPOINT"),
-                access_key: get("AWS_ACCESS_KEY_ID"),
-                secret_key: get("AWS_SECRET_ACCESS_KEY"),
-                region: get("AWS_REGION"),
-                pid: get("S3_SERVER_PID").parse().unwrap(),
-                log: PathBuf::from(get("S3_SERVER_LOG")),
-            },
+            server: Server::start(),
             stopped: false,
         }
     }

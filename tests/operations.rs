@@ -17,21 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{is_fuse_mount, random_bytes, server, Server};
-use s3mount::Storage;
+use common::{is_fuse_mount, random_bytes, server, server_bytes, Server};
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_s3mount");
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The bytes of `key` on the server, `None` if it does not exist.
-fn server_bytes(storage: &Storage, key: &str) -> Option<Vec<u8>> {
-    storage.exists(key).expect("HEAD through the S3 API")?;
-    let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("obj");
-    storage.read(key, &local).expect("GET through the S3 API");
-    Some(std::fs::read(&local).unwrap())
-}
 
 /// A temp dir with `mnt/`, `cache/` and a 0600 config for `bucket` in the form an admin writes
 /// it (`endpoint: http://127.0.0.1:PORT`, `tls: false`).

@@ -58,7 +58,8 @@ pub fn server() -> &'static Server {
 }
 
 impl Server {
-    fn start() -> Server {
+    /// Start a server of its own (stopped when this test process exits, or by `stop`).
+    pub fn start() -> Server {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server");
         let out = Command::new(&script)
             .arg("start")
@@ -392,6 +393,16 @@ impl Drop for Mount {
 }
 
 pub use s3mount::fs::mountinfo::is_fuse_mount;
+
+/// The bytes of `key` on the server, `None` if it does not exist.
+#[allow(dead_code)] // not every test binary reads objects back whole
+pub fn server_bytes(storage: &Storage, key: &str) -> Option<Vec<u8>> {
+    storage.exists(key).expect("HEAD through the S3 API")?;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let local = dir.path().join("obj");
+    storage.read(key, &local).expect("GET through the S3 API");
+    Some(std::fs::read(&local).expect("read back"))
+}
 
 /// `n` pseudo-random bytes, the same for the same `seed` (SplitMix64).
 pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
