@@ -79,6 +79,20 @@ fn command(log: &Path) -> Command {
     cmd
 }
 
+/// A foreground s3mount of `setup`'s bucket at its mount point, with `extra` flags, logging
+/// to `log` (not spawned yet, so a test can add to it).
+fn foreground(setup: &Setup, log: &Path, extra: &[&str]) -> Command {
+    let mut cmd = command(log);
+    cmd.arg("--foreground")
+        .args(extra)
+        .arg("--config")
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .arg(setup.mnt());
+    cmd
+}
+
 /// Wait until `mnt` is a FUSE mount; panics (with the log) if `child` exits first or it takes
 /// too long.
 fn wait_mounted(child: &mut Child, mnt: &Path, log: &Path) {
@@ -362,12 +376,7 @@ fn notify_roundtrip(abstract_socket: bool) {
         (UnixDatagram::bind(&p).unwrap(), p.display().to_string())
     };
     let log = setup.path().join("log");
-    let mut child = command(&log)
-        .args(["--foreground", "--config"])
-        .arg(setup.config())
-        .arg("--cache-dir")
-        .arg(setup.cache())
-        .arg(setup.mnt())
+    let mut child = foreground(&setup, &log, &[])
         .env("NOTIFY_SOCKET", &notify_socket)
         .spawn()
         .unwrap();
@@ -412,12 +421,7 @@ fn sigterm_during_large_write_never_leaves_a_partial_object() {
     let data = random_bytes(64 * 1024 * 1024, 64);
     std::fs::write(&src, &data).unwrap();
     let log = setup.path().join("log");
-    let mut child = command(&log)
-        .args(["--foreground", "--log-level", "debug", "--config"])
-        .arg(setup.config())
-        .arg("--cache-dir")
-        .arg(setup.cache())
-        .arg(setup.mnt())
+    let mut child = foreground(&setup, &log, &["--log-level", "debug"])
         .spawn()
         .unwrap();
     let _guard = Unmount(setup.mnt());
@@ -503,12 +507,7 @@ fn sigterm_with_a_file_held_open_stops_at_the_timeout_without_uploading() {
     let bucket = server.fresh_bucket("sigterm-held");
     let setup = Setup::new(server, &bucket);
     let log = setup.path().join("log");
-    let mut child = command(&log)
-        .args(["--foreground", "--stop-timeout", "2s", "--config"])
-        .arg(setup.config())
-        .arg("--cache-dir")
-        .arg(setup.cache())
-        .arg(setup.mnt())
+    let mut child = foreground(&setup, &log, &["--stop-timeout", "2s"])
         .spawn()
         .unwrap();
     let _guard = Unmount(setup.mnt());
@@ -732,14 +731,7 @@ fn busy_mount_point_is_refused() {
     let bucket = server.fresh_bucket("busy");
     let setup = Setup::new(server, &bucket);
     let log = setup.path().join("log1");
-    let mut first = command(&log)
-        .args(["--foreground", "--config"])
-        .arg(setup.config())
-        .arg("--cache-dir")
-        .arg(setup.cache())
-        .arg(setup.mnt())
-        .spawn()
-        .unwrap();
+    let mut first = foreground(&setup, &log, &[]).spawn().unwrap();
     let _guard = Unmount(setup.mnt());
     wait_mounted(&mut first, &setup.mnt(), &log);
     std::fs::write(setup.mnt().join("first.txt"), b"1").unwrap();
@@ -788,14 +780,7 @@ fn stale_mount_from_a_crash_gives_a_hint() {
     let bucket = server.fresh_bucket("stale");
     let setup = Setup::new(server, &bucket);
     let log = setup.path().join("log1");
-    let mut first = command(&log)
-        .args(["--foreground", "--config"])
-        .arg(setup.config())
-        .arg("--cache-dir")
-        .arg(setup.cache())
-        .arg(setup.mnt())
-        .spawn()
-        .unwrap();
+    let mut first = foreground(&setup, &log, &[]).spawn().unwrap();
     let _guard = Unmount(setup.mnt());
     wait_mounted(&mut first, &setup.mnt(), &log);
     first.kill().unwrap();
@@ -804,14 +789,7 @@ fn stale_mount_from_a_crash_gives_a_hint() {
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
 
     let log2 = setup.path().join("log2");
-    let mut second = command(&log2)
-        .args(["--foreground", "--config"])
-        .arg(setup.config())
-        .arg("--cache-dir")
-        .arg(setup.cache())
-        .arg(setup.mnt())
-        .spawn()
-        .unwrap();
+    let mut second = foreground(&setup, &log2, &[]).spawn().unwrap();
     let st = wait_exit(&mut second, Duration::from_secs(20), &log2);
     let out = read(&log2);
     assert!(!st.success(), "mounted over a stale mount:\n{out}");
@@ -824,14 +802,7 @@ fn stale_mount_from_a_crash_gives_a_hint() {
         .unwrap();
     assert!(u.success());
     let log3 = setup.path().join("log3");
-    let mut third = command(&log3)
-        .args(["--foreground", "--config"])
-        .arg(setup.config())
-        .arg("--cache-dir")
-        .arg(setup.cache())
-        .arg(setup.mnt())
-        .spawn()
-        .unwrap();
+    let mut third = foreground(&setup, &log3, &[]).spawn().unwrap();
     wait_mounted(&mut third, &setup.mnt(), &log3);
     sigterm(&third);
     assert!(wait_exit(&mut third, Duration::from_secs(30), &log3).success());
