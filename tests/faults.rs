@@ -30,15 +30,7 @@ fn obj(bucket: &str, key: &str) -> ObjectRef {
 
 /// The test server's credentials with the proxy's endpoint.
 fn via(proxy: &Proxy) -> Server {
-    let s = server();
-    Server {
-        endpoint: proxy.endpoint(),
-        access_key: s.access_key.clone(),
-        secret_key: s.secret_key.clone(),
-        region: s.region.clone(),
-        pid: s.pid,
-        log: s.log.clone(),
-    }
+    server().via(proxy.endpoint())
 }
 
 /// A fresh bucket, a proxy in front of the server, and a client going through it.

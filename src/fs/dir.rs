@@ -201,10 +201,15 @@ impl S3Fs {
             return Err(FsError::new(libc::ENOTDIR, "not a directory"));
         }
         let prefix = self.key_of(ino)?;
+        let started = Instant::now();
         let (objects, prefixes) = self
             .storage
             .list_all(&self.opts.bucket, &prefix, Some("/"))?;
         let expires = self.expiry();
+        // A listing that took longer than the TTL to fetch is already that old at its end (its
+        // first page was read then): trust it as long as it took, so a huge directory is not
+        // listed again by every `ls` while costing at most half of the time in LISTs.
+        let listing_expires = expires.max(Instant::now() + started.elapsed());
         let mut entries = Vec::with_capacity(objects.len() + prefixes.len());
         let mut t = self.table();
         let mut seen = std::collections::HashSet::new();
@@ -317,12 +322,55 @@ impl S3Fs {
             }
         }
         if let Some(n) = t.get_mut(ino) {
-            n.listing_expires = Some(expires);
+            n.listing_expires = Some(listing_expires);
             n.negative.clear();
         }
         drop(t);
         self.complete_from_heads(&mut entries);
         Ok(entries)
+    }
+
+    /// The entries of a directory whose listing is still fresh, from the table (which every
+    /// change made through the mount keeps up to date), in key order like a listing; `None`
+    /// when the listing must be fetched again.
+    fn fresh_entries(&self, ino: u64) -> Option<Vec<DirEntry>> {
+        let t = self.table();
+        let dir = t.get(ino).filter(|n| n.listing_fresh(Instant::now()))?;
+        let mut children: Vec<(&String, u64)> =
+            dir.children.iter().map(|(name, c)| (name, *c)).collect();
+        children.sort_unstable();
+        let entries = children
+            .into_iter()
+            .filter_map(|(name, c)| {
+                let n = t.get(c)?;
+                Some(DirEntry {
+                    ino: c,
+                    name: name.clone(),
+                    attrs: self.to_attrs(c, n.kind, &n.attr),
+                })
+            })
+            .collect();
+        Some(entries)
+    }
+
+    /// How much longer the directory's listing is trusted.
+    pub fn listing_ttl(&self, ino: u64) -> std::time::Duration {
+        self.table()
+            .get(ino)
+            .and_then(|n| n.listing_expires)
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    /// The entries of a directory: from a fresh listing, else listed now.
+    fn current_entries(&self, ino: u64) -> FsResult<Vec<DirEntry>> {
+        if self.kind_of(ino)? != NodeKind::Dir {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        match self.fresh_entries(ino) {
+            Some(e) => Ok(e),
+            None => self.list_dir(ino),
+        }
     }
 
     /// A listing carries sizes and dates, not metadata: mode, owner, mtime and the symlink type
@@ -396,7 +444,7 @@ impl S3Fs {
         offset: u64,
     ) -> FsResult<std::sync::Arc<Vec<DirEntry>>> {
         if offset == 0 {
-            let entries = std::sync::Arc::new(self.list_dir(ino)?);
+            let entries = std::sync::Arc::new(self.current_entries(ino)?);
             if let Some(h) = lock(&self.dir_handles).get_mut(&fh) {
                 h.entries = Some(entries.clone());
             }
@@ -408,7 +456,7 @@ impl S3Fs {
         match snap {
             Some(e) => Ok(e),
             None => {
-                let entries = std::sync::Arc::new(self.list_dir(ino)?);
+                let entries = std::sync::Arc::new(self.current_entries(ino)?);
                 if let Some(h) = lock(&self.dir_handles).get_mut(&fh) {
                     h.entries = Some(entries.clone());
                 }

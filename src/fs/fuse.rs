@@ -401,7 +401,8 @@ impl Filesystem for FuseAdapter {
             Ok(e) => e,
             Err(e) => return reply.error(fail("readdirplus", e)),
         };
-        let ttl = self.ttl();
+        // Entries of a listing are trusted as long as the listing is (see `list_dir`).
+        let ttl = self.fs.listing_ttl(ino.0).max(self.ttl());
         let mut off = offset;
         if off == 0 {
             if let Ok(a) = self.fs.attrs_of(ino.0) {

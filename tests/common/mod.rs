@@ -58,6 +58,18 @@ pub fn server() -> &'static Server {
 }
 
 impl Server {
+    /// The same server and credentials reached at another endpoint (e.g. a `proxy::Proxy`).
+    pub fn via(&self, endpoint: String) -> Server {
+        Server {
+            endpoint,
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            region: self.region.clone(),
+            pid: self.pid,
+            log: self.log.clone(),
+        }
+    }
+
     /// Start a server of its own (stopped when this test process exits, or by `stop`).
     pub fn start() -> Server {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server");

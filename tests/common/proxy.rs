@@ -45,6 +45,8 @@ pub enum Fault {
     TruncateBody(usize),
     /// Read the request, say nothing for this long (not forwarded), then close.
     Stall(Duration),
+    /// Wait this long, then forward the request and answer normally (a slow server).
+    Delay(Duration),
 }
 
 /// Which requests get a fault.
@@ -444,6 +446,7 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
             }
             return;
         }
+        Some(Fault::Delay(d)) => std::thread::sleep(d),
         _ => {}
     }
     let Some(reply) = forward(shared, &req) else {

@@ -1,0 +1,165 @@
+//! Directory listings: a fresh listing answers `readdir` and lookups without asking the
+//! server again, changes made through the mount show at once, changes made behind it show once
+//! the listing expires, and a listing that took long is trusted as long as it took. A proxy
+//! in front of the server counts the LIST requests, so every claim is checked on the wire.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Fault, Proxy, Rule};
+use common::{server, Mount};
+use s3mount::s3::{ObjectRef, PutOptions, RequestBody};
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The query parameters of a request target.
+fn params(target: &str) -> Vec<&str> {
+    target
+        .split_once('?')
+        .map(|(_, q)| q.split('&').collect())
+        .unwrap_or_default()
+}
+
+/// A LIST of the directory `d/` (its contents, not a one-key lookup probe).
+fn is_dir_list(method: &str, target: &str) -> bool {
+    let p = params(target);
+    method == "GET"
+        && p.contains(&"list-type=2")
+        && p.contains(&"prefix=d%2F")
+        && !p.contains(&"max-keys=1")
+}
+
+fn dir_lists(proxy: &Proxy) -> usize {
+    proxy
+        .seen()
+        .iter()
+        .filter(|s| is_dir_list(&s.method, &s.target))
+        .count()
+}
+
+fn put(bucket: &str, key: &str, body: &[u8]) {
+    let obj = ObjectRef {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    };
+    server()
+        .storage_in(bucket)
+        .put_object(&obj, RequestBody::Bytes(body), &PutOptions::default())
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
+#[test]
+fn a_fresh_listing_answers_readdir_and_follows_changes_made_through_the_mount() {
+    let bucket = server().fresh_bucket("listing-fresh");
+    for k in ["d/a", "d/b", "d/c"] {
+        put(&bucket, k, b"x");
+    }
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(
+        &server().via(proxy.endpoint()),
+        &bucket,
+        &["--metadata-ttl", "60"],
+    );
+    let d = mount.join("d");
+    assert_eq!(names(&d), set(&["a", "b", "c"]));
+    let first = dir_lists(&proxy);
+    assert_eq!(first, 1, "one LIST of d/: {:?}", proxy.seen());
+
+    // Again, with `ls -l` (readdirplus + stat of each entry): no request at all.
+    let before = proxy.seen().len();
+    let out = common::sh(&format!("ls -l {}", d.display()));
+    assert!(out.status.success(), "ls -l: {out:?}");
+    assert_eq!(names(&d), set(&["a", "b", "c"]));
+    assert_eq!(
+        proxy.seen()[before..].len(),
+        0,
+        "{:?}",
+        &proxy.seen()[before..]
+    );
+
+    // Changes through the mount show in the cached listing at once.
+    std::fs::write(d.join("new"), b"n").expect("create d/new");
+    std::fs::remove_file(d.join("a")).expect("rm d/a");
+    std::fs::rename(d.join("b"), d.join("b2")).expect("mv d/b d/b2");
+    std::fs::create_dir(d.join("sub")).expect("mkdir d/sub");
+    assert_eq!(names(&d), set(&["b2", "c", "new", "sub"]));
+    assert_eq!(dir_lists(&proxy), first, "{:?}", proxy.seen());
+
+    // Ordered like a listing, whatever the table's order.
+    let out = common::sh(&format!("ls -f {}", d.display()));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l != "." && *l != "..")
+        .map(str::to_string)
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted);
+
+    // A change behind the mount is not seen while the listing is trusted...
+    put(&bucket, "d/behind", b"b");
+    assert!(!names(&d).contains("behind"));
+    drop(mount);
+
+    // ...and is seen by a mount whose listings expire at once.
+    let mount = Mount::with_args(
+        &server().via(proxy.endpoint()),
+        &bucket,
+        &["--metadata-ttl", "0"],
+    );
+    assert_eq!(
+        names(&mount.join("d")),
+        set(&["b2", "behind", "c", "new", "sub"])
+    );
+    put(&bucket, "d/later", b"l");
+    assert!(names(&mount.join("d")).contains("later"));
+}
+
+#[test]
+fn a_listing_that_took_long_is_trusted_as_long_as_it_took() {
+    let bucket = server().fresh_bucket("listing-slow");
+    put(&bucket, "d/a", b"x");
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(
+        &server().via(proxy.endpoint()),
+        &bucket,
+        &["--metadata-ttl", "1"],
+    );
+    let d = mount.join("d");
+    std::fs::metadata(&d).expect("stat d");
+    // Every listing of d/ now takes 6 s.
+    proxy.add(Rule::new(
+        "GET",
+        "list-type=2&prefix=d%2F",
+        Fault::Delay(Duration::from_secs(6)),
+    ));
+    let t0 = Instant::now();
+    assert_eq!(names(&d), set(&["a"]));
+    assert!(
+        t0.elapsed() >= Duration::from_secs(6),
+        "the delay was not applied"
+    );
+    let lists = dir_lists(&proxy);
+    assert_eq!(lists, 1, "{:?}", proxy.seen());
+    // Past the 1 s TTL, but within the 6 s the listing took: no new LIST.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(&d), set(&["a"]));
+    assert_eq!(dir_lists(&proxy), lists, "{:?}", proxy.seen());
+}
