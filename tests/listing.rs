@@ -163,3 +163,73 @@ fn a_listing_that_took_long_is_trusted_as_long_as_it_took() {
     assert_eq!(names(&d), set(&["a"]));
     assert_eq!(dir_lists(&proxy), lists, "{:?}", proxy.seen());
 }
+
+/// Put `keys` (empty bodies) with a few threads.
+fn put_many(bucket: &str, keys: &[String]) {
+    std::thread::scope(|s| {
+        for chunk in keys.chunks(keys.len().div_ceil(8)) {
+            s.spawn(move || {
+                for k in chunk {
+                    put(bucket, k, b"");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_long_listing_is_handed_out_page_by_page_and_a_directory_on_a_later_page_shadows_a_file() {
+    let bucket = server().fresh_bucket("listing-pages");
+    // 999 files and `x` fill the first page (1000 keys); the directory `x/` opens the second.
+    let mut keys: Vec<String> = (0..999).map(|i| format!("d/a{i:04}")).collect();
+    keys.push("d/x".into());
+    keys.push("d/x/y".into());
+    keys.push("d/z".into());
+    put_many(&bucket, &keys);
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&server().via(proxy.endpoint()), &bucket, &[]);
+    let d = mount.join("d");
+    std::fs::metadata(&d).expect("stat d");
+    // The second page of d/ comes 8 s late.
+    proxy.add(Rule::new(
+        "GET",
+        "continuation-token=",
+        Fault::Delay(Duration::from_secs(8)),
+    ));
+    let t0 = Instant::now();
+    let mut it = std::fs::read_dir(&d).expect("opendir d");
+    let first = it.next().expect("an entry").expect("readdir");
+    let first_at = t0.elapsed();
+    let mut all: Vec<(String, bool)> = vec![(
+        first.file_name().to_string_lossy().into_owned(),
+        first.file_type().expect("type").is_dir(),
+    )];
+    for e in it {
+        let e = e.expect("readdir");
+        all.push((
+            e.file_name().to_string_lossy().into_owned(),
+            e.file_type().expect("type").is_dir(),
+        ));
+    }
+    let total = t0.elapsed();
+    assert!(
+        total >= Duration::from_secs(8),
+        "the second page was not delayed"
+    );
+    assert!(
+        first_at < Duration::from_secs(8),
+        "the first entries waited for the whole listing ({first_at:?})"
+    );
+    assert_eq!(proxy.faults(), 1, "{:?}", proxy.seen());
+    // Every name once; x is the directory.
+    let names: BTreeSet<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), all.len(), "a name listed twice");
+    assert_eq!(all.len(), 1001, "999 a*, x and z");
+    assert!(
+        all.contains(&("x".to_string(), true)),
+        "x is not a directory"
+    );
+    assert!(all.contains(&("z".to_string(), false)));
+    assert!(d.join("x").is_dir());
+    assert!(d.join("x/y").is_file());
+}

@@ -361,11 +361,12 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.fs.readdir_entries(ino.0, fh.0, offset) {
+        // Offsets: 1 = ".", 2 = "..", 3.. = entries.
+        let first = offset.saturating_sub(2) as usize;
+        let entries = match self.fs.readdir_entries(ino.0, fh.0, first, offset == 0) {
             Ok(e) => e,
             Err(e) => return reply.error(fail("readdir", e)),
         };
-        // Offsets: 1 = ".", 2 = "..", 3.. = entries.
         let mut off = offset;
         if off == 0 {
             if reply.add(ino, 1, FileType::Directory, ".") {
@@ -378,11 +379,10 @@ impl Filesystem for FuseAdapter {
             if reply.add(parent, 2, FileType::Directory, "..") {
                 return reply.ok();
             }
-            off = 2;
         }
-        for (i, e) in entries.iter().enumerate().skip((off - 2) as usize) {
+        for (i, e) in entries.iter().enumerate() {
             let kind = to_fuser(&e.attrs).kind;
-            if reply.add(INodeNo(e.ino), i as u64 + 3, kind, &e.name) {
+            if reply.add(INodeNo(e.ino), (first + i) as u64 + 3, kind, &e.name) {
                 break;
             }
         }
@@ -397,11 +397,12 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = match self.fs.readdir_entries(ino.0, fh.0, offset) {
+        let first = offset.saturating_sub(2) as usize;
+        let entries = match self.fs.readdir_entries(ino.0, fh.0, first, offset == 0) {
             Ok(e) => e,
             Err(e) => return reply.error(fail("readdirplus", e)),
         };
-        // Entries of a listing are trusted as long as the listing is (see `list_dir`).
+        // Entries of a listing are trusted as long as the listing is (see `listing`).
         let ttl = self.fs.listing_ttl(ino.0).max(self.ttl());
         let mut off = offset;
         if off == 0 {
@@ -419,12 +420,11 @@ impl Filesystem for FuseAdapter {
                     return reply.ok();
                 }
             }
-            off = 2;
         }
-        for (i, e) in entries.iter().enumerate().skip((off - 2) as usize) {
+        for (i, e) in entries.iter().enumerate() {
             if reply.add(
                 INodeNo(e.ino),
-                i as u64 + 3,
+                (first + i) as u64 + 3,
                 &e.name,
                 &ttl,
                 &to_fuser(&e.attrs),

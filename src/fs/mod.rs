@@ -20,6 +20,7 @@ pub mod attr;
 pub mod dir;
 pub mod file;
 pub mod fuse;
+pub mod listing;
 pub mod mountinfo;
 pub mod prefetch;
 pub mod rename;
@@ -128,12 +129,6 @@ impl FsOptions {
     }
 }
 
-/// An open directory: a snapshot of its entries taken at the first `readdir`.
-#[derive(Debug, Default)]
-pub struct DirHandle {
-    entries: Option<Arc<Vec<dir::DirEntry>>>,
-}
-
 /// The file system.
 pub struct S3Fs {
     storage: Storage,
@@ -141,7 +136,7 @@ pub struct S3Fs {
     table: Mutex<InodeTable>,
     files: Mutex<HashMap<u64, Arc<Mutex<file::OpenFile>>>>,
     handles: Mutex<HashMap<u64, u64>>,
-    dir_handles: Mutex<HashMap<u64, DirHandle>>,
+    dir_handles: Mutex<HashMap<u64, listing::DirHandle>>,
     next_fh: AtomicU64,
     staging_dir: PathBuf,
     unsaved_dir: PathBuf,

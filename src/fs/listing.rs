@@ -1,0 +1,462 @@
+//! Directory listings: `opendir`, `readdir`/`readdirplus`, `releasedir`.
+//!
+//! A directory is listed with `ListObjectsV2 delimiter=/`, page by page (1000 keys each). The
+//! entries of each page go into the inode table and are handed to `readdir` as soon as the page
+//! has arrived, while the next page is already being fetched on another thread: a program
+//! that stats every entry (`ls -l`) does that work while the server lists the rest, so a large
+//! directory costs little more than the server's own listing.
+//!
+//! A complete listing stays *fresh* for the metadata TTL, or for as long as it took to fetch if
+//! that is longer (its first page was already that old when it ended): while fresh, `readdir`
+//! and lookups in the directory are answered from the table — which every change made through
+//! the mount keeps exact — with no request.
+//!
+//! A listing carries sizes and dates, not metadata: mode, owner, mtime and the symlink type live
+//! in `x-amz-meta-*`. In a directory listed in one page with at most `listing_head_limit`
+//! entries whose metadata is unknown, those entries are HEADed in parallel before `readdir`
+//! answers, so `ls -l` shows what `stat` will.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::dir::{valid_component, DirEntry};
+use super::{lock, FsError, FsResult, S3Fs};
+use crate::cache::inode::{InodeTable, NodeAttr, NodeKind};
+use crate::s3::xml::ListPage;
+use crate::s3::{ListRequest, ObjectInfo, StorageError};
+
+/// HEADs in flight while completing a listing's attributes.
+const LISTING_HEAD_PARALLELISM: usize = 16;
+
+/// Most entries handed to one `readdir` call (more than one reply can hold).
+const READDIR_BATCH: usize = 512;
+
+/// An open directory.
+#[derive(Debug, Default)]
+pub struct DirHandle {
+    listing: Option<Arc<Mutex<Listing>>>,
+}
+
+/// A listing in progress (or complete): the entries so far and the page being fetched.
+#[derive(Debug)]
+struct Listing {
+    ino: u64,
+    prefix: String,
+    /// Entries handed to `readdir` (or ready to be).
+    entries: Vec<DirEntry>,
+    /// Files listed but not handed out yet: a directory of the same name (which shadows the
+    /// file) may still come on a later page.
+    held: Vec<DirEntry>,
+    seen: HashSet<String>,
+    /// The next page, being fetched; `None` once the listing is complete.
+    next: Option<Receiver<Result<ListPage, StorageError>>>,
+    pages: usize,
+    started: Instant,
+}
+
+impl Listing {
+    /// A listing answered from the table: complete already.
+    fn complete(ino: u64, entries: Vec<DirEntry>) -> Listing {
+        Listing {
+            ino,
+            prefix: String::new(),
+            entries,
+            held: Vec::new(),
+            seen: HashSet::new(),
+            next: None,
+            pages: 0,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl S3Fs {
+    /// Open a directory.
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if self.kind_of(ino)? != NodeKind::Dir {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        let fh = self.new_fh();
+        lock(&self.dir_handles).insert(fh, DirHandle::default());
+        Ok(fh)
+    }
+
+    /// Close a directory.
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dir_handles).remove(&fh);
+    }
+
+    /// Entries of an open directory from index `first` on (at most a batch; empty at the end).
+    /// `restart` (a `readdir` at offset 0) starts a new listing (or takes a fresh one from the
+    /// table); later calls continue it, waiting for the page that holds `first` if it has not
+    /// arrived yet.
+    pub fn readdir_entries(
+        &self,
+        ino: u64,
+        fh: u64,
+        first: usize,
+        restart: bool,
+    ) -> FsResult<Vec<DirEntry>> {
+        let current = lock(&self.dir_handles)
+            .get(&fh)
+            .and_then(|h| h.listing.clone());
+        let listing = match current {
+            Some(l) if !restart => l,
+            _ => {
+                let l = Arc::new(Mutex::new(self.start_listing(ino)?));
+                if let Some(h) = lock(&self.dir_handles).get_mut(&fh) {
+                    h.listing = Some(l.clone());
+                }
+                l
+            }
+        };
+        // Lock order: a listing, then the table (never the reverse).
+        let mut l = lock(&listing);
+        while first >= l.entries.len() && l.next.is_some() {
+            self.next_page(&mut l)?;
+        }
+        let end = l.entries.len().min(first.saturating_add(READDIR_BATCH));
+        Ok(l.entries
+            .get(first..end)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default())
+    }
+
+    /// How much longer the directory's listing is trusted.
+    pub fn listing_ttl(&self, ino: u64) -> Duration {
+        self.table()
+            .get(ino)
+            .and_then(|n| n.listing_expires)
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    /// A fresh listing from the table, or the first page of a new one being fetched.
+    fn start_listing(&self, ino: u64) -> FsResult<Listing> {
+        if self.kind_of(ino)? != NodeKind::Dir {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        if let Some(entries) = self.fresh_entries(ino) {
+            return Ok(Listing::complete(ino, entries));
+        }
+        let prefix = self.key_of(ino)?;
+        let next = Some(self.fetch_page(&prefix, None));
+        Ok(Listing {
+            ino,
+            prefix,
+            entries: Vec::new(),
+            held: Vec::new(),
+            seen: HashSet::new(),
+            next,
+            pages: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// Fetch a page of the listing of `prefix` on a thread of its own.
+    fn fetch_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Receiver<Result<ListPage, StorageError>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let storage = self.storage.clone();
+        let bucket = self.opts.bucket.clone();
+        let req = ListRequest {
+            prefix: prefix.to_string(),
+            delimiter: Some("/".into()),
+            continuation_token: token,
+            ..ListRequest::default()
+        };
+        let spawned = std::thread::Builder::new()
+            .name("list".into())
+            .spawn(move || {
+                let _ = tx.send(storage.list_objects_v2(&bucket, &req));
+            });
+        if let Err(e) = spawned {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = tx.send(Err(StorageError::invalid(
+                "listing",
+                format!("cannot start a thread: {e}"),
+            )));
+            return rx;
+        }
+        rx
+    }
+
+    /// Wait for the page being fetched, start fetching the one after it, and add its entries
+    /// (the last page also completes the listing).
+    fn next_page(&self, l: &mut Listing) -> FsResult<()> {
+        let Some(rx) = l.next.take() else {
+            return Ok(());
+        };
+        let page = rx
+            .recv()
+            .unwrap_or_else(|_| Err(StorageError::invalid("listing", "lister thread ended")))?;
+        l.pages += 1;
+        l.next = match &page.next_continuation_token {
+            Some(t) if page.is_truncated => Some(self.fetch_page(&l.prefix, Some(t.clone()))),
+            _ => None,
+        };
+        self.add_page(l, &page);
+        if l.next.is_none() {
+            self.finish_listing(l);
+        }
+        Ok(())
+    }
+
+    /// Record a page's directories and objects in the table and as entries.
+    fn add_page(&self, l: &mut Listing, page: &ListPage) {
+        let (ino, prefix) = (l.ino, l.prefix.as_str());
+        // Until the listing completes, entries are fresh for the TTL (lookups use them).
+        let expires = self.expiry();
+        let mut t = self.table();
+        for p in &page.common_prefixes {
+            let name = p[prefix.len().min(p.len())..].trim_end_matches('/');
+            if p.len() <= prefix.len()
+                || !p.ends_with('/')
+                || !valid_component(name)
+                || name.contains('/')
+            {
+                drop_name(self, p);
+                continue;
+            }
+            // A file of the same name on an earlier page: the directory shadows it.
+            let shadowed = if l.seen.insert(name.to_string()) {
+                None
+            } else {
+                self.warn_once(format!(
+                    "s3://{}/{prefix}{name} is both a file and a directory; showing the directory",
+                    self.opts.bucket
+                ));
+                l.held.iter().rposition(|e| e.name == name)
+            };
+            let attr = keep_dir_attr(&t, ino, name);
+            let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
+            if let Some(n) = t.get(child) {
+                let entry = DirEntry {
+                    ino: child,
+                    name: name.to_string(),
+                    attrs: self.to_attrs(child, n.kind, &n.attr),
+                };
+                match shadowed {
+                    Some(i) => l.held[i] = entry,
+                    None => l.held.push(entry),
+                }
+            }
+        }
+        for o in &page.objects {
+            if o.key == prefix {
+                if let Some(n) = t.get_mut(ino) {
+                    n.has_marker = true;
+                }
+                continue; // the marker is not its own child
+            }
+            let name = &o.key[prefix.len().min(o.key.len())..];
+            if !o.key.starts_with(prefix) || !valid_component(name) || name.contains('/') {
+                drop_name(self, &o.key);
+                continue;
+            }
+            if l.seen.contains(name) || self.dir_listed_later(page, prefix, name) {
+                self.warn_once(format!(
+                    "s3://{}/{} is both a file and a directory; showing the directory",
+                    self.opts.bucket, o.key
+                ));
+                continue;
+            }
+            // Keep what a HEAD told us (mode, owner, symlink) while the ETag is the same.
+            let known = t.child(ino, name).and_then(|c| t.get(c)).filter(|n| {
+                n.kind != NodeKind::Dir && n.attr.etag.is_some() && n.attr.etag == o.etag
+            });
+            let (kind, attr) = match known {
+                Some(n) => (
+                    n.kind,
+                    NodeAttr {
+                        size: o.size,
+                        ..n.attr.clone()
+                    },
+                ),
+                None => (
+                    NodeKind::File,
+                    NodeAttr {
+                        size: o.size,
+                        mtime: o.last_modified.unwrap_or(std::time::UNIX_EPOCH),
+                        mode: None,
+                        uid: None,
+                        gid: None,
+                        etag: o.etag.clone(),
+                    },
+                ),
+            };
+            let child = t.upsert_child(ino, name, kind, attr.clone(), expires);
+            l.seen.insert(name.to_string());
+            l.held.push(DirEntry {
+                ino: child,
+                name: name.to_string(),
+                attrs: self.to_attrs(child, kind, &attr),
+            });
+        }
+        drop(t);
+        // Hand out what no later page can shadow: a file `name` whose `name/` sorts after the
+        // last key of this page could still turn out to be a directory.
+        if l.next.is_none() {
+            l.entries.append(&mut l.held);
+            return;
+        }
+        let last = page
+            .objects
+            .last()
+            .map(|o| o.key.as_str())
+            .max(page.common_prefixes.last().map(String::as_str));
+        let Some(last) = last else { return };
+        let (keep, show): (Vec<DirEntry>, Vec<DirEntry>) =
+            std::mem::take(&mut l.held).into_iter().partition(|e| {
+                e.attrs.kind != NodeKind::Dir && format!("{prefix}{}/", e.name).as_str() > last
+            });
+        l.entries.extend(show);
+        l.held = keep;
+    }
+
+    /// The page lists `name/` among its common prefixes (a directory shadows a file).
+    fn dir_listed_later(&self, page: &ListPage, prefix: &str, name: &str) -> bool {
+        page.common_prefixes.iter().any(|p| {
+            p.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix('/'))
+                == Some(name)
+        })
+    }
+
+    /// The listing is complete: forget children that vanished, add open files not uploaded
+    /// yet, mark the listing fresh and complete small directories' attributes.
+    fn finish_listing(&self, l: &mut Listing) {
+        let ino = l.ino;
+        let expires = self.expiry();
+        let listing_expires = expires.max(Instant::now() + l.started.elapsed());
+        let mut t = self.table();
+        let open = lock(&self.files);
+        let mut stale = Vec::new();
+        let mut pending = Vec::new();
+        if let Some(n) = t.get(ino) {
+            for (name, c) in &n.children {
+                if !l.seen.contains(name) {
+                    if open.contains_key(c) {
+                        pending.push((name.clone(), *c));
+                    } else {
+                        stale.push(name.clone());
+                    }
+                }
+            }
+        }
+        drop(open);
+        for name in stale {
+            t.remove_child(ino, &name);
+        }
+        // Open files created here but not uploaded yet are listed too.
+        pending.sort();
+        for (name, c) in pending {
+            if let Some(n) = t.get(c) {
+                l.entries.push(DirEntry {
+                    ino: c,
+                    name,
+                    attrs: self.to_attrs(c, n.kind, &n.attr),
+                });
+            }
+        }
+        if let Some(n) = t.get_mut(ino) {
+            n.listing_expires = Some(listing_expires);
+            n.negative.clear();
+        }
+        drop(t);
+        // Entries of earlier pages are already handed out: only a one-page listing can still
+        // be completed before anyone sees it.
+        if l.pages <= 1 {
+            self.complete_from_heads(ino, &mut l.entries);
+        }
+    }
+
+    /// The entries of a directory whose listing is still fresh, from the table, in key order
+    /// like a listing; `None` when the listing must be fetched again.
+    fn fresh_entries(&self, ino: u64) -> Option<Vec<DirEntry>> {
+        let t = self.table();
+        let dir = t.get(ino).filter(|n| n.listing_fresh(Instant::now()))?;
+        let mut children: Vec<(&String, u64)> =
+            dir.children.iter().map(|(name, c)| (name, *c)).collect();
+        children.sort_unstable();
+        let entries = children
+            .into_iter()
+            .filter_map(|(name, c)| {
+                let n = t.get(c)?;
+                Some(DirEntry {
+                    ino: c,
+                    name: name.clone(),
+                    attrs: self.to_attrs(c, n.kind, &n.attr),
+                })
+            })
+            .collect();
+        Some(entries)
+    }
+
+    /// HEAD the entries whose metadata is not known (for their current ETag), in parallel, if
+    /// there are at most `listing_head_limit` of them.
+    fn complete_from_heads(&self, parent: u64, entries: &mut [DirEntry]) {
+        let todo: Vec<usize> = {
+            let t = self.table();
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.attrs.kind != NodeKind::Dir)
+                .filter(|(_, e)| {
+                    t.get(e.ino).is_some_and(|n| {
+                        n.meta.as_ref().is_none_or(|m| m.etag != n.attr.etag)
+                            && n.attr.etag.is_some()
+                    })
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if todo.is_empty() || todo.len() > self.opts.listing_head_limit {
+            return;
+        }
+        let Some(parent_key) = self.table().key_of(parent) else {
+            return;
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Mutex<Vec<(usize, ObjectInfo)>> = Default::default();
+        std::thread::scope(|s| {
+            for _ in 0..LISTING_HEAD_PARALLELISM.min(todo.len()) {
+                s.spawn(|| loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&i) = todo.get(k) else { return };
+                    let key = format!("{parent_key}{}", entries[i].name);
+                    match self.storage.head_object(&self.obj(&key)) {
+                        Ok(info) => lock(&results).push((i, info)),
+                        // Gone or unreadable meanwhile: keep what the listing said.
+                        Err(e) => log::debug!("{key}: {e}"),
+                    }
+                });
+            }
+        });
+        for (i, info) in std::mem::take(&mut *lock(&results)) {
+            let name = entries[i].name.clone();
+            entries[i].attrs = self.record_object(parent, &name, &info);
+        }
+    }
+}
+
+fn keep_dir_attr(t: &InodeTable, parent: u64, name: &str) -> NodeAttr {
+    t.child(parent, name)
+        .and_then(|c| t.get(c))
+        .filter(|n| n.kind == NodeKind::Dir)
+        .map(|n| n.attr.clone())
+        .unwrap_or_else(NodeAttr::dir)
+}
+
+fn drop_name(fs: &S3Fs, key: &str) {
+    fs.warn_once(format!(
+        "s3://{}/{key}: key cannot be shown as a file name (empty, '.', '..' or over 255 bytes); hidden",
+        fs.opts.bucket
+    ));
+}
