@@ -102,10 +102,12 @@ struct Cli {
     /// How long attributes and listings are trusted: 1, 1.5, 500ms, 30s (default 1s).
     #[arg(long, value_name = "DURATION", value_parser = opts::parse_duration, help_heading = "Mount")]
     metadata_ttl: Option<Duration>,
-    /// Staging files and unsaved uploads live here.
+    /// Staging files, unsaved uploads and the data cache live here (in a subdirectory per
+    /// bucket and prefix).
     #[arg(long, value_name = "DIR", help_heading = "Cache")]
     cache_dir: Option<PathBuf>,
-    /// Size limit of the data cache (10G, 512M). Reserved: reads are not cached on disk yet.
+    /// Size limit of the on-disk cache of read data (10G, 512M; default 1G; 0 turns it off).
+    /// It never fills its file system past 95%.
     #[arg(long, value_name = "SIZE", value_parser = opts::parse_size, help_heading = "Cache")]
     cache_size: Option<u64>,
     /// FUSE worker threads.
@@ -450,9 +452,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let umask = o.umask.unwrap_or(0);
     fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
     fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;
-    if o.cache_size.is_some() {
-        log::info!("cache_size: reads are not cached on disk yet; the option has no effect");
-    }
+    fs_opts.data_cache_size = o.cache_size.unwrap_or(fs_opts.data_cache_size);
     if let Some(f) = &cli.log_file {
         set_log_file(f)?;
     }

@@ -5,7 +5,9 @@
 //! Reading an unmodified file streams it from S3 through a [`Prefetcher`]: ranged GETs pinned
 //! to the ETag seen at open (`If-Match`), so one read never mixes two versions; a sequential
 //! reader gets a growing read-ahead fetched in parallel, a random reader exactly the bytes it
-//! asked for.
+//! asked for. With the data cache on, blocks already on disk are read from there and whole
+//! blocks fetched are kept (see [`super::fetch`]); a file with a staging file is read from it
+//! and nothing of it is ever cached.
 //!
 //! Writing goes to a staging file under `<cache-dir>/staging/`. Opening an existing object for
 //! writing without `O_TRUNC` fills the staging file from the object at the first write. At
@@ -15,6 +17,10 @@
 //! only once the object is on the server, and fails with EIO if the upload failed after retries;
 //! the staging file is then hard-linked under `<cache-dir>/unsaved/` (with a `.key` note naming
 //! the object) and stays there until a later upload of the same file succeeds.
+//!
+//! Staging files share their file system with the data cache: a staging write that meets a full
+//! disk (ENOSPC, EDQUOT) makes the cache give space back and is tried once more; if the disk is
+//! still full the writer gets ENOSPC (never EIO).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -22,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::attr::{format_mtime, AttrChange, FileAttrs, S_IFREG};
+use super::fetch::ObjectSource;
 use super::prefetch::Prefetcher;
 use super::{lock, name_str, now, FsError, FsResult, S3Fs};
 use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta};
@@ -240,7 +247,18 @@ impl S3Fs {
             .map_err(|e| FsError::new(libc::EIO, format!("cannot keep the staging file: {e}")))?;
         if fill && of.remote_exists {
             let key = self.key_of(of.ino)?;
-            match self.storage.download(&self.obj(&key), &mut file) {
+            let mut result = self.storage.download(&self.obj(&key), &mut file);
+            if let Err(e) = &result {
+                let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
+                if full && self.make_room_for_staging(of.remote_size) {
+                    result = file
+                        .set_len(0)
+                        .and_then(|()| std::io::Seek::rewind(&mut file))
+                        .map_err(|e| crate::s3::StorageError::io(path.display(), e))
+                        .and_then(|()| self.storage.download(&self.obj(&key), &mut file));
+                }
+            }
+            match result {
                 Ok(info) => {
                     of.etag = info.etag.clone();
                     of.remote_size = info.size;
@@ -274,12 +292,19 @@ impl S3Fs {
             .as_ref()
             .is_some_and(|p| p.is_for(&obj, &etag, remote_size))
         {
-            of.prefetch = Some(Prefetcher::new(obj, etag, remote_size));
+            let src = ObjectSource::new(
+                self.storage.clone(),
+                obj,
+                etag,
+                remote_size,
+                self.data_cache.clone(),
+            );
+            of.prefetch = Some(Prefetcher::new(src));
         }
         let Some(prefetcher) = of.prefetch.as_mut() else {
             return Err(FsError::new(libc::EIO, "no prefetcher"));
         };
-        let result = prefetcher.read(&self.prefetch_pool, &self.storage, offset, size);
+        let result = prefetcher.read(&self.prefetch_pool, offset, size);
         if result.is_err() {
             // Make the next open look at the server again (the object may have changed).
             of.prefetch = None;
@@ -301,10 +326,14 @@ impl S3Fs {
             .staging
             .as_ref()
             .ok_or_else(|| FsError::new(libc::EIO, "no staging file"))?;
-        s.file
-            .write_all_at(data, offset)
-            .map_err(|e| FsError::new(errno_of(&e), format!("staging write: {e}")))?;
+        let mut result = s.file.write_all_at(data, offset);
+        if result.as_ref().is_err_and(is_disk_full) && self.make_room_for_staging(data.len() as u64)
+        {
+            result = s.file.write_all_at(data, offset);
+        }
+        // Bytes written before a failure are in the file: it is dirty either way.
         of.dirty = true;
+        result.map_err(|e| FsError::new(errno_of(&e), format!("staging write: {e}")))?;
         Ok(data.len() as u32)
     }
 
@@ -684,6 +713,10 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usi
         }
     }
     Ok(n)
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 fn errno_of(e: &std::io::Error) -> i32 {

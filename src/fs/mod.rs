@@ -14,10 +14,12 @@
 //!
 //! Concerns live in their own files: [`attr`] (stat, chmod/chown/utimes, metadata ↔ mode),
 //! [`dir`] (lookup, readdir, mkdir, rmdir, symlink), [`file`] (open/read/write/flush/release,
-//! staging files), [`rename`], [`xattr`].
+//! staging files), [`prefetch`] (read-ahead), [`fetch`] (bytes of an object version, through
+//! the data cache), [`rename`], [`xattr`].
 
 pub mod attr;
 pub mod dir;
+pub mod fetch;
 pub mod file;
 pub mod fuse;
 pub mod listing;
@@ -32,10 +34,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
 use crate::s3::{Storage, StorageError};
 
 pub use attr::FileAttrs;
+
+/// What the data cache gives back at least when a staging file meets a full disk.
+const STAGING_ROOM: u64 = 16 * 1024 * 1024;
 
 /// An errno plus a message for the log.
 #[derive(Debug)]
@@ -97,8 +103,10 @@ pub struct FsOptions {
     pub file_mode: u32,
     /// Permission bits of directories without `x-amz-meta-mode`.
     pub dir_mode: u32,
-    /// Where staging files and unsaved uploads live.
+    /// Where staging files, unsaved uploads and the data cache (`data/`) live.
     pub cache_dir: PathBuf,
+    /// Size limit of the on-disk data cache in bytes (0: no data cache).
+    pub data_cache_size: u64,
     /// Directories with at most this many entries of unknown metadata get their attributes
     /// completed by parallel HEADs when listed (0: never).
     pub listing_head_limit: usize,
@@ -107,8 +115,9 @@ pub struct FsOptions {
 }
 
 impl FsOptions {
-    /// Defaults for `bucket`: listings of up to 512 unknown entries completed by HEADs, 1 s metadata TTL (close-to-open consistency without a HEAD per
-    /// `stat` in a tight loop), the current user as owner, 0644/0755.
+    /// Defaults for `bucket`: listings of up to 512 unknown entries completed by HEADs, 1 s
+    /// metadata TTL (close-to-open consistency without a HEAD per `stat` in a tight loop), the
+    /// current user as owner, 0644/0755, a 1 GiB data cache.
     pub fn new(bucket: &str, cache_dir: PathBuf) -> Self {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -123,6 +132,7 @@ impl FsOptions {
             file_mode: 0o644,
             dir_mode: 0o755,
             cache_dir,
+            data_cache_size: crate::cache::data::DEFAULT_CACHE_SIZE,
             listing_head_limit: 512,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
         }
@@ -142,6 +152,7 @@ pub struct S3Fs {
     unsaved_dir: PathBuf,
     warned: Mutex<std::collections::HashSet<String>>,
     prefetch_pool: prefetch::PrefetchPool,
+    data_cache: Option<Arc<DataCache>>,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -175,6 +186,33 @@ impl S3Fs {
         }
         let prefetch_pool =
             prefetch::PrefetchPool::new(prefetch::DEFAULT_WORKERS, opts.prefetch_memory_limit);
+        let data_cache = if opts.data_cache_size > 0 {
+            let dir = opts.cache_dir.join("data");
+            match DataCache::open(&dir, DataCacheConfig::new(opts.data_cache_size)) {
+                Ok(c) => {
+                    if c.max_bytes() < c.block_size() {
+                        log::warn!(
+                            "data cache: {} bytes is less than one block ({}): nothing will be cached",
+                            c.max_bytes(),
+                            c.block_size()
+                        );
+                    }
+                    log::info!(
+                        "data cache: {} of at most {} bytes in {}",
+                        c.used_bytes(),
+                        c.max_bytes(),
+                        dir.display()
+                    );
+                    Some(Arc::new(c))
+                }
+                Err(e) => {
+                    log::warn!("data cache off: {}: {e}", dir.display());
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
             storage,
@@ -187,6 +225,7 @@ impl S3Fs {
             unsaved_dir,
             warned: Mutex::new(Default::default()),
             prefetch_pool,
+            data_cache,
         })
     }
 
@@ -198,6 +237,19 @@ impl S3Fs {
     /// The storage.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The data cache, if on.
+    pub fn data_cache(&self) -> Option<&Arc<DataCache>> {
+        self.data_cache.as_ref()
+    }
+
+    /// After ENOSPC/EDQUOT on a staging file: evict data cache blocks so the write can be
+    /// retried. True if anything was freed.
+    fn make_room_for_staging(&self, bytes: u64) -> bool {
+        self.data_cache
+            .as_ref()
+            .is_some_and(|c| c.release(bytes.max(STAGING_ROOM)) > 0)
     }
 
     fn table(&self) -> MutexGuard<'_, InodeTable> {

@@ -9,6 +9,11 @@
 //! read up to [`MAX_WINDOW`]. A read elsewhere (a seek) drops the parts and fetches exactly the
 //! bytes asked for, with no read-ahead: random readers never fetch whole objects.
 //!
+//! Bytes come through an [`ObjectSource`], which serves blocks of the data cache from disk
+//! and stores the whole blocks it fetches. When the version is cached, parts start and end on
+//! block boundaries (a sequential run starting mid-block starts its first part at the block's
+//! start), so every prefetched part is stored whole.
+//!
 //! Memory is bounded twice: per file by the window, and across the mount by a shared byte
 //! budget ([`PrefetchPool::new`]); a part that does not fit in the budget is simply not fetched
 //! ahead, and the reader fetches what it needs when it gets there.
@@ -19,8 +24,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::fetch::ObjectSource;
 use super::{lock, FsError, FsResult};
-use crate::s3::{ObjectRef, Storage};
+use crate::s3::ObjectRef;
 
 /// Largest part fetched by one GET: big enough that request overhead is small, small enough
 /// that several are in flight at once (S3 serves one connection at roughly 100 MB/s).
@@ -136,8 +142,7 @@ impl Part {
 /// Read-ahead state of one open file.
 #[derive(Debug)]
 pub struct Prefetcher {
-    obj: ObjectRef,
-    etag: Option<String>,
+    src: Arc<ObjectSource>,
     size: u64,
     parts: BTreeMap<u64, Arc<Part>>,
     /// Where the next sequential read starts.
@@ -148,12 +153,11 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    /// A prefetcher for `size` bytes of the version `etag` of `obj`.
-    pub fn new(obj: ObjectRef, etag: Option<String>, size: u64) -> Self {
+    /// A prefetcher for the object version `src`.
+    pub fn new(src: ObjectSource) -> Self {
         Prefetcher {
-            obj,
-            etag,
-            size,
+            size: src.size(),
+            src: Arc::new(src),
             parts: BTreeMap::new(),
             next_offset: 0,
             scheduled_to: 0,
@@ -163,17 +167,19 @@ impl Prefetcher {
 
     /// True if this prefetcher reads that version.
     pub fn is_for(&self, obj: &ObjectRef, etag: &Option<String>, size: u64) -> bool {
-        &self.obj == obj && &self.etag == etag && self.size == size
+        self.src.is(obj, etag, size)
+    }
+
+    /// `offset` rounded down to a block boundary when the version is cached.
+    fn align_down(&self, offset: u64) -> u64 {
+        match self.src.block_size() {
+            Some(bs) => offset / bs * bs,
+            None => offset,
+        }
     }
 
     /// Read `size` bytes at `offset`.
-    pub fn read(
-        &mut self,
-        pool: &PrefetchPool,
-        storage: &Storage,
-        offset: u64,
-        size: u32,
-    ) -> FsResult<Vec<u8>> {
+    pub fn read(&mut self, pool: &PrefetchPool, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         if offset >= self.size || size == 0 {
             return Ok(Vec::new());
         }
@@ -185,7 +191,7 @@ impl Prefetcher {
             self.window = 0;
             self.next_offset = end;
             self.scheduled_to = end;
-            return self.fetch_now(storage, offset, end);
+            return self.src.read(offset, end);
         }
         self.window = (self.window * 2).clamp(FIRST_WINDOW, MAX_WINDOW);
         // Parts wholly behind the reader are done with.
@@ -194,9 +200,9 @@ impl Prefetcher {
             start + len > offset
         });
         if self.scheduled_to < offset || self.parts.is_empty() && !self.covered(offset) {
-            self.scheduled_to = offset;
+            self.scheduled_to = self.align_down(offset);
         }
-        self.schedule(pool, storage, (offset + self.window).max(end));
+        self.schedule(pool, (offset + self.window).max(end));
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = offset;
         while pos < end {
@@ -210,7 +216,7 @@ impl Prefetcher {
                         if from >= to {
                             return Err(FsError::new(
                                 libc::EIO,
-                                format!("{}: short part", self.obj),
+                                format!("{}: short part", self.src.obj()),
                             ));
                         }
                         out.extend_from_slice(&data[from..to]);
@@ -226,7 +232,7 @@ impl Prefetcher {
                             .map(|(s, _)| *s)
                             .unwrap_or(end),
                     );
-                    out.extend(self.fetch_now(storage, pos, piece_end)?);
+                    out.extend(self.src.read(pos, piece_end)?);
                     pos = piece_end;
                 }
             }
@@ -242,11 +248,16 @@ impl Prefetcher {
             .is_some_and(|(s, p)| offset < s + part_len(p))
     }
 
-    fn schedule(&mut self, pool: &PrefetchPool, storage: &Storage, until: u64) {
+    fn schedule(&mut self, pool: &PrefetchPool, until: u64) {
         let until = until.min(self.size);
         while self.scheduled_to < until {
             let start = self.scheduled_to;
-            let len = PART_SIZE.min(self.window).min(self.size - start);
+            let mut len = PART_SIZE.min(self.window).min(self.size - start);
+            if let Some(bs) = self.src.block_size() {
+                // End on a block boundary (or the object's end), so the part is stored whole.
+                let end = ((start + len) / bs * bs).max(start + bs).min(self.size);
+                len = end - start;
+            }
             let Some(reservation) = pool.reserve(len) else {
                 return; // over budget: the reader fetches it itself when it gets there
             };
@@ -258,26 +269,19 @@ impl Prefetcher {
             });
             self.parts.insert(start, part.clone());
             self.scheduled_to = start + len;
-            let storage = storage.clone();
-            let obj = self.obj.clone();
-            let etag = self.etag.clone();
+            let src = self.src.clone();
             let job: Job = Box::new(move || {
-                let mut buf = vec![0u8; len as usize];
-                let result = storage.read_range(&obj, start, &mut buf, etag.as_deref());
-                let state = match result {
-                    Ok((n, _)) if n as u64 == len => PartState::Done(buf),
-                    Ok((n, _)) => PartState::Failed(
+                let state = match src.read(start, start + len) {
+                    Ok(buf) if buf.len() as u64 == len => PartState::Done(buf),
+                    Ok(buf) => PartState::Failed(
                         libc::EIO,
                         format!(
-                            "{obj}: object shorter than expected ({} of {len} bytes at {start})",
-                            n
+                            "{}: object shorter than expected ({} of {len} bytes at {start})",
+                            src.obj(),
+                            buf.len()
                         ),
                     ),
-                    Err(e) if e.is_precondition_failed() => PartState::Failed(
-                        libc::EIO,
-                        format!("{obj}: changed on the server while open"),
-                    ),
-                    Err(e) => PartState::Failed(e.errno(), e.to_string()),
+                    Err(e) => PartState::Failed(e.errno, e.message),
                 };
                 *lock(&part.state) = state;
                 part.ready.notify_all();
@@ -285,21 +289,6 @@ impl Prefetcher {
             if pool.tx.send(job).is_err() {
                 return;
             }
-        }
-    }
-
-    fn fetch_now(&self, storage: &Storage, start: u64, end: u64) -> FsResult<Vec<u8>> {
-        let mut buf = vec![0u8; (end - start) as usize];
-        match storage.read_range(&self.obj, start, &mut buf, self.etag.as_deref()) {
-            Ok((n, _)) => {
-                buf.truncate(n);
-                Ok(buf)
-            }
-            Err(e) if e.is_precondition_failed() => Err(FsError::new(
-                libc::EIO,
-                format!("{}: changed on the server while open", self.obj),
-            )),
-            Err(e) => Err(e.into()),
         }
     }
 }

@@ -223,15 +223,41 @@ impl Mount {
     /// Mount `bucket_spec` (`BUCKET` or `BUCKET:PREFIX/`) with extra options (e.g.
     /// `["--metadata-ttl", "0"]`, `["--read-only"]`).
     pub fn with_args(server: &Server, bucket_spec: &str, extra_args: &[&str]) -> Mount {
+        Mount::start(server, bucket_spec, extra_args, None)
+    }
+
+    /// Like [`Mount::with_args`] with `--cache-dir cache_dir` (which outlives the mount, e.g.
+    /// to remount on the same cache) instead of a cache dir of its own.
+    pub fn with_cache_dir(
+        server: &Server,
+        bucket_spec: &str,
+        cache_dir: &Path,
+        extra_args: &[&str],
+    ) -> Mount {
+        Mount::start(server, bucket_spec, extra_args, Some(cache_dir))
+    }
+
+    fn start(
+        server: &Server,
+        bucket_spec: &str,
+        extra_args: &[&str],
+        cache_dir: Option<&Path>,
+    ) -> Mount {
         let dir = tempfile::Builder::new()
             .prefix("s3mount-test.")
             .tempdir()
             .expect("temp dir");
         let mountpoint = dir.path().join("mnt");
-        let cache_dir = dir.path().join("cache");
+        let cache_dir = match cache_dir {
+            Some(d) => d.to_path_buf(),
+            None => {
+                let d = dir.path().join("cache");
+                std::fs::create_dir(&d).expect("mkdir cache");
+                d
+            }
+        };
         let log = dir.path().join("s3mount.log");
         std::fs::create_dir(&mountpoint).expect("mkdir mnt");
-        std::fs::create_dir(&cache_dir).expect("mkdir cache");
         let log_file = File::create(&log).expect("create log file");
         let log_out = log_file.try_clone().expect("dup log file");
 

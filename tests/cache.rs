@@ -1,0 +1,460 @@
+//! The on-disk data cache, on real mounts: blocks served again after a remount without a
+//! GET, a replaced object never served from the old version's blocks, the size limit held
+//! while reading more than fits, and a full disk under the cache dir (reads still right from
+//! S3, writes failing with ENOSPC, the mount usable afterwards).
+//!
+//! GETs are counted by a pass-through proxy (`common::proxy`) between the mount and the
+//! server; object contents are put and checked directly on the server.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::{random_bytes, server, server_bytes, sh, Mount, Server};
+use s3mount::s3::{ObjectRef, PutOptions, RequestBody};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// The test server's credentials with the proxy's endpoint.
+fn via(proxy: &Proxy) -> Server {
+    let s = server();
+    Server {
+        endpoint: proxy.endpoint(),
+        access_key: s.access_key.clone(),
+        secret_key: s.secret_key.clone(),
+        region: s.region.clone(),
+        pid: s.pid,
+        log: s.log.clone(),
+    }
+}
+
+fn put(bucket: &str, key: &str, data: &[u8]) {
+    let o = ObjectRef {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    };
+    server()
+        .storage_in(bucket)
+        .put_object(&o, RequestBody::Bytes(data), &PutOptions::default())
+        .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
+}
+
+fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: first differing byte at {i}");
+    }
+}
+
+/// GET requests for `key` the proxy has seen, and the bytes they asked for.
+fn gets(proxy: &Proxy, bucket: &str, key: &str) -> (usize, u64) {
+    let path = format!("/{bucket}/{key}");
+    let mut n = 0;
+    let mut bytes = 0;
+    for s in proxy.seen() {
+        let target = s.target.split('?').next().unwrap_or("");
+        if s.method != "GET" || target != path {
+            continue;
+        }
+        n += 1;
+        let range = s
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        match range {
+            Some((a, b)) => bytes += b + 1 - a,
+            None => bytes += u64::MAX / 4, // a whole-object GET: never expected here
+        }
+    }
+    (n, bytes)
+}
+
+/// The data cache directory of a mount of the whole of `bucket` on `cache_dir`.
+fn data_dir(cache_dir: &Path, bucket: &str) -> PathBuf {
+    cache_dir.join(bucket).join("data")
+}
+
+/// Block files in a data cache directory: (count, bytes). Temporary files are not counted.
+fn cached_blocks(data: &Path) -> (usize, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    let Ok(top) = std::fs::read_dir(data) else {
+        return (0, 0);
+    };
+    for shard in top.flatten() {
+        if shard.file_name() == "tmp" || !shard.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(m) = f.metadata() {
+                n += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    (n, bytes)
+}
+
+/// A tmpfs of `size` (`mount -t tmpfs -o size=...`), unmounted on drop — also when the test
+/// fails. Declare it before the `Mount` using it, so that mount is gone first.
+struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("s3mount-cache-tmpfs.")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).expect("mkdir");
+        sh(&format!(
+            "mount -t tmpfs -o size={size},mode=0755 s3mount-test {}",
+            path.display()
+        ));
+        Tmpfs { path, _dir: dir }
+    }
+
+    /// (bytes used, bytes free).
+    fn usage(&self) -> (u64, u64) {
+        fs_usage(&self.path)
+    }
+}
+
+/// (bytes used, bytes free) of the file system holding `path`.
+fn fs_usage(path: &Path) -> (u64, u64) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: zeroed statvfs is valid; a NUL-terminated path and a valid pointer.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0, "statvfs");
+    let unit = s.f_frsize as u64;
+    (
+        (s.f_blocks as u64 - s.f_bfree as u64) * unit,
+        s.f_bavail as u64 * unit,
+    )
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn cached_blocks_are_served_after_a_remount() {
+    let bucket = server().fresh_bucket("cache-hit");
+    let data = random_bytes(6 * MIB + 12_345, 1);
+    put(&bucket, "big.bin", &data);
+    // A file system of its own: the 5 % free-space floor of the host's disk plays no part.
+    let cache = Tmpfs::new("64m");
+    let proxy = Proxy::start(&server().endpoint);
+    let srv = via(&proxy);
+
+    let mount = Mount::with_cache_dir(&srv, &bucket, &cache.path, &[]);
+    assert_same(
+        "first read",
+        &std::fs::read(mount.join("big.bin")).unwrap(),
+        &data,
+    );
+    let (n1, bytes1) = gets(&proxy, &bucket, "big.bin");
+    assert!(n1 > 0, "first read came from the server");
+    assert!(
+        bytes1 >= data.len() as u64,
+        "{bytes1} bytes fetched for {}",
+        data.len()
+    );
+    assert!(mount.unmount().success());
+    let (blocks, bytes) = cached_blocks(&data_dir(&cache.path, &bucket));
+    assert_eq!(
+        (blocks, bytes),
+        (7, data.len() as u64),
+        "every block kept once"
+    );
+
+    // Same cache dir, new process: no GET for the content, sequential or random.
+    let mount = Mount::with_cache_dir(&srv, &bucket, &cache.path, &[]);
+    assert_same(
+        "read after remount",
+        &std::fs::read(mount.join("big.bin")).unwrap(),
+        &data,
+    );
+    let f = File::open(mount.join("big.bin")).unwrap();
+    for (off, len) in [(3 * MIB + 100, 4 * KIB), (MIB - 10, 20), (6 * MIB, 12_345)] {
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, off as u64).unwrap();
+        assert_same(&format!("pread at {off}"), &buf, &data[off..off + len]);
+    }
+    drop(f);
+    assert_eq!(
+        gets(&proxy, &bucket, "big.bin").0,
+        n1,
+        "no GET once cached; log:\n{}",
+        mount.log()
+    );
+}
+
+#[test]
+fn small_random_reads_fetch_only_what_they_need() {
+    let bucket = server().fresh_bucket("cache-random");
+    let data = random_bytes(8 * MIB, 2);
+    put(&bucket, "r.bin", &data);
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    let f = File::open(mount.join("r.bin")).unwrap();
+    let off = 5 * MIB + 77;
+    let mut buf = vec![0u8; 4 * KIB];
+    f.read_exact_at(&mut buf, off as u64).unwrap();
+    assert_same("random 4 KiB", &buf, &data[off..off + buf.len()]);
+    let (n, bytes) = gets(&proxy, &bucket, "r.bin");
+    assert!(n >= 1);
+    // A cache block is 1 MiB: fetching it whole for 4 KiB would be 256 times the need.
+    assert!(
+        bytes <= 128 * KIB as u64,
+        "{bytes} bytes fetched for a 4 KiB read"
+    );
+}
+
+#[test]
+fn a_replaced_object_is_never_served_from_the_cache() {
+    let bucket = server().fresh_bucket("cache-etag");
+    let size = 3 * MIB + 5;
+    let v1 = random_bytes(size, 10);
+    put(&bucket, "f.bin", &v1);
+    // A file system of its own: the 5 % free-space floor of the host's disk plays no part.
+    let cache = Tmpfs::new("64m");
+    let data = data_dir(&cache.path, &bucket);
+
+    let mount = Mount::with_cache_dir(server(), &bucket, &cache.path, &["--metadata-ttl", "0"]);
+    assert_same("v1", &std::fs::read(mount.join("f.bin")).unwrap(), &v1);
+    assert_eq!(cached_blocks(&data).0, 4, "v1 is cached");
+
+    // Same size, other bytes, through the S3 API: the next open sees the new ETag.
+    let v2 = random_bytes(size, 11);
+    put(&bucket, "f.bin", &v2);
+    assert_same(
+        "v2 through the same mount",
+        &std::fs::read(mount.join("f.bin")).unwrap(),
+        &v2,
+    );
+    assert!(mount.unmount().success());
+
+    // Replaced while unmounted, remounted on the cache that holds v1 and v2.
+    let v3 = random_bytes(size, 12);
+    put(&bucket, "f.bin", &v3);
+    let mount = Mount::with_cache_dir(server(), &bucket, &cache.path, &[]);
+    assert_same(
+        "v3 after remount",
+        &std::fs::read(mount.join("f.bin")).unwrap(),
+        &v3,
+    );
+    assert_eq!(
+        server_bytes(&server().storage_in(&bucket), "f.bin"),
+        Some(v3)
+    );
+}
+
+#[test]
+fn a_file_being_written_is_not_cached() {
+    let bucket = server().fresh_bucket("cache-dirty");
+    // A file system of its own: the 5 % free-space floor of the host's disk plays no part.
+    let cache = Tmpfs::new("64m");
+    let data = data_dir(&cache.path, &bucket);
+    let mount = Mount::with_cache_dir(server(), &bucket, &cache.path, &[]);
+    let content = random_bytes(2 * MIB + 3, 20);
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(mount.join("w.bin"))
+        .unwrap();
+    f.write_all(&content).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut back = Vec::new();
+    f.read_to_end(&mut back).unwrap();
+    assert_same("read back while open", &back, &content);
+    assert_eq!(cached_blocks(&data), (0, 0), "staging content cached");
+    drop(f);
+    // Once uploaded it is an object like any other: read, it is cached.
+    assert_same(
+        "read after close",
+        &std::fs::read(mount.join("w.bin")).unwrap(),
+        &content,
+    );
+    assert_eq!(cached_blocks(&data).0, 3);
+}
+
+#[test]
+fn eviction_keeps_the_cache_under_its_size() {
+    let bucket = server().fresh_bucket("cache-evict");
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| {
+            let d = random_bytes(3 * MIB + 100 * KIB, 30 + i);
+            let k = format!("f{i}.bin");
+            put(&bucket, &k, &d);
+            (k, d)
+        })
+        .collect();
+    // The cache dir on a file system of its own, so its usage is measured in one call (a
+    // directory walk racing with eviction could count a block twice). Big enough that the
+    // 5 % free-space floor plays no part.
+    let fs = Tmpfs::new("64m");
+    let limit = 4 * MIB as u64;
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_cache_dir(&via(&proxy), &bucket, &fs.path, &["--cache-size", "4M"]);
+
+    let (base, _) = fs.usage();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        let path = fs.path.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(fs_usage(&path).0, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    for (k, d) in &files {
+        assert_same(k, &std::fs::read(mount.join(k)).unwrap(), d);
+    }
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak = peak.load(Ordering::Relaxed).saturating_sub(base);
+    let (_, now) = cached_blocks(&data_dir(&fs.path, &bucket));
+    assert!(peak <= limit, "cache grew to {peak} bytes, limit {limit}");
+    assert!(now <= limit && now >= 3 * MIB as u64, "{now} bytes cached");
+
+    // The last file read is the most recently used: all there. The first was evicted.
+    let (last, last_data) = &files[3];
+    let before = gets(&proxy, &bucket, last).0;
+    assert_same(last, &std::fs::read(mount.join(last)).unwrap(), last_data);
+    assert_eq!(gets(&proxy, &bucket, last).0, before, "{last} was evicted");
+    let (first, first_data) = &files[0];
+    let before = gets(&proxy, &bucket, first).0;
+    assert_same(
+        first,
+        &std::fs::read(mount.join(first)).unwrap(),
+        first_data,
+    );
+    assert!(
+        gets(&proxy, &bucket, first).0 > before,
+        "{first} still cached"
+    );
+    drop(mount);
+}
+
+#[test]
+fn a_full_disk_under_the_cache_dir_costs_caching_not_correctness() {
+    let bucket = server().fresh_bucket("cache-full");
+    let data = random_bytes(12 * MIB + 1, 40);
+    put(&bucket, "big.bin", &data);
+    let fs = Tmpfs::new("24m");
+    // Fill it up.
+    let filler_path = fs.path.join("filler");
+    let mut filler = File::create(&filler_path).unwrap();
+    let chunk = vec![0x5a; MIB];
+    let err = loop {
+        if let Err(e) = filler.write_all(&chunk) {
+            break e;
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    filler.sync_all().unwrap();
+    assert!(fs.usage().1 < 64 * KIB as u64, "full: {:?}", fs.usage());
+
+    let mount = Mount::with_cache_dir(server(), &bucket, &fs.path, &[]);
+    let data_path = data_dir(&fs.path, &bucket);
+    assert_same(
+        "read with a full disk",
+        &std::fs::read(mount.join("big.bin")).unwrap(),
+        &data,
+    );
+    assert_eq!(cached_blocks(&data_path), (0, 0));
+
+    // 10 MiB free: the cache takes what it may (leaving 5 % of 24 MiB).
+    let len = filler.metadata().unwrap().len();
+    filler.set_len(len - 10 * MIB as u64).unwrap();
+    assert_same(
+        "read with 10 MiB free",
+        &std::fs::read(mount.join("big.bin")).unwrap(),
+        &data,
+    );
+    let (blocks, _) = cached_blocks(&data_path);
+    assert!(blocks > 0, "nothing cached with 10 MiB free");
+    assert!(
+        fs.usage().1 >= MIB as u64,
+        "the cache left {:?}",
+        fs.usage()
+    );
+
+    // A write larger than the free space: the cache gives its space back, then ENOSPC.
+    let big = random_bytes(16 * MIB, 41);
+    let mut w = File::create(mount.join("too-big.bin")).unwrap();
+    let err = w
+        .write_all(&big)
+        .expect_err("16 MiB cannot fit in 10 MiB of staging space");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOSPC),
+        "{err}; log:\n{}",
+        mount.log()
+    );
+    drop(w); // close: what was written is uploaded (as a local fs would keep it)
+             // The staging file goes at `release`, which the kernel sends after close(2) returned.
+    let staging = fs.path.join(&bucket).join("staging");
+    let staged = || std::fs::read_dir(&staging).unwrap().count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while staged() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(staged(), 0, "staging file left behind");
+    let kept = server_bytes(&server().storage_in(&bucket), "too-big.bin").unwrap_or_default();
+    assert!(
+        big.starts_with(&kept),
+        "the object holds other bytes than a prefix of those written"
+    );
+
+    // Still usable: a small write, and reads.
+    let small = random_bytes(512 * KIB, 42);
+    std::fs::write(mount.join("small.bin"), &small).unwrap();
+    assert_same(
+        "small.bin",
+        &std::fs::read(mount.join("small.bin")).unwrap(),
+        &small,
+    );
+    assert_eq!(
+        server_bytes(&server().storage_in(&bucket), "small.bin"),
+        Some(small)
+    );
+    assert_same(
+        "read after ENOSPC",
+        &std::fs::read(mount.join("big.bin")).unwrap(),
+        &data,
+    );
+    drop(mount);
+}
