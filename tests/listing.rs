@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -232,4 +233,55 @@ fn a_long_listing_is_handed_out_page_by_page_and_a_directory_on_a_later_page_sha
     assert!(all.contains(&("z".to_string(), false)));
     assert!(d.join("x").is_dir());
     assert!(d.join("x/y").is_file());
+}
+
+#[test]
+fn a_directory_emptied_through_the_mount_stays_until_rmdir() {
+    let bucket = server().fresh_bucket("listing-implicit");
+    put(&bucket, "d/a", b"a");
+    put(&bucket, "d/b", b"b");
+    put(&bucket, "e/c", b"c");
+    // TTL 0: every lookup asks the server, as after an `rm -r` that took longer than the TTL.
+    let mount = Mount::with_args(server(), &bucket, &["--metadata-ttl", "0"]);
+    let d = mount.join("d");
+    assert_eq!(names(&d), set(&["a", "b"]));
+    std::fs::remove_file(d.join("a")).expect("rm d/a");
+    std::fs::remove_file(d.join("b")).expect("rm d/b");
+    std::fs::rename(mount.join("e/c"), mount.join("c")).expect("mv e/c c");
+    // Without a marker the directories would be gone from the server with their last keys.
+    let storage = server().storage_in(&bucket);
+    let keys = |p: &str| -> Vec<String> {
+        let (objects, _) = storage.list_all(&bucket, p, None).expect("list");
+        objects.into_iter().map(|o| o.key).collect()
+    };
+    assert_eq!(keys("d/"), vec!["d/"]);
+    assert_eq!(keys("e/"), vec!["e/"]);
+    assert!(d.is_dir() && mount.join("e").is_dir());
+    assert_eq!(names(&d), set(&[]));
+    std::fs::remove_dir(&d).expect("rmdir d");
+    assert!(!d.exists());
+    assert_eq!(keys("d/"), Vec::<String>::new());
+    assert_eq!(
+        std::fs::remove_dir(&d).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::ENOENT)),
+        "a second rmdir"
+    );
+}
+
+#[test]
+fn emptying_a_directory_keeps_its_marker_and_metadata() {
+    let bucket = server().fresh_bucket("listing-marker");
+    let mount = Mount::with_args(server(), &bucket, &["--metadata-ttl", "0"]);
+    let d = mount.join("d");
+    std::fs::create_dir(&d).expect("mkdir d");
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod d");
+    std::fs::write(d.join("f"), b"f").expect("write d/f");
+    drop(mount);
+    // A new mount knows d only from the root listing, not whether it has a marker.
+    let mount = Mount::with_args(server(), &bucket, &["--metadata-ttl", "0"]);
+    let d = mount.join("d");
+    assert_eq!(names(mount.path()), set(&["d"]));
+    std::fs::remove_file(d.join("f")).expect("rm d/f");
+    let mode = std::fs::metadata(&d).expect("stat d").permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700, "the directory's mode was lost");
 }

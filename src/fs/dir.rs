@@ -97,7 +97,16 @@ impl S3Fs {
             (head, list)
         });
         let list = list?;
-        let is_dir = !list.objects.is_empty() || !list.common_prefixes.is_empty();
+        let mut is_dir = !list.objects.is_empty() || !list.common_prefixes.is_empty();
+        let mut marker_found = None;
+        if !is_dir && self.known_dir(parent, name) {
+            // A directory we know, now empty: some servers leave `dir/` markers out of
+            // listings, so ask for the marker itself before deciding the directory is gone.
+            if let Ok(info) = self.storage.head_object(&self.obj(&dir_prefix)) {
+                is_dir = true;
+                marker_found = Some(info);
+            }
+        }
         let expires = self.expiry();
         if is_dir {
             if head.is_ok() {
@@ -106,10 +115,13 @@ impl S3Fs {
                     self.opts.bucket
                 ));
             }
-            let has_marker = list.objects.first().is_some_and(|o| o.key == dir_prefix);
+            let has_marker =
+                marker_found.is_some() || list.objects.first().is_some_and(|o| o.key == dir_prefix);
             // The marker carries the directory's mode/owner/mtime and xattrs (the listing
             // does not): HEAD it, or a remount (or a TTL expiry) would reset them to defaults.
-            let marker = if has_marker {
+            let marker = if marker_found.is_some() {
+                marker_found
+            } else if has_marker {
                 match self.storage.head_object(&self.obj(&dir_prefix)) {
                     Ok(info) => Some(info),
                     Err(e) => {
@@ -285,6 +297,49 @@ impl S3Fs {
         Ok(())
     }
 
+    /// `parent/name` is a directory in the table.
+    fn known_dir(&self, parent: u64, name: &str) -> bool {
+        let t = self.table();
+        t.child(parent, name)
+            .and_then(|c| t.get(c))
+            .is_some_and(|n| n.kind == NodeKind::Dir)
+    }
+
+    /// After the mount removed a key from `dir`: a directory without a marker would vanish
+    /// from the server with its last key, so when none is known to be left, write its marker
+    /// (a directory stays until `rmdir`, as on a disk).
+    pub(crate) fn keep_emptied_dir(&self, dir: u64) {
+        let key = {
+            let t = self.table();
+            match t.get(dir) {
+                Some(n) if dir != ROOT_INO && !n.has_marker && n.children.is_empty() => {
+                    t.key_of(dir)
+                }
+                _ => None,
+            }
+        };
+        let Some(key) = key else { return };
+        // Only if there is none: an existing marker carries the directory's metadata.
+        let opts = PutOptions {
+            if_none_match_any: true,
+            ..PutOptions::default()
+        };
+        match self
+            .storage
+            .put_object(&self.obj(&key), RequestBody::Empty, &opts)
+        {
+            Ok(_) => {}
+            Err(e) if e.is_precondition_failed() => {}
+            Err(e) => {
+                log::warn!("{key}: could not keep the emptied directory: {e}");
+                return;
+            }
+        }
+        if let Some(n) = self.table().get_mut(dir) {
+            n.has_marker = true;
+        }
+    }
+
     /// `unlink`: DeleteObject. An open file is not uploaded at close any more.
     pub fn unlink(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
         self.check_writable()?;
@@ -299,9 +354,12 @@ impl S3Fs {
             lock(&f).unlinked = true;
         }
         self.storage.delete_object(&self.obj(&key))?;
-        let mut t = self.table();
-        t.remove_child(parent, name);
-        t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+        {
+            let mut t = self.table();
+            t.remove_child(parent, name);
+            t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+        }
+        self.keep_emptied_dir(parent);
         Ok(())
     }
 

@@ -152,6 +152,10 @@ impl S3Fs {
                 None => {}
             }
         }
+        drop(t);
+        if parent != new_parent {
+            self.keep_emptied_dir(parent);
+        }
         Ok(())
     }
 
