@@ -8,7 +8,7 @@
 # and random reads, ls -l, writes until visible on the server, small files, cp -r, mv, rm),
 # found at $BENCH_SH or ../shared/bench/bench.sh. The server is the patched s3s-fs built by
 # ../shared/bench/build-s3s-fs.sh (moto is far too slow to measure a file system with).
-# Needs root, /dev/fuse, fio, s3fs and rclone (apt-get install -y fio s3fs rclone), python3
+# Needs root, /dev/fuse, fio, s3fs, rclone and GNU time (apt-get install -y fio s3fs rclone time), python3
 # with boto3. Each tool runs --runs times (default 3); the table shows medians.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,10 +33,21 @@ OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
 RESULTS="$OUT/results-$(date +%Y%m%dT%H%M%S).tsv"
 python3 -c 'import boto3' 2>/dev/null || pip install -q boto3 >&2
+# Peak RSS of s3mount: GNU time writes one line per mount; the first mount of a run serves the
+# first-byte and 1 GiB sequential reads.
+TIME_BIN=$(command -v /usr/bin/time || true)
 for run in $(seq "$RUNS"); do
     echo "== run $run/$RUNS: s3mount" >&2
+    RSS="$OUT/rss-$run.txt"
+    rm -f "$RSS"
+    WRAP=${TIME_BIN:+$TIME_BIN -a -o $RSS -f %M}
     "$BENCH_SH" --name s3mount --start-server "$SRV" --results "$RESULTS" "${EXTRA[@]}" \
-        --mount "$BIN --endpoint {ENDPOINT} --region {REGION} --cache-dir {CACHE} --foreground {BUCKET} {MNT}" >&2 || true
+        --mount "$WRAP $BIN --endpoint {ENDPOINT} --region {REGION} --cache-dir {CACHE} --foreground {BUCKET} {MNT}" >&2 || true
+    if [ -s "$RSS" ]; then
+        kib=$(grep -E '^[0-9]+$' "$RSS" | head -1)
+        [ -n "$kib" ] && printf '%s\ts3mount\tpeak_rss_seqread\t%s\tMiB\t-\tmax RSS of the mount serving the sequential read\n' \
+            "$(date -Iseconds)" "$((kib / 1024))" >> "$RESULTS"
+    fi
     for peer in $PEERS; do
         echo "== run $run/$RUNS: $peer" >&2
         "$BENCH_SH" --peer "$peer" --start-server "$SRV" --results "$RESULTS" "${EXTRA[@]}" >&2 || true
