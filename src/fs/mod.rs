@@ -14,7 +14,8 @@
 //!
 //! Concerns live in their own files: [`attr`] (stat, chmod/chown/utimes, metadata ↔ mode),
 //! [`dir`] (lookup, readdir, mkdir, rmdir, symlink), [`file`] (open/read/write/flush/release,
-//! staging files), [`rename`], [`xattr`].
+//! staging files), [`upload`] (the upload at close, streamed uploads while writing, unsaved
+//! copies), [`rename`], [`xattr`].
 
 pub mod attr;
 pub mod dir;
@@ -23,6 +24,7 @@ pub mod fuse;
 pub mod mountinfo;
 pub mod prefetch;
 pub mod rename;
+pub mod upload;
 pub mod xattr;
 
 use std::collections::HashMap;
