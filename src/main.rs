@@ -22,7 +22,7 @@ use s3mount::config::{LoadRequest, Overrides};
 use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::mountinfo::fuse_mounted_at;
 use s3mount::fs::{FsOptions, S3Fs};
-use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage};
+use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage, UploadJournal};
 
 use opts::MountOptions;
 
@@ -37,7 +37,7 @@ struct Cli {
     #[arg(
         value_name = "ARGS",
         num_args = 1..=2,
-        required_unless_present_any = ["print_man_page", "recover"]
+        required_unless_present_any = ["print_man_page", "recover", "abort_stale_uploads"]
     )]
     args: Vec<String>,
 
@@ -146,9 +146,16 @@ struct Cli {
     fs_type: Option<String>,
 
     /// Upload the files kept under <cache-dir>/*/unsaved/ after failed uploads (each to the key
-    /// its .key note names), removing each once it is on the server; then exit.
+    /// its .key note names), removing each once it is on the server, and abort the multipart
+    /// uploads a stopped s3mount left in <cache-dir>/*/uploads/; then exit.
     #[arg(long, help_heading = "Recovery")]
     recover: bool,
+
+    /// Abort every multipart upload under BUCKET[:PREFIX/] (the only argument; default: the
+    /// config's bucket) started more than AGE ago (e.g. 1d, 12h), whoever started it; then
+    /// exit. Uploads in progress are younger: choose an AGE longer than any upload takes.
+    #[arg(long, value_name = "AGE", value_parser = opts::parse_duration, help_heading = "Recovery")]
+    abort_stale_uploads: Option<Duration>,
 
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true)]
@@ -227,42 +234,111 @@ fn main() {
         .format_timestamp_millis()
         .target(env_logger::Target::Pipe(Box::new(LogSink)))
         .init();
-    let result = if cli.recover { recover(&cli) } else { run(cli) };
+    let result = if cli.recover {
+        recover(&cli)
+    } else if let Some(age) = cli.abort_stale_uploads {
+        abort_stale_uploads(&cli, age)
+    } else {
+        run(cli)
+    };
     if let Err(msg) = result {
         eprintln!("s3mount: {msg}");
         std::process::exit(1);
     }
 }
 
-/// `--recover`: re-upload what failed uploads left under `<cache-dir>/*/unsaved/`.
-fn recover(cli: &Cli) -> Result<(), String> {
-    let o = merged_options(cli)?;
-    let mut req = LoadRequest::from_process_env(o.config.as_deref());
-    req.allow_insecure = o.allow_insecure_config;
-    req.overrides = Overrides {
+/// The configuration, as the mount loads it (flags over environment over file).
+fn load_config(
+    o: &MountOptions,
+    bucket: Option<String>,
+    prefix: Option<String>,
+) -> Result<s3mount::Config, String> {
+    let mut overrides = Overrides {
         endpoint: o.endpoint.clone(),
         region: o.region.clone(),
-        addressing_style: o
-            .force_path_style
-            .then_some(s3mount::config::AddressingStyle::Path),
+        bucket,
+        prefix,
         ..Overrides::default()
     };
+    if o.force_path_style {
+        overrides.addressing_style = Some(s3mount::config::AddressingStyle::Path);
+    }
+    let mut req = LoadRequest::from_process_env(o.config.as_deref());
+    req.allow_insecure = o.allow_insecure_config;
+    req.overrides = overrides;
     req.profile = o.profile.clone();
-    let config = s3mount::Config::load(&req).map_err(|e| e.to_string())?;
-    let mut client_cfg = ClientConfig::from_config(&config);
+    s3mount::Config::load(&req).map_err(|e| e.to_string())
+}
+
+/// A client for `config` (with `--ca-file`).
+fn make_storage(
+    cli: &Cli,
+    config: &s3mount::Config,
+    bucket: Option<String>,
+) -> Result<Storage, String> {
+    let mut client_cfg = ClientConfig::from_config(config);
     client_cfg.ca_file = cli.ca_file.clone();
     let client = S3Client::new(client_cfg).map_err(|e| e.to_string())?;
-    let storage = Storage::with_client(client, None);
+    Ok(Storage::with_client(client, bucket))
+}
+
+/// `--recover`: abort the multipart uploads stopped mounts left in `<cache-dir>/*/uploads/`,
+/// and re-upload what failed uploads left under `<cache-dir>/*/unsaved/`.
+fn recover(cli: &Cli) -> Result<(), String> {
+    let o = merged_options(cli)?;
+    let config = load_config(&o, None, None)?;
+    let base_storage = make_storage(cli, &config, None)?;
     let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let (mut done, mut failed) = (0usize, 0usize);
+    let (mut done, mut failed, mut aborted) = (0usize, 0usize, 0usize);
     let mounts = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     for mount_dir in mounts.flatten() {
+        let mut storage = base_storage.clone();
+        let journal_dir = mount_dir.path().join("uploads");
+        if journal_dir.is_dir() {
+            match UploadJournal::open(&journal_dir) {
+                Ok(journal) => {
+                    let r = journal.recover(&storage);
+                    for (obj, id) in &r.aborted {
+                        println!(
+                            "aborted multipart upload {id} of {obj} (left by a stopped s3mount)"
+                        );
+                    }
+                    for (path, why) in &r.kept {
+                        eprintln!("{}: {why}; left in place", path.display());
+                    }
+                    if r.live > 0 {
+                        println!(
+                            "{}: {} upload(s) of a running s3mount left alone",
+                            journal_dir.display(),
+                            r.live
+                        );
+                    }
+                    aborted += r.aborted.len();
+                    failed += r.kept.len();
+                    // The uploads below are recorded there too.
+                    storage = storage.with_journal(Arc::new(journal));
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", journal_dir.display());
+                    failed += 1;
+                }
+            }
+        }
         let Ok(entries) = std::fs::read_dir(mount_dir.path().join("unsaved")) else {
             continue;
         };
         for entry in entries.flatten() {
             let data = entry.path();
             if data.extension().is_none_or(|e| e != "data") {
+                if data.extension().is_none() {
+                    // Moved from staging/ at a mount start: a file that was open when
+                    // s3mount died. Its writer never closed it, so it may be incomplete, and
+                    // no note says where it belongs.
+                    println!(
+                        "{}: a file that was open when s3mount stopped (maybe incomplete, object unknown); not uploaded",
+                        data.display()
+                    );
+                }
                 continue;
             }
             let note = data.with_extension("key");
@@ -323,9 +399,76 @@ fn recover(cli: &Cli) -> Result<(), String> {
             }
         }
     }
-    println!("recover: {done} uploaded, {failed} left");
+    println!("recover: {done} uploaded, {failed} left, {aborted} multipart upload(s) aborted");
     if failed > 0 {
         return Err(format!("{failed} file(s) could not be uploaded"));
+    }
+    Ok(())
+}
+
+/// `--abort-stale-uploads AGE [BUCKET[:PREFIX/]]`: abort the multipart uploads under the
+/// bucket (and prefix) started more than `age` ago.
+fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
+    let o = merged_options(cli)?;
+    let (bucket, prefix) = match cli.args.as_slice() {
+        [] => (None, None),
+        [spec] => {
+            let (b, p) = split_bucket_spec(spec);
+            (Some(b), p)
+        }
+        _ => return Err("usage: s3mount --abort-stale-uploads AGE [BUCKET[:PREFIX/]]".into()),
+    };
+    let config = load_config(&o, bucket, prefix)?;
+    let bucket = config
+        .default_bucket
+        .clone()
+        .ok_or("no bucket: name one on the command line or set default_bucket in the config")?;
+    let storage = make_storage(cli, &config, Some(bucket.clone()))?;
+    let uploads = storage
+        .list_multipart_uploads(&bucket, &config.prefix)
+        .map_err(|e| e.to_string())?;
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(age)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let (mut aborted, mut young, mut failed) = (0usize, 0usize, 0usize);
+    for u in uploads {
+        let obj = s3mount::s3::ObjectRef {
+            bucket: bucket.clone(),
+            key: u.key.clone(),
+        };
+        let Some(started) = u.initiated else {
+            eprintln!(
+                "{obj}: upload {} has no readable start date; left alone",
+                u.upload_id
+            );
+            failed += 1;
+            continue;
+        };
+        let when = humantime::format_rfc3339_seconds(started);
+        if started > cutoff {
+            young += 1;
+            continue;
+        }
+        match storage.abort_multipart_upload(&obj, &u.upload_id) {
+            Ok(()) => {
+                println!(
+                    "aborted multipart upload {} of {obj} (started {when})",
+                    u.upload_id
+                );
+                aborted += 1;
+            }
+            Err(e) => {
+                eprintln!("{obj}: cannot abort upload {}: {e}", u.upload_id);
+                failed += 1;
+            }
+        }
+    }
+    println!(
+        "abort-stale-uploads: {aborted} aborted, {young} younger than {} left, {failed} failed",
+        humantime::format_duration(age)
+    );
+    if failed > 0 {
+        return Err(format!("{failed} upload(s) could not be aborted"));
     }
     Ok(())
 }
@@ -391,21 +534,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         None => (None, None),
     };
-    let mut overrides = Overrides {
-        endpoint: o.endpoint.clone(),
-        region: o.region.clone(),
-        bucket,
-        prefix,
-        ..Overrides::default()
-    };
-    if o.force_path_style {
-        overrides.addressing_style = Some(s3mount::config::AddressingStyle::Path);
-    }
-    let mut req = LoadRequest::from_process_env(o.config.as_deref());
-    req.allow_insecure = o.allow_insecure_config;
-    req.overrides = overrides;
-    req.profile = o.profile.clone();
-    let config = s3mount::Config::load(&req).map_err(|e| e.to_string())?;
+    let config = load_config(&o, bucket, prefix)?;
     log::debug!("credentials from {}", config.credential_source);
     let bucket = config
         .default_bucket
@@ -437,10 +566,7 @@ fn run(cli: Cli) -> Result<(), String> {
         ));
     }
 
-    let mut client_cfg = ClientConfig::from_config(&config);
-    client_cfg.ca_file = cli.ca_file.clone();
-    let client = S3Client::new(client_cfg).map_err(|e| e.to_string())?;
-    let storage = Storage::with_client(client, Some(bucket.clone()));
+    let storage = make_storage(&cli, &config, Some(bucket.clone()))?;
     preflight(&storage, &bucket, &config.prefix)?;
 
     let cache_dir = o
@@ -550,6 +676,21 @@ fn serve(
     bucket: &str,
     ready: &mut Option<std::fs::File>,
 ) -> Result<(), String> {
+    // Multipart uploads a stopped s3mount left unfinished: abort them (each is logged), and
+    // record this mount's own until they are finished.
+    let journal_dir = opts.cache_dir.join("uploads");
+    let journal =
+        UploadJournal::open(&journal_dir).map_err(|e| format!("{}: {e}", journal_dir.display()))?;
+    let r = journal.recover(&storage);
+    if !r.aborted.is_empty() || !r.kept.is_empty() {
+        log::warn!(
+            "upload journal {}: {} unfinished multipart upload(s) aborted, {} kept for later",
+            journal_dir.display(),
+            r.aborted.len(),
+            r.kept.len()
+        );
+    }
+    let storage = storage.with_journal(Arc::new(journal));
     let fs = Arc::new(S3Fs::new(storage, opts).map_err(|e| e.to_string())?);
     let mut mount_options = vec![
         fuser::MountOption::FSName(format!("s3mount:{bucket}")),
@@ -787,6 +928,12 @@ mod tests {
         assert!(Cli::try_parse_from(["s3mount"]).is_err());
         // `make man` runs `s3mount --print-man-page` with no mount arguments.
         assert!(Cli::try_parse_from(["s3mount", "--print-man-page"]).is_ok());
+        let c = Cli::try_parse_from(["s3mount", "--abort-stale-uploads", "1d", "b:p/"])
+            .expect("parses");
+        assert_eq!(c.abort_stale_uploads, Some(Duration::from_secs(86_400)));
+        assert_eq!(c.args, ["b:p/"]);
+        assert!(Cli::try_parse_from(["s3mount", "--abort-stale-uploads", "1d"]).is_ok());
+        assert!(Cli::try_parse_from(["s3mount", "--abort-stale-uploads", "soon", "b"]).is_err());
     }
 
     #[test]

@@ -349,10 +349,7 @@ impl S3Fs {
             return Err(FsError::new(libc::EISDIR, format!("{name} is a directory")));
         }
         let key = self.key_of(attrs.ino)?;
-        let open = lock(&self.files).get(&attrs.ino).cloned();
-        if let Some(f) = open {
-            lock(&f).unlinked = true;
-        }
+        self.unlink_open_file(attrs.ino);
         self.storage.delete_object(&self.obj(&key))?;
         {
             let mut t = self.table();

@@ -10,13 +10,9 @@
 //! and nothing of it is ever cached.
 //!
 //! Writing goes to a staging file under `<cache-dir>/staging/`. Opening an existing object for
-//! writing without `O_TRUNC` fills the staging file from the object at the first write. At
-//! `flush` (every `close`), `fsync` and the last `release`, a dirty file is uploaded — one PUT,
-//! or a parallel multipart upload when large — with the object's existing metadata and content
-//! headers plus pending changes, so overwriting content never drops metadata. `close` returns
-//! only once the object is on the server, and fails with EIO if the upload failed after retries;
-//! the staging file is then hard-linked under `<cache-dir>/unsaved/` (with a `.key` note naming
-//! the object) and stays there until a later upload of the same file succeeds.
+//! writing without `O_TRUNC` fills the staging file from the object at the first write. The
+//! upload — at `close`, or streamed while a large file is written front to back — lives in
+//! [`super::upload`].
 //!
 //! Staging files share their file system with the data cache: a staging write that meets a full
 //! disk (ENOSPC, EDQUOT) makes the cache give space back and is tried once more; if the disk is
@@ -26,47 +22,61 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
-use super::attr::{format_mtime, AttrChange, FileAttrs, S_IFREG};
+use super::attr::{AttrChange, FileAttrs, S_IFREG};
 use super::fetch::ObjectSource;
 use super::prefetch::Prefetcher;
+use super::upload::Streaming;
 use super::{lock, name_str, now, FsError, FsResult, S3Fs};
-use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta};
+use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
-use crate::s3::{Metadata, PutOptions};
+use crate::s3::Metadata;
 
 /// A staging file holding a file's new content.
 #[derive(Debug)]
 pub struct Staging {
-    file: File,
-    path: PathBuf,
+    pub(super) file: File,
+    pub(super) path: PathBuf,
 }
 
 /// The state of a file with open handles.
 #[derive(Debug)]
 pub struct OpenFile {
-    ino: u64,
+    pub(super) ino: u64,
     opens: u32,
     /// ETag of the version being read (and the base of a modification).
-    etag: Option<String>,
+    pub(super) etag: Option<String>,
     /// Size of that version.
-    remote_size: u64,
+    pub(super) remote_size: u64,
     /// The object exists on the server (else it is new and only local until uploaded).
-    remote_exists: bool,
-    staging: Option<Staging>,
-    dirty: bool,
+    pub(super) remote_exists: bool,
+    pub(super) staging: Option<Staging>,
+    pub(super) dirty: bool,
     /// Unlinked while open: never uploaded.
-    pub unlinked: bool,
+    pub(super) unlinked: bool,
     /// Created with O_EXCL: the first upload must not replace an object.
-    exclusive: bool,
+    pub(super) exclusive: bool,
     /// Metadata for the next upload, when changed while open (None: the object's own).
-    pending_meta: Option<Metadata>,
+    pub(super) pending_meta: Option<Metadata>,
     /// The mtime was set explicitly while open (utimes): keep it at upload.
-    mtime_explicit: bool,
-    content_headers: Option<Vec<(String, String)>>,
+    pub(super) mtime_explicit: bool,
+    pub(super) content_headers: Option<Vec<(String, String)>>,
     /// Where the content was saved after a failed upload.
-    saved: Option<PathBuf>,
+    pub(super) saved: Option<PathBuf>,
     prefetch: Option<Prefetcher>,
+    /// The staging file has only been written front to back from empty: this is where the
+    /// next sequential write starts (None once any write or truncate broke the pattern).
+    pub(super) seq_end: Option<u64>,
+    /// The multipart upload being fed while the file is written (see [`super::upload`]).
+    pub(super) stream: Option<Streaming>,
+    /// No new streamed upload until the file is emptied or uploaded (one was given up).
+    pub(super) stream_off: bool,
+    /// Aborts of given-up streamed uploads, running in the background; joined at upload.
+    pub(super) aborting: Vec<JoinHandle<()>>,
+    /// The handle that emptied an existing object with `O_TRUNC`, while nothing has been
+    /// written: its `flush` does not upload (see [`S3Fs::flush`]).
+    pub(super) truncated_by: Option<u64>,
 }
 
 impl OpenFile {
@@ -86,6 +96,11 @@ impl OpenFile {
             content_headers: None,
             saved: None,
             prefetch: None,
+            seq_end: None,
+            stream: None,
+            stream_off: false,
+            aborting: Vec::new(),
+            truncated_by: None,
         }
     }
 
@@ -152,6 +167,7 @@ impl S3Fs {
             of.etag = etag;
             of.remote_size = attrs.size;
         }
+        let fh = self.new_fh();
         if writable && flags & libc::O_TRUNC != 0 {
             self.ensure_staging(&mut of, false)?;
             if let Some(s) = &of.staging {
@@ -159,11 +175,14 @@ impl S3Fs {
                     .set_len(0)
                     .map_err(|e| FsError::new(libc::EIO, format!("staging: {e}")))?;
             }
+            self.after_truncate(&mut of, 0);
             of.dirty = true;
+            if of.remote_exists {
+                of.truncated_by = Some(fh);
+            }
         }
         of.opens += 1;
         drop(of);
-        let fh = self.new_fh();
         lock(&self.handles).insert(fh, ino);
         Ok(fh)
     }
@@ -269,6 +288,10 @@ impl S3Fs {
                 }
             }
         }
+        // A file that starts empty and is then written front to back may be uploaded while
+        // it is written (see `upload::after_write`).
+        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
+        of.seq_end = empty.then_some(0);
         of.staging = Some(Staging { file, path });
         Ok(())
     }
@@ -334,19 +357,37 @@ impl S3Fs {
         // Bytes written before a failure are in the file: it is dirty either way.
         of.dirty = true;
         result.map_err(|e| FsError::new(errno_of(&e), format!("staging write: {e}")))?;
+        of.truncated_by = None;
+        let queue = self.after_write(&mut of, offset, offset + data.len() as u64);
+        drop(of);
+        // Back-pressure of a streamed upload, without holding the file's lock.
+        if let Some(q) = queue {
+            q.wait_for_room();
+        }
         Ok(data.len() as u32)
     }
 
-    /// `flush` (each `close`): upload if dirty.
+    /// `flush` (each `close`): upload if dirty — except when the descriptor that truncated an
+    /// existing object with `O_TRUNC` is closed before anything was written. A shell redirect
+    /// (`cmd > file`) and `dd of=file` open the file, `dup2` it to stdout and close the
+    /// original descriptor before writing: uploading then would replace the object with an
+    /// empty one for as long as the program writes (and for good if it never finishes). The
+    /// truncation is uploaded with the data at the next `close`, or at the last `release`.
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.handle_file(fh)?;
         let mut of = lock(&f);
+        if of.truncated_by == Some(fh) {
+            log::debug!("flush of handle {fh}: truncated and nothing written yet; upload deferred");
+            return Ok(());
+        }
         self.upload_if_dirty(&mut of)
     }
 
     /// `fsync`: upload if dirty.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
-        self.flush(fh)
+        let f = self.handle_file(fh)?;
+        let mut of = lock(&f);
+        self.upload_if_dirty(&mut of)
     }
 
     /// `release`: the last one uploads what is still dirty and drops the staging file.
@@ -375,166 +416,6 @@ impl S3Fs {
         result
     }
 
-    /// Upload the staging file if it has changes.
-    pub(crate) fn upload_if_dirty(&self, of: &mut OpenFile) -> FsResult<()> {
-        if !of.is_dirty() {
-            return Ok(());
-        }
-        let key = match self.table().key_of(of.ino) {
-            Some(k) => k,
-            None => return Ok(()), // unlinked
-        };
-        let Some(staging) = &of.staging else {
-            return Ok(());
-        };
-        let len = staging
-            .file
-            .metadata()
-            .map_err(|e| FsError::new(libc::EIO, format!("staging: {e}")))?
-            .len();
-        // Metadata: what the object had (or what was changed while open) — never dropped.
-        let (mut metadata, content_headers) = match (&of.pending_meta, of.remote_exists) {
-            (Some(m), _) => (m.clone(), of.content_headers.clone()),
-            (None, true) => match self.object_meta(of.ino) {
-                Ok(m) => (m.metadata, Some(m.content_headers)),
-                Err(e) if e.errno == libc::ENOENT => (Metadata::new(), None),
-                Err(e) => return Err(self.save_unsaved(of, &key, e)),
-            },
-            (None, false) => (Metadata::new(), None),
-        };
-        let mtime = if of.mtime_explicit {
-            metadata
-                .get("mtime")
-                .and_then(super::attr::parse_mtime)
-                .unwrap_or_else(now)
-        } else {
-            let t = now();
-            if metadata.get("mtime").is_some() {
-                metadata.insert("mtime", format_mtime(t));
-            }
-            t
-        };
-        let content_headers = content_headers
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| vec![("content-type".into(), guess_content_type(&key))]);
-        let opts = PutOptions {
-            metadata: metadata.clone(),
-            content_headers: content_headers.clone(),
-            if_none_match_any: of.exclusive,
-            if_match: None,
-        };
-        let result = self
-            .storage
-            .put_file(&self.obj(&key), &staging.file, len, &opts);
-        match result {
-            Ok(etag) => {
-                of.dirty = false;
-                of.exclusive = false;
-                of.remote_exists = true;
-                of.etag = etag.clone();
-                of.remote_size = len;
-                of.pending_meta = Some(metadata.clone());
-                of.content_headers = Some(content_headers.clone());
-                if let Some(p) = of.saved.take() {
-                    let _ = std::fs::remove_file(&p);
-                    let _ = std::fs::remove_file(p.with_extension("key"));
-                    log::info!("{key}: uploaded; removed the saved copy {}", p.display());
-                }
-                let expires = self.expiry();
-                let mut t = self.table();
-                if let Some(n) = t.get_mut(of.ino) {
-                    n.attr.size = len;
-                    n.attr.etag = etag.clone();
-                    n.attr.mtime = mtime;
-                    n.attr_expires = expires;
-                    super::attr::apply_metadata(&mut n.attr, &metadata);
-                    n.meta = Some(ObjectMeta {
-                        metadata,
-                        content_headers,
-                        etag,
-                    });
-                    n.meta_expires = expires;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // Keep what this upload carried for the retry at release and for the note.
-                of.pending_meta = Some(metadata);
-                of.content_headers = Some(content_headers);
-                let e: FsError = if e.is_precondition_failed() && of.exclusive {
-                    FsError::new(
-                        libc::EEXIST,
-                        format!("{key}: created by someone else meanwhile"),
-                    )
-                } else {
-                    e.into()
-                };
-                Err(self.save_unsaved(of, &key, e))
-            }
-        }
-    }
-
-    /// Keep the staging file under `unsaved/` after a failed upload; the error becomes EIO.
-    fn save_unsaved(&self, of: &mut OpenFile, key: &str, e: FsError) -> FsError {
-        let Some(staging) = &of.staging else {
-            return e;
-        };
-        if of.saved.is_none() {
-            let stamp = now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            let safe: String = key
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .take(150)
-                .collect();
-            let path = self.unsaved_dir.join(format!("{stamp}-{safe}.data"));
-            // A hard link shares the staging file's inode: later writes land in it too.
-            let linked = std::fs::hard_link(&staging.path, &path)
-                .or_else(|_| std::fs::copy(&staging.path, &path).map(|_| ()));
-            match linked {
-                Ok(()) => {
-                    // The note: the object's name, then the headers its upload carried, so
-                    // `s3mount --recover` restores metadata and Content-Type too.
-                    let mut note = format!("s3://{}/{key}\n", self.opts.bucket);
-                    for (n, v) in of.content_headers.iter().flatten() {
-                        note.push_str(&format!("{n}: {v}\n"));
-                    }
-                    if let Some(m) = &of.pending_meta {
-                        for (n, v) in m.iter() {
-                            let v = crate::s3::meta::encode_value(v);
-                            note.push_str(&format!("{n}: {v}\n"));
-                        }
-                    }
-                    let _ = std::fs::write(path.with_extension("key"), note);
-                    of.saved = Some(path);
-                }
-                Err(err) => log::error!("{key}: could not keep the unsaved content: {err}"),
-            }
-        }
-        if let Some(p) = &of.saved {
-            log::error!(
-                "{key}: upload failed ({e}); the content is kept in {}",
-                p.display()
-            );
-        }
-        FsError::new(
-            if e.errno == libc::EEXIST {
-                libc::EEXIST
-            } else {
-                libc::EIO
-            },
-            e.message,
-        )
-    }
-
     /// `truncate` (setattr size): through the open file, or a one-off staging + upload.
     pub(crate) fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
         let existing = lock(&self.files).get(&ino).cloned();
@@ -558,6 +439,8 @@ impl S3Fs {
                     .set_len(size)
                     .map_err(|e| FsError::new(errno_of(&e), format!("truncate: {e}")))?;
             }
+            self.after_truncate(&mut of, size);
+            of.truncated_by = None;
             of.dirty = true;
             if temporary || orphan {
                 self.upload_if_dirty(&mut of)?;
@@ -640,6 +523,11 @@ impl S3Fs {
             return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
         }
         of.pending_meta = Some(meta);
+        // A multipart upload's metadata is fixed when it is created.
+        self.abandon_stream(
+            &mut of,
+            "metadata changed while the file was being uploaded",
+        );
         Ok(true)
     }
 

@@ -88,6 +88,10 @@ impl Filesystem for FuseAdapter {
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // `open(O_TRUNC)` arrives as one OPEN with the flag, not as a SETATTR(size 0) first:
+        // a truncation on its own would be uploaded at once, replacing an existing object with
+        // an empty one while the program has not written anything yet.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_READAHEAD);
         Ok(())

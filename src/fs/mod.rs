@@ -14,8 +14,9 @@
 //!
 //! Concerns live in their own files: [`attr`] (stat, chmod/chown/utimes, metadata ↔ mode),
 //! [`dir`] (lookup, readdir, mkdir, rmdir, symlink), [`file`] (open/read/write/flush/release,
-//! staging files), [`prefetch`] (read-ahead), [`fetch`] (bytes of an object version, through
-//! the data cache), [`rename`], [`xattr`].
+//! staging files), [`upload`] (the upload at close, streamed uploads while writing, unsaved
+//! copies), [`prefetch`] (read-ahead), [`fetch`] (bytes of an object version, through the data
+//! cache), [`rename`], [`xattr`].
 
 pub mod attr;
 pub mod dir;
@@ -26,6 +27,7 @@ pub mod listing;
 pub mod mountinfo;
 pub mod prefetch;
 pub mod rename;
+pub mod upload;
 pub mod xattr;
 
 use std::collections::HashMap;

@@ -2,19 +2,23 @@
 
 pub mod client;
 pub mod error;
+pub mod journal;
 pub mod meta;
 pub mod name;
 pub mod sign;
 pub mod storage;
+pub mod stream;
 pub mod xml;
 
 pub use client::{
     ClientConfig, Method, PayloadSigning, RequestBody, RetryPolicy, S3Client, S3Request, S3Response,
 };
 pub use error::{Result, StorageError};
+pub use journal::UploadJournal;
 pub use meta::Metadata;
 pub use name::{ObjectRef, S3Name};
 pub use storage::{
-    CopyRequest, GetObject, Headers, ListRequest, ObjectInfo, PutOptions, ReplaceMetadata, Storage,
-    TransferConfig,
+    CopyRequest, GetObject, Headers, ListRequest, MultipartUpload, ObjectInfo, PendingUpload,
+    PutOptions, ReplaceMetadata, Storage, TransferConfig,
 };
+pub use stream::StreamingUpload;

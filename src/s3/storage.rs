@@ -5,10 +5,14 @@
 //! `x-amz-meta-*` metadata and content headers, and metadata comes back as [`Metadata`].
 //!
 //! Below it sit one method per S3 request (HEAD, ranged GET, PUT, DELETE, DeleteObjects,
-//! ListObjectsV2, CopyObject, multipart) and two transfer helpers: [`Storage::put_file`], which
+//! ListObjectsV2, CopyObject, multipart, ListMultipartUploads, ListParts) and two transfer helpers: [`Storage::put_file`], which
 //! switches to a parallel multipart upload above [`TransferConfig::multipart_threshold`], and
 //! [`Storage::copy_object`], which switches to a multipart `UploadPartCopy` above
 //! [`TransferConfig::copy_threshold`] (5 GiB, S3's limit for a single CopyObject).
+//! Every multipart upload starts with [`Storage::begin_multipart`] and ends with
+//! [`Storage::finish_multipart`] or [`Storage::abort_upload`], so a storage given an
+//! [`UploadJournal`] ([`Storage::with_journal`]) has each one on disk while it runs (see
+//! [`super::journal`]); [`super::stream`] feeds one from a file still being written.
 //!
 //! Integrity: a ranged read returns exactly the bytes asked for or an error (a short body is
 //! resumed with `If-Match` on the ETag, never patched from another version); downloads go to a
@@ -19,11 +23,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::client::{ClientConfig, Method, RequestBody, S3Client, S3Request, S3Response};
 use super::error::{Result, StorageError};
+use super::journal::{JournalEntry, UploadJournal};
 use super::meta::{Metadata, CONTENT_HEADERS};
 use super::name::{ObjectRef, S3Name};
 use super::sign;
@@ -291,6 +296,19 @@ pub struct PendingUpload {
     pub key: String,
     /// Upload id.
     pub upload_id: String,
+    /// When it was started, if the server said so readably.
+    pub initiated: Option<SystemTime>,
+}
+
+/// A multipart upload this process started: its object, its id and, when the storage has an
+/// [`UploadJournal`], its journal entry (removed once the upload is completed or aborted).
+#[derive(Debug)]
+pub struct MultipartUpload {
+    /// The object being uploaded.
+    pub obj: ObjectRef,
+    /// The upload id.
+    pub upload_id: String,
+    entry: Option<JournalEntry>,
 }
 
 /// The S3 storage: seed API plus object-level calls. Cheap to clone; thread-safe.
@@ -318,6 +336,7 @@ pub struct Storage {
     client: S3Client,
     default_bucket: Option<String>,
     transfer: TransferConfig,
+    journal: Option<Arc<UploadJournal>>,
 }
 
 impl Storage {
@@ -333,7 +352,20 @@ impl Storage {
             client,
             default_bucket,
             transfer: TransferConfig::default(),
+            journal: None,
         }
+    }
+
+    /// Record every multipart upload this storage starts in `journal` until it is completed
+    /// or aborted (see [`crate::s3::journal`]).
+    pub fn with_journal(mut self, journal: Arc<UploadJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The upload journal, if any.
+    pub fn journal(&self) -> Option<&UploadJournal> {
+        self.journal.as_deref()
     }
 
     /// Change the transfer settings.
@@ -758,13 +790,13 @@ impl Storage {
         }
         let part_size = self.transfer.part_size_for(len);
         let parts = len.div_ceil(part_size);
-        let upload_id = self.create_multipart_upload(obj, opts)?;
+        let upload = self.begin_multipart(obj, opts)?;
         let result = self.run_parts(parts, |n| {
             let offset = (n as u64 - 1) * part_size;
             let plen = part_size.min(len - offset);
             self.upload_part(
                 obj,
-                &upload_id,
+                &upload.upload_id,
                 n,
                 RequestBody::File {
                     file,
@@ -774,35 +806,77 @@ impl Storage {
             )
         });
         // The conditions (If-None-Match / If-Match) are checked by S3 when the upload completes.
-        self.finish_multipart(obj, &upload_id, result, opts)
+        self.finish_multipart(upload, result, opts)
+    }
+
+    /// Start a multipart upload (`CreateMultipartUpload` with `opts`' metadata and content
+    /// headers) and record it in the journal, if any, before any part is sent. A journal that
+    /// cannot be written is logged, not fatal: the upload itself is still sound.
+    pub fn begin_multipart(&self, obj: &ObjectRef, opts: &PutOptions) -> Result<MultipartUpload> {
+        let upload_id = self.create_multipart_upload(obj, opts)?;
+        let entry = match &self.journal {
+            Some(j) => match j.record(obj, &upload_id) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    log::warn!(
+                        "{obj}: cannot record multipart upload {upload_id} in the journal {} ({e}); a crash would leave it for --abort-stale-uploads",
+                        j.dir().display()
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(MultipartUpload {
+            obj: obj.clone(),
+            upload_id,
+            entry,
+        })
     }
 
     /// Complete the upload with these part results (under the conditions of `cond`), or abort
-    /// it if any failed.
-    fn finish_multipart(
+    /// it if any failed. Its journal entry goes once it is completed or aborted.
+    pub fn finish_multipart(
         &self,
-        obj: &ObjectRef,
-        upload_id: &str,
+        upload: MultipartUpload,
         parts: Result<Vec<(u32, String)>>,
         cond: &PutOptions,
     ) -> Result<Option<String>> {
         let parts = match parts {
             Ok(p) => p,
             Err(e) => {
-                if let Err(abort) = self.abort_multipart_upload(obj, upload_id) {
-                    log::warn!("{obj}: could not abort multipart upload {upload_id}: {abort}");
-                }
+                self.abort_logged(upload);
                 return Err(e);
             }
         };
-        match self.complete_multipart_upload_if(obj, upload_id, &parts, cond) {
-            Ok(r) => Ok(r.etag),
-            Err(e) => {
-                if let Err(abort) = self.abort_multipart_upload(obj, upload_id) {
-                    log::warn!("{obj}: could not abort multipart upload {upload_id}: {abort}");
+        match self.complete_multipart_upload_if(&upload.obj, &upload.upload_id, &parts, cond) {
+            Ok(r) => {
+                if let Some(entry) = upload.entry {
+                    entry.remove();
                 }
+                Ok(r.etag)
+            }
+            Err(e) => {
+                self.abort_logged(upload);
                 Err(e)
             }
+        }
+    }
+
+    /// Abort an upload this process started; its journal entry goes once the abort succeeded
+    /// (else it stays for the next start's recovery).
+    pub fn abort_upload(&self, upload: MultipartUpload) -> Result<()> {
+        self.abort_multipart_upload(&upload.obj, &upload.upload_id)?;
+        if let Some(entry) = upload.entry {
+            entry.remove();
+        }
+        Ok(())
+    }
+
+    fn abort_logged(&self, upload: MultipartUpload) {
+        let (obj, id) = (upload.obj.clone(), upload.upload_id.clone());
+        if let Err(abort) = self.abort_upload(upload) {
+            log::warn!("{obj}: could not abort multipart upload {id}: {abort}");
         }
     }
 
@@ -1019,20 +1093,20 @@ impl Storage {
         };
         let part_size = self.transfer.copy_part_size.max(MIN_PART_SIZE);
         let parts = size.div_ceil(part_size);
-        let upload_id = self.create_multipart_upload(&c.dst, &opts)?;
+        let upload = self.begin_multipart(&c.dst, &opts)?;
         let result = self.run_parts(parts, |n| {
             let start = (n as u64 - 1) * part_size;
             let end = (start + part_size).min(size);
             self.upload_part_copy(
                 &c.dst,
-                &upload_id,
+                &upload.upload_id,
                 n,
                 &c.src,
                 (start, end),
                 c.if_match.as_deref(),
             )
         });
-        let etag = self.finish_multipart(&c.dst, &upload_id, result, &PutOptions::default())?;
+        let etag = self.finish_multipart(upload, result, &PutOptions::default())?;
         Ok(CopyResult {
             etag,
             last_modified: None,
@@ -1152,6 +1226,93 @@ impl Storage {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Every in-progress multipart upload of `bucket` whose key starts with `prefix`
+    /// (ListMultipartUploads, all pages), with the time each was started.
+    pub fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<PendingUpload>> {
+        let mut out = Vec::new();
+        let mut markers: Option<(String, Option<String>)> = None;
+        let what = format!("ListMultipartUploads s3://{bucket}/{prefix}");
+        // Bounded: a server that keeps answering "truncated" with the same marker is an error.
+        for _ in 0..100_000 {
+            let mut req = S3Request::new(Method::Get, bucket, "")
+                .query("uploads", "")
+                .query("encoding-type", "url")
+                .query("prefix", prefix);
+            if let Some((key, id)) = &markers {
+                req = req.query("key-marker", key.clone());
+                if let Some(id) = id {
+                    req = req.query("upload-id-marker", id.clone());
+                }
+            }
+            let resp = self.client.execute(&req)?;
+            let bytes = resp.read_small_body(&what)?;
+            let page =
+                xml::parse_list_multipart_uploads(&bytes).map_err(|e| StorageError::BadReply {
+                    what: what.clone(),
+                    detail: e.to_string(),
+                })?;
+            for bad in &page.skipped_invalid {
+                log::warn!("{what}: skipping a key that is not valid UTF-8: {bad:?}");
+            }
+            out.extend(page.uploads.into_iter().map(|u| PendingUpload {
+                key: u.key,
+                upload_id: u.upload_id,
+                initiated: u.initiated,
+            }));
+            let next = page
+                .next_key_marker
+                .map(|k| (k, page.next_upload_id_marker));
+            match next {
+                Some(n) if page.is_truncated && markers.as_ref() != Some(&n) => markers = Some(n),
+                Some(_) if page.is_truncated => {
+                    return Err(StorageError::BadReply {
+                        what,
+                        detail: "truncated listing does not advance".into(),
+                    })
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(StorageError::BadReply {
+            what,
+            detail: "too many pages".into(),
+        })
+    }
+
+    /// The parts uploaded so far to a multipart upload (ListParts, all pages).
+    pub fn list_parts(&self, obj: &ObjectRef, upload_id: &str) -> Result<Vec<xml::ListedPart>> {
+        let mut out = Vec::new();
+        let mut marker: Option<u32> = None;
+        let what = format!("ListParts {obj}");
+        loop {
+            let mut req =
+                S3Request::new(Method::Get, &obj.bucket, &obj.key).query("uploadId", upload_id);
+            if let Some(m) = marker {
+                req = req.query("part-number-marker", m.to_string());
+            }
+            let resp = self.client.execute(&req)?;
+            let bytes = resp.read_small_body(&what)?;
+            let page = xml::parse_list_parts(&bytes).map_err(|e| StorageError::BadReply {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+            out.extend(page.parts);
+            match page.next_part_number_marker {
+                // Part numbers only grow, so this ends (at most 10 000 parts).
+                Some(m) if page.is_truncated && marker.is_none_or(|old| m > old) => {
+                    marker = Some(m)
+                }
+                Some(_) if page.is_truncated => {
+                    return Err(StorageError::BadReply {
+                        what,
+                        detail: "truncated listing does not advance".into(),
+                    })
+                }
+                _ => return Ok(out),
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The S3 XML documents s3mount reads and writes, on top of quick-xml.
 //!
 //! Replies (ListObjectsV2, InitiateMultipartUpload, CopyObject / UploadPartCopy,
-//! CompleteMultipartUpload, DeleteObjects, error bodies) are first read into a tiny element tree
-//! and then picked apart by local name. That makes the parsers tolerant of what real servers do:
+//! CompleteMultipartUpload, ListMultipartUploads, ListParts, DeleteObjects, error bodies) are
+//! first read into a tiny element tree and then picked apart by local name. That makes the parsers tolerant of what real servers do:
 //! namespaces and prefixes, any element order, unknown elements, whitespace (including the
 //! keep-alive spaces S3 sends before a late CompleteMultipartUpload reply). Text is kept exactly
 //! (object keys may start or end with spaces); numbers and booleans are trimmed before parsing.
@@ -169,6 +169,54 @@ pub struct DeleteResult {
     pub errors: Vec<(String, String, String)>,
 }
 
+/// One in-progress multipart upload of a ListMultipartUploads page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedUpload {
+    /// The key being uploaded (url-decoded).
+    pub key: String,
+    /// The upload id.
+    pub upload_id: String,
+    /// When the upload was started (`<Initiated>`); `None` if absent or unreadable.
+    pub initiated: Option<SystemTime>,
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UploadsPage {
+    /// Uploads on this page, by key and then by start time.
+    pub uploads: Vec<ListedUpload>,
+    /// More pages follow.
+    pub is_truncated: bool,
+    /// `key-marker` of the next page (url-decoded).
+    pub next_key_marker: Option<String>,
+    /// `upload-id-marker` of the next page.
+    pub next_upload_id_marker: Option<String>,
+    /// Lossy renderings of keys that were not valid UTF-8 after url-decoding.
+    pub skipped_invalid: Vec<String>,
+}
+
+/// One uploaded part of a ListParts page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedPart {
+    /// Part number (1-based).
+    pub part_number: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag (quotes stripped).
+    pub etag: Option<String>,
+}
+
+/// One page of ListParts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PartsPage {
+    /// Parts on this page, by part number.
+    pub parts: Vec<ListedPart>,
+    /// More pages follow.
+    pub is_truncated: bool,
+    /// `part-number-marker` of the next page.
+    pub next_part_number_marker: Option<u32>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // A minimal element tree.
 
@@ -305,6 +353,16 @@ fn parse_u64(element: &'static str, value: &str) -> Result<u64, XmlError> {
     value
         .trim()
         .parse::<u64>()
+        .map_err(|_| XmlError::BadNumber {
+            element,
+            value: quote(value),
+        })
+}
+
+fn parse_u32(element: &'static str, value: &str) -> Result<u32, XmlError> {
+    value
+        .trim()
+        .parse::<u32>()
         .map_err(|_| XmlError::BadNumber {
             element,
             value: quote(value),
@@ -498,6 +556,95 @@ pub fn parse_delete_result(body: &[u8]) -> Result<DeleteResult, XmlError> {
         ));
     }
     Ok(result)
+}
+
+/// A ListMultipartUploads page. With `<EncodingType>url</EncodingType>`, keys and the next key
+/// marker are url-decoded; keys that are not UTF-8 afterwards go to `skipped_invalid`. A
+/// truncated page without a next marker is an error (the listing could not go on).
+pub fn parse_list_multipart_uploads(body: &[u8]) -> Result<UploadsPage, XmlError> {
+    let root = parse_root(body, "ListMultipartUploadsResult")?;
+    let url = root
+        .text_of("EncodingType")
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("url"));
+    let decode = |raw: &str| -> Result<String, String> {
+        if url {
+            url_decode(raw)
+        } else {
+            Ok(raw.to_string())
+        }
+    };
+    let mut page = UploadsPage {
+        is_truncated: match root.text_of("IsTruncated") {
+            Some(v) => parse_bool("IsTruncated", v)?,
+            None => false,
+        },
+        next_upload_id_marker: root
+            .text_of("NextUploadIdMarker")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        ..UploadsPage::default()
+    };
+    if let Some(raw) = root.text_of("NextKeyMarker").filter(|t| !t.is_empty()) {
+        page.next_key_marker = Some(
+            decode(raw).map_err(|_| XmlError::Malformed("NextKeyMarker is not UTF-8".into()))?,
+        );
+    }
+    if page.is_truncated && page.next_key_marker.is_none() {
+        return Err(XmlError::Missing("NextKeyMarker"));
+    }
+    for item in root.children("Upload") {
+        let raw_key = item.required("Key")?;
+        let upload_id = item.required("UploadId")?.trim();
+        if upload_id.is_empty() {
+            return Err(XmlError::Missing("UploadId"));
+        }
+        match decode(raw_key) {
+            Ok(key) => page.uploads.push(ListedUpload {
+                key,
+                upload_id: upload_id.to_string(),
+                initiated: item.text_of("Initiated").and_then(parse_iso8601),
+            }),
+            Err(lossy) => page.skipped_invalid.push(lossy),
+        }
+    }
+    Ok(page)
+}
+
+/// A ListParts page. The root is `<ListPartsResult>`; moto (5.x) writes `<ListPartsResponse>`,
+/// accepted too.
+pub fn parse_list_parts(body: &[u8]) -> Result<PartsPage, XmlError> {
+    let root = parse_tree(body)?;
+    if root.name != "ListPartsResult" && root.name != "ListPartsResponse" {
+        return Err(XmlError::UnexpectedRoot {
+            expected: "ListPartsResult",
+            found: quote(&root.name),
+        });
+    }
+    let mut page = PartsPage {
+        is_truncated: match root.text_of("IsTruncated") {
+            Some(v) => parse_bool("IsTruncated", v)?,
+            None => false,
+        },
+        ..PartsPage::default()
+    };
+    if let Some(m) = root
+        .text_of("NextPartNumberMarker")
+        .filter(|t| !t.trim().is_empty())
+    {
+        page.next_part_number_marker = Some(parse_u32("NextPartNumberMarker", m)?);
+    }
+    if page.is_truncated && page.next_part_number_marker.is_none() {
+        return Err(XmlError::Missing("NextPartNumberMarker"));
+    }
+    for p in root.children("Part") {
+        page.parts.push(ListedPart {
+            part_number: parse_u32("PartNumber", p.required("PartNumber")?)?,
+            size: parse_u64("Size", p.required("Size")?)?,
+            etag: etag_of(p),
+        });
+    }
+    Ok(page)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,7 +849,145 @@ mod tests {
         COPY_OBJECT,
         COPY_PART,
         DELETE_RESULT,
+        LIST_UPLOADS,
+        LIST_UPLOADS_URL,
+        LIST_PARTS,
     ];
+
+    // ListMultipartUploads example of the S3 API reference (trimmed: two uploads).
+    const LIST_UPLOADS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>bucket</Bucket>
+  <KeyMarker></KeyMarker>
+  <UploadIdMarker></UploadIdMarker>
+  <NextKeyMarker>my-movie.m2ts</NextKeyMarker>
+  <NextUploadIdMarker>YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ</NextUploadIdMarker>
+  <MaxUploads>3</MaxUploads>
+  <IsTruncated>true</IsTruncated>
+  <Upload>
+    <Key>my-divisor</Key>
+    <UploadId>XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw</UploadId>
+    <Initiator>
+      <ID>arn:aws:iam::111122223333:user/user1-11111a31-17b5-4fb7-9df5-b111111f13de</ID>
+      <DisplayName>user1-11111a31-17b5-4fb7-9df5-b111111f13de</DisplayName>
+    </Initiator>
+    <Owner>
+      <ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID>
+      <DisplayName>OwnerDisplayName</DisplayName>
+    </Owner>
+    <StorageClass>STANDARD</StorageClass>
+    <Initiated>2010-11-10T20:48:33.000Z</Initiated>
+  </Upload>
+  <Upload>
+    <Key>my-movie.m2ts</Key>
+    <UploadId>YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ</UploadId>
+    <StorageClass>STANDARD</StorageClass>
+    <Initiated>2010-11-10T20:48:34Z</Initiated>
+  </Upload>
+</ListMultipartUploadsResult>"#;
+
+    // The same with EncodingType=url, as moto and S3 answer `encoding-type=url`.
+    const LIST_UPLOADS_URL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>bucket</Bucket>
+  <EncodingType>url</EncodingType>
+  <IsTruncated>false</IsTruncated>
+  <Upload>
+    <Key>dir/a+b%2Bc.txt</Key>
+    <UploadId>abc</UploadId>
+    <Initiated>not a date</Initiated>
+  </Upload>
+  <Upload>
+    <Key>%FF</Key>
+    <UploadId>def</UploadId>
+  </Upload>
+</ListMultipartUploadsResult>"#;
+
+    // ListParts example of the S3 API reference (trimmed).
+    const LIST_PARTS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>example-bucket</Bucket>
+  <Key>example-object</Key>
+  <UploadId>XXBsb2FkIElEIGZvciBlbHZpbmcncyVcdS1tb3ZpZS5tMnRzEEEwbG9hZA</UploadId>
+  <PartNumberMarker>1</PartNumberMarker>
+  <NextPartNumberMarker>3</NextPartNumberMarker>
+  <MaxParts>2</MaxParts>
+  <IsTruncated>true</IsTruncated>
+  <Part>
+    <PartNumber>2</PartNumber>
+    <LastModified>2010-11-10T20:48:34.000Z</LastModified>
+    <ETag>"7778aef83f66abc1fa1e8477f296d394"</ETag>
+    <Size>10485760</Size>
+  </Part>
+  <Part>
+    <PartNumber>3</PartNumber>
+    <LastModified>2010-11-10T20:48:33.000Z</LastModified>
+    <ETag>"aaaa18db4cc2f85cedef654fccc4a4x8"</ETag>
+    <Size>10485760</Size>
+  </Part>
+</ListPartsResult>"#;
+
+    #[test]
+    fn list_uploads_with_initiated_dates() {
+        let page = parse_list_multipart_uploads(LIST_UPLOADS.as_bytes()).unwrap();
+        assert!(page.is_truncated);
+        assert_eq!(page.next_key_marker.as_deref(), Some("my-movie.m2ts"));
+        assert_eq!(
+            page.next_upload_id_marker.as_deref(),
+            Some("YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ")
+        );
+        assert_eq!(
+            page.uploads,
+            vec![
+                ListedUpload {
+                    key: "my-divisor".into(),
+                    upload_id: "XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw".into(),
+                    initiated: Some(at(1_289_422_113, 0)),
+                },
+                ListedUpload {
+                    key: "my-movie.m2ts".into(),
+                    upload_id: "YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ".into(),
+                    initiated: Some(at(1_289_422_114, 0)),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn list_uploads_url_encoded_and_odd() {
+        let page = parse_list_multipart_uploads(LIST_UPLOADS_URL.as_bytes()).unwrap();
+        assert!(!page.is_truncated);
+        assert_eq!(page.uploads.len(), 1);
+        assert_eq!(page.uploads[0].key, "dir/a b+c.txt");
+        assert_eq!(page.uploads[0].initiated, None, "bad date → unknown age");
+        assert_eq!(page.skipped_invalid.len(), 1);
+        let truncated_without_marker =
+            LIST_UPLOADS.replace("<NextKeyMarker>my-movie.m2ts</NextKeyMarker>", "");
+        assert!(parse_list_multipart_uploads(truncated_without_marker.as_bytes()).is_err());
+        let empty_id =
+            LIST_UPLOADS_URL.replace("<UploadId>abc</UploadId>", "<UploadId> </UploadId>");
+        assert!(parse_list_multipart_uploads(empty_id.as_bytes()).is_err());
+        assert!(parse_list_multipart_uploads(LIST_PARTS.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn list_parts_page() {
+        let page = parse_list_parts(LIST_PARTS.as_bytes()).unwrap();
+        assert!(page.is_truncated);
+        assert_eq!(page.next_part_number_marker, Some(3));
+        assert_eq!(page.parts.len(), 2);
+        assert_eq!(page.parts[0].part_number, 2);
+        assert_eq!(page.parts[0].size, 10_485_760);
+        assert_eq!(
+            page.parts[0].etag.as_deref(),
+            Some("7778aef83f66abc1fa1e8477f296d394")
+        );
+        let moto = LIST_PARTS.replace("ListPartsResult", "ListPartsResponse");
+        assert_eq!(parse_list_parts(moto.as_bytes()), Ok(page));
+        assert!(parse_list_parts(LIST_UPLOADS.as_bytes()).is_err());
+        let bad = LIST_PARTS.replace("<PartNumber>2</PartNumber>", "<PartNumber>-2</PartNumber>");
+        assert!(parse_list_parts(bad.as_bytes()).is_err());
+    }
 
     #[test]
     fn list_with_common_prefixes() {
@@ -1139,6 +1424,8 @@ mod tests {
         let _ = parse_copy_result(data).map_err(|e| e.to_string());
         let _ = parse_complete_multipart(data);
         let _ = parse_delete_result(data);
+        let _ = parse_list_multipart_uploads(data);
+        let _ = parse_list_parts(data);
         if let Ok(s) = std::str::from_utf8(data) {
             let _ = parse_iso8601(s);
         }
