@@ -38,6 +38,21 @@ pub fn valid_component(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && name.len() <= 255 && !name.contains('\0')
 }
 
+/// The name under which a listing entry of the directory `prefix` appears: `key` is an
+/// object's key (`common_prefix` false) or a common prefix ending in `/`. `None` when it cannot
+/// be a name there — not under `prefix` (a server that answers something else), the marker
+/// itself, more than one component, or an invalid component — so a listing can never show
+/// `.`, `..`, an empty name or a name with a `/`, whatever keys the bucket holds.
+pub fn listed_name<'a>(prefix: &str, key: &'a str, common_prefix: bool) -> Option<&'a str> {
+    let rest = key.strip_prefix(prefix)?;
+    let name = if common_prefix {
+        rest.strip_suffix('/')?
+    } else {
+        rest
+    };
+    (valid_component(name) && !name.contains('/')).then_some(name)
+}
+
 impl S3Fs {
     /// Find `name` in `parent`.
     pub fn lookup(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<FileAttrs> {
@@ -209,15 +224,10 @@ impl S3Fs {
         let mut t = self.table();
         let mut seen = std::collections::HashSet::new();
         for p in &prefixes {
-            let name = p[prefix.len().min(p.len())..].trim_end_matches('/');
-            if p.len() <= prefix.len()
-                || !p.ends_with('/')
-                || !valid_component(name)
-                || name.contains('/')
-            {
+            let Some(name) = listed_name(&prefix, p, true) else {
                 drop_name(self, p);
                 continue;
-            }
+            };
             let attr = keep_dir_attr(&t, ino, name);
             let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
             seen.insert(name.to_string());
@@ -236,11 +246,10 @@ impl S3Fs {
                 }
                 continue; // the marker is not its own child
             }
-            let name = &o.key[prefix.len().min(o.key.len())..];
-            if !o.key.starts_with(&prefix) || !valid_component(name) || name.contains('/') {
+            let Some(name) = listed_name(&prefix, &o.key, false) else {
                 drop_name(self, &o.key);
                 continue;
-            }
+            };
             if seen.contains(name) {
                 self.warn_once(format!(
                     "s3://{}/{} is both a file and a directory; showing the directory",
@@ -330,17 +339,24 @@ impl S3Fs {
     /// metadata is not known yet (for their current ETag), HEAD them in parallel so `ls -l`
     /// shows what `stat` will; larger directories list without a request per entry and show
     /// defaults until an entry is looked up by name.
+    ///
+    /// Directories too: a directory's mode and owner live in its marker (`dir/`), and with
+    /// `allow_other` the kernel checks access against what we report — a 0700 directory must
+    /// not show as 0755 because it was first seen in its parent's listing.
     fn complete_from_heads(&self, entries: &mut [DirEntry]) {
         let todo: Vec<usize> = {
             let t = self.table();
             entries
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.attrs.kind != NodeKind::Dir)
                 .filter(|(_, e)| {
                     t.get(e.ino).is_some_and(|n| {
-                        n.meta.as_ref().is_none_or(|m| m.etag != n.attr.etag)
-                            && n.attr.etag.is_some()
+                        if e.attrs.kind == NodeKind::Dir {
+                            n.meta.is_none()
+                        } else {
+                            n.meta.as_ref().is_none_or(|m| m.etag != n.attr.etag)
+                                && n.attr.etag.is_some()
+                        }
                     })
                 })
                 .map(|(i, _)| i)
@@ -355,15 +371,22 @@ impl S3Fs {
             .and_then(|p| self.table().key_of(p));
         let Some(parent_key) = parent_key else { return };
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: std::sync::Mutex<Vec<(usize, ObjectInfo)>> = Default::default();
+        let results: std::sync::Mutex<Vec<(usize, Option<ObjectInfo>)>> = Default::default();
         std::thread::scope(|s| {
             for _ in 0..LISTING_HEAD_PARALLELISM.min(todo.len()) {
                 s.spawn(|| loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&i) = todo.get(k) else { return };
-                    let key = format!("{parent_key}{}", entries[i].name);
+                    let dir = entries[i].attrs.kind == NodeKind::Dir;
+                    let key = format!(
+                        "{parent_key}{}{}",
+                        entries[i].name,
+                        if dir { "/" } else { "" }
+                    );
                     match self.storage.head_object(&self.obj(&key)) {
-                        Ok(info) => lock(&results).push((i, info)),
+                        Ok(info) => lock(&results).push((i, Some(info))),
+                        // An implicit directory: no marker, nothing more to know.
+                        Err(e) if dir && e.is_not_found() => lock(&results).push((i, None)),
                         // Gone or unreadable meanwhile: keep what the listing said.
                         Err(e) => log::debug!("{key}: {e}"),
                     }
@@ -372,9 +395,43 @@ impl S3Fs {
         });
         let parent = self.table().get(entries[todo[0]].ino).map(|n| n.parent);
         let Some(parent) = parent else { return };
+        let expires = self.expiry();
         for (i, info) in std::mem::take(&mut *lock(&results)) {
-            let name = entries[i].name.clone();
-            entries[i].attrs = self.record_object(parent, &name, &info);
+            if entries[i].attrs.kind != NodeKind::Dir {
+                if let Some(info) = info {
+                    let name = entries[i].name.clone();
+                    entries[i].attrs = self.record_object(parent, &name, &info);
+                }
+                continue;
+            }
+            let ino = entries[i].ino;
+            {
+                let mut t = self.table();
+                let Some(n) = t.get_mut(ino).filter(|n| n.kind == NodeKind::Dir) else {
+                    continue;
+                };
+                n.has_marker = info.is_some();
+                let meta = match info {
+                    Some(info) => {
+                        apply_metadata(&mut n.attr, &info.metadata);
+                        ObjectMeta {
+                            metadata: info.metadata,
+                            content_headers: info.content_headers,
+                            etag: info.etag,
+                        }
+                    }
+                    None => ObjectMeta {
+                        metadata: Metadata::new(),
+                        content_headers: Vec::new(),
+                        etag: None,
+                    },
+                };
+                n.meta = Some(meta);
+                n.meta_expires = expires;
+            }
+            if let Ok(a) = self.attrs_of(ino) {
+                entries[i].attrs = a;
+            }
         }
     }
 
@@ -610,4 +667,121 @@ fn drop_name(fs: &S3Fs, key: &str) {
         "s3://{}/{key}: key cannot be shown as a file name (empty, '.', '..' or over 255 bytes); hidden",
         fs.opts.bucket
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Components a bucket may hold: good names and every kind of bad one.
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-zA-Z0-9 ._~+-]{1,12}",
+            1 => Just(String::new()),
+            1 => Just(".".to_string()),
+            1 => Just("..".to_string()),
+            1 => Just("x".repeat(255)),
+            1 => Just("y".repeat(256)),
+            1 => Just("é".repeat(128)), // 256 bytes
+            1 => Just("nul\0byte".to_string()),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn path_of(parts: Vec<String>, lead: bool, trail: bool) -> String {
+        let mut s = parts.join("/");
+        if lead {
+            s.insert(0, '/');
+        }
+        if trail {
+            s.push('/');
+        }
+        s
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(component(), 1..5),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(p, l, t)| path_of(p, l, t))
+    }
+
+    /// A directory's prefix: "" (the root) or components ending in `/`.
+    fn prefix() -> impl Strategy<Value = String> {
+        proptest::collection::vec("[a-zA-Z0-9é._-]{1,6}", 0..3).prop_map(|p| {
+            if p.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", p.join("/"))
+            }
+        })
+    }
+
+    fn runner(cases: u32) -> TestRunner {
+        TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn listed_names_are_single_valid_components_that_map_back_to_their_key() {
+        let count = std::cell::Cell::new(0u64);
+        let strategy = (prefix(), key(), any::<bool>(), any::<bool>());
+        runner(3000)
+            .run(&strategy, |(prefix, key, common, under)| {
+                count.set(count.get() + 1);
+                // Half the keys under the prefix (what a server answers), half anything.
+                let key = if under { format!("{prefix}{key}") } else { key };
+                let common = common && key.ends_with('/');
+                if let Some(name) = listed_name(&prefix, &key, common) {
+                    prop_assert!(valid_component(name), "{name:?}");
+                    prop_assert!(!name.contains('/') && name != "." && name != "..");
+                    let back = format!("{prefix}{name}{}", if common { "/" } else { "" });
+                    prop_assert_eq!(back, key.clone(), "name {:?} does not map back", name);
+                } else if let Some(rest) = key.strip_prefix(&prefix) {
+                    let n = if common {
+                        rest.strip_suffix('/').unwrap_or(rest)
+                    } else {
+                        rest
+                    };
+                    prop_assert!(
+                        !valid_component(n) || n.contains('/'),
+                        "{key:?} hidden although {n:?} is a good name"
+                    );
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("listed_name: {} inputs fuzzed", count.get());
+    }
+
+    #[test]
+    fn listed_name_examples() {
+        assert_eq!(listed_name("d/", "d/f", false), Some("f"));
+        assert_eq!(listed_name("d/", "d/s/", true), Some("s"));
+        assert_eq!(listed_name("", "a", false), Some("a"));
+        for (prefix, key, common) in [
+            ("d/", "d/", false),     // the marker
+            ("d/", "d//", true),     // empty component
+            ("d/", "d/../", true),   // parent
+            ("", "../x", false),     // would escape
+            ("", "./", true),        // current
+            ("", "/", true),         // leading slash
+            ("d/", "d/a/b", false),  // not a direct child
+            ("d/", "e/f", false),    // not under the prefix
+            ("ab/", "éé/", true),    // not under it, and no char boundary at 3
+            ("d/", "d/a\0b", false), // NUL
+            ("d/", "d/x//", true),   // two slashes
+        ] {
+            assert_eq!(listed_name(prefix, key, common), None, "{prefix:?} {key:?}");
+        }
+        let long = format!("d/{}", "l".repeat(256));
+        assert_eq!(listed_name("d/", &long, false), None);
+    }
 }

@@ -351,9 +351,10 @@ impl S3Fs {
         if !of.is_dirty() {
             return Ok(());
         }
-        let key = match self.table().key_of(of.ino) {
-            Some(k) => k,
-            None => return Ok(()), // unlinked
+        // Not while a rename is moving this key (it would delete the upload with its source).
+        let ino = of.ino;
+        let Some((key, _uploading)) = self.rename_gate.upload(|| self.table().key_of(ino)) else {
+            return Ok(()); // unlinked
         };
         let Some(staging) = &of.staging else {
             return Ok(());

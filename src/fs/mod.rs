@@ -20,6 +20,7 @@ pub mod attr;
 pub mod dir;
 pub mod file;
 pub mod fuse;
+pub mod gate;
 pub mod mountinfo;
 pub mod prefetch;
 pub mod rename;
@@ -147,6 +148,8 @@ pub struct S3Fs {
     unsaved_dir: PathBuf,
     warned: Mutex<std::collections::HashSet<String>>,
     prefetch_pool: prefetch::PrefetchPool,
+    /// Keeps uploads out of keys a rename is moving.
+    rename_gate: gate::RenameGate,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -185,6 +188,7 @@ impl S3Fs {
             storage,
             opts,
             files: Mutex::new(HashMap::new()),
+            rename_gate: gate::RenameGate::default(),
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
