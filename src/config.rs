@@ -1737,4 +1737,202 @@ mod tests {
         assert_eq!(ini["profile x"]["k"], "v = w");
         assert!(!ini["profile x"].contains_key("nested"));
     }
+
+    /// One input of the config fuzz: load it; Ok or a one-line error that does not show the
+    /// secret. Returns true if it loaded.
+    fn check_config_text(path: &Path, text: &str) -> bool {
+        fs::write(path, text).unwrap();
+        let result = load_with(Some(path), &[], Overrides::default(), None);
+        // The secret as this document has it (mutations may have changed it, or moved it into
+        // another field); when the text is not YAML, the original if it is still in its place.
+        let secret = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+            Ok(v) => v
+                .get("s3")
+                .and_then(|s| s.get("secret_access_key"))
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+                .unwrap_or_default(),
+            Err(_) if text.contains(&format!("secret_access_key: \"{SECRET}\"")) => {
+                SECRET.to_string()
+            }
+            Err(_) => String::new(),
+        };
+        // Only meaningful when the text has it once, as the secret (a mutation may have copied
+        // it into another field, whose value an error may rightly quote).
+        let check_secret = secret.len() >= 8 && text.matches(secret.as_str()).count() == 1;
+        match result {
+            Ok(c) => {
+                let dbg = format!("{c:?}");
+                assert!(
+                    !check_secret || !dbg.contains(&secret),
+                    "Debug shows the secret for {text:?}"
+                );
+                true
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(!msg.contains('\n'), "not one line: {msg:?} for {text:?}");
+                assert!(!msg.is_empty());
+                assert!(
+                    !check_secret || !msg.contains(&secret),
+                    "the error shows the secret: {msg:?} for {text:?}"
+                );
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_config_files() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s3.yaml");
+        fs::write(&path, "").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let (mut inputs, mut loaded) = (0u64, 0u64);
+
+        // 1. Random mutations of a valid config (deterministic xorshift).
+        let base = full(
+            "  endpoint: \"s3-us-west-2.amazonaws.com\"\n  tls: true\n  region: us-west-2\n  addressing_style: auto\n  prefix: some/prefix/\n",
+        );
+        assert!(check_config_text(&path, &base));
+        const PIECES: &[&str] = &[
+            ":",
+            ": ",
+            "-",
+            " ",
+            "  ",
+            "\n",
+            "\t",
+            "\"",
+            "'",
+            "[",
+            "]",
+            "{",
+            "}",
+            "&a",
+            "*a",
+            "!!str",
+            "!!binary",
+            "#",
+            "|",
+            ">",
+            "%",
+            "@",
+            "`",
+            "\0",
+            "é",
+            "\u{feff}",
+            "~",
+            "null",
+            "true",
+            "yes",
+            "1e400",
+            "-1",
+            "0x1F",
+            "<<: *a",
+            "? ",
+            "---",
+            "...",
+            "s3:",
+            "tls:",
+            "endpoint:",
+            "secret_access_key:",
+            "https://",
+            "http://",
+            "//",
+            "\\",
+            "\r\n",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..1500 {
+            let mut t: Vec<char> = base.chars().collect();
+            for _ in 0..=next() % 4 {
+                let pos = (next() as usize) % (t.len() + 1);
+                match next() % 6 {
+                    0 => {
+                        let end = (pos + (next() as usize) % 12).min(t.len());
+                        t.drain(pos..end);
+                    }
+                    1 => {
+                        let p = PIECES[(next() as usize) % PIECES.len()];
+                        t.splice(pos..pos, p.chars());
+                    }
+                    2 if pos < t.len() => {
+                        t[pos] = char::from_u32((next() % 0x250) as u32).unwrap_or('x')
+                    }
+                    3 => {
+                        // Duplicate a slice (a repeated key, a nested block, ...).
+                        let start = (next() as usize) % (t.len() + 1);
+                        let end = (start + (next() as usize) % 40).min(t.len());
+                        let chunk: Vec<char> = t[start..end].to_vec();
+                        t.splice(pos..pos, chunk);
+                    }
+                    4 => t.truncate(pos),
+                    _ => {
+                        // Re-indent a line.
+                        let line_start = t[..pos]
+                            .iter()
+                            .rposition(|c| *c == '\n')
+                            .map_or(0, |i| i + 1);
+                        t.splice(line_start..line_start, [' ']);
+                    }
+                }
+            }
+            let text: String = t.into_iter().collect();
+            inputs += 1;
+            loaded += u64::from(check_config_text(&path, &text));
+        }
+
+        // 2. Arbitrary YAML-ish documents.
+        let count = std::cell::Cell::new((0u64, 0u64));
+        let scalar = prop_oneof![
+            any::<String>(),
+            "[ -~]{0,30}",
+            Just(SECRET.to_string()),
+            Just("true".to_string()),
+            Just("[1, 2]".to_string()),
+            Just("{a: b}".to_string()),
+        ];
+        let field = prop_oneof![
+            proptest::sample::select(S3_FIELDS.to_vec()).prop_map(str::to_string),
+            "[a-z_]{1,12}",
+        ];
+        let doc = prop_oneof![
+            any::<String>(),
+            proptest::collection::vec((field, scalar), 0..8).prop_map(|fields| {
+                let mut d = String::from("s3:\n");
+                for (f, v) in fields {
+                    d.push_str(&format!("  {f}: {v}\n"));
+                }
+                d
+            }),
+        ];
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: 1000,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        });
+        runner
+            .run(&doc, |text| {
+                let ok = check_config_text(&path, &text);
+                let (n, l) = count.get();
+                count.set((n + 1, l + u64::from(ok)));
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (n, l) = count.get();
+        inputs += n;
+        loaded += l;
+        eprintln!(
+            "config files: {inputs} inputs fuzzed ({loaded} loaded, the rest one-line errors)"
+        );
+    }
 }

@@ -75,10 +75,10 @@ struct Cli {
     /// Mount read-only (-o ro).
     #[arg(long, help_heading = "Mount")]
     read_only: bool,
-    /// Let other users access the mount (-o allow_other).
+    /// Let other users access the mount (-o allow_other); implies default_permissions.
     #[arg(long, help_heading = "Mount")]
     allow_other: bool,
-    /// Let root access the mount too (-o allow_root).
+    /// Let root access the mount too (-o allow_root); implies default_permissions.
     #[arg(long, help_heading = "Mount")]
     allow_root: bool,
     /// Let the kernel check permissions from the mode bits (-o default_permissions).
@@ -702,7 +702,10 @@ fn serve(
     if o.read_only == Some(true) {
         mount_options.push(fuser::MountOption::RO);
     }
-    if o.default_permissions {
+    // With other users let in, the kernel must check the mode bits: s3mount does no access
+    // checks of its own, so without `default_permissions` anyone could read or change every
+    // file. `allow_other` therefore implies it.
+    if o.default_permissions || o.allow_other || o.allow_root {
         mount_options.push(fuser::MountOption::DefaultPermissions);
     }
     let mut config = fuser::Config::default();

@@ -441,4 +441,94 @@ mod tests {
         assert_eq!(t.get(x).map(|n| n.kind), Some(NodeKind::Dir));
         assert_eq!(t.key_of(x).as_deref(), Some("x/"));
     }
+
+    #[test]
+    fn fuzz_keys_of_nodes_are_their_paths() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let count = std::cell::Cell::new(0u64);
+        let name = "[a-zA-Z0-9 é._-]{1,6}";
+        // Operations: (parent index, name, is_dir) creations, then (from, to-parent, name)
+        // moves; indices pick among nodes made so far.
+        let ops = (
+            proptest::collection::vec((any::<usize>(), name, any::<bool>()), 1..25),
+            proptest::collection::vec((any::<usize>(), any::<usize>(), name), 0..10),
+            prop_oneof![Just(String::new()), Just("pre/".to_string())],
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 500,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&ops, |(creates, moves, prefix)| {
+                count.set(count.get() + 1);
+                let later = Instant::now() + Duration::from_secs(60);
+                let mut t = InodeTable::new(&prefix);
+                // Model: ino → (parent ino, name, is_dir).
+                let mut model: HashMap<u64, (u64, String, bool)> = HashMap::new();
+                let mut dirs = vec![ROOT_INO];
+                for (p, n, is_dir) in creates {
+                    let parent = dirs[p % dirs.len()];
+                    let kind = if is_dir {
+                        NodeKind::Dir
+                    } else {
+                        NodeKind::File
+                    };
+                    if t.child(parent, &n).is_some() {
+                        continue;
+                    }
+                    let ino = t.upsert_child(parent, &n, kind, file(0), later);
+                    model.insert(ino, (parent, n, is_dir));
+                    if is_dir {
+                        dirs.push(ino);
+                    }
+                }
+                let path = |model: &HashMap<u64, (u64, String, bool)>, mut ino: u64| {
+                    let mut parts = Vec::new();
+                    let dir = model.get(&ino).is_some_and(|m| m.2);
+                    while ino != ROOT_INO {
+                        let (p, n, _) = &model[&ino];
+                        parts.push(n.clone());
+                        ino = *p;
+                    }
+                    parts.reverse();
+                    format!("{prefix}{}{}", parts.join("/"), if dir { "/" } else { "" })
+                };
+                for (from, to, n) in moves {
+                    let inos: Vec<u64> = model.keys().copied().collect();
+                    let Some(&ino) = inos.get(from % inos.len().max(1)) else {
+                        continue;
+                    };
+                    let new_parent = dirs[to % dirs.len()];
+                    // Not into itself or below, not onto an existing name.
+                    let mut up = new_parent;
+                    let mut inside = false;
+                    while up != ROOT_INO {
+                        if up == ino {
+                            inside = true;
+                        }
+                        up = model.get(&up).map_or(ROOT_INO, |m| m.0);
+                    }
+                    if inside || t.child(new_parent, &n).is_some() {
+                        continue;
+                    }
+                    let (old_parent, old_name, is_dir) = model[&ino].clone();
+                    prop_assert_eq!(
+                        t.move_child(old_parent, &old_name, new_parent, &n),
+                        Some(ino)
+                    );
+                    model.insert(ino, (new_parent, n, is_dir));
+                }
+                for &ino in model.keys() {
+                    prop_assert_eq!(t.key_of(ino), Some(path(&model, ino)));
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "inode table keys: {} operation sequences fuzzed",
+            count.get()
+        );
+    }
 }

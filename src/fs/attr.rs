@@ -139,6 +139,23 @@ impl AttrChange {
     }
 }
 
+/// Metadata self-copies tried when the object keeps changing on the server meanwhile.
+pub const METADATA_UPDATE_ATTEMPTS: u32 = 4;
+
+/// How one metadata self-copy ended, when not well.
+enum Retry {
+    /// The object changed since its metadata was read (412): read it again and retry.
+    Changed(String),
+    /// Any other error: give up.
+    Fail(FsError),
+}
+
+impl From<FsError> for Retry {
+    fn from(e: FsError) -> Retry {
+        Retry::Fail(e)
+    }
+}
+
 impl S3Fs {
     pub(crate) fn attrs_of(&self, ino: u64) -> FsResult<FileAttrs> {
         let t = self.table();
@@ -286,18 +303,56 @@ impl S3Fs {
 
     /// Change an object's metadata in place: a self-copy with REPLACE that re-sends the content
     /// headers, guarded by the ETag. A directory without a marker gets one.
+    ///
+    /// The copy carries `x-amz-copy-source-if-match` with the ETag the edit was based on: if
+    /// another client replaced the object meanwhile, S3 refuses (412) instead of copying, so the
+    /// new content is never rolled back and its metadata never overwritten by a stale set.
+    /// Then the metadata is read again (HEAD) and the edit applied to the new object, up to
+    /// [`METADATA_UPDATE_ATTEMPTS`] times, after which the call fails with EIO and nothing was
+    /// changed.
     pub(crate) fn change_metadata(
         &self,
         ino: u64,
-        edit: impl FnOnce(&mut Metadata, u32) -> FsResult<()>,
+        edit: impl Fn(&mut Metadata, u32) -> FsResult<()>,
     ) -> FsResult<()> {
+        let mut attempt = 1;
+        loop {
+            match self.change_metadata_once(ino, &edit) {
+                Err(Retry::Changed(key)) if attempt < METADATA_UPDATE_ATTEMPTS => {
+                    log::info!("{key}: changed on the server during a metadata update; again");
+                    attempt += 1;
+                    // Forget what we knew: the next round HEADs the object again.
+                    let mut t = self.table();
+                    if let Some(n) = t.get_mut(ino) {
+                        n.meta = None;
+                        n.attr_expires = std::time::Instant::now();
+                    }
+                }
+                Err(Retry::Changed(key)) => {
+                    return Err(FsError::new(
+                        libc::EIO,
+                        format!("{key}: changed on the server during {attempt} metadata updates in a row; nothing was changed"),
+                    ))
+                }
+                Err(Retry::Fail(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    fn change_metadata_once(
+        &self,
+        ino: u64,
+        edit: &impl Fn(&mut Metadata, u32) -> FsResult<()>,
+    ) -> Result<(), Retry> {
         let key = self.key_of(ino)?;
         if key.is_empty() {
             // Else the HEAD and PUT below would go to the bucket itself (a PUT is CreateBucket).
             return Err(FsError::new(
                 libc::ENOTSUP,
                 "the root of a whole-bucket mount has no object to hold metadata",
-            ));
+            )
+            .into());
         }
         let kind = self.kind_of(ino)?;
         let current = self.object_meta(ino)?;
@@ -305,21 +360,22 @@ impl S3Fs {
         let mut metadata = current.metadata.clone();
         edit(&mut metadata, cur_mode)?;
         if metadata.encoded_size() > crate::s3::meta::MAX_USER_METADATA_BYTES {
-            return Err(FsError::new(
-                libc::E2BIG,
-                format!("{key}: user metadata over 2 KB"),
-            ));
+            return Err(
+                FsError::new(libc::E2BIG, format!("{key}: user metadata over 2 KB")).into(),
+            );
         }
         let obj = self.obj(&key);
         let new_etag = if kind == NodeKind::Dir && current.etag.is_none() {
-            self.storage.put_object(
-                &obj,
-                crate::s3::RequestBody::Empty,
-                &crate::s3::PutOptions {
-                    metadata: metadata.clone(),
-                    ..Default::default()
-                },
-            )?
+            self.storage
+                .put_object(
+                    &obj,
+                    crate::s3::RequestBody::Empty,
+                    &crate::s3::PutOptions {
+                        metadata: metadata.clone(),
+                        ..Default::default()
+                    },
+                )
+                .map_err(FsError::from)?
         } else {
             let size = self.table().get(ino).map(|n| n.attr.size);
             self.storage
@@ -335,9 +391,9 @@ impl S3Fs {
                 })
                 .map_err(|e| {
                     if e.is_precondition_failed() {
-                        FsError::new(libc::EIO, format!("{key}: changed on the server during a metadata update; nothing was changed"))
+                        Retry::Changed(key.clone())
                     } else {
-                        e.into()
+                        Retry::Fail(e.into())
                     }
                 })?
                 .etag
@@ -414,5 +470,51 @@ mod tests {
             .collect();
         assert_eq!(apply_metadata(&mut a, &m), Some(NodeKind::Symlink));
         assert_eq!((a.mode, a.uid, a.gid), (Some(0o777), Some(12), Some(34)));
+    }
+
+    #[test]
+    fn fuzz_metadata_from_the_server_never_panics() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let count = std::cell::Cell::new(0u64);
+        let value = prop_oneof![
+            any::<String>(),
+            "[-+0-9.eE ]{0,30}",
+            "0[0-7]{0,12}",
+            "[0-9]{1,25}\\.[0-9]{0,20}",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,12})?Z?",
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(
+                &(value.clone(), value.clone(), value),
+                |(mode, id, mtime)| {
+                    count.set(count.get() + 1);
+                    let m: Metadata = [
+                        ("mode", mode.as_str()),
+                        ("uid", id.as_str()),
+                        ("gid", id.as_str()),
+                        ("mtime", mtime.as_str()),
+                    ]
+                    .into_iter()
+                    .collect();
+                    let mut a = NodeAttr::dir();
+                    let _ = apply_metadata(&mut a, &m);
+                    prop_assert!(a.mode.is_none_or(|m| m <= 0o7777));
+                    if let Some(t) = parse_mtime(&mtime) {
+                        // What we write back reads the same.
+                        if t >= UNIX_EPOCH {
+                            prop_assert_eq!(parse_mtime(&format_mtime(t)), Some(t));
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("mode/uid/gid/mtime metadata: {} inputs fuzzed", count.get());
     }
 }

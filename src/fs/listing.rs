@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::dir::{valid_component, DirEntry};
+use super::attr::apply_metadata;
+use super::dir::{listed_name, DirEntry};
 use super::{lock, FsError, FsResult, S3Fs};
-use crate::cache::inode::{InodeTable, NodeAttr, NodeKind};
+use crate::cache::inode::{InodeTable, NodeAttr, NodeKind, ObjectMeta};
 use crate::s3::xml::ListPage;
-use crate::s3::{ListRequest, ObjectInfo, StorageError};
+use crate::s3::{ListRequest, Metadata, ObjectInfo, StorageError};
 
 /// HEADs in flight while completing a listing's attributes.
 const LISTING_HEAD_PARALLELISM: usize = 16;
@@ -215,15 +216,10 @@ impl S3Fs {
         let expires = self.expiry();
         let mut t = self.table();
         for p in &page.common_prefixes {
-            let name = p[prefix.len().min(p.len())..].trim_end_matches('/');
-            if p.len() <= prefix.len()
-                || !p.ends_with('/')
-                || !valid_component(name)
-                || name.contains('/')
-            {
+            let Some(name) = listed_name(prefix, p, true) else {
                 drop_name(self, p);
                 continue;
-            }
+            };
             // A file of the same name on an earlier page: the directory shadows it.
             let shadowed = if l.seen.insert(name.to_string()) {
                 None
@@ -255,11 +251,10 @@ impl S3Fs {
                 }
                 continue; // the marker is not its own child
             }
-            let name = &o.key[prefix.len().min(o.key.len())..];
-            if !o.key.starts_with(prefix) || !valid_component(name) || name.contains('/') {
+            let Some(name) = listed_name(prefix, &o.key, false) else {
                 drop_name(self, &o.key);
                 continue;
-            }
+            };
             if l.seen.contains(name) || self.dir_listed_later(page, prefix, name) {
                 self.warn_once(format!(
                     "s3://{}/{} is both a file and a directory; showing the directory",
@@ -401,17 +396,24 @@ impl S3Fs {
 
     /// HEAD the entries whose metadata is not known (for their current ETag), in parallel, if
     /// there are at most `listing_head_limit` of them.
+    ///
+    /// Directories too: a directory's mode and owner live in its marker (`dir/`), and with
+    /// `allow_other` the kernel checks access against what we report — a 0700 directory must
+    /// not show as 0755 because it was first seen in its parent's listing.
     fn complete_from_heads(&self, parent: u64, entries: &mut [DirEntry]) {
         let todo: Vec<usize> = {
             let t = self.table();
             entries
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.attrs.kind != NodeKind::Dir)
                 .filter(|(_, e)| {
                     t.get(e.ino).is_some_and(|n| {
-                        n.meta.as_ref().is_none_or(|m| m.etag != n.attr.etag)
-                            && n.attr.etag.is_some()
+                        if e.attrs.kind == NodeKind::Dir {
+                            n.meta.is_none()
+                        } else {
+                            n.meta.as_ref().is_none_or(|m| m.etag != n.attr.etag)
+                                && n.attr.etag.is_some()
+                        }
                     })
                 })
                 .map(|(i, _)| i)
@@ -424,24 +426,62 @@ impl S3Fs {
             return;
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Mutex<Vec<(usize, ObjectInfo)>> = Default::default();
+        let results: Mutex<Vec<(usize, Option<ObjectInfo>)>> = Default::default();
         std::thread::scope(|s| {
             for _ in 0..LISTING_HEAD_PARALLELISM.min(todo.len()) {
                 s.spawn(|| loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&i) = todo.get(k) else { return };
-                    let key = format!("{parent_key}{}", entries[i].name);
+                    let dir = entries[i].attrs.kind == NodeKind::Dir;
+                    let slash = if dir { "/" } else { "" };
+                    let key = format!("{parent_key}{}{slash}", entries[i].name);
                     match self.storage.head_object(&self.obj(&key)) {
-                        Ok(info) => lock(&results).push((i, info)),
+                        Ok(info) => lock(&results).push((i, Some(info))),
+                        // An implicit directory: no marker, nothing more to know.
+                        Err(e) if dir && e.is_not_found() => lock(&results).push((i, None)),
                         // Gone or unreadable meanwhile: keep what the listing said.
                         Err(e) => log::debug!("{key}: {e}"),
                     }
                 });
             }
         });
+        let expires = self.expiry();
         for (i, info) in std::mem::take(&mut *lock(&results)) {
-            let name = entries[i].name.clone();
-            entries[i].attrs = self.record_object(parent, &name, &info);
+            if entries[i].attrs.kind != NodeKind::Dir {
+                if let Some(info) = info {
+                    let name = entries[i].name.clone();
+                    entries[i].attrs = self.record_object(parent, &name, &info);
+                }
+                continue;
+            }
+            let ino = entries[i].ino;
+            {
+                let mut t = self.table();
+                let Some(n) = t.get_mut(ino).filter(|n| n.kind == NodeKind::Dir) else {
+                    continue;
+                };
+                n.has_marker = info.is_some();
+                let meta = match info {
+                    Some(info) => {
+                        apply_metadata(&mut n.attr, &info.metadata);
+                        ObjectMeta {
+                            metadata: info.metadata,
+                            content_headers: info.content_headers,
+                            etag: info.etag,
+                        }
+                    }
+                    None => ObjectMeta {
+                        metadata: Metadata::new(),
+                        content_headers: Vec::new(),
+                        etag: None,
+                    },
+                };
+                n.meta = Some(meta);
+                n.meta_expires = expires;
+            }
+            if let Ok(a) = self.attrs_of(ino) {
+                entries[i].attrs = a;
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod dir;
 pub mod fetch;
 pub mod file;
 pub mod fuse;
+pub mod gate;
 pub mod listing;
 pub mod mountinfo;
 pub mod prefetch;
@@ -155,6 +156,8 @@ pub struct S3Fs {
     warned: Mutex<std::collections::HashSet<String>>,
     prefetch_pool: prefetch::PrefetchPool,
     data_cache: Option<Arc<DataCache>>,
+    /// Keeps uploads out of keys a rename is moving.
+    rename_gate: gate::RenameGate,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -220,6 +223,7 @@ impl S3Fs {
             storage,
             opts,
             files: Mutex::new(HashMap::new()),
+            rename_gate: gate::RenameGate::default(),
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),

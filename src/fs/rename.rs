@@ -9,6 +9,10 @@
 //! succeeded are the sources deleted. It is not atomic — another client can see both trees for a
 //! moment — but a source is never deleted before its copy exists; on failure the operation stops
 //! with EIO and the sources are intact.
+//!
+//! Uploads through this mount of the keys being moved wait for the rename (see [`super::gate`]):
+//! a file closed meanwhile is uploaded to its new name afterwards, never to the old one between
+//! the copy and the delete, where the delete would remove it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -72,6 +76,10 @@ impl S3Fs {
         let dst_parent_key = self.key_of(new_parent)?;
         // A renamed file's new ETag (None inside: unknown, look at the server next time).
         let mut new_etag: Option<Option<String>> = None;
+        // Uploads of the source keys wait until the names have moved (see `gate`).
+        let moving;
+        let mut follow = None;
+        let mut dir_copies = Vec::new();
         if src.kind == NodeKind::Dir {
             let dst_key = format!("{dst_parent_key}{new_name_s}/");
             if dst_key.starts_with(&src_key) {
@@ -98,9 +106,12 @@ impl S3Fs {
                     ));
                 }
             }
-            self.rename_dir(src.ino, &src_key, &dst_key)?;
+            let (guard, copies) = self.rename_dir(src.ino, &src_key, &dst_key)?;
+            moving = Some(guard);
+            dir_copies = copies;
         } else {
             self.flush_inode(src.ino)?;
+            moving = Some(self.rename_gate.rename(&src_key));
             let dst_key = format!("{dst_parent_key}{new_name_s}");
             let (etag, size) = {
                 let t = self.table();
@@ -114,8 +125,9 @@ impl S3Fs {
                 if_match: etag.clone(),
                 size,
             })?;
-            // An open reader of the file follows it to the copy's ETag too.
-            self.follow_self_copy(src.ino, etag.as_deref(), copied.etag.clone());
+            // An open reader of the file follows it to the copy's ETag too (once the gate is
+            // open again: an upload waiting there holds the file's lock).
+            follow = Some((etag, copied.etag.clone()));
             // The copy has its own ETag (a multipart source's `…-N` ETag does not carry over):
             // reads pin it with If-Match, so the old one would fail them with 412 → EIO.
             new_etag = Some(copied.etag);
@@ -153,13 +165,56 @@ impl S3Fs {
             }
         }
         drop(t);
+        drop(moving);
+        if let Some((old, new)) = follow {
+            self.follow_self_copy(src.ino, old.as_deref(), new);
+        }
+        self.follow_dir_copies(src.ino, &dir_copies);
         if parent != new_parent {
             self.keep_emptied_dir(parent);
         }
         Ok(())
     }
 
-    fn rename_dir(&self, ino: u64, src_key: &str, dst_key: &str) -> FsResult<()> {
+    /// After a directory rename: the copies may have new ETags (a copy of a multipart object
+    /// always has), so known files under the directory and their open readers follow them —
+    /// else reads pinned to the old ETag would fail with 412 → EIO until the TTL runs out.
+    fn follow_dir_copies(&self, dir: u64, copies: &[Copied]) {
+        for c in copies {
+            let ino = {
+                let t = self.table();
+                c.rest
+                    .split('/')
+                    .try_fold(dir, |cur, name| t.child(cur, name))
+            };
+            let Some(ino) = ino else { continue };
+            {
+                let mut t = self.table();
+                if let Some(n) = t.get_mut(ino) {
+                    if n.attr.etag.is_some() && n.attr.etag == c.old_etag {
+                        n.attr.etag = c.new_etag.clone();
+                        if let Some(m) = n.meta.as_mut() {
+                            m.etag = c.new_etag.clone();
+                        }
+                    } else {
+                        // Changed meanwhile (or unknown): look at the server next time.
+                        n.attr_expires = std::time::Instant::now();
+                        n.meta = None;
+                    }
+                }
+            }
+            self.follow_self_copy(ino, c.old_etag.as_deref(), c.new_etag.clone());
+        }
+    }
+
+    /// Copy every key under `src_key` to `dst_key`, then delete the sources. Returns with the
+    /// gate still closed on `src_key`: the caller moves the names, then drops the guard.
+    fn rename_dir(
+        &self,
+        ino: u64,
+        src_key: &str,
+        dst_key: &str,
+    ) -> FsResult<(super::gate::RenameGuard<'_>, Vec<Copied>)> {
         // Open files under the directory are uploaded first so their content moves too.
         let open: Vec<u64> = lock(&self.files).keys().copied().collect();
         for o in open {
@@ -171,9 +226,12 @@ impl S3Fs {
                 self.flush_inode(o)?;
             }
         }
+        // From here until the names have moved, nothing is uploaded under the prefix.
+        let moving = self.rename_gate.rename(src_key);
         let (objects, _) = self.storage.list_all(&self.opts.bucket, src_key, None)?;
         let next = AtomicUsize::new(0);
         let failed: Mutex<Option<StorageError>> = Mutex::new(None);
+        let copied: Mutex<Vec<Copied>> = Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for _ in 0..DIR_RENAME_PARALLELISM.min(objects.len().max(1)) {
                 s.spawn(|| loop {
@@ -182,7 +240,10 @@ impl S3Fs {
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(o) = objects.get(i) else { return };
-                    let rest = &o.key[src_key.len()..];
+                    // A server answering keys from outside the prefix: not ours to move.
+                    let Some(rest) = o.key.strip_prefix(src_key) else {
+                        continue;
+                    };
                     let r = self.storage.copy_object(&CopyRequest {
                         src: self.obj(&o.key),
                         dst: self.obj(&format!("{dst_key}{rest}")),
@@ -190,9 +251,19 @@ impl S3Fs {
                         if_match: o.etag.clone(),
                         size: Some(o.size),
                     });
-                    if let Err(e) = r {
-                        lock(&failed).get_or_insert(e);
-                        return;
+                    match r {
+                        Ok(c) => lock(&copied).push(Copied {
+                            rest: rest.to_string(),
+                            old_etag: o.etag.clone(),
+                            new_etag: c.etag,
+                        }),
+                        // Deleted since the listing (by an unlink, or another client): as if
+                        // the delete had come first.
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => {
+                            lock(&failed).get_or_insert(e);
+                            return;
+                        }
                     }
                 });
             }
@@ -203,7 +274,11 @@ impl S3Fs {
                 format!("rename {src_key} -> {dst_key} stopped, sources intact: {e}"),
             ));
         }
-        let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+        let keys: Vec<String> = objects
+            .iter()
+            .filter(|o| o.key.starts_with(src_key))
+            .map(|o| o.key.clone())
+            .collect();
         let result = self.storage.delete_objects(&self.opts.bucket, &keys)?;
         if let Some((key, code, msg)) = result.errors.first() {
             return Err(FsError::new(
@@ -223,6 +298,15 @@ impl S3Fs {
         }
         let mut t = self.table();
         t.invalidate_dir(ino);
-        Ok(())
+        let copied = copied.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok((moving, copied))
     }
+}
+
+/// One key a directory rename copied: its path below the directory and its ETags.
+#[derive(Debug)]
+struct Copied {
+    rest: String,
+    old_etag: Option<String>,
+    new_etag: Option<String>,
 }

@@ -125,7 +125,9 @@ impl S3Fs {
             self.abandon_stream(of, "not to be uploaded");
             return Ok(());
         }
-        let Some(key) = self.table().key_of(of.ino) else {
+        // Not while a rename is moving this key (it would delete the upload with its source).
+        let ino = of.ino;
+        let Some((key, _uploading)) = self.rename_gate.upload(|| self.table().key_of(ino)) else {
             self.abandon_stream(of, "unlinked");
             return Ok(());
         };

@@ -29,6 +29,15 @@ fn metadata_name(xattr: &std::ffi::OsStr) -> Option<String> {
     Some(short.to_ascii_lowercase())
 }
 
+/// Names every S3 server keeps. HTTP allows more (`!`, `~`, `#`, ...), but some servers (moto,
+/// measured) accept such `x-amz-meta-*` headers and silently drop them: a change reported as
+/// done would be lost, so the mount refuses them (EINVAL). Existing names are read as they are.
+fn portable_name(short: &str) -> bool {
+    short
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 impl S3Fs {
     fn current_metadata(&self, ino: u64) -> FsResult<Metadata> {
         if let Some(m) = self.pending_metadata(ino) {
@@ -79,6 +88,14 @@ impl S3Fs {
             ));
         };
         validate_name(&short).map_err(|e| FsError::new(libc::EINVAL, e.to_string()))?;
+        if !portable_name(&short) {
+            return Err(FsError::new(
+                libc::EINVAL,
+                format!(
+                    "{short:?}: metadata names made here are letters, digits, '-', '_' and '.'"
+                ),
+            ));
+        }
         let value = std::str::from_utf8(value)
             .map_err(|_| FsError::new(libc::EINVAL, "metadata values must be UTF-8 text"))?
             .to_string();
@@ -148,5 +165,46 @@ mod tests {
         assert_eq!(metadata_name(OsStr::new("user.other")), None);
         assert_eq!(metadata_name(OsStr::new("security.selinux")), None);
         assert_eq!(metadata_name(OsStr::new("trusted.x")), None);
+    }
+
+    #[test]
+    fn fuzz_xattr_names_map_only_into_the_metadata_namespace() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        use std::os::unix::ffi::OsStrExt;
+        let count = std::cell::Cell::new(0u64);
+        let name = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            "(user|USER|trusted|security|system)\\.(x-amz-meta-)?\\PC{0,12}"
+                .prop_map(String::into_bytes),
+            "[uU][sS][eE][rR]\\.[xX]-[aA][mM][zZ]-[mM][eE][tT][aA]-[ -~]{0,300}"
+                .prop_map(String::into_bytes),
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&name, |raw| {
+                count.set(count.get() + 1);
+                let os = OsStr::from_bytes(&raw);
+                if let Some(short) = metadata_name(os) {
+                    let s = os.to_str().unwrap_or_default();
+                    prop_assert!(s.len() > XATTR_PREFIX.len());
+                    prop_assert!(s[..XATTR_PREFIX.len()].eq_ignore_ascii_case(XATTR_PREFIX));
+                    prop_assert_eq!(short.clone(), s[XATTR_PREFIX.len()..].to_ascii_lowercase());
+                } else if let Some(s) = os.to_str() {
+                    prop_assert!(
+                        s.len() <= XATTR_PREFIX.len()
+                            || !s.is_char_boundary(XATTR_PREFIX.len())
+                            || !s[..XATTR_PREFIX.len()].eq_ignore_ascii_case(XATTR_PREFIX),
+                        "{s:?} not mapped"
+                    );
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("xattr names: {} inputs fuzzed", count.get());
     }
 }

@@ -308,4 +308,55 @@ mod tests {
             Some(vec![("x-amz-meta-ok".to_string(), "v".to_string())])
         );
     }
+
+    #[test]
+    fn fuzz_values_round_trip_and_names_never_panic() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let count = std::cell::Cell::new(0u64);
+        let value = prop_oneof![
+            any::<String>(),
+            "[ -~]{0,40}",
+            "=\\?[a-zA-Z0-9-]{0,8}\\?[bBqQx]?\\?[ -~]{0,20}\\?=",
+            Just(" ".repeat(3)),
+        ];
+        let name = prop_oneof![any::<String>(), "[ -~]{0,20}", "[a-z0-9-]{1,20}"];
+        let mut runner = TestRunner::new(Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&(value, name), |(v, n)| {
+                count.set(count.get() + 1);
+                let e = encode_value(&v);
+                prop_assert!(
+                    e.bytes().all(|b| (0x20..0x7f).contains(&b))
+                        && !e.starts_with(' ')
+                        && !e.ends_with(' '),
+                    "not header-safe: {e:?}"
+                );
+                prop_assert_eq!(decode_value(&e), v.clone());
+                // Whatever a server sends back decodes to something, without panicking.
+                let _ = decode_value(&v);
+                let mut m = Metadata::new();
+                m.insert(&n, v.clone());
+                let lower = n.to_ascii_lowercase();
+                let ok_name =
+                    validate_name(lower.strip_prefix(META_PREFIX).unwrap_or(&lower)).is_ok();
+                match m.to_headers() {
+                    Ok(h) => {
+                        prop_assert!(ok_name, "bad name {n:?} accepted");
+                        prop_assert!(m.encoded_size() <= MAX_USER_METADATA_BYTES);
+                        let back =
+                            Metadata::from_headers(h.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+                        prop_assert_eq!(back.get(&n), Some(v.as_str()));
+                    }
+                    Err(_) => prop_assert!(!ok_name || m.encoded_size() > MAX_USER_METADATA_BYTES),
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("metadata names and values: {} inputs fuzzed", count.get());
+    }
 }

@@ -505,22 +505,31 @@ impl Storage {
     /// Replace `remote`'s metadata with the `x-amz-meta-*` in `headers`, in place: a self-copy
     /// with `REPLACE`, the content and content headers untouched (other headers in `headers`,
     /// such as a new Content-Type, are applied), guarded by the ETag so a concurrent overwrite
-    /// is never rolled back.
+    /// is never rolled back: if the object changes between the HEAD and the copy (412), the HEAD
+    /// and the copy are done again (a few times), so the metadata lands on the new content.
     pub fn update_metadata(&self, remote: impl Into<S3Name>, headers: &Headers) -> Result<()> {
         let obj = self.resolve(remote)?;
-        let head = self.head_object(&obj)?;
         let extra = headers.others()?;
-        self.copy_object(&CopyRequest {
-            src: obj.clone(),
-            dst: obj,
-            replace: Some(ReplaceMetadata {
-                metadata: headers.metadata(),
-                content_headers: merge_headers(&head.content_headers, &extra),
-            }),
-            if_match: head.etag.clone(),
-            size: Some(head.size),
-        })?;
-        Ok(())
+        let mut attempt = 1;
+        loop {
+            let head = self.head_object(&obj)?;
+            let result = self.copy_object(&CopyRequest {
+                src: obj.clone(),
+                dst: obj.clone(),
+                replace: Some(ReplaceMetadata {
+                    metadata: headers.metadata(),
+                    content_headers: merge_headers(&head.content_headers, &extra),
+                }),
+                if_match: head.etag.clone(),
+                size: Some(head.size),
+            });
+            match result {
+                Err(e) if e.is_precondition_failed() && attempt < METADATA_UPDATE_ATTEMPTS => {
+                    attempt += 1;
+                }
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     // ---- buckets ----------------------------------------------------------------------------
@@ -593,12 +602,24 @@ impl Storage {
                 detail: "no valid Content-Length".into(),
             })?;
         let total_size = if resp.status == 206 {
-            resp.header("content-range")
-                .and_then(parse_content_range_total)
+            let (start, end, total) = resp
+                .header("content-range")
+                .and_then(parse_content_range)
                 .ok_or_else(|| StorageError::BadReply {
                     what: what.clone(),
                     detail: "206 without a valid Content-Range".into(),
-                })?
+                })?;
+            // Bytes from elsewhere than asked would land at the wrong offset.
+            let asked = range.map_or(0, |(s, _)| s);
+            if start != asked || (end - start).checked_add(1) != Some(content_length) {
+                return Err(StorageError::BadReply {
+                    what,
+                    detail: format!(
+                        "asked for bytes from {asked}, got Content-Range bytes {start}-{end} with Content-Length {content_length}"
+                    ),
+                });
+            }
+            total
         } else {
             if let Some((start, _)) = range {
                 if start != 0 {
@@ -1330,11 +1351,24 @@ fn copy_source(src: &ObjectRef) -> String {
     )
 }
 
-/// `bytes 0-9/1234` → 1234.
-fn parse_content_range_total(v: &str) -> Option<u64> {
+/// HEAD + conditional self-copy rounds of [`Storage::update_metadata`] when the object keeps
+/// changing meanwhile.
+const METADATA_UPDATE_ATTEMPTS: u32 = 4;
+
+/// `bytes 0-9/1234` → (0, 9, 1234); `None` unless first ≤ last < total.
+fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let rest = v.trim().strip_prefix("bytes ")?;
-    let (_, total) = rest.split_once('/')?;
-    total.trim().parse().ok()
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        // Digits only: no sign, no spaces inside (u64's parser takes a leading '+').
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (first, last, total) = (number(first)?, number(last)?, number(total)?);
+    (first <= last && last < total).then_some((first, last, total))
 }
 
 /// Content headers of the source, overridden by those given.
@@ -1392,11 +1426,59 @@ mod tests {
     }
 
     #[test]
-    fn content_range_total() {
-        assert_eq!(parse_content_range_total("bytes 0-9/1234"), Some(1234));
-        assert_eq!(parse_content_range_total("bytes */1234"), Some(1234));
-        assert_eq!(parse_content_range_total("bytes 0-9/*"), None);
-        assert_eq!(parse_content_range_total("garbage"), None);
+    fn content_range() {
+        assert_eq!(parse_content_range("bytes 0-9/1234"), Some((0, 9, 1234)));
+        assert_eq!(parse_content_range(" bytes 5-5/6 "), Some((5, 5, 6)));
+        for bad in [
+            "bytes */1234",
+            "bytes 0-9/*",
+            "garbage",
+            "bytes 9-0/10",
+            "bytes 0-10/10",
+            "bytes -1-5/10",
+            "bytes +1-5/10",
+            "bytes 0-5/18446744073709551616",
+            "bytes 0-18446744073709551615/18446744073709551615",
+            "bytes 0-/10",
+            "bytes 0 9/10",
+            "",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_range_fuzz() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let count = std::cell::Cell::new(0u64);
+        let numbers = prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..100).prop_map(|n| n.to_string()),
+            "-?[0-9]{0,25}",
+            Just("*".to_string()),
+            "\\PC{0,4}",
+        ];
+        let header = prop_oneof![
+            (numbers.clone(), numbers.clone(), numbers)
+                .prop_map(|(a, b, c)| format!("bytes {a}-{b}/{c}")),
+            any::<String>(),
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases: 3000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&header, |h| {
+                count.set(count.get() + 1);
+                if let Some((a, b, c)) = parse_content_range(&h) {
+                    prop_assert!(a <= b && b < c, "{h:?}");
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("Content-Range: {} inputs fuzzed", count.get());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod proxy;
+pub mod versioned;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -361,6 +362,35 @@ impl Mount {
     /// The log file's path.
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// PID of the s3mount process (`None` once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// True while the s3mount process is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL the s3mount process (a crash: nothing is flushed), reap it, and detach the dead
+    /// mount. The temp dir (cache dir included) stays until the `Mount` is dropped.
+    pub fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if is_fuse_mount(&self.mountpoint) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mountpoint)
+                .status();
+        }
+        self.mounted = false;
     }
 
     /// Unmount now and return how the process exited (the test can then check the bucket

@@ -12,6 +12,12 @@
 //! and inject a [`Fault`] on some of the matching requests (skip the first `skip`, then
 //! `times` of them). [`Proxy::seen`] lists every request with the fault it got.
 //!
+//! Two faults run test code inside the proxy: [`Fault::Before`] calls a [`Hook`] before the
+//! request is forwarded (it may act on the server meanwhile, e.g. overwrite the object a copy
+//! reads, and may answer in the server's place, e.g. with a 412 that a lax server would not
+//! give); [`Fault::RewriteBody`] forwards and then hands the reply body to a [`BodyRewrite`]
+//! (e.g. to put bytes into a listing that the server itself would never send).
+//!
 //! Lifetime: dropping the proxy stops the accept thread (joined); connection threads are
 //! detached but every read, write and stall in them is bounded (and stalls end at the drop).
 
@@ -27,6 +33,63 @@ use std::time::{Duration, Instant};
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// Test code run by [`Fault::Before`]: given the request, `Some(reply)` answers it (a whole
+/// HTTP/1.1 reply, see [`s3_error_reply`]) instead of forwarding it, `None` forwards it.
+#[derive(Clone)]
+pub struct Hook(pub Arc<HookFn>);
+
+/// The closure inside a [`Hook`].
+pub type HookFn = dyn Fn(&Seen) -> Option<Vec<u8>> + Send + Sync;
+
+impl Hook {
+    /// Wrap a closure.
+    pub fn new(f: impl Fn(&Seen) -> Option<Vec<u8>> + Send + Sync + 'static) -> Hook {
+        Hook(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+impl PartialEq for Hook {
+    fn eq(&self, other: &Hook) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Hook {}
+
+/// Test code run by [`Fault::RewriteBody`]: the server's reply body in, the body to send out.
+#[derive(Clone)]
+pub struct BodyRewrite(pub Arc<RewriteFn>);
+
+/// The closure inside a [`BodyRewrite`].
+pub type RewriteFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
+impl BodyRewrite {
+    /// Wrap a closure.
+    pub fn new(f: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> BodyRewrite {
+        BodyRewrite(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for BodyRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyRewrite")
+    }
+}
+
+impl PartialEq for BodyRewrite {
+    fn eq(&self, other: &BodyRewrite) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for BodyRewrite {}
 
 /// What to do to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +110,10 @@ pub enum Fault {
     Stall(Duration),
     /// Wait this long, then forward the request and answer normally (a slow server).
     Delay(Duration),
+    /// Run test code first; it may answer in the server's place.
+    Before(Hook),
+    /// Forward, then replace the reply body (Content-Length follows).
+    RewriteBody(BodyRewrite),
 }
 
 /// Which requests get a fault.
@@ -349,10 +416,13 @@ fn reset(conn: TcpStream) {
 }
 
 fn error_reply(shared: &Shared, status: &str, code: &str, message: &str) -> Vec<u8> {
-    let id = format!(
-        "FAULTPROXY{}",
-        shared.request_ids.fetch_add(1, Ordering::Relaxed)
-    );
+    let n = shared.request_ids.fetch_add(1, Ordering::Relaxed);
+    s3_error_reply(status, code, message, n)
+}
+
+/// A whole S3 error reply (`status` e.g. `412 Precondition Failed`), as a [`Hook`] returns it.
+pub fn s3_error_reply(status: &str, code: &str, message: &str, request_number: u64) -> Vec<u8> {
+    let id = format!("FAULTPROXY{request_number}");
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{id}</RequestId></Error>"
     );
@@ -400,6 +470,21 @@ fn split_reply(reply: &[u8]) -> Option<(Vec<u8>, &[u8])> {
     Some((out.into_bytes(), &reply[end + 4..]))
 }
 
+/// A reply head (ending in a blank line) with its Content-Length replaced.
+fn with_content_length(head: &[u8], len: usize) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for l in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if l.to_ascii_lowercase().starts_with("content-length:") {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("Content-Length: {len}\r\n\r\n"));
+    out.into_bytes()
+}
+
 fn serve(shared: &Shared, mut conn: TcpStream) {
     if shared.stop.load(Ordering::SeqCst) {
         return;
@@ -410,13 +495,21 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
         return;
     };
     let fault = decide(shared, &req);
-    lock(&shared.seen).push(Seen {
+    let seen = Seen {
         method: req.method.clone(),
         target: req.target.clone(),
         headers: req.headers.clone(),
         fault: fault.clone(),
-    });
-    match fault {
+    };
+    lock(&shared.seen).push(seen.clone());
+    match &fault {
+        Some(Fault::Before(hook)) => {
+            if let Some(reply) = (hook.0)(&seen) {
+                let _ = conn.write_all(&reply);
+                let _ = conn.shutdown(Shutdown::Both);
+                return;
+            }
+        }
         Some(Fault::SlowDown) => {
             let r = error_reply(
                 shared,
@@ -440,13 +533,13 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
             return;
         }
         Some(Fault::Stall(d)) => {
-            let until = Instant::now() + d;
+            let until = Instant::now() + *d;
             while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
             }
             return;
         }
-        Some(Fault::Delay(d)) => std::thread::sleep(d),
+        Some(Fault::Delay(d)) => std::thread::sleep(*d),
         _ => {}
     }
     let Some(reply) = forward(shared, &req) else {
@@ -471,6 +564,13 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
             let _ = conn.write_all(&head);
             let _ = conn.write_all(&body[..n.min(body.len())]);
             let _ = conn.shutdown(Shutdown::Both);
+        }
+        Some(Fault::RewriteBody(rewrite)) => {
+            let new_body = (rewrite.0)(body);
+            let head = with_content_length(&head, new_body.len());
+            let _ = conn.write_all(&head);
+            let _ = conn.write_all(&new_body);
+            let _ = conn.shutdown(Shutdown::Write);
         }
         _ => {
             let _ = conn.write_all(&head);
