@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::{is_fuse_mount, random_bytes, server, server_bytes, Mount, Server};
 use s3mount::s3::journal::UploadJournal;
-use s3mount::s3::{ObjectRef, PendingUpload, PutOptions, RequestBody, StreamingUpload};
+use s3mount::s3::{PendingUpload, PutOptions, RequestBody, StreamingUpload};
 use s3mount::{Metadata, Storage};
 
 const BIN: &str = env!("CARGO_BIN_EXE_s3mount");
@@ -35,12 +35,7 @@ const MIB: usize = 1024 * 1024;
 /// How long the server may take to show parts that are being sent.
 const PARTS_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
 /// In-progress multipart uploads of `key`.
 fn uploads_of(storage: &Storage, bucket: &str, key: &str) -> Vec<PendingUpload> {
@@ -759,4 +754,24 @@ fn abort_stale_uploads_by_age_under_the_prefix() {
     storage
         .abort_multipart_upload(&obj(&bucket, "out/b"), &outside)
         .unwrap();
+}
+
+#[test]
+fn a_streamed_file_reads_back_right_after_close() {
+    let bucket = server().fresh_bucket("stream-read");
+    let mount = Mount::new(server(), &bucket);
+    let data = random_bytes(17 * MIB + 300_001, 77);
+    let path = mount.join("s.bin");
+    // Written front to back in odd-sized writes: streamed (past 16 MiB).
+    {
+        let mut f = std::fs::File::create(&path).unwrap();
+        for chunk in data.chunks(100_003) {
+            std::io::Write::write_all(&mut f, chunk).unwrap();
+        }
+    }
+    // After the release too (the kernel sends it after close returns): read from the server.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let back =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read back: {e}; log:\n{}", mount.log()));
+    assert!(back == data, "bytes differ");
 }

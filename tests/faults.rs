@@ -13,20 +13,13 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy, Rule};
 use common::{random_bytes, server, Mount, Server};
-use s3mount::s3::{
-    ClientConfig, ObjectRef, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError,
-};
+use s3mount::s3::{ClientConfig, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError};
 use s3mount::{Headers, Storage};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
 /// The test server's credentials with the proxy's endpoint.
 fn via(proxy: &Proxy) -> Server {

@@ -12,26 +12,14 @@ use std::path::Path;
 
 use common::proxy::{BodyRewrite, Fault, Proxy, Rule};
 use common::{server, server_bytes, Mount, Server};
-use s3mount::s3::{ObjectRef, PutOptions, RequestBody};
+use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Metadata, Storage};
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
+/// The test server's credentials with the proxy's endpoint.
 fn via(proxy: &Proxy) -> Server {
-    let s = server();
-    Server {
-        endpoint: proxy.endpoint(),
-        access_key: s.access_key.clone(),
-        secret_key: s.secret_key.clone(),
-        region: s.region.clone(),
-        pid: s.pid,
-        log: s.log.clone(),
-    }
+    server().via(proxy.endpoint())
 }
 
 fn put(st: &Storage, bucket: &str, key: &str, data: &[u8]) -> bool {
@@ -43,22 +31,7 @@ fn put(st: &Storage, bucket: &str, key: &str, data: &[u8]) -> bool {
     .is_ok()
 }
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use common::Rng;
 
 /// The rule the mount applies to a key component.
 fn valid(c: &str) -> bool {

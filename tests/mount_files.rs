@@ -10,17 +10,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{random_bytes, server, sh, Mount};
-use s3mount::s3::{ObjectRef, PutOptions, RequestBody};
+use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::Storage;
 
 const MIB: usize = 1024 * 1024;
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
 /// PUT `data` as `key` through the API.
 fn put(storage: &Storage, bucket: &str, key: &str, data: &[u8]) {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::{server, sh, Mount, Server};
-use s3mount::s3::{Method, ObjectInfo, ObjectRef, PutOptions, RequestBody, S3Request};
+use s3mount::s3::{Method, ObjectInfo, PutOptions, RequestBody, S3Request};
 use s3mount::{Metadata, Storage};
 
 /// `x-amz-meta-mode` of a regular file with permissions 0644, decimal as s3fs writes it.
@@ -24,12 +24,7 @@ const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 const S_IFDIR: u32 = 0o040000;
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
 fn head(storage: &Storage, bucket: &str, key: &str) -> ObjectInfo {
     storage

@@ -26,27 +26,14 @@ use std::time::{Duration, Instant};
 use common::proxy::{s3_error_reply, Fault, Hook, Proxy, Rule};
 use common::versioned::{self, Version};
 use common::{server, server_bytes, Mount, Server};
-use s3mount::s3::{ObjectRef, PutOptions, RequestBody};
+use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Headers, Metadata, Storage};
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
 /// The test server's credentials with the proxy's endpoint.
 fn via(proxy: &Proxy) -> Server {
-    let s = server();
-    Server {
-        endpoint: proxy.endpoint(),
-        access_key: s.access_key.clone(),
-        secret_key: s.secret_key.clone(),
-        region: s.region.clone(),
-        pid: s.pid,
-        log: s.log.clone(),
-    }
+    server().via(proxy.endpoint())
 }
 
 fn put(storage: &Storage, bucket: &str, key: &str, data: &[u8], meta: &[(&str, &str)], ct: &str) {

@@ -15,17 +15,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{is_fuse_mount, server, server_bytes, Mount, Server};
-use s3mount::s3::{ObjectRef, PutOptions, RequestBody};
+use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Metadata, Storage};
 
 const NOBODY: &str = "65534";
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
 fn put(st: &Storage, bucket: &str, key: &str, data: &[u8], meta: &[(&str, &str)]) {
     let metadata: Metadata = meta.iter().copied().collect();

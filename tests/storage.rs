@@ -21,12 +21,7 @@ use s3mount::{Headers, Metadata, S3Name, Storage, StorageError};
 
 const MIB: usize = 1024 * 1024;
 
-fn obj(bucket: &str, key: &str) -> ObjectRef {
-    ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    }
-}
+use common::obj;
 
 fn put_bytes(storage: &Storage, o: &ObjectRef, data: &[u8], opts: &PutOptions) -> String {
     storage

@@ -48,22 +48,14 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// SplitMix64: a deterministic per-thread generator.
-struct Rng(u64);
+use common::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+/// Picking from a slice.
+trait Pick {
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T;
+}
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
+impl Pick for Rng {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
@@ -739,7 +731,10 @@ fn kill_9_during_uploads_leaves_old_or_new_objects_never_partial() {
         }
     }
     // What was being uploaded is still on the local disk, whole.
-    let staged = files_under(m.cache_dir());
+    let staged: Vec<_> = files_under(m.cache_dir())
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "staging"))
+        .collect();
     for p in &staged {
         let b = std::fs::read(p).unwrap();
         let v = versioned::check(&b).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

@@ -329,6 +329,12 @@ impl S3Fs {
         };
         let result = prefetcher.read(&self.prefetch_pool, offset, size);
         if result.is_err() {
+            log::debug!(
+                "read of inode {} failed (pinned to ETag {:?}, {} bytes)",
+                of.ino,
+                of.etag,
+                of.remote_size
+            );
             // Make the next open look at the server again (the object may have changed).
             of.prefetch = None;
             if let Some(n) = self.table().get_mut(of.ino) {

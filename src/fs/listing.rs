@@ -35,6 +35,9 @@ const LISTING_HEAD_PARALLELISM: usize = 16;
 /// Most entries handed to one `readdir` call (more than one reply can hold).
 const READDIR_BATCH: usize = 512;
 
+/// A listed page, and when it was asked for.
+type PageResult = (Instant, Result<ListPage, StorageError>);
+
 /// An open directory.
 #[derive(Debug, Default)]
 pub struct DirHandle {
@@ -53,7 +56,7 @@ struct Listing {
     held: Vec<DirEntry>,
     seen: HashSet<String>,
     /// The next page, being fetched; `None` once the listing is complete.
-    next: Option<Receiver<Result<ListPage, StorageError>>>,
+    next: Option<Receiver<PageResult>>,
     pages: usize,
     started: Instant,
 }
@@ -158,12 +161,9 @@ impl S3Fs {
     }
 
     /// Fetch a page of the listing of `prefix` on a thread of its own.
-    fn fetch_page(
-        &self,
-        prefix: &str,
-        token: Option<String>,
-    ) -> Receiver<Result<ListPage, StorageError>> {
+    fn fetch_page(&self, prefix: &str, token: Option<String>) -> Receiver<PageResult> {
         let (tx, rx) = crossbeam_channel::bounded(1);
+        let asked = Instant::now();
         let storage = self.storage.clone();
         let bucket = self.opts.bucket.clone();
         let req = ListRequest {
@@ -175,14 +175,17 @@ impl S3Fs {
         let spawned = std::thread::Builder::new()
             .name("list".into())
             .spawn(move || {
-                let _ = tx.send(storage.list_objects_v2(&bucket, &req));
+                let _ = tx.send((asked, storage.list_objects_v2(&bucket, &req)));
             });
         if let Err(e) = spawned {
             let (tx, rx) = crossbeam_channel::bounded(1);
-            let _ = tx.send(Err(StorageError::invalid(
-                "listing",
-                format!("cannot start a thread: {e}"),
-            )));
+            let _ = tx.send((
+                asked,
+                Err(StorageError::invalid(
+                    "listing",
+                    format!("cannot start a thread: {e}"),
+                )),
+            ));
             return rx;
         }
         rx
@@ -194,23 +197,27 @@ impl S3Fs {
         let Some(rx) = l.next.take() else {
             return Ok(());
         };
-        let page = rx
-            .recv()
-            .unwrap_or_else(|_| Err(StorageError::invalid("listing", "lister thread ended")))?;
+        let (asked, page) = rx.recv().unwrap_or_else(|_| {
+            let e = StorageError::invalid("listing", "lister thread ended");
+            (Instant::now(), Err(e))
+        });
+        let page = page?;
         l.pages += 1;
         l.next = match &page.next_continuation_token {
             Some(t) if page.is_truncated => Some(self.fetch_page(&l.prefix, Some(t.clone()))),
             _ => None,
         };
-        self.add_page(l, &page);
+        self.add_page(l, &page, asked);
         if l.next.is_none() {
             self.finish_listing(l);
         }
         Ok(())
     }
 
-    /// Record a page's directories and objects in the table and as entries.
-    fn add_page(&self, l: &mut Listing, page: &ListPage) {
+    /// Record a page's directories and objects in the table and as entries. `asked`: when the
+    /// page was requested — what the mount learnt since (an upload it completed, a HEAD) is
+    /// newer than the page and is kept.
+    fn add_page(&self, l: &mut Listing, page: &ListPage, asked: Instant) {
         let (ino, prefix) = (l.ino, l.prefix.as_str());
         // Until the listing completes, entries are fresh for the TTL (lookups use them).
         let expires = self.expiry();
@@ -260,6 +267,35 @@ impl S3Fs {
                     "s3://{}/{} is both a file and a directory; showing the directory",
                     self.opts.bucket, o.key
                 ));
+                continue;
+            }
+            // Removed by the mount since this page was asked for: stays removed.
+            let removed = t
+                .get(ino)
+                .and_then(|d| d.negative.get(name))
+                .is_some_and(|until| {
+                    until
+                        .checked_sub(self.opts.negative_ttl)
+                        .is_some_and(|set| set > asked)
+                });
+            if removed {
+                continue;
+            }
+            // Newer than this page (the mount uploaded or looked it up since): keep it.
+            let newer = t.child(ino, name).and_then(|c| t.get(c)).filter(|n| {
+                n.kind != NodeKind::Dir
+                    && n.attr_expires
+                        .checked_sub(self.opts.metadata_ttl)
+                        .is_some_and(|set| set > asked)
+            });
+            if let Some(n) = newer {
+                let (child, kind, attr) = (n.ino, n.kind, n.attr.clone());
+                l.seen.insert(name.to_string());
+                l.held.push(DirEntry {
+                    ino: child,
+                    name: name.to_string(),
+                    attrs: self.to_attrs(child, kind, &attr),
+                });
                 continue;
             }
             // Keep what a HEAD told us (mode, owner, symlink) while the ETag is the same.
@@ -334,10 +370,20 @@ impl S3Fs {
         let open = lock(&self.files);
         let mut stale = Vec::new();
         let mut pending = Vec::new();
+        // Set since the listing began (created, uploaded or looked up by the mount meanwhile):
+        // newer than the listing, so not stale.
+        let ttl = self.opts.metadata_ttl;
+        let newer = |c: &u64| {
+            t.get(*c).is_some_and(|n| {
+                n.attr_expires
+                    .checked_sub(ttl)
+                    .is_some_and(|set| set > l.started)
+            })
+        };
         if let Some(n) = t.get(ino) {
             for (name, c) in &n.children {
                 if !l.seen.contains(name) {
-                    if open.contains_key(c) {
+                    if open.contains_key(c) || newer(c) {
                         pending.push((name.clone(), *c));
                     } else {
                         stale.push(name.clone());
@@ -349,7 +395,8 @@ impl S3Fs {
         for name in stale {
             t.remove_child(ino, &name);
         }
-        // Open files created here but not uploaded yet are listed too.
+        // Open files created here but not uploaded yet, and names newer than the listing, are
+        // listed too.
         pending.sort();
         for (name, c) in pending {
             if let Some(n) = t.get(c) {

@@ -9,7 +9,7 @@
 //!   bucket per test (tests never share state through the server), a seed-style YAML config.
 //! - [`Mount`]: the `s3mount` binary mounted on a temp dir, unmounted on drop even when the
 //!   test panics.
-//! - [`random_bytes`], [`sh`]: small helpers.
+//! - [`random_bytes`], [`sh`], [`obj`], [`Rng`]: small helpers.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -505,4 +505,31 @@ pub fn sh(cmd: &str) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// `bucket`/`key` as an [`s3mount::s3::ObjectRef`].
+pub fn obj(bucket: &str, key: &str) -> s3mount::s3::ObjectRef {
+    s3mount::s3::ObjectRef {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    }
+}
+
+/// SplitMix64: a small deterministic generator for test workloads.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
 }
