@@ -122,6 +122,10 @@ struct Cli {
     /// at most N not-yet-known entries; 0 never (listings then cost no request per entry).
     #[arg(long, value_name = "N", default_value = "512", help_heading = "Mount")]
     listing_head_limit: usize,
+    /// No extended attributes: every xattr call is ENOSYS, so the kernel stops asking and
+    /// `ls -l` costs no `getxattr` round trips (two per entry with GNU ls).
+    #[arg(long, help_heading = "Mount")]
+    no_xattr: bool,
 
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(
@@ -588,6 +592,7 @@ fn run(cli: Cli) -> Result<(), String> {
         fs_opts.gid = g;
     }
     fs_opts.listing_head_limit = cli.listing_head_limit;
+    fs_opts.xattr = !cli.no_xattr;
     let umask = o.umask.unwrap_or(0);
     fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
     fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;

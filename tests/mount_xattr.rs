@@ -1087,3 +1087,37 @@ fn overwriting_after_touch_d_moves_mtime_and_keeps_mode() {
     assert!(mt.starts_with("1100000000"), "{mt}");
     assert_eq!(std::fs::metadata(&g).unwrap().mtime(), 1_100_000_000);
 }
+
+#[test]
+fn no_xattr_turns_extended_attributes_off_and_keeps_files_working() {
+    let server = server();
+    let bucket = server.fresh_bucket("noxattr");
+    let mount = Mount::with_args(server, &bucket, &["--no-xattr"]);
+    let f = mount.join("f.txt");
+    std::fs::write(&f, b"content").expect("write");
+    let out = std::process::Command::new("setfattr")
+        .args(["-n", "user.tag", "-v", "x"])
+        .arg(&f)
+        .output()
+        .expect("run setfattr");
+    assert!(!out.status.success(), "setfattr succeeded with --no-xattr");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not supported"),
+        "{out:?}"
+    );
+    let out = std::process::Command::new("getfattr")
+        .args(["-d"])
+        .arg(&f)
+        .output()
+        .expect("run getfattr");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = sh(&format!("ls -l {}", mount.path().display()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("f.txt"));
+    assert_eq!(std::fs::read(&f).expect("read"), b"content");
+    // Nothing reached the object's metadata.
+    let storage = server.storage_in(&bucket);
+    let info = storage
+        .head_object(&obj(&bucket, "f.txt"))
+        .expect("head f.txt");
+    assert!(info.metadata.get("tag").is_none());
+}

@@ -219,8 +219,11 @@ impl S3Fs {
     /// newer than the page and is kept.
     fn add_page(&self, l: &mut Listing, page: &ListPage, asked: Instant) {
         let (ino, prefix) = (l.ino, l.prefix.as_str());
-        // Until the listing completes, entries are fresh for the TTL (lookups use them).
-        let expires = self.expiry();
+        // Until the listing completes, its entries answer lookups for the TTL — or for as long
+        // as the listing has run so far, if longer (the rule of `finish_listing`): `ls -l`
+        // stats entries as pages arrive, and with a slow server an entry must not expire (and
+        // cost a HEAD and a LIST) before it is stat'ed.
+        let expires = self.expiry().max(Instant::now() + l.started.elapsed());
         let mut t = self.table();
         for p in &page.common_prefixes {
             let Some(name) = listed_name(prefix, p, true) else {

@@ -113,6 +113,8 @@ pub struct FsOptions {
     /// Directories with at most this many entries of unknown metadata get their attributes
     /// completed by parallel HEADs when listed (0: never).
     pub listing_head_limit: usize,
+    /// Metadata as `user.*` extended attributes (off: every xattr call is ENOSYS).
+    pub xattr: bool,
     /// Bytes of read-ahead held at once across the mount.
     pub prefetch_memory_limit: u64,
 }
@@ -137,6 +139,7 @@ impl FsOptions {
             cache_dir,
             data_cache_size: crate::cache::data::DEFAULT_CACHE_SIZE,
             listing_head_limit: 512,
+            xattr: true,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
         }
     }

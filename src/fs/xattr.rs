@@ -46,8 +46,22 @@ impl S3Fs {
         Ok(self.object_meta(ino)?.metadata)
     }
 
+    /// With `--no-xattr`: ENOSYS, after which the kernel stops asking (for the whole mount):
+    /// `ls -l` then costs no `getxattr` round trip per entry.
+    fn check_xattrs(&self) -> FsResult<()> {
+        if self.opts.xattr {
+            Ok(())
+        } else {
+            Err(FsError::new(
+                libc::ENOSYS,
+                "extended attributes are off (--no-xattr)",
+            ))
+        }
+    }
+
     /// `getxattr`: the value, or ENODATA.
     pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<Vec<u8>> {
+        self.check_xattrs()?;
         let Some(short) = metadata_name(name) else {
             return Err(FsError::new(
                 libc::ENODATA,
@@ -62,6 +76,7 @@ impl S3Fs {
 
     /// `listxattr`: NUL-separated names.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        self.check_xattrs()?;
         let meta = self.current_metadata(ino)?;
         let mut out = Vec::new();
         for (name, _) in meta.iter() {
@@ -80,6 +95,7 @@ impl S3Fs {
         value: &[u8],
         flags: i32,
     ) -> FsResult<()> {
+        self.check_xattrs()?;
         self.check_writable()?;
         let Some(short) = metadata_name(name) else {
             return Err(FsError::new(
@@ -127,6 +143,7 @@ impl S3Fs {
 
     /// `removexattr`.
     pub fn removexattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<()> {
+        self.check_xattrs()?;
         self.check_writable()?;
         let Some(short) = metadata_name(name) else {
             return Err(FsError::new(
