@@ -225,27 +225,7 @@ fn listings_with_keys_that_are_not_utf8_hide_them_or_fail_cleanly() {
     assert!(proxy.count("GET", "list-type=2") >= 3);
 }
 
-fn set_xattr(path: &Path, name: &[u8], value: &[u8], flags: i32) -> Result<(), i32> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let Ok(n) = CString::new(name) else {
-        return Err(libc::EINVAL); // a NUL inside: cannot even be passed
-    };
-    // SAFETY: valid C strings and a buffer of the given length.
-    let r = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-}
+use common::set_xattr;
 
 fn get_xattr(path: &Path, name: &[u8]) -> Result<Vec<u8>, i32> {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();

@@ -101,26 +101,7 @@ fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
-/// `setxattr(2)` with flags; the errno on failure.
-fn set_xattr(path: &Path, name: &str, value: &[u8], flags: i32) -> Result<(), i32> {
-    let p = cpath(path);
-    let n = CString::new(name).unwrap();
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let r = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-}
+use common::set_xattr;
 
 /// `getxattr(2)`; the errno on failure.
 fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
@@ -966,7 +947,7 @@ fn xattr_edge_values_and_the_size_protocol() {
         ("empty", ""),
         ("tab", "a\tb"),
     ] {
-        set_xattr(&f, &format!("user.x-amz-meta-{name}"), value.as_bytes(), 0)
+        set_xattr(&f, format!("user.x-amz-meta-{name}"), value.as_bytes(), 0)
             .unwrap_or_else(|e| panic!("{name}: errno {e}"));
         assert_eq!(
             get_xattr(&f, &format!("user.x-amz-meta-{name}")).as_deref(),

@@ -533,3 +533,28 @@ impl Rng {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// `setxattr(2)` on `path` with `flags`; the errno on failure (EINVAL for a name with a NUL,
+/// which cannot even be passed).
+pub fn set_xattr(path: &Path, name: impl AsRef<[u8]>, value: &[u8], flags: i32) -> Result<(), i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in test paths");
+    let Ok(n) = std::ffi::CString::new(name.as_ref()) else {
+        return Err(libc::EINVAL);
+    };
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
