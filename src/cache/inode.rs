@@ -109,6 +109,9 @@ pub struct Node {
     pub attr: NodeAttr,
     /// Attributes are trusted until then.
     pub attr_expires: Instant,
+    /// When the attributes were last set (from the server or by a change through the mount):
+    /// a listing asked for before then is older and must not overwrite them.
+    pub attr_set: Instant,
     /// Full metadata from a HEAD, if loaded.
     pub meta: Option<ObjectMeta>,
     /// `meta` is trusted until then.
@@ -141,6 +144,7 @@ impl Node {
             kind,
             attr,
             attr_expires: expires,
+            attr_set: Instant::now(),
             meta: None,
             meta_expires: expires,
             has_marker: false,
@@ -260,6 +264,7 @@ impl InodeTable {
                 }
                 n.attr = attr;
                 n.attr_expires = expires;
+                n.attr_set = Instant::now();
                 return ino;
             }
         }

@@ -285,12 +285,10 @@ impl S3Fs {
                 continue;
             }
             // Newer than this page (the mount uploaded or looked it up since): keep it.
-            let newer = t.child(ino, name).and_then(|c| t.get(c)).filter(|n| {
-                n.kind != NodeKind::Dir
-                    && n.attr_expires
-                        .checked_sub(self.opts.metadata_ttl)
-                        .is_some_and(|set| set > asked)
-            });
+            let newer = t
+                .child(ino, name)
+                .and_then(|c| t.get(c))
+                .filter(|n| n.kind != NodeKind::Dir && n.attr_set > asked);
             if let Some(n) = newer {
                 let (child, kind, attr) = (n.ino, n.kind, n.attr.clone());
                 l.seen.insert(name.to_string());
@@ -375,14 +373,7 @@ impl S3Fs {
         let mut pending = Vec::new();
         // Set since the listing began (created, uploaded or looked up by the mount meanwhile):
         // newer than the listing, so not stale.
-        let ttl = self.opts.metadata_ttl;
-        let newer = |c: &u64| {
-            t.get(*c).is_some_and(|n| {
-                n.attr_expires
-                    .checked_sub(ttl)
-                    .is_some_and(|set| set > l.started)
-            })
-        };
+        let newer = |c: &u64| t.get(*c).is_some_and(|n| n.attr_set > l.started);
         if let Some(n) = t.get(ino) {
             for (name, c) in &n.children {
                 if !l.seen.contains(name) {

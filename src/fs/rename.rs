@@ -152,6 +152,7 @@ impl S3Fs {
         );
         if let Some(n) = t.get_mut(src.ino) {
             n.attr_expires = std::time::Instant::now() + self.opts.metadata_ttl;
+            n.attr_set = std::time::Instant::now();
             match new_etag {
                 Some(Some(etag)) => {
                     // Metadata directive COPY: the metadata is the same, only the ETag is new.

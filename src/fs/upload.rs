@@ -238,6 +238,7 @@ impl S3Fs {
             n.attr.etag = etag.clone();
             n.attr.mtime = now();
             n.attr_expires = expires;
+            n.attr_set = std::time::Instant::now();
             super::attr::apply_metadata(&mut n.attr, &plan.metadata);
             n.meta = Some(ObjectMeta {
                 metadata: plan.metadata,
