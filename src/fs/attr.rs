@@ -9,7 +9,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{lock, FsError, FsResult, S3Fs};
+use super::error::{FsError, FsResult};
+use super::{lock, S3Fs};
 use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{CopyRequest, Metadata, ReplaceMetadata};
 

@@ -9,10 +9,12 @@
 //! Keys that cannot be file names (an empty component from `//`, `.`, `..`, more than 255
 //! bytes) are hidden from listings and logged once.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::attr::{apply_metadata, format_mtime, FileAttrs, S_IFDIR, S_IFLNK};
-use super::{lock, name_str, now, FsError, FsResult, S3Fs};
+use super::error::{FsError, FsResult};
+use super::names::{name_str, valid_component};
+use super::{lock, S3Fs};
 use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
 
@@ -28,26 +30,6 @@ pub struct DirEntry {
     pub name: String,
     /// Attributes (from the listing).
     pub attrs: FileAttrs,
-}
-
-/// True if a key component can be shown as a file name.
-pub fn valid_component(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && name.len() <= 255 && !name.contains('\0')
-}
-
-/// The name under which a listing entry of the directory `prefix` appears: `key` is an
-/// object's key (`common_prefix` false) or a common prefix ending in `/`. `None` when it cannot
-/// be a name there — not under `prefix` (a server that answers something else), the marker
-/// itself, more than one component, or an invalid component — so a listing can never show
-/// `.`, `..`, an empty name or a name with a `/`, whatever keys the bucket holds.
-pub fn listed_name<'a>(prefix: &str, key: &'a str, common_prefix: bool) -> Option<&'a str> {
-    let rest = key.strip_prefix(prefix)?;
-    let name = if common_prefix {
-        rest.strip_suffix('/')?
-    } else {
-        rest
-    };
-    (valid_component(name) && !name.contains('/')).then_some(name)
 }
 
 impl S3Fs {
@@ -194,7 +176,7 @@ impl S3Fs {
     pub(crate) fn record_object(&self, parent: u64, name: &str, info: &ObjectInfo) -> FileAttrs {
         let mut attr = NodeAttr {
             size: info.size,
-            mtime: info.last_modified.unwrap_or_else(now),
+            mtime: info.last_modified.unwrap_or_else(SystemTime::now),
             mode: None,
             uid: None,
             gid: None,
@@ -246,7 +228,7 @@ impl S3Fs {
         let key = format!("{}{name}/", self.key_of(parent)?);
         let mut metadata = Metadata::new();
         metadata.insert("mode", ((mode & 0o7777) | S_IFDIR).to_string());
-        let mtime = now();
+        let mtime = SystemTime::now();
         metadata.insert("mtime", format_mtime(mtime));
         self.storage.put_object(
             &self.obj(&key),
@@ -387,7 +369,7 @@ impl S3Fs {
             .to_str()
             .ok_or_else(|| FsError::new(libc::EINVAL, "symlink target must be UTF-8"))?;
         let key = format!("{}{name}", self.key_of(parent)?);
-        let mtime = now();
+        let mtime = SystemTime::now();
         let mut metadata = Metadata::new();
         metadata.insert("mode", (S_IFLNK | 0o777).to_string());
         metadata.insert("mtime", format_mtime(mtime));
@@ -433,122 +415,5 @@ impl S3Fs {
             .read_range(&self.obj(&key), 0, &mut buf, None)?;
         buf.truncate(n);
         Ok(buf)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
-
-    /// Components a bucket may hold: good names and every kind of bad one.
-    fn component() -> impl Strategy<Value = String> {
-        prop_oneof![
-            4 => "[a-zA-Z0-9 ._~+-]{1,12}",
-            1 => Just(String::new()),
-            1 => Just(".".to_string()),
-            1 => Just("..".to_string()),
-            1 => Just("x".repeat(255)),
-            1 => Just("y".repeat(256)),
-            1 => Just("é".repeat(128)), // 256 bytes
-            1 => Just("nul\0byte".to_string()),
-            1 => any::<String>(),
-        ]
-    }
-
-    fn path_of(parts: Vec<String>, lead: bool, trail: bool) -> String {
-        let mut s = parts.join("/");
-        if lead {
-            s.insert(0, '/');
-        }
-        if trail {
-            s.push('/');
-        }
-        s
-    }
-
-    fn key() -> impl Strategy<Value = String> {
-        (
-            proptest::collection::vec(component(), 1..5),
-            any::<bool>(),
-            any::<bool>(),
-        )
-            .prop_map(|(p, l, t)| path_of(p, l, t))
-    }
-
-    /// A directory's prefix: "" (the root) or components ending in `/`.
-    fn prefix() -> impl Strategy<Value = String> {
-        proptest::collection::vec("[a-zA-Z0-9é._-]{1,6}", 0..3).prop_map(|p| {
-            if p.is_empty() {
-                String::new()
-            } else {
-                format!("{}/", p.join("/"))
-            }
-        })
-    }
-
-    fn runner(cases: u32) -> TestRunner {
-        TestRunner::new(Config {
-            cases,
-            failure_persistence: None,
-            ..Config::default()
-        })
-    }
-
-    #[test]
-    fn listed_names_are_single_valid_components_that_map_back_to_their_key() {
-        let count = std::cell::Cell::new(0u64);
-        let strategy = (prefix(), key(), any::<bool>(), any::<bool>());
-        runner(3000)
-            .run(&strategy, |(prefix, key, common, under)| {
-                count.set(count.get() + 1);
-                // Half the keys under the prefix (what a server answers), half anything.
-                let key = if under { format!("{prefix}{key}") } else { key };
-                let common = common && key.ends_with('/');
-                if let Some(name) = listed_name(&prefix, &key, common) {
-                    prop_assert!(valid_component(name), "{name:?}");
-                    prop_assert!(!name.contains('/') && name != "." && name != "..");
-                    let back = format!("{prefix}{name}{}", if common { "/" } else { "" });
-                    prop_assert_eq!(back, key.clone(), "name {:?} does not map back", name);
-                } else if let Some(rest) = key.strip_prefix(&prefix) {
-                    let n = if common {
-                        rest.strip_suffix('/').unwrap_or(rest)
-                    } else {
-                        rest
-                    };
-                    prop_assert!(
-                        !valid_component(n) || n.contains('/'),
-                        "{key:?} hidden although {n:?} is a good name"
-                    );
-                }
-                Ok(())
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        eprintln!("listed_name: {} inputs fuzzed", count.get());
-    }
-
-    #[test]
-    fn listed_name_examples() {
-        assert_eq!(listed_name("d/", "d/f", false), Some("f"));
-        assert_eq!(listed_name("d/", "d/s/", true), Some("s"));
-        assert_eq!(listed_name("", "a", false), Some("a"));
-        for (prefix, key, common) in [
-            ("d/", "d/", false),     // the marker
-            ("d/", "d//", true),     // empty component
-            ("d/", "d/../", true),   // parent
-            ("", "../x", false),     // would escape
-            ("", "./", true),        // current
-            ("", "/", true),         // leading slash
-            ("d/", "d/a/b", false),  // not a direct child
-            ("d/", "e/f", false),    // not under the prefix
-            ("ab/", "éé/", true),    // not under it, and no char boundary at 3
-            ("d/", "d/a\0b", false), // NUL
-            ("d/", "d/x//", true),   // two slashes
-        ] {
-            assert_eq!(listed_name(prefix, key, common), None, "{prefix:?} {key:?}");
-        }
-        let long = format!("d/{}", "l".repeat(256));
-        assert_eq!(listed_name("d/", &long, false), None);
     }
 }

@@ -23,12 +23,15 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
 use super::attr::{AttrChange, FileAttrs, S_IFREG};
+use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
+use super::names::{name_str, valid_component};
 use super::prefetch::Prefetcher;
 use super::upload::Streaming;
-use super::{lock, name_str, now, FsError, FsResult, S3Fs};
+use super::{lock, S3Fs};
 use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
 use crate::s3::Metadata;
@@ -208,7 +211,7 @@ impl S3Fs {
     ) -> FsResult<(FileAttrs, u64)> {
         self.check_writable()?;
         let name_s = name_str(name)?;
-        if !super::dir::valid_component(name_s) {
+        if !valid_component(name_s) {
             return Err(FsError::new(libc::EINVAL, format!("{name_s:?}")));
         }
         match self.lookup(parent, name) {
@@ -224,7 +227,7 @@ impl S3Fs {
             Err(e) => return Err(e),
         }
         let key = format!("{}{name_s}", self.key_of(parent)?);
-        let mtime = now();
+        let mtime = SystemTime::now();
         let attr = NodeAttr::created(0, mtime, mode, None);
         let ino = {
             let mut t = self.table();

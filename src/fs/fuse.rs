@@ -16,7 +16,8 @@ use fuser::{
 };
 
 use super::attr::{AttrChange, FileAttrs};
-use super::{FsError, S3Fs};
+use super::error::FsError;
+use super::S3Fs;
 use crate::cache::inode::NodeKind;
 
 /// Largest single read/write the kernel sends us (with FUSE_MAX_PAGES).

@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::attr::apply_metadata;
-use super::dir::{listed_name, DirEntry};
-use super::{lock, FsError, FsResult, S3Fs};
+use super::dir::DirEntry;
+use super::error::{FsError, FsResult};
+use super::names::listed_name;
+use super::{lock, S3Fs};
 use crate::cache::inode::{InodeTable, NodeAttr, NodeKind, ObjectMeta};
 use crate::s3::xml::ListPage;
 use crate::s3::{ListRequest, Metadata, ObjectInfo, StorageError};

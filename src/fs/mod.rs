@@ -16,16 +16,20 @@
 //! [`dir`] (lookup, readdir, mkdir, rmdir, symlink), [`file`] (open/read/write/flush/release,
 //! staging files), [`upload`] (the upload at close, streamed uploads while writing, unsaved
 //! copies), [`prefetch`] (read-ahead), [`fetch`] (bytes of an object version, through the data
-//! cache), [`rename`], [`xattr`].
+//! cache), [`rename`], [`xattr`]; [`error`] (`FsError`), [`options`] (`FsOptions`), [`names`]
+//! (which names can be keys and which keys can be names).
 
 pub mod attr;
 pub mod dir;
+pub mod error;
 pub mod fetch;
 pub mod file;
 pub mod fuse;
 pub mod gate;
 pub mod listing;
 pub mod mountinfo;
+pub mod names;
+pub mod options;
 pub mod prefetch;
 pub mod rename;
 pub mod upload;
@@ -35,115 +39,18 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
-use crate::s3::{Storage, StorageError};
+use crate::s3::Storage;
 
 pub use attr::FileAttrs;
+pub use error::{FsError, FsResult};
+pub use options::FsOptions;
 
 /// What the data cache gives back at least when a staging file meets a full disk.
 const STAGING_ROOM: u64 = 16 * 1024 * 1024;
-
-/// An errno plus a message for the log.
-#[derive(Debug)]
-pub struct FsError {
-    /// The errno answered to the kernel.
-    pub errno: i32,
-    /// What happened (logged; never shown to the caller, who only sees the errno).
-    pub message: String,
-}
-
-impl FsError {
-    /// An error with this errno and message.
-    pub fn new(errno: i32, message: impl Into<String>) -> Self {
-        FsError {
-            errno,
-            message: message.into(),
-        }
-    }
-
-    /// ENOENT.
-    pub fn not_found(what: impl Into<String>) -> Self {
-        FsError::new(libc::ENOENT, what)
-    }
-}
-
-impl From<StorageError> for FsError {
-    fn from(e: StorageError) -> Self {
-        FsError::new(e.errno(), e.to_string())
-    }
-}
-
-impl std::fmt::Display for FsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (errno {})", self.message, self.errno)
-    }
-}
-
-/// Result of a file system operation.
-pub type FsResult<T> = Result<T, FsError>;
-
-/// How the mount behaves; built from the command line in one place (`main`).
-#[derive(Debug, Clone)]
-pub struct FsOptions {
-    /// The bucket.
-    pub bucket: String,
-    /// Key prefix shown as the root ("" or ending in "/").
-    pub prefix: String,
-    /// How long attributes and listings are trusted.
-    pub metadata_ttl: Duration,
-    /// How long a name known absent is trusted.
-    pub negative_ttl: Duration,
-    /// Refuse every change with EROFS.
-    pub read_only: bool,
-    /// Owner of files without `x-amz-meta-uid`.
-    pub uid: u32,
-    /// Group of files without `x-amz-meta-gid`.
-    pub gid: u32,
-    /// Permission bits of files without `x-amz-meta-mode`.
-    pub file_mode: u32,
-    /// Permission bits of directories without `x-amz-meta-mode`.
-    pub dir_mode: u32,
-    /// Where staging files, unsaved uploads and the data cache (`data/`) live.
-    pub cache_dir: PathBuf,
-    /// Size limit of the on-disk data cache in bytes (0: no data cache).
-    pub data_cache_size: u64,
-    /// Directories with at most this many entries of unknown metadata get their attributes
-    /// completed by parallel HEADs when listed (0: never).
-    pub listing_head_limit: usize,
-    /// Metadata as `user.*` extended attributes (off: every xattr call is ENOSYS).
-    pub xattr: bool,
-    /// Bytes of read-ahead held at once across the mount.
-    pub prefetch_memory_limit: u64,
-}
-
-impl FsOptions {
-    /// Defaults for `bucket`: listings of up to 512 unknown entries completed by HEADs, 1 s
-    /// metadata TTL (close-to-open consistency without a HEAD per `stat` in a tight loop), the
-    /// current user as owner, 0644/0755, a 1 GiB data cache.
-    pub fn new(bucket: &str, cache_dir: PathBuf) -> Self {
-        // SAFETY: getuid/getgid cannot fail and have no preconditions.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        FsOptions {
-            bucket: bucket.to_string(),
-            prefix: String::new(),
-            metadata_ttl: Duration::from_secs(1),
-            negative_ttl: Duration::from_secs(1),
-            read_only: false,
-            uid,
-            gid,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-            cache_dir,
-            data_cache_size: crate::cache::data::DEFAULT_CACHE_SIZE,
-            listing_head_limit: 512,
-            xattr: true,
-            prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
-        }
-    }
-}
 
 /// The file system.
 pub struct S3Fs {
@@ -324,28 +231,6 @@ impl S3Fs {
 /// Lock a mutex, ignoring poisoning (a panic in one FUSE thread must not wedge the mount).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Validate a file name coming from the kernel.
-pub(crate) fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
-    let s = name.to_str().ok_or_else(|| {
-        FsError::new(
-            libc::EINVAL,
-            format!("{name:?}: file names must be UTF-8 to be S3 keys"),
-        )
-    })?;
-    if s.len() > 255 {
-        return Err(FsError::new(
-            libc::ENAMETOOLONG,
-            format!("{s:?}: longer than 255 bytes"),
-        ));
-    }
-    Ok(s)
-}
-
-/// Seconds and nanoseconds since the epoch.
-pub(crate) fn now() -> SystemTime {
-    SystemTime::now()
 }
 
 impl S3Fs {

@@ -24,8 +24,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
-use super::{lock, FsError, FsResult};
+use super::lock;
 use crate::s3::ObjectRef;
 
 /// Largest part fetched by one GET: big enough that request overhead is small, small enough

@@ -17,7 +17,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::{lock, name_str, FsError, FsResult, S3Fs};
+use super::error::{FsError, FsResult};
+use super::names::{name_str, valid_component};
+use super::{lock, S3Fs};
 use crate::cache::inode::NodeKind;
 use crate::s3::{CopyRequest, StorageError};
 
@@ -49,7 +51,7 @@ impl S3Fs {
         let src = self.lookup(parent, name)?;
         let name_s = name_str(name)?.to_string();
         let new_name_s = name_str(new_name)?.to_string();
-        if !super::dir::valid_component(&new_name_s) {
+        if !valid_component(&new_name_s) {
             return Err(FsError::new(libc::EINVAL, format!("{new_name_s:?}")));
         }
         let target = match self.lookup(new_parent, new_name) {

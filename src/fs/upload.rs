@@ -28,10 +28,12 @@
 //! own Last-Modified of a multipart object is.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::attr::format_mtime;
+use super::error::{FsError, FsResult};
 use super::file::OpenFile;
-use super::{lock, now, FsError, FsResult, S3Fs};
+use super::{lock, S3Fs};
 use crate::cache::inode::ObjectMeta;
 use crate::s3::storage::guess_content_type;
 use crate::s3::stream::UploadQueue;
@@ -96,7 +98,7 @@ impl S3Fs {
             (None, false) => (Metadata::new(), None),
         };
         if !of.mtime_explicit && metadata.get("mtime").is_some() {
-            metadata.insert("mtime", format_mtime(now()));
+            metadata.insert("mtime", format_mtime(SystemTime::now()));
         }
         let content_headers = content_headers
             .filter(|h| !h.is_empty())
@@ -236,7 +238,7 @@ impl S3Fs {
         if let Some(n) = t.get_mut(of.ino) {
             n.attr.size = len;
             n.attr.etag = etag.clone();
-            n.attr.mtime = now();
+            n.attr.mtime = SystemTime::now();
             n.attr_expires = expires;
             n.attr_set = std::time::Instant::now();
             super::attr::apply_metadata(&mut n.attr, &plan.metadata);
@@ -371,7 +373,7 @@ impl S3Fs {
             return e;
         };
         if of.saved.is_none() {
-            let stamp = now()
+            let stamp = SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_nanos();

@@ -6,7 +6,8 @@
 //! file is open with unsaved changes, is folded into the upload at close. Other names are not
 //! stored: ENOTSUP on set, ENODATA on get, so `cp -a` and friends skip them quietly.
 
-use super::{FsError, FsResult, S3Fs};
+use super::error::{FsError, FsResult};
+use super::S3Fs;
 use crate::s3::meta::{validate_name, MAX_USER_METADATA_BYTES};
 use crate::s3::Metadata;
 
