@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::{FsError, FsResult};
-use super::{lock, S3Fs};
+use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{CopyRequest, Metadata, ReplaceMetadata};
 
@@ -421,8 +421,8 @@ impl S3Fs {
     }
 
     pub(crate) fn open_file_attrs(&self, ino: u64) -> Option<FileAttrs> {
-        let f = lock(&self.files).get(&ino).cloned()?;
-        let of = lock(&f);
+        let f = self.files.lock().get(&ino).cloned()?;
+        let of = f.lock();
         let size = of.local_size()?;
         drop(of);
         let mut a = self.attrs_of(ino).ok()?;

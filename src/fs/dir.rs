@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use super::attr::{apply_metadata, format_mtime, FileAttrs, S_IFDIR, S_IFLNK};
 use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
-use super::{lock, S3Fs};
+use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
 
@@ -157,7 +157,7 @@ impl S3Fs {
                 let mut t = self.table();
                 if let Some(ino) = t.child(parent, name) {
                     // Keep a file that is open and not yet uploaded.
-                    if lock(&self.files).contains_key(&ino) {
+                    if self.files.lock().contains_key(&ino) {
                         drop(t);
                         return self
                             .open_file_attrs(ino)
@@ -277,7 +277,7 @@ impl S3Fs {
         }
         let has_local = {
             let t = self.table();
-            let files = lock(&self.files);
+            let files = self.files.lock();
             t.get(attrs.ino)
                 .is_some_and(|n| n.children.values().any(|c| files.contains_key(c)))
         };

@@ -21,9 +21,11 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
+
+use parking_lot::Mutex;
 
 use super::attr::{AttrChange, FileAttrs, S_IFREG};
 use super::error::{FsError, FsResult};
@@ -31,7 +33,7 @@ use super::fetch::ObjectSource;
 use super::names::{name_str, valid_component};
 use super::prefetch::Prefetcher;
 use super::upload::Streaming;
-use super::{lock, S3Fs};
+use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
 use crate::s3::Metadata;
@@ -121,18 +123,21 @@ impl OpenFile {
 
 impl S3Fs {
     fn open_file(&self, ino: u64) -> Arc<Mutex<OpenFile>> {
-        lock(&self.files)
+        self.files
+            .lock()
             .entry(ino)
             .or_insert_with(|| Arc::new(Mutex::new(OpenFile::new(ino))))
             .clone()
     }
 
     fn handle_file(&self, fh: u64) -> FsResult<Arc<Mutex<OpenFile>>> {
-        let ino = lock(&self.handles)
+        let ino = self
+            .handles
+            .lock()
             .get(&fh)
             .copied()
             .ok_or_else(|| FsError::new(libc::EBADF, format!("unknown file handle {fh}")))?;
-        let f = lock(&self.files).get(&ino).cloned();
+        let f = self.files.lock().get(&ino).cloned();
         f.ok_or_else(|| FsError::new(libc::EBADF, format!("file handle {fh} has no open file")))
     }
 
@@ -151,10 +156,12 @@ impl S3Fs {
         // (Before taking the file's lock: getattr consults an open file's state itself.)
         let attrs = self.getattr(ino)?;
         let f = self.open_file(ino);
-        let mut of = lock(&f);
+        let mut of = f.lock();
         // A concurrent last `release` may have dropped this Arc from the map after we took it:
         // its handles would then find no open file (EBADF). Start again with the current one.
-        let current = lock(&self.files)
+        let current = self
+            .files
+            .lock()
             .get(&ino)
             .is_some_and(|x| Arc::ptr_eq(x, &f));
         if !current {
@@ -186,16 +193,16 @@ impl S3Fs {
         }
         of.opens += 1;
         drop(of);
-        lock(&self.handles).insert(fh, ino);
+        self.handles.lock().insert(fh, ino);
         Ok(fh)
     }
 
     fn forget_open_file_if_unused(&self, ino: u64) {
-        let mut files = lock(&self.files);
+        let mut files = self.files.lock();
         // try_lock: never wait for a file's lock while holding the map (lock order).
         let unused = files
             .get(&ino)
-            .is_some_and(|f| f.try_lock().is_ok_and(|of| of.opens == 0));
+            .is_some_and(|f| f.try_lock().is_some_and(|of| of.opens == 0));
         if unused {
             files.remove(&ino);
         }
@@ -235,7 +242,7 @@ impl S3Fs {
             t.upsert_child(parent, name_s, NodeKind::File, attr.clone(), self.expiry())
         };
         let f = self.open_file(ino);
-        let mut of = lock(&f);
+        let mut of = f.lock();
         of.remote_exists = false;
         of.etag = None;
         of.remote_size = 0;
@@ -249,7 +256,7 @@ impl S3Fs {
         of.opens += 1;
         drop(of);
         let fh = self.new_fh();
-        lock(&self.handles).insert(fh, ino);
+        self.handles.lock().insert(fh, ino);
         Ok((self.to_attrs(ino, NodeKind::File, &attr), fh))
     }
 
@@ -302,7 +309,7 @@ impl S3Fs {
     /// `read`.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let f = self.handle_file(fh)?;
-        let mut of = lock(&f);
+        let mut of = f.lock();
         if let Some(s) = &of.staging {
             let mut buf = vec![0u8; size as usize];
             let n = read_full_at(&s.file, &mut buf, offset)
@@ -352,7 +359,7 @@ impl S3Fs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         self.check_writable()?;
         let f = self.handle_file(fh)?;
-        let mut of = lock(&f);
+        let mut of = f.lock();
         self.ensure_staging(&mut of, true)?;
         let s = of
             .staging
@@ -384,7 +391,7 @@ impl S3Fs {
     /// truncation is uploaded with the data at the next `close`, or at the last `release`.
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.handle_file(fh)?;
-        let mut of = lock(&f);
+        let mut of = f.lock();
         if of.truncated_by == Some(fh) {
             log::debug!("flush of handle {fh}: truncated and nothing written yet; upload deferred");
             return Ok(());
@@ -395,15 +402,15 @@ impl S3Fs {
     /// `fsync`: upload if dirty.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         let f = self.handle_file(fh)?;
-        let mut of = lock(&f);
+        let mut of = f.lock();
         self.upload_if_dirty(&mut of)
     }
 
     /// `release`: the last one uploads what is still dirty and drops the staging file.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let f = self.handle_file(fh)?;
-        lock(&self.handles).remove(&fh);
-        let mut of = lock(&f);
+        self.handles.lock().remove(&fh);
+        let mut of = f.lock();
         of.opens = of.opens.saturating_sub(1);
         if of.opens > 0 {
             return Ok(());
@@ -416,7 +423,7 @@ impl S3Fs {
         // Still holding the file's lock (lock order: file → map), so an `open` that already
         // took this Arc from the map sees it is gone and takes a new one (see `open`).
         {
-            let mut files = lock(&self.files);
+            let mut files = self.files.lock();
             if files.get(&ino).is_some_and(|x| Arc::ptr_eq(x, &f)) {
                 files.remove(&ino);
             }
@@ -427,17 +434,17 @@ impl S3Fs {
 
     /// `truncate` (setattr size): through the open file, or a one-off staging + upload.
     pub(crate) fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
-        let existing = lock(&self.files).get(&ino).cloned();
+        let existing = self.files.lock().get(&ino).cloned();
         let (f, temporary) = match existing {
             Some(f) => (f, false),
             None => {
                 let fh = self.open(ino, libc::O_RDWR)?;
                 let f = self.handle_file(fh)?;
-                lock(&self.handles).remove(&fh);
+                self.handles.lock().remove(&fh);
                 (f, true)
             }
         };
-        let mut of = lock(&f);
+        let mut of = f.lock();
         // The last `release` (asynchronous after `close`) may have run since the lookup: then
         // nobody would upload the change, so do it here as for a temporary open.
         let orphan = !temporary && of.opens == 0;
@@ -477,9 +484,9 @@ impl S3Fs {
         })
         .inspect(|&done| {
             if done {
-                let open = lock(&self.files).get(&ino).cloned();
+                let open = self.files.lock().get(&ino).cloned();
                 if let (Some(f), true) = (open, change.mtime.is_some()) {
-                    lock(&f).mtime_explicit = true;
+                    f.lock().mtime_explicit = true;
                 }
                 let mut t = self.table();
                 if let Some(n) = t.get_mut(ino) {
@@ -507,9 +514,9 @@ impl S3Fs {
         ino: u64,
         edit: impl FnOnce(&mut Metadata, u32) -> FsResult<()>,
     ) -> FsResult<bool> {
-        let f = lock(&self.files).get(&ino).cloned();
+        let f = self.files.lock().get(&ino).cloned();
         let Some(f) = f else { return Ok(false) };
-        let mut of = lock(&f);
+        let mut of = f.lock();
         if !of.is_dirty() {
             return Ok(false);
         }
@@ -542,8 +549,8 @@ impl S3Fs {
 
     /// The pending metadata of a dirty open file, if any.
     pub(crate) fn pending_metadata(&self, ino: u64) -> Option<Metadata> {
-        let f = lock(&self.files).get(&ino).cloned()?;
-        let of = lock(&f);
+        let f = self.files.lock().get(&ino).cloned()?;
+        let of = f.lock();
         if of.is_dirty() {
             of.pending_meta.clone()
         } else {
@@ -555,9 +562,9 @@ impl S3Fs {
     /// copy of a multipart object gets a new one), so readers pinned to the old ETag follow it
     /// instead of failing their next ranged GET with 412 → EIO.
     pub(crate) fn follow_self_copy(&self, ino: u64, old: Option<&str>, new: Option<String>) {
-        let f = lock(&self.files).get(&ino).cloned();
+        let f = self.files.lock().get(&ino).cloned();
         if let (Some(f), Some(new)) = (f, new) {
-            let mut of = lock(&f);
+            let mut of = f.lock();
             if old.is_some() && of.etag.as_deref() == old {
                 of.etag = Some(new);
             }
@@ -568,10 +575,10 @@ impl S3Fs {
     /// uploading them — a writer may be in the middle of the file, and a half-written object
     /// must never reach the server. Returns how many files were kept.
     pub fn save_open_files(&self) -> usize {
-        let files: Vec<_> = lock(&self.files).values().cloned().collect();
+        let files: Vec<_> = self.files.lock().values().cloned().collect();
         let mut kept = 0;
         for f in files {
-            let mut of = lock(&f);
+            let mut of = f.lock();
             if !of.is_dirty() {
                 continue;
             }
@@ -590,9 +597,9 @@ impl S3Fs {
 
     /// Upload a dirty open file now (before a rename or a copy reads the object).
     pub(crate) fn flush_inode(&self, ino: u64) -> FsResult<()> {
-        let f = lock(&self.files).get(&ino).cloned();
+        let f = self.files.lock().get(&ino).cloned();
         if let Some(f) = f {
-            let mut of = lock(&f);
+            let mut of = f.lock();
             self.upload_if_dirty(&mut of)?;
         }
         Ok(())

@@ -17,16 +17,17 @@
 //! answers, so `ls -l` shows what `stat` will.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
 
 use super::attr::apply_metadata;
 use super::dir::DirEntry;
 use super::error::{FsError, FsResult};
 use super::names::listed_name;
-use super::{lock, S3Fs};
+use super::S3Fs;
 use crate::cache::inode::{InodeTable, NodeAttr, NodeKind, ObjectMeta};
 use crate::s3::xml::ListPage;
 use crate::s3::{ListRequest, Metadata, ObjectInfo, StorageError};
@@ -86,13 +87,13 @@ impl S3Fs {
             return Err(FsError::new(libc::ENOTDIR, "not a directory"));
         }
         let fh = self.new_fh();
-        lock(&self.dir_handles).insert(fh, DirHandle::default());
+        self.dir_handles.lock().insert(fh, DirHandle::default());
         Ok(fh)
     }
 
     /// Close a directory.
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dir_handles).remove(&fh);
+        self.dir_handles.lock().remove(&fh);
     }
 
     /// Entries of an open directory from index `first` on (at most a batch; empty at the end).
@@ -106,21 +107,23 @@ impl S3Fs {
         first: usize,
         restart: bool,
     ) -> FsResult<Vec<DirEntry>> {
-        let current = lock(&self.dir_handles)
+        let current = self
+            .dir_handles
+            .lock()
             .get(&fh)
             .and_then(|h| h.listing.clone());
         let listing = match current {
             Some(l) if !restart => l,
             _ => {
                 let l = Arc::new(Mutex::new(self.start_listing(ino)?));
-                if let Some(h) = lock(&self.dir_handles).get_mut(&fh) {
+                if let Some(h) = self.dir_handles.lock().get_mut(&fh) {
                     h.listing = Some(l.clone());
                 }
                 l
             }
         };
         // Lock order: a listing, then the table (never the reverse).
-        let mut l = lock(&listing);
+        let mut l = listing.lock();
         while first >= l.entries.len() && l.next.is_some() {
             self.next_page(&mut l)?;
         }
@@ -370,7 +373,7 @@ impl S3Fs {
         let expires = self.expiry();
         let listing_expires = expires.max(Instant::now() + l.started.elapsed());
         let mut t = self.table();
-        let open = lock(&self.files);
+        let open = self.files.lock();
         let mut stale = Vec::new();
         let mut pending = Vec::new();
         // Set since the listing began (created, uploaded or looked up by the mount meanwhile):
@@ -479,9 +482,9 @@ impl S3Fs {
                     let slash = if dir { "/" } else { "" };
                     let key = format!("{parent_key}{}{slash}", entries[i].name);
                     match self.storage.head_object(&self.obj(&key)) {
-                        Ok(info) => lock(&results).push((i, Some(info))),
+                        Ok(info) => results.lock().push((i, Some(info))),
                         // An implicit directory: no marker, nothing more to know.
-                        Err(e) if dir && e.is_not_found() => lock(&results).push((i, None)),
+                        Err(e) if dir && e.is_not_found() => results.lock().push((i, None)),
                         // Gone or unreadable meanwhile: keep what the listing said.
                         Err(e) => log::debug!("{key}: {e}"),
                     }
@@ -489,7 +492,7 @@ impl S3Fs {
             }
         });
         let expires = self.expiry();
-        for (i, info) in std::mem::take(&mut *lock(&results)) {
+        for (i, info) in std::mem::take(&mut *results.lock()) {
             if entries[i].attrs.kind != NodeKind::Dir {
                 if let Some(info) = info {
                     let name = entries[i].name.clone();

@@ -38,8 +38,10 @@ pub mod xattr;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
@@ -169,7 +171,7 @@ impl S3Fs {
     }
 
     fn table(&self) -> MutexGuard<'_, InodeTable> {
-        lock(&self.table)
+        self.table.lock()
     }
 
     fn new_fh(&self) -> u64 {
@@ -211,26 +213,21 @@ impl S3Fs {
 
     /// Log a message once per distinct text (for hidden keys and shadowed files).
     fn warn_once(&self, msg: String) {
-        if lock(&self.warned).insert(msg.clone()) {
+        if self.warned.lock().insert(msg.clone()) {
             log::warn!("{msg}");
         }
     }
 
     /// Called at unmount: upload anything still dirty.
     pub fn flush_all(&self) {
-        let files: Vec<_> = lock(&self.files).values().cloned().collect();
+        let files: Vec<_> = self.files.lock().values().cloned().collect();
         for f in files {
-            let mut of = lock(&f);
+            let mut of = f.lock();
             if let Err(e) = self.upload_if_dirty(&mut of) {
                 log::error!("at unmount: {e}");
             }
         }
     }
-}
-
-/// Lock a mutex, ignoring poisoning (a panic in one FUSE thread must not wedge the mount).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl S3Fs {

@@ -15,11 +15,12 @@
 //! the copy and the delete, where the delete would remove it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
-use super::{lock, S3Fs};
+use super::S3Fs;
 use crate::cache::inode::NodeKind;
 use crate::s3::{CopyRequest, StorageError};
 
@@ -219,7 +220,7 @@ impl S3Fs {
         dst_key: &str,
     ) -> FsResult<(super::gate::RenameGuard<'_>, Vec<Copied>)> {
         // Open files under the directory are uploaded first so their content moves too.
-        let open: Vec<u64> = lock(&self.files).keys().copied().collect();
+        let open: Vec<u64> = self.files.lock().keys().copied().collect();
         for o in open {
             if self
                 .table()
@@ -238,7 +239,7 @@ impl S3Fs {
         std::thread::scope(|s| {
             for _ in 0..DIR_RENAME_PARALLELISM.min(objects.len().max(1)) {
                 s.spawn(|| loop {
-                    if lock(&failed).is_some() {
+                    if failed.lock().is_some() {
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -255,7 +256,7 @@ impl S3Fs {
                         size: Some(o.size),
                     });
                     match r {
-                        Ok(c) => lock(&copied).push(Copied {
+                        Ok(c) => copied.lock().push(Copied {
                             rest: rest.to_string(),
                             old_etag: o.etag.clone(),
                             new_etag: c.etag,
@@ -264,14 +265,14 @@ impl S3Fs {
                         // the delete had come first.
                         Err(e) if e.is_not_found() => {}
                         Err(e) => {
-                            lock(&failed).get_or_insert(e);
+                            failed.lock().get_or_insert(e);
                             return;
                         }
                     }
                 });
             }
         });
-        if let Some(e) = lock(&failed).take() {
+        if let Some(e) = failed.lock().take() {
             return Err(FsError::new(
                 libc::EIO,
                 format!("rename {src_key} -> {dst_key} stopped, sources intact: {e}"),
@@ -301,7 +302,7 @@ impl S3Fs {
         }
         let mut t = self.table();
         t.invalidate_dir(ino);
-        let copied = copied.into_inner().unwrap_or_else(|p| p.into_inner());
+        let copied = copied.into_inner();
         Ok((moving, copied))
     }
 }

@@ -33,7 +33,7 @@ use std::time::SystemTime;
 use super::attr::format_mtime;
 use super::error::{FsError, FsResult};
 use super::file::OpenFile;
-use super::{lock, S3Fs};
+use super::S3Fs;
 use crate::cache::inode::ObjectMeta;
 use crate::s3::storage::guess_content_type;
 use crate::s3::stream::UploadQueue;
@@ -431,9 +431,9 @@ impl S3Fs {
     /// Mark an open file unlinked: it is not uploaded any more, and a streamed upload of it is
     /// aborted.
     pub(crate) fn unlink_open_file(&self, ino: u64) {
-        let open = lock(&self.files).get(&ino).cloned();
+        let open = self.files.lock().get(&ino).cloned();
         if let Some(f) = open {
-            let mut of = lock(&f);
+            let mut of = f.lock();
             of.unlinked = true;
             self.abandon_stream(&mut of, "unlinked while open");
         }
