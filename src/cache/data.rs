@@ -35,10 +35,9 @@
 
 use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -153,17 +152,16 @@ impl DataCache {
             .truncate(false)
             .write(true)
             .open(dir.join(LOCK_FILE))?;
-        // SAFETY: flock on a valid descriptor we own; no memory is passed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                std::io::Error::new(
+        // An exclusive `flock` (what std's `try_lock` takes on Linux), dropped with the file.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
                     ErrorKind::WouldBlock,
                     format!("{} is in use by another s3mount", dir.display()),
-                )
-            } else {
-                e
-            });
+                ))
+            }
+            Err(TryLockError::Error(e)) => return Err(e),
         }
         let cache = DataCache {
             cfg,
