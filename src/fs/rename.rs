@@ -27,11 +27,6 @@ use crate::s3::{CopyRequest, StorageError};
 /// Copies in flight during a directory rename.
 const DIR_RENAME_PARALLELISM: usize = 16;
 
-/// `renameat2` flags.
-pub const RENAME_NOREPLACE: u32 = 1;
-/// `renameat2` flags.
-pub const RENAME_EXCHANGE: u32 = 2;
-
 impl S3Fs {
     /// `rename(parent/name → new_parent/new_name)`.
     pub fn rename(
@@ -43,7 +38,7 @@ impl S3Fs {
         flags: u32,
     ) -> FsResult<()> {
         self.check_writable()?;
-        if flags & RENAME_EXCHANGE != 0 {
+        if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(FsError::new(
                 libc::EINVAL,
                 "RENAME_EXCHANGE cannot be done on S3",
@@ -64,7 +59,7 @@ impl S3Fs {
             if t.ino == src.ino {
                 return Ok(());
             }
-            if flags & RENAME_NOREPLACE != 0 {
+            if flags & libc::RENAME_NOREPLACE != 0 {
                 return Err(FsError::new(libc::EEXIST, format!("{new_name_s} exists")));
             }
             match (src.kind == NodeKind::Dir, t.kind == NodeKind::Dir) {

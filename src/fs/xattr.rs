@@ -13,10 +13,6 @@ use crate::s3::Metadata;
 
 /// The xattr namespace that maps to user metadata.
 pub const XATTR_PREFIX: &str = "user.x-amz-meta-";
-/// `setxattr` flag: fail if the attribute exists.
-pub const XATTR_CREATE: i32 = 1;
-/// `setxattr` flag: fail if the attribute does not exist.
-pub const XATTR_REPLACE: i32 = 2;
 
 fn metadata_name(xattr: &std::ffi::OsStr) -> Option<String> {
     let s = xattr.to_str()?;
@@ -121,13 +117,13 @@ impl S3Fs {
         }
         let edit = |meta: &mut Metadata, _mode: u32| -> FsResult<()> {
             let exists = meta.get(&short).is_some();
-            if flags & XATTR_CREATE != 0 && exists {
+            if flags & libc::XATTR_CREATE != 0 && exists {
                 return Err(FsError::new(
                     libc::EEXIST,
                     format!("x-amz-meta-{short} exists"),
                 ));
             }
-            if flags & XATTR_REPLACE != 0 && !exists {
+            if flags & libc::XATTR_REPLACE != 0 && !exists {
                 return Err(FsError::new(
                     libc::ENODATA,
                     format!("no x-amz-meta-{short}"),
