@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::{FsError, FsResult};
 use super::S3Fs;
-use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
+use crate::cache::inode::{AttrUpdate, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{CopyRequest, Metadata, ReplaceMetadata};
 
 /// File type bits.
@@ -76,28 +76,24 @@ pub fn format_mtime(t: SystemTime) -> String {
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
-/// Apply what the metadata says to attributes from a listing or HEAD; returns the kind the
-/// mode says (Symlink for S_IFLNK).
-pub fn apply_metadata(attr: &mut NodeAttr, meta: &Metadata) -> Option<NodeKind> {
-    let mut kind = None;
-    if let Some(m) = meta.get("mode").and_then(parse_mode) {
-        attr.mode = Some(m & 0o7777);
-        kind = match m & S_IFMT {
-            S_IFLNK => Some(NodeKind::Symlink),
-            S_IFDIR => Some(NodeKind::Dir),
-            _ => Some(NodeKind::File),
-        };
+/// What the metadata says of the attributes (what it leaves out, the node keeps).
+pub fn metadata_attrs(meta: &Metadata) -> AttrUpdate {
+    AttrUpdate {
+        mode: meta.get("mode").and_then(parse_mode).map(|m| m & 0o7777),
+        uid: meta.get("uid").and_then(|v| v.trim().parse().ok()),
+        gid: meta.get("gid").and_then(|v| v.trim().parse().ok()),
+        mtime: meta.get("mtime").and_then(parse_mtime),
     }
-    if let Some(u) = meta.get("uid").and_then(|v| v.trim().parse().ok()) {
-        attr.uid = Some(u);
-    }
-    if let Some(g) = meta.get("gid").and_then(|v| v.trim().parse().ok()) {
-        attr.gid = Some(g);
-    }
-    if let Some(t) = meta.get("mtime").and_then(parse_mtime) {
-        attr.mtime = t;
-    }
-    kind
+}
+
+/// The kind the metadata's mode says (Symlink for S_IFLNK), if it has a mode.
+pub fn metadata_kind(meta: &Metadata) -> Option<NodeKind> {
+    let m = meta.get("mode").and_then(parse_mode)?;
+    Some(match m & S_IFMT {
+        S_IFLNK => NodeKind::Symlink,
+        S_IFDIR => NodeKind::Dir,
+        _ => NodeKind::File,
+    })
 }
 
 /// A change to attributes, from `setattr`.
@@ -118,7 +114,17 @@ pub struct AttrChange {
 impl AttrChange {
     /// True if metadata (not content) changes.
     pub fn touches_metadata(&self) -> bool {
-        self.mode.is_some() || self.uid.is_some() || self.gid.is_some() || self.mtime.is_some()
+        !self.attrs().is_empty()
+    }
+
+    /// The change of attributes kept in metadata (all but the size).
+    pub fn attrs(&self) -> AttrUpdate {
+        AttrUpdate {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+        }
     }
 
     /// Write the change into metadata; `type_bits` is the file type for the mode.
@@ -163,7 +169,7 @@ impl S3Fs {
         let n = t
             .get(ino)
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
-        Ok(self.to_attrs(ino, n.kind, &n.attr))
+        Ok(self.to_attrs(ino, n.kind(), n.attr()))
     }
 
     pub(crate) fn to_attrs(&self, ino: u64, kind: NodeKind, a: &NodeAttr) -> FileAttrs {
@@ -198,8 +204,8 @@ impl S3Fs {
                 .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
             (
                 n.attr_fresh(std::time::Instant::now()),
-                n.parent,
-                n.name.clone(),
+                n.parent(),
+                n.name().to_string(),
             )
         };
         if fresh || parent == 0 {
@@ -232,14 +238,7 @@ impl S3Fs {
             if ino == ROOT_INO && self.key_of(ino)?.is_empty() {
                 // The root of a whole-bucket mount is the bucket: no object to keep the change
                 // in. Keep it for this mount only, so `cp -a`/`rsync -a` onto the root work.
-                let mut t = self.table();
-                if let Some(n) = t.get_mut(ino) {
-                    n.attr.mode = change.mode.map(|m| m & 0o7777).or(n.attr.mode);
-                    n.attr.uid = change.uid.or(n.attr.uid);
-                    n.attr.gid = change.gid.or(n.attr.gid);
-                    n.attr.mtime = change.mtime.unwrap_or(n.attr.mtime);
-                }
-                drop(t);
+                self.table().apply_attrs(ino, &change.attrs());
                 return self.getattr(ino);
             }
             self.change_metadata(ino, |meta, cur_mode| {
@@ -271,34 +270,19 @@ impl S3Fs {
             Ok(i) => i,
             Err(e) if e.is_not_found() && kind == NodeKind::Dir => {
                 // An implicit directory: no marker, no metadata.
-                return Ok(ObjectMeta {
-                    metadata: Metadata::new(),
-                    content_headers: Vec::new(),
-                    etag: None,
-                });
+                return Ok(ObjectMeta::default());
             }
             Err(e) => return Err(e.into()),
         };
-        let meta = ObjectMeta {
-            metadata: info.metadata.clone(),
-            content_headers: info.content_headers.clone(),
-            etag: info.etag.clone(),
-        };
+        let meta = ObjectMeta::from(&info);
         let mut t = self.table();
-        if let Some(n) = t.get_mut(ino) {
-            if kind == NodeKind::Dir {
-                n.has_marker = true;
-            } else {
-                n.attr.size = info.size;
-                n.attr.etag = info.etag.clone();
-                if let Some(lm) = info.last_modified {
-                    n.attr.mtime = lm;
-                }
-            }
-            apply_metadata(&mut n.attr, &info.metadata);
-            n.meta = Some(meta.clone());
-            n.meta_expires = now + self.opts.metadata_ttl;
+        if kind == NodeKind::Dir {
+            t.set_marker(ino, true);
+        } else {
+            t.set_version(ino, info.size, info.etag.clone(), info.last_modified);
         }
+        let attrs = metadata_attrs(&info.metadata);
+        t.record_meta(ino, meta.clone(), &attrs, now + self.opts.metadata_ttl);
         Ok(meta)
     }
 
@@ -323,11 +307,7 @@ impl S3Fs {
                     log::info!("{key}: changed on the server during a metadata update; again");
                     attempt += 1;
                     // Forget what we knew: the next round HEADs the object again.
-                    let mut t = self.table();
-                    if let Some(n) = t.get_mut(ino) {
-                        n.meta = None;
-                        n.attr_expires = std::time::Instant::now();
-                    }
+                    self.table().expire(ino);
                 }
                 Err(Retry::Changed(key)) => {
                     return Err(FsError::new(
@@ -378,7 +358,7 @@ impl S3Fs {
                 )
                 .map_err(FsError::from)?
         } else {
-            let size = self.table().get(ino).map(|n| n.attr.size);
+            let size = self.table().get(ino).map(|n| n.attr().size);
             self.storage
                 .copy_object(&CopyRequest {
                     src: obj.clone(),
@@ -402,20 +382,18 @@ impl S3Fs {
         if kind == NodeKind::File {
             self.follow_self_copy(ino, current.etag.as_deref(), new_etag.clone());
         }
+        let attrs = metadata_attrs(&metadata);
+        let meta = ObjectMeta {
+            metadata,
+            content_headers: current.content_headers,
+            etag: new_etag.clone(),
+        };
         let mut t = self.table();
-        if let Some(n) = t.get_mut(ino) {
-            apply_metadata(&mut n.attr, &metadata);
-            if kind != NodeKind::Dir {
-                n.attr.etag = new_etag.clone().or(n.attr.etag.take());
-            } else {
-                n.has_marker = true;
-            }
-            n.meta = Some(ObjectMeta {
-                metadata,
-                content_headers: current.content_headers,
-                etag: new_etag,
-            });
-            n.meta_expires = std::time::Instant::now() + self.opts.metadata_ttl;
+        t.record_meta(ino, meta, &attrs, self.expiry());
+        if kind == NodeKind::Dir {
+            t.set_marker(ino, true);
+        } else if new_etag.is_some() {
+            t.follow_etag(ino, new_etag);
         }
         Ok(())
     }
@@ -469,8 +447,10 @@ mod tests {
         let m: Metadata = [("mode", "41471"), ("uid", "12"), ("gid", "34")]
             .into_iter()
             .collect();
-        assert_eq!(apply_metadata(&mut a, &m), Some(NodeKind::Symlink));
+        assert_eq!(metadata_kind(&m), Some(NodeKind::Symlink));
+        a.apply(&metadata_attrs(&m));
         assert_eq!((a.mode, a.uid, a.gid), (Some(0o777), Some(12), Some(34)));
+        assert_eq!(a.mtime, NodeAttr::dir().mtime, "no mtime: kept");
     }
 
     #[test]
@@ -504,7 +484,8 @@ mod tests {
                     .into_iter()
                     .collect();
                     let mut a = NodeAttr::dir();
-                    let _ = apply_metadata(&mut a, &m);
+                    let _ = metadata_kind(&m);
+                    a.apply(&metadata_attrs(&m));
                     prop_assert!(a.mode.is_none_or(|m| m <= 0o7777));
                     if let Some(t) = parse_mtime(&mtime) {
                         // What we write back reads the same.

@@ -11,11 +11,11 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::attr::{apply_metadata, format_mtime, FileAttrs, S_IFDIR, S_IFLNK};
+use super::attr::{format_mtime, metadata_attrs, metadata_kind, FileAttrs, S_IFDIR, S_IFLNK};
 use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
 use super::S3Fs;
-use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
+use crate::cache::inode::{start_time, AttrUpdate, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
 
 /// Longest symlink target we read back.
@@ -45,13 +45,13 @@ impl S3Fs {
             let p = t
                 .get(parent)
                 .ok_or_else(|| FsError::not_found(format!("parent inode {parent} unknown")))?;
-            if p.kind != NodeKind::Dir {
+            if p.kind() != NodeKind::Dir {
                 return Err(FsError::new(libc::ENOTDIR, "parent is not a directory"));
             }
-            if let Some(ino) = p.children.get(name).copied() {
+            if let Some(ino) = p.children().get(name).copied() {
                 if let Some(n) = t.get(ino) {
                     if n.attr_fresh(now) || p.listing_fresh(now) {
-                        return Ok(self.to_attrs(ino, n.kind, &n.attr));
+                        return Ok(self.to_attrs(ino, n.kind(), n.attr()));
                     }
                 }
             } else if p.listing_fresh(now) || t.is_negative(parent, name, now) {
@@ -131,22 +131,19 @@ impl S3Fs {
             };
             let mut t = self.table();
             let ino = t.upsert_child(parent, name, NodeKind::Dir, NodeAttr::dir(), expires);
-            if let Some(n) = t.get_mut(ino) {
-                n.has_marker = has_marker;
-                if let Some(info) = marker {
-                    apply_metadata(&mut n.attr, &info.metadata);
-                    n.meta = Some(ObjectMeta {
-                        metadata: info.metadata,
-                        content_headers: info.content_headers,
-                        etag: info.etag,
-                    });
-                    n.meta_expires = expires;
-                }
-                if n.attr.mtime == crate::cache::inode::start_time() {
-                    if let Some(lm) = list.objects.first().and_then(|o| o.last_modified) {
-                        n.attr.mtime = lm;
-                    }
-                }
+            t.set_marker(ino, has_marker);
+            if let Some(info) = marker {
+                let attrs = metadata_attrs(&info.metadata);
+                t.record_meta(ino, ObjectMeta::from(&info), &attrs, expires);
+            }
+            // No mtime of its own: the date of its first key.
+            let first = list.objects.first().and_then(|o| o.last_modified);
+            if t.get(ino).is_some_and(|n| n.attr().mtime == start_time()) && first.is_some() {
+                let mtime = AttrUpdate {
+                    mtime: first,
+                    ..AttrUpdate::default()
+                };
+                t.apply_attrs(ino, &mtime);
             }
             drop(t);
             return self.attrs_of(ino);
@@ -182,21 +179,16 @@ impl S3Fs {
             gid: None,
             etag: info.etag.clone(),
         };
-        let kind = match apply_metadata(&mut attr, &info.metadata) {
+        let attrs = metadata_attrs(&info.metadata);
+        attr.apply(&attrs);
+        let kind = match metadata_kind(&info.metadata) {
             Some(NodeKind::Symlink) => NodeKind::Symlink,
             _ => NodeKind::File,
         };
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, kind, attr.clone(), expires);
-        if let Some(n) = t.get_mut(ino) {
-            n.meta = Some(ObjectMeta {
-                metadata: info.metadata.clone(),
-                content_headers: info.content_headers.clone(),
-                etag: info.etag.clone(),
-            });
-            n.meta_expires = expires;
-        }
+        t.record_meta(ino, ObjectMeta::from(info), &attrs, expires);
         self.to_attrs(ino, kind, &attr)
     }
 
@@ -204,7 +196,7 @@ impl S3Fs {
     pub fn parent_of(&self, ino: u64) -> u64 {
         self.table()
             .get(ino)
-            .map(|n| n.parent)
+            .map(|n| n.parent())
             .filter(|p| *p != 0)
             .unwrap_or(ROOT_INO)
     }
@@ -243,11 +235,9 @@ impl S3Fs {
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, NodeKind::Dir, attr.clone(), expires);
-        if let Some(n) = t.get_mut(ino) {
-            n.has_marker = true;
-            // A new directory is known to be empty.
-            n.listing_expires = Some(expires);
-        }
+        t.set_marker(ino, true);
+        // A new directory is known to be empty.
+        t.listing_complete(ino, expires);
         Ok(self.to_attrs(ino, NodeKind::Dir, &attr))
     }
 
@@ -279,7 +269,7 @@ impl S3Fs {
             let t = self.table();
             let files = self.files.lock();
             t.get(attrs.ino)
-                .is_some_and(|n| n.children.values().any(|c| files.contains_key(c)))
+                .is_some_and(|n| n.children().values().any(|c| files.contains_key(c)))
         };
         if has_local {
             return Err(FsError::new(
@@ -299,7 +289,7 @@ impl S3Fs {
         let t = self.table();
         t.child(parent, name)
             .and_then(|c| t.get(c))
-            .is_some_and(|n| n.kind == NodeKind::Dir)
+            .is_some_and(|n| n.kind() == NodeKind::Dir)
     }
 
     /// After the mount removed a key from `dir`: a directory without a marker would vanish
@@ -309,7 +299,7 @@ impl S3Fs {
         let key = {
             let t = self.table();
             match t.get(dir) {
-                Some(n) if dir != ROOT_INO && !n.has_marker && n.children.is_empty() => {
+                Some(n) if dir != ROOT_INO && !n.has_marker() && n.children().is_empty() => {
                     t.key_of(dir)
                 }
                 _ => None,
@@ -332,9 +322,7 @@ impl S3Fs {
                 return;
             }
         }
-        if let Some(n) = self.table().get_mut(dir) {
-            n.has_marker = true;
-        }
+        self.table().set_marker(dir, true);
     }
 
     /// `unlink`: DeleteObject. An open file is not uploaded at close any more.
@@ -385,14 +373,13 @@ impl S3Fs {
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, NodeKind::Symlink, attr.clone(), expires);
-        if let Some(n) = t.get_mut(ino) {
-            n.meta = Some(ObjectMeta {
-                metadata,
-                content_headers: Vec::new(),
-                etag,
-            });
-            n.meta_expires = expires;
-        }
+        let attrs = metadata_attrs(&metadata);
+        let meta = ObjectMeta {
+            metadata,
+            content_headers: Vec::new(),
+            etag,
+        };
+        t.record_meta(ino, meta, &attrs, expires);
         Ok(self.to_attrs(ino, NodeKind::Symlink, &attr))
     }
 
@@ -402,7 +389,7 @@ impl S3Fs {
             return Err(FsError::new(libc::EINVAL, "not a symlink"));
         }
         let key = self.key_of(ino)?;
-        let size = self.table().get(ino).map(|n| n.attr.size).unwrap_or(0);
+        let size = self.table().get(ino).map(|n| n.attr().size).unwrap_or(0);
         if size > MAX_SYMLINK_TARGET {
             return Err(FsError::new(
                 libc::ENAMETOOLONG,

@@ -169,7 +169,7 @@ impl S3Fs {
             return self.open(ino, flags);
         }
         if of.opens == 0 {
-            let etag = self.table().get(ino).and_then(|n| n.attr.etag.clone());
+            let etag = self.table().get(ino).and_then(|n| n.attr().etag.clone());
             if of.etag != etag {
                 of.prefetch = None;
             }
@@ -347,10 +347,7 @@ impl S3Fs {
             );
             // Make the next open look at the server again (the object may have changed).
             of.prefetch = None;
-            if let Some(n) = self.table().get_mut(of.ino) {
-                n.attr_expires = std::time::Instant::now();
-                n.meta = None;
-            }
+            self.table().expire(of.ino);
         }
         result
     }
@@ -488,21 +485,7 @@ impl S3Fs {
                 if let (Some(f), true) = (open, change.mtime.is_some()) {
                     f.lock().mtime_explicit = true;
                 }
-                let mut t = self.table();
-                if let Some(n) = t.get_mut(ino) {
-                    if let Some(m) = change.mode {
-                        n.attr.mode = Some(m & 0o7777);
-                    }
-                    if let Some(u) = change.uid {
-                        n.attr.uid = Some(u);
-                    }
-                    if let Some(g) = change.gid {
-                        n.attr.gid = Some(g);
-                    }
-                    if let Some(m) = change.mtime {
-                        n.attr.mtime = m;
-                    }
-                }
+                self.table().apply_attrs(ino, &change.attrs());
             }
         })
     }

@@ -200,7 +200,7 @@ impl S3Fs {
     fn kind_of(&self, ino: u64) -> FsResult<NodeKind> {
         self.table()
             .get(ino)
-            .map(|n| n.kind)
+            .map(|n| n.kind())
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))
     }
 

@@ -114,7 +114,10 @@ impl S3Fs {
             let (etag, size) = {
                 let t = self.table();
                 let n = t.get(src.ino);
-                (n.and_then(|n| n.attr.etag.clone()), n.map(|n| n.attr.size))
+                (
+                    n.and_then(|n| n.attr().etag.clone()),
+                    n.map(|n| n.attr().size),
+                )
             };
             let copied = self.storage.copy_object(&CopyRequest {
                 src: self.obj(&src_key),
@@ -148,20 +151,12 @@ impl S3Fs {
             &name_s,
             std::time::Instant::now() + self.opts.negative_ttl,
         );
-        if let Some(n) = t.get_mut(src.ino) {
-            n.attr_expires = std::time::Instant::now() + self.opts.metadata_ttl;
-            n.attr_set = std::time::Instant::now();
-            match new_etag {
-                Some(Some(etag)) => {
-                    // Metadata directive COPY: the metadata is the same, only the ETag is new.
-                    if let Some(m) = n.meta.as_mut() {
-                        m.etag = Some(etag.clone());
-                    }
-                    n.attr.etag = Some(etag);
-                }
-                Some(None) => n.attr_expires = std::time::Instant::now(),
-                None => {}
-            }
+        t.refresh_attr(src.ino, self.expiry());
+        match new_etag {
+            // Metadata directive COPY: the metadata is the same, only the ETag is new.
+            Some(Some(etag)) => t.follow_etag(src.ino, Some(etag)),
+            Some(None) => t.expire_attr(src.ino),
+            None => {}
         }
         drop(t);
         drop(moving);
@@ -187,21 +182,9 @@ impl S3Fs {
                     .try_fold(dir, |cur, name| t.child(cur, name))
             };
             let Some(ino) = ino else { continue };
-            {
-                let mut t = self.table();
-                if let Some(n) = t.get_mut(ino) {
-                    if n.attr.etag.is_some() && n.attr.etag == c.old_etag {
-                        n.attr.etag = c.new_etag.clone();
-                        if let Some(m) = n.meta.as_mut() {
-                            m.etag = c.new_etag.clone();
-                        }
-                    } else {
-                        // Changed meanwhile (or unknown): look at the server next time.
-                        n.attr_expires = std::time::Instant::now();
-                        n.meta = None;
-                    }
-                }
-            }
+            // Changed meanwhile (or unknown): looked at on the server next time.
+            self.table()
+                .follow_copy(ino, c.old_etag.as_deref(), c.new_etag.clone());
             self.follow_self_copy(ino, c.old_etag.as_deref(), c.new_etag.clone());
         }
     }

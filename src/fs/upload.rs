@@ -30,7 +30,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::attr::format_mtime;
+use super::attr::{format_mtime, metadata_attrs};
 use super::error::{FsError, FsResult};
 use super::file::OpenFile;
 use super::S3Fs;
@@ -234,21 +234,16 @@ impl S3Fs {
             log::info!("{key}: uploaded; removed the saved copy {}", p.display());
         }
         let expires = self.expiry();
+        let attrs = metadata_attrs(&plan.metadata);
+        let meta = ObjectMeta {
+            metadata: plan.metadata,
+            content_headers: plan.content_headers,
+            etag: etag.clone(),
+        };
         let mut t = self.table();
-        if let Some(n) = t.get_mut(of.ino) {
-            n.attr.size = len;
-            n.attr.etag = etag.clone();
-            n.attr.mtime = SystemTime::now();
-            n.attr_expires = expires;
-            n.attr_set = std::time::Instant::now();
-            super::attr::apply_metadata(&mut n.attr, &plan.metadata);
-            n.meta = Some(ObjectMeta {
-                metadata: plan.metadata,
-                content_headers: plan.content_headers,
-                etag,
-            });
-            n.meta_expires = expires;
-        }
+        t.set_version(of.ino, len, etag, Some(SystemTime::now()));
+        t.record_meta(of.ino, meta, &attrs, expires);
+        t.refresh_attr(of.ino, expires);
     }
 
     /// After a write of `[offset, end)` into the staging file: keep track of whether the file
