@@ -399,7 +399,7 @@ impl S3Fs {
     }
 
     pub(crate) fn open_file_attrs(&self, ino: u64) -> Option<FileAttrs> {
-        let f = self.files.lock().get(&ino).cloned()?;
+        let f = self.open_files.get(ino)?;
         let of = f.lock();
         let size = of.local_size()?;
         drop(of);

@@ -154,7 +154,7 @@ impl S3Fs {
                 let mut t = self.table();
                 if let Some(ino) = t.child(parent, name) {
                     // Keep a file that is open and not yet uploaded.
-                    if self.files.lock().contains_key(&ino) {
+                    if self.open_files.is_open(ino) {
                         drop(t);
                         return self
                             .open_file_attrs(ino)
@@ -267,9 +267,8 @@ impl S3Fs {
         }
         let has_local = {
             let t = self.table();
-            let files = self.files.lock();
             t.get(attrs.ino)
-                .is_some_and(|n| n.children().values().any(|c| files.contains_key(c)))
+                .is_some_and(|n| self.open_files.any_open(n.children().values()))
         };
         if has_local {
             return Err(FsError::new(

@@ -368,7 +368,6 @@ impl S3Fs {
         let expires = self.expiry();
         let listing_expires = expires.max(Instant::now() + l.started.elapsed());
         let mut t = self.table();
-        let open = self.files.lock();
         let mut stale = Vec::new();
         let mut pending = Vec::new();
         // Set since the listing began (created, uploaded or looked up by the mount meanwhile):
@@ -377,7 +376,7 @@ impl S3Fs {
         if let Some(n) = t.get(ino) {
             for (name, c) in n.children() {
                 if !l.seen.contains(name) {
-                    if open.contains_key(c) || newer(c) {
+                    if self.open_files.is_open(*c) || newer(c) {
                         pending.push((name.clone(), *c));
                     } else {
                         stale.push(name.clone());
@@ -385,7 +384,6 @@ impl S3Fs {
                 }
             }
         }
-        drop(open);
         for name in stale {
             t.remove_child(ino, &name);
         }

@@ -6,11 +6,10 @@
 //! State and locking:
 //! - `table` ([`InodeTable`]): what is known about keys. Held only for short, non-blocking
 //!   sections — never across an HTTP request.
-//! - `files`: one [`file::OpenFile`] per inode that has open handles, shared by all its handles,
-//!   so a read through one descriptor sees a write through another. Its own mutex may be held
-//!   across requests for that one file (an upload at close, a download at open-for-write), never
-//!   the table's. Lock order: an `OpenFile` before the table, never the reverse.
-//! - `handles`: file handle → inode, and directory handles → listing snapshots.
+//! - `open_files` ([`open_files::OpenFiles`]): one [`open_file::OpenFile`] per inode that has
+//!   open handles, shared by all its handles, and file handle → inode. The lock order of the
+//!   whole file system is documented there, once.
+//! - `dir_handles`: directory handles → listing snapshots.
 //!
 //! Concerns live in their own files: [`attr`] (stat, chmod/chown/utimes, metadata ↔ mode),
 //! [`dir`] (lookup, readdir, mkdir, rmdir, symlink), [`file`] (open/read/write/flush/release,
@@ -29,10 +28,13 @@ pub mod gate;
 pub mod listing;
 pub mod mountinfo;
 pub mod names;
+pub mod open_file;
+pub mod open_files;
 pub mod options;
 pub mod prefetch;
 pub mod rename;
 pub mod upload;
+pub mod upload_plan;
 pub mod xattr;
 
 use std::collections::HashMap;
@@ -59,8 +61,7 @@ pub struct S3Fs {
     storage: Storage,
     opts: FsOptions,
     table: Mutex<InodeTable>,
-    files: Mutex<HashMap<u64, Arc<Mutex<file::OpenFile>>>>,
-    handles: Mutex<HashMap<u64, u64>>,
+    open_files: open_files::OpenFiles,
     dir_handles: Mutex<HashMap<u64, listing::DirHandle>>,
     next_fh: AtomicU64,
     staging_dir: PathBuf,
@@ -134,9 +135,8 @@ impl S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
             storage,
             opts,
-            files: Mutex::new(HashMap::new()),
+            open_files: open_files::OpenFiles::default(),
             rename_gate: gate::RenameGate::default(),
-            handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             staging_dir,
@@ -220,8 +220,7 @@ impl S3Fs {
 
     /// Called at unmount: upload anything still dirty.
     pub fn flush_all(&self) {
-        let files: Vec<_> = self.files.lock().values().cloned().collect();
-        for f in files {
+        for f in self.open_files.all() {
             let mut of = f.lock();
             if let Err(e) = self.upload_if_dirty(&mut of) {
                 log::error!("at unmount: {e}");

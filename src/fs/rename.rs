@@ -198,8 +198,7 @@ impl S3Fs {
         dst_key: &str,
     ) -> FsResult<(super::gate::RenameGuard<'_>, Vec<Copied>)> {
         // Open files under the directory are uploaded first so their content moves too.
-        let open: Vec<u64> = self.files.lock().keys().copied().collect();
-        for o in open {
+        for o in self.open_files.inos() {
             if self
                 .table()
                 .key_of(o)

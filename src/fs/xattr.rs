@@ -132,7 +132,7 @@ impl S3Fs {
             meta.insert(&short, value.clone());
             Ok(())
         };
-        if self.edit_pending_metadata(ino, edit)? {
+        if self.edit_pending_metadata(ino, edit, false)? {
             return Ok(());
         }
         self.change_metadata(ino, edit)
@@ -153,7 +153,7 @@ impl S3Fs {
                 .map(|_| ())
                 .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))
         };
-        if self.edit_pending_metadata(ino, edit)? {
+        if self.edit_pending_metadata(ino, edit, false)? {
             return Ok(());
         }
         self.change_metadata(ino, edit)
