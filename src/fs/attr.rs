@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::{FsError, FsResult};
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
-use crate::s3::{CopyRequest, Metadata, ReplaceMetadata};
+use crate::cache::inode::{AttrUpdate, NodeAttr, NodeKind, ROOT_INO};
+use crate::s3::Metadata;
 
 /// File type bits.
 pub const S_IFMT: u32 = 0o170000;
@@ -146,23 +146,6 @@ impl AttrChange {
     }
 }
 
-/// Metadata self-copies tried when the object keeps changing on the server meanwhile.
-pub const METADATA_UPDATE_ATTEMPTS: u32 = 4;
-
-/// How one metadata self-copy ended, when not well.
-enum Retry {
-    /// The object changed since its metadata was read (412): read it again and retry.
-    Changed(String),
-    /// Any other error: give up.
-    Fail(FsError),
-}
-
-impl From<FsError> for Retry {
-    fn from(e: FsError) -> Retry {
-        Retry::Fail(e)
-    }
-}
-
 impl S3Fs {
     pub(crate) fn attrs_of(&self, ino: u64) -> FsResult<FileAttrs> {
         let t = self.table();
@@ -231,171 +214,24 @@ impl S3Fs {
             self.truncate(ino, size)?;
         }
         if change.touches_metadata() {
-            // An open file folds the change into its pending upload.
-            if self.fold_into_open_file(ino, &change)? {
-                return self.getattr(ino);
-            }
             if ino == ROOT_INO && self.key_of(ino)?.is_empty() {
                 // The root of a whole-bucket mount is the bucket: no object to keep the change
                 // in. Keep it for this mount only, so `cp -a`/`rsync -a` onto the root work.
                 self.table().apply_attrs(ino, &change.attrs());
                 return self.getattr(ino);
             }
-            self.change_metadata(ino, |meta, cur_mode| {
-                let type_bits = match kind {
-                    NodeKind::Dir => S_IFDIR,
-                    NodeKind::Symlink => S_IFLNK,
-                    NodeKind::File => S_IFREG,
-                };
+            let type_bits = match kind {
+                NodeKind::Dir => S_IFDIR,
+                NodeKind::Symlink => S_IFLNK,
+                NodeKind::File => S_IFREG,
+            };
+            let edit = |meta: &mut Metadata, cur_mode| {
                 change.apply_to(meta, type_bits, cur_mode);
                 Ok(())
-            })?;
+            };
+            self.update_metadata(ino, edit, &change.attrs())?;
         }
         self.getattr(ino)
-    }
-
-    /// HEAD metadata of an inode, from the table if fresh.
-    pub(crate) fn object_meta(&self, ino: u64) -> FsResult<ObjectMeta> {
-        let now = std::time::Instant::now();
-        if let Some(m) = self
-            .table()
-            .get(ino)
-            .and_then(|n| n.fresh_meta(now).cloned())
-        {
-            return Ok(m);
-        }
-        let key = self.key_of(ino)?;
-        let kind = self.kind_of(ino)?;
-        let info = match self.storage.head_object(&self.obj(&key)) {
-            Ok(i) => i,
-            Err(e) if e.is_not_found() && kind == NodeKind::Dir => {
-                // An implicit directory: no marker, no metadata.
-                return Ok(ObjectMeta::default());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let meta = ObjectMeta::from(&info);
-        let mut t = self.table();
-        if kind == NodeKind::Dir {
-            t.set_marker(ino, true);
-        } else {
-            t.set_version(ino, info.size, info.etag.clone(), info.last_modified);
-        }
-        let attrs = metadata_attrs(&info.metadata);
-        t.record_meta(ino, meta.clone(), &attrs, now + self.opts.metadata_ttl);
-        Ok(meta)
-    }
-
-    /// Change an object's metadata in place: a self-copy with REPLACE that re-sends the content
-    /// headers, guarded by the ETag. A directory without a marker gets one.
-    ///
-    /// The copy carries `x-amz-copy-source-if-match` with the ETag the edit was based on: if
-    /// another client replaced the object meanwhile, S3 refuses (412) instead of copying, so the
-    /// new content is never rolled back and its metadata never overwritten by a stale set.
-    /// Then the metadata is read again (HEAD) and the edit applied to the new object, up to
-    /// [`METADATA_UPDATE_ATTEMPTS`] times, after which the call fails with EIO and nothing was
-    /// changed.
-    pub(crate) fn change_metadata(
-        &self,
-        ino: u64,
-        edit: impl Fn(&mut Metadata, u32) -> FsResult<()>,
-    ) -> FsResult<()> {
-        let mut attempt = 1;
-        loop {
-            match self.change_metadata_once(ino, &edit) {
-                Err(Retry::Changed(key)) if attempt < METADATA_UPDATE_ATTEMPTS => {
-                    log::info!("{key}: changed on the server during a metadata update; again");
-                    attempt += 1;
-                    // Forget what we knew: the next round HEADs the object again.
-                    self.table().expire(ino);
-                }
-                Err(Retry::Changed(key)) => {
-                    return Err(FsError::new(
-                        libc::EIO,
-                        format!("{key}: changed on the server during {attempt} metadata updates in a row; nothing was changed"),
-                    ))
-                }
-                Err(Retry::Fail(e)) => return Err(e),
-                Ok(()) => return Ok(()),
-            }
-        }
-    }
-
-    fn change_metadata_once(
-        &self,
-        ino: u64,
-        edit: &impl Fn(&mut Metadata, u32) -> FsResult<()>,
-    ) -> Result<(), Retry> {
-        let key = self.key_of(ino)?;
-        if key.is_empty() {
-            // Else the HEAD and PUT below would go to the bucket itself (a PUT is CreateBucket).
-            return Err(FsError::new(
-                libc::ENOTSUP,
-                "the root of a whole-bucket mount has no object to hold metadata",
-            )
-            .into());
-        }
-        let kind = self.kind_of(ino)?;
-        let current = self.object_meta(ino)?;
-        let cur_mode = self.attrs_of(ino)?.perm as u32;
-        let mut metadata = current.metadata.clone();
-        edit(&mut metadata, cur_mode)?;
-        if metadata.encoded_size() > crate::s3::meta::MAX_USER_METADATA_BYTES {
-            return Err(
-                FsError::new(libc::E2BIG, format!("{key}: user metadata over 2 KB")).into(),
-            );
-        }
-        let obj = self.obj(&key);
-        let new_etag = if kind == NodeKind::Dir && current.etag.is_none() {
-            self.storage
-                .put_object(
-                    &obj,
-                    crate::s3::RequestBody::Empty,
-                    &crate::s3::PutOptions {
-                        metadata: metadata.clone(),
-                        ..Default::default()
-                    },
-                )
-                .map_err(FsError::from)?
-        } else {
-            let size = self.table().get(ino).map(|n| n.attr().size);
-            self.storage
-                .copy_object(&CopyRequest {
-                    src: obj.clone(),
-                    dst: obj,
-                    replace: Some(ReplaceMetadata {
-                        metadata: metadata.clone(),
-                        content_headers: current.content_headers.clone(),
-                    }),
-                    if_match: current.etag.clone(),
-                    size: if kind == NodeKind::Dir { Some(0) } else { size },
-                })
-                .map_err(|e| {
-                    if e.is_precondition_failed() {
-                        Retry::Changed(key.clone())
-                    } else {
-                        Retry::Fail(e.into())
-                    }
-                })?
-                .etag
-        };
-        if kind == NodeKind::File {
-            self.follow_self_copy(ino, current.etag.as_deref(), new_etag.clone());
-        }
-        let attrs = metadata_attrs(&metadata);
-        let meta = ObjectMeta {
-            metadata,
-            content_headers: current.content_headers,
-            etag: new_etag.clone(),
-        };
-        let mut t = self.table();
-        t.record_meta(ino, meta, &attrs, self.expiry());
-        if kind == NodeKind::Dir {
-            t.set_marker(ino, true);
-        } else if new_etag.is_some() {
-            t.follow_etag(ino, new_etag);
-        }
-        Ok(())
     }
 
     pub(crate) fn open_file_attrs(&self, ino: u64) -> Option<FileAttrs> {

@@ -17,7 +17,7 @@
 
 use std::time::SystemTime;
 
-use super::attr::{AttrChange, FileAttrs, S_IFREG};
+use super::attr::{FileAttrs, S_IFREG};
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::names::{name_str, valid_component};
@@ -273,71 +273,6 @@ impl S3Fs {
             self.open_files.forget_if_unused(ino);
         }
         result
-    }
-
-    /// If `ino` is open with unsaved changes, apply an attribute change to its pending upload.
-    pub(crate) fn fold_into_open_file(&self, ino: u64, change: &AttrChange) -> FsResult<bool> {
-        let edit = |meta: &mut Metadata, cur_mode| {
-            change.apply_to(meta, S_IFREG, cur_mode);
-            Ok(())
-        };
-        self.edit_pending_metadata(ino, edit, change.mtime.is_some())
-            .inspect(|&done| {
-                if done {
-                    self.table().apply_attrs(ino, &change.attrs());
-                }
-            })
-    }
-
-    /// Edit the metadata of the pending upload of a dirty open file. `Ok(false)` if the file is
-    /// not open with changes (the caller then changes the object in place). `mtime_explicit`:
-    /// the edit sets the mtime, which the upload then keeps.
-    pub(crate) fn edit_pending_metadata(
-        &self,
-        ino: u64,
-        edit: impl FnOnce(&mut Metadata, u32) -> FsResult<()>,
-        mtime_explicit: bool,
-    ) -> FsResult<bool> {
-        let Some(f) = self.open_files.get(ino) else {
-            return Ok(false);
-        };
-        let mut of = f.lock();
-        if !of.is_dirty() {
-            return Ok(false);
-        }
-        if of.needs_base_metadata() {
-            let (m, h) = if of.remote_exists() {
-                let om = self.object_meta(ino)?;
-                (om.metadata, Some(om.content_headers))
-            } else {
-                (Metadata::new(), None)
-            };
-            of.set_base_metadata(m, h);
-        }
-        let cur_mode = self.attrs_of(ino).map(|a| a.perm as u32).unwrap_or(0o644);
-        let mut meta = of.pending_metadata().cloned().unwrap_or_default();
-        edit(&mut meta, cur_mode)?;
-        if meta.encoded_size() > crate::s3::meta::MAX_USER_METADATA_BYTES {
-            return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
-        }
-        of.set_pending_metadata(meta, mtime_explicit);
-        Ok(true)
-    }
-
-    /// The pending metadata of a dirty open file, if any.
-    pub(crate) fn pending_metadata(&self, ino: u64) -> Option<Metadata> {
-        let f = self.open_files.get(ino)?;
-        let of = f.lock();
-        of.is_dirty().then(|| of.pending_metadata().cloned())?
-    }
-
-    /// After a metadata-only self-copy: the content is the same but the ETag may not be (a
-    /// copy of a multipart object gets a new one), so readers pinned to the old ETag follow it
-    /// instead of failing their next ranged GET with 412 → EIO.
-    pub(crate) fn follow_self_copy(&self, ino: u64, old: Option<&str>, new: Option<String>) {
-        if let (Some(f), Some(new)) = (self.open_files.get(ino), new) {
-            f.lock().follow_etag(old, new);
-        }
     }
 
     /// At a forced stop: keep every open file's unsaved changes under `unsaved/`, without

@@ -26,6 +26,7 @@ pub mod file;
 pub mod fuse;
 pub mod gate;
 pub mod listing;
+pub mod metadata;
 pub mod mountinfo;
 pub mod names;
 pub mod open_file;

@@ -13,9 +13,9 @@
 //!   `O_TRUNC` defers its `flush`.
 //!
 //! What needs the server, the inode table or the cache directory is done by `S3Fs` in
-//! [`super::file`] (open, read, write, close, metadata changes folded into the pending upload)
-//! and [`super::upload`] (the upload, the streamed upload's policy, the copy kept after a
-//! failed upload).
+//! [`super::file`] (open, read, write, close), [`super::upload`] (the upload, the streamed
+//! upload's policy, the copy kept after a failed upload) and [`super::metadata`] (metadata
+//! changes folded into the pending upload).
 //!
 //! Staging files share their file system with the data cache: a staging write that meets a full
 //! disk (ENOSPC, EDQUOT) asks for room (the cache gives space back) and is tried once more; if

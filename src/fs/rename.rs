@@ -161,7 +161,7 @@ impl S3Fs {
         drop(t);
         drop(moving);
         if let Some((old, new)) = follow {
-            self.follow_self_copy(src.ino, old.as_deref(), new);
+            self.open_readers_follow(src.ino, old.as_deref(), new);
         }
         self.follow_dir_copies(src.ino, &dir_copies);
         if parent != new_parent {
@@ -185,7 +185,7 @@ impl S3Fs {
             // Changed meanwhile (or unknown): looked at on the server next time.
             self.table()
                 .follow_copy(ino, c.old_etag.as_deref(), c.new_etag.clone());
-            self.follow_self_copy(ino, c.old_etag.as_deref(), c.new_etag.clone());
+            self.open_readers_follow(ino, c.old_etag.as_deref(), c.new_etag.clone());
         }
     }
 

@@ -8,6 +8,7 @@
 
 use super::error::{FsError, FsResult};
 use super::S3Fs;
+use crate::cache::inode::AttrUpdate;
 use crate::s3::meta::{validate_name, MAX_USER_METADATA_BYTES};
 use crate::s3::Metadata;
 
@@ -36,13 +37,6 @@ fn portable_name(short: &str) -> bool {
 }
 
 impl S3Fs {
-    fn current_metadata(&self, ino: u64) -> FsResult<Metadata> {
-        if let Some(m) = self.pending_metadata(ino) {
-            return Ok(m);
-        }
-        Ok(self.object_meta(ino)?.metadata)
-    }
-
     /// With `--no-xattr`: ENOSYS, after which the kernel stops asking (for the whole mount):
     /// `ls -l` then costs no `getxattr` round trip per entry.
     fn check_xattrs(&self) -> FsResult<()> {
@@ -132,10 +126,7 @@ impl S3Fs {
             meta.insert(&short, value.clone());
             Ok(())
         };
-        if self.edit_pending_metadata(ino, edit, false)? {
-            return Ok(());
-        }
-        self.change_metadata(ino, edit)
+        self.update_metadata(ino, edit, &AttrUpdate::default())
     }
 
     /// `removexattr`.
@@ -153,10 +144,7 @@ impl S3Fs {
                 .map(|_| ())
                 .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))
         };
-        if self.edit_pending_metadata(ino, edit, false)? {
-            return Ok(());
-        }
-        self.change_metadata(ino, edit)
+        self.update_metadata(ino, edit, &AttrUpdate::default())
     }
 }
 
