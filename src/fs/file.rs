@@ -31,7 +31,7 @@ use super::upload::Streaming;
 use super::{lock, name_str, now, FsError, FsResult, S3Fs};
 use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
-use crate::s3::Metadata;
+use crate::s3::{private, Metadata};
 
 /// A staging file holding a file's new content.
 #[derive(Debug)]
@@ -257,6 +257,7 @@ impl S3Fs {
         }
         let tmp = tempfile::Builder::new()
             .prefix("s3mount-")
+            .permissions(private::file_permissions())
             .tempfile_in(&self.staging_dir)
             .map_err(|e| {
                 FsError::new(errno_of(&e), format!("cannot create a staging file: {e}"))
