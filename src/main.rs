@@ -22,6 +22,7 @@ use s3mount::config::{LoadRequest, Overrides};
 use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::mountinfo::fuse_mounted_at;
 use s3mount::fs::{FsOptions, S3Fs};
+use s3mount::s3::private::{self, DirState};
 use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage, UploadJournal};
 
 use opts::MountOptions;
@@ -43,7 +44,8 @@ struct Cli {
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, default_permissions,
     /// uid=, gid=, umask=, file_mode=, dir_mode=, config=, endpoint=, region=, profile=,
-    /// cache_dir=, cache_size=, metadata_ttl=; _netdev, nofail, noauto are ignored.
+    /// cache_dir=, cache_size=, metadata_ttl=, allow_shared_cache; _netdev, nofail, noauto are
+    /// ignored.
     #[arg(short = 'o', value_name = "OPTS", help_heading = "Mount")]
     options: Vec<String>,
 
@@ -110,6 +112,11 @@ struct Cli {
     /// It never fills its file system past 95%.
     #[arg(long, value_name = "SIZE", value_parser = opts::parse_size, help_heading = "Cache")]
     cache_size: Option<u64>,
+    /// Use a cache dir that group or others can get into, or that belongs to another user, as
+    /// it is (otherwise one of the mounting user's own is made 0700 and another's is refused).
+    /// What s3mount creates there is private all the same.
+    #[arg(long, help_heading = "Cache")]
+    allow_shared_cache: bool,
     /// FUSE worker threads.
     #[arg(long, value_name = "N", default_value = "8", help_heading = "Mount")]
     threads: usize,
@@ -192,8 +199,10 @@ impl Write for LogSink {
     }
 }
 
+/// Append to `path`; created private to this user (log lines name objects). An existing file
+/// keeps its mode: the operator chose it.
 fn set_log_file(path: &Path) -> Result<(), String> {
-    let file = std::fs::OpenOptions::new()
+    let file = private::open_options()
         .create(true)
         .append(true)
         .open(path)
@@ -295,7 +304,17 @@ fn recover(cli: &Cli) -> Result<(), String> {
     let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let (mut done, mut failed, mut aborted) = (0usize, 0usize, 0usize);
     let mounts = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    // The same rule as a mount's: the upload journal and anything re-created here stay private.
+    secure_cache_dir(&root, o.allow_shared_cache)?;
     for mount_dir in mounts.flatten() {
+        if !mount_dir.path().is_dir() {
+            continue; // s3mount.log of an older version, or anything else that is not a mount's
+        }
+        if let Err(e) = secure_cache_dir(&mount_dir.path(), o.allow_shared_cache) {
+            eprintln!("{e}; left alone");
+            failed += 1;
+            continue;
+        }
         let mut storage = base_storage.clone();
         let journal_dir = mount_dir.path().join("uploads");
         if journal_dir.is_dir() {
@@ -499,6 +518,7 @@ fn merged_options(cli: &Cli) -> Result<MountOptions, String> {
     o.default_permissions |= cli.default_permissions;
     o.allow_insecure_config |= cli.allow_insecure_config;
     o.force_path_style |= cli.force_path_style;
+    o.allow_shared_cache |= cli.allow_shared_cache;
     macro_rules! take {
         ($($f:ident),*) => { $( if cli.$f.is_some() { o.$f = cli.$f.clone(); } )* };
     }
@@ -573,11 +593,11 @@ fn run(cli: Cli) -> Result<(), String> {
     let storage = make_storage(&cli, &config, Some(bucket.clone()))?;
     preflight(&storage, &bucket, &config.prefix)?;
 
-    let cache_dir = o
-        .cache_dir
-        .clone()
-        .unwrap_or_else(default_cache_dir)
-        .join(cache_subdir(&bucket, &config.prefix));
+    let cache_root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache_dir = cache_root.join(cache_subdir(&bucket, &config.prefix));
+    // Before anything is written there, and before daemonizing, so a refusal reaches the caller.
+    secure_cache_dir(&cache_root, o.allow_shared_cache)?;
+    secure_cache_dir(&cache_dir, o.allow_shared_cache)?;
     let mut fs_opts = FsOptions::new(&bucket, cache_dir.clone());
     fs_opts.prefix = config.prefix.clone();
     fs_opts.read_only = o.read_only.unwrap_or(false);
@@ -597,6 +617,7 @@ fn run(cli: Cli) -> Result<(), String> {
     fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
     fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;
     fs_opts.data_cache_size = o.cache_size.unwrap_or(fs_opts.data_cache_size);
+    // After the cache dir check, which creates it: the log file may be in it.
     if let Some(f) = &cli.log_file {
         set_log_file(f)?;
     }
@@ -608,7 +629,6 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     if ready.is_some() && cli.log_file.is_none() {
         // In the background, log next to the staging files; stderr is released below.
-        std::fs::create_dir_all(&cache_dir).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
         set_log_file(&cache_dir.join("s3mount.log"))?;
     }
     let result = serve(&cli, &o, storage, fs_opts, &mountpoint, &bucket, &mut ready);
@@ -637,6 +657,19 @@ fn preflight(storage: &Storage, bucket: &str, prefix: &str) -> Result<(), String
     storage
         .head_bucket(bucket)
         .map_err(|e| format!("cannot use bucket {bucket:?}: {e}"))?;
+    Ok(())
+}
+
+/// The start-up check of a cache directory ([`private::secure_dir`]), saying when it tightened
+/// one.
+fn secure_cache_dir(dir: &Path, allow_shared: bool) -> Result<(), String> {
+    if let DirState::Tightened { was } = private::secure_dir(dir, allow_shared)? {
+        log::warn!(
+            "cache dir {}: was mode {was:04o}, open to other users; now {:04o} (pass --allow-shared-cache to keep a shared cache as it is)",
+            dir.display(),
+            private::DIR_MODE
+        );
+    }
     Ok(())
 }
 

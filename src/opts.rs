@@ -46,6 +46,8 @@ pub struct MountOptions {
     pub allow_insecure_config: bool,
     /// `force_path_style`
     pub force_path_style: bool,
+    /// `allow_shared_cache`: use the cache dir as it is, even if others can get in.
+    pub allow_shared_cache: bool,
 }
 
 /// Options mount(8) and systemd pass that only matter to them.
@@ -97,6 +99,10 @@ impl MountOptions {
                 "allow_insecure_config" => {
                     flag()?;
                     self.allow_insecure_config = true
+                }
+                "allow_shared_cache" => {
+                    flag()?;
+                    self.allow_shared_cache = true
                 }
                 "force_path_style" | "use_path_request_style" => {
                     flag()?;
@@ -180,7 +186,7 @@ mod tests {
     #[test]
     fn every_option_parses() {
         let mut o = MountOptions::default();
-        o.parse_into("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022,file_mode=0640,dir_mode=0750,config=/etc/s3mount/b.yaml,endpoint=http://h:9000,region=eu-west-1,profile=p,cache_dir=/var/cache/x,cache_size=10G,metadata_ttl=30s,_netdev,nofail,noauto,x-systemd.automount")
+        o.parse_into("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022,file_mode=0640,dir_mode=0750,config=/etc/s3mount/b.yaml,endpoint=http://h:9000,region=eu-west-1,profile=p,cache_dir=/var/cache/x,cache_size=10G,metadata_ttl=30s,allow_shared_cache,_netdev,nofail,noauto,x-systemd.automount")
             .unwrap();
         assert_eq!(o.read_only, Some(true));
         assert!(o.allow_other && o.allow_root && o.default_permissions);
@@ -194,6 +200,7 @@ mod tests {
         assert_eq!(o.region.as_deref(), Some("eu-west-1"));
         assert_eq!(o.cache_size, Some(10 << 30));
         assert_eq!(o.metadata_ttl, Some(Duration::from_secs(30)));
+        assert!(o.allow_shared_cache);
         o.parse_into("rw").unwrap();
         assert_eq!(o.read_only, Some(false));
     }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proxy::{Fault, Proxy, Rule};
 use common::{is_fuse_mount, server, server_bytes, Mount, Server};
 use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Metadata, Storage};
@@ -68,6 +69,15 @@ fn open_path_to(m: &Mount) {
     std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// `o` failed with EACCES ("Permission denied"); `what` names the attempt.
+fn assert_denied(o: &Output, what: &str) {
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{what}: {}",
+        text(o)
+    );
+}
+
 fn q(p: &Path) -> String {
     format!("'{}'", p.display())
 }
@@ -89,13 +99,7 @@ fn a_private_mount_refuses_other_users() {
         format!("cat {}", q(&m.join("open.txt"))),
         format!("echo x > {}", q(&m.join("new.txt"))),
     ] {
-        let o = as_nobody(&script);
-        assert!(!o.status.success(), "{script}: {}", text(&o));
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
-            "{script}: {}",
-            text(&o)
-        );
+        assert_denied(&as_nobody(&script), &script);
     }
     assert_eq!(server_bytes(&st, "new.txt"), None);
 }
@@ -172,12 +176,7 @@ fn allow_other_lets_others_in_under_the_mode_bits() {
         ),
     ] {
         let (o, s) = run(script);
-        assert!(!o.status.success(), "{s}: {}", text(&o));
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
-            "{s}: {}",
-            text(&o)
-        );
+        assert_denied(&o, &s);
     }
     // Nothing changed on the server; root still reads everything.
     assert_eq!(
@@ -192,6 +191,388 @@ fn allow_other_lets_others_in_under_the_mode_bits() {
     common::sh(&format!("chmod 644 {}", q(&m.join("secret.txt"))));
     let (o, s) = run(format!("cat {}", q(&m.join("secret.txt"))));
     assert!(o.status.success(), "{s}: {}", text(&o));
+}
+
+// ---- The cache directory -------------------------------------------------------------------
+
+const MIB: usize = 1024 * 1024;
+/// The umask the mount runs under in these tests: the usual one, which would leave 0755
+/// directories and 0644 files if s3mount relied on it.
+const USUAL_UMASK: libc::mode_t = 0o022;
+/// A file this large, written front to back, is streamed as a multipart upload before close
+/// (the threshold is 16 MiB), so its journal entry and staging file exist while it is open.
+const STREAMED_SIZE: usize = 24 * MIB;
+/// How long to wait for something the mount does in the background (a cached block, the
+/// journal entry of a streamed upload) before failing.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(60);
+
+/// Everything under `dir`, `dir` included, as its owner sees it (symlinks not followed).
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if std::fs::symlink_metadata(&out[i]).unwrap().is_dir() {
+            let mut more: Vec<PathBuf> = std::fs::read_dir(&out[i])
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            more.sort();
+            out.extend(more);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Wait until some path under `dir` satisfies `pred`; panic naming `what` otherwise.
+fn wait_for_path(dir: &Path, what: &str, pred: impl Fn(&Path) -> bool) -> PathBuf {
+    let deadline = Instant::now() + BACKGROUND_WAIT;
+    loop {
+        if let Some(p) = tree(dir).into_iter().find(|p| pred(p)) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} under {} after {BACKGROUND_WAIT:?}: {:?}",
+            dir.display(),
+            tree(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Nothing under `cache` can be listed or read by another user: every directory is 0700 and
+/// every file 0600, owned by the mounting user (root), and uid 65534 gets EACCES for each of
+/// them (`find` lists nothing below `cache`; `ls`/`cat` of each path is refused).
+fn assert_cache_private(cache: &Path) {
+    let paths = tree(cache);
+    for p in &paths {
+        let md = std::fs::symlink_metadata(p).unwrap();
+        let mode = md.permissions().mode() & 0o7777;
+        let want = if md.is_dir() {
+            0o700
+        } else if md.is_file() {
+            0o600
+        } else {
+            panic!("{}: neither a file nor a directory", p.display())
+        };
+        assert_eq!(mode, want, "{}: mode {mode:04o}", p.display());
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&md),
+            0,
+            "{}",
+            p.display()
+        );
+    }
+    let o = as_nobody(&format!("find {}", q(cache)));
+    assert_denied(&o, "find");
+    let listed: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, [cache.display().to_string()], "find: {}", text(&o));
+    let mut script = String::new();
+    for p in &paths {
+        let try_it = if p.is_dir() { "ls -A --" } else { "cat --" };
+        script.push_str(&format!(
+            "if out=$({try_it} {} 2>&1 >/dev/null); then echo OPEN; else echo \"DENIED $out\"; fi\n",
+            q(p)
+        ));
+    }
+    let o = as_nobody(&script);
+    let answers: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(answers.len(), paths.len(), "{}", text(&o));
+    for (p, a) in paths.iter().zip(&answers) {
+        assert!(
+            a.starts_with("DENIED") && a.contains("Permission denied"),
+            "{} is open to another user: {a}",
+            p.display()
+        );
+    }
+}
+
+/// Mount privately or with `extra` (e.g. `--allow-other`) under umask 022, read a file others
+/// may not read, write a small file, keep a streamed (multipart) one open, fail an upload on
+/// purpose: then everything the cache dir holds — data blocks, the staging file, the journal
+/// entry, `unsaved/` data and note, the log, the lock — is closed to another user.
+fn cache_dir_holds_nothing_for_others(hint: &str, extra: &[&str]) {
+    let srv = server();
+    let bucket = srv.fresh_bucket(hint);
+    let st = srv.storage_in(&bucket);
+    let secret = common::random_bytes(3 * MIB + 5, 16);
+    let root_only = (0o100600u32).to_string();
+    put(
+        &st,
+        &bucket,
+        "secret.bin",
+        &secret,
+        &[("mode", &root_only), ("uid", "0"), ("gid", "0")],
+    );
+    let proxy = Proxy::start(&srv.endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    // Others may walk to the cache dir: what stops them must be the cache dir itself.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache = dir.path().join("cache");
+    let log = cache.join("s3mount.log");
+    let log_s = log.display().to_string();
+    let mut args = vec!["--log-file", &log_s];
+    args.extend_from_slice(extra);
+    let m = Mount::with_umask(
+        &srv.via(proxy.endpoint()),
+        &bucket,
+        Some(&cache),
+        &args,
+        USUAL_UMASK,
+    );
+    open_path_to(&m);
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The mount refuses the other user (privately: everything; allow_other: by the mode) ...
+    assert_denied(
+        &as_nobody(&format!("cat {}", q(&m.join("secret.bin")))),
+        "cat through the mount",
+    );
+    // ... while the owner reads it: its blocks land in the data cache.
+    assert!(std::fs::read(m.join("secret.bin")).unwrap() == secret);
+    wait_for_path(&cache, "cached data block", |p| {
+        p.parent().and_then(Path::parent).map(Path::file_name) == Some(Some("data".as_ref()))
+            && p.is_file()
+    });
+    std::fs::write(m.join("small.txt"), b"a small secret").unwrap();
+
+    // A large file still being written: streamed, so its staging file and journal entry exist.
+    // Another process holds it open: a copy of the descriptor in this process would be closed
+    // (so flushed, so uploaded) by every child process any test thread spawns.
+    let big = common::random_bytes(STREAMED_SIZE, 17);
+    let big_src = dir.path().join("big.src");
+    std::fs::write(&big_src, &big).unwrap();
+    let mut writer = Command::new("python3")
+        .arg("-c")
+        .arg("import sys\nf=open(sys.argv[2],'wb')\nf.write(open(sys.argv[1],'rb').read())\nf.flush()\nprint('written',flush=True)\nsys.stdin.readline()\nf.close()")
+        .arg(&big_src)
+        .arg(m.join("big.bin"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(writer.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "written", "log:\n{}", said());
+    wait_for_path(&cache, "journal entry of the streamed upload", |p| {
+        p.extension().is_some_and(|e| e == "upload")
+    });
+
+    // An upload that fails: its content and note are kept under unsaved/.
+    proxy.add(Rule::new("PUT", "/lost.txt", Fault::InternalError));
+    let mut f = std::fs::File::create(m.join("lost.txt")).unwrap();
+    std::io::Write::write_all(&mut f, b"kept after a failed upload").unwrap();
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: we own fd (taken out of the File) and close it once.
+    assert_ne!(
+        unsafe { libc::close(fd) },
+        0,
+        "close must report the failure"
+    );
+    assert!(proxy.faults() > 0);
+
+    let paths = tree(&cache);
+    let has = |what: &str, pred: &dyn Fn(&Path) -> bool| {
+        assert!(
+            paths.iter().any(|p| pred(p)),
+            "no {what} in the cache dir: {paths:?}\nlog:\n{}",
+            said()
+        );
+    };
+    let under = |p: &Path, d: &str| p.parent().and_then(Path::file_name) == Some(d.as_ref());
+    let ext = |p: &Path, e: &str| p.extension().is_some_and(|x| x == e);
+    has("log", &|p| p == log);
+    has("staging file", &|p| under(p, "staging"));
+    has("unsaved data", &|p| under(p, "unsaved") && ext(p, "data"));
+    has("unsaved note", &|p| under(p, "unsaved") && ext(p, "key"));
+    has("journal entry", &|p| {
+        under(p, "uploads") && ext(p, "upload")
+    });
+    has("data cache lock", &|p| {
+        under(p, "data") && p.ends_with("lock")
+    });
+    assert_cache_private(&cache);
+
+    // The streamed upload completes at close; the cache stays as closed as it was.
+    drop(writer.stdin.take());
+    assert!(writer.wait().unwrap().success());
+    assert!(server_bytes(&st, "big.bin").unwrap() == big);
+    assert_eq!(
+        server_bytes(&st, "small.txt").as_deref(),
+        Some(&b"a small secret"[..])
+    );
+    assert_eq!(server_bytes(&st, "lost.txt"), None);
+    drop(m);
+    assert_cache_private(&cache);
+}
+
+/// Issue 16: the cache dir of a private mount hands nobody the bytes the mount refuses.
+#[test]
+fn the_cache_dir_of_a_private_mount_is_closed_to_other_users() {
+    cache_dir_holds_nothing_for_others("cache-private", &[]);
+}
+
+/// With `--allow-other` the kernel checks each object's mode through the mount; the cache dir
+/// must not undo that.
+#[test]
+fn the_cache_dir_of_an_allow_other_mount_is_closed_to_other_users() {
+    cache_dir_holds_nothing_for_others("cache-allow-other", &["--allow-other"]);
+}
+
+fn as_strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
+/// `s3mount ARGS` in the foreground, expected to refuse before mounting: what it said.
+fn refused(args: &[&str], mnt: &Path) -> String {
+    try_mount(args, mnt).expect_err("mounted on a cache dir it should refuse")
+}
+
+/// A cache dir (and bucket subdirectory) left open by an earlier version is tightened at
+/// start, what was inside becomes unreachable; someone else's is refused with one line, unless
+/// `--allow-shared-cache`; `--recover` follows the same rules.
+#[test]
+fn an_open_cache_dir_is_tightened_and_someone_elses_refused() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("cache-open");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open_dir = |p: &Path| {
+        std::fs::create_dir_all(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+
+    // Ours, 0755, with a 0644 block an earlier version left in a 0755 subdirectory.
+    let cache = dir.path().join("ours");
+    let old = cache.join(&bucket).join("data/ab/old-block");
+    open_dir(old.parent().unwrap());
+    open_dir(&cache.join(&bucket));
+    open_dir(&cache);
+    std::fs::write(&old, b"cached before the fix").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = as_nobody(&format!("cat {}", q(&old)));
+    assert!(o.status.success(), "the setup is open: {}", text(&o));
+    let m = Mount::with_umask(srv, &bucket, Some(&cache), &[], USUAL_UMASK);
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(&cache.join(&bucket)), 0o700);
+    assert_denied(
+        &as_nobody(&format!("cat {}", q(&old))),
+        "cat of an old block",
+    );
+    assert!(
+        m.log()
+            .contains("was mode 0755, open to other users; now 0700"),
+        "{}",
+        m.log()
+    );
+    drop(m);
+
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mnt_s = mnt.display().to_string();
+    let mount_args = |cache: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-f",
+            "--endpoint",
+            &srv.endpoint,
+            "--region",
+            &srv.region,
+            "--cache-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(cache.display().to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push(bucket.clone());
+        a.push(mnt_s.clone());
+        a
+    };
+    let one_line_naming = |said: &str, path: &Path, mode: &str| {
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("s3mount: cache dir"))
+            .unwrap_or_else(|| panic!("no refusal naming the cache dir: {said}"));
+        for part in [
+            &format!("s3mount: cache dir {} ", path.display()),
+            mode,
+            "owner uid 65534",
+            "--allow-shared-cache",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+    };
+
+    // Someone else's (uid 65534), 0755: refused, left as it was, nothing created in it.
+    let theirs = dir.path().join("theirs");
+    open_dir(&theirs);
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let said = refused(&as_strs(&mount_args(&theirs, &[])), &mnt);
+    one_line_naming(&said, &theirs, "mode 0755");
+    assert_eq!(mode(&theirs), 0o755);
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+    // The operator says it is meant to be shared: used as it is; what s3mount creates in it
+    // is private all the same.
+    try_mount(
+        &as_strs(&mount_args(&theirs, &["--allow-shared-cache"])),
+        &mnt,
+    )
+    .expect("--allow-shared-cache mounts");
+    assert_eq!(mode(&theirs), 0o755);
+    assert_eq!(mode(&theirs.join(&bucket)), 0o700);
+    // The same as a mount option.
+    try_mount(
+        &as_strs(&mount_args(&theirs, &["-o", "allow_shared_cache"])),
+        &mnt,
+    )
+    .expect("-o allow_shared_cache mounts");
+
+    // Ours, but the bucket's subdirectory is someone else's: refused too.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    open_dir(&mixed.join(&bucket));
+    std::os::unix::fs::chown(mixed.join(&bucket), Some(65534), Some(65534)).unwrap();
+    let said = refused(&as_strs(&mount_args(&mixed, &[])), &mnt);
+    one_line_naming(&said, &mixed.join(&bucket), "mode 0755");
+
+    // --recover: the same rules.
+    let recover = |cache: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3mount"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", &srv.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+            .args(["--endpoint", &srv.endpoint, "--region", &srv.region])
+            .arg("--recover")
+            .arg("--cache-dir")
+            .arg(cache)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let again = dir.path().join("again");
+    open_dir(&again.join(&bucket));
+    open_dir(&again);
+    let o = recover(&again);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(mode(&again), 0o700);
+    assert_eq!(mode(&again.join(&bucket)), 0o700);
+    let o = recover(&theirs);
+    assert!(!o.status.success(), "{}", text(&o));
+    one_line_naming(&String::from_utf8_lossy(&o.stderr), &theirs, "mode 0755");
 }
 
 // ---- TLS -----------------------------------------------------------------------------------

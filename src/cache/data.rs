@@ -35,7 +35,7 @@
 
 use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
 use sha2::{Digest, Sha256};
+
+use crate::s3::private;
 
 /// Size of a cached block: large enough that a file per block stays cheap (a 1 GiB cache is
 /// 1024 files), small enough that a partly read object caches about what was read.
@@ -146,8 +148,9 @@ impl DataCache {
         if cfg.block_size == 0 {
             return Err(std::io::Error::new(ErrorKind::InvalidInput, "block size 0"));
         }
-        std::fs::create_dir_all(dir.join(TMP_DIR))?;
-        let lock = OpenOptions::new()
+        // Blocks are object content: every directory and file here is private to this user.
+        private::create_dir_all(&dir.join(TMP_DIR))?;
+        let lock = private::open_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -445,12 +448,15 @@ impl DataCache {
             .join(TMP_DIR)
             .join(format!("{}.{n}", std::process::id()));
         let written = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = private::open_options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(data)?;
             match std::fs::rename(&tmp, path) {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)?;
+                        private::create_dir_all(parent)?;
                     }
                     // The temp dir itself may have been removed: then this fails too.
                     std::fs::rename(&tmp, path)

@@ -25,7 +25,7 @@ use super::open_file::{errno_of, OpenFile, Staging};
 use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
-use crate::s3::Metadata;
+use crate::s3::{private, Metadata};
 
 impl S3Fs {
     /// `open`: revalidates stale attributes (close-to-open consistency).
@@ -122,6 +122,7 @@ impl S3Fs {
         }
         let tmp = tempfile::Builder::new()
             .prefix("s3mount-")
+            .permissions(private::file_permissions())
             .tempfile_in(&self.staging_dir)
             .map_err(|e| {
                 FsError::new(errno_of(&e), format!("cannot create a staging file: {e}"))

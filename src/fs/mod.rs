@@ -48,7 +48,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
-use crate::s3::Storage;
+use crate::s3::{private, Storage};
 
 pub use attr::FileAttrs;
 pub use error::{FsError, FsResult};
@@ -82,12 +82,13 @@ impl std::fmt::Debug for S3Fs {
 
 impl S3Fs {
     /// A file system over `storage` with these options. Creates the staging and unsaved
-    /// directories under the cache directory.
+    /// directories under the cache directory (and the cache directory if missing), private to
+    /// this user ([`crate::s3::private`]): they hold the content of files.
     pub fn new(storage: Storage, opts: FsOptions) -> FsResult<Self> {
         let staging_dir = opts.cache_dir.join("staging");
         let unsaved_dir = opts.cache_dir.join("unsaved");
         for d in [&staging_dir, &unsaved_dir] {
-            std::fs::create_dir_all(d).map_err(|e| {
+            private::create_dir_all(d).map_err(|e| {
                 FsError::new(libc::EIO, format!("cannot create {}: {e}", d.display()))
             })?;
         }
@@ -239,5 +240,49 @@ impl S3Fs {
     /// The kernel forgot `n` lookups of `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         self.table().forget(ino, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LoadRequest, Overrides, Secret};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// The library on its own (no `s3mount` binary around it) keeps its cache dir private:
+    /// what `S3Fs::new` creates is 0700/0600 under the usual umask (022 here; the integration
+    /// test `security.rs` runs the mount under 022 explicitly).
+    #[test]
+    fn what_new_creates_in_the_cache_dir_is_private() {
+        let no_env = |_: &str| None;
+        let config = crate::Config::load(&LoadRequest {
+            file: None,
+            allow_insecure: false,
+            overrides: Overrides {
+                // Never contacted: creating the file system sends no request.
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some("AKIDEXAMPLE".into()),
+                secret_access_key: Some(Secret::new("not-a-secret")),
+                ..Overrides::default()
+            },
+            env: &no_env,
+            profile: None,
+        })
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("cache/bucket");
+        let fs = S3Fs::new(
+            Storage::new(&config).unwrap(),
+            FsOptions::new("bucket", cache.clone()),
+        )
+        .unwrap();
+        assert!(fs.data_cache.is_some());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        for dir in ["..", ".", "staging", "unsaved", "data", "data/tmp"] {
+            assert_eq!(mode(&cache.join(dir)), private::DIR_MODE, "{dir}");
+        }
+        assert_eq!(mode(&cache.join("data/lock")), private::FILE_MODE);
     }
 }

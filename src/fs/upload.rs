@@ -270,9 +270,10 @@ impl S3Fs {
                 .take(150)
                 .collect();
             let path = self.unsaved_dir.join(format!("{stamp}-{safe}.data"));
-            // A hard link shares the staging file's inode: later writes land in it too.
+            // A hard link shares the staging file's inode (later writes land in it too) and so
+            // its mode, private since its creation; a copy is created private too.
             let linked = std::fs::hard_link(staging.path(), &path)
-                .or_else(|_| std::fs::copy(staging.path(), &path).map(|_| ()));
+                .or_else(|_| crate::s3::private::copy_new(staging.path(), &path).map(|_| ()));
             match linked {
                 Ok(()) => {
                     // The note: the object's name, then the headers its upload carried, so
@@ -287,7 +288,7 @@ impl S3Fs {
                             note.push_str(&format!("{n}: {v}\n"));
                         }
                     }
-                    let _ = std::fs::write(path.with_extension("key"), note);
+                    let _ = crate::s3::private::write(&path.with_extension("key"), note.as_bytes());
                     of.set_saved(path);
                 }
                 Err(err) => log::error!("{key}: could not keep the unsaved content: {err}"),

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::name::ObjectRef;
+use super::private;
 use super::storage::Storage;
 
 /// First line of every entry (format version 1).
@@ -80,10 +81,11 @@ pub struct Recovery {
 }
 
 impl UploadJournal {
-    /// The journal in `dir` (created if missing).
+    /// The journal in `dir` (created if missing, private to this user like its entries: they
+    /// name buckets, keys and upload ids).
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+        private::create_dir_all(&dir)?;
         Ok(UploadJournal {
             dir,
             next: AtomicU64::new(0),
@@ -106,7 +108,7 @@ impl UploadJournal {
         let name = format!("{}-{stamp}-{n}", std::process::id());
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(format!("{name}.{EXTENSION}"));
-        let mut file = OpenOptions::new()
+        let mut file = private::open_options()
             .read(true)
             .write(true)
             .create_new(true)

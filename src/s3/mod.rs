@@ -6,6 +6,7 @@ pub mod journal;
 pub mod meta;
 pub mod metadata;
 pub mod name;
+pub mod private;
 pub mod sign;
 pub mod storage;
 pub mod stream;

@@ -224,7 +224,20 @@ impl Mount {
     /// Mount `bucket_spec` (`BUCKET` or `BUCKET:PREFIX/`) with extra options (e.g.
     /// `["--metadata-ttl", "0"]`, `["--read-only"]`).
     pub fn with_args(server: &Server, bucket_spec: &str, extra_args: &[&str]) -> Mount {
-        Mount::start(server, bucket_spec, extra_args, None)
+        Mount::start(server, bucket_spec, extra_args, None, None)
+    }
+
+    /// Like [`Mount::with_cache_dir`] (`None`: a cache dir of its own), with the s3mount
+    /// process's umask set to `umask`, so a test of the modes it creates does not depend on
+    /// the umask the tests run under.
+    pub fn with_umask(
+        server: &Server,
+        bucket_spec: &str,
+        cache_dir: Option<&Path>,
+        extra_args: &[&str],
+        umask: libc::mode_t,
+    ) -> Mount {
+        Mount::start(server, bucket_spec, extra_args, cache_dir, Some(umask))
     }
 
     /// Like [`Mount::with_args`] with `--cache-dir cache_dir` (which outlives the mount, e.g.
@@ -235,7 +248,7 @@ impl Mount {
         cache_dir: &Path,
         extra_args: &[&str],
     ) -> Mount {
-        Mount::start(server, bucket_spec, extra_args, Some(cache_dir))
+        Mount::start(server, bucket_spec, extra_args, Some(cache_dir), None)
     }
 
     fn start(
@@ -243,6 +256,7 @@ impl Mount {
         bucket_spec: &str,
         extra_args: &[&str],
         cache_dir: Option<&Path>,
+        umask: Option<libc::mode_t>,
     ) -> Mount {
         let dir = tempfile::Builder::new()
             .prefix("s3mount-test.")
@@ -293,6 +307,16 @@ impl Mount {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_out))
             .stderr(Stdio::from(log_file));
+        if let Some(mask) = umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and touches no memory.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_s3mount")));
