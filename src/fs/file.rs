@@ -276,29 +276,6 @@ impl S3Fs {
         result
     }
 
-    /// At a forced stop: keep every open file's unsaved changes under `unsaved/`, without
-    /// uploading them — a writer may be in the middle of the file, and a half-written object
-    /// must never reach the server. Returns how many files were kept.
-    pub fn save_open_files(&self) -> usize {
-        let mut kept = 0;
-        for f in self.open_files.all() {
-            let mut of = f.lock();
-            if !of.is_dirty() {
-                continue;
-            }
-            let Some(key) = self.table().key_of(of.ino()) else {
-                continue;
-            };
-            let _ = self.save_unsaved(
-                &mut of,
-                &key,
-                FsError::new(libc::EIO, "s3mount stopped with the file still open"),
-            );
-            kept += 1;
-        }
-        kept
-    }
-
     /// Upload a dirty open file now (before a rename or a copy reads the object).
     pub(crate) fn flush_inode(&self, ino: u64) -> FsResult<()> {
         match self.open_files.get(ino) {

@@ -34,6 +34,7 @@ pub mod open_files;
 pub mod options;
 pub mod prefetch;
 pub mod rename;
+pub mod unsaved;
 pub mod upload;
 pub mod upload_plan;
 pub mod xattr;
@@ -92,18 +93,7 @@ impl S3Fs {
                 FsError::new(libc::EIO, format!("cannot create {}: {e}", d.display()))
             })?;
         }
-        // Staging files from a previous run are unsaved work: move them aside, never delete.
-        if let Ok(rd) = std::fs::read_dir(&staging_dir) {
-            for entry in rd.flatten() {
-                let to = unsaved_dir.join(entry.file_name());
-                if std::fs::rename(entry.path(), &to).is_ok() {
-                    log::warn!(
-                        "found staging file from an earlier run; kept as {}",
-                        to.display()
-                    );
-                }
-            }
-        }
+        unsaved::keep_leftovers(&staging_dir, &unsaved_dir);
         let prefetch_pool =
             prefetch::PrefetchPool::new(prefetch::DEFAULT_WORKERS, opts.prefetch_memory_limit);
         let data_cache = if opts.data_cache_size > 0 {

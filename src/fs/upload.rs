@@ -4,8 +4,8 @@
 //! object's existing metadata and content headers plus the changes made while it was open
 //! (`S3Fs::upload_plan`), so overwriting content never drops metadata. `close` returns only
 //! once the object is complete on the server, and fails with EIO if the upload failed after
-//! retries; the staging file is then hard-linked under `<cache-dir>/unsaved/` (with a `.key`
-//! note naming the object and its headers) and stays there until a later upload succeeds.
+//! retries; the staging file is then kept under `<cache-dir>/unsaved/` with a note naming the
+//! object and its headers ([`super::unsaved`]) until a later upload succeeds.
 //!
 //! **Streaming.** A file written front to back from empty (a new file, `O_TRUNC`, `cp`, `dd`)
 //! does not wait for `close`: once the staging file holds more than the multipart threshold
@@ -177,11 +177,7 @@ impl S3Fs {
         plan: UploadPlan,
     ) {
         of.uploaded(len, etag.clone(), &plan);
-        if let Some(p) = of.take_saved() {
-            let _ = std::fs::remove_file(&p);
-            let _ = std::fs::remove_file(p.with_extension("key"));
-            log::info!("{key}: uploaded; removed the saved copy {}", p.display());
-        }
+        self.drop_saved_copy(of, key);
         let expires = self.expiry();
         let attrs = metadata_attrs(&plan.metadata);
         let meta = ObjectMeta {
@@ -246,68 +242,6 @@ impl S3Fs {
             }
             Err(e) => log::warn!("{key}: cannot start a streamed upload ({e}); uploading at close"),
         }
-    }
-
-    /// Keep the staging file under `unsaved/` after a failed upload; the error becomes EIO.
-    pub(super) fn save_unsaved(&self, of: &mut OpenFile, key: &str, e: FsError) -> FsError {
-        let Some(staging) = of.staging() else {
-            return e;
-        };
-        if of.saved().is_none() {
-            let stamp = SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            let safe: String = key
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .take(150)
-                .collect();
-            let path = self.unsaved_dir.join(format!("{stamp}-{safe}.data"));
-            // A hard link shares the staging file's inode (later writes land in it too) and so
-            // its mode, private since its creation; a copy is created private too.
-            let linked = std::fs::hard_link(staging.path(), &path)
-                .or_else(|_| crate::s3::private::copy_new(staging.path(), &path).map(|_| ()));
-            match linked {
-                Ok(()) => {
-                    // The note: the object's name, then the headers its upload carried, so
-                    // `s3mount --recover` restores metadata and Content-Type too.
-                    let mut note = format!("s3://{}/{key}\n", self.opts.bucket);
-                    for (n, v) in of.content_headers().into_iter().flatten() {
-                        note.push_str(&format!("{n}: {v}\n"));
-                    }
-                    if let Some(m) = of.pending_metadata() {
-                        for (n, v) in m.iter() {
-                            let v = crate::s3::meta::encode_value(v);
-                            note.push_str(&format!("{n}: {v}\n"));
-                        }
-                    }
-                    let _ = crate::s3::private::write(&path.with_extension("key"), note.as_bytes());
-                    of.set_saved(path);
-                }
-                Err(err) => log::error!("{key}: could not keep the unsaved content: {err}"),
-            }
-        }
-        if let Some(p) = of.saved() {
-            log::error!(
-                "{key}: upload failed ({e}); the content is kept in {}",
-                p.display()
-            );
-        }
-        FsError::new(
-            if e.errno == libc::EEXIST {
-                libc::EEXIST
-            } else {
-                libc::EIO
-            },
-            e.message,
-        )
     }
 
     /// Mark an open file unlinked: it is not uploaded any more, and a streamed upload of it is
