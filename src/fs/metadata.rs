@@ -1,12 +1,12 @@
 //! An inode's object metadata, and the one door through which it changes.
 //!
 //! The metadata of an object (its `x-amz-meta-*` and content headers) is read with a HEAD and
-//! kept in the inode table for the metadata TTL ([`S3Fs::object_meta`]). It holds the
+//! kept in the inode table for the metadata TTL (`S3Fs::object_meta`). It holds the
 //! attributes S3 has no place for (mode, owner, mtime: see [`super::attr`]) and the extended
 //! attributes (see [`super::xattr`]).
 //!
 //! Every change — `chmod`, `chown`, `utimes`, `setxattr`, `removexattr` — goes through
-//! [`S3Fs::update_metadata`], an edit of the metadata:
+//! `S3Fs::update_metadata`, an edit of the metadata:
 //! - a file open with unsaved changes takes the edit into its pending upload (the upload at
 //!   close carries it; a streamed upload, whose headers are fixed, is given up);
 //! - otherwise the object is changed in place by [`crate::s3::metadata`]'s one loop: a

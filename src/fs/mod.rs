@@ -11,12 +11,19 @@
 //!   whole file system is documented there, once.
 //! - `dir_handles`: directory handles → listing snapshots.
 //!
-//! Concerns live in their own files: [`attr`] (stat, chmod/chown/utimes, metadata ↔ mode),
-//! [`dir`] (lookup, readdir, mkdir, rmdir, symlink), [`file`] (open/read/write/flush/release,
-//! staging files), [`upload`] (the upload at close, streamed uploads while writing, unsaved
-//! copies), [`prefetch`] (read-ahead), [`fetch`] (bytes of an object version, through the data
-//! cache), [`rename`], [`xattr`]; [`error`] (`FsError`), [`options`] (`FsOptions`), [`names`]
-//! (which names can be keys and which keys can be names).
+//! Rooms, one concern each (no two import each other):
+//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter), [`mountinfo`];
+//! - names and directories: [`dir`] (lookup, mkdir, rmdir, unlink, symlink), [`listing`]
+//!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
+//!   keys), [`names`] (which names can be keys and which keys can be names);
+//! - open files: [`open_files`] (the registry and the lock order), [`open_file`] (one file's
+//!   state and what touches only it), [`file`](mod@file) (open/read/write/flush/release/truncate),
+//!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
+//!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
+//!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache);
+//! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
+//!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
+//! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
 pub mod attr;
 pub mod dir;

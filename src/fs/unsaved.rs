@@ -10,7 +10,7 @@
 //! removes both. Staging files found at a mount's start (left by an s3mount that died) are
 //! moved here without a note: their writer never closed them, so they may be incomplete.
 //!
-//! Both sides of the note live here: [`S3Fs::save_unsaved`] writes it, [`find`] and
+//! Both sides of the note live here: `S3Fs::save_unsaved` writes it, [`find`] and
 //! [`Note::parse`] read it for `--recover`.
 
 use std::path::{Path, PathBuf};
