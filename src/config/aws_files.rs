@@ -4,6 +4,7 @@
 
 use super::credentials::{CredSource, Secret};
 use super::error::ConfigError;
+use configparser::ini::{Ini as IniParser, IniDefault};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,11 @@ type Section = HashMap<String, String>;
 
 /// Sections → keys → values of one file.
 type Ini = HashMap<String, Section>;
+
+/// Where the INI parser puts lines that come before any `[section]`: a name that no section
+/// header can produce (a header is one line), so such lines belong to no profile and are
+/// ignored, as the AWS tools do not own these files alone.
+const NO_SECTION: &str = "\n";
 
 /// The selected profile's sections from `~/.aws/credentials` and
 /// `~/.aws/config`. No `Debug`: values include secrets.
@@ -156,39 +162,50 @@ fn read_ini(path: Option<&Path>, file: SharedFile) -> Result<Option<Ini>, Config
         )
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(parse_ini(&text))),
+        Ok(text) => parse_ini(text)
+            .map(Some)
+            .map_err(|e| fail(format!("cannot parse: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(fail(format!("cannot read: {e}"))),
     }
 }
 
-/// A tolerant INI parser: `[section]`, `key = value`, `#`/`;` comment lines.
-/// Indented lines are continuations / nested blocks in the AWS format
-/// (`s3 =\n  addressing_style = path`) and are skipped; junk lines are
-/// ignored rather than fatal, as the AWS tools do not own this file alone.
-fn parse_ini(text: &str) -> Ini {
+/// Parses a shared file as the AWS CLI does. botocore reads these files with Python's
+/// configparser, and the `configparser` crate follows that module (and has no dependencies of
+/// its own), so the two agree on what AWS files contain: `[section]` headers, `key = value`
+/// with spaces around `=` and values that contain `=`, `#` and `;` comment lines, the later of
+/// two duplicate keys winning, and indented lines continuing the value above them. AWS writes
+/// nested blocks that way (`s3 =` then `  addressing_style = path`); s3mount reads none of
+/// them, so only the first line of a value is kept. Lines without `=` are ignored (other tools
+/// share these files); a `[` without its `]` or a line starting with `=` makes the file
+/// unreadable, as it does for the AWS CLI.
+/// Section names have their inner spaces collapsed (`[profile   x]` is profile `x`, as botocore
+/// splits them); key names are lower-cased.
+fn parse_ini(text: String) -> Result<Ini, String> {
+    let mut options = IniDefault::default();
+    options.default_section = NO_SECTION.to_string();
+    // Profile names are case-sensitive; only key names are folded, below.
+    options.case_sensitive = true;
+    // `=` alone separates key and value, and `#`/`;` start a comment only at the start of a
+    // line, so secrets and URLs holding `:`, `#` or `;` stay whole.
+    options.delimiters = vec!['='];
+    options.enable_inline_comments = false;
+    options.multiline = true;
+    let parsed = IniParser::new_from_defaults(options).read(text)?;
+
     let mut ini = Ini::new();
-    let mut section: Option<String> = None;
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) {
-            continue;
-        }
-        let t = line.trim();
-        if t.is_empty() || t.starts_with(['#', ';']) {
-            continue;
-        }
-        if let Some(r) = t.strip_prefix('[') {
-            // "[profile   x]" → "profile x"
-            section = r
-                .split_once(']')
-                .map(|(name, _)| name.split_whitespace().collect::<Vec<_>>().join(" "));
-        } else if let (Some(sec), Some((k, v))) = (&section, t.split_once('=')) {
-            ini.entry(sec.clone())
-                .or_default()
-                .insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    for (name, keys) in parsed {
+        let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        let section = ini.entry(name).or_default();
+        for (key, value) in keys {
+            if let Some(value) = value {
+                let first_line = value.lines().next().unwrap_or_default();
+                section.insert(key.to_ascii_lowercase(), first_line.to_string());
+            }
         }
     }
-    ini
+    ini.remove(NO_SECTION);
+    Ok(ini)
 }
 
 #[cfg(test)]
@@ -199,10 +216,77 @@ mod tests {
     use std::fs;
 
     #[test]
-    fn ini_parser_tolerates_junk() {
-        let ini = parse_ini("junk\n[ profile   x ]\nk = v = w\n  nested = 1\n#c\n[y\n");
-        assert_eq!(ini["profile x"]["k"], "v = w");
-        assert!(!ini["profile x"].contains_key("nested"));
+    fn ini_parser_reads_what_aws_files_hold() {
+        let ini = parse_ini(
+            "junk\n[ profile   x ]\nk = v = w\n  nested = 1\n#c\n; c\nK2=first\nurl = http://h:9000/#a;b\nk2 = later\n\
+             s3 =\n  addressing_style = path\n\n  max_concurrent_requests = 4\nregion = r\n\
+             [Work]\nregion=\n"
+                .to_string(),
+        )
+        .unwrap();
+        let x = &ini["profile x"];
+        assert_eq!(x["k"], "v = w");
+        assert!(!x.contains_key("nested") && !x.contains_key("addressing_style"));
+        assert_eq!(x["k2"], "later");
+        assert_eq!(x["url"], "http://h:9000/#a;b");
+        assert_eq!(x["s3"], "");
+        assert_eq!(x["region"], "r");
+        assert!(!x.contains_key("junk"));
+        assert_eq!(ini["Work"]["region"], "");
+        assert!(!ini.contains_key("work") && !ini.contains_key(NO_SECTION));
+        // Lines before the first section belong to no profile.
+        let ini = parse_ini("aws_access_key_id = A\n[default]\n".to_string()).unwrap();
+        assert!(ini["default"].is_empty());
+    }
+
+    #[test]
+    fn ini_parser_never_panics() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+        let line = prop_oneof![
+            any::<String>(),
+            "[ \t]{0,3}[\\[\\]=#; a-zA-Z0-9_:/\t-]{0,20}",
+            Just("[profile x]".to_string()),
+            Just("s3 =".to_string()),
+        ];
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        });
+        let count = std::cell::Cell::new((0u32, 0u32));
+        runner
+            .run(&proptest::collection::vec(line, 0..12), |lines| {
+                let (n, ok) = count.get();
+                let parsed = parse_ini(lines.join("\n")).is_ok();
+                count.set((n + 1, ok + u32::from(parsed)));
+                Ok(())
+            })
+            .unwrap();
+        let (files, parsed) = count.get();
+        eprintln!("shared files: {files} inputs fuzzed ({parsed} parsed, the rest errors)");
+    }
+
+    #[test]
+    fn broken_section_header_is_named() {
+        let home = tempfile::tempdir().unwrap();
+        let conf = home.path().join("config");
+        fs::write(&conf, "[default]\nregion = eu-west-1\n[profile x\n").unwrap();
+        let e = load_with(
+            None,
+            &[("AWS_CONFIG_FILE", conf.to_str().unwrap())],
+            Overrides::default(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "shared config file {}: cannot parse: line 3",
+                conf.display()
+            )),
+            "{e}"
+        );
     }
 
     /// Fake HOME with ~/.aws/credentials and ~/.aws/config.
