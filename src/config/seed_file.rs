@@ -2,7 +2,9 @@
 //! problem told in one line that names the field and where it is.
 
 use super::error::ConfigError;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_path_to_error::Segment;
 use std::io::Read;
 use std::path::Path;
 
@@ -85,12 +87,19 @@ pub(super) fn read_seed(path: &Path, allow_insecure: bool) -> Result<S3Section, 
     parse_seed(&origin, &text)
 }
 
+/// A YAML error together with the path of the field it is about.
+type YamlError = serde_path_to_error::Error<serde_yaml_ng::Error>;
+
+/// Deserializes `text`, keeping track of the field being read.
+fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+}
+
 /// Parses the YAML text; `origin` prefixes every error.
 fn parse_seed(origin: &str, text: &str) -> Result<S3Section, ConfigError> {
     // First as an untyped value: gives syntax errors with a location and lets
     // us tell "empty" and "no s3: section" apart, which serde would merge.
-    let value: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| yaml_error(origin, &e))?;
+    let value: serde_yaml_ng::Value = from_yaml(text).map_err(|e| yaml_error(origin, &e))?;
     let fail = |m: &str| ConfigError::new(Some(origin), None, m);
     let map = match &value {
         serde_yaml_ng::Value::Null => return Err(fail("is empty; expected an `s3:` section")),
@@ -103,78 +112,124 @@ fn parse_seed(origin: &str, text: &str) -> Result<S3Section, ConfigError> {
         Some(_) => {}
     }
     // Then typed, from the text again so errors keep their line numbers.
-    let seed: SeedFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(origin, &e))?;
+    let seed: SeedFile = from_yaml(text)
+        .map_err(|e| unknown_field(origin, &e).unwrap_or_else(|| yaml_error(origin, &e)))?;
     seed.s3.ok_or_else(|| fail("has no `s3:` section"))
 }
 
-/// Turns a serde_yaml_ng error ("s3.tls: invalid type: ... at line 2 column
-/// 8") into our one-line form. Values of secret fields are never echoed.
-fn yaml_error(origin: &str, e: &serde_yaml_ng::Error) -> ConfigError {
-    let full = e.to_string();
-    let loc = e
+/// `line L column C` of an error, when the YAML crate knows it.
+fn location(e: &YamlError) -> Option<String> {
+    e.inner()
         .location()
-        .map(|l| format!("line {} column {}", l.line(), l.column()));
-    // Drop our own location from the text (libyaml may add a second one,
-    // "while parsing ... at line N", which is kept as useful context).
-    let msg = match &loc {
-        Some(l) => full.replacen(&format!(" at {l}"), "", 1),
-        None => full.clone(),
-    };
-    let msg = msg.as_str();
-    // serde_yaml_ng prefixes typed errors with the dotted path of the field.
-    let (path, rest) = match msg.split_once(": ") {
-        Some((p, r))
-            if !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.[]".contains(&b)) =>
-        {
-            (Some(p), r)
+        .map(|l| format!("line {} column {}", l.line(), l.column()))
+}
+
+/// The dotted path of the field an error is about (`s3.tls`), `""` for the whole document. A
+/// key that is not a string ends it: such a key belongs to the mapping that holds it.
+fn field_path(e: &YamlError) -> String {
+    let mut path = String::new();
+    for segment in e.path() {
+        match segment {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Segment::Unknown => break,
         }
-        _ => (None, msg),
+    }
+    path
+}
+
+/// An error about a key of `s3:` that is none of its fields: with `deny_unknown_fields`
+/// nothing deeper is read, so the path ends at that key.
+fn unknown_field(origin: &str, e: &YamlError) -> Option<ConfigError> {
+    let segments: Vec<&Segment> = e.path().iter().collect();
+    let [Segment::Map { key: section }, Segment::Map { key: name }] = segments[..] else {
+        return None;
     };
+    if section != "s3" || S3_FIELDS.contains(&name.as_str()) {
+        return None;
+    }
+    let at = location(e)
+        .map(|l| format!(" (at {l})"))
+        .unwrap_or_default();
+    Some(ConfigError::new(
+        Some(origin),
+        None,
+        format!(
+            "unknown field `s3.{name}` (expected one of {}){at}",
+            S3_FIELDS.join(", ")
+        ),
+    ))
+}
+
+/// Turns a YAML error into our one-line form, from the facts the crates give: the field path
+/// (serde_path_to_error) and the location (serde_yaml_ng). Values of secret fields are never
+/// echoed.
+fn yaml_error(origin: &str, e: &YamlError) -> ConfigError {
+    let loc = location(e);
     let at = loc
         .as_ref()
         .map(|l| format!(" (at {l})"))
         .unwrap_or_default();
-    if let Some(name) = rest
-        .strip_prefix("unknown field `")
-        .and_then(|r| r.split('`').next())
-    {
-        let section = path.unwrap_or("s3");
-        return ConfigError::new(
-            Some(origin),
-            None,
-            format!(
-                "unknown field `{section}.{name}` (expected one of {}){at}",
-                S3_FIELDS.join(", ")
-            ),
-        );
-    }
-    match (path, rest.strip_prefix("invalid type: ")) {
-        (Some(path), Some(found)) => {
-            let found = found.split(", expected").next().unwrap_or(found);
-            // "string \"hunter2\"" → "string" for secrets.
-            let found = if path.ends_with("secret_access_key") || path.ends_with("session_token") {
-                found.split(' ').next().unwrap_or("a value")
-            } else {
-                found
-            };
-            let expected = match path {
-                "s3" => "a mapping of settings",
-                p if p.ends_with(".tls") => "a boolean (true/false)",
-                _ => "a string",
-            };
-            ConfigError::new(
-                Some(origin),
-                Some(path),
-                format!("expected {expected}, found {found}{at}"),
-            )
-        }
-        (Some(path), None) => ConfigError::new(Some(origin), Some(path), format!("{rest}{at}")),
-        (None, _) => {
+    let path = field_path(e);
+    let (path, message) = match split_message(e, &path, loc.as_deref()) {
+        (Some(path), message) => (path, message),
+        (None, message) => {
             let loc = loc.map(|l| format!("{l}: ")).unwrap_or_default();
-            ConfigError::new(Some(origin), None, format!("{loc}invalid YAML: {rest}"))
+            return ConfigError::new(Some(origin), None, format!("{loc}invalid YAML: {message}"));
         }
+    };
+    // serde words a type mismatch `invalid type: FOUND, expected WHAT` (the default
+    // `de::Error::invalid_type`), and that text is all serde_yaml_ng keeps of it; FOUND, serde's
+    // own description of the value, is the one fact read from it.
+    let found = message
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.rsplit_once(", expected "))
+        .map(|(found, _)| found);
+    let Some(found) = found else {
+        return ConfigError::new(Some(origin), Some(path), format!("{message}{at}"));
+    };
+    // `string "hunter2"` → `string` for secrets.
+    let found = if path.ends_with("secret_access_key") || path.ends_with("session_token") {
+        found.split(' ').next().unwrap_or("a value")
+    } else {
+        found
+    };
+    let expected = match path {
+        "s3" => "a mapping of settings",
+        p if p.ends_with(".tls") => "a boolean (true/false)",
+        _ => "a string",
+    };
+    ConfigError::new(
+        Some(origin),
+        Some(path),
+        format!("expected {expected}, found {found}{at}"),
+    )
+}
+
+/// The message of a YAML error without its location, and the field it is about, if any.
+///
+/// serde_yaml_ng shows an error only as text, with no accessor for the message alone:
+/// `PATH: MESSAGE at LOCATION` for what serde found wrong with a value, `PROBLEM at LOCATION,
+/// CONTEXT at ...` for libyaml's syntax errors, which have a location but no field even when
+/// they happen inside one. The location and path are known already and taken off; whether
+/// the crate put a path in front is what tells the two kinds apart. (For an error in a key the
+/// crate's PATH names the mapping, the start of `path`.)
+fn split_message<'p>(e: &YamlError, path: &'p str, loc: Option<&str>) -> (Option<&'p str>, String) {
+    let text = e.inner().to_string();
+    let text = match loc {
+        Some(l) => text.replacen(&format!(" at {l}"), "", 1),
+        None => text,
+    };
+    match text.split_once(": ") {
+        Some((prefix, message)) if !path.is_empty() && path.starts_with(prefix) => {
+            (Some(path), message.to_string())
+        }
+        _ => (None, text),
     }
 }
 
