@@ -5,6 +5,7 @@ pub mod error;
 pub mod journal;
 pub mod meta;
 pub mod name;
+pub mod reconcile;
 pub mod sign;
 pub mod storage;
 pub mod stream;
