@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{s3_error_reply, BodyRewrite, Fault, Hook, Proxy, Rule};
 use common::{random_bytes, server, sh, Mount, Server};
-use s3mount::s3::{ClientConfig, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError};
+use s3mount::s3::{
+    ClientConfig, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError, TransferConfig,
+};
 use s3mount::{Headers, Storage};
 
 const KIB: usize = 1024;
@@ -394,8 +396,13 @@ fn local_file(len: usize, seed: u64) -> (tempfile::TempDir, std::path::PathBuf, 
 /// Lose the reply of the first CompleteMultipartUpload of `key` after the server acted, and
 /// answer a second one 404 NoSuchUpload as MinIO and Ceph would (without forwarding it).
 fn lose_first_completion(proxy: &Proxy, key: &str) {
+    lose_first_completion_by(proxy, key, Fault::ResetBeforeResponse);
+}
+
+/// [`lose_first_completion`], the reply lost by `fault`.
+fn lose_first_completion_by(proxy: &Proxy, key: &str, fault: Fault) {
     let target = format!("/{key}?uploadId=");
-    proxy.add(Rule::new("POST", &target, Fault::ResetBeforeResponse).times(1));
+    proxy.add(Rule::new("POST", &target, fault).times(1));
     let no_such_upload = Hook::new(|_| {
         Some(s3_error_reply(
             "404 Not Found",
@@ -628,4 +635,109 @@ fn an_exclusive_create_whose_put_reply_is_lost_closes_without_eexist() {
     for k in &kept {
         assert_same("kept", &std::fs::read(k).unwrap(), &data);
     }
+}
+
+/// A storage through `proxy` that gives up on a silent socket after `io_timeout`, with 5 MiB
+/// parts above 5 MiB (so a multipart upload is quick to make).
+fn storage_with(proxy: &Proxy, bucket: &str, io_timeout: Duration) -> Storage {
+    let mut cfg = ClientConfig::from_config(&via(proxy).config(Some(bucket)));
+    cfg.io_timeout = io_timeout;
+    Storage::with_client(S3Client::new(cfg).unwrap(), Some(bucket.to_string())).with_transfer(
+        TransferConfig {
+            multipart_threshold: 5 * MIB as u64,
+            part_size: 5 * MIB as u64,
+            ..TransferConfig::default()
+        },
+    )
+}
+
+#[test]
+fn writes_whose_reply_times_out_after_the_server_acted_are_not_redone() {
+    let bucket = server().fresh_bucket("timedout");
+    let proxy = Proxy::start(&server().endpoint);
+    // Generous for a loaded machine, short for a test: the stall outlasts it.
+    let timeout = Duration::from_secs(2);
+    let storage = storage_with(&proxy, &bucket, timeout);
+    let stall = Fault::StallAfterForward(3 * timeout);
+    let exclusive = PutOptions {
+        if_none_match_any: true,
+        ..PutOptions::default()
+    };
+
+    proxy.add(Rule::new("PUT", "/small", stall.clone()).times(1));
+    let data = random_bytes(100 * KIB, 16);
+    let etag = storage
+        .put_object(
+            &obj(&bucket, "small"),
+            RequestBody::Bytes(&data),
+            &exclusive,
+        )
+        .expect("conditional PUT whose reply timed out");
+    assert_eq!(
+        etag.as_deref(),
+        Some(format!("{:x}", md5_of(&data)).as_str())
+    );
+    assert_same("small", &direct_get(&bucket, "small").unwrap(), &data);
+    assert_eq!(proxy.count("PUT", "/small"), 1);
+
+    lose_first_completion_by(&proxy, "large", stall);
+    let data = random_bytes(11 * MIB, 17);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), &data).unwrap();
+    let file = std::fs::File::open(dir.path().join("f")).unwrap();
+    storage
+        .put_file(&obj(&bucket, "large"), &file, data.len() as u64, &exclusive)
+        .expect("multipart upload whose completion reply timed out");
+    assert_same("large", &direct_get(&bucket, "large").unwrap(), &data);
+    assert_eq!(uploads_of(&proxy, "large"), (1, 1, 0));
+    assert_eq!(proxy.faults(), 2, "{:?}", proxy.seen());
+}
+
+fn md5_of(data: &[u8]) -> impl std::fmt::LowerHex {
+    use md5::Digest;
+    md5::Md5::digest(data)
+}
+
+#[test]
+fn a_lost_completion_on_a_server_whose_etags_are_not_md5s() {
+    let bucket = server().fresh_bucket("opaque");
+    let proxy = Proxy::start(&server().endpoint);
+    let storage = storage_with(&proxy, &bucket, client_default_timeout());
+    // The object's ETag, as HEAD gives it, is no MD5 of anything (as with SSE-KMS).
+    proxy.add(Rule::new(
+        "HEAD",
+        "/opaque.bin",
+        Fault::SetHeader(
+            "ETag".into(),
+            "\"e7d1a1cbd2f0c3b9a8e4d6f5c7b9a0e1-2\"".into(),
+        ),
+    ));
+    lose_first_completion(&proxy, "opaque.bin");
+    let data = random_bytes(7 * MIB, 18);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), &data).unwrap();
+    let file = std::fs::File::open(dir.path().join("f")).unwrap();
+    let opts = PutOptions {
+        metadata: [("mtime", "1700000000.5")].into_iter().collect(),
+        if_none_match_any: true,
+        ..PutOptions::default()
+    };
+    storage
+        .put_file(&obj(&bucket, "opaque.bin"), &file, data.len() as u64, &opts)
+        .expect("the upload is gone and the object has its size and metadata: completed");
+    assert_same(
+        "opaque.bin",
+        &direct_get(&bucket, "opaque.bin").unwrap(),
+        &data,
+    );
+    assert_eq!(uploads_of(&proxy, "opaque.bin"), (1, 1, 0));
+    assert!(
+        proxy.count("GET", "uploadId=") >= 1,
+        "the ETag could not settle it; ListParts did: {:?}",
+        proxy.seen()
+    );
+}
+
+fn client_default_timeout() -> Duration {
+    s3mount::s3::client::DEFAULT_IO_TIMEOUT
 }
