@@ -423,9 +423,12 @@ fn is_md5_hex(s: &str) -> bool {
 
 // ---- looking ----------------------------------------------------------------------------------
 
+// A look is one request of each kind, not retried by the client: a look that fails counts as
+// an attempt of the loop in `run`, which has the one attempt count.
+
 /// HEAD the key: `None` when there is no object.
 fn head_if_any(storage: &Storage, obj: &ObjectRef) -> Result<Option<ObjectInfo>> {
-    match storage.head_object(obj) {
+    match storage.head_object_once(obj) {
         Ok(info) => Ok(Some(info)),
         Err(e) if e.is_not_found() && !matches!(e, StorageError::NoSuchBucket { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -437,7 +440,8 @@ fn head_if_any(storage: &Storage, obj: &ObjectRef) -> Result<Option<ObjectInfo>>
 fn upload_is_open(storage: &Storage, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
     let req = S3Request::new(Method::Get, &obj.bucket, &obj.key)
         .query("uploadId", upload_id)
-        .query("max-parts", "1");
+        .query("max-parts", "1")
+        .not_idempotent();
     let what = format!("ListParts {obj}");
     let reply = storage
         .client()

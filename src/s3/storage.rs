@@ -572,9 +572,18 @@ impl Storage {
 
     /// HEAD an object.
     pub fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        let resp = self
-            .client
-            .execute(&S3Request::new(Method::Head, &obj.bucket, &obj.key))?;
+        self.head(S3Request::new(Method::Head, &obj.bucket, &obj.key), obj)
+    }
+
+    /// HEAD an object with one request, not retried: for a caller whose own loop retries (see
+    /// [`super::reconcile`]).
+    pub(crate) fn head_object_once(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        let req = S3Request::new(Method::Head, &obj.bucket, &obj.key).not_idempotent();
+        self.head(req, obj)
+    }
+
+    fn head(&self, req: S3Request<'_>, obj: &ObjectRef) -> Result<ObjectInfo> {
+        let resp = self.client.execute(&req)?;
         let size = resp
             .content_length()
             .ok_or_else(|| StorageError::BadReply {
