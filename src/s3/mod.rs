@@ -6,6 +6,7 @@ pub mod journal;
 pub mod meta;
 pub mod name;
 pub mod private;
+pub mod reconcile;
 pub mod sign;
 pub mod storage;
 pub mod stream;
