@@ -144,28 +144,16 @@ fn parse_octal(name: &str, v: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("-o {name}={v}: expected an octal mode such as 0644"))
 }
 
-/// `4096`, `512K`, `10M`, `10G`, `1T` (binary units; a trailing `B`/`iB` is allowed).
+/// `4096`, `512K`, `10M`, `1.5G`, `1T`, `0`: binary units whatever the spelling (`K`, `KB` and
+/// `KiB` are all 1024), any case, a trailing `B` optional, fractions exact.
 pub fn parse_size(v: &str) -> Result<u64, String> {
-    let s = v.trim();
-    let s = s
-        .strip_suffix("iB")
-        .or_else(|| s.strip_suffix('B'))
-        .unwrap_or(s);
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        Some('T' | 't') => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{v:?}: expected a size such as 512M or 10G"))?;
-    if !(n.is_finite() && n >= 0.0) {
-        return Err(format!("{v:?}: expected a size such as 512M or 10G"));
-    }
-    Ok((n * mult as f64) as u64)
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(v.trim())
+        .map_err(|e| match e {
+            parse_size::Error::PosOverflow => format!("{v:?}: size too large"),
+            _ => format!("{v:?}: expected a size such as 512M or 10G"),
+        })
 }
 
 /// `30s`, `500ms`, `5m`, `1h`, or plain seconds (`1.5`).
@@ -228,6 +216,21 @@ mod tests {
         assert_eq!(parse_size("1.5G"), Ok(3 << 29));
         assert_eq!(parse_size("10GiB"), Ok(10 << 30));
         assert!(parse_size("-1G").is_err());
+        // Every form the README shows, and the spellings of one unit.
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        for one_mib in ["1M", "1m", "1MB", "1MiB", "1 mib", " 1M "] {
+            assert_eq!(parse_size(one_mib), Ok(1 << 20), "{one_mib}");
+        }
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        let err = parse_size("lots").unwrap_err();
+        assert!(err.contains("expected a size such as 512M or 10G"), "{err}");
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));

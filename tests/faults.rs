@@ -9,11 +9,15 @@ mod common;
 use std::io::{Read, Write};
 use std::os::fd::IntoRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::proxy::{Fault, Proxy, Rule};
-use common::{random_bytes, server, Mount, Server};
-use s3mount::s3::{ClientConfig, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError};
+use common::proxy::{s3_error_reply, BodyRewrite, Fault, Hook, Proxy, Rule};
+use common::{random_bytes, server, sh, Mount, Server};
+use s3mount::s3::{
+    ClientConfig, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError, TransferConfig,
+};
 use s3mount::{Headers, Storage};
 
 const KIB: usize = 1024;
@@ -271,12 +275,34 @@ fn persistent_500_on_put_fails_after_max_attempts() {
 fn write_and_close(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(path)?;
     f.write_all(data)?;
+    close(f)
+}
+
+/// close(2) a file, returning its error (dropping a `File` ignores it).
+fn close(f: std::fs::File) -> std::io::Result<()> {
     let fd = f.into_raw_fd();
     // SAFETY: we own fd (taken out of the File) and close it once.
     if unsafe { libc::close(fd) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The `.data` files the mount kept under `<cache-dir>/*/unsaved/`.
+fn unsaved_files(mount: &Mount) -> Vec<std::path::PathBuf> {
+    let mut kept = Vec::new();
+    for sub in std::fs::read_dir(mount.cache_dir()).unwrap() {
+        let unsaved = sub.unwrap().path().join("unsaved");
+        if let Ok(entries) = std::fs::read_dir(&unsaved) {
+            for e in entries {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "data") {
+                    kept.push(p);
+                }
+            }
+        }
+    }
+    kept
 }
 
 #[test]
@@ -307,18 +333,7 @@ fn mount_rides_out_slowdown_and_keeps_unsaved_data_on_failure() {
     assert!(proxy.count("PUT", "/lost.bin") >= RetryPolicy::default().max_attempts as usize);
     assert_eq!(direct_get(&bucket, "lost.bin"), None);
 
-    let mut kept = Vec::new();
-    for sub in std::fs::read_dir(mount.cache_dir()).unwrap() {
-        let unsaved = sub.unwrap().path().join("unsaved");
-        if let Ok(entries) = std::fs::read_dir(&unsaved) {
-            for e in entries {
-                let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "data") {
-                    kept.push(p);
-                }
-            }
-        }
-    }
+    let kept = unsaved_files(&mount);
     assert_eq!(kept.len(), 1, "unsaved files: {kept:?}");
     assert_same("unsaved copy", &std::fs::read(&kept[0]).unwrap(), &data);
     let note = std::fs::read_to_string(kept[0].with_extension("key")).expect(".key note");
@@ -355,4 +370,374 @@ fn stalled_get_times_out_and_is_retried() {
         elapsed >= Duration::from_millis(500) && elapsed < stall,
         "took {elapsed:?}: the timeout did not cut the stall"
     );
+}
+
+// ---- lost replies of the writes behind close ------------------------------------------------
+//
+// A write can be applied by the server while its reply never reaches the mount. These tests lose
+// (or mangle) the reply of the write `close` waits for and check that `close` succeeds when the
+// server holds the write, fails with EEXIST only for another client's object, and that the bytes
+// on the server are exactly the file's. moto itself answers a repeated CompleteMultipartUpload
+// with its result again (as AWS does); MinIO, Ceph and others answer 404 NoSuchUpload, which the
+// proxy plays for the second completion of a key, so resending blindly fails these tests.
+
+/// moto 5.2.1's root element of a CompleteMultipartUpload reply.
+const MOTO_521_ROOT: &str = "CompleteMultipartUploadResponse";
+
+/// A local file of `len` random bytes (for `cp`/`dd` into the mount) and its content.
+fn local_file(len: usize, seed: u64) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("src.bin");
+    let data = random_bytes(len, seed);
+    std::fs::write(&path, &data).unwrap();
+    (dir, path, data)
+}
+
+/// Lose the reply of the first CompleteMultipartUpload of `key` after the server acted, and
+/// answer a second one 404 NoSuchUpload as MinIO and Ceph would (without forwarding it).
+fn lose_first_completion(proxy: &Proxy, key: &str) {
+    lose_first_completion_by(proxy, key, Fault::ResetBeforeResponse);
+}
+
+/// [`lose_first_completion`], the reply lost by `fault`.
+fn lose_first_completion_by(proxy: &Proxy, key: &str, fault: Fault) {
+    let target = format!("/{key}?uploadId=");
+    proxy.add(Rule::new("POST", &target, fault).times(1));
+    let no_such_upload = Hook::new(|_| {
+        Some(s3_error_reply(
+            "404 Not Found",
+            "NoSuchUpload",
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            0,
+        ))
+    });
+    proxy.add(Rule::new("POST", &target, Fault::Before(no_such_upload)).times(1));
+}
+
+/// Uploads of `key` the proxy saw: (CreateMultipartUpload, CompleteMultipartUpload, PUTs of
+/// content). A PUT with `partNumber` is a part; an empty PUT is the creation of the file (`dd`
+/// closes the descriptor it created before it writes).
+fn uploads_of(proxy: &Proxy, key: &str) -> (usize, usize, usize) {
+    let path = format!("/{key}");
+    let seen = proxy.seen();
+    let of_key = |s: &&common::proxy::Seen| {
+        s.target
+            .split('?')
+            .next()
+            .is_some_and(|p| p.ends_with(&path))
+    };
+    let creates = seen
+        .iter()
+        .filter(of_key)
+        .filter(|s| s.method == "POST" && s.target.contains("?uploads="))
+        .count();
+    let completes = seen
+        .iter()
+        .filter(of_key)
+        .filter(|s| s.method == "POST" && s.target.contains("uploadId="))
+        .count();
+    let puts = seen
+        .iter()
+        .filter(of_key)
+        .filter(|s| s.method == "PUT" && !s.target.contains("partNumber="))
+        .filter(|s| s.header("content-length") != Some("0"))
+        .count();
+    (creates, completes, puts)
+}
+
+#[test]
+fn cp_of_a_large_file_survives_moto_521_completion_replies() {
+    let bucket = server().fresh_bucket("moto521");
+    let proxy = Proxy::start(&server().endpoint);
+    let rewritten = Arc::new(AtomicUsize::new(0));
+    let count = rewritten.clone();
+    // What moto 5.2.1 sends: the same document under another root element.
+    proxy.add(Rule::new(
+        "POST",
+        "uploadId=",
+        Fault::RewriteBody(BodyRewrite::new(move |body| {
+            let text = String::from_utf8_lossy(body);
+            if text.contains("<CompleteMultipartUploadResult") {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            text.replace("CompleteMultipartUploadResult", MOTO_521_ROOT)
+                .into_bytes()
+        })),
+    ));
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    let (_dir, src, data) = local_file(20 * MIB + 5, 11);
+    // GNU cp creates a new destination with O_EXCL: the upload carries If-None-Match: *.
+    let dst = mount.join("big.bin");
+    let out = std::process::Command::new("cp")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cp failed: {}; log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        mount.log()
+    );
+    assert_eq!(rewritten.load(Ordering::SeqCst), 1, "{:?}", proxy.seen());
+    assert_same(
+        "through the S3 API",
+        &direct_get(&bucket, "big.bin").expect("big.bin on the server"),
+        &data,
+    );
+    assert_eq!(
+        uploads_of(&proxy, "big.bin"),
+        (1, 1, 0),
+        "one streamed upload, no second one"
+    );
+    assert_eq!(unsaved_files(&mount), Vec::<std::path::PathBuf>::new());
+    assert_same("through the mount", &std::fs::read(&dst).unwrap(), &data);
+}
+
+#[test]
+fn a_lost_completion_of_a_streamed_upload_is_not_uploaded_twice() {
+    let bucket = server().fresh_bucket("lostcomplete");
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    let (_dir, src, data) = local_file(40 * MIB + 3, 12);
+    lose_first_completion(&proxy, "by-cp.bin");
+    lose_first_completion(&proxy, "by-dd.bin");
+    // cp: O_EXCL, so the completion carries If-None-Match: * (a second upload would meet the
+    // first one's object: EEXIST); dd: O_TRUNC, unconditional.
+    sh(&format!(
+        "cp {} {}",
+        src.display(),
+        mount.join("by-cp.bin").display()
+    ));
+    sh(&format!(
+        "dd if={} of={} bs=1M status=none",
+        src.display(),
+        mount.join("by-dd.bin").display()
+    ));
+    for key in ["by-cp.bin", "by-dd.bin"] {
+        assert_same(
+            key,
+            &direct_get(&bucket, key).unwrap_or_else(|| panic!("{key} on the server")),
+            &data,
+        );
+        assert_eq!(
+            uploads_of(&proxy, key),
+            (1, 1, 0),
+            "{key}: the completion whose reply was lost is the only one; log:\n{}",
+            mount.log()
+        );
+    }
+    let resets = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.fault == Some(Fault::ResetBeforeResponse))
+        .count();
+    assert_eq!(resets, 2, "both completions lost their reply");
+    assert_eq!(unsaved_files(&mount), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn a_lost_completion_of_a_whole_file_multipart_upload_is_a_success() {
+    let bucket = server().fresh_bucket("lostwhole");
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    lose_first_completion(&proxy, "whole.bin");
+    let mut data = random_bytes(24 * MIB + 1, 13);
+    let path = mount.join("whole.bin");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&data).unwrap();
+    // Not front to back any more: the streamed upload is given up, close uploads the whole
+    // file (a parallel multipart upload, its completion's reply lost).
+    let patch = b"changed at offset 0";
+    std::os::unix::fs::FileExt::write_all_at(&f, patch, 0).unwrap();
+    data[..patch.len()].copy_from_slice(patch);
+    close(f).unwrap_or_else(|e| panic!("close: {e}; log:\n{}", mount.log()));
+    assert_same(
+        "through the S3 API",
+        &direct_get(&bucket, "whole.bin").expect("whole.bin on the server"),
+        &data,
+    );
+    let (creates, completes, puts) = uploads_of(&proxy, "whole.bin");
+    assert_eq!(
+        (creates, completes, puts),
+        (2, 1, 0),
+        "the given-up stream and the whole-file upload, completed once"
+    );
+    assert_eq!(proxy.faults(), 1, "{:?}", proxy.seen());
+    assert_eq!(unsaved_files(&mount), Vec::<std::path::PathBuf>::new());
+}
+
+/// `open(O_CREAT | O_EXCL)`, write `data`, close: the error of any step.
+fn create_exclusive(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(data)?;
+    close(f)
+}
+
+#[test]
+fn an_exclusive_create_whose_put_reply_is_lost_closes_without_eexist() {
+    let bucket = server().fresh_bucket("lostexcl");
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+
+    // The server stores the PUT (If-None-Match: *), the reply is lost.
+    proxy.add(Rule::new("PUT", "/mine.bin", Fault::ResetBeforeResponse).times(1));
+    let data = random_bytes(300 * KIB + 1, 14);
+    create_exclusive(&mount.join("mine.bin"), &data)
+        .unwrap_or_else(|e| panic!("exclusive create: {e}; log:\n{}", mount.log()));
+    assert_same(
+        "mine.bin",
+        &direct_get(&bucket, "mine.bin").expect("mine.bin on the server"),
+        &data,
+    );
+    assert_eq!(proxy.count("PUT", "/mine.bin"), 1, "looked, not sent again");
+    assert_eq!(proxy.faults(), 1);
+
+    // A real conflict: another client creates the object between create and close.
+    let theirs = random_bytes(1000, 15);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(mount.join("taken.bin"))
+        .unwrap();
+    f.write_all(&data).unwrap();
+    direct_put(&bucket, "taken.bin", &theirs);
+    let err = close(f).expect_err("close over another client's object");
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+    assert_eq!(
+        direct_get(&bucket, "taken.bin").as_deref(),
+        Some(&theirs[..])
+    );
+
+    // The same with the reply lost: the other client's object appears and the mount's PUT
+    // never gets an answer. Looking finds their object: still EEXIST, theirs kept.
+    let b = bucket.clone();
+    let theirs2 = theirs.clone();
+    let meanwhile = Hook::new(move |_| {
+        direct_put(&b, "taken2.bin", &theirs2);
+        Some(Vec::new()) // the connection closes without a reply
+    });
+    proxy.add(Rule::new("PUT", "/taken2.bin", Fault::Before(meanwhile)).times(1));
+    let err = create_exclusive(&mount.join("taken2.bin"), &data)
+        .expect_err("close over another client's object");
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+    assert_eq!(
+        direct_get(&bucket, "taken2.bin").as_deref(),
+        Some(&theirs[..])
+    );
+    assert_eq!(proxy.count("PUT", "/taken2.bin"), 1, "not sent again");
+    // Both refused uploads are kept, nothing lost.
+    let kept = unsaved_files(&mount);
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for k in &kept {
+        assert_same("kept", &std::fs::read(k).unwrap(), &data);
+    }
+}
+
+/// A storage through `proxy` that gives up on a silent socket after `io_timeout`, with 5 MiB
+/// parts above 5 MiB (so a multipart upload is quick to make).
+fn storage_with(proxy: &Proxy, bucket: &str, io_timeout: Duration) -> Storage {
+    let mut cfg = ClientConfig::from_config(&via(proxy).config(Some(bucket)));
+    cfg.io_timeout = io_timeout;
+    Storage::with_client(S3Client::new(cfg).unwrap(), Some(bucket.to_string())).with_transfer(
+        TransferConfig {
+            multipart_threshold: 5 * MIB as u64,
+            part_size: 5 * MIB as u64,
+            ..TransferConfig::default()
+        },
+    )
+}
+
+#[test]
+fn writes_whose_reply_times_out_after_the_server_acted_are_not_redone() {
+    let bucket = server().fresh_bucket("timedout");
+    let proxy = Proxy::start(&server().endpoint);
+    // Generous for a loaded machine, short for a test: the stall outlasts it.
+    let timeout = Duration::from_secs(2);
+    let storage = storage_with(&proxy, &bucket, timeout);
+    let stall = Fault::StallAfterForward(3 * timeout);
+    let exclusive = PutOptions {
+        if_none_match_any: true,
+        ..PutOptions::default()
+    };
+
+    proxy.add(Rule::new("PUT", "/small", stall.clone()).times(1));
+    let data = random_bytes(100 * KIB, 16);
+    let etag = storage
+        .put_object(
+            &obj(&bucket, "small"),
+            RequestBody::Bytes(&data),
+            &exclusive,
+        )
+        .expect("conditional PUT whose reply timed out");
+    assert_eq!(
+        etag.as_deref(),
+        Some(format!("{:x}", md5_of(&data)).as_str())
+    );
+    assert_same("small", &direct_get(&bucket, "small").unwrap(), &data);
+    assert_eq!(proxy.count("PUT", "/small"), 1);
+
+    lose_first_completion_by(&proxy, "large", stall);
+    let data = random_bytes(11 * MIB, 17);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), &data).unwrap();
+    let file = std::fs::File::open(dir.path().join("f")).unwrap();
+    storage
+        .put_file(&obj(&bucket, "large"), &file, data.len() as u64, &exclusive)
+        .expect("multipart upload whose completion reply timed out");
+    assert_same("large", &direct_get(&bucket, "large").unwrap(), &data);
+    assert_eq!(uploads_of(&proxy, "large"), (1, 1, 0));
+    assert_eq!(proxy.faults(), 2, "{:?}", proxy.seen());
+}
+
+fn md5_of(data: &[u8]) -> impl std::fmt::LowerHex {
+    use md5::Digest;
+    md5::Md5::digest(data)
+}
+
+#[test]
+fn a_lost_completion_on_a_server_whose_etags_are_not_md5s() {
+    let bucket = server().fresh_bucket("opaque");
+    let proxy = Proxy::start(&server().endpoint);
+    let storage = storage_with(&proxy, &bucket, client_default_timeout());
+    // The object's ETag, as HEAD gives it, is no MD5 of anything (as with SSE-KMS).
+    proxy.add(Rule::new(
+        "HEAD",
+        "/opaque.bin",
+        Fault::SetHeader(
+            "ETag".into(),
+            "\"e7d1a1cbd2f0c3b9a8e4d6f5c7b9a0e1-2\"".into(),
+        ),
+    ));
+    lose_first_completion(&proxy, "opaque.bin");
+    let data = random_bytes(7 * MIB, 18);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), &data).unwrap();
+    let file = std::fs::File::open(dir.path().join("f")).unwrap();
+    let opts = PutOptions {
+        metadata: [("mtime", "1700000000.5")].into_iter().collect(),
+        if_none_match_any: true,
+        ..PutOptions::default()
+    };
+    storage
+        .put_file(&obj(&bucket, "opaque.bin"), &file, data.len() as u64, &opts)
+        .expect("the upload is gone and the object has its size and metadata: completed");
+    assert_same(
+        "opaque.bin",
+        &direct_get(&bucket, "opaque.bin").unwrap(),
+        &data,
+    );
+    assert_eq!(uploads_of(&proxy, "opaque.bin"), (1, 1, 0));
+    assert!(
+        proxy.count("GET", "uploadId=") >= 1,
+        "the ETag could not settle it; ListParts did: {:?}",
+        proxy.seen()
+    );
+}
+
+fn client_default_timeout() -> Duration {
+    s3mount::s3::client::DEFAULT_IO_TIMEOUT
 }

@@ -26,6 +26,13 @@
 //! what was sent, but not at the end) only stops further parts until `close`. The upload's
 //! `x-amz-meta-mtime`, when the object carries one, is the time the upload started, as S3's
 //! own Last-Modified of a multipart object is.
+//!
+//! **Lost replies.** A completion (or a conditional PUT) whose reply is lost is looked into by
+//! the storage layer ([`crate::s3::reconcile`]): when the server holds the write, `close`
+//! succeeds; the whole file is uploaded again only when the streamed upload's completion
+//! certainly did not happen; when that cannot be known, `close` fails with EIO and the bytes
+//! are kept, never uploaded a second time under a condition the first completion may have
+//! used up.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -121,6 +128,12 @@ impl S3Fs {
                     (Ok(etag), plan) => Some((Ok(etag), plan)),
                     // The condition would fail a whole-file upload too.
                     (Err(e), plan) if e.is_precondition_failed() => Some((Err(e), plan)),
+                    // The completion may have happened: a second upload could only be wrong
+                    // (under `If-None-Match` it would meet this one's object and blame someone
+                    // else). The bytes are kept and `close` says EIO.
+                    (Err(e), plan) if e.is_outcome_unknown() => Some((Err(e), plan)),
+                    // Anything else means the completion did not happen (see
+                    // `Storage::finish_multipart`): upload the whole file instead.
                     (Err(e), _) => {
                         log::warn!(
                             "{key}: the streamed upload failed ({e}); uploading the whole file"

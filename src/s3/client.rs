@@ -64,7 +64,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// The pause before the attempt after `attempt`.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         // Full jitter: uniform in [0, min(cap, base * 2^attempt)].
         let exp = self
             .base_delay
@@ -592,11 +593,11 @@ fn hash_file_range(file: &File, offset: u64, len: u64) -> std::io::Result<String
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Reads `[pos, end)` of a file with `pread`.
-struct FileRangeReader<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
+/// Reads `[pos, end)` of a file with `pread`; a file that ends early is an error.
+pub(crate) struct FileRangeReader<'a> {
+    pub(crate) file: &'a File,
+    pub(crate) pos: u64,
+    pub(crate) end: u64,
 }
 
 impl Read for FileRangeReader<'_> {

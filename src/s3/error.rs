@@ -80,6 +80,16 @@ pub enum StorageError {
         /// What was being done.
         what: String,
     },
+    /// A write whose reply was lost (a network error or timeout after the request went out, an
+    /// unreadable reply) and whose effect the server could not be asked about: it may or may
+    /// not have been applied. Never taken as "not applied": see [`crate::s3::reconcile`].
+    #[error("{what}: outcome unknown (the write may or may not be on the server): {detail}")]
+    OutcomeUnknown {
+        /// What was being done.
+        what: String,
+        /// What failed, and why looking could not tell.
+        detail: String,
+    },
     /// The server's reply was not what S3 sends (bad XML, missing header, short body...).
     #[error("{what}: bad reply from server: {detail}")]
     BadReply {
@@ -160,7 +170,7 @@ impl StorageError {
                 _ => libc::EIO,
             },
             StorageError::Network { .. } | StorageError::Timeout { .. } => libc::EIO,
-            StorageError::BadReply { .. } => libc::EIO,
+            StorageError::BadReply { .. } | StorageError::OutcomeUnknown { .. } => libc::EIO,
             StorageError::InvalidInput { .. } => libc::EINVAL,
             StorageError::NoBucket { .. } => libc::EINVAL,
             StorageError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
@@ -178,6 +188,13 @@ impl StorageError {
     /// True for a failed `If-Match` / `If-None-Match` condition.
     pub fn is_precondition_failed(&self) -> bool {
         matches!(self, StorageError::PreconditionFailed { .. })
+    }
+
+    /// True when a write may have been applied although it failed (see
+    /// [`StorageError::OutcomeUnknown`]): it must be neither reported as done nor redone
+    /// blindly.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, StorageError::OutcomeUnknown { .. })
     }
 
     /// True when retrying the same request later may succeed (network, timeout, 5xx, throttling).

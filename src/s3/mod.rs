@@ -7,6 +7,7 @@ pub mod meta;
 pub mod metadata;
 pub mod name;
 pub mod private;
+pub mod reconcile;
 pub mod sign;
 pub mod storage;
 pub mod stream;

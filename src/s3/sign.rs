@@ -14,9 +14,10 @@
 //! crate so the tests can check them one by one against the AWS SigV4 test suite.
 
 use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// SHA-256 of the empty string, the payload hash of every bodiless request.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -241,24 +242,26 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// What AWS UriEncode leaves as it is: the unreserved `A-Z a-z 0-9 - . _ ~`; every other byte
+/// of the UTF-8 text becomes `%XX` with upper-case hex, as `percent-encoding` writes it.
+const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// UriEncode for a path, where `/` separates segments and stays.
+const URI_ENCODE_PATH: &AsciiSet = &URI_ENCODE.remove(b'/');
+
 /// AWS UriEncode: unreserved `A-Z a-z 0-9 - . _ ~` kept, every other UTF-8 byte written as `%XX`
 /// (uppercase hex); `/` kept unless `encode_slash`.
 pub fn uri_encode(input: &str, encode_slash: bool) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(input.len());
-    for &b in input.as_bytes() {
-        let keep = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (b == b'/' && !encode_slash);
-        if keep {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-    }
-    out
+    let set = if encode_slash {
+        URI_ENCODE
+    } else {
+        URI_ENCODE_PATH
+    };
+    utf8_percent_encode(input, set).to_string()
 }
 
 /// `a=1&b=2`: names and values UriEncoded (slash too), sorted by encoded (name, value) — exactly
@@ -276,45 +279,25 @@ pub fn canonical_query_string(query: &[(String, String)]) -> String {
         .join("&")
 }
 
-/// `%Y%m%dT%H%M%SZ` in UTC. Times before 1970 are clamped to the epoch.
-pub(crate) fn format_amz_date(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+/// The last second `humantime` can write (9999-12-31T23:59:59Z): RFC 3339 has four-digit
+/// years, so later times are clamped to it rather than formatted.
+const LAST_FORMATTABLE_SECOND: Duration = Duration::from_secs(253_402_300_799);
 
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
+/// `%Y%m%dT%H%M%SZ` in UTC: RFC 3339 (`2015-08-30T12:36:00Z`, from humantime) without its
+/// separators. Times before 1970 are clamped to the epoch, times after 9999 to its last second.
+pub(crate) fn format_amz_date(time: SystemTime) -> String {
+    let since_epoch = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .min(LAST_FORMATTABLE_SECOND);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + since_epoch)
+        .to_string()
+        .replace(['-', ':'], "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const AK: &str = "AKIDEXAMPLE";
     const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -836,6 +819,34 @@ mod tests {
                 .unwrap_or(UNIX_EPOCH),
         );
         assert!(far.ends_with('Z'));
+    }
+
+    #[test]
+    fn amz_date_clamps_after_year_9999() {
+        let last = UNIX_EPOCH + LAST_FORMATTABLE_SECOND;
+        assert_eq!(format_amz_date(last), "99991231T235959Z");
+        assert_eq!(
+            format_amz_date(last + Duration::from_secs(1 << 40)),
+            "99991231T235959Z"
+        );
+    }
+
+    #[test]
+    fn uri_encode_round_trips_and_keeps_only_unreserved() {
+        use proptest::prelude::*;
+        use proptest::test_runner::TestRunner;
+        TestRunner::default()
+            .run(&(any::<String>(), any::<bool>()), |(s, slash)| {
+                let encoded = uri_encode(&s, slash);
+                let decoded = percent_encoding::percent_decode_str(&encoded).decode_utf8();
+                prop_assert_eq!(decoded.as_deref(), Ok(s.as_str()));
+                let plain = encoded.replace('%', "");
+                prop_assert!(plain.bytes().all(|b| b.is_ascii_alphanumeric()
+                    || b"-._~".contains(&b)
+                    || (b == b'/' && !slash)));
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

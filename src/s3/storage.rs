@@ -31,6 +31,7 @@ use super::error::{Result, StorageError};
 use super::journal::{JournalEntry, UploadJournal};
 use super::meta::{Metadata, CONTENT_HEADERS};
 use super::name::{ObjectRef, S3Name};
+use super::reconcile;
 use super::sign;
 use super::xml::{self, CopyResult, DeleteResult, ListPage};
 
@@ -183,7 +184,7 @@ impl ObjectInfo {
         }
         ObjectInfo {
             size,
-            etag: resp.header("etag").map(strip_quotes),
+            etag: resp.header("etag").map(xml::normalize_etag),
             last_modified: resp
                 .header("last-modified")
                 .and_then(|d| httpdate::parse_http_date(d).ok()),
@@ -199,10 +200,6 @@ impl ObjectInfo {
             .find(|(n, _)| n == "content-type")
             .map(|(_, v)| v.as_str())
     }
-}
-
-fn strip_quotes(s: &str) -> String {
-    s.trim().trim_matches('"').to_string()
 }
 
 /// Options of a PUT (or of a multipart upload's creation).
@@ -308,7 +305,16 @@ pub struct MultipartUpload {
     pub obj: ObjectRef,
     /// The upload id.
     pub upload_id: String,
+    /// The user metadata it was created with (the object it makes will carry it).
+    metadata: Metadata,
     entry: Option<JournalEntry>,
+}
+
+impl MultipartUpload {
+    /// The user metadata the upload was created with.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
 }
 
 /// The S3 storage: seed API plus object-level calls. Cheap to clone; thread-safe.
@@ -536,9 +542,18 @@ impl Storage {
 
     /// HEAD an object.
     pub fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        let resp = self
-            .client
-            .execute(&S3Request::new(Method::Head, &obj.bucket, &obj.key))?;
+        self.head(S3Request::new(Method::Head, &obj.bucket, &obj.key), obj)
+    }
+
+    /// HEAD an object with one request, not retried: for a caller whose own loop retries (see
+    /// [`super::reconcile`]).
+    pub(crate) fn head_object_once(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        let req = S3Request::new(Method::Head, &obj.bucket, &obj.key).not_idempotent();
+        self.head(req, obj)
+    }
+
+    fn head(&self, req: S3Request<'_>, obj: &ObjectRef) -> Result<ObjectInfo> {
+        let resp = self.client.execute(&req)?;
         let size = resp
             .content_length()
             .ok_or_else(|| StorageError::BadReply {
@@ -741,13 +756,19 @@ impl Storage {
     }
 
     /// PUT `body` as `obj`. Returns the new ETag.
+    ///
+    /// A conditional PUT (`If-None-Match: *`, `If-Match`) whose reply is lost is not sent again
+    /// blindly (it would meet its own object and fail with 412): the key is looked at first
+    /// (see [`super::reconcile`]), and a write whose outcome stays open is
+    /// [`StorageError::OutcomeUnknown`].
     pub fn put_object(
         &self,
         obj: &ObjectRef,
         body: RequestBody<'_>,
         opts: &PutOptions,
     ) -> Result<Option<String>> {
-        let req = S3Request::new(Method::Put, &obj.bucket, &obj.key)
+        let conditional = opts.if_none_match_any || opts.if_match.is_some();
+        let mut req = S3Request::new(Method::Put, &obj.bucket, &obj.key)
             .headers(opts.headers()?)
             .header_opt("if-none-match", opts.if_none_match_any.then_some("*"))
             .header_opt(
@@ -755,8 +776,15 @@ impl Storage {
                 opts.if_match.as_ref().map(|e| format!("\"{e}\"")),
             )
             .body(body);
-        let resp = self.client.execute(&req)?;
-        Ok(resp.header("etag").map(strip_quotes))
+        let send = |req: &S3Request<'_>| -> Result<Option<String>> {
+            let resp = self.client.execute(req)?;
+            Ok(resp.header("etag").map(xml::normalize_etag))
+        };
+        if !conditional {
+            return send(&req);
+        }
+        req = req.not_idempotent();
+        reconcile::put(self, obj, body, opts, || send(&req))
     }
 
     /// Upload `len` bytes of `file` as `obj`: one PUT up to the multipart threshold, a parallel
@@ -797,7 +825,7 @@ impl Storage {
             )
         });
         // The conditions (If-None-Match / If-Match) are checked by S3 when the upload completes.
-        self.finish_multipart(upload, result, opts)
+        self.finish_multipart(upload, result, len, opts)
     }
 
     /// Start a multipart upload (`CreateMultipartUpload` with `opts`' metadata and content
@@ -821,16 +849,21 @@ impl Storage {
         Ok(MultipartUpload {
             obj: obj.clone(),
             upload_id,
+            metadata: opts.metadata.clone(),
             entry,
         })
     }
 
-    /// Complete the upload with these part results (under the conditions of `cond`), or abort
-    /// it if any failed. Its journal entry goes once it is completed or aborted.
+    /// Complete the upload with these part results (`size` bytes in all) under the conditions
+    /// of `cond`, or abort it if any failed. Its journal entry goes once it is completed or
+    /// aborted. A completion whose reply is lost is looked into before it is sent again (see
+    /// [`super::reconcile`]): the error is [`StorageError::OutcomeUnknown`] only when the
+    /// completion may have happened; any other error means it did not.
     pub fn finish_multipart(
         &self,
         upload: MultipartUpload,
         parts: Result<Vec<(u32, String)>>,
+        size: u64,
         cond: &PutOptions,
     ) -> Result<Option<String>> {
         let parts = match parts {
@@ -840,16 +873,44 @@ impl Storage {
                 return Err(e);
             }
         };
-        match self.complete_multipart_upload_if(&upload.obj, &upload.upload_id, &parts, cond) {
+        match reconcile::complete(self, &upload, &parts, size, cond) {
             Ok(r) => {
                 if let Some(entry) = upload.entry {
                     entry.remove();
                 }
                 Ok(r.etag)
             }
+            Err(e) if e.is_outcome_unknown() => Err(self.abort_unknown(upload, e)),
             Err(e) => {
                 self.abort_logged(upload);
                 Err(e)
+            }
+        }
+    }
+
+    /// Abort an upload whose completion may have happened. An abort that finds the upload
+    /// settles it: the completion did not happen, and now cannot (the error becomes a plain
+    /// network error, so a caller may upload another way).
+    fn abort_unknown(&self, upload: MultipartUpload, e: StorageError) -> StorageError {
+        let (obj, id) = (upload.obj.clone(), upload.upload_id.clone());
+        match self.abort_if_open(&obj, &id) {
+            Ok(found) => {
+                if let Some(entry) = upload.entry {
+                    entry.remove();
+                }
+                match e {
+                    StorageError::OutcomeUnknown { what, detail } if found => {
+                        StorageError::Network {
+                            what,
+                            detail: format!("{detail}; the upload was still open and is aborted: it was not completed"),
+                        }
+                    }
+                    e => e,
+                }
+            }
+            Err(abort) => {
+                log::warn!("{obj}: could not abort multipart upload {id}: {abort}");
+                e
             }
         }
     }
@@ -938,11 +999,7 @@ impl Storage {
                 .body(RequestBody::Bytes(body.as_bytes()));
             let resp = self.client.execute(&req)?;
             let what = format!("DeleteObjects s3://{bucket}");
-            let bytes = resp.read_small_body(&what)?;
-            let r = xml::parse_delete_result(&bytes).map_err(|e| StorageError::BadReply {
-                what,
-                detail: e.to_string(),
-            })?;
+            let r = read_reply(resp, &what, bucket, "", xml::parse_delete_result)?;
             all.deleted.extend(r.deleted);
             all.errors.extend(r.errors);
         }
@@ -969,11 +1026,7 @@ impl Storage {
         }
         let what = format!("ListObjectsV2 s3://{bucket}/{}", list.prefix);
         let resp = self.client.execute(&req)?;
-        let bytes = resp.read_small_body(&what)?;
-        let page = xml::parse_list_objects_v2(&bytes).map_err(|e| StorageError::BadReply {
-            what: what.clone(),
-            detail: e.to_string(),
-        })?;
+        let page = read_reply(resp, &what, bucket, "", xml::parse_list_objects_v2)?;
         for bad in &page.skipped_invalid {
             log::warn!("{what}: skipping a key that is not valid UTF-8: {bad:?}");
         }
@@ -1033,36 +1086,13 @@ impl Storage {
         }
         let what = format!("CopyObject {} -> {}", c.src, c.dst);
         let resp = self.client.execute(&req)?;
-        let bytes = resp.read_small_body(&what)?;
-        self.copy_reply(&what, &c.dst, xml::parse_copy_result(&bytes))
-    }
-
-    fn copy_reply(
-        &self,
-        what: &str,
-        dst: &ObjectRef,
-        r: std::result::Result<CopyResult, xml::ReplyError>,
-    ) -> Result<CopyResult> {
-        r.map_err(|e| match e {
-            xml::ReplyError::S3(body) if body.code == "PreconditionFailed" => {
-                StorageError::PreconditionFailed {
-                    bucket: dst.bucket.clone(),
-                    key: dst.key.clone(),
-                }
-            }
-            xml::ReplyError::S3(body) => StorageError::Http {
-                status: 200,
-                code: Some(body.code),
-                message: body.message,
-                bucket: dst.bucket.clone(),
-                key: dst.key.clone(),
-                request_id: body.request_id,
-            },
-            xml::ReplyError::Xml(x) => StorageError::BadReply {
-                what: what.to_string(),
-                detail: x.to_string(),
-            },
-        })
+        read_reply(
+            resp,
+            &what,
+            &c.dst.bucket,
+            &c.dst.key,
+            xml::parse_copy_result,
+        )
     }
 
     fn multipart_copy(&self, c: &CopyRequest, size: u64) -> Result<CopyResult> {
@@ -1097,7 +1127,7 @@ impl Storage {
                 c.if_match.as_deref(),
             )
         });
-        let etag = self.finish_multipart(upload, result, &PutOptions::default())?;
+        let etag = self.finish_multipart(upload, result, size, &PutOptions::default())?;
         Ok(CopyResult {
             etag,
             last_modified: None,
@@ -1112,11 +1142,13 @@ impl Storage {
             .not_idempotent();
         let what = format!("CreateMultipartUpload {obj}");
         let resp = self.client.execute(&req)?;
-        let bytes = resp.read_small_body(&what)?;
-        xml::parse_initiate_multipart(&bytes).map_err(|e| StorageError::BadReply {
-            what,
-            detail: e.to_string(),
-        })
+        read_reply(
+            resp,
+            &what,
+            &obj.bucket,
+            &obj.key,
+            xml::parse_initiate_multipart,
+        )
     }
 
     /// Upload one part; returns its ETag.
@@ -1133,7 +1165,7 @@ impl Storage {
             .body(body);
         let resp = self.client.execute(&req)?;
         resp.header("etag")
-            .map(strip_quotes)
+            .map(xml::normalize_etag)
             .ok_or_else(|| StorageError::BadReply {
                 what: format!("UploadPart {part_number} of {obj}"),
                 detail: "no ETag".into(),
@@ -1164,15 +1196,15 @@ impl Storage {
             );
         let what = format!("UploadPartCopy {part_number} of {obj}");
         let resp = self.client.execute(&req)?;
-        let bytes = resp.read_small_body(&what)?;
-        let r = self.copy_reply(&what, obj, xml::parse_copy_result(&bytes))?;
+        let r = read_reply(resp, &what, &obj.bucket, &obj.key, xml::parse_copy_result)?;
         r.etag.ok_or_else(|| StorageError::BadReply {
             what,
             detail: "no ETag".into(),
         })
     }
 
-    /// Complete a multipart upload.
+    /// Complete a multipart upload: one request, not retried (a completion whose reply was lost
+    /// cannot be sent again blindly; [`Storage::finish_multipart`] looks before it resends).
     pub fn complete_multipart_upload(
         &self,
         obj: &ObjectRef,
@@ -1185,7 +1217,8 @@ impl Storage {
     /// Complete a multipart upload only if `cond`'s `if_none_match_any` / `if_match` hold (S3
     /// checks them at completion: 412 → [`StorageError::PreconditionFailed`]; the upload stays
     /// open and should be aborted). Other fields of `cond` are ignored: metadata and content
-    /// headers belong to [`Storage::create_multipart_upload`].
+    /// headers belong to [`Storage::create_multipart_upload`]. One request, not retried (see
+    /// [`Storage::complete_multipart_upload`]).
     pub fn complete_multipart_upload_if(
         &self,
         obj: &ObjectRef,
@@ -1202,20 +1235,33 @@ impl Storage {
                 "if-match",
                 cond.if_match.as_ref().map(|e| format!("\"{e}\"")),
             )
-            .body(RequestBody::Bytes(body.as_bytes()));
+            .body(RequestBody::Bytes(body.as_bytes()))
+            // A blind resend of a completion whose reply was lost meets NoSuchUpload or 412 on
+            // many servers: see `super::reconcile`.
+            .not_idempotent();
         let what = format!("CompleteMultipartUpload {obj}");
         let resp = self.client.execute(&req)?;
-        let bytes = resp.read_small_body(&what)?;
-        self.copy_reply(&what, obj, xml::parse_complete_multipart(&bytes))
+        read_reply(
+            resp,
+            &what,
+            &obj.bucket,
+            &obj.key,
+            xml::parse_complete_multipart,
+        )
     }
 
-    /// Abort a multipart upload (its parts are freed).
+    /// Abort a multipart upload (its parts are freed). An upload that is already gone is fine.
     pub fn abort_multipart_upload(&self, obj: &ObjectRef, upload_id: &str) -> Result<()> {
+        self.abort_if_open(obj, upload_id).map(|_| ())
+    }
+
+    /// Abort a multipart upload; `Ok(false)` if it was gone already (404 NoSuchUpload).
+    fn abort_if_open(&self, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
         let req =
             S3Request::new(Method::Delete, &obj.bucket, &obj.key).query("uploadId", upload_id);
         match self.client.execute(&req) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -1239,12 +1285,7 @@ impl Storage {
                 }
             }
             let resp = self.client.execute(&req)?;
-            let bytes = resp.read_small_body(&what)?;
-            let page =
-                xml::parse_list_multipart_uploads(&bytes).map_err(|e| StorageError::BadReply {
-                    what: what.clone(),
-                    detail: e.to_string(),
-                })?;
+            let page = read_reply(resp, &what, bucket, "", xml::parse_list_multipart_uploads)?;
             for bad in &page.skipped_invalid {
                 log::warn!("{what}: skipping a key that is not valid UTF-8: {bad:?}");
             }
@@ -1285,11 +1326,7 @@ impl Storage {
                 req = req.query("part-number-marker", m.to_string());
             }
             let resp = self.client.execute(&req)?;
-            let bytes = resp.read_small_body(&what)?;
-            let page = xml::parse_list_parts(&bytes).map_err(|e| StorageError::BadReply {
-                what: what.clone(),
-                detail: e.to_string(),
-            })?;
+            let page = read_reply(resp, &what, &obj.bucket, &obj.key, xml::parse_list_parts)?;
             out.extend(page.parts);
             match page.next_part_number_marker {
                 // Part numbers only grow, so this ends (at most 10 000 parts).
@@ -1310,6 +1347,56 @@ impl Storage {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read a 2xx reply's XML body and parse it with `parse` (see [`xml::parse_reply`]): an
+/// `<Error>` body is the error it reports, a body that cannot be read is a network error, one
+/// that cannot be understood a [`StorageError::BadReply`].
+pub(crate) fn read_reply<T, E: Into<xml::ReplyError>>(
+    resp: S3Response,
+    what: &str,
+    bucket: &str,
+    key: &str,
+    parse: impl FnOnce(&[u8]) -> std::result::Result<T, E>,
+) -> Result<T> {
+    let status = resp.status;
+    let bytes = resp.read_small_body(what)?;
+    xml::parse_reply(&bytes, parse).map_err(|e| reply_error(what, bucket, key, status, e))
+}
+
+/// The [`StorageError`] for a reply that is not a success: an `<Error>` body by its code (as
+/// if the server had sent it with an error status), anything else a `BadReply`.
+fn reply_error(
+    what: &str,
+    bucket: &str,
+    key: &str,
+    status: u16,
+    e: xml::ReplyError,
+) -> StorageError {
+    let (bucket, key) = (bucket.to_string(), key.to_string());
+    match e {
+        xml::ReplyError::S3(body) => match body.code.as_str() {
+            "PreconditionFailed" => StorageError::PreconditionFailed { bucket, key },
+            "NoSuchBucket" => StorageError::NoSuchBucket { bucket },
+            "NoSuchKey" | "NoSuchUpload" => StorageError::NotFound {
+                bucket,
+                key,
+                code: Some(body.code),
+            },
+            _ => StorageError::Http {
+                status,
+                code: Some(body.code),
+                message: body.message,
+                bucket,
+                key,
+                request_id: body.request_id,
+            },
+        },
+        xml::ReplyError::Xml(x) => StorageError::BadReply {
+            what: what.to_string(),
+            detail: x.to_string(),
+        },
+    }
 }
 
 /// `x-amz-copy-source` value: `/bucket/key`, the key URI-encoded (slashes kept).
@@ -1463,6 +1550,38 @@ mod tests {
             .collect();
         assert_eq!(h.others().ok().map(|v| v.len()), Some(1));
         assert_eq!(h.metadata().get("a"), Some("b"));
+    }
+
+    #[test]
+    fn error_bodies_in_2xx_replies_map_like_error_statuses() {
+        let s3 = |code: &str| {
+            xml::ReplyError::S3(xml::S3ErrorBody {
+                code: code.into(),
+                message: "m".into(),
+                request_id: Some("r".into()),
+                key: None,
+                resource: None,
+            })
+        };
+        let e = reply_error("w", "b", "k", 200, s3("PreconditionFailed"));
+        assert!(e.is_precondition_failed());
+        let e = reply_error("w", "b", "k", 200, s3("NoSuchUpload"));
+        assert!(
+            matches!(e, StorageError::NotFound { code: Some(ref c), .. } if c == "NoSuchUpload")
+        );
+        let e = reply_error("w", "b", "k", 200, s3("InternalError"));
+        assert!(e.is_transient(), "S3 asks for a retry: {e}");
+        assert!(matches!(e, StorageError::Http { status: 200, .. }));
+        let e = reply_error("w", "b", "k", 200, s3("InvalidPart"));
+        assert!(!e.is_transient());
+        let e = reply_error(
+            "w",
+            "b",
+            "k",
+            200,
+            xml::ReplyError::Xml(xml::XmlError::Empty),
+        );
+        assert!(matches!(e, StorageError::BadReply { .. }));
     }
 
     #[test]

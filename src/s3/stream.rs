@@ -21,7 +21,10 @@
 //!
 //! Failure: a part that fails after the client's retries stops the workers; the caller sees the
 //! error at its next `ship_up_to` or at `finish`, aborts the upload ([`StreamingUpload::abort`])
-//! and falls back to uploading the whole staging file. Every upload is recorded in the
+//! and falls back to uploading the whole staging file. A completion whose reply is lost is
+//! different: it may have been applied, so it is looked into ([`super::reconcile`]), and when
+//! that cannot tell, `finish` says so ([`StorageError::OutcomeUnknown`]) instead of inviting a
+//! second upload. Every upload is recorded in the
 //! storage's journal before its first part (see [`super::journal`]), so a crash leaves nothing
 //! that the next start does not abort.
 
@@ -250,8 +253,10 @@ impl StreamingUpload {
 
     /// Send the bytes from the shipped end to `len` (the whole file is `len` bytes), wait for
     /// every part and complete the upload with `cond`'s conditions (`If-None-Match` /
-    /// `If-Match`). On any failure the upload is aborted and the error returned; the caller
-    /// can then upload the file another way.
+    /// `If-Match`); a completion whose reply is lost is looked into, not redone blindly (see
+    /// [`super::reconcile`]). On failure the upload is aborted and the error returned: the
+    /// caller may then upload the file another way — except after
+    /// [`StorageError::OutcomeUnknown`], when the completion may have happened.
     pub fn finish(mut self, len: u64, cond: &PutOptions) -> Result<Option<String>> {
         let Some(upload) = self.upload.take() else {
             return Err(StorageError::invalid("upload", "already finished"));
@@ -318,7 +323,7 @@ impl StreamingUpload {
         // Completes under `cond`, or aborts; the journal entry goes either way once done.
         let completing = std::time::Instant::now();
         let obj = upload.obj.clone();
-        let result = self.storage.finish_multipart(upload, parts, cond);
+        let result = self.storage.finish_multipart(upload, parts, len, cond);
         log::debug!(
             "{obj}: CompleteMultipartUpload took {:?}",
             completing.elapsed()

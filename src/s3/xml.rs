@@ -2,9 +2,26 @@
 //!
 //! Replies (ListObjectsV2, InitiateMultipartUpload, CopyObject / UploadPartCopy,
 //! CompleteMultipartUpload, ListMultipartUploads, ListParts, DeleteObjects, error bodies) are
-//! first read into a tiny element tree and then picked apart by local name. That makes the parsers tolerant of what real servers do:
-//! namespaces and prefixes, any element order, unknown elements, whitespace (including the
-//! keep-alive spaces S3 sends before a late CompleteMultipartUpload reply). Text is kept exactly
+//! first read into a tiny element tree and then picked apart by local name. The parsers are
+//! tolerant of what real servers write, not credulous:
+//!
+//! - **Root names**: `…Result` as AWS, MinIO, Ceph and Garage write it, `…Response` as moto
+//!   5.2.1 writes CompleteMultipartUpload and ListParts, and a `…Response` wrapping the
+//!   `…Result` (the query-protocol shape). Any other root is refused.
+//! - **Namespaces**: the S3 namespace, none, another, or a prefix (`<s3:Key>`): names are
+//!   compared without it.
+//! - **Unknown elements** (checksums, `ServerSideEncryption`, `Owner`, ...) are skipped; element
+//!   order does not matter; whitespace (including the keep-alive spaces S3 sends before a late
+//!   CompleteMultipartUpload reply) and a byte-order mark before the document are ignored.
+//! - **ETags** quoted, unquoted, with the quotes escaped (`&quot;`, `&#34;` as Go's encoder
+//!   writes them, or escaped twice), or weak (`W/"…"`): [`normalize_etag`] gives the bare value,
+//!   in XML and in headers alike.
+//! - **`<Error>` in a 2xx reply**: AWS answers CompleteMultipartUpload, CopyObject and
+//!   UploadPartCopy with `200 OK` before the work is done and reports a failure in the body;
+//!   such a body is the error it carries ([`ReplyError::S3`]), never a success.
+//!
+//! What a caller needs is still required: a reply without it (no `UploadId`, no `Key` in a
+//! listing entry, a number that is not one) is an error, never a default. Text is kept exactly
 //! (object keys may start or end with spaces); numbers and booleans are trimmed before parsing.
 //!
 //! Everything here reads bytes from the network, so nothing may panic: no `unwrap`, no indexing
@@ -24,6 +41,8 @@ const MAX_DEPTH: usize = 32;
 /// Longest excerpt of a bad value quoted in an error message.
 const MAX_QUOTED: usize = 64;
 const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+/// A byte-order mark some servers put before the XML declaration.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// What is wrong with an S3 XML document.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -261,6 +280,7 @@ fn utf8(bytes: &[u8]) -> Result<&str, XmlError> {
 
 /// Parse a whole document into its root element.
 fn parse_tree(body: &[u8]) -> Result<Node, XmlError> {
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
     let start = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -338,15 +358,35 @@ fn parse_tree(body: &[u8]) -> Result<Node, XmlError> {
     root.ok_or(XmlError::Empty)
 }
 
-fn parse_root(body: &[u8], expected: &'static str) -> Result<Node, XmlError> {
-    let root = parse_tree(body)?;
-    if root.name != expected {
+/// Does a root element named `found` stand for the reply `expected` (a `…Result` name)?
+/// Servers write `…Result` (AWS, MinIO, Ceph, Garage) or `…Response` (moto 5.2.1's
+/// CompleteMultipartUpload and ListParts).
+fn root_is(found: &str, expected: &str) -> bool {
+    found == expected
+        || expected
+            .strip_suffix("Result")
+            .is_some_and(|stem| found.strip_prefix(stem) == Some("Response"))
+}
+
+/// The element holding the reply `expected`, one of `names` (the first is the name reported
+/// when none matches): the root itself, or the `…Result` inside a `…Response` root.
+fn select_root(mut root: Node, names: &[&'static str]) -> Result<Node, XmlError> {
+    let Some(expected) = names.iter().copied().find(|n| root_is(&root.name, n)) else {
         return Err(XmlError::UnexpectedRoot {
-            expected,
+            expected: names.first().copied().unwrap_or("?"),
             found: quote(&root.name),
         });
+    };
+    if root.name != expected {
+        if let Some(i) = root.children.iter().position(|c| c.name == expected) {
+            return Ok(root.children.swap_remove(i));
+        }
     }
     Ok(root)
+}
+
+fn parse_root(body: &[u8], expected: &'static str) -> Result<Node, XmlError> {
+    select_root(parse_tree(body)?, &[expected])
 }
 
 fn parse_u64(element: &'static str, value: &str) -> Result<u64, XmlError> {
@@ -380,16 +420,28 @@ fn parse_bool(element: &'static str, value: &str) -> Result<bool, XmlError> {
     }
 }
 
-fn strip_etag(raw: &str) -> String {
-    let t = raw.trim();
-    let t = t.strip_prefix('"').unwrap_or(t);
-    let t = t.strip_suffix('"').unwrap_or(t);
-    t.to_string()
+/// How servers quote an ETag: a plain `"`, or the quote escaped once more than XML needs
+/// (`&quot;`, `&#34;` and `&#x22;` survive the parser's unescaping when written `&amp;quot;`).
+const ETAG_QUOTES: &[&str] = &["\"", "&quot;", "&#34;", "&#x22;"];
+
+/// An ETag from a header or an XML element, reduced to its value: surrounding whitespace, a
+/// weak `W/` prefix and the quotes (any of [`ETAG_QUOTES`], each end on its own) go.
+/// `"abc"`, `abc`, `&quot;abc&quot;` and `W/"abc"` all give `abc`.
+pub fn normalize_etag(raw: &str) -> String {
+    let mut t = raw.trim();
+    t = t.strip_prefix("W/").unwrap_or(t);
+    if let Some(rest) = ETAG_QUOTES.iter().find_map(|q| t.strip_prefix(q)) {
+        t = rest;
+    }
+    if let Some(rest) = ETAG_QUOTES.iter().find_map(|q| t.strip_suffix(q)) {
+        t = rest;
+    }
+    t.trim().to_string()
 }
 
 fn etag_of(node: &Node) -> Option<String> {
     node.text_of("ETag")
-        .map(strip_etag)
+        .map(normalize_etag)
         .filter(|e| !e.is_empty())
 }
 
@@ -472,15 +524,21 @@ pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, XmlError> {
     Ok(page)
 }
 
-/// The `<Error>` document of a failed request; `None` when `body` is not one.
+/// The `<Error>` document of a failed request; `None` when `body` is not one. The query
+/// protocol's `<ErrorResponse><Error>…</Error></ErrorResponse>` is read too.
 pub fn parse_error(body: &[u8]) -> Option<S3ErrorBody> {
-    let root = parse_tree(body).ok()?;
-    if root.name != "Error" {
-        return None;
-    }
-    let opt = |name: &str| root.text_of(name).map(str::to_string);
+    error_of(&parse_tree(body).ok()?)
+}
+
+fn error_of(root: &Node) -> Option<S3ErrorBody> {
+    let err = match root.name.as_str() {
+        "Error" => root,
+        "ErrorResponse" => root.child("Error")?,
+        _ => return None,
+    };
+    let opt = |name: &str| err.text_of(name).map(str::to_string);
     Some(S3ErrorBody {
-        code: root.text_of("Code").unwrap_or_default().trim().to_string(),
+        code: err.text_of("Code").unwrap_or_default().trim().to_string(),
         message: opt("Message").unwrap_or_default(),
         request_id: opt("RequestId"),
         key: opt("Key"),
@@ -498,43 +556,48 @@ pub fn parse_initiate_multipart(body: &[u8]) -> Result<String, XmlError> {
     Ok(id.to_string())
 }
 
+/// The reply's tree, or the error its `<Error>` body reports (S3 sends one with `200 OK` when a
+/// long request fails after the status line went out).
 fn error_or_tree(body: &[u8]) -> Result<Node, ReplyError> {
     let root = parse_tree(body)?;
-    if root.name == "Error" {
-        // Re-reading is cheap and keeps one definition of an error body.
-        if let Some(err) = parse_error(body) {
-            return Err(ReplyError::S3(err));
-        }
+    match error_of(&root) {
+        Some(err) => Err(ReplyError::S3(err)),
+        None => Ok(root),
     }
-    Ok(root)
 }
 
-/// A CopyObject (`<CopyObjectResult>`) or UploadPartCopy (`<CopyPartResult>`) reply. S3 may
-/// answer 200 OK with an `<Error>` body; that is `Err(ReplyError::S3)`.
-pub fn parse_copy_result(body: &[u8]) -> Result<CopyResult, ReplyError> {
-    let root = error_or_tree(body)?;
-    if root.name != "CopyObjectResult" && root.name != "CopyPartResult" {
-        return Err(ReplyError::Xml(XmlError::UnexpectedRoot {
-            expected: "CopyObjectResult",
-            found: quote(&root.name),
-        }));
+/// Parse a successful (2xx) reply with `parse`, unless its body is an `<Error>` document: then
+/// that error (see [`ReplyError::S3`]). Every 2xx XML reply goes through here, so a server
+/// that reports a failure with `200 OK` is never read as having succeeded.
+pub fn parse_reply<T, E: Into<ReplyError>>(
+    body: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> Result<T, ReplyError> {
+    if let Some(err) = parse_error(body) {
+        return Err(ReplyError::S3(err));
     }
+    parse(body).map_err(Into::into)
+}
+
+/// A CopyObject (`<CopyObjectResult>`) or UploadPartCopy (`<CopyPartResult>`) reply (or their
+/// `…Response` forms). S3 may answer 200 OK with an `<Error>` body; that is
+/// `Err(ReplyError::S3)`.
+pub fn parse_copy_result(body: &[u8]) -> Result<CopyResult, ReplyError> {
+    let root = select_root(
+        error_or_tree(body)?,
+        &["CopyObjectResult", "CopyPartResult"],
+    )?;
     Ok(CopyResult {
         etag: etag_of(&root),
         last_modified: root.text_of("LastModified").and_then(parse_iso8601),
     })
 }
 
-/// A CompleteMultipartUpload reply: the new object's ETag (quotes stripped). S3 may answer
-/// 200 OK with an `<Error>` body; that is `Err(ReplyError::S3)`.
+/// A CompleteMultipartUpload reply (`<CompleteMultipartUploadResult>`, or moto 5.2.1's
+/// `<CompleteMultipartUploadResponse>`): the new object's ETag (quotes stripped). S3 may
+/// answer 200 OK with an `<Error>` body; that is `Err(ReplyError::S3)`.
 pub fn parse_complete_multipart(body: &[u8]) -> Result<CopyResult, ReplyError> {
-    let root = error_or_tree(body)?;
-    if root.name != "CompleteMultipartUploadResult" {
-        return Err(ReplyError::Xml(XmlError::UnexpectedRoot {
-            expected: "CompleteMultipartUploadResult",
-            found: quote(&root.name),
-        }));
-    }
+    let root = select_root(error_or_tree(body)?, &["CompleteMultipartUploadResult"])?;
     Ok(CopyResult {
         etag: etag_of(&root),
         last_modified: root.text_of("LastModified").and_then(parse_iso8601),
@@ -614,13 +677,7 @@ pub fn parse_list_multipart_uploads(body: &[u8]) -> Result<UploadsPage, XmlError
 /// A ListParts page. The root is `<ListPartsResult>`; moto (5.x) writes `<ListPartsResponse>`,
 /// accepted too.
 pub fn parse_list_parts(body: &[u8]) -> Result<PartsPage, XmlError> {
-    let root = parse_tree(body)?;
-    if root.name != "ListPartsResult" && root.name != "ListPartsResponse" {
-        return Err(XmlError::UnexpectedRoot {
-            expected: "ListPartsResult",
-            found: quote(&root.name),
-        });
-    }
+    let root = parse_root(body, "ListPartsResult")?;
     let mut page = PartsPage {
         is_truncated: match root.text_of("IsTruncated") {
             Some(v) => parse_bool("IsTruncated", v)?,
@@ -675,7 +732,7 @@ fn escape_text(out: &mut String, s: &str) -> Result<(), ()> {
 pub fn build_complete_multipart(parts: &[(u32, String)]) -> String {
     let mut out = format!("<CompleteMultipartUpload xmlns=\"{S3_NS}\">");
     for (number, etag) in parts {
-        let clean: String = strip_etag(etag)
+        let clean: String = normalize_etag(etag)
             .chars()
             .filter(|&c| xml_char_ok(c))
             .collect();
@@ -852,6 +909,11 @@ mod tests {
         LIST_UPLOADS,
         LIST_UPLOADS_URL,
         LIST_PARTS,
+        COMPLETE_MOTO_521,
+        COMPLETE_MINIO_STYLE,
+        COMPLETE_CEPH_STYLE,
+        COMPLETE_PREFIXED,
+        COMPLETE_WRAPPED,
     ];
 
     // ListMultipartUploads example of the S3 API reference (trimmed: two uploads).
@@ -1254,6 +1316,171 @@ mod tests {
             parse_complete_multipart(b"   "),
             Err(ReplyError::Xml(XmlError::Empty))
         ));
+    }
+
+    // moto 5.2.1's reply (measured: `moto_server` 5.2.1, one part of "hello").
+    const COMPLETE_MOTO_521: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<CompleteMultipartUploadResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>http://bucket1.s3.amazonaws.com/k3</Location><Bucket>bucket1</Bucket><Key>k3</Key><ETag>"62109206880d38a4010a98e11243924a-1"</ETag></CompleteMultipartUploadResponse>"#;
+
+    // MinIO style: Go's encoder writes the quotes as `&#34;`, and checksum elements follow.
+    const COMPLETE_MINIO_STYLE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>http://127.0.0.1:9000/bucket/key</Location><Bucket>bucket</Bucket><Key>key</Key><ETag>&#34;3858f62230ac3c915f300c664312c11f-9&#34;</ETag><ChecksumCRC32C>nFp5yA==</ChecksumCRC32C><ChecksumType>COMPOSITE</ChecksumType></CompleteMultipartUploadResult>"#;
+
+    // Ceph RGW style: no XML declaration, an unquoted ETag.
+    const COMPLETE_CEPH_STYLE: &str = r#"<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>bucket.example.com/key</Location><Bucket>bucket</Bucket><Key>key</Key><ETag>3858f62230ac3c915f300c664312c11f-9</ETag></CompleteMultipartUploadResult>"#;
+
+    // Garage style: a namespace prefix, the quotes escaped as `&quot;`, an unknown element.
+    const COMPLETE_PREFIXED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<s3:CompleteMultipartUploadResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:Location>/bucket/key</s3:Location><s3:Bucket>bucket</s3:Bucket><s3:Key>key</s3:Key><s3:ETag>&quot;3858f62230ac3c915f300c664312c11f-9&quot;</s3:ETag><s3:VersionId>v1</s3:VersionId></s3:CompleteMultipartUploadResult>"#;
+
+    // No namespace, a BOM, keep-alive whitespace, and the query protocol's wrapper.
+    const COMPLETE_WRAPPED: &str = "\u{FEFF}  \n<CompleteMultipartUploadResponse><CompleteMultipartUploadResult><ETag>\"3858f62230ac3c915f300c664312c11f-9\"</ETag></CompleteMultipartUploadResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></CompleteMultipartUploadResponse>";
+
+    #[test]
+    fn complete_multipart_as_servers_write_it() {
+        let want = |etag: &str| CopyResult {
+            etag: Some(etag.into()),
+            last_modified: None,
+        };
+        assert_eq!(
+            parse_complete_multipart(COMPLETE_MOTO_521.as_bytes()),
+            Ok(want("62109206880d38a4010a98e11243924a-1"))
+        );
+        for doc in [
+            COMPLETE_OK.replace("Example-Object", "key"),
+            COMPLETE_MINIO_STYLE.to_string(),
+            COMPLETE_CEPH_STYLE.to_string(),
+            COMPLETE_PREFIXED.to_string(),
+            COMPLETE_WRAPPED.to_string(),
+            COMPLETE_OK.replace(" xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"", ""),
+            COMPLETE_OK.replace("2006-03-01", "2099-01-01"),
+        ] {
+            assert_eq!(
+                parse_complete_multipart(doc.as_bytes()),
+                Ok(want("3858f62230ac3c915f300c664312c11f-9")),
+                "{doc}"
+            );
+        }
+        // An ETag is not required to call the upload complete (it is only remembered).
+        let no_etag =
+            COMPLETE_CEPH_STYLE.replace("<ETag>3858f62230ac3c915f300c664312c11f-9</ETag>", "");
+        assert_eq!(
+            parse_complete_multipart(no_etag.as_bytes()),
+            Ok(CopyResult {
+                etag: None,
+                last_modified: None
+            })
+        );
+        // Tolerant, not credulous: other roots are refused, so is a `Response` of another reply.
+        for bad in [
+            "<CompleteMultipartUpload><ETag>\"e\"</ETag></CompleteMultipartUpload>",
+            "<ListPartsResponse><ETag>\"e\"</ETag></ListPartsResponse>",
+            "<CompleteMultipartUploadResponseX/>",
+            "<html><body>502 Bad Gateway</body></html>",
+        ] {
+            assert!(
+                matches!(
+                    parse_complete_multipart(bad.as_bytes()),
+                    Err(ReplyError::Xml(XmlError::UnexpectedRoot { .. }))
+                ),
+                "{bad}"
+            );
+        }
+        // The query protocol's error wrapper is an error, not a success.
+        let wrapped_error = "<ErrorResponse><Error><Code>InternalError</Code><Message>m</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+        match parse_complete_multipart(wrapped_error.as_bytes()) {
+            Err(ReplyError::S3(e)) => assert_eq!(e.code, "InternalError"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_replies_accept_their_response_form() {
+        let moto_style = INITIATE.replace(
+            "InitiateMultipartUploadResult",
+            "InitiateMultipartUploadResponse",
+        );
+        assert_eq!(
+            parse_initiate_multipart(moto_style.as_bytes()).as_deref(),
+            Ok("VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA")
+        );
+        // Still refused without what the caller needs.
+        let no_id =
+            "<InitiateMultipartUploadResponse><Bucket>b</Bucket></InitiateMultipartUploadResponse>";
+        assert_eq!(
+            parse_initiate_multipart(no_id.as_bytes()),
+            Err(XmlError::Missing("UploadId"))
+        );
+        let copy = COPY_OBJECT.replace("CopyObjectResult", "CopyObjectResponse");
+        assert_eq!(
+            parse_copy_result(copy.as_bytes()),
+            parse_copy_result(COPY_OBJECT.as_bytes())
+        );
+        let delete = DELETE_RESULT.replace("DeleteResult", "DeleteResponse");
+        assert_eq!(
+            parse_delete_result(delete.as_bytes()),
+            parse_delete_result(DELETE_RESULT.as_bytes())
+        );
+        assert!(parse_list_objects_v2(b"<ListBucketResponse/>").is_ok());
+        assert!(parse_list_objects_v2(b"<ListAllMyBucketsResult/>").is_err());
+    }
+
+    #[test]
+    fn a_2xx_reply_carrying_an_error_is_that_error() {
+        for doc in [COMPLETE_200_ERROR, ERR_ACCESS_DENIED] {
+            assert!(matches!(
+                parse_reply(doc.as_bytes(), parse_initiate_multipart),
+                Err(ReplyError::S3(_))
+            ));
+            assert!(matches!(
+                parse_reply(doc.as_bytes(), parse_list_objects_v2),
+                Err(ReplyError::S3(_))
+            ));
+        }
+        assert_eq!(
+            parse_reply(INITIATE.as_bytes(), parse_initiate_multipart).as_deref(),
+            Ok("VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA")
+        );
+        assert!(matches!(
+            parse_reply(b"<Foo/>", parse_initiate_multipart),
+            Err(ReplyError::Xml(XmlError::UnexpectedRoot { .. }))
+        ));
+    }
+
+    #[test]
+    fn etags_in_every_quoting() {
+        for raw in [
+            "3858f62230ac3c915f300c664312c11f-9",
+            "\"3858f62230ac3c915f300c664312c11f-9\"",
+            " \"3858f62230ac3c915f300c664312c11f-9\" ",
+            "&quot;3858f62230ac3c915f300c664312c11f-9&quot;",
+            "&#34;3858f62230ac3c915f300c664312c11f-9&#34;",
+            "&#x22;3858f62230ac3c915f300c664312c11f-9&#x22;",
+            "W/\"3858f62230ac3c915f300c664312c11f-9\"",
+            "\"3858f62230ac3c915f300c664312c11f-9",
+        ] {
+            assert_eq!(
+                normalize_etag(raw),
+                "3858f62230ac3c915f300c664312c11f-9",
+                "{raw:?}"
+            );
+        }
+        assert_eq!(normalize_etag("\"\""), "");
+        assert_eq!(normalize_etag("\""), "");
+        // In XML: `&quot;` is unescaped by the parser, `&amp;quot;` leaves `&quot;` behind.
+        for etag in [
+            "&quot;abc&quot;",
+            "&amp;quot;abc&amp;quot;",
+            "&#34;abc&#34;",
+            "abc",
+        ] {
+            let doc = format!("<CopyObjectResult><ETag>{etag}</ETag></CopyObjectResult>");
+            assert_eq!(
+                parse_copy_result(doc.as_bytes()).map(|r| r.etag),
+                Ok(Some("abc".to_string())),
+                "{etag}"
+            );
+        }
     }
 
     #[test]

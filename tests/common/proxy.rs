@@ -17,6 +17,8 @@
 //! reads, and may answer in the server's place, e.g. with a 412 that a lax server would not
 //! give); [`Fault::RewriteBody`] forwards and then hands the reply body to a [`BodyRewrite`]
 //! (e.g. to put bytes into a listing that the server itself would never send).
+//! [`Fault::StallAfterForward`] loses a reply to the client's timeout after the server acted;
+//! [`Fault::SetHeader`] changes one reply header (e.g. an ETag that is not an MD5).
 //!
 //! Lifetime: dropping the proxy stops the accept thread (joined); connection threads are
 //! detached but every read, write and stall in them is bounded (and stalls end at the drop).
@@ -114,6 +116,12 @@ pub enum Fault {
     Before(Hook),
     /// Forward, then replace the reply body (Content-Length follows).
     RewriteBody(BodyRewrite),
+    /// Forward (the server does the work), then say nothing for this long and close: a reply
+    /// lost to a client timeout.
+    StallAfterForward(Duration),
+    /// Forward, then set a reply header (name, value), replacing it if present: e.g. ETags
+    /// that are not MD5s, as servers with encryption give.
+    SetHeader(String, String),
 }
 
 /// Which requests get a fault.
@@ -485,6 +493,30 @@ fn with_content_length(head: &[u8], len: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Say nothing for `d` (cut short when the proxy stops).
+fn stall(shared: &Shared, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A reply head (ending in a blank line) with header `name` set to `value`.
+fn with_header(head: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    let mut out = String::new();
+    for l in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if l.to_ascii_lowercase().starts_with(&prefix) {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("{name}: {value}\r\n\r\n"));
+    out.into_bytes()
+}
+
 fn serve(shared: &Shared, mut conn: TcpStream) {
     if shared.stop.load(Ordering::SeqCst) {
         return;
@@ -533,10 +565,7 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
             return;
         }
         Some(Fault::Stall(d)) => {
-            let until = Instant::now() + *d;
-            while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            stall(shared, *d);
             return;
         }
         Some(Fault::Delay(d)) => std::thread::sleep(*d),
@@ -564,6 +593,12 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
             let _ = conn.write_all(&head);
             let _ = conn.write_all(&body[..n.min(body.len())]);
             let _ = conn.shutdown(Shutdown::Both);
+        }
+        Some(Fault::StallAfterForward(d)) => stall(shared, d),
+        Some(Fault::SetHeader(name, value)) => {
+            let _ = conn.write_all(&with_header(&head, &name, &value));
+            let _ = conn.write_all(body);
+            let _ = conn.shutdown(Shutdown::Write);
         }
         Some(Fault::RewriteBody(rewrite)) => {
             let new_body = (rewrite.0)(body);
