@@ -9,8 +9,8 @@
 //! after waiting for uploads in flight under it to finish; an upload under a registered source
 //! waits until the rename is over and then takes its key again, which by then is the new one.
 //! Neither side holds the gate's mutex while it waits for anything else, and an upload computes
-//! its key under the gate's mutex (lock order: gate → inode table), so a key moved by a rename
-//! is never used after the move.
+//! its key under the gate's mutex (gate → inode table, in the lock order of
+//! [`super::open_files`]), so a key moved by a rename is never used after the move.
 
 use parking_lot::{Condvar, Mutex};
 

@@ -122,7 +122,7 @@ impl S3Fs {
                 l
             }
         };
-        // Lock order: a listing, then the table (never the reverse).
+        // A listing, then the table (the lock order of `open_files`).
         let mut l = listing.lock();
         while first >= l.entries.len() && l.next.is_some() {
             self.next_page(&mut l)?;
