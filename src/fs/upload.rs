@@ -51,7 +51,7 @@ impl S3Fs {
     /// What the next upload of `of` carries: the metadata the object had (or as changed while
     /// open) — never dropped — with `mtime` brought up to date unless it was set explicitly,
     /// and the content headers (a Content-Type from the extension for a new object).
-    fn upload_plan(&self, of: &mut OpenFile, key: &str) -> FsResult<UploadPlan> {
+    fn upload_plan(&self, of: &OpenFile, key: &str) -> FsResult<UploadPlan> {
         let (mut metadata, content_headers) = match (of.pending_metadata(), of.remote_exists()) {
             (Some(m), _) => (m.clone(), of.content_headers().cloned()),
             (None, true) => match self.object_meta(of.ino()) {
