@@ -81,7 +81,7 @@ impl ServerKind {
 }
 
 /// What some server cannot do that a test needs: a documented limit of that server (each
-/// checked by a direct request, see the Servers section of README.md), not a defect of s3mount.
+/// checked by a direct request, see docs/servers.md), not a defect of s3mount.
 /// One place for the reasons, so every skip says the same thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerLimit {
