@@ -4,6 +4,7 @@ pub mod client;
 pub mod error;
 pub mod journal;
 pub mod meta;
+pub mod metadata;
 pub mod name;
 pub mod private;
 pub mod reconcile;

@@ -121,7 +121,7 @@ impl Headers {
     }
 
     /// The other headers, validated: names the client computes itself are refused.
-    fn others(&self) -> Result<Vec<(String, String)>> {
+    pub(crate) fn others(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         for (k, v) in &self.0 {
             if k.starts_with(super::meta::META_PREFIX) {
@@ -506,36 +506,6 @@ impl Storage {
     pub fn delete(&self, remote: impl Into<S3Name>) -> Result<()> {
         let obj = self.resolve(remote)?;
         self.delete_object(&obj)
-    }
-
-    /// Replace `remote`'s metadata with the `x-amz-meta-*` in `headers`, in place: a self-copy
-    /// with `REPLACE`, the content and content headers untouched (other headers in `headers`,
-    /// such as a new Content-Type, are applied), guarded by the ETag so a concurrent overwrite
-    /// is never rolled back: if the object changes between the HEAD and the copy (412), the HEAD
-    /// and the copy are done again (a few times), so the metadata lands on the new content.
-    pub fn update_metadata(&self, remote: impl Into<S3Name>, headers: &Headers) -> Result<()> {
-        let obj = self.resolve(remote)?;
-        let extra = headers.others()?;
-        let mut attempt = 1;
-        loop {
-            let head = self.head_object(&obj)?;
-            let result = self.copy_object(&CopyRequest {
-                src: obj.clone(),
-                dst: obj.clone(),
-                replace: Some(ReplaceMetadata {
-                    metadata: headers.metadata(),
-                    content_headers: merge_headers(&head.content_headers, &extra),
-                }),
-                if_match: head.etag.clone(),
-                size: Some(head.size),
-            });
-            match result {
-                Err(e) if e.is_precondition_failed() && attempt < METADATA_UPDATE_ATTEMPTS => {
-                    attempt += 1;
-                }
-                r => return r.map(|_| ()),
-            }
-        }
     }
 
     // ---- buckets ----------------------------------------------------------------------------
@@ -1438,10 +1408,6 @@ fn copy_source(src: &ObjectRef) -> String {
     )
 }
 
-/// HEAD + conditional self-copy rounds of [`Storage::update_metadata`] when the object keeps
-/// changing meanwhile.
-const METADATA_UPDATE_ATTEMPTS: u32 = 4;
-
 /// `bytes 0-9/1234` → (0, 9, 1234); `None` unless first ≤ last < total.
 fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let rest = v.trim().strip_prefix("bytes ")?;
@@ -1459,7 +1425,10 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Content headers of the source, overridden by those given.
-fn merge_headers(base: &[(String, String)], over: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn merge_headers(
+    base: &[(String, String)],
+    over: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = base
         .iter()
         .filter(|(n, _)| !over.iter().any(|(o, _)| o == n))
