@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -814,4 +814,80 @@ fn log_file_option_receives_the_log() {
     let (log, _) = log_of_a_session(&["--log-level", "info"], None);
     assert!(log.contains("mounted s3://"), "{log}");
     assert!(log.contains("unmounting"), "{log}");
+}
+
+/// What everyday programs do on a mount leaves nothing in the log at the default level: `cp`
+/// (which tries `copy_file_range`), `sed -i` (`isatty()` is an `ioctl(TCGETS)`), `vim` in ex
+/// mode (swap file, write by rename), `git init/add/commit` and `tar` both ways. Only what a
+/// user must act on belongs there; fuser's `[Not Implemented]` warnings did not.
+#[test]
+fn everyday_programs_leave_nothing_in_the_default_log() {
+    let server = server();
+    let bucket = server.fresh_bucket("quiet");
+    let setup = Setup::new(server, &bucket);
+    // A private cache dir: tightening one is (rightly) a warning of its own.
+    std::fs::set_permissions(setup.cache(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = setup.path().join("stderr");
+    let log_file = setup.path().join("s3mount.log");
+    let log_arg = log_file.display().to_string();
+    let mut child = foreground(&setup, &stderr, &["--log-file", &log_arg])
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &stderr);
+    let m = setup.mnt();
+    let local = setup.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    std::fs::write(local.join("text.txt"), "alpha\nbeta\ngamma\n".repeat(1000)).unwrap();
+    let script = format!(
+        r#"set -eux
+cd '{m}'
+cp '{local}/text.txt' text.txt
+cp text.txt copy.txt
+cp -a '{local}' tree
+sed -i 's/beta/BETA/' text.txt
+grep -q BETA text.txt
+vim -es -u NONE -c '%s/gamma/GAMMA/' -c 'wq' copy.txt
+grep -q GAMMA copy.txt
+mkdir repo && cd repo
+g="git -c user.name=T -c user.email=t@example.com -c init.defaultBranch=main"
+$g init -q
+cp ../text.txt .
+$g add -A
+$g commit -q -m first
+$g status --porcelain
+cd ..
+tar cf '{local}/out.tar' repo text.txt
+mkdir untar
+tar xf '{local}/out.tar' -C untar
+tar cf archive.tar tree
+tar tf archive.tar >/dev/null
+cmp untar/text.txt text.txt
+"#,
+        m = m.display(),
+        local = local.display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        read(&log_file)
+    );
+    sigterm(&child);
+    let st = wait_exit(&mut child, Duration::from_secs(60), &stderr);
+    assert!(st.success(), "exit {st}; log:\n{}", read(&log_file));
+    // The programs did reach the server.
+    let storage = server.storage_in(&bucket);
+    assert!(server_bytes(&storage, "repo/.git/HEAD").is_some());
+    assert!(
+        String::from_utf8_lossy(&server_bytes(&storage, "copy.txt").unwrap()).contains("GAMMA")
+    );
+    assert_eq!(read(&log_file), "", "the default log is not empty");
+    assert_eq!(read(&stderr), "", "s3mount wrote to stderr");
 }
