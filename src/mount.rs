@@ -65,7 +65,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
 
     let storage = make_storage(&cli, &config, Some(bucket.clone()))?;
-    preflight(&storage, &bucket, &config.prefix)?;
+    preflight(&storage, &config.endpoint, &bucket, &config.prefix)?;
 
     let cache_root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let cache_dir = cache_root.join(cache_subdir(&bucket, &config.prefix));

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use s3mount::config::{LoadRequest, Overrides};
+use s3mount::config::{Endpoint, LoadRequest, Overrides};
 use s3mount::s3::private::{self, DirState};
-use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage};
+use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage, StorageError};
 
 use crate::cli::Cli;
 use crate::opts::MountOptions;
@@ -45,8 +45,14 @@ pub fn make_storage(
     Ok(Storage::with_client(client, bucket))
 }
 
-/// Fail early and clearly: bucket exists, credentials work, listing is allowed.
-pub fn preflight(storage: &Storage, bucket: &str, prefix: &str) -> Result<(), String> {
+/// Fail early and clearly: bucket exists, credentials work, listing is allowed. The error is
+/// the one line of [`bucket_check_error`].
+pub fn preflight(
+    storage: &Storage,
+    endpoint: &Endpoint,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(), String> {
     // LIST first: its error reply has a body naming the S3 error code (NoSuchBucket,
     // SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied); a HEAD's has none, so a wrong
     // secret would be reported as a missing s3:ListBucket permission.
@@ -60,11 +66,88 @@ pub fn preflight(storage: &Storage, bucket: &str, prefix: &str) -> Result<(), St
                 ..Default::default()
             },
         )
-        .map_err(|e| format!("cannot use bucket {bucket:?}: {e}"))?;
-    storage
-        .head_bucket(bucket)
-        .map_err(|e| format!("cannot use bucket {bucket:?}: {e}"))?;
-    Ok(())
+        .and_then(|_| storage.head_bucket(bucket))
+        .map_err(|e| bucket_check_error(endpoint, bucket, &e))
+}
+
+/// Why a mount cannot use its bucket, in one line: the endpoint URL, the bucket, the S3 error
+/// code where the server sent one, and what to do about it. The same words in the foreground,
+/// in the background and under mount(8): the check runs before any of them part ways.
+pub fn bucket_check_error(endpoint: &Endpoint, bucket: &str, e: &StorageError) -> String {
+    const CHECK_SERVER: &str = "check the endpoint URL (--endpoint, or endpoint: in the config) and that the server is running";
+    let why = match e {
+        StorageError::NoSuchBucket { .. } => {
+            "it does not exist (NoSuchBucket); check the bucket name and the endpoint, or create the bucket".to_string()
+        }
+        StorageError::NotFound { code, .. } => format!(
+            "not found ({}); check the bucket name and the endpoint",
+            code.as_deref().unwrap_or("HTTP 404")
+        ),
+        StorageError::AccessDenied {
+            code,
+            message,
+            action,
+            request_id,
+            ..
+        } => {
+            let fix = match (code.as_str(), action) {
+                ("SignatureDoesNotMatch", _) => "check the secret access key".to_string(),
+                ("InvalidAccessKeyId", _) => {
+                    "check the access key id (is it a key of this endpoint?)".to_string()
+                }
+                ("ExpiredToken" | "InvalidToken" | "TokenRefreshRequired", _) => {
+                    "the session token is invalid or expired: get a new one".to_string()
+                }
+                (_, Some(a)) => format!(
+                    "the credentials' policy must allow {a} on the bucket{}",
+                    server_says(message, request_id)
+                ),
+                (_, None) => format!("check the bucket's policy{}", server_says(message, request_id)),
+            };
+            format!("access denied ({code}); {fix}")
+        }
+        StorageError::Http {
+            status,
+            code,
+            message,
+            request_id,
+            ..
+        } => {
+            let fix = match code.as_deref() {
+                Some(
+                    "PermanentRedirect"
+                    | "AuthorizationHeaderMalformed"
+                    | "IllegalLocationConstraintException",
+                ) => "the bucket is in another region: set --region (or region: in the config)",
+                _ => CHECK_SERVER,
+            };
+            let code = code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            format!("HTTP {status}{code}; {fix}{}", server_says(message, request_id))
+        }
+        StorageError::Network { detail, .. } => {
+            let detail = detail.strip_prefix("io: ").unwrap_or(detail);
+            format!("cannot connect ({detail}); {CHECK_SERVER}")
+        }
+        StorageError::Timeout { .. } => format!("no reply in time; {CHECK_SERVER}"),
+        StorageError::BadReply { detail, .. } => {
+            format!("the reply is not an S3 reply ({detail}); check that the endpoint URL is an S3 server's")
+        }
+        other => other.to_string(),
+    };
+    format!("cannot use bucket {bucket:?} at {endpoint}: {why}")
+}
+
+/// ` (the server says: "…" [request id …])`, for errors without a fix of their own.
+fn server_says(message: &str, request_id: &Option<String>) -> String {
+    let id = request_id
+        .as_deref()
+        .map(|i| format!(" [request id {i}]"))
+        .unwrap_or_default();
+    if message.is_empty() {
+        id
+    } else {
+        format!(" (the server says: {message:?}{id})")
+    }
 }
 
 /// The start-up check of a cache directory ([`private::secure_dir`]), saying when it tightened

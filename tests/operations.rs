@@ -891,3 +891,131 @@ cmp untar/text.txt text.txt
     assert_eq!(read(&log_file), "", "the default log is not empty");
     assert_eq!(read(&stderr), "", "s3mount wrote to stderr");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Start-up errors
+
+/// How `setup`'s mount is refused, run three ways: in the foreground, in the background (the
+/// default) and through mount(8). Returns what each printed (stdout and stderr together).
+fn refusals(setup: &Setup, bucket: &str) -> [(&'static str, String); 3] {
+    let mut outputs = Vec::new();
+    for fg in [true, false] {
+        let log = setup.path().join(format!("refusal-{fg}"));
+        let mut cmd = command(&log);
+        if fg {
+            cmd.arg("--foreground");
+        }
+        let mut child = cmd
+            .arg("--config")
+            .arg(setup.config())
+            .arg("--cache-dir")
+            .arg(setup.cache())
+            .arg(bucket)
+            .arg(setup.mnt())
+            .spawn()
+            .unwrap();
+        let _guard = Unmount(setup.mnt());
+        let st = wait_exit(&mut child, Duration::from_secs(60), &log);
+        assert!(!st.success(), "mounted (fg {fg}):\n{}", read(&log));
+        assert!(!is_fuse_mount(&setup.mnt()));
+        outputs.push(read(&log));
+    }
+    let out = in_mount_namespace(
+        setup,
+        &format!(
+            "mount -t fuse.s3mount {bucket} '{}' -o config={},cache_dir={}",
+            setup.mnt().display(),
+            setup.config().display(),
+            setup.cache().display()
+        ),
+    );
+    assert!(!out.status.success(), "mount(8) mounted:\n{}", text(&out));
+    outputs.push(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ));
+    let mut it = outputs.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    [
+        ("foreground", next()),
+        ("background", next()),
+        ("mount(8)", next()),
+    ]
+}
+
+/// A refused start says why once, in one line — the endpoint URL, the bucket, the S3 error
+/// code where there is one, and the fix — in the same words in the foreground, in the
+/// background and under mount(8): no log line repeating it first, no doubled prefix.
+#[test]
+fn startup_errors_are_one_line_the_same_everywhere() {
+    let server = server();
+    let bucket = server.fresh_bucket("startup");
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead_endpoint = format!("http://127.0.0.1:{dead_port}");
+    // (what, endpoint, secret, bucket, words the line must have)
+    let cases: [(&str, &str, &str, &str, &[&str]); 3] = [
+        (
+            "missing bucket",
+            &server.endpoint,
+            &server.secret_key,
+            "no-such-bucket-startup",
+            &["it does not exist (NoSuchBucket)", "create the bucket"],
+        ),
+        (
+            "wrong secret",
+            &server.endpoint,
+            "definitely-not-the-secret",
+            &bucket,
+            // S3 and moto: SignatureDoesNotMatch; Garage: AccessDenied.
+            &["access denied (", "; "],
+        ),
+        (
+            "nothing listening",
+            &dead_endpoint,
+            &server.secret_key,
+            &bucket,
+            &[
+                "cannot connect (Connection refused",
+                "check the endpoint URL",
+            ],
+        ),
+    ];
+    for (what, endpoint, secret, name, words) in cases {
+        let setup = Setup::new(server, name);
+        let yaml = read(&setup.config())
+            .replace(&server.endpoint, endpoint)
+            .replace(&server.secret_key, secret);
+        std::fs::write(setup.config(), yaml).unwrap();
+        let outputs = refusals(&setup, name);
+        let expected_start = format!("s3mount: cannot use bucket \"{name}\" at {endpoint}: ");
+        for (how, out) in &outputs {
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines.len(), 1, "{what}, {how}: not one line:\n{out}");
+            assert!(
+                lines[0].starts_with(&expected_start),
+                "{what}, {how}: {out}"
+            );
+            for w in words {
+                assert!(lines[0].contains(w), "{what}, {how}: no {w:?} in {out}");
+            }
+            assert!(
+                !lines[0].contains("s3://"),
+                "{what}, {how}: the request is named, not the problem: {out}"
+            );
+            assert!(
+                !out.contains("definitely-not-the-secret"),
+                "secret in {out}"
+            );
+        }
+        assert_eq!(
+            outputs[0].1, outputs[1].1,
+            "{what}: foreground vs background"
+        );
+        assert_eq!(outputs[0].1, outputs[2].1, "{what}: foreground vs mount(8)");
+    }
+}
