@@ -1,10 +1,11 @@
 //! The command line: flags (clap; their doc comments are `--help` and the man page) and the
 //! merge of `-o` options under them ([`merged_options`]).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::opts::{self, MountOptions};
 
@@ -13,13 +14,25 @@ use crate::opts::{self, MountOptions};
 /// The bucket (or BUCKET:PREFIX/ to mount only the keys under PREFIX/) comes from the command
 /// line or from the config's default_bucket. Every `-o` option has a long flag of the same name.
 #[derive(Debug, Parser)]
-#[command(name = "s3mount", version, about, long_about = None)]
+#[command(
+    name = "s3mount",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
-    /// [BUCKET[:PREFIX/]] MOUNTPOINT
+    /// Another command than mounting.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// [BUCKET[:PREFIX/]] MOUNTPOINT (a bucket named `status` is written `status:`)
     #[arg(
         value_name = "ARGS",
         num_args = 1..=2,
-        required_unless_present_any = ["print_man_page", "recover", "abort_stale_uploads"]
+        required_unless_present_any = ["print_man_page", "print_completions", "recover", "abort_stale_uploads"]
     )]
     pub args: Vec<String>,
 
@@ -123,7 +136,8 @@ pub struct Cli {
         help_heading = "Logging"
     )]
     pub log_level: String,
-    /// Log to this file (default: stderr; in the background, <cache-dir>/s3mount.log).
+    /// Log to this file (default: stderr in the foreground; in the background,
+    /// <cache-dir>/<bucket>/s3mount.log).
     #[arg(long, value_name = "FILE", help_heading = "Logging")]
     pub log_file: Option<PathBuf>,
 
@@ -149,9 +163,115 @@ pub struct Cli {
     #[arg(long, value_name = "AGE", value_parser = opts::parse_duration, help_heading = "Recovery")]
     pub abort_stale_uploads: Option<Duration>,
 
+    /// Serve the mount's figures (those of `s3mount status`) in the Prometheus text format at
+    /// http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off).
+    #[arg(long, value_name = "ADDR", help_heading = "Monitoring")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Print the man page (roff) and exit.
-    #[arg(long, hide = true)]
+    #[arg(long, help_heading = "Help")]
     pub print_man_page: bool,
+
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) and exit.
+    #[arg(long, value_name = "SHELL", help_heading = "Help")]
+    pub print_completions: Option<clap_complete::Shell>,
+}
+
+/// The arguments, with one change for mount(8): called as `mount.s3mount` or
+/// `mount.fuse.s3mount`, the first argument is always the bucket, so a bucket named `status`
+/// is passed on as `status:` (the same bucket, no prefix) rather than taken for the command.
+pub fn helper_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let helper = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"mount."));
+    if helper && args.get(1).is_some_and(|a| a == "status") {
+        args[1] = "status:".into();
+    }
+    args
+}
+
+/// The commands besides mounting.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what running mounts do: uploads in flight, files in unsaved/, the data cache,
+    /// requests, errors and latencies per kind of request.
+    Status(StatusArgs),
+}
+
+/// `s3mount status [--json] [--cache-dir DIR] [MOUNTPOINT]`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only the mount at MOUNTPOINT (default: every running s3mount of this user).
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The --cache-dir the mounts were started with (default: the mounts' default).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The man page: clap_mangen's, with a synopsis of the forms of the command instead of the
+/// list of every flag it makes (which also rendered `-o` as `[-o  ]`).
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    let synopsis = concat!(
+        ".SH SYNOPSIS\n",
+        "\\fBs3mount\\fR [\\fIOPTIONS\\fR] [\\fIBUCKET\\fR[:\\fIPREFIX/\\fR]] \\fIMOUNTPOINT\\fR\n",
+        ".br\n",
+        "\\fBs3mount status\\fR [\\fB\\-\\-json\\fR] [\\fB\\-\\-cache\\-dir\\fR \\fIDIR\\fR] [\\fIMOUNTPOINT\\fR]\n",
+        ".br\n",
+        "\\fBs3mount \\-\\-recover\\fR [\\fIOPTIONS\\fR]\n",
+        ".br\n",
+        "\\fBs3mount \\-\\-abort\\-stale\\-uploads\\fR \\fIAGE\\fR [\\fIOPTIONS\\fR] [\\fIBUCKET\\fR[:\\fIPREFIX/\\fR]]\n",
+    );
+    let page = replace_section(&page, "SYNOPSIS", synopsis)?;
+    // The status command's own flags, in this page (clap_mangen would point at a page of its
+    // own, s3mount-status(1), that nobody installs).
+    let mut cmd = Cli::command();
+    let status = cmd
+        .find_subcommand_mut("status")
+        .ok_or_else(|| std::io::Error::other("no status subcommand"))?
+        .clone();
+    let about = status
+        .get_about()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut options = Vec::new();
+    clap_mangen::Man::new(status).render_options_section(&mut options)?;
+    let options = String::from_utf8_lossy(&options);
+    let options = options
+        .lines()
+        .filter(|l| !l.starts_with(".ie ") && !l.starts_with(".el ") && !l.starts_with(".SH "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let section = format!(".SH \"S3MOUNT STATUS\"\n{about}\n{options}\n");
+    Ok(replace_section(&page, "SUBCOMMANDS", &section)?.into_bytes())
+}
+
+/// `page` with its section `name` (from `.SH NAME` to the next `.SH`, or the end) replaced.
+fn replace_section(page: &str, name: &str, with: &str) -> std::io::Result<String> {
+    let head = format!(".SH {name}\n");
+    let start = page
+        .find(&head)
+        .ok_or_else(|| std::io::Error::other(format!("the man page has no {name} section")))?;
+    let end = page[start + 1..]
+        .find(".SH ")
+        .map(|e| start + 1 + e)
+        .unwrap_or(page.len());
+    Ok(format!("{}{with}{}", &page[..start], &page[end..]))
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "s3mount", &mut out);
+    out
 }
 
 fn parse_mode_arg(v: &str) -> Result<u32, String> {
@@ -210,7 +330,6 @@ pub fn merged_options(cli: &Cli) -> Result<MountOptions, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn bucket_spec() {
@@ -264,16 +383,64 @@ mod tests {
     }
 
     #[test]
+    fn status_is_a_command_and_a_bucket_named_status_is_still_mountable() {
+        let c = Cli::try_parse_from(["s3mount", "status"]).expect("parses");
+        assert!(matches!(c.command, Some(Command::Status(ref a)) if a.mountpoint.is_none()));
+        let c = Cli::try_parse_from(["s3mount", "status", "--json", "/mnt/b"]).expect("parses");
+        match c.command {
+            Some(Command::Status(a)) => {
+                assert!(a.json);
+                assert_eq!(a.mountpoint, Some(PathBuf::from("/mnt/b")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from(["s3mount", "status:", "/mnt/b"]).expect("parses");
+        assert!(c.command.is_none());
+        assert_eq!(c.args, ["status:", "/mnt/b"]);
+        assert_eq!(
+            split_bucket_spec("status:"),
+            ("status".into(), Some("".into()))
+        );
+        // mount(8) passes the bucket first: never the command there.
+        let argv = ["/sbin/mount.fuse.s3mount", "status", "/mnt/b", "-o", "rw"];
+        let c = Cli::try_parse_from(helper_args(argv.map(OsString::from))).expect("parses");
+        assert!(c.command.is_none());
+        assert_eq!(c.args, ["status:", "/mnt/b"]);
+        let argv = ["s3mount", "status", "/mnt/b"];
+        assert_eq!(
+            helper_args(argv.map(OsString::from)),
+            argv.map(OsString::from)
+        );
+        // After a mount's flag, `status` is a bucket again.
+        let c = Cli::try_parse_from(["s3mount", "-f", "status", "/mnt/b"]).expect("parses");
+        assert!(c.command.is_none());
+        assert_eq!(c.args, ["status", "/mnt/b"]);
+    }
+
+    #[test]
+    fn completions_for_the_packaged_shells() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = String::from_utf8(completions(shell)).expect("text");
+            assert!(script.contains("metadata-ttl"), "{shell}: {script}");
+            assert!(script.contains("status"), "{shell}");
+        }
+    }
+
+    #[test]
     fn help_is_generated() {
         let mut cmd = Cli::command();
         let help = cmd.render_long_help().to_string();
         for heading in ["Connection", "Mount", "Cache", "Logging"] {
             assert!(help.contains(heading), "{heading} missing from --help");
         }
-        let mut man = Vec::new();
-        clap_mangen::Man::new(Cli::command())
-            .render(&mut man)
-            .expect("renders");
-        assert!(String::from_utf8_lossy(&man).contains(".TH s3mount"));
+        let man = String::from_utf8(man_page().expect("renders")).expect("text");
+        assert!(man.contains(".TH s3mount"));
+        assert!(man.contains(".SH SYNOPSIS\n\\fBs3mount\\fR [\\fIOPTIONS\\fR]"));
+        assert!(man.contains(".SH \"S3MOUNT STATUS\""));
+        assert!(!man.contains("SUBCOMMANDS") && !man.contains("s3mount\\-status(1)"));
     }
 }

@@ -11,17 +11,21 @@
 //! mount(8) helper: `mount -t fuse.s3mount BUCKET DIR -o opts` and fstab lines work.
 //!
 //! The rooms: `cli` (the flags), `opts` (`-o` lists, sizes, durations), `setup` (config,
-//! client, bucket check, cache dir), `mount` (mount and serve), `daemon` (background, log
+//! client, bucket check, cache dir), `mount` (mount and serve), `kernel_mount` (mount(2) with
+//! the type `fuse.s3mount`), `daemon` (background, log
 //! file, readiness), `recover` (`--recover`, `--abort-stale-uploads`).
 
 mod cli;
 mod daemon;
+mod kernel_mount;
 mod mount;
 mod opts;
 mod recover;
 mod setup;
 
-use clap::{CommandFactory, Parser};
+use std::io::Write;
+
+use clap::Parser;
 
 use cli::Cli;
 use daemon::LogSink;
@@ -40,11 +44,15 @@ fn bound_allocator_retention() {
 
 fn main() {
     bound_allocator_retention();
-    let cli = Cli::parse();
-    if cli.print_man_page {
-        let man = clap_mangen::Man::new(Cli::command());
-        let mut out = std::io::stdout();
-        if let Err(e) = man.render(&mut out) {
+    let cli = Cli::parse_from(cli::helper_args(std::env::args_os()));
+    let printed = if cli.print_man_page {
+        Some(cli::man_page())
+    } else {
+        cli.print_completions
+            .map(|shell| Ok(cli::completions(shell)))
+    };
+    if let Some(text) = printed {
+        if let Err(e) = text.and_then(|t| std::io::stdout().write_all(&t)) {
             eprintln!("s3mount: {e}");
             std::process::exit(1);
         }
@@ -62,7 +70,9 @@ fn main() {
         .format_timestamp_millis()
         .target(env_logger::Target::Pipe(Box::new(LogSink)))
         .init();
-    let result = if cli.recover {
+    let result = if let Some(cli::Command::Status(_)) = &cli.command {
+        Err("status: the mounts do not publish their figures yet".to_string())
+    } else if cli.recover {
         recover::recover(&cli)
     } else if let Some(age) = cli.abort_stale_uploads {
         recover::abort_stale_uploads(&cli, age)

@@ -11,6 +11,7 @@ use s3mount::s3::{Storage, UploadJournal};
 
 use crate::cli::{merged_options, split_bucket_spec, Cli};
 use crate::daemon::{daemonize, report_ready, sd_notify, set_log_file};
+use crate::kernel_mount::{self, lazy_unmount};
 use crate::opts::MountOptions;
 use crate::setup::{
     cache_subdir, default_cache_dir, load_config, make_storage, preflight, secure_cache_dir,
@@ -163,8 +164,8 @@ fn serve(
     } else if o.allow_root {
         config.acl = fuser::SessionACL::RootAndOwner;
     }
-    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &config)
-        .map_err(|e| {
+    let (session, mut unmounter) =
+        kernel_mount::mount(FuseAdapter::new(fs.clone()), mountpoint, &config).map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::ENOTCONN) => format!(
                     "; a crashed mount may be left there: run `fusermount3 -u {}`",
@@ -175,7 +176,6 @@ fn serve(
             };
             format!("cannot mount at {}: {e}{hint}", mountpoint.display())
         })?;
-    let mut unmounter = session.unmount_callable();
     // SIGINT/SIGTERM: unmount, which ends the session loop below; open files are uploaded
     // before the process exits.
     let mut signals = signal_hook::iterator::Signals::new([
@@ -246,28 +246,4 @@ fn force_stop(fs: &S3Fs, why: &str) -> ! {
         "{why}: exiting with {kept} open file(s) kept under unsaved/ (see s3mount --recover)"
     );
     std::process::exit(1);
-}
-
-/// `umount -l`: as root directly, otherwise through `fusermount3 -u -z`.
-fn lazy_unmount(mountpoint: &Path) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        let c = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
-            .map_err(|e| e.to_string())?;
-        // SAFETY: c is a valid NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-            return Ok(());
-        }
-        return Err(std::io::Error::last_os_error().to_string());
-    }
-    let st = std::process::Command::new("fusermount3")
-        .args(["-u", "-z"])
-        .arg(mountpoint)
-        .status()
-        .map_err(|e| format!("fusermount3: {e}"))?;
-    if st.success() {
-        Ok(())
-    } else {
-        Err(format!("fusermount3 -u -z: {st}"))
-    }
 }

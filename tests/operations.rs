@@ -195,7 +195,7 @@ fn mounted_checks(mnt: &Path) -> String {
     let mnt = mnt.display();
     format!(
         r#"
-grep -q " {mnt} .* - fuse" /proc/self/mountinfo || {{ echo "not mounted"; cat /proc/self/mountinfo; exit 1; }}
+grep -q " {mnt} .* - fuse.s3mount s3mount:" /proc/self/mountinfo || {{ echo "not mounted as fuse.s3mount"; cat /proc/self/mountinfo; exit 1; }}
 grep " {mnt} " /proc/self/mountinfo
 echo "written through mount(8)" > "{mnt}/from-fstab.txt"
 [ "$(cat "{mnt}/from-fstab.txt")" = "written through mount(8)" ]
@@ -808,6 +808,64 @@ fn stale_mount_from_a_crash_gives_a_hint() {
     assert!(wait_exit(&mut third, Duration::from_secs(30), &log3).success());
 }
 
+/// The mount's type is `fuse.s3mount` — in /proc/mounts, findmnt and `df -T` — when root
+/// mounts directly with mount(2) (the mount(8) tests check it through fusermount3's and
+/// mount.fuse's paths): tools and test suites tell what they are on by it.
+#[test]
+fn mount_type_is_fuse_s3mount() {
+    let server = server();
+    let bucket = server.fresh_bucket("subtype");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log");
+    let mut child = foreground(&setup, &log, &[]).spawn().unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &log);
+    let mnt = setup.mnt().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mnt.as_str()))
+        .expect("in /proc/mounts");
+    assert!(
+        line.starts_with(&format!("s3mount:{bucket} {mnt} fuse.s3mount ")),
+        "{line}"
+    );
+    let findmnt = Command::new("findmnt")
+        .args(["-n", "-o", "FSTYPE,SOURCE"])
+        .arg(setup.mnt())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&findmnt.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["fuse.s3mount", &format!("s3mount:{bucket}")],
+        "{}",
+        text(&findmnt)
+    );
+    let df = Command::new("df")
+        .arg("--output=fstype")
+        .arg(setup.mnt())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&df.stdout)
+            .lines()
+            .any(|l| l.trim() == "fuse.s3mount"),
+        "{}",
+        text(&df)
+    );
+    // Served as usual, and unmounted by SIGTERM (our own umount for a mount(2) of our own).
+    std::fs::write(setup.mnt().join("typed.txt"), b"t").unwrap();
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(30), &log).success());
+    assert!(!is_fuse_mount(&setup.mnt()), "{}", read(&log));
+    assert_eq!(
+        server_bytes(&server.storage_in(&bucket), "typed.txt").as_deref(),
+        Some(&b"t"[..])
+    );
+}
+
 /// `--log-file` gets the log lines (start, stop) at the level asked for.
 #[test]
 fn log_file_option_receives_the_log() {
@@ -1018,4 +1076,124 @@ fn startup_errors_are_one_line_the_same_everywhere() {
         );
         assert_eq!(outputs[0].1, outputs[2].1, "{what}: foreground vs mount(8)");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Help, man page and README
+
+/// The flags in the option column of `--help` (lines such as `  -c, --config <FILE>  …`).
+fn help_flags(help: &str) -> std::collections::BTreeSet<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    for line in help.lines() {
+        let Some(cell) = line.strip_prefix("  ") else {
+            continue;
+        };
+        let cell = cell.trim_start();
+        if !cell.starts_with('-') {
+            continue;
+        }
+        for word in cell.split("  ").next().unwrap_or("").split([',', ' ']) {
+            if word.starts_with('-') {
+                flags.insert(word.to_string());
+            }
+        }
+    }
+    flags
+}
+
+/// The flags the man page's `.TP` entries start with, in the section starting at `.SH FROM`
+/// up to the section `.SH UNTIL` (or the end).
+fn man_flags(man: &str, from: &str, until: Option<&str>) -> std::collections::BTreeSet<String> {
+    let start = man.find(&format!(".SH {from}")).expect("section");
+    let rest = &man[start..];
+    let rest = match until.and_then(|u| rest.find(&format!(".SH {u}"))) {
+        Some(end) => &rest[..end],
+        None => rest,
+    };
+    let mut flags = std::collections::BTreeSet::new();
+    let mut lines = rest.lines();
+    while let Some(line) = lines.next() {
+        if line != ".TP" {
+            continue;
+        }
+        let entry = lines.next().unwrap_or("").replace("\\-", "-");
+        for part in entry.split("\\fB").skip(1) {
+            let flag = part.split("\\fR").next().unwrap_or("");
+            if flag.starts_with('-') {
+                flags.insert(flag.to_string());
+            }
+        }
+    }
+    flags
+}
+
+/// The flags in the first column of the README table that follows `heading`.
+fn readme_flags(readme: &str, heading: &str) -> std::collections::BTreeSet<String> {
+    let start = readme.find(heading).expect("README heading");
+    let mut flags = std::collections::BTreeSet::new();
+    let mut in_table = false;
+    for line in readme[start..].lines().skip(1) {
+        if line.starts_with("| ") {
+            in_table = true;
+            let cell = line.split(" | ").next().unwrap_or("");
+            for code in cell.split('`').skip(1).step_by(2) {
+                for word in code.split([',', ' ']) {
+                    if word.starts_with('-') {
+                        flags.insert(word.to_string());
+                    }
+                }
+            }
+        } else if in_table {
+            break;
+        }
+    }
+    flags
+}
+
+/// `--help`, the man page and the README's option tables name the same flags — those of the
+/// mount and those of `s3mount status` — so none of them can fall behind the code. The
+/// hidden mount(8) helper flags are in the README alone.
+#[test]
+fn help_man_page_and_readme_agree() {
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let help = help_flags(&run(&["--help"]));
+    let status_help = help_flags(&run(&["status", "--help"]));
+    let man = run(&["--print-man-page"]);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        help.contains("--metadata-ttl") && help.contains("-o"),
+        "{help:?}"
+    );
+    assert!(help.contains("--print-man-page"), "{help:?}");
+    assert_eq!(
+        help,
+        man_flags(&man, "OPTIONS", Some("\"S3MOUNT STATUS\"")),
+        "--help vs the man page"
+    );
+    let hidden: std::collections::BTreeSet<String> =
+        ["-s", "-n", "-v", "-t"].map(String::from).into();
+    let in_readme = readme_flags(&readme, "### Options");
+    assert_eq!(
+        help.union(&hidden)
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        in_readme,
+        "--help (and the hidden helper flags) vs README's options table"
+    );
+    assert!(status_help.contains("--json"), "{status_help:?}");
+    assert_eq!(
+        status_help,
+        man_flags(&man, "\"S3MOUNT STATUS\"", Some("VERSION")),
+        "status --help vs the man page"
+    );
+    assert_eq!(
+        status_help,
+        readme_flags(&readme, "### Status"),
+        "status --help vs README's status table"
+    );
 }
