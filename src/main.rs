@@ -13,13 +13,14 @@
 //! The rooms: `cli` (the flags), `opts` (`-o` lists, sizes, durations), `setup` (config,
 //! client, bucket check, cache dir), `mount` (mount and serve), `kernel_mount` (mount(2) with
 //! the type `fuse.s3mount`), `daemon` (background, log
-//! file, readiness), `recover` (`--recover`, `--abort-stale-uploads`).
+//! file, readiness), `recover` (`--recover`, `--abort-stale-uploads`) with `progress` (their bar).
 
 mod cli;
 mod daemon;
 mod kernel_mount;
 mod mount;
 mod opts;
+mod progress;
 mod recover;
 mod setup;
 

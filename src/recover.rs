@@ -8,6 +8,7 @@ use s3mount::fs::unsaved;
 use s3mount::s3::UploadJournal;
 
 use crate::cli::{merged_options, split_bucket_spec, Cli};
+use crate::progress::Progress;
 use crate::setup::{default_cache_dir, load_config, make_storage, secure_cache_dir};
 
 /// `--recover`: abort the multipart uploads stopped mounts left in `<cache-dir>/*/uploads/`,
@@ -18,6 +19,8 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
     let base_storage = make_storage(cli, &config, None)?;
     let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let (mut done, mut failed, mut aborted) = (0usize, 0usize, 0usize);
+    // What is to be uploaded: the client (with its mount's journal), the copy, its note, size.
+    let mut pending = Vec::new();
     let mounts = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     // The same rule as a mount's: the upload journal and anything re-created here stay private.
     secure_cache_dir(&root, o.allow_shared_cache)?;
@@ -83,28 +86,37 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
                 failed += 1;
                 continue;
             };
-            let obj = &note.obj;
-            let result = std::fs::File::open(&data)
-                .and_then(|f| f.metadata().map(|m| (f, m.len())))
-                .map_err(|e| e.to_string())
-                .and_then(|(f, len)| {
-                    storage
-                        .put_file(obj, &f, len, &note.put_options())
-                        .map_err(|e| e.to_string())
-                });
-            match result {
-                Ok(_) => {
-                    unsaved::remove(&data);
-                    println!("uploaded {} -> {obj}", data.display());
-                    done += 1;
-                }
-                Err(e) => {
-                    eprintln!("{} -> {obj}: {e}; left in place", data.display());
-                    failed += 1;
-                }
-            }
+            let len = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+            pending.push((storage.clone(), data, note, len));
         }
     }
+    // Then the uploads, the long part: a bar on a terminal.
+    let bytes = pending.iter().map(|p| p.3).sum();
+    let mut progress = Progress::new("recover", "files", pending.len() as u64, bytes);
+    for (storage, data, note, len) in pending {
+        let obj = &note.obj;
+        let result = std::fs::File::open(&data)
+            .and_then(|f| f.metadata().map(|m| (f, m.len())))
+            .map_err(|e| e.to_string())
+            .and_then(|(f, len)| {
+                storage
+                    .put_file(obj, &f, len, &note.put_options())
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(_) => {
+                unsaved::remove(&data);
+                progress.say(&format!("uploaded {} -> {obj}", data.display()));
+                done += 1;
+            }
+            Err(e) => {
+                progress.warn(&format!("{} -> {obj}: {e}; left in place", data.display()));
+                failed += 1;
+            }
+        }
+        progress.item_done(len);
+    }
+    drop(progress);
     println!("recover: {done} uploaded, {failed} left, {aborted} multipart upload(s) aborted");
     if failed > 0 {
         return Err(format!("{failed} file(s) could not be uploaded"));
@@ -137,38 +149,42 @@ pub fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
         .checked_sub(age)
         .unwrap_or(std::time::UNIX_EPOCH);
     let (mut aborted, mut young, mut failed) = (0usize, 0usize, 0usize);
+    let mut stale = Vec::new();
     for u in uploads {
         let obj = s3mount::s3::ObjectRef {
             bucket: bucket.clone(),
             key: u.key.clone(),
         };
-        let Some(started) = u.initiated else {
-            eprintln!(
-                "{obj}: upload {} has no readable start date; left alone",
-                u.upload_id
-            );
-            failed += 1;
-            continue;
-        };
-        let when = humantime::format_rfc3339_seconds(started);
-        if started > cutoff {
-            young += 1;
-            continue;
-        }
-        match storage.abort_multipart_upload(&obj, &u.upload_id) {
-            Ok(()) => {
-                println!(
-                    "aborted multipart upload {} of {obj} (started {when})",
+        match u.initiated {
+            None => {
+                eprintln!(
+                    "{obj}: upload {} has no readable start date; left alone",
                     u.upload_id
                 );
+                failed += 1;
+            }
+            Some(started) if started > cutoff => young += 1,
+            Some(started) => stale.push((obj, u.upload_id, started)),
+        }
+    }
+    let mut progress = Progress::new("abort-stale-uploads", "uploads", stale.len() as u64, 0);
+    for (obj, upload_id, started) in stale {
+        let when = humantime::format_rfc3339_seconds(started);
+        match storage.abort_multipart_upload(&obj, &upload_id) {
+            Ok(()) => {
+                progress.say(&format!(
+                    "aborted multipart upload {upload_id} of {obj} (started {when})"
+                ));
                 aborted += 1;
             }
             Err(e) => {
-                eprintln!("{obj}: cannot abort upload {}: {e}", u.upload_id);
+                progress.warn(&format!("{obj}: cannot abort upload {upload_id}: {e}"));
                 failed += 1;
             }
         }
+        progress.item_done(0);
     }
+    drop(progress);
     println!(
         "abort-stale-uploads: {aborted} aborted, {young} younger than {} left, {failed} failed",
         humantime::format_duration(age)

@@ -1197,3 +1197,91 @@ fn help_man_page_and_readme_agree() {
         "status --help vs README's status table"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Progress of the long commands
+
+/// `count` files of 4 MiB kept under `cache/BUCKET/unsaved/`, as a failed upload leaves them,
+/// each with its note naming `kept-N.bin`.
+fn keep_unsaved(setup: &Setup, bucket: &str, count: usize) {
+    let dir = setup.cache().join(bucket).join("unsaved");
+    std::fs::create_dir_all(&dir).unwrap();
+    for dir in [setup.cache(), setup.cache().join(bucket), dir.clone()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    for i in 0..count {
+        std::fs::write(
+            dir.join(format!("{i}-kept.data")),
+            random_bytes(4 << 20, i as u64),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{i}-kept.key")),
+            format!("s3://{bucket}/kept-{i}.bin\n"),
+        )
+        .unwrap();
+    }
+}
+
+/// `--recover` shows a bar (files, bytes, rate) on a terminal, and only its plain lines
+/// otherwise: one per file uploaded, no control characters. Both upload everything.
+#[test]
+fn recover_shows_a_bar_on_a_terminal_and_plain_lines_otherwise() {
+    let server = server();
+    let bucket = server.fresh_bucket("progress");
+    let setup = Setup::new(server, &bucket);
+    let storage = server.storage_in(&bucket);
+    let recover = format!(
+        "'{BIN}' --recover --config '{}' --cache-dir '{}'",
+        setup.config().display(),
+        setup.cache().display()
+    );
+
+    // Not a terminal: the lines alone.
+    keep_unsaved(&setup, &bucket, 4);
+    let out = Command::new("sh").arg("-c").arg(&recover).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 0..4 {
+        assert!(
+            stdout.contains(&format!("-> s3://{bucket}/kept-{i}.bin\n")),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            server_bytes(&storage, &format!("kept-{i}.bin")).map(|b| b.len()),
+            Some(4 << 20)
+        );
+    }
+    assert!(
+        stdout.contains("recover: 4 uploaded, 0 left"),
+        "{}",
+        text(&out)
+    );
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !all.contains('\r') && !all.contains('\x1b'),
+        "control characters without a terminal: {all:?}"
+    );
+
+    // On a terminal (script(1) gives it one): the bar, then the same lines.
+    keep_unsaved(&setup, &bucket, 4);
+    let out = Command::new("script")
+        .args(["-qec", &recover, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("recover ["), "no bar: {tty:?}");
+    assert!(tty.contains("/4 files"), "no file count: {tty:?}");
+    assert!(tty.contains("MiB"), "no byte count: {tty:?}");
+    assert!(tty.contains("recover: 4 uploaded, 0 left"), "{tty:?}");
+    assert_eq!(
+        std::fs::read_dir(setup.cache().join(&bucket).join("unsaved"))
+            .unwrap()
+            .count(),
+        0,
+        "everything uploaded and removed"
+    );
+}
