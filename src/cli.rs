@@ -165,8 +165,17 @@ pub struct Cli {
 
     /// Serve the mount's figures (those of `s3mount status`) in the Prometheus text format at
     /// http://ADDR/metrics, e.g. 127.0.0.1:9464 (default: off).
-    #[arg(long, value_name = "ADDR", help_heading = "Monitoring")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help_heading = "Monitoring",
+        conflicts_with = "no_status"
+    )]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Neither count nor publish the figures of `s3mount status` (<cache-dir>/<bucket>/
+    /// status.json): `s3mount status` then does not see this mount.
+    #[arg(long, help_heading = "Monitoring")]
+    pub no_status: bool,
 
     /// Print the man page (roff) and exit.
     #[arg(long, help_heading = "Help")]

@@ -13,7 +13,8 @@
 //! The rooms: `cli` (the flags), `opts` (`-o` lists, sizes, durations), `setup` (config,
 //! client, bucket check, cache dir), `mount` (mount and serve), `kernel_mount` (mount(2) with
 //! the type `fuse.s3mount`), `daemon` (background, log
-//! file, readiness), `recover` (`--recover`, `--abort-stale-uploads`) with `progress` (their bar).
+//! file, readiness), `recover` (`--recover`, `--abort-stale-uploads`) with `progress` (their bar),
+//! `publish` (a mount's figures: status.json, --metrics-listen), `status` (`s3mount status`).
 
 mod cli;
 mod daemon;
@@ -21,8 +22,10 @@ mod kernel_mount;
 mod mount;
 mod opts;
 mod progress;
+mod publish;
 mod recover;
 mod setup;
+mod status;
 
 use std::io::Write;
 
@@ -71,8 +74,8 @@ fn main() {
         .format_timestamp_millis()
         .target(env_logger::Target::Pipe(Box::new(LogSink)))
         .init();
-    let result = if let Some(cli::Command::Status(_)) = &cli.command {
-        Err("status: the mounts do not publish their figures yet".to_string())
+    let result = if let Some(cli::Command::Status(args)) = &cli.command {
+        status::run(args)
     } else if cli.recover {
         recover::recover(&cli)
     } else if let Some(age) = cli.abort_stale_uploads {

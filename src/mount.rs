@@ -1,7 +1,7 @@
 //! A mount: from the merged options to a serving FUSE session (`run`), then until unmount or
 //! SIGINT/SIGTERM (`serve`), with the bounded stop that keeps open files under `unsaved/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use s3mount::fs::fuse::FuseAdapter;
@@ -13,6 +13,7 @@ use crate::cli::{merged_options, split_bucket_spec, Cli};
 use crate::daemon::{daemonize, report_ready, sd_notify, set_log_file};
 use crate::kernel_mount::{self, lazy_unmount};
 use crate::opts::MountOptions;
+use crate::publish::{serve_metrics, Identity, Publisher, Sources};
 use crate::setup::{
     cache_subdir, default_cache_dir, load_config, make_storage, preflight, secure_cache_dir,
 };
@@ -106,7 +107,15 @@ pub fn run(cli: Cli) -> Result<(), String> {
         // In the background, log next to the staging files; stderr is released below.
         set_log_file(&cache_dir.join("s3mount.log"))?;
     }
-    let result = serve(&cli, &o, storage, fs_opts, &mountpoint, &bucket, &mut ready);
+    let identity = Identity {
+        mountpoint: mountpoint
+            .canonicalize()
+            .unwrap_or_else(|_| mountpoint.clone()),
+        bucket: bucket.clone(),
+        prefix: config.prefix.clone(),
+        endpoint: config.endpoint.to_string(),
+    };
+    let result = serve(&cli, &o, storage, fs_opts, identity, &mut ready);
     if let Err(msg) = &result {
         report_ready(&mut ready, Err(msg));
     }
@@ -118,10 +127,12 @@ fn serve(
     o: &MountOptions,
     storage: Storage,
     opts: FsOptions,
-    mountpoint: &Path,
-    bucket: &str,
+    identity: Identity,
     ready: &mut Option<std::fs::File>,
 ) -> Result<(), String> {
+    let mountpoint = identity.mountpoint.clone();
+    let mountpoint = mountpoint.as_path();
+    let bucket = identity.bucket.clone();
     // Multipart uploads a stopped s3mount left unfinished: abort them (each is logged), and
     // record this mount's own until they are finished.
     let journal_dir = opts.cache_dir.join("uploads");
@@ -137,7 +148,13 @@ fn serve(
         );
     }
     let storage = storage.with_journal(Arc::new(journal));
+    let cache_dir = opts.cache_dir.clone();
     let fs = Arc::new(S3Fs::new(storage, opts).map_err(|e| e.to_string())?);
+    let sources = Sources::new(identity, fs.clone());
+    // Before mounting: a port in use fails the start, not the running mount.
+    if let Some(addr) = cli.metrics_listen {
+        serve_metrics(addr, sources.clone())?;
+    }
     let mut mount_options = vec![
         fuser::MountOption::FSName(format!("s3mount:{bucket}")),
         fuser::MountOption::Subtype("s3mount".into()),
@@ -218,6 +235,11 @@ fn serve(
             }
         }
     });
+    let _publisher = if cli.no_status {
+        None
+    } else {
+        Some(Publisher::start(sources, &cache_dir)?)
+    };
     log::info!("mounted s3://{bucket} at {}", mountpoint.display());
     sd_notify("READY=1");
     if ready.is_some() {
