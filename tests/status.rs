@@ -262,3 +262,122 @@ fn a_mount_without_figures_is_named_with_the_hint() {
         text(&out)
     );
 }
+
+/// The size of the copy watched in flight: 256 MiB, not the 1 GiB, because moto takes
+/// ~50 MiB/s for uploads (20 s and more for 1 GiB, times the suite's other tests); 256 MiB is
+/// 32 parts of 8 MiB, still several seconds of snapshots.
+const BIG_COPY: u64 = 256 << 20;
+
+/// A large `cp` into the mount shows in `s3mount status` while it runs: its key, bytes sent
+/// growing, less than the total until done; then the list is empty, and the metrics count the
+/// same requests per kind as the status.
+#[test]
+fn status_shows_a_large_copy_while_it_runs() {
+    let server = server();
+    let bucket = server.fresh_bucket("status-cp");
+    let addr = free_addr();
+    let m = Mount::with_args(server, &bucket, &["--metrics-listen", &addr]);
+    let src = tempfile::NamedTempFile::new().unwrap();
+    let made = Command::new("head")
+        .args(["-c", &BIG_COPY.to_string(), "/dev/urandom"])
+        .stdout(src.reopen().unwrap())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut cp = Command::new("cp")
+        .arg(src.path())
+        .arg(m.join("big.bin"))
+        .spawn()
+        .unwrap();
+    // Snapshots while cp runs: big.bin in flight, with progress.
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while cp.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "cp still running; log:\n{}",
+            m.log()
+        );
+        let s = status_json(&m);
+        if let Some(up) = s["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["key"] == "big.bin")
+        {
+            let (sent, total) = (u(&up["sent_bytes"]), u(&up["total_bytes"]));
+            assert!(sent <= total && total <= BIG_COPY, "{s}");
+            seen.push((sent, total));
+            if seen.len() == 1 {
+                let text = status_text(&m);
+                assert!(
+                    text.contains("uploads in flight: 1") && text.contains("big.bin"),
+                    "{text}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cp.wait().unwrap().success());
+    eprintln!("snapshots of big.bin in flight (sent, total): {seen:?}");
+    assert!(
+        seen.iter().any(|&(sent, _)| sent > 0 && sent < BIG_COPY),
+        "no progress seen while cp ran: {seen:?}\nlog:\n{}",
+        m.log()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "bytes sent went back: {seen:?}"
+    );
+    let s = wait_for("the upload done", &m, |s| {
+        s["uploads"].as_array().unwrap().is_empty()
+    });
+    let ops: Vec<&Value> = s["requests"].as_array().unwrap().iter().collect();
+    let op = |name: &str| {
+        ops.iter()
+            .find(|o| o["operation"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {s}"))
+    };
+    assert!(
+        u(&op("UploadPart")["count"]) >= BIG_COPY / (16 << 20),
+        "{s}"
+    );
+    assert_eq!(u(&op("CompleteMultipartUpload")["count"]), 1, "{s}");
+    assert!(
+        op("UploadPart")["p50_seconds"].as_f64().unwrap() > 0.0,
+        "{s}"
+    );
+    let text = status_text(&m);
+    assert!(text.contains("UploadPart"), "{text}");
+    assert_eq!(
+        server
+            .storage_in(&bucket)
+            .head_object(&common::obj(&bucket, "big.bin"))
+            .unwrap()
+            .size,
+        BIG_COPY
+    );
+
+    // The metrics: the same counts per kind (nothing runs meanwhile).
+    let page = scrape(&addr);
+    let s = status_json(&m);
+    for o in s["requests"].as_array().unwrap() {
+        let label = format!("operation=\"{}\"", o["operation"].as_str().unwrap());
+        assert_eq!(
+            sample(&page, "s3mount_requests_total", &label),
+            Some(u(&o["count"]) as f64),
+            "{label}: {page}"
+        );
+        assert_eq!(
+            sample(&page, "s3mount_request_errors_total", &label),
+            Some(u(&o["errors"]) as f64),
+            "{label}: {page}"
+        );
+        assert_eq!(
+            sample(&page, "s3mount_request_duration_seconds_count", &label),
+            Some(u(&o["count"]) as f64),
+            "{label}: {page}"
+        );
+    }
+    assert_eq!(sample(&page, "s3mount_uploads_in_flight", ""), Some(0.0));
+}
