@@ -1,10 +1,12 @@
 //! The S3 side: client, signing, XML, errors and the `Storage` API. Knows nothing of FUSE.
 
+pub mod body;
 pub mod client;
 pub mod error;
 pub mod journal;
 pub mod meta;
 pub mod name;
+pub mod operation;
 pub mod private;
 pub mod reconcile;
 pub mod sign;
@@ -12,13 +14,13 @@ pub mod storage;
 pub mod stream;
 pub mod xml;
 
-pub use client::{
-    ClientConfig, Method, PayloadSigning, RequestBody, RetryPolicy, S3Client, S3Request, S3Response,
-};
+pub use body::RequestBody;
+pub use client::{ClientConfig, PayloadSigning, RetryPolicy, S3Client, S3Request, S3Response};
 pub use error::{Result, StorageError};
 pub use journal::UploadJournal;
 pub use meta::Metadata;
 pub use name::{ObjectRef, S3Name};
+pub use operation::{Method, Operation};
 pub use storage::{
     CopyRequest, GetObject, Headers, ListRequest, MultipartUpload, ObjectInfo, PendingUpload,
     PutOptions, ReplaceMetadata, Storage, TransferConfig,

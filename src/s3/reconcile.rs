@@ -49,14 +49,14 @@
 //! A look costs a HEAD (plus a ListParts for a multipart upload whose ETag does not settle it),
 //! and happens only after a failure.
 
-use std::io::Read;
-
 use md5::{Digest, Md5};
 
-use super::client::{FileRangeReader, Method, RequestBody, RetryPolicy, S3Request};
+use super::body::RequestBody;
+use super::client::{RetryPolicy, S3Request};
 use super::error::{Result, StorageError};
 use super::meta::Metadata;
 use super::name::ObjectRef;
+use super::operation::Operation;
 use super::storage::{read_reply, MultipartUpload, ObjectInfo, PutOptions, Storage};
 use super::xml::{self, CopyResult};
 
@@ -200,7 +200,7 @@ pub(crate) fn put(
     let what = format!("PUT {obj}");
     run(&storage.client().config().retry, obj, &what, send, || {
         let head = head_if_any(storage, obj)?;
-        judge_put(head.as_ref(), body_len(&body), opts, |info| {
+        judge_put(head.as_ref(), body.len(), opts, |info| {
             holds_body(storage, obj, info, body)
         })
     })
@@ -242,13 +242,14 @@ fn holds_body(
     info: &ObjectInfo,
     body: RequestBody<'_>,
 ) -> Result<bool> {
-    if info.etag.as_deref() == Some(body_md5(body)?.as_str()) {
+    let reread = |e| StorageError::io("reading the body again", e);
+    if info.etag.as_deref() == Some(body.md5_hex().map_err(reread)?.as_str()) {
         return Ok(true);
     }
     // Not the MD5: other bytes, or a server whose ETags are not MD5s (AWS with SSE-KMS gives
     // 32 hex digits that are not one). Only the bytes can tell; a difference usually shows in
     // the first chunk.
-    let len = body_len(&body);
+    let len = body.len();
     if len > MAX_COMPARED_BYTES {
         return Ok(false);
     }
@@ -260,69 +261,13 @@ fn holds_body(
             .unwrap_or(usize::MAX)
             .min(COMPARE_CHUNK);
         let (got, _) = storage.read_range(obj, offset, &mut theirs[..n], info.etag.as_deref())?;
-        read_body(body, offset, &mut ours[..n])?;
+        body.read_at(offset, &mut ours[..n]).map_err(reread)?;
         if got != n || theirs[..n] != ours[..n] {
             return Ok(false);
         }
         offset += n as u64;
     }
     Ok(true)
-}
-
-fn body_len(body: &RequestBody<'_>) -> u64 {
-    match body {
-        RequestBody::Empty => 0,
-        RequestBody::Bytes(b) => b.len() as u64,
-        RequestBody::File { len, .. } => *len,
-    }
-}
-
-/// Bytes `[offset, offset + buf.len())` of a body.
-fn read_body(body: RequestBody<'_>, offset: u64, buf: &mut [u8]) -> Result<()> {
-    let short = || StorageError::invalid("body", "shorter than its length");
-    match body {
-        RequestBody::Empty => buf.is_empty().then_some(()).ok_or_else(short),
-        RequestBody::Bytes(b) => {
-            let start = usize::try_from(offset).map_err(|_| short())?;
-            let src = b.get(start..start + buf.len()).ok_or_else(short)?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-        RequestBody::File {
-            file, offset: at, ..
-        } => {
-            use std::os::unix::fs::FileExt;
-            file.read_exact_at(buf, at + offset)
-                .map_err(|e| StorageError::io("reading the body again", e))
-        }
-    }
-}
-
-/// The MD5 of a body, as lower-case hex (what S3 makes the ETag of a single PUT).
-pub(crate) fn body_md5(body: RequestBody<'_>) -> Result<String> {
-    let mut md5 = Md5::new();
-    match body {
-        RequestBody::Empty => {}
-        RequestBody::Bytes(b) => md5.update(b),
-        RequestBody::File { file, offset, len } => {
-            let mut reader = FileRangeReader {
-                file,
-                pos: offset,
-                end: offset.saturating_add(len),
-            };
-            let mut buf = vec![0u8; COMPARE_CHUNK];
-            loop {
-                let n = reader
-                    .read(&mut buf)
-                    .map_err(|e| StorageError::io("reading the body again", e))?;
-                if n == 0 {
-                    break;
-                }
-                md5.update(&buf[..n]);
-            }
-        }
-    }
-    Ok(hex::encode(md5.finalize()))
 }
 
 // ---- CompleteMultipartUpload ------------------------------------------------------------------
@@ -438,7 +383,7 @@ fn head_if_any(storage: &Storage, obj: &ObjectRef) -> Result<Option<ObjectInfo>>
 /// Is the multipart upload still open? (ListParts of one part: NoSuchUpload means it was
 /// completed or aborted.)
 fn upload_is_open(storage: &Storage, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
-    let req = S3Request::new(Method::Get, &obj.bucket, &obj.key)
+    let req = S3Request::new(Operation::ListParts, &obj.bucket, &obj.key)
         .query("uploadId", upload_id)
         .query("max-parts", "1")
         .not_idempotent();
@@ -834,36 +779,6 @@ mod tests {
             assert_eq!(multipart_etag([etags[0].as_str(), bad]), None, "{bad:?}");
         }
         assert_eq!(multipart_etag([]), None);
-    }
-
-    #[test]
-    fn body_md5_of_bytes_and_file_ranges() {
-        assert_eq!(
-            body_md5(RequestBody::Bytes(b"hello")).unwrap(),
-            "5d41402abc4b2a76b9719d911017c592"
-        );
-        assert_eq!(
-            body_md5(RequestBody::Empty).unwrap(),
-            "d41d8cd98f00b204e9800998ecf8427e"
-        );
-        let mut f = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut f, b"xxhelloyy").unwrap();
-        let slice = RequestBody::File {
-            file: &f,
-            offset: 2,
-            len: 5,
-        };
-        assert_eq!(body_md5(slice).unwrap(), "5d41402abc4b2a76b9719d911017c592");
-        let mut buf = [0u8; 3];
-        read_body(slice, 1, &mut buf).unwrap();
-        assert_eq!(&buf, b"ell");
-        let past_end = RequestBody::File {
-            file: &f,
-            offset: 5,
-            len: 10,
-        };
-        assert!(body_md5(past_end).is_err(), "a short file is an error");
-        assert!(read_body(RequestBody::Bytes(b"ab"), 1, &mut buf).is_err());
     }
 
     #[test]

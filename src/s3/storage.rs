@@ -26,11 +26,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::client::{ClientConfig, Method, RequestBody, S3Client, S3Request, S3Response};
+use super::body::RequestBody;
+use super::client::{ClientConfig, S3Client, S3Request, S3Response};
 use super::error::{Result, StorageError};
 use super::journal::{JournalEntry, UploadJournal};
 use super::meta::{Metadata, CONTENT_HEADERS};
 use super::name::{ObjectRef, S3Name};
+use super::operation::Operation;
 use super::reconcile;
 use super::sign;
 use super::xml::{self, CopyResult, DeleteResult, ListPage};
@@ -543,7 +545,7 @@ impl Storage {
     /// HEAD the bucket: `Ok` if it exists and is reachable with these credentials.
     pub fn head_bucket(&self, bucket: &str) -> Result<()> {
         self.client
-            .execute(&S3Request::new(Method::Head, bucket, ""))
+            .execute(&S3Request::new(Operation::HeadBucket, bucket, ""))
             .map(|_| ())
     }
 
@@ -557,14 +559,15 @@ impl Storage {
                 "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
             )
         };
-        let req = S3Request::new(Method::Put, bucket, "").body(RequestBody::Bytes(body.as_bytes()));
+        let req = S3Request::new(Operation::CreateBucket, bucket, "")
+            .body(RequestBody::Bytes(body.as_bytes()));
         self.client.execute(&req).map(|_| ())
     }
 
     /// Delete an (empty) bucket.
     pub fn delete_bucket(&self, bucket: &str) -> Result<()> {
         self.client
-            .execute(&S3Request::new(Method::Delete, bucket, ""))
+            .execute(&S3Request::new(Operation::DeleteBucket, bucket, ""))
             .map(|_| ())
     }
 
@@ -572,13 +575,16 @@ impl Storage {
 
     /// HEAD an object.
     pub fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        self.head(S3Request::new(Method::Head, &obj.bucket, &obj.key), obj)
+        self.head(
+            S3Request::new(Operation::HeadObject, &obj.bucket, &obj.key),
+            obj,
+        )
     }
 
     /// HEAD an object with one request, not retried: for a caller whose own loop retries (see
     /// [`super::reconcile`]).
     pub(crate) fn head_object_once(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        let req = S3Request::new(Method::Head, &obj.bucket, &obj.key).not_idempotent();
+        let req = S3Request::new(Operation::HeadObject, &obj.bucket, &obj.key).not_idempotent();
         self.head(req, obj)
     }
 
@@ -601,7 +607,7 @@ impl Storage {
         if_match: Option<&str>,
     ) -> Result<GetObject> {
         let what = format!("GET {obj}");
-        let mut req = S3Request::new(Method::Get, &obj.bucket, &obj.key)
+        let mut req = S3Request::new(Operation::GetObject, &obj.bucket, &obj.key)
             .header_opt("if-match", if_match.map(|e| format!("\"{e}\"")));
         if let Some((start, end)) = range {
             if end <= start {
@@ -798,7 +804,7 @@ impl Storage {
         opts: &PutOptions,
     ) -> Result<Option<String>> {
         let conditional = opts.if_none_match_any || opts.if_match.is_some();
-        let mut req = S3Request::new(Method::Put, &obj.bucket, &obj.key)
+        let mut req = S3Request::new(Operation::PutObject, &obj.bucket, &obj.key)
             .headers(opts.headers()?)
             .header_opt("if-none-match", opts.if_none_match_any.then_some("*"))
             .header_opt(
@@ -1005,7 +1011,11 @@ impl Storage {
     /// DELETE an object.
     pub fn delete_object(&self, obj: &ObjectRef) -> Result<()> {
         self.client
-            .execute(&S3Request::new(Method::Delete, &obj.bucket, &obj.key))
+            .execute(&S3Request::new(
+                Operation::DeleteObject,
+                &obj.bucket,
+                &obj.key,
+            ))
             .map(|_| ())
     }
 
@@ -1022,7 +1032,7 @@ impl Storage {
                 use md5::Digest;
                 base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()))
             };
-            let req = S3Request::new(Method::Post, bucket, "")
+            let req = S3Request::new(Operation::DeleteObjects, bucket, "")
                 .query("delete", "")
                 .header("content-md5", md5)
                 .header("content-type", "application/xml")
@@ -1038,7 +1048,7 @@ impl Storage {
 
     /// One ListObjectsV2 page (`encoding-type=url`, so any key survives the XML).
     pub fn list_objects_v2(&self, bucket: &str, list: &ListRequest) -> Result<ListPage> {
-        let mut req = S3Request::new(Method::Get, bucket, "")
+        let mut req = S3Request::new(Operation::ListObjectsV2, bucket, "")
             .query("list-type", "2")
             .query("encoding-type", "url")
             .query("prefix", list.prefix.clone());
@@ -1099,7 +1109,7 @@ impl Storage {
         if size > self.transfer.copy_threshold {
             return self.multipart_copy(c, size);
         }
-        let mut req = S3Request::new(Method::Put, &c.dst.bucket, &c.dst.key)
+        let mut req = S3Request::new(Operation::CopyObject, &c.dst.bucket, &c.dst.key)
             .header("x-amz-copy-source", copy_source(&c.src))
             .header_opt(
                 "x-amz-copy-source-if-match",
@@ -1166,7 +1176,7 @@ impl Storage {
 
     /// Start a multipart upload; returns its id.
     pub fn create_multipart_upload(&self, obj: &ObjectRef, opts: &PutOptions) -> Result<String> {
-        let req = S3Request::new(Method::Post, &obj.bucket, &obj.key)
+        let req = S3Request::new(Operation::CreateMultipartUpload, &obj.bucket, &obj.key)
             .query("uploads", "")
             .headers(opts.headers()?)
             .not_idempotent();
@@ -1189,7 +1199,7 @@ impl Storage {
         part_number: u32,
         body: RequestBody<'_>,
     ) -> Result<String> {
-        let req = S3Request::new(Method::Put, &obj.bucket, &obj.key)
+        let req = S3Request::new(Operation::UploadPart, &obj.bucket, &obj.key)
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id)
             .body(body);
@@ -1212,7 +1222,7 @@ impl Storage {
         (start, end): (u64, u64),
         if_match: Option<&str>,
     ) -> Result<String> {
-        let req = S3Request::new(Method::Put, &obj.bucket, &obj.key)
+        let req = S3Request::new(Operation::UploadPartCopy, &obj.bucket, &obj.key)
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id)
             .header("x-amz-copy-source", copy_source(src))
@@ -1257,7 +1267,7 @@ impl Storage {
         cond: &PutOptions,
     ) -> Result<CopyResult> {
         let body = xml::build_complete_multipart(parts);
-        let req = S3Request::new(Method::Post, &obj.bucket, &obj.key)
+        let req = S3Request::new(Operation::CompleteMultipartUpload, &obj.bucket, &obj.key)
             .query("uploadId", upload_id)
             .header("content-type", "application/xml")
             .header_opt("if-none-match", cond.if_none_match_any.then_some("*"))
@@ -1287,8 +1297,8 @@ impl Storage {
 
     /// Abort a multipart upload; `Ok(false)` if it was gone already (404 NoSuchUpload).
     fn abort_if_open(&self, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
-        let req =
-            S3Request::new(Method::Delete, &obj.bucket, &obj.key).query("uploadId", upload_id);
+        let req = S3Request::new(Operation::AbortMultipartUpload, &obj.bucket, &obj.key)
+            .query("uploadId", upload_id);
         match self.client.execute(&req) {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
@@ -1304,7 +1314,7 @@ impl Storage {
         let what = format!("ListMultipartUploads s3://{bucket}/{prefix}");
         // Bounded: a server that keeps answering "truncated" with the same marker is an error.
         for _ in 0..100_000 {
-            let mut req = S3Request::new(Method::Get, bucket, "")
+            let mut req = S3Request::new(Operation::ListMultipartUploads, bucket, "")
                 .query("uploads", "")
                 .query("encoding-type", "url")
                 .query("prefix", prefix);
@@ -1350,8 +1360,8 @@ impl Storage {
         let mut marker: Option<u32> = None;
         let what = format!("ListParts {obj}");
         loop {
-            let mut req =
-                S3Request::new(Method::Get, &obj.bucket, &obj.key).query("uploadId", upload_id);
+            let mut req = S3Request::new(Operation::ListParts, &obj.bucket, &obj.key)
+                .query("uploadId", upload_id);
             if let Some(m) = marker {
                 req = req.query("part-number-marker", m.to_string());
             }

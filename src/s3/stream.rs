@@ -33,7 +33,7 @@ use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::client::RequestBody;
+use super::body::RequestBody;
 use super::error::{Result, StorageError};
 use super::name::ObjectRef;
 use super::storage::{
