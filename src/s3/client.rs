@@ -342,6 +342,18 @@ impl S3Client {
         &self.cfg
     }
 
+    /// The same client (the same connection pool) sending each request once, without
+    /// retries: for callers whose own loop counts attempts, such as the looks of
+    /// [`super::reconcile`].
+    pub fn single_attempt(&self) -> S3Client {
+        let mut cfg = (*self.cfg).clone();
+        cfg.retry.max_attempts = 1;
+        S3Client {
+            agent: self.agent.clone(),
+            cfg: Arc::new(cfg),
+        }
+    }
+
     /// Send a request, retrying transient failures if it is idempotent.
     ///
     /// Returns the reply for 2xx and 304; every other status is an error.

@@ -9,10 +9,15 @@ pub mod name;
 pub mod operation;
 pub mod private;
 pub mod reconcile;
+pub(crate) mod requests;
 pub mod sign;
 pub mod storage;
 pub mod stream;
+pub mod types;
 pub mod xml;
+
+#[cfg(test)]
+mod fixtures;
 
 pub use body::RequestBody;
 pub use client::{ClientConfig, PayloadSigning, RetryPolicy, S3Client, S3Request, S3Response};

@@ -52,13 +52,14 @@
 use md5::{Digest, Md5};
 
 use super::body::RequestBody;
-use super::client::{RetryPolicy, S3Request};
+use super::client::RetryPolicy;
 use super::error::{Result, StorageError};
 use super::meta::Metadata;
 use super::name::ObjectRef;
-use super::operation::Operation;
-use super::storage::{read_reply, MultipartUpload, ObjectInfo, PutOptions, Storage};
-use super::xml::{self, CopyResult};
+use super::requests;
+use super::storage::{MultipartUpload, Storage};
+use super::types::{CopyResult, ObjectInfo, PutOptions};
+use super::xml;
 
 /// Bodies up to this size are compared byte for byte with the object when its ETag is not the
 /// body's MD5. Four times the multipart threshold: every single PUT the file system sends
@@ -373,7 +374,7 @@ fn is_md5_hex(s: &str) -> bool {
 
 /// HEAD the key: `None` when there is no object.
 fn head_if_any(storage: &Storage, obj: &ObjectRef) -> Result<Option<ObjectInfo>> {
-    match storage.head_object_once(obj) {
+    match requests::object::head_object(&storage.client().single_attempt(), obj) {
         Ok(info) => Ok(Some(info)),
         Err(e) if e.is_not_found() && !matches!(e, StorageError::NoSuchBucket { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -383,16 +384,8 @@ fn head_if_any(storage: &Storage, obj: &ObjectRef) -> Result<Option<ObjectInfo>>
 /// Is the multipart upload still open? (ListParts of one part: NoSuchUpload means it was
 /// completed or aborted.)
 fn upload_is_open(storage: &Storage, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
-    let req = S3Request::new(Operation::ListParts, &obj.bucket, &obj.key)
-        .query("uploadId", upload_id)
-        .query("max-parts", "1")
-        .not_idempotent();
-    let what = format!("ListParts {obj}");
-    let reply = storage
-        .client()
-        .execute(&req)
-        .and_then(|resp| read_reply(resp, &what, &obj.bucket, &obj.key, xml::parse_list_parts));
-    match reply {
+    let client = storage.client().single_attempt();
+    match requests::multipart::list_parts(&client, obj, upload_id, None, Some(1)) {
         Ok(_) => Ok(true),
         Err(StorageError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),

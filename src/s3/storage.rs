@@ -24,18 +24,19 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use super::body::RequestBody;
-use super::client::{ClientConfig, S3Client, S3Request, S3Response};
+use super::client::{ClientConfig, S3Client};
 use super::error::{Result, StorageError};
 use super::journal::{JournalEntry, UploadJournal};
-use super::meta::{Metadata, CONTENT_HEADERS};
+use super::meta::Metadata;
 use super::name::{ObjectRef, S3Name};
-use super::operation::Operation;
 use super::reconcile;
-use super::sign;
-use super::xml::{self, CopyResult, DeleteResult, ListPage};
+use super::requests;
+pub use super::types::{
+    CopyRequest, GetObject, ListRequest, ObjectInfo, PendingUpload, PutOptions, ReplaceMetadata,
+};
+use super::types::{CopyResult, DeleteResult, ListPage, ListedObject, ListedPart, UploadsRequest};
 
 /// S3's limit for a single-request CopyObject.
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -43,8 +44,6 @@ pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's maximum number of parts in one upload.
 pub const MAX_PARTS: u64 = 10_000;
-/// DeleteObjects takes at most this many keys per request.
-const DELETE_BATCH: usize = 1000;
 
 /// Sizes and parallelism of large transfers.
 #[derive(Debug, Clone)]
@@ -159,144 +158,6 @@ impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
         }
         h
     }
-}
-
-/// What a HEAD (or the first bytes of a GET) says about an object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObjectInfo {
-    /// Content length in bytes.
-    pub size: u64,
-    /// ETag without quotes.
-    pub etag: Option<String>,
-    /// Last-Modified.
-    pub last_modified: Option<SystemTime>,
-    /// User metadata.
-    pub metadata: Metadata,
-    /// Content headers (`content-type`, `cache-control`, ...), lower-case names.
-    pub content_headers: Vec<(String, String)>,
-}
-
-impl ObjectInfo {
-    fn from_response(resp: &S3Response, size: u64) -> Self {
-        let mut content_headers = Vec::new();
-        for name in CONTENT_HEADERS {
-            if let Some(v) = resp.header(name) {
-                content_headers.push((name.to_string(), v.to_string()));
-            }
-        }
-        ObjectInfo {
-            size,
-            etag: resp.header("etag").map(xml::normalize_etag),
-            last_modified: resp
-                .header("last-modified")
-                .and_then(|d| httpdate::parse_http_date(d).ok()),
-            metadata: Metadata::from_headers(resp.header_pairs()),
-            content_headers,
-        }
-    }
-
-    /// The Content-Type, if any.
-    pub fn content_type(&self) -> Option<&str> {
-        self.content_headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Options of a PUT (or of a multipart upload's creation).
-#[derive(Debug, Clone, Default)]
-pub struct PutOptions {
-    /// User metadata to store.
-    pub metadata: Metadata,
-    /// Content headers to store (`content-type`, ...).
-    pub content_headers: Vec<(String, String)>,
-    /// `If-None-Match: *`: fail with 412 if the key exists.
-    pub if_none_match_any: bool,
-    /// `If-Match: etag`: fail with 412 unless the current object has this ETag.
-    pub if_match: Option<String>,
-}
-
-impl PutOptions {
-    fn headers(&self) -> Result<Vec<(String, String)>> {
-        let mut h = self.metadata.to_headers()?;
-        h.extend(self.content_headers.iter().cloned());
-        Ok(h)
-    }
-}
-
-/// One ListObjectsV2 request.
-#[derive(Debug, Clone, Default)]
-pub struct ListRequest {
-    /// Only keys starting with this.
-    pub prefix: String,
-    /// Group keys by this (usually "/").
-    pub delimiter: Option<String>,
-    /// Continue a truncated listing.
-    pub continuation_token: Option<String>,
-    /// Start after this key.
-    pub start_after: Option<String>,
-    /// Page size (S3's maximum and default is 1000).
-    pub max_keys: Option<u32>,
-}
-
-/// A metadata change for CopyObject: replace metadata and content headers.
-#[derive(Debug, Clone, Default)]
-pub struct ReplaceMetadata {
-    /// The new user metadata.
-    pub metadata: Metadata,
-    /// Content headers to keep/set (S3 drops them on REPLACE unless sent).
-    pub content_headers: Vec<(String, String)>,
-}
-
-/// A CopyObject request.
-#[derive(Debug, Clone)]
-pub struct CopyRequest {
-    /// Source.
-    pub src: ObjectRef,
-    /// Destination.
-    pub dst: ObjectRef,
-    /// `None`: metadata directive COPY; `Some`: REPLACE with this.
-    pub replace: Option<ReplaceMetadata>,
-    /// `x-amz-copy-source-if-match`: copy only if the source still has this ETag.
-    pub if_match: Option<String>,
-    /// Source size, when known (avoids a HEAD to decide single vs multipart copy).
-    pub size: Option<u64>,
-}
-
-/// A GET's reply: what the object is, and the body.
-pub struct GetObject {
-    /// ETag of the version being read.
-    pub etag: Option<String>,
-    /// Bytes in this reply's body.
-    pub content_length: u64,
-    /// The object's total size (from Content-Range, or Content-Length for a full GET).
-    pub total_size: u64,
-    /// The body.
-    pub body: Box<dyn Read + Send>,
-    /// Everything else a HEAD would say.
-    pub info: ObjectInfo,
-}
-
-impl std::fmt::Debug for GetObject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetObject")
-            .field("etag", &self.etag)
-            .field("content_length", &self.content_length)
-            .field("total_size", &self.total_size)
-            .finish()
-    }
-}
-
-/// An in-progress multipart upload found by [`Storage::list_multipart_uploads`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingUpload {
-    /// Key being uploaded.
-    pub key: String,
-    /// Upload id.
-    pub upload_id: String,
-    /// When it was started, if the server said so readably.
-    pub initiated: Option<SystemTime>,
 }
 
 /// A multipart upload this process started: its object, its id and, when the storage has an
@@ -544,59 +405,24 @@ impl Storage {
 
     /// HEAD the bucket: `Ok` if it exists and is reachable with these credentials.
     pub fn head_bucket(&self, bucket: &str) -> Result<()> {
-        self.client
-            .execute(&S3Request::new(Operation::HeadBucket, bucket, ""))
-            .map(|_| ())
+        requests::bucket::head_bucket(&self.client, bucket)
     }
 
     /// Create a bucket (in the client's region).
     pub fn create_bucket(&self, bucket: &str) -> Result<()> {
-        let region = &self.client.config().region;
-        let body = if region == "us-east-1" {
-            String::new()
-        } else {
-            format!(
-                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
-            )
-        };
-        let req = S3Request::new(Operation::CreateBucket, bucket, "")
-            .body(RequestBody::Bytes(body.as_bytes()));
-        self.client.execute(&req).map(|_| ())
+        requests::bucket::create_bucket(&self.client, bucket)
     }
 
     /// Delete an (empty) bucket.
     pub fn delete_bucket(&self, bucket: &str) -> Result<()> {
-        self.client
-            .execute(&S3Request::new(Operation::DeleteBucket, bucket, ""))
-            .map(|_| ())
+        requests::bucket::delete_bucket(&self.client, bucket)
     }
 
     // ---- objects ----------------------------------------------------------------------------
 
     /// HEAD an object.
     pub fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        self.head(
-            S3Request::new(Operation::HeadObject, &obj.bucket, &obj.key),
-            obj,
-        )
-    }
-
-    /// HEAD an object with one request, not retried: for a caller whose own loop retries (see
-    /// [`super::reconcile`]).
-    pub(crate) fn head_object_once(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        let req = S3Request::new(Operation::HeadObject, &obj.bucket, &obj.key).not_idempotent();
-        self.head(req, obj)
-    }
-
-    fn head(&self, req: S3Request<'_>, obj: &ObjectRef) -> Result<ObjectInfo> {
-        let resp = self.client.execute(&req)?;
-        let size = resp
-            .content_length()
-            .ok_or_else(|| StorageError::BadReply {
-                what: format!("HEAD {obj}"),
-                detail: "no valid Content-Length".into(),
-            })?;
-        Ok(ObjectInfo::from_response(&resp, size))
+        requests::object::head_object(&self.client, obj)
     }
 
     /// GET an object, or the bytes `[start, end)` of it, optionally only if its ETag matches.
@@ -606,70 +432,7 @@ impl Storage {
         range: Option<(u64, u64)>,
         if_match: Option<&str>,
     ) -> Result<GetObject> {
-        let what = format!("GET {obj}");
-        let mut req = S3Request::new(Operation::GetObject, &obj.bucket, &obj.key)
-            .header_opt("if-match", if_match.map(|e| format!("\"{e}\"")));
-        if let Some((start, end)) = range {
-            if end <= start {
-                return Err(StorageError::invalid("range", format!("{start}..{end}")));
-            }
-            req = req.header("range", format!("bytes={start}-{}", end - 1));
-        }
-        let resp = self.client.execute(&req)?;
-        let content_length = resp
-            .content_length()
-            .ok_or_else(|| StorageError::BadReply {
-                what: what.clone(),
-                detail: "no valid Content-Length".into(),
-            })?;
-        let total_size = if resp.status == 206 {
-            let (start, end, total) = resp
-                .header("content-range")
-                .and_then(parse_content_range)
-                .ok_or_else(|| StorageError::BadReply {
-                    what: what.clone(),
-                    detail: "206 without a valid Content-Range".into(),
-                })?;
-            // Bytes from elsewhere than asked would land at the wrong offset.
-            let asked = range.map_or(0, |(s, _)| s);
-            if start != asked || (end - start).checked_add(1) != Some(content_length) {
-                return Err(StorageError::BadReply {
-                    what,
-                    detail: format!(
-                        "asked for bytes from {asked}, got Content-Range bytes {start}-{end} with Content-Length {content_length}"
-                    ),
-                });
-            }
-            total
-        } else {
-            if let Some((start, _)) = range {
-                if start != 0 {
-                    return Err(StorageError::BadReply {
-                        what,
-                        detail: "server ignored the Range header".into(),
-                    });
-                }
-            }
-            content_length
-        };
-        let mut info = ObjectInfo::from_response(&resp, total_size);
-        info.size = total_size;
-        let etag = info.etag.clone();
-        if let (Some(want), Some(got)) = (if_match, etag.as_deref()) {
-            if want != got {
-                return Err(StorageError::PreconditionFailed {
-                    bucket: obj.bucket.clone(),
-                    key: obj.key.clone(),
-                });
-            }
-        }
-        Ok(GetObject {
-            etag,
-            content_length,
-            total_size,
-            body: Box::new(resp.into_reader()),
-            info,
-        })
+        requests::object::get_object(&self.client, obj, range, if_match)
     }
 
     /// Read exactly `buf.len()` bytes at `offset` (fewer only at the end of the object) of the
@@ -803,24 +566,11 @@ impl Storage {
         body: RequestBody<'_>,
         opts: &PutOptions,
     ) -> Result<Option<String>> {
-        let conditional = opts.if_none_match_any || opts.if_match.is_some();
-        let mut req = S3Request::new(Operation::PutObject, &obj.bucket, &obj.key)
-            .headers(opts.headers()?)
-            .header_opt("if-none-match", opts.if_none_match_any.then_some("*"))
-            .header_opt(
-                "if-match",
-                opts.if_match.as_ref().map(|e| format!("\"{e}\"")),
-            )
-            .body(body);
-        let send = |req: &S3Request<'_>| -> Result<Option<String>> {
-            let resp = self.client.execute(req)?;
-            Ok(resp.header("etag").map(xml::normalize_etag))
-        };
-        if !conditional {
-            return send(&req);
+        let send = || requests::object::put_object(&self.client, obj, body, opts);
+        if !(opts.if_none_match_any || opts.if_match.is_some()) {
+            return send();
         }
-        req = req.not_idempotent();
-        reconcile::put(self, obj, body, opts, || send(&req))
+        reconcile::put(self, obj, body, opts, send)
     }
 
     /// Upload `len` bytes of `file` as `obj`: one PUT up to the multipart threshold, a parallel
@@ -1010,36 +760,15 @@ impl Storage {
 
     /// DELETE an object.
     pub fn delete_object(&self, obj: &ObjectRef) -> Result<()> {
-        self.client
-            .execute(&S3Request::new(
-                Operation::DeleteObject,
-                &obj.bucket,
-                &obj.key,
-            ))
-            .map(|_| ())
+        requests::object::delete_object(&self.client, obj)
     }
 
     /// Delete many keys with DeleteObjects (1000 per request). Keys S3 reports as not deleted are
     /// returned in `errors`.
     pub fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<DeleteResult> {
         let mut all = DeleteResult::default();
-        for chunk in keys.chunks(DELETE_BATCH) {
-            let body = xml::build_delete_objects(chunk, true).map_err(|e| {
-                StorageError::invalid("key", format!("cannot be sent in DeleteObjects: {e}"))
-            })?;
-            let md5 = {
-                use base64::Engine;
-                use md5::Digest;
-                base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()))
-            };
-            let req = S3Request::new(Operation::DeleteObjects, bucket, "")
-                .query("delete", "")
-                .header("content-md5", md5)
-                .header("content-type", "application/xml")
-                .body(RequestBody::Bytes(body.as_bytes()));
-            let resp = self.client.execute(&req)?;
-            let what = format!("DeleteObjects s3://{bucket}");
-            let r = read_reply(resp, &what, bucket, "", xml::parse_delete_result)?;
+        for chunk in keys.chunks(requests::delete::MAX_KEYS) {
+            let r = requests::delete::delete_objects(&self.client, bucket, chunk)?;
             all.deleted.extend(r.deleted);
             all.errors.extend(r.errors);
         }
@@ -1048,29 +777,7 @@ impl Storage {
 
     /// One ListObjectsV2 page (`encoding-type=url`, so any key survives the XML).
     pub fn list_objects_v2(&self, bucket: &str, list: &ListRequest) -> Result<ListPage> {
-        let mut req = S3Request::new(Operation::ListObjectsV2, bucket, "")
-            .query("list-type", "2")
-            .query("encoding-type", "url")
-            .query("prefix", list.prefix.clone());
-        if let Some(d) = &list.delimiter {
-            req = req.query("delimiter", d.clone());
-        }
-        if let Some(t) = &list.continuation_token {
-            req = req.query("continuation-token", t.clone());
-        }
-        if let Some(s) = &list.start_after {
-            req = req.query("start-after", s.clone());
-        }
-        if let Some(m) = list.max_keys {
-            req = req.query("max-keys", m.to_string());
-        }
-        let what = format!("ListObjectsV2 s3://{bucket}/{}", list.prefix);
-        let resp = self.client.execute(&req)?;
-        let page = read_reply(resp, &what, bucket, "", xml::parse_list_objects_v2)?;
-        for bad in &page.skipped_invalid {
-            log::warn!("{what}: skipping a key that is not valid UTF-8: {bad:?}");
-        }
-        Ok(page)
+        requests::list::list_objects_v2(&self.client, bucket, list)
     }
 
     /// Every page of a listing, concatenated: (objects, common prefixes).
@@ -1079,7 +786,7 @@ impl Storage {
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
-    ) -> Result<(Vec<xml::ListedObject>, Vec<String>)> {
+    ) -> Result<(Vec<ListedObject>, Vec<String>)> {
         let mut objects = Vec::new();
         let mut prefixes = Vec::new();
         let mut req = ListRequest {
@@ -1109,30 +816,7 @@ impl Storage {
         if size > self.transfer.copy_threshold {
             return self.multipart_copy(c, size);
         }
-        let mut req = S3Request::new(Operation::CopyObject, &c.dst.bucket, &c.dst.key)
-            .header("x-amz-copy-source", copy_source(&c.src))
-            .header_opt(
-                "x-amz-copy-source-if-match",
-                c.if_match.as_ref().map(|e| format!("\"{e}\"")),
-            );
-        match &c.replace {
-            None => req = req.header("x-amz-metadata-directive", "COPY"),
-            Some(r) => {
-                req = req
-                    .header("x-amz-metadata-directive", "REPLACE")
-                    .headers(r.metadata.to_headers()?)
-                    .headers(r.content_headers.iter().cloned());
-            }
-        }
-        let what = format!("CopyObject {} -> {}", c.src, c.dst);
-        let resp = self.client.execute(&req)?;
-        read_reply(
-            resp,
-            &what,
-            &c.dst.bucket,
-            &c.dst.key,
-            xml::parse_copy_result,
-        )
+        requests::object::copy_object(&self.client, c)
     }
 
     fn multipart_copy(&self, c: &CopyRequest, size: u64) -> Result<CopyResult> {
@@ -1176,19 +860,7 @@ impl Storage {
 
     /// Start a multipart upload; returns its id.
     pub fn create_multipart_upload(&self, obj: &ObjectRef, opts: &PutOptions) -> Result<String> {
-        let req = S3Request::new(Operation::CreateMultipartUpload, &obj.bucket, &obj.key)
-            .query("uploads", "")
-            .headers(opts.headers()?)
-            .not_idempotent();
-        let what = format!("CreateMultipartUpload {obj}");
-        let resp = self.client.execute(&req)?;
-        read_reply(
-            resp,
-            &what,
-            &obj.bucket,
-            &obj.key,
-            xml::parse_initiate_multipart,
-        )
+        requests::multipart::create_multipart_upload(&self.client, obj, opts)
     }
 
     /// Upload one part; returns its ETag.
@@ -1199,17 +871,7 @@ impl Storage {
         part_number: u32,
         body: RequestBody<'_>,
     ) -> Result<String> {
-        let req = S3Request::new(Operation::UploadPart, &obj.bucket, &obj.key)
-            .query("partNumber", part_number.to_string())
-            .query("uploadId", upload_id)
-            .body(body);
-        let resp = self.client.execute(&req)?;
-        resp.header("etag")
-            .map(xml::normalize_etag)
-            .ok_or_else(|| StorageError::BadReply {
-                what: format!("UploadPart {part_number} of {obj}"),
-                detail: "no ETag".into(),
-            })
+        requests::multipart::upload_part(&self.client, obj, upload_id, part_number, body)
     }
 
     /// Copy bytes `[start, end)` of `src` into part `part_number`; returns the part's ETag.
@@ -1219,28 +881,18 @@ impl Storage {
         upload_id: &str,
         part_number: u32,
         src: &ObjectRef,
-        (start, end): (u64, u64),
+        range: (u64, u64),
         if_match: Option<&str>,
     ) -> Result<String> {
-        let req = S3Request::new(Operation::UploadPartCopy, &obj.bucket, &obj.key)
-            .query("partNumber", part_number.to_string())
-            .query("uploadId", upload_id)
-            .header("x-amz-copy-source", copy_source(src))
-            .header(
-                "x-amz-copy-source-range",
-                format!("bytes={start}-{}", end.saturating_sub(1)),
-            )
-            .header_opt(
-                "x-amz-copy-source-if-match",
-                if_match.map(|e| format!("\"{e}\"")),
-            );
-        let what = format!("UploadPartCopy {part_number} of {obj}");
-        let resp = self.client.execute(&req)?;
-        let r = read_reply(resp, &what, &obj.bucket, &obj.key, xml::parse_copy_result)?;
-        r.etag.ok_or_else(|| StorageError::BadReply {
-            what,
-            detail: "no ETag".into(),
-        })
+        requests::multipart::upload_part_copy(
+            &self.client,
+            obj,
+            upload_id,
+            part_number,
+            src,
+            range,
+            if_match,
+        )
     }
 
     /// Complete a multipart upload: one request, not retried (a completion whose reply was lost
@@ -1266,28 +918,7 @@ impl Storage {
         parts: &[(u32, String)],
         cond: &PutOptions,
     ) -> Result<CopyResult> {
-        let body = xml::build_complete_multipart(parts);
-        let req = S3Request::new(Operation::CompleteMultipartUpload, &obj.bucket, &obj.key)
-            .query("uploadId", upload_id)
-            .header("content-type", "application/xml")
-            .header_opt("if-none-match", cond.if_none_match_any.then_some("*"))
-            .header_opt(
-                "if-match",
-                cond.if_match.as_ref().map(|e| format!("\"{e}\"")),
-            )
-            .body(RequestBody::Bytes(body.as_bytes()))
-            // A blind resend of a completion whose reply was lost meets NoSuchUpload or 412 on
-            // many servers: see `super::reconcile`.
-            .not_idempotent();
-        let what = format!("CompleteMultipartUpload {obj}");
-        let resp = self.client.execute(&req)?;
-        read_reply(
-            resp,
-            &what,
-            &obj.bucket,
-            &obj.key,
-            xml::parse_complete_multipart,
-        )
+        requests::multipart::complete_multipart_upload(&self.client, obj, upload_id, parts, cond)
     }
 
     /// Abort a multipart upload (its parts are freed). An upload that is already gone is fine.
@@ -1295,12 +926,9 @@ impl Storage {
         self.abort_if_open(obj, upload_id).map(|_| ())
     }
 
-    /// Abort a multipart upload; `Ok(false)` if it was gone already (404 NoSuchUpload).
     fn abort_if_open(&self, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
-        let req = S3Request::new(Operation::AbortMultipartUpload, &obj.bucket, &obj.key)
-            .query("uploadId", upload_id);
-        match self.client.execute(&req) {
-            Ok(_) => Ok(true),
+        match requests::multipart::abort_multipart_upload(&self.client, obj, upload_id) {
+            Ok(()) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
@@ -1310,25 +938,14 @@ impl Storage {
     /// (ListMultipartUploads, all pages), with the time each was started.
     pub fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<PendingUpload>> {
         let mut out = Vec::new();
-        let mut markers: Option<(String, Option<String>)> = None;
+        let mut list = UploadsRequest {
+            prefix: prefix.to_string(),
+            ..UploadsRequest::default()
+        };
         let what = format!("ListMultipartUploads s3://{bucket}/{prefix}");
         // Bounded: a server that keeps answering "truncated" with the same marker is an error.
         for _ in 0..100_000 {
-            let mut req = S3Request::new(Operation::ListMultipartUploads, bucket, "")
-                .query("uploads", "")
-                .query("encoding-type", "url")
-                .query("prefix", prefix);
-            if let Some((key, id)) = &markers {
-                req = req.query("key-marker", key.clone());
-                if let Some(id) = id {
-                    req = req.query("upload-id-marker", id.clone());
-                }
-            }
-            let resp = self.client.execute(&req)?;
-            let page = read_reply(resp, &what, bucket, "", xml::parse_list_multipart_uploads)?;
-            for bad in &page.skipped_invalid {
-                log::warn!("{what}: skipping a key that is not valid UTF-8: {bad:?}");
-            }
+            let page = requests::multipart::list_multipart_uploads(&self.client, bucket, &list)?;
             out.extend(page.uploads.into_iter().map(|u| PendingUpload {
                 key: u.key,
                 upload_id: u.upload_id,
@@ -1336,9 +953,12 @@ impl Storage {
             }));
             let next = page
                 .next_key_marker
-                .map(|k| (k, page.next_upload_id_marker));
+                .map(|k| (Some(k), page.next_upload_id_marker));
+            let current = (list.key_marker.clone(), list.upload_id_marker.clone());
             match next {
-                Some(n) if page.is_truncated && markers.as_ref() != Some(&n) => markers = Some(n),
+                Some(n) if page.is_truncated && current != n => {
+                    (list.key_marker, list.upload_id_marker) = n;
+                }
                 Some(_) if page.is_truncated => {
                     return Err(StorageError::BadReply {
                         what,
@@ -1355,18 +975,11 @@ impl Storage {
     }
 
     /// The parts uploaded so far to a multipart upload (ListParts, all pages).
-    pub fn list_parts(&self, obj: &ObjectRef, upload_id: &str) -> Result<Vec<xml::ListedPart>> {
+    pub fn list_parts(&self, obj: &ObjectRef, upload_id: &str) -> Result<Vec<ListedPart>> {
         let mut out = Vec::new();
         let mut marker: Option<u32> = None;
-        let what = format!("ListParts {obj}");
         loop {
-            let mut req = S3Request::new(Operation::ListParts, &obj.bucket, &obj.key)
-                .query("uploadId", upload_id);
-            if let Some(m) = marker {
-                req = req.query("part-number-marker", m.to_string());
-            }
-            let resp = self.client.execute(&req)?;
-            let page = read_reply(resp, &what, &obj.bucket, &obj.key, xml::parse_list_parts)?;
+            let page = requests::multipart::list_parts(&self.client, obj, upload_id, marker, None)?;
             out.extend(page.parts);
             match page.next_part_number_marker {
                 // Part numbers only grow, so this ends (at most 10 000 parts).
@@ -1375,7 +988,7 @@ impl Storage {
                 }
                 Some(_) if page.is_truncated => {
                     return Err(StorageError::BadReply {
-                        what,
+                        what: format!("ListParts {obj}"),
                         detail: "truncated listing does not advance".into(),
                     })
                 }
@@ -1389,84 +1002,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Read a 2xx reply's XML body and parse it with `parse` (see [`xml::parse_reply`]): an
-/// `<Error>` body is the error it reports, a body that cannot be read is a network error, one
-/// that cannot be understood a [`StorageError::BadReply`].
-pub(crate) fn read_reply<T, E: Into<xml::ReplyError>>(
-    resp: S3Response,
-    what: &str,
-    bucket: &str,
-    key: &str,
-    parse: impl FnOnce(&[u8]) -> std::result::Result<T, E>,
-) -> Result<T> {
-    let status = resp.status;
-    let bytes = resp.read_small_body(what)?;
-    xml::parse_reply(&bytes, parse).map_err(|e| reply_error(what, bucket, key, status, e))
-}
-
-/// The [`StorageError`] for a reply that is not a success: an `<Error>` body by its code (as
-/// if the server had sent it with an error status), anything else a `BadReply`.
-fn reply_error(
-    what: &str,
-    bucket: &str,
-    key: &str,
-    status: u16,
-    e: xml::ReplyError,
-) -> StorageError {
-    let (bucket, key) = (bucket.to_string(), key.to_string());
-    match e {
-        xml::ReplyError::S3(body) => match body.code.as_str() {
-            "PreconditionFailed" => StorageError::PreconditionFailed { bucket, key },
-            "NoSuchBucket" => StorageError::NoSuchBucket { bucket },
-            "NoSuchKey" | "NoSuchUpload" => StorageError::NotFound {
-                bucket,
-                key,
-                code: Some(body.code),
-            },
-            _ => StorageError::Http {
-                status,
-                code: Some(body.code),
-                message: body.message,
-                bucket,
-                key,
-                request_id: body.request_id,
-            },
-        },
-        xml::ReplyError::Xml(x) => StorageError::BadReply {
-            what: what.to_string(),
-            detail: x.to_string(),
-        },
-    }
-}
-
-/// `x-amz-copy-source` value: `/bucket/key`, the key URI-encoded (slashes kept).
-fn copy_source(src: &ObjectRef) -> String {
-    format!(
-        "/{}/{}",
-        sign::uri_encode(&src.bucket, true),
-        sign::uri_encode(&src.key, false)
-    )
-}
-
 /// HEAD + conditional self-copy rounds of [`Storage::update_metadata`] when the object keeps
 /// changing meanwhile.
 const METADATA_UPDATE_ATTEMPTS: u32 = 4;
-
-/// `bytes 0-9/1234` → (0, 9, 1234); `None` unless first ≤ last < total.
-fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
-    let rest = v.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (first, last) = range.split_once('-')?;
-    let number = |s: &str| -> Option<u64> {
-        let s = s.trim();
-        // Digits only: no sign, no spaces inside (u64's parser takes a leading '+').
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (first, last, total) = (number(first)?, number(last)?, number(total)?);
-    (first <= last && last < total).then_some((first, last, total))
-}
 
 /// Content headers of the source, overridden by those given.
 fn merge_headers(base: &[(String, String)], over: &[(String, String)]) -> Vec<(String, String)> {
@@ -1523,62 +1061,6 @@ mod tests {
     }
 
     #[test]
-    fn content_range() {
-        assert_eq!(parse_content_range("bytes 0-9/1234"), Some((0, 9, 1234)));
-        assert_eq!(parse_content_range(" bytes 5-5/6 "), Some((5, 5, 6)));
-        for bad in [
-            "bytes */1234",
-            "bytes 0-9/*",
-            "garbage",
-            "bytes 9-0/10",
-            "bytes 0-10/10",
-            "bytes -1-5/10",
-            "bytes +1-5/10",
-            "bytes 0-5/18446744073709551616",
-            "bytes 0-18446744073709551615/18446744073709551615",
-            "bytes 0-/10",
-            "bytes 0 9/10",
-            "",
-        ] {
-            assert_eq!(parse_content_range(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn content_range_fuzz() {
-        use proptest::prelude::*;
-        use proptest::test_runner::{Config, TestRunner};
-        let count = std::cell::Cell::new(0u64);
-        let numbers = prop_oneof![
-            any::<u64>().prop_map(|n| n.to_string()),
-            (0u64..100).prop_map(|n| n.to_string()),
-            "-?[0-9]{0,25}",
-            Just("*".to_string()),
-            "\\PC{0,4}",
-        ];
-        let header = prop_oneof![
-            (numbers.clone(), numbers.clone(), numbers)
-                .prop_map(|(a, b, c)| format!("bytes {a}-{b}/{c}")),
-            any::<String>(),
-        ];
-        let mut runner = TestRunner::new(Config {
-            cases: 3000,
-            failure_persistence: None,
-            ..Config::default()
-        });
-        runner
-            .run(&header, |h| {
-                count.set(count.get() + 1);
-                if let Some((a, b, c)) = parse_content_range(&h) {
-                    prop_assert!(a <= b && b < c, "{h:?}");
-                }
-                Ok(())
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        eprintln!("Content-Range: {} inputs fuzzed", count.get());
-    }
-
-    #[test]
     fn headers_refuse_client_owned_names() {
         let h: Headers = [("Authorization", "x")].into_iter().collect();
         assert!(h.others().is_err());
@@ -1591,38 +1073,6 @@ mod tests {
             .collect();
         assert_eq!(h.others().ok().map(|v| v.len()), Some(1));
         assert_eq!(h.metadata().get("a"), Some("b"));
-    }
-
-    #[test]
-    fn error_bodies_in_2xx_replies_map_like_error_statuses() {
-        let s3 = |code: &str| {
-            xml::ReplyError::S3(xml::S3ErrorBody {
-                code: code.into(),
-                message: "m".into(),
-                request_id: Some("r".into()),
-                key: None,
-                resource: None,
-            })
-        };
-        let e = reply_error("w", "b", "k", 200, s3("PreconditionFailed"));
-        assert!(e.is_precondition_failed());
-        let e = reply_error("w", "b", "k", 200, s3("NoSuchUpload"));
-        assert!(
-            matches!(e, StorageError::NotFound { code: Some(ref c), .. } if c == "NoSuchUpload")
-        );
-        let e = reply_error("w", "b", "k", 200, s3("InternalError"));
-        assert!(e.is_transient(), "S3 asks for a retry: {e}");
-        assert!(matches!(e, StorageError::Http { status: 200, .. }));
-        let e = reply_error("w", "b", "k", 200, s3("InvalidPart"));
-        assert!(!e.is_transient());
-        let e = reply_error(
-            "w",
-            "b",
-            "k",
-            200,
-            xml::ReplyError::Xml(xml::XmlError::Empty),
-        );
-        assert!(matches!(e, StorageError::BadReply { .. }));
     }
 
     #[test]
