@@ -12,6 +12,7 @@ pub mod reconcile;
 pub(crate) mod requests;
 pub mod sign;
 pub mod storage;
+pub mod store;
 pub mod stream;
 pub mod types;
 pub mod xml;
@@ -30,4 +31,5 @@ pub use storage::{
     CopyRequest, GetObject, Headers, ListRequest, MultipartUpload, ObjectInfo, PendingUpload,
     PutOptions, ReplaceMetadata, Storage, TransferConfig,
 };
+pub use store::ObjectStore;
 pub use stream::StreamingUpload;

@@ -33,10 +33,14 @@ use super::meta::Metadata;
 use super::name::{ObjectRef, S3Name};
 use super::reconcile;
 use super::requests;
+use super::store::ObjectStore;
 pub use super::types::{
     CopyRequest, GetObject, ListRequest, ObjectInfo, PendingUpload, PutOptions, ReplaceMetadata,
 };
-use super::types::{CopyResult, DeleteResult, ListPage, ListedObject, ListedPart, UploadsRequest};
+use super::types::{
+    CopyResult, DeleteResult, ListPage, ListedObject, ListedPart, PartsPage, UploadsPage,
+    UploadsRequest,
+};
 
 /// S3's limit for a single-request CopyObject.
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -995,6 +999,129 @@ impl Storage {
                 _ => return Ok(out),
             }
         }
+    }
+}
+
+/// The real store: each method is one request through the HTTP client (see
+/// [`super::requests`]).
+impl ObjectStore for Storage {
+    fn single_attempt(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(Storage {
+            client: self.client.single_attempt(),
+            ..self.clone()
+        })
+    }
+
+    fn head_bucket(&self, bucket: &str) -> Result<()> {
+        requests::bucket::head_bucket(&self.client, bucket)
+    }
+
+    fn create_bucket(&self, bucket: &str) -> Result<()> {
+        requests::bucket::create_bucket(&self.client, bucket)
+    }
+
+    fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        requests::bucket::delete_bucket(&self.client, bucket)
+    }
+
+    fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        requests::object::head_object(&self.client, obj)
+    }
+
+    fn get_object(
+        &self,
+        obj: &ObjectRef,
+        range: Option<(u64, u64)>,
+        if_match: Option<&str>,
+    ) -> Result<GetObject> {
+        requests::object::get_object(&self.client, obj, range, if_match)
+    }
+
+    fn put_object(
+        &self,
+        obj: &ObjectRef,
+        body: RequestBody<'_>,
+        opts: &PutOptions,
+    ) -> Result<Option<String>> {
+        requests::object::put_object(&self.client, obj, body, opts)
+    }
+
+    fn copy_object(&self, c: &CopyRequest) -> Result<CopyResult> {
+        requests::object::copy_object(&self.client, c)
+    }
+
+    fn delete_object(&self, obj: &ObjectRef) -> Result<()> {
+        requests::object::delete_object(&self.client, obj)
+    }
+
+    fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<DeleteResult> {
+        requests::delete::delete_objects(&self.client, bucket, keys)
+    }
+
+    fn list_objects_v2(&self, bucket: &str, list: &ListRequest) -> Result<ListPage> {
+        requests::list::list_objects_v2(&self.client, bucket, list)
+    }
+
+    fn create_multipart_upload(&self, obj: &ObjectRef, opts: &PutOptions) -> Result<String> {
+        requests::multipart::create_multipart_upload(&self.client, obj, opts)
+    }
+
+    fn upload_part(
+        &self,
+        obj: &ObjectRef,
+        upload_id: &str,
+        part_number: u32,
+        body: RequestBody<'_>,
+    ) -> Result<String> {
+        requests::multipart::upload_part(&self.client, obj, upload_id, part_number, body)
+    }
+
+    fn upload_part_copy(
+        &self,
+        obj: &ObjectRef,
+        upload_id: &str,
+        part_number: u32,
+        src: &ObjectRef,
+        range: (u64, u64),
+        if_match: Option<&str>,
+    ) -> Result<String> {
+        requests::multipart::upload_part_copy(
+            &self.client,
+            obj,
+            upload_id,
+            part_number,
+            src,
+            range,
+            if_match,
+        )
+    }
+
+    fn complete_multipart_upload(
+        &self,
+        obj: &ObjectRef,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        cond: &PutOptions,
+    ) -> Result<CopyResult> {
+        requests::multipart::complete_multipart_upload(&self.client, obj, upload_id, parts, cond)
+    }
+
+    fn abort_multipart_upload(&self, obj: &ObjectRef, upload_id: &str) -> Result<()> {
+        requests::multipart::abort_multipart_upload(&self.client, obj, upload_id)
+    }
+
+    fn list_parts(
+        &self,
+        obj: &ObjectRef,
+        upload_id: &str,
+        marker: Option<u32>,
+        max_parts: Option<u32>,
+    ) -> Result<PartsPage> {
+        requests::multipart::list_parts(&self.client, obj, upload_id, marker, max_parts)
+    }
+
+    fn list_multipart_uploads(&self, bucket: &str, list: &UploadsRequest) -> Result<UploadsPage> {
+        requests::multipart::list_multipart_uploads(&self.client, bucket, list)
     }
 }
 
