@@ -3,7 +3,9 @@
 pub mod body;
 pub mod client;
 pub mod error;
+pub mod etag;
 pub mod journal;
+pub mod memory;
 pub mod meta;
 pub mod name;
 pub mod operation;
@@ -24,6 +26,7 @@ pub use body::RequestBody;
 pub use client::{ClientConfig, PayloadSigning, RetryPolicy, S3Client, S3Request, S3Response};
 pub use error::{Result, StorageError};
 pub use journal::UploadJournal;
+pub use memory::MemoryStore;
 pub use meta::Metadata;
 pub use name::{ObjectRef, S3Name};
 pub use operation::{Method, Operation};

@@ -49,17 +49,15 @@
 //! A look costs a HEAD (plus a ListParts for a multipart upload whose ETag does not settle it),
 //! and happens only after a failure.
 
-use md5::{Digest, Md5};
-
 use super::body::RequestBody;
 use super::client::RetryPolicy;
 use super::error::{Result, StorageError};
+use super::etag::multipart_etag;
 use super::meta::Metadata;
 use super::name::ObjectRef;
 use super::requests;
 use super::storage::{MultipartUpload, Storage};
 use super::types::{CopyResult, ObjectInfo, PutOptions};
-use super::xml;
 
 /// Bodies up to this size are compared byte for byte with the object when its ETag is not the
 /// body's MD5. Four times the multipart threshold: every single PUT the file system sends
@@ -67,8 +65,6 @@ use super::xml;
 pub const MAX_COMPARED_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes read per request when comparing an object with a body (the data cache's block size).
 const COMPARE_CHUNK: usize = 1024 * 1024;
-/// Hex digits of an MD5 digest.
-const MD5_HEX_LEN: usize = 32;
 
 /// What a look at the server says about a write whose outcome was open.
 #[derive(Debug, PartialEq)]
@@ -344,27 +340,6 @@ pub(crate) fn judge_complete(
             "the upload is gone and there is no object (completed and deleted since, or aborted elsewhere)".into(),
         ),
     }
-}
-
-/// The ETag S3 gives a multipart upload of parts with these ETags: the MD5 of the parts' binary
-/// MD5s, then `-` and the number of parts. `None` unless every part ETag is an MD5 (32 hex
-/// digits, quotes allowed), or when there are no parts.
-pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let mut md5 = Md5::new();
-    let mut count = 0usize;
-    for etag in part_etags {
-        let etag = xml::normalize_etag(etag);
-        if !is_md5_hex(&etag) {
-            return None;
-        }
-        md5.update(hex::decode(&etag).ok()?);
-        count += 1;
-    }
-    (count > 0).then(|| format!("{}-{count}", hex::encode(md5.finalize())))
-}
-
-fn is_md5_hex(s: &str) -> bool {
-    s.len() == MD5_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 // ---- looking ----------------------------------------------------------------------------------
@@ -730,48 +705,6 @@ mod tests {
             judge_complete(None, true, 20, &meta, &replace),
             Verdict::Conflict
         );
-    }
-
-    #[test]
-    fn multipart_etag_of_known_parts() {
-        // moto 5.2.1 answered a one-part upload of "hello" (part ETag = MD5("hello")) with
-        // ETag "62109206880d38a4010a98e11243924a-1" (measured; see the README).
-        assert_eq!(
-            multipart_etag(["\"5d41402abc4b2a76b9719d911017c592\""]).as_deref(),
-            Some("62109206880d38a4010a98e11243924a-1")
-        );
-        // Three parts, expected value computed here from the parts' bytes independently.
-        let bodies: [&[u8]; 3] = [b"part one", b"part two", b"3"];
-        let part_md5s: Vec<[u8; 16]> = bodies.iter().map(|b| Md5::digest(b).into()).collect();
-        let mut joined = Vec::new();
-        for d in &part_md5s {
-            joined.extend_from_slice(d);
-        }
-        let want = format!("{:x}-3", Md5::digest(&joined));
-        let etags: Vec<String> = part_md5s.iter().map(hex::encode).collect();
-        assert_eq!(
-            multipart_etag(etags.iter().map(String::as_str)).as_deref(),
-            Some(want.as_str())
-        );
-        // Upper-case hex and escaped quotes are the same ETags.
-        let shouty: Vec<String> = etags
-            .iter()
-            .map(|e| format!("&quot;{}&quot;", e.to_uppercase()))
-            .collect();
-        assert_eq!(
-            multipart_etag(shouty.iter().map(String::as_str)).as_deref(),
-            Some(want.as_str())
-        );
-        // Anything that is not an MD5 makes the ETag unknowable, not wrong.
-        for bad in [
-            "5d41402abc4b2a76b9719d911017c59",
-            "5d41402abc4b2a76b9719d911017c592-1",
-            "zz41402abc4b2a76b9719d911017c592",
-            "",
-        ] {
-            assert_eq!(multipart_etag([etags[0].as_str(), bad]), None, "{bad:?}");
-        }
-        assert_eq!(multipart_etag([]), None);
     }
 
     #[test]

@@ -42,12 +42,7 @@ use super::types::{
     UploadsRequest,
 };
 
-/// S3's limit for a single-request CopyObject.
-pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
-/// S3's minimum size for every multipart part but the last.
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's maximum number of parts in one upload.
-pub const MAX_PARTS: u64 = 10_000;
+pub use super::store::{MAX_PARTS, MAX_SINGLE_COPY, MIN_PART_SIZE};
 
 /// Sizes and parallelism of large transfers.
 #[derive(Debug, Clone)]

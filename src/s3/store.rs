@@ -29,6 +29,13 @@ use super::types::{
     PutOptions, UploadsPage, UploadsRequest,
 };
 
+/// S3's limit for a single-request CopyObject (a larger source is copied part by part).
+pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's minimum size for every multipart part but the last.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's maximum number of parts in one upload.
+pub const MAX_PARTS: u64 = 10_000;
+
 /// An S3-compatible object store, one method per request (see the module note).
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The same store sending each request once, without the client's retries: for callers
