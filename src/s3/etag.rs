@@ -34,7 +34,7 @@ pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> Opti
     (count > 0).then(|| format!("{}-{count}", hex::encode(md5.finalize())))
 }
 
-fn is_md5_hex(s: &str) -> bool {
+pub(crate) fn is_md5_hex(s: &str) -> bool {
     s.len() == MD5_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

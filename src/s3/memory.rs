@@ -29,7 +29,7 @@
 //! - [`MemoryStore::delay`], [`MemoryStore::cut_next_bodies`] (a GET body that breaks after
 //!   some bytes), [`MemoryStore::reject`] / [`MemoryStore::ignore`] a [`Capability`] (a
 //!   server answering 501 to `If-None-Match`, or ignoring the copy-source condition as moto
-//!   does);
+//!   does), [`MemoryStore::opaque_etags`] (ETags that are not MD5s, as with SSE-KMS);
 //! - changes "behind the mount", as another client would make them, not counted:
 //!   [`MemoryStore::put_behind`], [`MemoryStore::delete_behind`], and
 //!   [`MemoryStore::before_next`] to make one just before a given request;
@@ -50,7 +50,6 @@ use parking_lot::Mutex;
 
 use super::client::{error_for, ErrorReply};
 use super::error::{Result, StorageError};
-use super::etag::md5_etag;
 use super::meta::Metadata;
 use super::operation::{Method, Operation};
 pub use state::StoredObject;
@@ -204,6 +203,13 @@ impl MemoryStore {
         self.shared.switches.lock().counts.clear();
     }
 
+    /// From now on, give objects and parts ETags that are not the MD5s of their bytes, and
+    /// multipart objects ETags that are not made of their parts' (as AWS does with SSE-KMS or
+    /// SSE-C, and some gateways always do).
+    pub fn opaque_etags(&self) {
+        self.shared.state.lock().opaque_etags = true;
+    }
+
     /// Stamp writes with `time` from now on (`None`: the real time).
     pub fn set_time(&self, time: Option<SystemTime>) {
         self.shared.switches.lock().clock = time;
@@ -227,7 +233,6 @@ impl MemoryStore {
         content_headers: &[(String, String)],
     ) -> String {
         let data = data.into();
-        let etag = md5_etag(&data);
         let attrs = Attributes {
             metadata: metadata.clone(),
             content_headers: Attributes::stored(&[], content_headers)
@@ -237,6 +242,7 @@ impl MemoryStore {
         let now = self.now();
         let mut state = self.shared.state.lock();
         state.ensure_bucket(bucket);
+        let etag = state.etag_of(&data);
         let cond = Condition::default();
         // Cannot be refused: the bucket exists and nothing is conditional.
         let _ = state.put((bucket, key), data, etag.clone(), attrs, cond, now);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use super::super::etag::{md5_etag, multipart_etag};
+use super::super::etag::multipart_etag;
 use super::super::meta::Metadata;
 use super::super::store::{MAX_PARTS, MIN_PART_SIZE};
 use super::super::types::{
@@ -68,8 +68,8 @@ impl State {
                 format!("Part number must be an integer between 1 and {MAX_PARTS}, inclusive"),
             ));
         }
+        let etag = self.etag_of(&data);
         let upload = self.upload_mut(bucket, key, id)?;
-        let etag = md5_etag(&data);
         upload.parts.insert(number, (data, etag.clone()));
         Ok(etag)
     }
@@ -140,10 +140,14 @@ impl State {
             data.extend_from_slice(bytes);
             etags.push(stored.clone());
         }
-        let etag = multipart_etag(etags.iter().map(String::as_str)).unwrap_or_default();
         let attrs = Attributes {
             metadata: upload.metadata.clone(),
             content_headers: upload.content_headers.clone(),
+        };
+        let etag = if self.opaque_etags {
+            format!("{}-{}", self.etag_of(&data), etags.len())
+        } else {
+            multipart_etag(etags.iter().map(String::as_str)).unwrap_or_default()
         };
         let etag = self.put((bucket, key), data, etag, attrs, cond, now)?;
         self.bucket_mut(bucket)?.uploads.remove(id);

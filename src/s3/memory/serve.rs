@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::super::body::RequestBody;
 use super::super::error::{Result, StorageError};
-use super::super::etag::md5_etag;
 use super::super::meta::Metadata;
 use super::super::name::ObjectRef;
 use super::super::operation::Operation;
@@ -116,8 +115,8 @@ impl ObjectStore for MemoryStore {
         let data = body
             .to_vec()
             .map_err(|e| StorageError::io(format!("PUT {obj}: reading body"), e))?;
-        let etag = md5_etag(&data);
         self.request(Operation::PutObject, (&obj.bucket, &obj.key), |s, now| {
+            let etag = s.etag_of(&data);
             let attrs = Attributes::stored(&headers, &opts.content_headers)?;
             let cond = self.condition(opts.if_none_match_any, opts.if_match.as_deref())?;
             s.put((&obj.bucket, &obj.key), data, etag, attrs, cond, now)

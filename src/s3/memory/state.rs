@@ -15,6 +15,8 @@ use super::multipart::Upload;
 
 /// S3's page size, and the most it returns whatever a request asks for.
 pub(super) const MAX_PAGE: usize = 1000;
+/// Mixed into the bytes for opaque ETags, so they are not the bytes' MD5.
+const OPAQUE_SALT: &[u8] = b"opaque etag:";
 /// What S3 stores as Content-Type when a write gives none.
 pub(super) const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
@@ -140,9 +142,21 @@ pub(super) struct Condition<'a> {
 pub(super) struct State {
     pub(super) buckets: BTreeMap<String, BucketState>,
     pub(super) next_upload: u64,
+    /// ETags that are not MD5s of the bytes (see [`State::etag_of`]).
+    pub(super) opaque_etags: bool,
 }
 
 impl State {
+    /// The ETag S3 gives `data` written in one request (a PUT, a part, a copy): its MD5, or,
+    /// with opaque ETags (as AWS with SSE-KMS or SSE-C), 32 hex digits that are not its MD5.
+    pub fn etag_of(&self, data: &[u8]) -> String {
+        if self.opaque_etags {
+            md5_etag(&[OPAQUE_SALT, data].concat())
+        } else {
+            md5_etag(data)
+        }
+    }
+
     pub(super) fn bucket(&self, bucket: &str) -> Answer<&BucketState> {
         self.buckets.get(bucket).ok_or_else(no_such_bucket)
     }
@@ -292,7 +306,7 @@ impl State {
         });
         let data = src.data.clone();
         // A copy is one new object: the MD5 of its bytes, even from a multipart source.
-        let etag = md5_etag(&data);
+        let etag = self.etag_of(&data);
         let etag = self.put(
             (dst_bucket, dst_key),
             data,

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::s3::body::RequestBody;
-use crate::s3::etag::multipart_etag;
+use crate::s3::etag::{md5_etag, multipart_etag};
 use crate::s3::name::ObjectRef;
 use crate::s3::store::{ObjectStore, MIN_PART_SIZE};
 use crate::s3::types::{
@@ -872,4 +872,29 @@ fn the_server_refuses_metadata_over_its_limit_whatever_a_client_sends() {
     let e = refused(Operation::PutObject, (B, "k"), r);
     assert_eq!(status_of(&e), Some((400, Some("MetadataTooLarge"))));
     assert_eq!(e.errno(), libc::E2BIG);
+}
+
+#[test]
+fn opaque_etags_are_not_md5s_of_the_bytes_nor_of_the_parts() {
+    let s = store();
+    s.opaque_etags();
+    let etag = put(&s, "k", b"hello");
+    assert_ne!(etag, md5_etag(b"hello"));
+    assert!(
+        crate::s3::etag::is_md5_hex(&etag),
+        "32 hex digits all the same"
+    );
+    let id = s
+        .create_multipart_upload(&obj("m"), &PutOptions::default())
+        .unwrap();
+    let e1 = s
+        .upload_part(&obj("m"), &id, 1, RequestBody::Bytes(b"part"))
+        .unwrap();
+    assert_ne!(e1, md5_etag(b"part"));
+    let done = s
+        .complete_multipart_upload(&obj("m"), &id, &[(1, e1.clone())], &PutOptions::default())
+        .unwrap();
+    let etag = done.etag.unwrap();
+    assert!(etag.ends_with("-1"));
+    assert_ne!(Some(etag), multipart_etag([e1.as_str()]));
 }
