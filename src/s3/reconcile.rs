@@ -55,8 +55,8 @@ use super::error::{Result, StorageError};
 use super::etag::multipart_etag;
 use super::meta::Metadata;
 use super::name::ObjectRef;
-use super::requests;
-use super::storage::{MultipartUpload, Storage};
+use super::read;
+use super::store::{head_if_any, ObjectStore};
 use super::types::{CopyResult, ObjectInfo, PutOptions};
 
 /// Bodies up to this size are compared byte for byte with the object when its ETag is not the
@@ -185,20 +185,21 @@ pub(crate) fn run<T>(
 
 // ---- a conditional PUT ------------------------------------------------------------------------
 
-/// PUT `body` as `obj` under `opts`' condition, sending it with `send`; a lost reply is looked
-/// into (see the module note). Returns the new ETag.
+/// PUT `body` as `obj` under `opts`' condition (`If-None-Match: *` or `If-Match`); a lost
+/// reply is looked into (see the module note). Returns the new ETag.
 pub(crate) fn put(
-    storage: &Storage,
+    store: &dyn ObjectStore,
+    policy: &RetryPolicy,
     obj: &ObjectRef,
     body: RequestBody<'_>,
     opts: &PutOptions,
-    send: impl FnMut() -> Result<Option<String>>,
 ) -> Result<Option<String>> {
     let what = format!("PUT {obj}");
-    run(&storage.client().config().retry, obj, &what, send, || {
-        let head = head_if_any(storage, obj)?;
+    let send = || store.put_object(obj, body, opts);
+    run(policy, obj, &what, send, || {
+        let head = head_if_any(&*store.single_attempt(), obj)?;
         judge_put(head.as_ref(), body.len(), opts, |info| {
-            holds_body(storage, obj, info, body)
+            holds_body(store, policy, obj, info, body)
         })
     })
 }
@@ -234,7 +235,8 @@ pub(crate) fn judge_put(
 /// (servers whose ETags are not MD5s) its bytes are read and compared, up to
 /// [`MAX_COMPARED_BYTES`], pinned to its ETag.
 fn holds_body(
-    storage: &Storage,
+    store: &dyn ObjectStore,
+    policy: &RetryPolicy,
     obj: &ObjectRef,
     info: &ObjectInfo,
     body: RequestBody<'_>,
@@ -257,7 +259,9 @@ fn holds_body(
         let n = usize::try_from(len - offset)
             .unwrap_or(usize::MAX)
             .min(COMPARE_CHUNK);
-        let (got, _) = storage.read_range(obj, offset, &mut theirs[..n], info.etag.as_deref())?;
+        let etag = info.etag.as_deref();
+        let reading = &mut theirs[..n];
+        let (got, _) = read::read_range(store, policy.max_attempts, obj, offset, reading, etag)?;
         body.read_at(offset, &mut ours[..n]).map_err(reread)?;
         if got != n || theirs[..n] != ours[..n] {
             return Ok(false);
@@ -269,21 +273,35 @@ fn holds_body(
 
 // ---- CompleteMultipartUpload ------------------------------------------------------------------
 
-/// Complete `upload` with `parts` (`size` bytes in all) under `cond`; a lost reply is looked
-/// into (see the module note).
+/// A multipart upload to complete: which one, what it was created with, and its parts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion<'a> {
+    /// The object the upload makes.
+    pub obj: &'a ObjectRef,
+    /// The upload.
+    pub upload_id: &'a str,
+    /// The user metadata it was created with (the object it makes carries it).
+    pub metadata: &'a Metadata,
+    /// The parts, `(number, ETag)`, in order.
+    pub parts: &'a [(u32, String)],
+    /// Bytes in all.
+    pub size: u64,
+}
+
+/// Complete an upload under `cond`; a lost reply is looked into (see the module note).
 pub(crate) fn complete(
-    storage: &Storage,
-    upload: &MultipartUpload,
-    parts: &[(u32, String)],
-    size: u64,
+    store: &dyn ObjectStore,
+    policy: &RetryPolicy,
+    c: Completion<'_>,
     cond: &PutOptions,
 ) -> Result<CopyResult> {
-    let obj = &upload.obj;
+    let obj = c.obj;
     let what = format!("CompleteMultipartUpload {obj}");
-    let expected_etag = multipart_etag(parts.iter().map(|(_, e)| e.as_str()));
-    let send = || storage.complete_multipart_upload_if(obj, &upload.upload_id, parts, cond);
+    let expected_etag = multipart_etag(c.parts.iter().map(|(_, e)| e.as_str()));
+    let send = || store.complete_multipart_upload(obj, c.upload_id, c.parts, cond);
     let look = || {
-        let head = head_if_any(storage, obj)?;
+        let looks = store.single_attempt();
+        let head = head_if_any(&*looks, obj)?;
         if let (Some(info), Some(want)) = (&head, &expected_etag) {
             if info.etag.as_deref() == Some(want.as_str()) {
                 return Ok(Verdict::Ours(CopyResult {
@@ -292,16 +310,16 @@ pub(crate) fn complete(
                 }));
             }
         }
-        let open = upload_is_open(storage, obj, &upload.upload_id)?;
+        let open = upload_is_open(&*looks, obj, c.upload_id)?;
         Ok(judge_complete(
             head.as_ref(),
             open,
-            size,
-            upload.metadata(),
+            c.size,
+            c.metadata,
             cond,
         ))
     };
-    run(&storage.client().config().retry, obj, &what, send, look)
+    run(policy, obj, &what, send, look)
 }
 
 /// After a completion whose reply was lost and whose ETag did not settle it: given the object
@@ -347,20 +365,10 @@ pub(crate) fn judge_complete(
 // A look is one request of each kind, not retried by the client: a look that fails counts as
 // an attempt of the loop in `run`, which has the one attempt count.
 
-/// HEAD the key: `None` when there is no object.
-fn head_if_any(storage: &Storage, obj: &ObjectRef) -> Result<Option<ObjectInfo>> {
-    match requests::object::head_object(&storage.client().single_attempt(), obj) {
-        Ok(info) => Ok(Some(info)),
-        Err(e) if e.is_not_found() && !matches!(e, StorageError::NoSuchBucket { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Is the multipart upload still open? (ListParts of one part: NoSuchUpload means it was
 /// completed or aborted.)
-fn upload_is_open(storage: &Storage, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
-    let client = storage.client().single_attempt();
-    match requests::multipart::list_parts(&client, obj, upload_id, None, Some(1)) {
+fn upload_is_open(looks: &dyn ObjectStore, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
+    match looks.list_parts(obj, upload_id, None, Some(1)) {
         Ok(_) => Ok(true),
         Err(StorageError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),

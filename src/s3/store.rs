@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use super::body::RequestBody;
-use super::error::Result;
+use super::error::{Result, StorageError};
 use super::name::ObjectRef;
 use super::types::{
     CopyRequest, CopyResult, DeleteResult, GetObject, ListPage, ListRequest, ObjectInfo, PartsPage,
@@ -145,6 +145,16 @@ pub fn abort_if_open(store: &dyn ObjectStore, obj: &ObjectRef, upload_id: &str) 
     match store.abort_multipart_upload(obj, upload_id) {
         Ok(()) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// HEAD an object; `None` when there is no such key (a missing bucket stays an error). The one
+/// reading of a HEAD's 404, for `exists`, the looks after a lost reply, and [`super::Bucket`].
+pub fn head_if_any(store: &dyn ObjectStore, obj: &ObjectRef) -> Result<Option<ObjectInfo>> {
+    match store.head_object(obj) {
+        Ok(info) => Ok(Some(info)),
+        Err(e) if e.is_not_found() && !matches!(e, StorageError::NoSuchBucket { .. }) => Ok(None),
         Err(e) => Err(e),
     }
 }
