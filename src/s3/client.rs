@@ -24,7 +24,7 @@ use rand::Rng;
 use ureq::http;
 
 use super::body::RequestBody;
-use super::error::{is_retryable_status, Result, StorageError};
+use super::error::{error_for, is_retryable_status, ErrorReply, Result, StorageError};
 use super::operation::{Method, Operation};
 use super::sign::{self, SigningCredentials};
 use super::xml;
@@ -555,57 +555,6 @@ fn map_error_reply(
     error_for(req.op, req.bucket, req.key, reply)
 }
 
-/// An error reply as the server sent it.
-#[derive(Debug, Clone)]
-pub(crate) struct ErrorReply {
-    /// HTTP status (not 2xx).
-    pub status: u16,
-    /// S3 error code of the body; `None` when there was none (always for HEAD, which has no
-    /// body).
-    pub code: Option<String>,
-    /// The body's message, or an excerpt of the body.
-    pub message: String,
-    /// `x-amz-request-id`.
-    pub request_id: Option<String>,
-}
-
-/// The [`StorageError`] for an error reply to a request of kind `op` on `bucket`/`key`. One
-/// mapping for the client and for [`super::memory::MemoryStore`], so the in-memory store
-/// fails exactly as a server reached through the client does.
-pub(crate) fn error_for(op: Operation, bucket: &str, key: &str, reply: ErrorReply) -> StorageError {
-    let ErrorReply {
-        status,
-        code,
-        message,
-        request_id,
-    } = reply;
-    let bucket = bucket.to_string();
-    let key = key.to_string();
-    match (status, code.as_deref()) {
-        (404, Some("NoSuchBucket")) => StorageError::NoSuchBucket { bucket },
-        // A HEAD has no body to say which: on the bucket itself, the bucket is missing.
-        (404, _) if op == Operation::HeadBucket => StorageError::NoSuchBucket { bucket },
-        (404, _) => StorageError::NotFound { bucket, key, code },
-        (403, _) => StorageError::AccessDenied {
-            bucket,
-            key,
-            code: code.unwrap_or_else(|| "AccessDenied".to_string()),
-            message,
-            action: Some(op.iam_action()),
-            request_id,
-        },
-        (412, _) => StorageError::PreconditionFailed { bucket, key },
-        _ => StorageError::Http {
-            status,
-            code,
-            message,
-            bucket,
-            key,
-            request_id,
-        },
-    }
-}
-
 fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     let t = text.trim();
@@ -634,48 +583,9 @@ mod tests {
     }
 
     #[test]
-    fn denied_requests_name_their_operations_action() {
-        let denied = |op| {
-            let reply = ErrorReply {
-                status: 403,
-                code: None,
-                message: "m".into(),
-                request_id: None,
-            };
-            error_for(op, "b", "k", reply)
-        };
-        for op in Operation::ALL {
-            match denied(op) {
-                StorageError::AccessDenied { action, code, .. } => {
-                    assert_eq!(action, Some(op.iam_action()));
-                    assert_eq!(code, "AccessDenied");
-                }
-                other => panic!("{op}: {other:?}"),
-            }
-        }
+    fn requests_know_their_operation() {
         let r = S3Request::new(Operation::ListObjectsV2, "b", "").query("list-type", "2");
         assert_eq!(r.operation(), Operation::ListObjectsV2);
         assert_eq!(r.describe(), "GET s3://b/");
-    }
-
-    #[test]
-    fn a_missing_bucket_on_a_bodiless_head() {
-        let not_found = |op, key| {
-            let reply = ErrorReply {
-                status: 404,
-                code: None,
-                message: String::new(),
-                request_id: None,
-            };
-            error_for(op, "b", key, reply)
-        };
-        assert!(matches!(
-            not_found(Operation::HeadBucket, ""),
-            StorageError::NoSuchBucket { .. }
-        ));
-        assert!(matches!(
-            not_found(Operation::HeadObject, "k"),
-            StorageError::NotFound { code: None, .. }
-        ));
     }
 }

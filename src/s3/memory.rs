@@ -18,7 +18,7 @@
 //!   max-keys (at most 1000), start-after and opaque continuation tokens; ListParts and
 //!   ListMultipartUploads paged the same way; DeleteObjects in quiet mode;
 //! - **errors** are the [`StorageError`]s the client produces for the same replies (one shared
-//!   mapping, `client::error_for`), and what the client refuses before sending (a bad range,
+//!   mapping, `error::error_for`), and what the client refuses before sending (a bad range,
 //!   metadata it cannot encode, more than 1000 keys to delete) is refused here the same way.
 //!
 //! Switches, for tests (each request counts, whatever its outcome):
@@ -48,8 +48,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use super::client::{error_for, ErrorReply};
-use super::error::{Result, StorageError};
+use super::error::{error_for, ErrorReply, Result, StorageError};
 use super::meta::Metadata;
 use super::operation::{Method, Operation};
 pub use state::StoredObject;
