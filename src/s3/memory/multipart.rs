@@ -5,26 +5,13 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::super::etag::multipart_etag;
-use super::super::meta::Metadata;
 use super::super::store::{MAX_PARTS, MIN_PART_SIZE};
 use super::super::types::{
     CopyResult, ListedPart, ListedUpload, PartsPage, UploadsPage, UploadsRequest,
 };
 use super::state::{
-    check_etag, check_key, Answer, Attributes, Condition, Refusal, State, MAX_PAGE,
+    check_etag, check_key, Answer, Attributes, Condition, Refusal, State, Upload, MAX_PAGE,
 };
-
-/// One upload in progress.
-#[derive(Debug)]
-pub(super) struct Upload {
-    pub(super) key: String,
-    /// Creation order, which ListMultipartUploads follows within one key.
-    seq: u64,
-    initiated: SystemTime,
-    metadata: Metadata,
-    content_headers: Vec<(String, String)>,
-    parts: BTreeMap<u32, (Vec<u8>, String)>,
-}
 
 impl State {
     pub fn create_upload(

@@ -11,7 +11,6 @@ use super::super::meta::{Metadata, CONTENT_HEADERS, MAX_USER_METADATA_BYTES};
 use super::super::name::MAX_KEY_BYTES;
 use super::super::store::MAX_SINGLE_COPY;
 use super::super::types::{CopyResult, ObjectInfo};
-use super::multipart::Upload;
 
 /// S3's page size, and the most it returns whatever a request asks for.
 pub(super) const MAX_PAGE: usize = 1000;
@@ -87,6 +86,20 @@ impl StoredObject {
             content_headers: self.content_headers.clone(),
         }
     }
+}
+
+/// One multipart upload in progress (its requests: [`super::multipart`]).
+#[derive(Debug)]
+pub(super) struct Upload {
+    /// The key it makes.
+    pub(super) key: String,
+    /// Creation order, which ListMultipartUploads follows within one key.
+    pub(super) seq: u64,
+    pub(super) initiated: SystemTime,
+    pub(super) metadata: Metadata,
+    pub(super) content_headers: Vec<(String, String)>,
+    /// Number → (bytes, ETag).
+    pub(super) parts: BTreeMap<u32, (Vec<u8>, String)>,
 }
 
 #[derive(Debug, Default)]
