@@ -1,9 +1,9 @@
 //! `Storage`'s object calls as the file system, the binary and the integration tests make them
 //! today, by [`ObjectRef`]: each a thin delegation, to the [`ObjectStore`] impl for a single
-//! request, or to the object's [`Bucket`] for the policy (reconciled PUTs, multipart transfers
+//! request, or to the object's [`super::Bucket`] for the policy (reconciled PUTs, multipart transfers
 //! and copies, batched deletes, all pages of a listing, resumed reads).
 //!
-//! Transitional: once the file system holds a [`Bucket`] (issue 14's next step) these go, and
+//! Transitional: once the file system holds a [`super::Bucket`] (issue 14's next step) these go, and
 //! callers use `storage.bucket(name)` or the trait. Note the two that differ from the trait's
 //! method of the same name: `put_object` here reconciles a lost reply and `copy_object` goes
 //! multipart above the copy threshold; the trait's send one request.

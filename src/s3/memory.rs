@@ -1,4 +1,4 @@
-//! [`MemoryStore`]: an S3 in memory, behind the same [`ObjectStore`] seam as the real server,
+//! [`MemoryStore`]: an S3 in memory, behind the same [`super::ObjectStore`] seam as the real server,
 //! with switches for the failures and races that are hard to provoke against one.
 //!
 //! It is the ground truth of unit tests above the seam ([`super::Bucket`], the file system),

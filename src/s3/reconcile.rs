@@ -11,7 +11,7 @@
 //!   but MinIO, Ceph and others answer 404 NoSuchUpload (or 500), and with `If-None-Match: *`
 //!   a repetition meets the object the first one made (412).
 //!
-//! So the client sends these once ([`super::S3Request::not_idempotent`]) and [`run`] repeats
+//! So the client sends these once ([`super::S3Request::not_idempotent`]) and `run` repeats
 //! them here, in one loop with one attempt count (the client's [`RetryPolicy`]):
 //!
 //! 1. A success ends it; so does a definite refusal (a 4xx) of a request no earlier attempt of

@@ -4,7 +4,7 @@
 //! default bucket of the seed's names, the transfer settings and, for a mount, the upload
 //! journal. [`Storage::bucket`] gives the policy layer for one bucket ([`Bucket`]: ranged reads
 //! with resume, multipart transfers, reconciliation of lost replies); `impl ObjectStore` sends
-//! exactly one request per method, through the request rooms ([`super::requests`]).
+//! exactly one request per method, through the request rooms (`requests/`).
 //!
 //! Elsewhere on `Storage`: the seed connector's API ([`super::seed`]: `write`, `read`,
 //! `exists`, `copy`, `delete`, `update_metadata`), and the request calls the file system and
@@ -124,7 +124,7 @@ impl Storage {
 }
 
 /// The real store: each method is one request through the HTTP client (see
-/// [`super::requests`]).
+/// `requests/`).
 impl ObjectStore for Storage {
     fn single_attempt(&self) -> Arc<dyn ObjectStore> {
         Arc::new(Storage {

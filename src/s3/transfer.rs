@@ -1,14 +1,14 @@
 //! The multipart machinery of a [`super::Bucket`]: large uploads and copies part by part, in
 //! parallel, each upload on disk in the journal while it runs.
 //!
-//! Every multipart upload starts with [`Transfers::begin`] (CreateMultipartUpload, then the
-//! journal entry, before any part is sent) and ends with [`Transfers::finish`] (completion,
-//! looked into when its reply is lost: see [`super::reconcile`]) or [`Transfers::abort`]; the
+//! Every multipart upload starts with `begin` (CreateMultipartUpload, then the
+//! journal entry, before any part is sent) and ends with `finish` (completion,
+//! looked into when its reply is lost: see [`super::reconcile`]) or `abort`; the
 //! journal entry goes once it is completed or aborted (see [`super::journal`]). A part that
 //! fails aborts the upload, so nothing partial is left behind.
 //!
-//! [`Transfers::upload_file`] sends a file in parts of [`TransferConfig::part_size_for`] its
-//! length; [`Transfers::copy_parts`] copies an object above S3's 5 GiB single-copy limit with
+//! `upload_file` sends a file in parts of [`TransferConfig::part_size_for`] its
+//! length; `copy_parts` copies an object above S3's 5 GiB single-copy limit with
 //! UploadPartCopy, carrying its metadata over (a multipart upload does not copy it).
 
 use std::fs::File;

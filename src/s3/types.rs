@@ -1,7 +1,7 @@
 //! The values S3 requests take and give: what a HEAD says about an object, a PUT's options, a
 //! listing's request and page, a copy, a GET's reply, multipart pages, DeleteObjects' result.
 //!
-//! Plain data shared by the raw requests ([`super::requests`]), the [`super::ObjectStore`]
+//! Plain data shared by the raw requests (`requests/`), the [`super::ObjectStore`]
 //! trait that names them, and everything above it.
 
 use std::io::Read;

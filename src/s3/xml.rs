@@ -1,13 +1,13 @@
 //! The XML under S3's replies, on top of quick-xml: a tiny element tree and the helpers every
 //! reply's parser shares. Each reply's own parser lives with its request, in
-//! [`super::requests`].
+//! `super::requests`.
 //!
-//! Replies are first read into a tiny element tree ([`Node`]) and then picked apart by local
+//! Replies are first read into a tiny element tree (`Node`) and then picked apart by local
 //! name. The parsers are tolerant of what real servers write, not credulous:
 //!
 //! - **Root names**: `…Result` as AWS, MinIO, Ceph and Garage write it, `…Response` as moto
 //!   5.2.1 writes CompleteMultipartUpload and ListParts, and a `…Response` wrapping the
-//!   `…Result` (the query-protocol shape): [`select_root`]. Any other root is refused.
+//!   `…Result` (the query-protocol shape): `select_root`. Any other root is refused.
 //! - **Namespaces**: the S3 namespace, none, another, or a prefix (`<s3:Key>`): names are
 //!   compared without it.
 //! - **Unknown elements** (checksums, `ServerSideEncryption`, `Owner`, ...) are skipped; element
@@ -19,7 +19,7 @@
 //! - **`<Error>` in a 2xx reply**: AWS answers CompleteMultipartUpload, CopyObject and
 //!   UploadPartCopy with `200 OK` before the work is done and reports a failure in the body;
 //!   such a body is the error it carries ([`ReplyError::S3`]), never a success ([`parse_reply`],
-//!   [`error_or_tree`]).
+//!   `error_or_tree`).
 //!
 //! What a caller needs is still required: a reply without it (no `UploadId`, no `Key` in a
 //! listing entry, a number that is not one) is an error, never a default. Text is kept exactly
@@ -29,7 +29,7 @@
 //! that can go out of range, and element nesting is capped so neither building nor dropping the
 //! tree can recurse without bound. Bad documents become an [`XmlError`] naming what is wrong.
 //!
-//! Request bodies are escaped here too ([`escape_text`]), so that any key S3 can store can also
+//! Request bodies are escaped here too (`escape_text`), so that any key S3 can store can also
 //! be deleted.
 
 use percent_encoding::percent_decode_str;
@@ -348,7 +348,7 @@ pub(crate) fn parse_bool(element: &'static str, value: &str) -> Result<bool, Xml
 const ETAG_QUOTES: &[&str] = &["\"", "&quot;", "&#34;", "&#x22;"];
 
 /// An ETag from a header or an XML element, reduced to its value: surrounding whitespace, a
-/// weak `W/` prefix and the quotes (any of [`ETAG_QUOTES`], each end on its own) go.
+/// weak `W/` prefix and the quotes (any of `ETAG_QUOTES`, each end on its own) go.
 /// `"abc"`, `abc`, `&quot;abc&quot;` and `W/"abc"` all give `abc`.
 pub fn normalize_etag(raw: &str) -> String {
     let mut t = raw.trim();
