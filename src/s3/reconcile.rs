@@ -12,7 +12,9 @@
 //!   a repetition meets the object the first one made (412).
 //!
 //! So the client sends these once ([`super::S3Request::not_idempotent`]) and `run` repeats
-//! them here, in one loop with one attempt count (the client's [`RetryPolicy`]):
+//! them here, in one loop with one attempt count (the [`super::Bucket`]'s [`RetryPolicy`], the
+//! client's for a [`super::Storage`]'s buckets). Everything here works on any
+//! [`ObjectStore`], so these rules are tested against [`super::MemoryStore`] as well:
 //!
 //! 1. A success ends it; so does a definite refusal (a 4xx) of a request no earlier attempt of
 //!    which may have been applied.
@@ -47,7 +49,8 @@
 //!   or aborted elsewhere) cannot be sent again: [`StorageError::OutcomeUnknown`].
 //!
 //! A look costs a HEAD (plus a ListParts for a multipart upload whose ETag does not settle it),
-//! and happens only after a failure.
+//! and happens only after a failure. Each look is one request, sent once
+//! ([`ObjectStore::single_attempt`]): a look that fails counts as an attempt of the loop.
 
 use super::body::RequestBody;
 use super::client::RetryPolicy;
