@@ -309,26 +309,16 @@ pub(crate) fn parse_root(body: &[u8], expected: &'static str) -> Result<Node, Xm
     select_root(parse_tree(body)?, &[expected])
 }
 
-/// A number element (trimmed); anything else is [`XmlError::BadNumber`].
-pub(crate) fn parse_u64(element: &'static str, value: &str) -> Result<u64, XmlError> {
-    value
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| XmlError::BadNumber {
-            element,
-            value: quote(value),
-        })
-}
-
-/// A number element (trimmed) that fits 32 bits.
-pub(crate) fn parse_u32(element: &'static str, value: &str) -> Result<u32, XmlError> {
-    value
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| XmlError::BadNumber {
-            element,
-            value: quote(value),
-        })
+/// A number element (trimmed) of type `T` (`u64`, `u32`); anything else, or a number that does
+/// not fit, is [`XmlError::BadNumber`].
+pub(crate) fn parse_number<T: std::str::FromStr>(
+    element: &'static str,
+    value: &str,
+) -> Result<T, XmlError> {
+    value.trim().parse::<T>().map_err(|_| XmlError::BadNumber {
+        element,
+        value: quote(value),
+    })
 }
 
 /// `true`/`false` (any case, trimmed).

@@ -6,7 +6,8 @@ use super::super::error::Result;
 use super::super::operation::Operation;
 use super::super::types::{ListPage, ListRequest, ListedObject};
 use super::super::xml::{
-    etag_of, is_truncated, listed_key, parse_iso8601, parse_root, parse_u64, url_encoded, XmlError,
+    etag_of, is_truncated, listed_key, parse_iso8601, parse_number, parse_root, url_encoded,
+    XmlError,
 };
 use super::read_reply;
 
@@ -61,7 +62,7 @@ pub(crate) fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, XmlError> {
     let decode = |raw: &str| listed_key(url, raw);
     for item in root.children("Contents") {
         let raw_key = item.required("Key")?;
-        let size = parse_u64("Size", item.required("Size")?)?;
+        let size = parse_number::<u64>("Size", item.required("Size")?)?;
         match decode(raw_key) {
             Ok(key) => page.objects.push(ListedObject {
                 key,

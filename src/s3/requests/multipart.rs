@@ -15,8 +15,8 @@ use super::super::types::{
     CopyResult, ListedPart, ListedUpload, PartsPage, PutOptions, UploadsPage, UploadsRequest,
 };
 use super::super::xml::{
-    self, error_or_tree, escape_text, etag_of, is_truncated, listed_key, parse_iso8601, parse_root,
-    parse_u32, parse_u64, select_root, url_encoded, xml_char_ok, ReplyError, XmlError, S3_NS,
+    self, error_or_tree, escape_text, etag_of, is_truncated, listed_key, parse_iso8601,
+    parse_number, parse_root, select_root, url_encoded, xml_char_ok, ReplyError, XmlError, S3_NS,
 };
 use super::object::parse_copy_result;
 use super::{copy_source, quoted, read_reply};
@@ -244,15 +244,15 @@ pub(crate) fn parse_list_parts(body: &[u8]) -> Result<PartsPage, XmlError> {
         .text_of("NextPartNumberMarker")
         .filter(|t| !t.trim().is_empty())
     {
-        page.next_part_number_marker = Some(parse_u32("NextPartNumberMarker", m)?);
+        page.next_part_number_marker = Some(parse_number::<u32>("NextPartNumberMarker", m)?);
     }
     if page.is_truncated && page.next_part_number_marker.is_none() {
         return Err(XmlError::Missing("NextPartNumberMarker"));
     }
     for p in root.children("Part") {
         page.parts.push(ListedPart {
-            part_number: parse_u32("PartNumber", p.required("PartNumber")?)?,
-            size: parse_u64("Size", p.required("Size")?)?,
+            part_number: parse_number::<u32>("PartNumber", p.required("PartNumber")?)?,
+            size: parse_number::<u64>("Size", p.required("Size")?)?,
             etag: etag_of(p),
         });
     }
