@@ -1,14 +1,18 @@
-"""Helper for scripts/s3-server; run with the moto virtualenv's python.
+"""Helper for scripts/s3-server and scripts/servers/*; run with the moto virtualenv's python.
 
 Subcommands (all diagnostics go to stderr, results to stdout):
   freeport                 print a free TCP port on 127.0.0.1
-  wait URL SECONDS PID     poll URL/moto-api/ until it answers (moto's own API: it does
+  wait URL SECONDS PID PATH
+                           poll URL+PATH until PID listens on URL's port and any HTTP
+                           reply comes back (moto: PATH /moto-api/, its own API, which does
                            not use up INITIAL_NO_AUTH_ACTION_COUNT); fail if PID dies
-  setup URL                with the server's unauthenticated requests (exactly
+  setup URL                (moto) with the server's unauthenticated requests (exactly
                            SETUP_REQUESTS of them) create an IAM user, an inline allow-all
-                           policy and an access key; then check that auth is really on
-                           (wrong secret -> 403 SignatureDoesNotMatch, right key -> OK).
+                           policy and an access key.
                            Prints AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=...
+  check-auth URL           check that authentication is on, with AWS_ACCESS_KEY_ID /
+                           AWS_SECRET_ACCESS_KEY from the environment: a wrong secret gets
+                           403 (moto: SignatureDoesNotMatch), the right key lists buckets
   demo URL BUCKET          create BUCKET with a few demo objects, using the
                            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment
 """
@@ -78,28 +82,27 @@ def listens(pid, port):
     return False
 
 
-def wait(url, seconds, pid):
+def wait(url, seconds, pid, path):
     deadline = time.monotonic() + float(seconds)
-    probe = url.rstrip("/") + "/moto-api/"
+    probe = url.rstrip("/") + path
     last = None
     while time.monotonic() < deadline:
         if not pid_alive(pid):
-            die(f"moto_server (pid {pid}) exited before answering")
+            die(f"the server (pid {pid}) exited before answering")
         if not listens(pid, url.rsplit(":", 1)[1].rstrip("/")):
             last = "not listening yet"
             time.sleep(0.1)
             continue
+        # Any HTTP reply means the server is up (an unsigned S3 request gets 403).
         try:
-            with urllib.request.urlopen(probe, timeout=2) as r:
-                if r.status == 200:
-                    return
-                last = f"HTTP {r.status}"
-        except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}"
+            with urllib.request.urlopen(probe, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
         except (OSError, urllib.error.URLError) as e:
             last = str(e)
         time.sleep(0.1)
-    die(f"moto_server did not answer {probe} within {seconds} s (last: {last})")
+    die(f"the server did not answer {probe} within {seconds} s (last: {last})")
 
 
 def client(service, url, key, secret):
@@ -143,9 +146,15 @@ def setup(url):
         ak = iam.create_access_key(UserName=USER)["AccessKey"]
     except ClientError as e:
         die(f"IAM setup failed (was the server fresh?): {e}")
-    key, secret = ak["AccessKeyId"], ak["SecretAccessKey"]
+    print(f"AWS_ACCESS_KEY_ID={ak['AccessKeyId']}")
+    print(f"AWS_SECRET_ACCESS_KEY={ak['SecretAccessKey']}")
 
-    # Auth must now be on: a wrong secret is refused ...
+
+def check_auth(url):
+    from botocore.exceptions import ClientError
+
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    # Auth must be on: a wrong secret is refused ...
     bad = client("s3", url, key, secret[:-1] + ("A" if secret[-1] != "A" else "B"))
     try:
         bad.list_buckets()
@@ -153,17 +162,16 @@ def setup(url):
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code")
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status != 403 or code != "SignatureDoesNotMatch":
-            die(f"wrong secret gave {status} {code}, expected 403 SignatureDoesNotMatch")
+        # moto and s3s answer SignatureDoesNotMatch; Garage 2.5 answers AccessDenied.
+        if status != 403:
+            die(f"wrong secret gave {status} {code}, expected 403")
     # ... and the right key is accepted.
     good = client("s3", url, key, secret)
     try:
         good.list_buckets()
     except ClientError as e:
         die(f"a correctly signed request failed: {e}")
-    log("auth verified (wrong secret -> 403 SignatureDoesNotMatch, right key -> 200)")
-    print(f"AWS_ACCESS_KEY_ID={key}")
-    print(f"AWS_SECRET_ACCESS_KEY={secret}")
+    log(f"auth verified (wrong secret -> 403 {code}, right key -> 200)")
 
 
 def demo(url, bucket):
@@ -206,10 +214,12 @@ def main(argv):
     cmd, args = argv[0], argv[1:]
     if cmd == "freeport" and not args:
         freeport()
-    elif cmd == "wait" and len(args) == 3:
+    elif cmd == "wait" and len(args) == 4:
         wait(*args)
     elif cmd == "setup" and len(args) == 1:
         setup(*args)
+    elif cmd == "check-auth" and len(args) == 1:
+        check_auth(*args)
     elif cmd == "demo" and len(args) == 2:
         demo(*args)
     else:

@@ -21,7 +21,7 @@ use clap::{CommandFactory, Parser};
 use s3mount::config::{LoadRequest, Overrides};
 use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::mountinfo::fuse_mounted_at;
-use s3mount::fs::{FsOptions, S3Fs};
+use s3mount::fs::{unsaved, FsOptions, S3Fs};
 use s3mount::s3::private::{self, DirState};
 use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage, UploadJournal};
 
@@ -347,71 +347,39 @@ fn recover(cli: &Cli) -> Result<(), String> {
                 }
             }
         }
-        let Ok(entries) = std::fs::read_dir(mount_dir.path().join("unsaved")) else {
+        let Ok(found) = unsaved::find(&mount_dir.path().join("unsaved")) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let data = entry.path();
-            if data.extension().is_none_or(|e| e != "data") {
-                if data.extension().is_none() {
-                    // Moved from staging/ at a mount start: a file that was open when
-                    // s3mount died. Its writer never closed it, so it may be incomplete, and
-                    // no note says where it belongs.
+        for f in found {
+            let (data, note) = match f {
+                unsaved::Found::Kept { data, note } => (data, note),
+                unsaved::Found::Leftover(data) => {
+                    // Its writer never closed it, so it may be incomplete, and no note says
+                    // where it belongs.
                     println!(
                         "{}: a file that was open when s3mount stopped (maybe incomplete, object unknown); not uploaded",
                         data.display()
                     );
+                    continue;
                 }
-                continue;
-            }
-            let note = data.with_extension("key");
-            let text = std::fs::read_to_string(&note).unwrap_or_default();
-            let mut lines = text.lines();
-            let target = lines.next().unwrap_or_default();
-            let Some((bucket, key)) = target
-                .trim()
-                .strip_prefix("s3://")
-                .and_then(|t| t.split_once('/'))
-            else {
+            };
+            let Some(note) = note else {
                 eprintln!("{}: no readable .key note; left in place", data.display());
                 failed += 1;
                 continue;
             };
-            let obj = s3mount::s3::ObjectRef {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-            };
+            let obj = &note.obj;
             let result = std::fs::File::open(&data)
                 .and_then(|f| f.metadata().map(|m| (f, m.len())))
                 .map_err(|e| e.to_string())
                 .and_then(|(f, len)| {
-                    // The note's other lines: the headers the failed upload carried.
-                    let headers: s3mount::Headers =
-                        lines.filter_map(|l| l.split_once(": ")).collect();
-                    let mut content_headers: Vec<(String, String)> =
-                        s3mount::s3::meta::CONTENT_HEADERS
-                            .iter()
-                            .filter_map(|n| headers.get(n).map(|v| (n.to_string(), v.to_string())))
-                            .collect();
-                    if content_headers.is_empty() {
-                        content_headers.push((
-                            "content-type".into(),
-                            s3mount::s3::storage::guess_content_type(key),
-                        ));
-                    }
-                    let opts = s3mount::s3::PutOptions {
-                        metadata: headers.metadata(),
-                        content_headers,
-                        ..Default::default()
-                    };
                     storage
-                        .put_file(&obj, &f, len, &opts)
+                        .put_file(obj, &f, len, &note.put_options())
                         .map_err(|e| e.to_string())
                 });
             match result {
                 Ok(_) => {
-                    let _ = std::fs::remove_file(&data);
-                    let _ = std::fs::remove_file(&note);
+                    unsaved::remove(&data);
                     println!("uploaded {} -> {obj}", data.display());
                     done += 1;
                 }

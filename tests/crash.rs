@@ -25,7 +25,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{is_fuse_mount, random_bytes, server, server_bytes, Mount, Server};
+use common::{
+    is_fuse_mount, random_bytes, server, server_bytes, skip_on, Mount, Server, ServerLimit,
+};
 use s3mount::s3::journal::UploadJournal;
 use s3mount::s3::{PendingUpload, PutOptions, RequestBody, StreamingUpload};
 use s3mount::{Metadata, Storage};
@@ -195,6 +197,9 @@ fn etag_of(storage: &Storage, bucket: &str, key: &str) -> String {
 /// multipart ETag, and no upload is left in progress.
 #[test]
 fn streamed_write_sends_parts_before_close() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("stream-dd");
     let m = Mount::new(srv, &bucket);
@@ -254,6 +259,9 @@ fn streamed_write_sends_parts_before_close() {
 /// whole file is uploaded at close, the bytes are exact and no upload is left over.
 #[test]
 fn write_into_sent_part_falls_back_to_whole_upload() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("stream-seek");
     let m = Mount::new(srv, &bucket);
@@ -287,6 +295,9 @@ fn write_into_sent_part_falls_back_to_whole_upload() {
 /// upload, whose metadata was fixed at its start, is given up for a whole-file upload).
 #[test]
 fn setxattr_while_streaming_lands() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("stream-xattr");
     let m = Mount::new(srv, &bucket);
@@ -325,6 +336,9 @@ fn setxattr_while_streaming_lands() {
 /// upload is aborted.
 #[test]
 fn unlink_while_streaming_aborts() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("stream-unlink");
     let m = Mount::new(srv, &bucket);
@@ -344,6 +358,9 @@ fn unlink_while_streaming_aborts() {
 /// starts under the new name, and at close the new name holds the whole file, the old none.
 #[test]
 fn rename_while_streaming_moves_the_whole_file() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("stream-mv");
     let m = Mount::new(srv, &bucket);
@@ -376,6 +393,9 @@ fn rename_while_streaming_moves_the_whole_file() {
 /// tail sent at `finish` make the exact object with the upload's metadata.
 #[test]
 fn streaming_upload_keeps_a_journal_entry_while_it_runs() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("stream-api");
     let dir = tempfile::tempdir().unwrap();
@@ -514,6 +534,9 @@ impl Drop for LazyUnmount {
 /// staging file to `unsaved/`, and `--recover` does not upload it.
 #[test]
 fn kill_9_mid_upload_keeps_the_old_object_and_restart_aborts_the_upload() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("kill9");
     let storage = srv.storage_in(&bucket);
@@ -645,6 +668,9 @@ fn recover_cmd(srv: &Server, cache: &Path) -> Command {
 /// alone the one this (live) process still holds.
 #[test]
 fn recover_aborts_dead_journal_entries_only() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("journal");
     let storage = srv.storage_in(&bucket);
@@ -692,12 +718,15 @@ fn recover_aborts_dead_journal_entries_only() {
 /// `--abort-stale-uploads AGE BUCKET:PREFIX/` aborts the uploads under the prefix started more
 /// than AGE ago, and nothing else.
 ///
-/// moto (5.2) answers every upload's `<Initiated>` with the fixed date 2010-11-10T20:48:33Z
-/// of the S3 documentation's example, so here every upload is about 16 years old: an AGE of
-/// 100 years keeps it, one of an hour aborts it. (Against S3 an upload just started would be
-/// kept by both; the date parsing itself is unit-tested on the reference reply in `xml.rs`.)
+/// Servers differ in the `<Initiated>` they give: moto (5.2) answers every upload with the
+/// fixed date 2010-11-10T20:48:33Z of the S3 documentation's example, Garage and S3 with the
+/// real start. Either way an AGE of 100 years keeps the upload and an AGE of 0 aborts it (the
+/// date parsing itself is unit-tested on the reference reply in `xml.rs`).
 #[test]
 fn abort_stale_uploads_by_age_under_the_prefix() {
+    if skip_on(ServerLimit::NoListMultipartUploads) {
+        return;
+    }
     let srv = server();
     let bucket = srv.fresh_bucket("stale");
     let storage = srv.storage_in(&bucket);
@@ -738,7 +767,7 @@ fn abort_stale_uploads_by_age_under_the_prefix() {
         storage.list_multipart_uploads(&bucket, "").unwrap().len(),
         2
     );
-    let text = run("1h");
+    let text = run("0s");
     assert!(
         text.contains(&format!(
             "aborted multipart upload {inside} of s3://{bucket}/in/a"

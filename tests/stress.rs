@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::versioned::{self, Version};
-use common::{server, server_bytes, Mount};
+use common::{server, server_bytes, skip_on, Mount, ServerLimit};
 use s3mount::Storage;
 
 /// Longest a single file operation may take before the watchdog fails the test.
@@ -461,6 +461,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn many_threads_in_overlapping_directories() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
     let secs = env_or("STRESS_SECS", 25);
     let threads = env_or("STRESS_THREADS", 6) as usize;
     let srv = server();

@@ -33,14 +33,13 @@
 //! never while a block is read or written. An exclusive `flock` on `data/lock` keeps a second
 //! process off the same directory (it then runs without a data cache).
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::fs::File;
+use std::fs::{File, TryLockError};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
@@ -156,17 +155,16 @@ impl DataCache {
             .truncate(false)
             .write(true)
             .open(dir.join(LOCK_FILE))?;
-        // SAFETY: flock on a valid descriptor we own; no memory is passed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                std::io::Error::new(
+        // An exclusive `flock` (what std's `try_lock` takes on Linux), dropped with the file.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
                     ErrorKind::WouldBlock,
                     format!("{} is in use by another s3mount", dir.display()),
-                )
-            } else {
-                e
-            });
+                ))
+            }
+            Err(TryLockError::Error(e)) => return Err(e),
         }
         let cache = DataCache {
             cfg,
@@ -202,12 +200,12 @@ impl DataCache {
 
     /// Bytes of the blocks currently cached.
     pub fn used_bytes(&self) -> u64 {
-        self.state().used
+        self.state.lock().used
     }
 
     /// Number of blocks currently cached.
     pub fn blocks(&self) -> usize {
-        self.state().index.len()
+        self.state.lock().index.len()
     }
 
     /// The cache's name for version `etag` (of `size` bytes) of `bucket`/`key`.
@@ -242,7 +240,7 @@ impl DataCache {
 
     /// True if block `index` of `obj` is in the index (without touching its LRU position).
     pub fn contains(&self, obj: &CachedObject, index: u64) -> bool {
-        self.state().index.contains(&key_of(obj, index))
+        self.state.lock().index.contains(&key_of(obj, index))
     }
 
     /// Fill `buf` with the bytes of block `index` of `obj` starting `offset` bytes into the
@@ -257,7 +255,7 @@ impl DataCache {
         }
         let key = key_of(obj, index);
         {
-            let mut st = self.state();
+            let mut st = self.state.lock();
             match st.index.get(&key) {
                 None => return false,
                 Some(&len) if len != expected => {
@@ -273,7 +271,7 @@ impl DataCache {
             Err(e) => {
                 // Gone (evicted meanwhile, or removed by hand) or unreadable: a miss.
                 log::debug!("data cache: {}: {e}", path.display());
-                self.forget(&mut self.state(), &key);
+                self.forget(&mut self.state.lock(), &key);
                 return false;
             }
         };
@@ -281,7 +279,7 @@ impl DataCache {
             Ok(m) => m,
             Err(e) => {
                 log::debug!("data cache: {}: {e}", path.display());
-                self.forget(&mut self.state(), &key);
+                self.forget(&mut self.state.lock(), &key);
                 return false;
             }
         };
@@ -291,12 +289,12 @@ impl DataCache {
                 path.display(),
                 meta.len()
             );
-            self.forget(&mut self.state(), &key);
+            self.forget(&mut self.state.lock(), &key);
             return false;
         }
         if let Err(e) = file.read_exact_at(buf, offset) {
             log::debug!("data cache: {}: {e}", path.display());
-            self.forget(&mut self.state(), &key);
+            self.forget(&mut self.state.lock(), &key);
             return false;
         }
         let now = SystemTime::now();
@@ -326,7 +324,7 @@ impl DataCache {
         }
         let key = key_of(obj, index);
         {
-            let mut st = self.state();
+            let mut st = self.state.lock();
             if st.index.get(&key).is_some() {
                 return; // already there (now most recently used)
             }
@@ -341,7 +339,7 @@ impl DataCache {
         }
         let path = self.block_path(&key);
         let result = self.write_atomically(&path, data);
-        let mut st = self.state();
+        let mut st = self.state.lock();
         st.reserved -= len;
         match result {
             Ok(()) => {
@@ -381,12 +379,8 @@ impl DataCache {
     /// Evict at least `bytes` (least recently used first, fewer if the cache holds less) to
     /// give disk space to something else; returns the bytes freed.
     pub fn release(&self, bytes: u64) -> u64 {
-        let mut st = self.state();
+        let mut st = self.state.lock();
         self.evict_bytes(&mut st, bytes)
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn block_path(&self, key: &BlockKey) -> PathBuf {
@@ -527,7 +521,7 @@ impl DataCache {
             }
         }
         found.sort_by_key(|(t, _, _)| *t);
-        let mut st = self.state();
+        let mut st = self.state.lock();
         for (_, key, len) in found {
             st.index.push(key, len);
             st.used += len;
@@ -839,7 +833,7 @@ mod tests {
         std::fs::create_dir(dir.join(TMP_DIR)).unwrap();
         c.store(&o, 1, &block(1, BS));
         assert!(!c.contains(&o, 1));
-        c.state().paused_until = Some(Instant::now());
+        c.state.lock().paused_until = Some(Instant::now());
         c.store(&o, 1, &block(1, BS));
         assert!(c.contains(&o, 1));
     }

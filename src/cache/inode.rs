@@ -5,10 +5,16 @@
 //! only re-links one node, and every inode below it — which the kernel may still hold — maps to
 //! its new key at once.
 //!
-//! Freshness: attributes (`attr_expires`), full object metadata from a HEAD (`head_expires`), a
+//! Freshness: attributes (`attr_expires`), full object metadata from a HEAD (`meta_expires`), a
 //! directory's complete listing (`listing_expires`) and negative entries (names known absent)
 //! each carry an expiry instant set from the metadata TTL. Nothing here performs I/O; the
 //! file system decides when to refresh.
+//!
+//! Changes: only through the table's named operations (record a HEAD's metadata, a new version,
+//! an attribute change, a marker, a complete listing, an ETag followed after a copy, …); the
+//! fields of a [`Node`] are read-only outside this module, so every rule about what a change
+//! does to the rest of a node (kind changes reset directory state, a refresh is newer than any
+//! listing asked before it) lives here once.
 //!
 //! Lifetime: the kernel counts lookups; `forget` drops them. A node whose count reaches zero and
 //! that is no longer linked into the tree is removed. Linked nodes stay (they are cheap and a
@@ -17,7 +23,7 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-use crate::s3::Metadata;
+use crate::s3::{Metadata, ObjectInfo};
 
 /// The root directory's inode number (FUSE convention).
 pub const ROOT_INO: u64 = 1;
@@ -57,7 +63,44 @@ pub fn start_time() -> SystemTime {
     *START.get_or_init(SystemTime::now)
 }
 
+/// Attributes set by `chmod`/`chown`/`utimes`, or carried by an object's metadata: each one
+/// given replaces the node's, the others stay.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttrUpdate {
+    /// Permission bits (only the `0o7777` part is kept).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Modification time.
+    pub mtime: Option<SystemTime>,
+}
+
+impl AttrUpdate {
+    /// True if it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == AttrUpdate::default()
+    }
+}
+
 impl NodeAttr {
+    /// Take what `u` sets.
+    pub fn apply(&mut self, u: &AttrUpdate) {
+        if let Some(m) = u.mode {
+            self.mode = Some(m & 0o7777);
+        }
+        if let Some(uid) = u.uid {
+            self.uid = Some(uid);
+        }
+        if let Some(gid) = u.gid {
+            self.gid = Some(gid);
+        }
+        if let Some(t) = u.mtime {
+            self.mtime = t;
+        }
+    }
+
     /// Attributes of an entry this mount just created, owned by the mount's default owner.
     pub fn created(size: u64, mtime: SystemTime, mode: u32, etag: Option<String>) -> Self {
         NodeAttr {
@@ -83,8 +126,9 @@ impl NodeAttr {
     }
 }
 
-/// Everything a HEAD returned: the basis for xattrs and for keeping metadata on overwrite.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything a HEAD returned: the basis for xattrs and for keeping metadata on overwrite. The
+/// default is what an implicit directory (no marker object) has: nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectMeta {
     /// User metadata.
     pub metadata: Metadata,
@@ -94,38 +138,44 @@ pub struct ObjectMeta {
     pub etag: Option<String>,
 }
 
-/// One inode.
+impl From<&ObjectInfo> for ObjectMeta {
+    fn from(info: &ObjectInfo) -> Self {
+        ObjectMeta {
+            metadata: info.metadata.clone(),
+            content_headers: info.content_headers.clone(),
+            etag: info.etag.clone(),
+        }
+    }
+}
+
+/// One inode. Read through its accessors; changed only through [`InodeTable`].
 #[derive(Debug)]
 pub struct Node {
-    /// Inode number.
-    pub ino: u64,
+    ino: u64,
     /// Parent inode (the root is its own parent); 0 once unlinked.
-    pub parent: u64,
-    /// Name within the parent.
-    pub name: String,
-    /// Kind.
-    pub kind: NodeKind,
-    /// Attributes.
-    pub attr: NodeAttr,
+    parent: u64,
+    name: String,
+    kind: NodeKind,
+    attr: NodeAttr,
     /// Attributes are trusted until then.
-    pub attr_expires: Instant,
+    attr_expires: Instant,
     /// When the attributes were last set (from the server or by a change through the mount):
     /// a listing asked for before then is older and must not overwrite them.
-    pub attr_set: Instant,
+    attr_set: Instant,
     /// Full metadata from a HEAD, if loaded.
-    pub meta: Option<ObjectMeta>,
+    meta: Option<ObjectMeta>,
     /// `meta` is trusted until then.
-    pub meta_expires: Instant,
+    meta_expires: Instant,
     /// Directories: a `dir/` marker object exists.
-    pub has_marker: bool,
+    has_marker: bool,
     /// Directories: children by name.
-    pub children: HashMap<String, u64>,
+    children: HashMap<String, u64>,
     /// Directories: `children` is a complete listing until then.
-    pub listing_expires: Option<Instant>,
+    listing_expires: Option<Instant>,
     /// Directories: names known absent, until when.
-    pub negative: HashMap<String, Instant>,
+    negative: HashMap<String, Instant>,
     /// Kernel lookup count.
-    pub lookups: u64,
+    lookups: u64,
 }
 
 impl Node {
@@ -153,6 +203,56 @@ impl Node {
             negative: HashMap::new(),
             lookups: 0,
         }
+    }
+
+    /// Inode number.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// Parent inode (the root is its own parent); 0 once unlinked.
+    pub fn parent(&self) -> u64 {
+        self.parent
+    }
+
+    /// Name within the parent.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Kind.
+    pub fn kind(&self) -> NodeKind {
+        self.kind
+    }
+
+    /// Attributes.
+    pub fn attr(&self) -> &NodeAttr {
+        &self.attr
+    }
+
+    /// When the attributes were last set (from the server or by a change through the mount).
+    pub fn attr_set(&self) -> Instant {
+        self.attr_set
+    }
+
+    /// Full metadata from a HEAD, if loaded (fresh or not).
+    pub fn meta(&self) -> Option<&ObjectMeta> {
+        self.meta.as_ref()
+    }
+
+    /// Directories: a `dir/` marker object exists.
+    pub fn has_marker(&self) -> bool {
+        self.has_marker
+    }
+
+    /// Directories: children by name.
+    pub fn children(&self) -> &HashMap<String, u64> {
+        &self.children
+    }
+
+    /// Directories: until when `children` is a complete listing, if it is one.
+    pub fn listing_expires(&self) -> Option<Instant> {
+        self.listing_expires
     }
 
     /// True if the attributes are still fresh.
@@ -209,11 +309,6 @@ impl InodeTable {
     /// A node.
     pub fn get(&self, ino: u64) -> Option<&Node> {
         self.nodes.get(&ino)
-    }
-
-    /// A node, mutably.
-    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
-        self.nodes.get_mut(&ino)
     }
 
     /// The object key of a node: directories end in "/", the root is the prefix.
@@ -331,6 +426,11 @@ impl InodeTable {
         }
     }
 
+    /// Until when `name` is known absent from `parent`, if it is.
+    pub fn negative_until(&self, parent: u64, name: &str) -> Option<Instant> {
+        self.nodes.get(&parent)?.negative.get(name).copied()
+    }
+
     /// True if `name` is known absent from `parent` now.
     pub fn is_negative(&self, parent: u64, name: &str, now: Instant) -> bool {
         self.nodes
@@ -344,6 +444,107 @@ impl InodeTable {
     pub fn invalidate_dir(&mut self, ino: u64) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.listing_expires = None;
+            n.negative.clear();
+        }
+    }
+
+    /// Look at the server again next time: the attributes and the metadata are stale (a read
+    /// failed, the object changed on the server, a copy's result is unknown).
+    pub fn expire(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr_expires = Instant::now();
+            n.meta = None;
+        }
+    }
+
+    /// The attributes are stale (the metadata is kept).
+    pub fn expire_attr(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr_expires = Instant::now();
+        }
+    }
+
+    /// The attributes are right as of now (the mount changed the object, or moved it): trusted
+    /// until `until`, and newer than any listing asked for before now.
+    pub fn refresh_attr(&mut self, ino: u64, until: Instant) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr_expires = until;
+            n.attr_set = Instant::now();
+        }
+    }
+
+    /// A version of a file's content: its size, its ETag and, when known, its mtime.
+    pub fn set_version(
+        &mut self,
+        ino: u64,
+        size: u64,
+        etag: Option<String>,
+        mtime: Option<SystemTime>,
+    ) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.size = size;
+            n.attr.etag = etag;
+            if let Some(t) = mtime {
+                n.attr.mtime = t;
+            }
+        }
+    }
+
+    /// The object's full metadata (from a HEAD, or as the mount just wrote it), trusted until
+    /// `until`; `attrs` is what it says of the attributes (mode, owner, mtime), which the node
+    /// takes.
+    pub fn record_meta(&mut self, ino: u64, meta: ObjectMeta, attrs: &AttrUpdate, until: Instant) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.apply(attrs);
+            n.meta = Some(meta);
+            n.meta_expires = until;
+        }
+    }
+
+    /// An attribute change (`chmod`, `chown`, `utimes`) the node takes at once.
+    pub fn apply_attrs(&mut self, ino: u64, attrs: &AttrUpdate) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.apply(attrs);
+        }
+    }
+
+    /// The object was copied with its metadata (a self-copy, or a rename's copy): same content
+    /// and metadata, the copy's ETag.
+    pub fn follow_etag(&mut self, ino: u64, etag: Option<String>) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            if let Some(m) = n.meta.as_mut() {
+                m.etag = etag.clone();
+            }
+            n.attr.etag = etag;
+        }
+    }
+
+    /// After a copy of the version with ETag `old` got ETag `new`: the node follows it if it
+    /// still shows `old`; if it changed meanwhile (or nothing was known), it is looked at again.
+    pub fn follow_copy(&mut self, ino: u64, old: Option<&str>, new: Option<String>) {
+        let same = self
+            .nodes
+            .get(&ino)
+            .is_some_and(|n| n.attr.etag.is_some() && n.attr.etag.as_deref() == old);
+        if same {
+            self.follow_etag(ino, new);
+        } else {
+            self.expire(ino);
+        }
+    }
+
+    /// Directories: whether a `dir/` marker object exists.
+    pub fn set_marker(&mut self, ino: u64, exists: bool) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.has_marker = exists;
+        }
+    }
+
+    /// Directories: `children` is the complete listing, trusted until `until`; names known
+    /// absent are forgotten (the listing says what is there).
+    pub fn listing_complete(&mut self, ino: u64, until: Instant) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.listing_expires = Some(until);
             n.negative.clear();
         }
     }
@@ -443,8 +644,146 @@ mod tests {
         let x = t.upsert_child(ROOT_INO, "x", NodeKind::File, file(1), later);
         let y = t.upsert_child(ROOT_INO, "x", NodeKind::Dir, NodeAttr::dir(), later);
         assert_eq!(x, y);
-        assert_eq!(t.get(x).map(|n| n.kind), Some(NodeKind::Dir));
+        assert_eq!(t.get(x).map(|n| n.kind()), Some(NodeKind::Dir));
         assert_eq!(t.key_of(x).as_deref(), Some("x/"));
+    }
+
+    fn meta(etag: &str, pairs: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            metadata: pairs.iter().copied().collect(),
+            content_headers: vec![("content-type".into(), "text/plain".into())],
+            etag: Some(etag.into()),
+        }
+    }
+
+    #[test]
+    fn a_recorded_head_is_kept_until_it_expires_and_sets_what_it_carries() {
+        let mut t = InodeTable::new("");
+        let now = Instant::now();
+        let f = t.upsert_child(ROOT_INO, "f", NodeKind::File, file(1), now);
+        let mtime = std::time::UNIX_EPOCH + Duration::from_secs(7);
+        t.set_version(f, 9, Some("e1".into()), Some(mtime));
+        let attrs = AttrUpdate {
+            mode: Some(0o100600),
+            uid: Some(5),
+            ..AttrUpdate::default()
+        };
+        let until = now + Duration::from_secs(5);
+        t.record_meta(f, meta("e1", &[("uid", "5")]), &attrs, until);
+        let n = t.get(f).unwrap();
+        assert_eq!(n.attr().size, 9);
+        assert_eq!(n.attr().etag.as_deref(), Some("e1"));
+        assert_eq!(
+            n.attr().mode,
+            Some(0o600),
+            "only the permission bits are kept"
+        );
+        assert_eq!((n.attr().uid, n.attr().gid), (Some(5), None));
+        assert_eq!(n.attr().mtime, mtime, "not in the update: kept");
+        assert!(n.fresh_meta(now).is_some());
+        assert!(n.fresh_meta(until).is_none());
+        // A version without an mtime keeps the one known.
+        t.set_version(f, 10, None, None);
+        assert_eq!(t.get(f).unwrap().attr().mtime, mtime);
+        // Unknown inodes are ignored.
+        t.record_meta(999, ObjectMeta::default(), &attrs, until);
+        t.set_version(999, 1, None, None);
+        assert!(t.get(999).is_none());
+    }
+
+    #[test]
+    fn expiring_forgets_attributes_and_metadata_and_a_refresh_is_newer_than_before() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let f = t.upsert_child(ROOT_INO, "f", NodeKind::File, file(1), later);
+        t.record_meta(f, meta("e", &[]), &AttrUpdate::default(), later);
+        t.expire_attr(f);
+        let now = Instant::now();
+        assert!(!t.get(f).unwrap().attr_fresh(now));
+        assert!(t.get(f).unwrap().fresh_meta(now).is_some(), "metadata kept");
+        t.expire(f);
+        assert!(t.get(f).unwrap().meta().is_none());
+        let before = Instant::now();
+        t.refresh_attr(f, later);
+        let n = t.get(f).unwrap();
+        assert!(n.attr_fresh(Instant::now()));
+        assert!(n.attr_set() >= before);
+    }
+
+    #[test]
+    fn a_copy_is_followed_only_from_the_version_it_copied() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let a = t.upsert_child(ROOT_INO, "a", NodeKind::File, file(1), later);
+        t.set_version(a, 1, Some("old".into()), None);
+        t.record_meta(a, meta("old", &[]), &AttrUpdate::default(), later);
+        t.follow_copy(a, Some("old"), Some("new".into()));
+        let n = t.get(a).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("new"));
+        assert_eq!(n.meta().and_then(|m| m.etag.as_deref()), Some("new"));
+        assert!(n.attr_fresh(Instant::now()));
+        // Changed meanwhile: looked at again, not pointed at the copy.
+        t.follow_copy(a, Some("old"), Some("newer".into()));
+        let n = t.get(a).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("new"));
+        assert!(!n.attr_fresh(Instant::now()));
+        assert!(n.meta().is_none());
+        // Nothing known: looked at again too.
+        let b = t.upsert_child(ROOT_INO, "b", NodeKind::File, file(1), later);
+        t.follow_copy(b, None, Some("x".into()));
+        assert!(!t.get(b).unwrap().attr_fresh(Instant::now()));
+    }
+
+    #[test]
+    fn attribute_changes_set_only_what_they_name() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let f = t.upsert_child(ROOT_INO, "f", NodeKind::File, file(3), later);
+        let before = t.get(f).unwrap().attr().clone();
+        t.apply_attrs(f, &AttrUpdate::default());
+        assert_eq!(t.get(f).unwrap().attr(), &before);
+        assert!(AttrUpdate::default().is_empty());
+        let mtime = std::time::UNIX_EPOCH + Duration::from_secs(99);
+        let change = AttrUpdate {
+            mode: Some(0o4755),
+            gid: Some(8),
+            mtime: Some(mtime),
+            ..AttrUpdate::default()
+        };
+        assert!(!change.is_empty());
+        t.apply_attrs(f, &change);
+        let a = t.get(f).unwrap().attr();
+        assert_eq!(
+            (a.mode, a.uid, a.gid, a.mtime),
+            (Some(0o4755), None, Some(8), mtime)
+        );
+        assert_eq!(a.size, 3);
+    }
+
+    #[test]
+    fn markers_and_complete_listings_of_directories() {
+        let mut t = InodeTable::new("");
+        let now = Instant::now();
+        let d = t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), now);
+        assert!(!t.get(d).unwrap().has_marker());
+        t.set_marker(d, true);
+        assert!(t.get(d).unwrap().has_marker());
+        t.set_marker(d, false);
+        assert!(!t.get(d).unwrap().has_marker());
+        let until = now + Duration::from_secs(5);
+        t.set_negative(d, "gone", until);
+        assert_eq!(t.negative_until(d, "gone"), Some(until));
+        assert_eq!(t.negative_until(d, "other"), None);
+        assert!(!t.get(d).unwrap().listing_fresh(now));
+        t.listing_complete(d, until);
+        let n = t.get(d).unwrap();
+        assert!(n.listing_fresh(now) && !n.listing_fresh(until));
+        assert_eq!(n.listing_expires(), Some(until));
+        assert_eq!(
+            t.negative_until(d, "gone"),
+            None,
+            "the listing says what is there"
+        );
     }
 
     #[test]

@@ -9,9 +9,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{lock, FsError, FsResult, S3Fs};
-use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
-use crate::s3::{CopyRequest, Metadata, ReplaceMetadata};
+use super::error::{FsError, FsResult};
+use super::S3Fs;
+use crate::cache::inode::{AttrUpdate, NodeAttr, NodeKind, ROOT_INO};
+use crate::s3::Metadata;
 
 /// File type bits.
 pub const S_IFMT: u32 = 0o170000;
@@ -75,28 +76,24 @@ pub fn format_mtime(t: SystemTime) -> String {
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
-/// Apply what the metadata says to attributes from a listing or HEAD; returns the kind the
-/// mode says (Symlink for S_IFLNK).
-pub fn apply_metadata(attr: &mut NodeAttr, meta: &Metadata) -> Option<NodeKind> {
-    let mut kind = None;
-    if let Some(m) = meta.get("mode").and_then(parse_mode) {
-        attr.mode = Some(m & 0o7777);
-        kind = match m & S_IFMT {
-            S_IFLNK => Some(NodeKind::Symlink),
-            S_IFDIR => Some(NodeKind::Dir),
-            _ => Some(NodeKind::File),
-        };
+/// What the metadata says of the attributes (what it leaves out, the node keeps).
+pub fn metadata_attrs(meta: &Metadata) -> AttrUpdate {
+    AttrUpdate {
+        mode: meta.get("mode").and_then(parse_mode).map(|m| m & 0o7777),
+        uid: meta.get("uid").and_then(|v| v.trim().parse().ok()),
+        gid: meta.get("gid").and_then(|v| v.trim().parse().ok()),
+        mtime: meta.get("mtime").and_then(parse_mtime),
     }
-    if let Some(u) = meta.get("uid").and_then(|v| v.trim().parse().ok()) {
-        attr.uid = Some(u);
-    }
-    if let Some(g) = meta.get("gid").and_then(|v| v.trim().parse().ok()) {
-        attr.gid = Some(g);
-    }
-    if let Some(t) = meta.get("mtime").and_then(parse_mtime) {
-        attr.mtime = t;
-    }
-    kind
+}
+
+/// The kind the metadata's mode says (Symlink for S_IFLNK), if it has a mode.
+pub fn metadata_kind(meta: &Metadata) -> Option<NodeKind> {
+    let m = meta.get("mode").and_then(parse_mode)?;
+    Some(match m & S_IFMT {
+        S_IFLNK => NodeKind::Symlink,
+        S_IFDIR => NodeKind::Dir,
+        _ => NodeKind::File,
+    })
 }
 
 /// A change to attributes, from `setattr`.
@@ -117,7 +114,17 @@ pub struct AttrChange {
 impl AttrChange {
     /// True if metadata (not content) changes.
     pub fn touches_metadata(&self) -> bool {
-        self.mode.is_some() || self.uid.is_some() || self.gid.is_some() || self.mtime.is_some()
+        !self.attrs().is_empty()
+    }
+
+    /// The change of attributes kept in metadata (all but the size).
+    pub fn attrs(&self) -> AttrUpdate {
+        AttrUpdate {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+        }
     }
 
     /// Write the change into metadata; `type_bits` is the file type for the mode.
@@ -139,30 +146,13 @@ impl AttrChange {
     }
 }
 
-/// Metadata self-copies tried when the object keeps changing on the server meanwhile.
-pub const METADATA_UPDATE_ATTEMPTS: u32 = 4;
-
-/// How one metadata self-copy ended, when not well.
-enum Retry {
-    /// The object changed since its metadata was read (412): read it again and retry.
-    Changed(String),
-    /// Any other error: give up.
-    Fail(FsError),
-}
-
-impl From<FsError> for Retry {
-    fn from(e: FsError) -> Retry {
-        Retry::Fail(e)
-    }
-}
-
 impl S3Fs {
     pub(crate) fn attrs_of(&self, ino: u64) -> FsResult<FileAttrs> {
         let t = self.table();
         let n = t
             .get(ino)
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
-        Ok(self.to_attrs(ino, n.kind, &n.attr))
+        Ok(self.to_attrs(ino, n.kind(), n.attr()))
     }
 
     pub(crate) fn to_attrs(&self, ino: u64, kind: NodeKind, a: &NodeAttr) -> FileAttrs {
@@ -197,8 +187,8 @@ impl S3Fs {
                 .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
             (
                 n.attr_fresh(std::time::Instant::now()),
-                n.parent,
-                n.name.clone(),
+                n.parent(),
+                n.name().to_string(),
             )
         };
         if fresh || parent == 0 {
@@ -224,204 +214,29 @@ impl S3Fs {
             self.truncate(ino, size)?;
         }
         if change.touches_metadata() {
-            // An open file folds the change into its pending upload.
-            if self.fold_into_open_file(ino, &change)? {
-                return self.getattr(ino);
-            }
             if ino == ROOT_INO && self.key_of(ino)?.is_empty() {
                 // The root of a whole-bucket mount is the bucket: no object to keep the change
                 // in. Keep it for this mount only, so `cp -a`/`rsync -a` onto the root work.
-                let mut t = self.table();
-                if let Some(n) = t.get_mut(ino) {
-                    n.attr.mode = change.mode.map(|m| m & 0o7777).or(n.attr.mode);
-                    n.attr.uid = change.uid.or(n.attr.uid);
-                    n.attr.gid = change.gid.or(n.attr.gid);
-                    n.attr.mtime = change.mtime.unwrap_or(n.attr.mtime);
-                }
-                drop(t);
+                self.table().apply_attrs(ino, &change.attrs());
                 return self.getattr(ino);
             }
-            self.change_metadata(ino, |meta, cur_mode| {
-                let type_bits = match kind {
-                    NodeKind::Dir => S_IFDIR,
-                    NodeKind::Symlink => S_IFLNK,
-                    NodeKind::File => S_IFREG,
-                };
+            let type_bits = match kind {
+                NodeKind::Dir => S_IFDIR,
+                NodeKind::Symlink => S_IFLNK,
+                NodeKind::File => S_IFREG,
+            };
+            let edit = |meta: &mut Metadata, cur_mode| {
                 change.apply_to(meta, type_bits, cur_mode);
                 Ok(())
-            })?;
+            };
+            self.update_metadata(ino, edit, &change.attrs())?;
         }
         self.getattr(ino)
     }
 
-    /// HEAD metadata of an inode, from the table if fresh.
-    pub(crate) fn object_meta(&self, ino: u64) -> FsResult<ObjectMeta> {
-        let now = std::time::Instant::now();
-        if let Some(m) = self
-            .table()
-            .get(ino)
-            .and_then(|n| n.fresh_meta(now).cloned())
-        {
-            return Ok(m);
-        }
-        let key = self.key_of(ino)?;
-        let kind = self.kind_of(ino)?;
-        let info = match self.storage.head_object(&self.obj(&key)) {
-            Ok(i) => i,
-            Err(e) if e.is_not_found() && kind == NodeKind::Dir => {
-                // An implicit directory: no marker, no metadata.
-                return Ok(ObjectMeta {
-                    metadata: Metadata::new(),
-                    content_headers: Vec::new(),
-                    etag: None,
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let meta = ObjectMeta {
-            metadata: info.metadata.clone(),
-            content_headers: info.content_headers.clone(),
-            etag: info.etag.clone(),
-        };
-        let mut t = self.table();
-        if let Some(n) = t.get_mut(ino) {
-            if kind == NodeKind::Dir {
-                n.has_marker = true;
-            } else {
-                n.attr.size = info.size;
-                n.attr.etag = info.etag.clone();
-                if let Some(lm) = info.last_modified {
-                    n.attr.mtime = lm;
-                }
-            }
-            apply_metadata(&mut n.attr, &info.metadata);
-            n.meta = Some(meta.clone());
-            n.meta_expires = now + self.opts.metadata_ttl;
-        }
-        Ok(meta)
-    }
-
-    /// Change an object's metadata in place: a self-copy with REPLACE that re-sends the content
-    /// headers, guarded by the ETag. A directory without a marker gets one.
-    ///
-    /// The copy carries `x-amz-copy-source-if-match` with the ETag the edit was based on: if
-    /// another client replaced the object meanwhile, S3 refuses (412) instead of copying, so the
-    /// new content is never rolled back and its metadata never overwritten by a stale set.
-    /// Then the metadata is read again (HEAD) and the edit applied to the new object, up to
-    /// [`METADATA_UPDATE_ATTEMPTS`] times, after which the call fails with EIO and nothing was
-    /// changed.
-    pub(crate) fn change_metadata(
-        &self,
-        ino: u64,
-        edit: impl Fn(&mut Metadata, u32) -> FsResult<()>,
-    ) -> FsResult<()> {
-        let mut attempt = 1;
-        loop {
-            match self.change_metadata_once(ino, &edit) {
-                Err(Retry::Changed(key)) if attempt < METADATA_UPDATE_ATTEMPTS => {
-                    log::info!("{key}: changed on the server during a metadata update; again");
-                    attempt += 1;
-                    // Forget what we knew: the next round HEADs the object again.
-                    let mut t = self.table();
-                    if let Some(n) = t.get_mut(ino) {
-                        n.meta = None;
-                        n.attr_expires = std::time::Instant::now();
-                    }
-                }
-                Err(Retry::Changed(key)) => {
-                    return Err(FsError::new(
-                        libc::EIO,
-                        format!("{key}: changed on the server during {attempt} metadata updates in a row; nothing was changed"),
-                    ))
-                }
-                Err(Retry::Fail(e)) => return Err(e),
-                Ok(()) => return Ok(()),
-            }
-        }
-    }
-
-    fn change_metadata_once(
-        &self,
-        ino: u64,
-        edit: &impl Fn(&mut Metadata, u32) -> FsResult<()>,
-    ) -> Result<(), Retry> {
-        let key = self.key_of(ino)?;
-        if key.is_empty() {
-            // Else the HEAD and PUT below would go to the bucket itself (a PUT is CreateBucket).
-            return Err(FsError::new(
-                libc::ENOTSUP,
-                "the root of a whole-bucket mount has no object to hold metadata",
-            )
-            .into());
-        }
-        let kind = self.kind_of(ino)?;
-        let current = self.object_meta(ino)?;
-        let cur_mode = self.attrs_of(ino)?.perm as u32;
-        let mut metadata = current.metadata.clone();
-        edit(&mut metadata, cur_mode)?;
-        if metadata.encoded_size() > crate::s3::meta::MAX_USER_METADATA_BYTES {
-            return Err(
-                FsError::new(libc::E2BIG, format!("{key}: user metadata over 2 KB")).into(),
-            );
-        }
-        let obj = self.obj(&key);
-        let new_etag = if kind == NodeKind::Dir && current.etag.is_none() {
-            self.storage
-                .put_object(
-                    &obj,
-                    crate::s3::RequestBody::Empty,
-                    &crate::s3::PutOptions {
-                        metadata: metadata.clone(),
-                        ..Default::default()
-                    },
-                )
-                .map_err(FsError::from)?
-        } else {
-            let size = self.table().get(ino).map(|n| n.attr.size);
-            self.storage
-                .copy_object(&CopyRequest {
-                    src: obj.clone(),
-                    dst: obj,
-                    replace: Some(ReplaceMetadata {
-                        metadata: metadata.clone(),
-                        content_headers: current.content_headers.clone(),
-                    }),
-                    if_match: current.etag.clone(),
-                    size: if kind == NodeKind::Dir { Some(0) } else { size },
-                })
-                .map_err(|e| {
-                    if e.is_precondition_failed() {
-                        Retry::Changed(key.clone())
-                    } else {
-                        Retry::Fail(e.into())
-                    }
-                })?
-                .etag
-        };
-        if kind == NodeKind::File {
-            self.follow_self_copy(ino, current.etag.as_deref(), new_etag.clone());
-        }
-        let mut t = self.table();
-        if let Some(n) = t.get_mut(ino) {
-            apply_metadata(&mut n.attr, &metadata);
-            if kind != NodeKind::Dir {
-                n.attr.etag = new_etag.clone().or(n.attr.etag.take());
-            } else {
-                n.has_marker = true;
-            }
-            n.meta = Some(ObjectMeta {
-                metadata,
-                content_headers: current.content_headers,
-                etag: new_etag,
-            });
-            n.meta_expires = std::time::Instant::now() + self.opts.metadata_ttl;
-        }
-        Ok(())
-    }
-
     pub(crate) fn open_file_attrs(&self, ino: u64) -> Option<FileAttrs> {
-        let f = lock(&self.files).get(&ino).cloned()?;
-        let of = lock(&f);
+        let f = self.open_files.get(ino)?;
+        let of = f.lock();
         let size = of.local_size()?;
         drop(of);
         let mut a = self.attrs_of(ino).ok()?;
@@ -468,8 +283,10 @@ mod tests {
         let m: Metadata = [("mode", "41471"), ("uid", "12"), ("gid", "34")]
             .into_iter()
             .collect();
-        assert_eq!(apply_metadata(&mut a, &m), Some(NodeKind::Symlink));
+        assert_eq!(metadata_kind(&m), Some(NodeKind::Symlink));
+        a.apply(&metadata_attrs(&m));
         assert_eq!((a.mode, a.uid, a.gid), (Some(0o777), Some(12), Some(34)));
+        assert_eq!(a.mtime, NodeAttr::dir().mtime, "no mtime: kept");
     }
 
     #[test]
@@ -503,7 +320,8 @@ mod tests {
                     .into_iter()
                     .collect();
                     let mut a = NodeAttr::dir();
-                    let _ = apply_metadata(&mut a, &m);
+                    let _ = metadata_kind(&m);
+                    a.apply(&metadata_attrs(&m));
                     prop_assert!(a.mode.is_none_or(|m| m <= 0o7777));
                     if let Some(t) = parse_mtime(&mtime) {
                         // What we write back reads the same.

@@ -9,11 +9,13 @@
 //! Keys that cannot be file names (an empty component from `//`, `.`, `..`, more than 255
 //! bytes) are hidden from listings and logged once.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use super::attr::{apply_metadata, format_mtime, FileAttrs, S_IFDIR, S_IFLNK};
-use super::{lock, name_str, now, FsError, FsResult, S3Fs};
-use crate::cache::inode::{NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
+use super::attr::{format_mtime, metadata_attrs, metadata_kind, FileAttrs, S_IFDIR, S_IFLNK};
+use super::error::{FsError, FsResult};
+use super::names::{name_str, valid_component};
+use super::S3Fs;
+use crate::cache::inode::{start_time, AttrUpdate, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
 
 /// Longest symlink target we read back.
@@ -30,26 +32,6 @@ pub struct DirEntry {
     pub attrs: FileAttrs,
 }
 
-/// True if a key component can be shown as a file name.
-pub fn valid_component(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && name.len() <= 255 && !name.contains('\0')
-}
-
-/// The name under which a listing entry of the directory `prefix` appears: `key` is an
-/// object's key (`common_prefix` false) or a common prefix ending in `/`. `None` when it cannot
-/// be a name there — not under `prefix` (a server that answers something else), the marker
-/// itself, more than one component, or an invalid component — so a listing can never show
-/// `.`, `..`, an empty name or a name with a `/`, whatever keys the bucket holds.
-pub fn listed_name<'a>(prefix: &str, key: &'a str, common_prefix: bool) -> Option<&'a str> {
-    let rest = key.strip_prefix(prefix)?;
-    let name = if common_prefix {
-        rest.strip_suffix('/')?
-    } else {
-        rest
-    };
-    (valid_component(name) && !name.contains('/')).then_some(name)
-}
-
 impl S3Fs {
     /// Find `name` in `parent`.
     pub fn lookup(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<FileAttrs> {
@@ -63,13 +45,13 @@ impl S3Fs {
             let p = t
                 .get(parent)
                 .ok_or_else(|| FsError::not_found(format!("parent inode {parent} unknown")))?;
-            if p.kind != NodeKind::Dir {
+            if p.kind() != NodeKind::Dir {
                 return Err(FsError::new(libc::ENOTDIR, "parent is not a directory"));
             }
-            if let Some(ino) = p.children.get(name).copied() {
+            if let Some(ino) = p.children().get(name).copied() {
                 if let Some(n) = t.get(ino) {
                     if n.attr_fresh(now) || p.listing_fresh(now) {
-                        return Ok(self.to_attrs(ino, n.kind, &n.attr));
+                        return Ok(self.to_attrs(ino, n.kind(), n.attr()));
                     }
                 }
             } else if p.listing_fresh(now) || t.is_negative(parent, name, now) {
@@ -149,22 +131,19 @@ impl S3Fs {
             };
             let mut t = self.table();
             let ino = t.upsert_child(parent, name, NodeKind::Dir, NodeAttr::dir(), expires);
-            if let Some(n) = t.get_mut(ino) {
-                n.has_marker = has_marker;
-                if let Some(info) = marker {
-                    apply_metadata(&mut n.attr, &info.metadata);
-                    n.meta = Some(ObjectMeta {
-                        metadata: info.metadata,
-                        content_headers: info.content_headers,
-                        etag: info.etag,
-                    });
-                    n.meta_expires = expires;
-                }
-                if n.attr.mtime == crate::cache::inode::start_time() {
-                    if let Some(lm) = list.objects.first().and_then(|o| o.last_modified) {
-                        n.attr.mtime = lm;
-                    }
-                }
+            t.set_marker(ino, has_marker);
+            if let Some(info) = marker {
+                let attrs = metadata_attrs(&info.metadata);
+                t.record_meta(ino, ObjectMeta::from(&info), &attrs, expires);
+            }
+            // No mtime of its own: the date of its first key.
+            let first = list.objects.first().and_then(|o| o.last_modified);
+            if t.get(ino).is_some_and(|n| n.attr().mtime == start_time()) && first.is_some() {
+                let mtime = AttrUpdate {
+                    mtime: first,
+                    ..AttrUpdate::default()
+                };
+                t.apply_attrs(ino, &mtime);
             }
             drop(t);
             return self.attrs_of(ino);
@@ -175,7 +154,7 @@ impl S3Fs {
                 let mut t = self.table();
                 if let Some(ino) = t.child(parent, name) {
                     // Keep a file that is open and not yet uploaded.
-                    if lock(&self.files).contains_key(&ino) {
+                    if self.open_files.is_open(ino) {
                         drop(t);
                         return self
                             .open_file_attrs(ino)
@@ -194,27 +173,22 @@ impl S3Fs {
     pub(crate) fn record_object(&self, parent: u64, name: &str, info: &ObjectInfo) -> FileAttrs {
         let mut attr = NodeAttr {
             size: info.size,
-            mtime: info.last_modified.unwrap_or_else(now),
+            mtime: info.last_modified.unwrap_or_else(SystemTime::now),
             mode: None,
             uid: None,
             gid: None,
             etag: info.etag.clone(),
         };
-        let kind = match apply_metadata(&mut attr, &info.metadata) {
+        let attrs = metadata_attrs(&info.metadata);
+        attr.apply(&attrs);
+        let kind = match metadata_kind(&info.metadata) {
             Some(NodeKind::Symlink) => NodeKind::Symlink,
             _ => NodeKind::File,
         };
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, kind, attr.clone(), expires);
-        if let Some(n) = t.get_mut(ino) {
-            n.meta = Some(ObjectMeta {
-                metadata: info.metadata.clone(),
-                content_headers: info.content_headers.clone(),
-                etag: info.etag.clone(),
-            });
-            n.meta_expires = expires;
-        }
+        t.record_meta(ino, ObjectMeta::from(info), &attrs, expires);
         self.to_attrs(ino, kind, &attr)
     }
 
@@ -222,7 +196,7 @@ impl S3Fs {
     pub fn parent_of(&self, ino: u64) -> u64 {
         self.table()
             .get(ino)
-            .map(|n| n.parent)
+            .map(|n| n.parent())
             .filter(|p| *p != 0)
             .unwrap_or(ROOT_INO)
     }
@@ -246,7 +220,7 @@ impl S3Fs {
         let key = format!("{}{name}/", self.key_of(parent)?);
         let mut metadata = Metadata::new();
         metadata.insert("mode", ((mode & 0o7777) | S_IFDIR).to_string());
-        let mtime = now();
+        let mtime = SystemTime::now();
         metadata.insert("mtime", format_mtime(mtime));
         self.storage.put_object(
             &self.obj(&key),
@@ -261,11 +235,9 @@ impl S3Fs {
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, NodeKind::Dir, attr.clone(), expires);
-        if let Some(n) = t.get_mut(ino) {
-            n.has_marker = true;
-            // A new directory is known to be empty.
-            n.listing_expires = Some(expires);
-        }
+        t.set_marker(ino, true);
+        // A new directory is known to be empty.
+        t.listing_complete(ino, expires);
         Ok(self.to_attrs(ino, NodeKind::Dir, &attr))
     }
 
@@ -295,9 +267,8 @@ impl S3Fs {
         }
         let has_local = {
             let t = self.table();
-            let files = lock(&self.files);
             t.get(attrs.ino)
-                .is_some_and(|n| n.children.values().any(|c| files.contains_key(c)))
+                .is_some_and(|n| self.open_files.any_open(n.children().values()))
         };
         if has_local {
             return Err(FsError::new(
@@ -317,7 +288,7 @@ impl S3Fs {
         let t = self.table();
         t.child(parent, name)
             .and_then(|c| t.get(c))
-            .is_some_and(|n| n.kind == NodeKind::Dir)
+            .is_some_and(|n| n.kind() == NodeKind::Dir)
     }
 
     /// After the mount removed a key from `dir`: a directory without a marker would vanish
@@ -327,7 +298,7 @@ impl S3Fs {
         let key = {
             let t = self.table();
             match t.get(dir) {
-                Some(n) if dir != ROOT_INO && !n.has_marker && n.children.is_empty() => {
+                Some(n) if dir != ROOT_INO && !n.has_marker() && n.children().is_empty() => {
                     t.key_of(dir)
                 }
                 _ => None,
@@ -350,9 +321,7 @@ impl S3Fs {
                 return;
             }
         }
-        if let Some(n) = self.table().get_mut(dir) {
-            n.has_marker = true;
-        }
+        self.table().set_marker(dir, true);
     }
 
     /// `unlink`: DeleteObject. An open file is not uploaded at close any more.
@@ -387,7 +356,7 @@ impl S3Fs {
             .to_str()
             .ok_or_else(|| FsError::new(libc::EINVAL, "symlink target must be UTF-8"))?;
         let key = format!("{}{name}", self.key_of(parent)?);
-        let mtime = now();
+        let mtime = SystemTime::now();
         let mut metadata = Metadata::new();
         metadata.insert("mode", (S_IFLNK | 0o777).to_string());
         metadata.insert("mtime", format_mtime(mtime));
@@ -403,14 +372,13 @@ impl S3Fs {
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.upsert_child(parent, name, NodeKind::Symlink, attr.clone(), expires);
-        if let Some(n) = t.get_mut(ino) {
-            n.meta = Some(ObjectMeta {
-                metadata,
-                content_headers: Vec::new(),
-                etag,
-            });
-            n.meta_expires = expires;
-        }
+        let attrs = metadata_attrs(&metadata);
+        let meta = ObjectMeta {
+            metadata,
+            content_headers: Vec::new(),
+            etag,
+        };
+        t.record_meta(ino, meta, &attrs, expires);
         Ok(self.to_attrs(ino, NodeKind::Symlink, &attr))
     }
 
@@ -420,7 +388,7 @@ impl S3Fs {
             return Err(FsError::new(libc::EINVAL, "not a symlink"));
         }
         let key = self.key_of(ino)?;
-        let size = self.table().get(ino).map(|n| n.attr.size).unwrap_or(0);
+        let size = self.table().get(ino).map(|n| n.attr().size).unwrap_or(0);
         if size > MAX_SYMLINK_TARGET {
             return Err(FsError::new(
                 libc::ENAMETOOLONG,
@@ -433,122 +401,5 @@ impl S3Fs {
             .read_range(&self.obj(&key), 0, &mut buf, None)?;
         buf.truncate(n);
         Ok(buf)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
-
-    /// Components a bucket may hold: good names and every kind of bad one.
-    fn component() -> impl Strategy<Value = String> {
-        prop_oneof![
-            4 => "[a-zA-Z0-9 ._~+-]{1,12}",
-            1 => Just(String::new()),
-            1 => Just(".".to_string()),
-            1 => Just("..".to_string()),
-            1 => Just("x".repeat(255)),
-            1 => Just("y".repeat(256)),
-            1 => Just("é".repeat(128)), // 256 bytes
-            1 => Just("nul\0byte".to_string()),
-            1 => any::<String>(),
-        ]
-    }
-
-    fn path_of(parts: Vec<String>, lead: bool, trail: bool) -> String {
-        let mut s = parts.join("/");
-        if lead {
-            s.insert(0, '/');
-        }
-        if trail {
-            s.push('/');
-        }
-        s
-    }
-
-    fn key() -> impl Strategy<Value = String> {
-        (
-            proptest::collection::vec(component(), 1..5),
-            any::<bool>(),
-            any::<bool>(),
-        )
-            .prop_map(|(p, l, t)| path_of(p, l, t))
-    }
-
-    /// A directory's prefix: "" (the root) or components ending in `/`.
-    fn prefix() -> impl Strategy<Value = String> {
-        proptest::collection::vec("[a-zA-Z0-9é._-]{1,6}", 0..3).prop_map(|p| {
-            if p.is_empty() {
-                String::new()
-            } else {
-                format!("{}/", p.join("/"))
-            }
-        })
-    }
-
-    fn runner(cases: u32) -> TestRunner {
-        TestRunner::new(Config {
-            cases,
-            failure_persistence: None,
-            ..Config::default()
-        })
-    }
-
-    #[test]
-    fn listed_names_are_single_valid_components_that_map_back_to_their_key() {
-        let count = std::cell::Cell::new(0u64);
-        let strategy = (prefix(), key(), any::<bool>(), any::<bool>());
-        runner(3000)
-            .run(&strategy, |(prefix, key, common, under)| {
-                count.set(count.get() + 1);
-                // Half the keys under the prefix (what a server answers), half anything.
-                let key = if under { format!("{prefix}{key}") } else { key };
-                let common = common && key.ends_with('/');
-                if let Some(name) = listed_name(&prefix, &key, common) {
-                    prop_assert!(valid_component(name), "{name:?}");
-                    prop_assert!(!name.contains('/') && name != "." && name != "..");
-                    let back = format!("{prefix}{name}{}", if common { "/" } else { "" });
-                    prop_assert_eq!(back, key.clone(), "name {:?} does not map back", name);
-                } else if let Some(rest) = key.strip_prefix(&prefix) {
-                    let n = if common {
-                        rest.strip_suffix('/').unwrap_or(rest)
-                    } else {
-                        rest
-                    };
-                    prop_assert!(
-                        !valid_component(n) || n.contains('/'),
-                        "{key:?} hidden although {n:?} is a good name"
-                    );
-                }
-                Ok(())
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        eprintln!("listed_name: {} inputs fuzzed", count.get());
-    }
-
-    #[test]
-    fn listed_name_examples() {
-        assert_eq!(listed_name("d/", "d/f", false), Some("f"));
-        assert_eq!(listed_name("d/", "d/s/", true), Some("s"));
-        assert_eq!(listed_name("", "a", false), Some("a"));
-        for (prefix, key, common) in [
-            ("d/", "d/", false),     // the marker
-            ("d/", "d//", true),     // empty component
-            ("d/", "d/../", true),   // parent
-            ("", "../x", false),     // would escape
-            ("", "./", true),        // current
-            ("", "/", true),         // leading slash
-            ("d/", "d/a/b", false),  // not a direct child
-            ("d/", "e/f", false),    // not under the prefix
-            ("ab/", "éé/", true),    // not under it, and no char boundary at 3
-            ("d/", "d/a\0b", false), // NUL
-            ("d/", "d/x//", true),   // two slashes
-        ] {
-            assert_eq!(listed_name(prefix, key, common), None, "{prefix:?} {key:?}");
-        }
-        let long = format!("d/{}", "l".repeat(256));
-        assert_eq!(listed_name("d/", &long, false), None);
     }
 }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::{FsError, FsResult};
+use super::error::{FsError, FsResult};
 use crate::cache::data::{CachedObject, DataCache};
 use crate::s3::{ObjectRef, Storage};
 

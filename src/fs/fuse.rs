@@ -16,7 +16,8 @@ use fuser::{
 };
 
 use super::attr::{AttrChange, FileAttrs};
-use super::{FsError, S3Fs};
+use super::error::{FsError, FsResult};
+use super::S3Fs;
 use crate::cache::inode::NodeKind;
 
 /// Largest single read/write the kernel sends us (with FUSE_MAX_PAGES).
@@ -49,6 +50,14 @@ fn fail(op: &str, e: FsError) -> Errno {
         _ => log::warn!("{op}: {e}"),
     }
     Errno::from_i32(e.errno)
+}
+
+/// Answer a call whose reply is empty: ok, or the error (logged by [`fail`]).
+fn answer_empty(reply: ReplyEmpty, op: &str, result: FsResult<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(fail(op, e)),
+    }
 }
 
 fn to_fuser(a: &FileAttrs) -> FileAttr {
@@ -198,17 +207,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("unlink", e)),
-        }
+        answer_empty(reply, "unlink", self.fs.unlink(parent.0, name))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rmdir", e)),
-        }
+        answer_empty(reply, "rmdir", self.fs.rmdir(parent.0, name))
     }
 
     fn symlink(
@@ -238,13 +241,12 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self
-            .fs
-            .rename(parent.0, name, newparent.0, newname, flags.bits())
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rename", e)),
-        }
+        answer_empty(
+            reply,
+            "rename",
+            self.fs
+                .rename(parent.0, name, newparent.0, newname, flags.bits()),
+        )
     }
 
     fn link(
@@ -314,10 +316,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("flush", e)),
-        }
+        answer_empty(reply, "flush", self.fs.flush(fh.0))
     }
 
     fn release(
@@ -330,10 +329,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("release", e)),
-        }
+        answer_empty(reply, "release", self.fs.release(fh.0))
     }
 
     fn fsync(
@@ -344,10 +340,7 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsync", e)),
-        }
+        answer_empty(reply, "fsync", self.fs.fsync(fh.0))
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -483,10 +476,11 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.setxattr(ino.0, name, value, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("setxattr", e)),
-        }
+        answer_empty(
+            reply,
+            "setxattr",
+            self.fs.setxattr(ino.0, name, value, flags),
+        )
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -504,10 +498,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.removexattr(ino.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("removexattr", e)),
-        }
+        answer_empty(reply, "removexattr", self.fs.removexattr(ino.0, name))
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

@@ -9,10 +9,10 @@
 //! after waiting for uploads in flight under it to finish; an upload under a registered source
 //! waits until the rename is over and then takes its key again, which by then is the new one.
 //! Neither side holds the gate's mutex while it waits for anything else, and an upload computes
-//! its key under the gate's mutex (lock order: gate → inode table), so a key moved by a rename
-//! is never used after the move.
+//! its key under the gate's mutex (gate → inode table, in the lock order of
+//! [`super::open_files`]), so a key moved by a rename is never used after the move.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 
 #[derive(Debug, Default)]
 struct State {
@@ -35,20 +35,12 @@ fn covers(source: &str, key: &str) -> bool {
 }
 
 impl RenameGate {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn wait<'a>(&self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.changed.wait(g).unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Register a rename of `source` once no upload under it is in flight; it lasts as long as
     /// the returned guard.
     pub fn rename(&self, source: &str) -> RenameGuard<'_> {
-        let mut g = self.lock();
+        let mut g = self.state.lock();
         while g.uploading.iter().any(|k| covers(source, k)) {
-            g = self.wait(g);
+            self.changed.wait(&mut g);
         }
         g.renaming.push(source.to_string());
         RenameGuard {
@@ -63,11 +55,11 @@ impl RenameGate {
         &self,
         key_of: impl Fn() -> Option<String>,
     ) -> Option<(String, UploadTicket<'_>)> {
-        let mut g = self.lock();
+        let mut g = self.state.lock();
         loop {
             let key = key_of()?;
             if g.renaming.iter().any(|s| covers(s, &key)) {
-                g = self.wait(g);
+                self.changed.wait(&mut g);
                 continue;
             }
             g.uploading.push(key.clone());
@@ -76,7 +68,7 @@ impl RenameGate {
     }
 
     fn remove(&self, from: fn(&mut State) -> &mut Vec<String>, item: &str) {
-        let mut g = self.lock();
+        let mut g = self.state.lock();
         let list = from(&mut g);
         if let Some(i) = list.iter().position(|k| k == item) {
             list.swap_remove(i);
@@ -134,14 +126,12 @@ mod tests {
         std::thread::scope(|s| {
             let guard = gate.rename("d0/");
             let uploader = s.spawn(|| {
-                let (k, _t) = gate
-                    .upload(|| Some(key.lock().unwrap().clone()))
-                    .expect("a key");
+                let (k, _t) = gate.upload(|| Some(key.lock().clone())).expect("a key");
                 (k, moved.load(Ordering::SeqCst))
             });
             // The rename moves the key, then ends.
             std::thread::sleep(std::time::Duration::from_millis(50));
-            *key.lock().unwrap() = "d3/f".to_string();
+            *key.lock() = "d3/f".to_string();
             moved.store(true, Ordering::SeqCst);
             drop(guard);
             let (k, after_move) = uploader.join().unwrap();

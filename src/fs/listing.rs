@@ -17,17 +17,20 @@
 //! answers, so `ls -l` shows what `stat` will.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
 
-use super::attr::apply_metadata;
-use super::dir::{listed_name, DirEntry};
-use super::{lock, FsError, FsResult, S3Fs};
-use crate::cache::inode::{InodeTable, NodeAttr, NodeKind, ObjectMeta};
+use super::attr::metadata_attrs;
+use super::dir::DirEntry;
+use super::error::{FsError, FsResult};
+use super::names::listed_name;
+use super::S3Fs;
+use crate::cache::inode::{AttrUpdate, InodeTable, NodeAttr, NodeKind, ObjectMeta};
 use crate::s3::xml::ListPage;
-use crate::s3::{ListRequest, Metadata, ObjectInfo, StorageError};
+use crate::s3::{ListRequest, ObjectInfo, StorageError};
 
 /// HEADs in flight while completing a listing's attributes.
 const LISTING_HEAD_PARALLELISM: usize = 16;
@@ -84,13 +87,13 @@ impl S3Fs {
             return Err(FsError::new(libc::ENOTDIR, "not a directory"));
         }
         let fh = self.new_fh();
-        lock(&self.dir_handles).insert(fh, DirHandle::default());
+        self.dir_handles.lock().insert(fh, DirHandle::default());
         Ok(fh)
     }
 
     /// Close a directory.
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dir_handles).remove(&fh);
+        self.dir_handles.lock().remove(&fh);
     }
 
     /// Entries of an open directory from index `first` on (at most a batch; empty at the end).
@@ -104,21 +107,23 @@ impl S3Fs {
         first: usize,
         restart: bool,
     ) -> FsResult<Vec<DirEntry>> {
-        let current = lock(&self.dir_handles)
+        let current = self
+            .dir_handles
+            .lock()
             .get(&fh)
             .and_then(|h| h.listing.clone());
         let listing = match current {
             Some(l) if !restart => l,
             _ => {
                 let l = Arc::new(Mutex::new(self.start_listing(ino)?));
-                if let Some(h) = lock(&self.dir_handles).get_mut(&fh) {
+                if let Some(h) = self.dir_handles.lock().get_mut(&fh) {
                     h.listing = Some(l.clone());
                 }
                 l
             }
         };
-        // Lock order: a listing, then the table (never the reverse).
-        let mut l = lock(&listing);
+        // A listing, then the table (the lock order of `open_files`).
+        let mut l = listing.lock();
         while first >= l.entries.len() && l.next.is_some() {
             self.next_page(&mut l)?;
         }
@@ -133,7 +138,7 @@ impl S3Fs {
     pub fn listing_ttl(&self, ino: u64) -> Duration {
         self.table()
             .get(ino)
-            .and_then(|n| n.listing_expires)
+            .and_then(|n| n.listing_expires())
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
     }
@@ -246,7 +251,7 @@ impl S3Fs {
                 let entry = DirEntry {
                     ino: child,
                     name: name.to_string(),
-                    attrs: self.to_attrs(child, n.kind, &n.attr),
+                    attrs: self.to_attrs(child, n.kind(), n.attr()),
                 };
                 match shadowed {
                     Some(i) => l.held[i] = entry,
@@ -256,9 +261,7 @@ impl S3Fs {
         }
         for o in &page.objects {
             if o.key == prefix {
-                if let Some(n) = t.get_mut(ino) {
-                    n.has_marker = true;
-                }
+                t.set_marker(ino, true);
                 continue; // the marker is not its own child
             }
             let Some(name) = listed_name(prefix, &o.key, false) else {
@@ -273,14 +276,11 @@ impl S3Fs {
                 continue;
             }
             // Removed by the mount since this page was asked for: stays removed.
-            let removed = t
-                .get(ino)
-                .and_then(|d| d.negative.get(name))
-                .is_some_and(|until| {
-                    until
-                        .checked_sub(self.opts.negative_ttl)
-                        .is_some_and(|set| set > asked)
-                });
+            let removed = t.negative_until(ino, name).is_some_and(|until| {
+                until
+                    .checked_sub(self.opts.negative_ttl)
+                    .is_some_and(|set| set > asked)
+            });
             if removed {
                 continue;
             }
@@ -288,9 +288,9 @@ impl S3Fs {
             let newer = t
                 .child(ino, name)
                 .and_then(|c| t.get(c))
-                .filter(|n| n.kind != NodeKind::Dir && n.attr_set > asked);
+                .filter(|n| n.kind() != NodeKind::Dir && n.attr_set() > asked);
             if let Some(n) = newer {
-                let (child, kind, attr) = (n.ino, n.kind, n.attr.clone());
+                let (child, kind, attr) = (n.ino(), n.kind(), n.attr().clone());
                 l.seen.insert(name.to_string());
                 l.held.push(DirEntry {
                     ino: child,
@@ -301,14 +301,14 @@ impl S3Fs {
             }
             // Keep what a HEAD told us (mode, owner, symlink) while the ETag is the same.
             let known = t.child(ino, name).and_then(|c| t.get(c)).filter(|n| {
-                n.kind != NodeKind::Dir && n.attr.etag.is_some() && n.attr.etag == o.etag
+                n.kind() != NodeKind::Dir && n.attr().etag.is_some() && n.attr().etag == o.etag
             });
             let (kind, attr) = match known {
                 Some(n) => (
-                    n.kind,
+                    n.kind(),
                     NodeAttr {
                         size: o.size,
-                        ..n.attr.clone()
+                        ..n.attr().clone()
                     },
                 ),
                 None => (
@@ -368,16 +368,15 @@ impl S3Fs {
         let expires = self.expiry();
         let listing_expires = expires.max(Instant::now() + l.started.elapsed());
         let mut t = self.table();
-        let open = lock(&self.files);
         let mut stale = Vec::new();
         let mut pending = Vec::new();
         // Set since the listing began (created, uploaded or looked up by the mount meanwhile):
         // newer than the listing, so not stale.
-        let newer = |c: &u64| t.get(*c).is_some_and(|n| n.attr_set > l.started);
+        let newer = |c: &u64| t.get(*c).is_some_and(|n| n.attr_set() > l.started);
         if let Some(n) = t.get(ino) {
-            for (name, c) in &n.children {
+            for (name, c) in n.children() {
                 if !l.seen.contains(name) {
-                    if open.contains_key(c) || newer(c) {
+                    if self.open_files.is_open(*c) || newer(c) {
                         pending.push((name.clone(), *c));
                     } else {
                         stale.push(name.clone());
@@ -385,7 +384,6 @@ impl S3Fs {
                 }
             }
         }
-        drop(open);
         for name in stale {
             t.remove_child(ino, &name);
         }
@@ -397,14 +395,11 @@ impl S3Fs {
                 l.entries.push(DirEntry {
                     ino: c,
                     name,
-                    attrs: self.to_attrs(c, n.kind, &n.attr),
+                    attrs: self.to_attrs(c, n.kind(), n.attr()),
                 });
             }
         }
-        if let Some(n) = t.get_mut(ino) {
-            n.listing_expires = Some(listing_expires);
-            n.negative.clear();
-        }
+        t.listing_complete(ino, listing_expires);
         drop(t);
         // Entries of earlier pages are already handed out: only a one-page listing can still
         // be completed before anyone sees it.
@@ -419,7 +414,7 @@ impl S3Fs {
         let t = self.table();
         let dir = t.get(ino).filter(|n| n.listing_fresh(Instant::now()))?;
         let mut children: Vec<(&String, u64)> =
-            dir.children.iter().map(|(name, c)| (name, *c)).collect();
+            dir.children().iter().map(|(name, c)| (name, *c)).collect();
         children.sort_unstable();
         let entries = children
             .into_iter()
@@ -428,7 +423,7 @@ impl S3Fs {
                 Some(DirEntry {
                     ino: c,
                     name: name.clone(),
-                    attrs: self.to_attrs(c, n.kind, &n.attr),
+                    attrs: self.to_attrs(c, n.kind(), n.attr()),
                 })
             })
             .collect();
@@ -450,10 +445,10 @@ impl S3Fs {
                 .filter(|(_, e)| {
                     t.get(e.ino).is_some_and(|n| {
                         if e.attrs.kind == NodeKind::Dir {
-                            n.meta.is_none()
+                            n.meta().is_none()
                         } else {
-                            n.meta.as_ref().is_none_or(|m| m.etag != n.attr.etag)
-                                && n.attr.etag.is_some()
+                            n.meta().is_none_or(|m| m.etag != n.attr().etag)
+                                && n.attr().etag.is_some()
                         }
                     })
                 })
@@ -477,9 +472,9 @@ impl S3Fs {
                     let slash = if dir { "/" } else { "" };
                     let key = format!("{parent_key}{}{slash}", entries[i].name);
                     match self.storage.head_object(&self.obj(&key)) {
-                        Ok(info) => lock(&results).push((i, Some(info))),
+                        Ok(info) => results.lock().push((i, Some(info))),
                         // An implicit directory: no marker, nothing more to know.
-                        Err(e) if dir && e.is_not_found() => lock(&results).push((i, None)),
+                        Err(e) if dir && e.is_not_found() => results.lock().push((i, None)),
                         // Gone or unreadable meanwhile: keep what the listing said.
                         Err(e) => log::debug!("{key}: {e}"),
                     }
@@ -487,7 +482,7 @@ impl S3Fs {
             }
         });
         let expires = self.expiry();
-        for (i, info) in std::mem::take(&mut *lock(&results)) {
+        for (i, info) in std::mem::take(&mut *results.lock()) {
             if entries[i].attrs.kind != NodeKind::Dir {
                 if let Some(info) = info {
                     let name = entries[i].name.clone();
@@ -498,27 +493,16 @@ impl S3Fs {
             let ino = entries[i].ino;
             {
                 let mut t = self.table();
-                let Some(n) = t.get_mut(ino).filter(|n| n.kind == NodeKind::Dir) else {
+                if !t.get(ino).is_some_and(|n| n.kind() == NodeKind::Dir) {
                     continue;
+                }
+                t.set_marker(ino, info.is_some());
+                // No marker: an implicit directory, nothing more to know.
+                let (meta, attrs) = match info {
+                    Some(info) => (ObjectMeta::from(&info), metadata_attrs(&info.metadata)),
+                    None => (ObjectMeta::default(), AttrUpdate::default()),
                 };
-                n.has_marker = info.is_some();
-                let meta = match info {
-                    Some(info) => {
-                        apply_metadata(&mut n.attr, &info.metadata);
-                        ObjectMeta {
-                            metadata: info.metadata,
-                            content_headers: info.content_headers,
-                            etag: info.etag,
-                        }
-                    }
-                    None => ObjectMeta {
-                        metadata: Metadata::new(),
-                        content_headers: Vec::new(),
-                        etag: None,
-                    },
-                };
-                n.meta = Some(meta);
-                n.meta_expires = expires;
+                t.record_meta(ino, meta, &attrs, expires);
             }
             if let Ok(a) = self.attrs_of(ino) {
                 entries[i].attrs = a;
@@ -530,8 +514,8 @@ impl S3Fs {
 fn keep_dir_attr(t: &InodeTable, parent: u64, name: &str) -> NodeAttr {
     t.child(parent, name)
         .and_then(|c| t.get(c))
-        .filter(|n| n.kind == NodeKind::Dir)
-        .map(|n| n.attr.clone())
+        .filter(|n| n.kind() == NodeKind::Dir)
+        .map(|n| n.attr().clone())
         .unwrap_or_else(NodeAttr::dir)
 }
 

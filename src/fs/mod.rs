@@ -6,152 +6,71 @@
 //! State and locking:
 //! - `table` ([`InodeTable`]): what is known about keys. Held only for short, non-blocking
 //!   sections — never across an HTTP request.
-//! - `files`: one [`file::OpenFile`] per inode that has open handles, shared by all its handles,
-//!   so a read through one descriptor sees a write through another. Its own mutex may be held
-//!   across requests for that one file (an upload at close, a download at open-for-write), never
-//!   the table's. Lock order: an `OpenFile` before the table, never the reverse.
-//! - `handles`: file handle → inode, and directory handles → listing snapshots.
+//! - `open_files` ([`open_files::OpenFiles`]): one [`open_file::OpenFile`] per inode that has
+//!   open handles, shared by all its handles, and file handle → inode. The lock order of the
+//!   whole file system is documented there, once.
+//! - `dir_handles`: directory handles → listing snapshots.
 //!
-//! Concerns live in their own files: [`attr`] (stat, chmod/chown/utimes, metadata ↔ mode),
-//! [`dir`] (lookup, readdir, mkdir, rmdir, symlink), [`file`] (open/read/write/flush/release,
-//! staging files), [`upload`] (the upload at close, streamed uploads while writing, unsaved
-//! copies), [`prefetch`] (read-ahead), [`fetch`] (bytes of an object version, through the data
-//! cache), [`rename`], [`xattr`].
+//! Rooms, one concern each (no two import each other):
+//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter), [`mountinfo`];
+//! - names and directories: [`dir`] (lookup, mkdir, rmdir, unlink, symlink), [`listing`]
+//!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
+//!   keys), [`names`] (which names can be keys and which keys can be names);
+//! - open files: [`open_files`] (the registry and the lock order), [`open_file`] (one file's
+//!   state and what touches only it), [`file`](mod@file) (open/read/write/flush/release/truncate),
+//!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
+//!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
+//!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache);
+//! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
+//!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
+//! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
 pub mod attr;
 pub mod dir;
+pub mod error;
 pub mod fetch;
 pub mod file;
 pub mod fuse;
 pub mod gate;
 pub mod listing;
+pub mod metadata;
 pub mod mountinfo;
+pub mod names;
+pub mod open_file;
+pub mod open_files;
+pub mod options;
 pub mod prefetch;
 pub mod rename;
+pub mod unsaved;
 pub mod upload;
+pub mod upload_plan;
 pub mod xattr;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
-use crate::s3::{private, Storage, StorageError};
+use crate::s3::{private, Storage};
 
 pub use attr::FileAttrs;
+pub use error::{FsError, FsResult};
+pub use options::FsOptions;
 
 /// What the data cache gives back at least when a staging file meets a full disk.
 const STAGING_ROOM: u64 = 16 * 1024 * 1024;
-
-/// An errno plus a message for the log.
-#[derive(Debug)]
-pub struct FsError {
-    /// The errno answered to the kernel.
-    pub errno: i32,
-    /// What happened (logged; never shown to the caller, who only sees the errno).
-    pub message: String,
-}
-
-impl FsError {
-    /// An error with this errno and message.
-    pub fn new(errno: i32, message: impl Into<String>) -> Self {
-        FsError {
-            errno,
-            message: message.into(),
-        }
-    }
-
-    /// ENOENT.
-    pub fn not_found(what: impl Into<String>) -> Self {
-        FsError::new(libc::ENOENT, what)
-    }
-}
-
-impl From<StorageError> for FsError {
-    fn from(e: StorageError) -> Self {
-        FsError::new(e.errno(), e.to_string())
-    }
-}
-
-impl std::fmt::Display for FsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (errno {})", self.message, self.errno)
-    }
-}
-
-/// Result of a file system operation.
-pub type FsResult<T> = Result<T, FsError>;
-
-/// How the mount behaves; built from the command line in one place (`main`).
-#[derive(Debug, Clone)]
-pub struct FsOptions {
-    /// The bucket.
-    pub bucket: String,
-    /// Key prefix shown as the root ("" or ending in "/").
-    pub prefix: String,
-    /// How long attributes and listings are trusted.
-    pub metadata_ttl: Duration,
-    /// How long a name known absent is trusted.
-    pub negative_ttl: Duration,
-    /// Refuse every change with EROFS.
-    pub read_only: bool,
-    /// Owner of files without `x-amz-meta-uid`.
-    pub uid: u32,
-    /// Group of files without `x-amz-meta-gid`.
-    pub gid: u32,
-    /// Permission bits of files without `x-amz-meta-mode`.
-    pub file_mode: u32,
-    /// Permission bits of directories without `x-amz-meta-mode`.
-    pub dir_mode: u32,
-    /// Where staging files, unsaved uploads and the data cache (`data/`) live.
-    pub cache_dir: PathBuf,
-    /// Size limit of the on-disk data cache in bytes (0: no data cache).
-    pub data_cache_size: u64,
-    /// Directories with at most this many entries of unknown metadata get their attributes
-    /// completed by parallel HEADs when listed (0: never).
-    pub listing_head_limit: usize,
-    /// Metadata as `user.*` extended attributes (off: every xattr call is ENOSYS).
-    pub xattr: bool,
-    /// Bytes of read-ahead held at once across the mount.
-    pub prefetch_memory_limit: u64,
-}
-
-impl FsOptions {
-    /// Defaults for `bucket`: listings of up to 512 unknown entries completed by HEADs, 1 s
-    /// metadata TTL (close-to-open consistency without a HEAD per `stat` in a tight loop), the
-    /// current user as owner, 0644/0755, a 1 GiB data cache.
-    pub fn new(bucket: &str, cache_dir: PathBuf) -> Self {
-        // SAFETY: getuid/getgid cannot fail and have no preconditions.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        FsOptions {
-            bucket: bucket.to_string(),
-            prefix: String::new(),
-            metadata_ttl: Duration::from_secs(1),
-            negative_ttl: Duration::from_secs(1),
-            read_only: false,
-            uid,
-            gid,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-            cache_dir,
-            data_cache_size: crate::cache::data::DEFAULT_CACHE_SIZE,
-            listing_head_limit: 512,
-            xattr: true,
-            prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
-        }
-    }
-}
 
 /// The file system.
 pub struct S3Fs {
     storage: Storage,
     opts: FsOptions,
     table: Mutex<InodeTable>,
-    files: Mutex<HashMap<u64, Arc<Mutex<file::OpenFile>>>>,
-    handles: Mutex<HashMap<u64, u64>>,
+    open_files: open_files::OpenFiles,
     dir_handles: Mutex<HashMap<u64, listing::DirHandle>>,
     next_fh: AtomicU64,
     staging_dir: PathBuf,
@@ -181,18 +100,7 @@ impl S3Fs {
                 FsError::new(libc::EIO, format!("cannot create {}: {e}", d.display()))
             })?;
         }
-        // Staging files from a previous run are unsaved work: move them aside, never delete.
-        if let Ok(rd) = std::fs::read_dir(&staging_dir) {
-            for entry in rd.flatten() {
-                let to = unsaved_dir.join(entry.file_name());
-                if std::fs::rename(entry.path(), &to).is_ok() {
-                    log::warn!(
-                        "found staging file from an earlier run; kept as {}",
-                        to.display()
-                    );
-                }
-            }
-        }
+        unsaved::keep_leftovers(&staging_dir, &unsaved_dir);
         let prefetch_pool =
             prefetch::PrefetchPool::new(prefetch::DEFAULT_WORKERS, opts.prefetch_memory_limit);
         let data_cache = if opts.data_cache_size > 0 {
@@ -226,9 +134,8 @@ impl S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
             storage,
             opts,
-            files: Mutex::new(HashMap::new()),
+            open_files: open_files::OpenFiles::default(),
             rename_gate: gate::RenameGate::default(),
-            handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             staging_dir,
@@ -263,7 +170,7 @@ impl S3Fs {
     }
 
     fn table(&self) -> MutexGuard<'_, InodeTable> {
-        lock(&self.table)
+        self.table.lock()
     }
 
     fn new_fh(&self) -> u64 {
@@ -292,7 +199,7 @@ impl S3Fs {
     fn kind_of(&self, ino: u64) -> FsResult<NodeKind> {
         self.table()
             .get(ino)
-            .map(|n| n.kind)
+            .map(|n| n.kind())
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))
     }
 
@@ -305,48 +212,20 @@ impl S3Fs {
 
     /// Log a message once per distinct text (for hidden keys and shadowed files).
     fn warn_once(&self, msg: String) {
-        if lock(&self.warned).insert(msg.clone()) {
+        if self.warned.lock().insert(msg.clone()) {
             log::warn!("{msg}");
         }
     }
 
     /// Called at unmount: upload anything still dirty.
     pub fn flush_all(&self) {
-        let files: Vec<_> = lock(&self.files).values().cloned().collect();
-        for f in files {
-            let mut of = lock(&f);
+        for f in self.open_files.all() {
+            let mut of = f.lock();
             if let Err(e) = self.upload_if_dirty(&mut of) {
                 log::error!("at unmount: {e}");
             }
         }
     }
-}
-
-/// Lock a mutex, ignoring poisoning (a panic in one FUSE thread must not wedge the mount).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Validate a file name coming from the kernel.
-pub(crate) fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
-    let s = name.to_str().ok_or_else(|| {
-        FsError::new(
-            libc::EINVAL,
-            format!("{name:?}: file names must be UTF-8 to be S3 keys"),
-        )
-    })?;
-    if s.len() > 255 {
-        return Err(FsError::new(
-            libc::ENAMETOOLONG,
-            format!("{s:?}: longer than 255 bytes"),
-        ));
-    }
-    Ok(s)
-}
-
-/// Seconds and nanoseconds since the epoch.
-pub(crate) fn now() -> SystemTime {
-    SystemTime::now()
 }
 
 impl S3Fs {

@@ -20,12 +20,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
-use super::{lock, FsError, FsResult};
 use crate::s3::ObjectRef;
 
 /// Largest part fetched by one GET: big enough that request overhead is small, small enough
@@ -127,10 +129,10 @@ struct Part {
 }
 
 impl Part {
-    fn wait(&self) -> FsResult<std::sync::MutexGuard<'_, PartState>> {
-        let mut st = lock(&self.state);
+    fn wait(&self) -> FsResult<MutexGuard<'_, PartState>> {
+        let mut st = self.state.lock();
         while matches!(*st, PartState::Pending) {
-            st = self.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+            self.ready.wait(&mut st);
         }
         if let PartState::Failed(errno, msg) = &*st {
             return Err(FsError::new(*errno, msg.clone()));
@@ -283,7 +285,7 @@ impl Prefetcher {
                     ),
                     Err(e) => PartState::Failed(e.errno, e.message),
                 };
-                *lock(&part.state) = state;
+                *part.state.lock() = state;
                 part.ready.notify_all();
             });
             if pool.tx.send(job).is_err() {

@@ -15,19 +15,17 @@
 //! the copy and the delete, where the delete would remove it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-use super::{lock, name_str, FsError, FsResult, S3Fs};
+use parking_lot::Mutex;
+
+use super::error::{FsError, FsResult};
+use super::names::{name_str, valid_component};
+use super::S3Fs;
 use crate::cache::inode::NodeKind;
 use crate::s3::{CopyRequest, StorageError};
 
 /// Copies in flight during a directory rename.
 const DIR_RENAME_PARALLELISM: usize = 16;
-
-/// `renameat2` flags.
-pub const RENAME_NOREPLACE: u32 = 1;
-/// `renameat2` flags.
-pub const RENAME_EXCHANGE: u32 = 2;
 
 impl S3Fs {
     /// `rename(parent/name → new_parent/new_name)`.
@@ -40,7 +38,7 @@ impl S3Fs {
         flags: u32,
     ) -> FsResult<()> {
         self.check_writable()?;
-        if flags & RENAME_EXCHANGE != 0 {
+        if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(FsError::new(
                 libc::EINVAL,
                 "RENAME_EXCHANGE cannot be done on S3",
@@ -49,7 +47,7 @@ impl S3Fs {
         let src = self.lookup(parent, name)?;
         let name_s = name_str(name)?.to_string();
         let new_name_s = name_str(new_name)?.to_string();
-        if !super::dir::valid_component(&new_name_s) {
+        if !valid_component(&new_name_s) {
             return Err(FsError::new(libc::EINVAL, format!("{new_name_s:?}")));
         }
         let target = match self.lookup(new_parent, new_name) {
@@ -61,7 +59,7 @@ impl S3Fs {
             if t.ino == src.ino {
                 return Ok(());
             }
-            if flags & RENAME_NOREPLACE != 0 {
+            if flags & libc::RENAME_NOREPLACE != 0 {
                 return Err(FsError::new(libc::EEXIST, format!("{new_name_s} exists")));
             }
             match (src.kind == NodeKind::Dir, t.kind == NodeKind::Dir) {
@@ -116,7 +114,10 @@ impl S3Fs {
             let (etag, size) = {
                 let t = self.table();
                 let n = t.get(src.ino);
-                (n.and_then(|n| n.attr.etag.clone()), n.map(|n| n.attr.size))
+                (
+                    n.and_then(|n| n.attr().etag.clone()),
+                    n.map(|n| n.attr().size),
+                )
             };
             let copied = self.storage.copy_object(&CopyRequest {
                 src: self.obj(&src_key),
@@ -150,25 +151,17 @@ impl S3Fs {
             &name_s,
             std::time::Instant::now() + self.opts.negative_ttl,
         );
-        if let Some(n) = t.get_mut(src.ino) {
-            n.attr_expires = std::time::Instant::now() + self.opts.metadata_ttl;
-            n.attr_set = std::time::Instant::now();
-            match new_etag {
-                Some(Some(etag)) => {
-                    // Metadata directive COPY: the metadata is the same, only the ETag is new.
-                    if let Some(m) = n.meta.as_mut() {
-                        m.etag = Some(etag.clone());
-                    }
-                    n.attr.etag = Some(etag);
-                }
-                Some(None) => n.attr_expires = std::time::Instant::now(),
-                None => {}
-            }
+        t.refresh_attr(src.ino, self.expiry());
+        match new_etag {
+            // Metadata directive COPY: the metadata is the same, only the ETag is new.
+            Some(Some(etag)) => t.follow_etag(src.ino, Some(etag)),
+            Some(None) => t.expire_attr(src.ino),
+            None => {}
         }
         drop(t);
         drop(moving);
         if let Some((old, new)) = follow {
-            self.follow_self_copy(src.ino, old.as_deref(), new);
+            self.open_readers_follow(src.ino, old.as_deref(), new);
         }
         self.follow_dir_copies(src.ino, &dir_copies);
         if parent != new_parent {
@@ -189,22 +182,10 @@ impl S3Fs {
                     .try_fold(dir, |cur, name| t.child(cur, name))
             };
             let Some(ino) = ino else { continue };
-            {
-                let mut t = self.table();
-                if let Some(n) = t.get_mut(ino) {
-                    if n.attr.etag.is_some() && n.attr.etag == c.old_etag {
-                        n.attr.etag = c.new_etag.clone();
-                        if let Some(m) = n.meta.as_mut() {
-                            m.etag = c.new_etag.clone();
-                        }
-                    } else {
-                        // Changed meanwhile (or unknown): look at the server next time.
-                        n.attr_expires = std::time::Instant::now();
-                        n.meta = None;
-                    }
-                }
-            }
-            self.follow_self_copy(ino, c.old_etag.as_deref(), c.new_etag.clone());
+            // Changed meanwhile (or unknown): looked at on the server next time.
+            self.table()
+                .follow_copy(ino, c.old_etag.as_deref(), c.new_etag.clone());
+            self.open_readers_follow(ino, c.old_etag.as_deref(), c.new_etag.clone());
         }
     }
 
@@ -217,8 +198,7 @@ impl S3Fs {
         dst_key: &str,
     ) -> FsResult<(super::gate::RenameGuard<'_>, Vec<Copied>)> {
         // Open files under the directory are uploaded first so their content moves too.
-        let open: Vec<u64> = lock(&self.files).keys().copied().collect();
-        for o in open {
+        for o in self.open_files.inos() {
             if self
                 .table()
                 .key_of(o)
@@ -236,7 +216,7 @@ impl S3Fs {
         std::thread::scope(|s| {
             for _ in 0..DIR_RENAME_PARALLELISM.min(objects.len().max(1)) {
                 s.spawn(|| loop {
-                    if lock(&failed).is_some() {
+                    if failed.lock().is_some() {
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +233,7 @@ impl S3Fs {
                         size: Some(o.size),
                     });
                     match r {
-                        Ok(c) => lock(&copied).push(Copied {
+                        Ok(c) => copied.lock().push(Copied {
                             rest: rest.to_string(),
                             old_etag: o.etag.clone(),
                             new_etag: c.etag,
@@ -262,14 +242,14 @@ impl S3Fs {
                         // the delete had come first.
                         Err(e) if e.is_not_found() => {}
                         Err(e) => {
-                            lock(&failed).get_or_insert(e);
+                            failed.lock().get_or_insert(e);
                             return;
                         }
                     }
                 });
             }
         });
-        if let Some(e) = lock(&failed).take() {
+        if let Some(e) = failed.lock().take() {
             return Err(FsError::new(
                 libc::EIO,
                 format!("rename {src_key} -> {dst_key} stopped, sources intact: {e}"),
@@ -299,7 +279,7 @@ impl S3Fs {
         }
         let mut t = self.table();
         t.invalidate_dir(ino);
-        let copied = copied.into_inner().unwrap_or_else(|p| p.into_inner());
+        let copied = copied.into_inner();
         Ok((moving, copied))
     }
 }

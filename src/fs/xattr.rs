@@ -6,16 +6,14 @@
 //! file is open with unsaved changes, is folded into the upload at close. Other names are not
 //! stored: ENOTSUP on set, ENODATA on get, so `cp -a` and friends skip them quietly.
 
-use super::{FsError, FsResult, S3Fs};
+use super::error::{FsError, FsResult};
+use super::S3Fs;
+use crate::cache::inode::AttrUpdate;
 use crate::s3::meta::{validate_name, MAX_USER_METADATA_BYTES};
 use crate::s3::Metadata;
 
 /// The xattr namespace that maps to user metadata.
 pub const XATTR_PREFIX: &str = "user.x-amz-meta-";
-/// `setxattr` flag: fail if the attribute exists.
-pub const XATTR_CREATE: i32 = 1;
-/// `setxattr` flag: fail if the attribute does not exist.
-pub const XATTR_REPLACE: i32 = 2;
 
 fn metadata_name(xattr: &std::ffi::OsStr) -> Option<String> {
     let s = xattr.to_str()?;
@@ -39,13 +37,6 @@ fn portable_name(short: &str) -> bool {
 }
 
 impl S3Fs {
-    fn current_metadata(&self, ino: u64) -> FsResult<Metadata> {
-        if let Some(m) = self.pending_metadata(ino) {
-            return Ok(m);
-        }
-        Ok(self.object_meta(ino)?.metadata)
-    }
-
     /// With `--no-xattr`: ENOSYS, after which the kernel stops asking (for the whole mount):
     /// `ls -l` then costs no `getxattr` round trip per entry.
     fn check_xattrs(&self) -> FsResult<()> {
@@ -120,13 +111,13 @@ impl S3Fs {
         }
         let edit = |meta: &mut Metadata, _mode: u32| -> FsResult<()> {
             let exists = meta.get(&short).is_some();
-            if flags & XATTR_CREATE != 0 && exists {
+            if flags & libc::XATTR_CREATE != 0 && exists {
                 return Err(FsError::new(
                     libc::EEXIST,
                     format!("x-amz-meta-{short} exists"),
                 ));
             }
-            if flags & XATTR_REPLACE != 0 && !exists {
+            if flags & libc::XATTR_REPLACE != 0 && !exists {
                 return Err(FsError::new(
                     libc::ENODATA,
                     format!("no x-amz-meta-{short}"),
@@ -135,10 +126,7 @@ impl S3Fs {
             meta.insert(&short, value.clone());
             Ok(())
         };
-        if self.edit_pending_metadata(ino, edit)? {
-            return Ok(());
-        }
-        self.change_metadata(ino, edit)
+        self.update_metadata(ino, edit, &AttrUpdate::default())
     }
 
     /// `removexattr`.
@@ -156,10 +144,7 @@ impl S3Fs {
                 .map(|_| ())
                 .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))
         };
-        if self.edit_pending_metadata(ino, edit)? {
-            return Ok(());
-        }
-        self.change_metadata(ino, edit)
+        self.update_metadata(ino, edit, &AttrUpdate::default())
     }
 }
 

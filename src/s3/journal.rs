@@ -22,7 +22,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -115,7 +114,7 @@ impl UploadJournal {
             .create_new(true)
             .open(&tmp)?;
         let written = (|| {
-            flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
+            file.try_lock()?;
             file.write_all(encode(obj, upload_id).as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)?;
@@ -149,7 +148,7 @@ impl UploadJournal {
             let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
                 continue; // removed meanwhile by its owner
             };
-            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            if file.try_lock().is_err() {
                 report.live += 1;
                 continue;
             }
@@ -190,15 +189,6 @@ impl UploadJournal {
             drop(file);
         }
         report
-    }
-}
-
-fn flock(file: &File, how: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -274,7 +264,7 @@ mod tests {
         assert!(path.exists());
         // Another open file description cannot take the lock while the entry is held.
         let other = File::open(&path).unwrap();
-        assert!(flock(&other, libc::LOCK_EX | libc::LOCK_NB).is_err());
+        assert!(other.try_lock().is_err());
         e.remove();
         assert!(!path.exists());
         // Dropped without remove: kept, and unlocked.
@@ -282,7 +272,7 @@ mod tests {
         let path = e.path().to_path_buf();
         drop(e);
         let f = File::open(&path).unwrap();
-        assert!(flock(&f, libc::LOCK_EX | libc::LOCK_NB).is_ok());
+        assert!(f.try_lock().is_ok());
         assert_eq!(
             decode(&std::fs::read_to_string(&path).unwrap()),
             Some((obj("k2"), "id2".into()))

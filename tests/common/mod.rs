@@ -1,7 +1,8 @@
 //! Shared harness of the integration tests (`mod common;` in each test binary).
 //!
-//! - [`server()`]: one local, authenticated S3 server (moto, via `scripts/s3-server start`) per
-//!   test binary, started on first use. The script is given this process's PID
+//! - [`server()`]: one local, authenticated S3 server (via `scripts/s3-server start`) per test
+//!   binary, started on first use. Which server: [`ServerKind::current`], from
+//!   `S3MOUNT_TEST_SERVER` (`moto`, the default; `s3s-fs`; `garage`). The script is given this process's PID
 //!   (`--parent-pid`) and starts a watchdog that stops the server within about a second after
 //!   this process is gone — however it ends (normal exit, panic=abort, SIGKILL) — so tests never
 //!   leave servers running and nothing has to be registered to run at exit.
@@ -9,6 +10,8 @@
 //!   bucket per test (tests never share state through the server), a seed-style YAML config.
 //! - [`Mount`]: the `s3mount` binary mounted on a temp dir, unmounted on drop even when the
 //!   test panics.
+//! - [`skip_on`]: a test that needs what the current server cannot do (a [`ServerLimit`])
+//!   prints `SKIP <server>: <test>: <reason>` and returns.
 //! - [`random_bytes`], [`sh`], [`obj`], [`Rng`]: small helpers.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -33,6 +36,164 @@ use tempfile::TempDir;
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the mount process may take to exit after the unmount before it is killed.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Environment variable naming the server the tests run against (see [`ServerKind`]).
+pub const SERVER_ENV: &str = "S3MOUNT_TEST_SERVER";
+
+/// The S3 implementations the tests run against, each started by `scripts/s3-server --server
+/// NAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// moto 5.2.5 (the default).
+    Moto,
+    /// s3s-fs 0.14.1 with the shared bench patch.
+    S3sFs,
+    /// Garage 2.5.0, one node.
+    Garage,
+}
+
+impl ServerKind {
+    /// Every kind, in the order `scripts/test --server all` runs them.
+    pub const ALL: [ServerKind; 3] = [ServerKind::Moto, ServerKind::S3sFs, ServerKind::Garage];
+
+    /// The name `scripts/s3-server --server` and [`SERVER_ENV`] use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Moto => "moto",
+            ServerKind::S3sFs => "s3s-fs",
+            ServerKind::Garage => "garage",
+        }
+    }
+
+    /// The kind named by [`SERVER_ENV`] (moto when unset or empty); panics on an unknown name,
+    /// so a typo never silently tests moto.
+    pub fn current() -> ServerKind {
+        static KIND: OnceLock<ServerKind> = OnceLock::new();
+        *KIND.get_or_init(|| match std::env::var(SERVER_ENV) {
+            Err(_) => ServerKind::Moto,
+            Ok(v) if v.is_empty() => ServerKind::Moto,
+            Ok(v) => ServerKind::ALL
+                .into_iter()
+                .find(|k| k.name() == v)
+                .unwrap_or_else(|| panic!("{SERVER_ENV}={v:?}: not one of moto, s3s-fs, garage")),
+        })
+    }
+}
+
+/// What some server cannot do that a test needs: a documented limit of that server (each
+/// checked by a direct request, see docs/servers.md), not a defect of s3mount.
+/// One place for the reasons, so every skip says the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerLimit {
+    /// s3s-fs keeps a `dir/` marker as a directory on disk.
+    MarkerObjects,
+    /// s3s-fs keeps objects as files.
+    FileBesideDirectory,
+    /// s3s-fs keeps objects as files named after their keys.
+    KeysAreFileNames,
+    /// s3s-fs 0.14.1 echoes `encoding-type=url` but sends raw keys.
+    ListingKeysNotEncoded,
+    /// s3s-fs 0.14.1 has no ListMultipartUploads.
+    NoListMultipartUploads,
+    /// s3s-fs decodes RFC 2047 metadata values.
+    DecodesEncodedMetadata,
+    /// s3s-fs answers a GET in a missing bucket with NoSuchKey.
+    MissingBucketIsNoSuchKey,
+    /// s3s-fs and Garage keep the source's ETag on a copy.
+    CopyKeepsMultipartEtag,
+    /// Garage 2.5 ignores `If-None-Match` on PUT and CompleteMultipartUpload.
+    IgnoresIfNoneMatch,
+    /// Garage 2.5 drops a key's leading `/`.
+    DropsLeadingSlash,
+    /// Garage 2.5 answers a wrong signature with AccessDenied.
+    BadSignatureIsAccessDenied,
+}
+
+impl ServerLimit {
+    /// The servers that have this limit.
+    pub fn servers(self) -> &'static [ServerKind] {
+        use ServerKind::{Garage, S3sFs};
+        match self {
+            ServerLimit::MarkerObjects
+            | ServerLimit::FileBesideDirectory
+            | ServerLimit::KeysAreFileNames
+            | ServerLimit::ListingKeysNotEncoded
+            | ServerLimit::NoListMultipartUploads
+            | ServerLimit::DecodesEncodedMetadata
+            | ServerLimit::MissingBucketIsNoSuchKey => &[S3sFs],
+            ServerLimit::CopyKeepsMultipartEtag => &[S3sFs, Garage],
+            ServerLimit::IgnoresIfNoneMatch
+            | ServerLimit::DropsLeadingSlash
+            | ServerLimit::BadSignatureIsAccessDenied => &[Garage],
+        }
+    }
+
+    /// Why a test needing it cannot pass there (the text of the SKIP line).
+    pub fn reason(self) -> &'static str {
+        match self {
+            ServerLimit::MarkerObjects => {
+                "a `dir/` marker is a directory on its disk: never listed, no metadata (a \
+                 self-copy of it is a 500), no ETag on its PUT, and a directory emptied on disk \
+                 still answers HEAD dir/"
+            }
+            ServerLimit::FileBesideDirectory => {
+                "it cannot hold `a` beside `a/b` (a file and a directory of one name): 500"
+            }
+            ServerLimit::KeysAreFileNames => {
+                "keys are file names on its disk: `.`, `..` or empty components (`//`, a \
+                 leading `/`) and keys over ~150 bytes (its side files are named after the \
+                 base64 of bucket and key) are refused with 500"
+            }
+            ServerLimit::ListingKeysNotEncoded => {
+                "ListObjectsV2 with encoding-type=url answers <EncodingType>url</EncodingType> \
+                 but raw keys, so every client that asked (s3mount, boto3) reads `a+b` as \
+                 `a b` and `%41` as `A`"
+            }
+            ServerLimit::NoListMultipartUploads => {
+                "ListMultipartUploads answers 501 NotImplemented (s3s-fs 0.14.1)"
+            }
+            ServerLimit::DecodesEncodedMetadata => {
+                "it decodes RFC 2047 metadata values and sends ASCII ones back plain, so \
+                 surrounding spaces (kept by encoding) are lost and a value that looks encoded \
+                 is changed"
+            }
+            ServerLimit::MissingBucketIsNoSuchKey => {
+                "a GET in a missing bucket answers 404 NoSuchKey, not NoSuchBucket"
+            }
+            ServerLimit::CopyKeepsMultipartEtag => {
+                "a copy keeps the source's multipart ETag (`...-N`), so a test of ETags changed \
+                 by a copy proves nothing"
+            }
+            ServerLimit::IgnoresIfNoneMatch => {
+                "Garage 2.5 does not check If-None-Match: * on PUT or CompleteMultipartUpload \
+                 (the object is overwritten), and nothing in its reply tells"
+            }
+            ServerLimit::DropsLeadingSlash => {
+                "Garage 2.5 drops a key's leading `/` (PUT /bucket//k stores k)"
+            }
+            ServerLimit::BadSignatureIsAccessDenied => {
+                "Garage 2.5 answers a wrong signature with 403 AccessDenied (\"Forbidden: \
+                 Invalid signature\"), not SignatureDoesNotMatch"
+            }
+        }
+    }
+}
+
+/// True (after printing `SKIP <server>: <test>: <reason>` to stderr) when the current server
+/// has `limit`: the caller returns at once, `if skip_on(ServerLimit::X) { return; }`. The line
+/// bypasses the test harness's output capture, so `scripts/test` can count the skips.
+pub fn skip_on(limit: ServerLimit) -> bool {
+    let kind = ServerKind::current();
+    if !limit.servers().contains(&kind) {
+        return false;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    let line = format!("SKIP {}: {test}: {}\n", kind.name(), limit.reason());
+    // One write, straight to fd 2 (eprintln! would be captured and shown only on failure).
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    true
+}
 
 /// The local S3 server of this test binary.
 #[derive(Debug)]
@@ -59,6 +220,13 @@ pub fn server() -> &'static Server {
 }
 
 impl Server {
+    /// Which implementation it is: every server of a test process is of the
+    /// [current](ServerKind::current) kind (not a field, so that tests building a `Server`
+    /// for another endpoint need not name it).
+    pub fn kind(&self) -> ServerKind {
+        ServerKind::current()
+    }
+
     /// The same server and credentials reached at another endpoint (e.g. a `proxy::Proxy`).
     pub fn via(&self, endpoint: String) -> Server {
         Server {
@@ -71,10 +239,14 @@ impl Server {
         }
     }
 
-    /// Start a server of its own (stopped when this test process exits, or by `stop`).
+    /// Start a server of its own, of the [current](ServerKind::current) kind (stopped when
+    /// this test process exits, or by `stop`).
     pub fn start() -> Server {
+        let kind = ServerKind::current();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server");
         let out = Command::new(&script)
+            .arg("--server")
+            .arg(kind.name())
             .arg("start")
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
@@ -107,7 +279,8 @@ impl Server {
             log: PathBuf::from(get("S3_SERVER_LOG")),
         };
         eprintln!(
-            "test server at {} (pid {}, log {})",
+            "test server {} at {} (pid {}, log {})",
+            kind.name(),
             server.endpoint,
             server.pid,
             server.log.display()

@@ -1,0 +1,245 @@
+//! An inode's object metadata, and the one door through which it changes.
+//!
+//! The metadata of an object (its `x-amz-meta-*` and content headers) is read with a HEAD and
+//! kept in the inode table for the metadata TTL (`S3Fs::object_meta`). It holds the
+//! attributes S3 has no place for (mode, owner, mtime: see [`super::attr`]) and the extended
+//! attributes (see [`super::xattr`]).
+//!
+//! Every change — `chmod`, `chown`, `utimes`, `setxattr`, `removexattr` — goes through
+//! `S3Fs::update_metadata`, an edit of the metadata:
+//! - a file open with unsaved changes takes the edit into its pending upload (the upload at
+//!   close carries it; a streamed upload, whose headers are fixed, is given up);
+//! - otherwise the object is changed in place by [`crate::s3::metadata`]'s one loop: a
+//!   self-copy with `REPLACE`, guarded by the ETag the edit was based on, retried on the new
+//!   version when another client replaced the object meanwhile. Its first attempt starts from
+//!   the metadata cached here. Readers of the file then follow the copy's new ETag, and the
+//!   table learns what was written. A directory without a marker object gets one, carrying the
+//!   metadata.
+
+use super::attr::metadata_attrs;
+use super::error::{FsError, FsResult};
+use super::S3Fs;
+use crate::cache::inode::{AttrUpdate, NodeKind, ObjectMeta};
+use crate::s3::meta::MAX_USER_METADATA_BYTES;
+use crate::s3::metadata::{update_metadata, CurrentMetadata, UpdateError};
+use crate::s3::{Metadata, PutOptions, ReplaceMetadata, RequestBody};
+
+impl S3Fs {
+    /// HEAD metadata of an inode, from the table if fresh.
+    pub(crate) fn object_meta(&self, ino: u64) -> FsResult<ObjectMeta> {
+        let now = std::time::Instant::now();
+        if let Some(m) = self
+            .table()
+            .get(ino)
+            .and_then(|n| n.fresh_meta(now).cloned())
+        {
+            return Ok(m);
+        }
+        let key = self.key_of(ino)?;
+        let kind = self.kind_of(ino)?;
+        let info = match self.storage.head_object(&self.obj(&key)) {
+            Ok(i) => i,
+            // An implicit directory: no marker, no metadata.
+            Err(e) if e.is_not_found() && kind == NodeKind::Dir => return Ok(ObjectMeta::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let meta = ObjectMeta::from(&info);
+        let mut t = self.table();
+        if kind == NodeKind::Dir {
+            t.set_marker(ino, true);
+        } else {
+            t.set_version(ino, info.size, info.etag.clone(), info.last_modified);
+        }
+        let attrs = metadata_attrs(&info.metadata);
+        t.record_meta(ino, meta.clone(), &attrs, now + self.opts.metadata_ttl);
+        Ok(meta)
+    }
+
+    /// The metadata an inode shows now: the pending upload's, if it is open with unsaved
+    /// changes, else the object's.
+    pub(crate) fn current_metadata(&self, ino: u64) -> FsResult<Metadata> {
+        if let Some(f) = self.open_files.get(ino) {
+            let of = f.lock();
+            if let Some(m) = of.pending_metadata().filter(|_| of.is_dirty()) {
+                return Ok(m.clone());
+            }
+        }
+        Ok(self.object_meta(ino)?.metadata)
+    }
+
+    /// Change the metadata of `ino` by `edit` (see the module documentation), which is given
+    /// the metadata and the inode's permission bits (for an edit that must write a mode where
+    /// the object has none). `attrs`: what the change does to the attributes (empty for an
+    /// xattr), which the inode shows at once when the change waits for an upload.
+    pub(crate) fn update_metadata(
+        &self,
+        ino: u64,
+        edit: impl Fn(&mut Metadata, u32) -> FsResult<()>,
+        attrs: &AttrUpdate,
+    ) -> FsResult<()> {
+        if self.fold_into_open_file(ino, &edit, attrs)? {
+            return Ok(());
+        }
+        self.change_object_metadata(ino, &edit)
+    }
+
+    /// If `ino` is open with unsaved changes, apply `edit` to its pending upload. `Ok(false)`
+    /// if it is not (the object is then changed in place).
+    fn fold_into_open_file(
+        &self,
+        ino: u64,
+        edit: &impl Fn(&mut Metadata, u32) -> FsResult<()>,
+        attrs: &AttrUpdate,
+    ) -> FsResult<bool> {
+        let Some(f) = self.open_files.get(ino) else {
+            return Ok(false);
+        };
+        let mut of = f.lock();
+        if !of.is_dirty() {
+            return Ok(false);
+        }
+        if of.needs_base_metadata() {
+            let (m, h) = if of.remote_exists() {
+                let om = self.object_meta(ino)?;
+                (om.metadata, Some(om.content_headers))
+            } else {
+                (Metadata::new(), None)
+            };
+            of.set_base_metadata(m, h);
+        }
+        let cur_mode = self.attrs_of(ino).map(|a| a.perm as u32).unwrap_or(0o644);
+        let mut meta = of.pending_metadata().cloned().unwrap_or_default();
+        edit(&mut meta, cur_mode)?;
+        if meta.encoded_size() > MAX_USER_METADATA_BYTES {
+            return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
+        }
+        of.set_pending_metadata(meta, attrs.mtime.is_some());
+        drop(of);
+        self.table().apply_attrs(ino, attrs);
+        Ok(true)
+    }
+
+    /// Change the object's metadata in place (see the module documentation); after
+    /// [`crate::s3::metadata::METADATA_UPDATE_ATTEMPTS`] copies refused because the object
+    /// kept changing, EIO and nothing was changed.
+    fn change_object_metadata(
+        &self,
+        ino: u64,
+        edit: &impl Fn(&mut Metadata, u32) -> FsResult<()>,
+    ) -> FsResult<()> {
+        let key = self.key_of(ino)?;
+        if key.is_empty() {
+            // Else the HEAD and PUT below would go to the bucket itself (a PUT is CreateBucket).
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                "the root of a whole-bucket mount has no object to hold metadata",
+            ));
+        }
+        let kind = self.kind_of(ino)?;
+        let first = self.object_meta(ino)?;
+        let edited = |current: &CurrentMetadata| -> FsResult<ReplaceMetadata> {
+            let cur_mode = self.attrs_of(ino)?.perm as u32;
+            let mut metadata = current.metadata.clone();
+            edit(&mut metadata, cur_mode)?;
+            if metadata.encoded_size() > MAX_USER_METADATA_BYTES {
+                return Err(FsError::new(
+                    libc::E2BIG,
+                    format!("{key}: user metadata over 2 KB"),
+                ));
+            }
+            Ok(ReplaceMetadata {
+                metadata,
+                content_headers: current.content_headers.clone(),
+            })
+        };
+        if kind == NodeKind::Dir && first.etag.is_none() {
+            let implicit = CurrentMetadata {
+                metadata: first.metadata,
+                content_headers: first.content_headers,
+                ..CurrentMetadata::default()
+            };
+            return self.write_marker(ino, &key, edited(&implicit)?);
+        }
+        let mut first = Some(first);
+        let read = |_attempt| -> FsResult<CurrentMetadata> {
+            let meta = match first.take() {
+                Some(m) => m,
+                None => {
+                    // After a 412: forget what we knew, and HEAD the object again.
+                    self.table().expire(ino);
+                    self.object_meta(ino)?
+                }
+            };
+            let size = match kind {
+                NodeKind::Dir => Some(0),
+                _ => self.table().get(ino).map(|n| n.attr().size),
+            };
+            Ok(CurrentMetadata {
+                metadata: meta.metadata,
+                content_headers: meta.content_headers,
+                etag: meta.etag,
+                size,
+            })
+        };
+        let bucket = self.storage.bucket(&self.opts.bucket);
+        let updated = match update_metadata(&bucket, &key, read, edited) {
+            Ok(u) => u,
+            Err(UpdateError::Failed(e)) => return Err(e),
+            Err(UpdateError::KeptChanging { attempts, .. }) => {
+                return Err(FsError::new(
+                    libc::EIO,
+                    format!("{key}: changed on the server during {attempts} metadata updates in a row; nothing was changed"),
+                ))
+            }
+        };
+        if kind == NodeKind::File {
+            self.open_readers_follow(ino, updated.base.etag.as_deref(), updated.etag.clone());
+        }
+        let attrs = metadata_attrs(&updated.written.metadata);
+        let meta = ObjectMeta {
+            metadata: updated.written.metadata,
+            content_headers: updated.written.content_headers,
+            etag: updated.etag.clone(),
+        };
+        let mut t = self.table();
+        t.record_meta(ino, meta, &attrs, self.expiry());
+        if kind == NodeKind::Dir {
+            t.set_marker(ino, true);
+        } else if updated.etag.is_some() {
+            t.follow_etag(ino, updated.etag);
+        }
+        Ok(())
+    }
+
+    /// A directory without a marker object: write one carrying the metadata (nothing to copy,
+    /// nothing another client could have replaced).
+    fn write_marker(&self, ino: u64, key: &str, written: ReplaceMetadata) -> FsResult<()> {
+        let etag = self.storage.put_object(
+            &self.obj(key),
+            RequestBody::Empty,
+            &PutOptions {
+                metadata: written.metadata.clone(),
+                ..Default::default()
+            },
+        )?;
+        let attrs = metadata_attrs(&written.metadata);
+        let meta = ObjectMeta {
+            metadata: written.metadata,
+            content_headers: written.content_headers,
+            etag,
+        };
+        let mut t = self.table();
+        t.record_meta(ino, meta, &attrs, self.expiry());
+        t.set_marker(ino, true);
+        Ok(())
+    }
+
+    /// After a copy of the object with the same content (a metadata self-copy, a rename's
+    /// copy): the ETag may be new (a copy of a multipart object gets one), so readers pinned to
+    /// the old ETag follow it instead of failing their next ranged GET with 412 → EIO.
+    pub(crate) fn open_readers_follow(&self, ino: u64, old: Option<&str>, new: Option<String>) {
+        if let (Some(f), Some(new)) = (self.open_files.get(ino), new) {
+            f.lock().follow_etag(old, new);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Name rules: which kernel names can be keys, and which key components can be file names.
+//!
+//! A file name is one key component: UTF-8 (keys are UTF-8), not empty, not `.` or `..`, at
+//! most [`NAME_MAX`] bytes, without NUL or `/`. A key whose component breaks a rule is hidden
+//! from listings (and logged once) rather than shown under a name that would map to another key.
+
+use super::error::{FsError, FsResult};
+
+/// Longest file name in bytes (Linux's `NAME_MAX`): the kernel refuses longer ones anyway.
+pub const NAME_MAX: usize = 255;
+
+/// Validate a file name coming from the kernel.
+pub fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
+    let s = name.to_str().ok_or_else(|| {
+        FsError::new(
+            libc::EINVAL,
+            format!("{name:?}: file names must be UTF-8 to be S3 keys"),
+        )
+    })?;
+    if s.len() > NAME_MAX {
+        return Err(FsError::new(
+            libc::ENAMETOOLONG,
+            format!("{s:?}: longer than {NAME_MAX} bytes"),
+        ));
+    }
+    Ok(s)
+}
+
+/// True if a key component can be shown as a file name.
+pub fn valid_component(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= NAME_MAX
+        && !name.contains('\0')
+}
+
+/// The name under which a listing entry of the directory `prefix` appears: `key` is an
+/// object's key (`common_prefix` false) or a common prefix ending in `/`. `None` when it cannot
+/// be a name there — not under `prefix` (a server that answers something else), the marker
+/// itself, more than one component, or an invalid component — so a listing can never show
+/// `.`, `..`, an empty name or a name with a `/`, whatever keys the bucket holds.
+pub fn listed_name<'a>(prefix: &str, key: &'a str, common_prefix: bool) -> Option<&'a str> {
+    let rest = key.strip_prefix(prefix)?;
+    let name = if common_prefix {
+        rest.strip_suffix('/')?
+    } else {
+        rest
+    };
+    (valid_component(name) && !name.contains('/')).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Components a bucket may hold: good names and every kind of bad one.
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-zA-Z0-9 ._~+-]{1,12}",
+            1 => Just(String::new()),
+            1 => Just(".".to_string()),
+            1 => Just("..".to_string()),
+            1 => Just("x".repeat(255)),
+            1 => Just("y".repeat(256)),
+            1 => Just("é".repeat(128)), // 256 bytes
+            1 => Just("nul\0byte".to_string()),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn path_of(parts: Vec<String>, lead: bool, trail: bool) -> String {
+        let mut s = parts.join("/");
+        if lead {
+            s.insert(0, '/');
+        }
+        if trail {
+            s.push('/');
+        }
+        s
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(component(), 1..5),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(p, l, t)| path_of(p, l, t))
+    }
+
+    /// A directory's prefix: "" (the root) or components ending in `/`.
+    fn prefix() -> impl Strategy<Value = String> {
+        proptest::collection::vec("[a-zA-Z0-9é._-]{1,6}", 0..3).prop_map(|p| {
+            if p.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", p.join("/"))
+            }
+        })
+    }
+
+    fn runner(cases: u32) -> TestRunner {
+        TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn listed_names_are_single_valid_components_that_map_back_to_their_key() {
+        let count = std::cell::Cell::new(0u64);
+        let strategy = (prefix(), key(), any::<bool>(), any::<bool>());
+        runner(3000)
+            .run(&strategy, |(prefix, key, common, under)| {
+                count.set(count.get() + 1);
+                // Half the keys under the prefix (what a server answers), half anything.
+                let key = if under { format!("{prefix}{key}") } else { key };
+                let common = common && key.ends_with('/');
+                if let Some(name) = listed_name(&prefix, &key, common) {
+                    prop_assert!(valid_component(name), "{name:?}");
+                    prop_assert!(!name.contains('/') && name != "." && name != "..");
+                    let back = format!("{prefix}{name}{}", if common { "/" } else { "" });
+                    prop_assert_eq!(back, key.clone(), "name {:?} does not map back", name);
+                } else if let Some(rest) = key.strip_prefix(&prefix) {
+                    let n = if common {
+                        rest.strip_suffix('/').unwrap_or(rest)
+                    } else {
+                        rest
+                    };
+                    prop_assert!(
+                        !valid_component(n) || n.contains('/'),
+                        "{key:?} hidden although {n:?} is a good name"
+                    );
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("listed_name: {} inputs fuzzed", count.get());
+    }
+
+    #[test]
+    fn listed_name_examples() {
+        assert_eq!(listed_name("d/", "d/f", false), Some("f"));
+        assert_eq!(listed_name("d/", "d/s/", true), Some("s"));
+        assert_eq!(listed_name("", "a", false), Some("a"));
+        for (prefix, key, common) in [
+            ("d/", "d/", false),     // the marker
+            ("d/", "d//", true),     // empty component
+            ("d/", "d/../", true),   // parent
+            ("", "../x", false),     // would escape
+            ("", "./", true),        // current
+            ("", "/", true),         // leading slash
+            ("d/", "d/a/b", false),  // not a direct child
+            ("d/", "e/f", false),    // not under the prefix
+            ("ab/", "éé/", true),    // not under it, and no char boundary at 3
+            ("d/", "d/a\0b", false), // NUL
+            ("d/", "d/x//", true),   // two slashes
+        ] {
+            assert_eq!(listed_name(prefix, key, common), None, "{prefix:?} {key:?}");
+        }
+        let long = format!("d/{}", "l".repeat(256));
+        assert_eq!(listed_name("d/", &long, false), None);
+    }
+}

@@ -1,0 +1,551 @@
+//! One open file: the state shared by all handles of an inode, with the methods that touch only
+//! that state.
+//!
+//! An [`OpenFile`] owns:
+//! - the version it reads: the ETag and size seen at open (ranged GETs are pinned to it with
+//!   `If-Match`) and its read-ahead ([`Prefetcher`]);
+//! - its [`Staging`] file under `<cache-dir>/staging/`, holding the new content once the file
+//!   is written or truncated (reads then come from it);
+//! - its streamed upload ([`Streaming`]): a multipart upload fed while the file is written front
+//!   to back, given up by anything that would change bytes already sent or its headers;
+//! - what its next upload carries when changed while open: metadata and content headers;
+//! - flags: dirty, unlinked, created with `O_EXCL`, mtime set explicitly, and the handle whose
+//!   `O_TRUNC` defers its `flush`.
+//!
+//! What needs the server, the inode table or the cache directory is done by `S3Fs` in
+//! [`super::file`] (open, read, write, close), [`super::upload`] (the upload, the streamed
+//! upload's policy, the copy kept after a failed upload) and [`super::metadata`] (metadata
+//! changes folded into the pending upload).
+//!
+//! Staging files share their file system with the data cache: a staging write that meets a full
+//! disk (ENOSPC, EDQUOT) asks for room (the cache gives space back) and is tried once more; if
+//! the disk is still full the writer gets ENOSPC (never EIO).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::error::{FsError, FsResult};
+use super::fetch::ObjectSource;
+use super::prefetch::{PrefetchPool, Prefetcher};
+use super::upload_plan::{Streaming, UploadPlan};
+use crate::s3::stream::UploadQueue;
+use crate::s3::{Metadata, ObjectRef};
+
+/// A staging file holding a file's new content.
+#[derive(Debug)]
+pub struct Staging {
+    file: File,
+    path: PathBuf,
+}
+
+impl Staging {
+    /// A staging file just created at `path`.
+    pub fn new(file: File, path: PathBuf) -> Self {
+        Staging { file, path }
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The state of a file with open handles. See the module documentation.
+#[derive(Debug)]
+pub struct OpenFile {
+    ino: u64,
+    opens: u32,
+    /// ETag of the version being read (and the base of a modification).
+    etag: Option<String>,
+    /// Size of that version.
+    remote_size: u64,
+    /// The object exists on the server (else it is new and only local until uploaded).
+    remote_exists: bool,
+    staging: Option<Staging>,
+    dirty: bool,
+    /// Unlinked while open: never uploaded.
+    unlinked: bool,
+    /// Created with O_EXCL: the first upload must not replace an object.
+    exclusive: bool,
+    /// Metadata for the next upload, when changed while open (None: the object's own).
+    pending_meta: Option<Metadata>,
+    /// The mtime was set explicitly while open (utimes): keep it at upload.
+    mtime_explicit: bool,
+    content_headers: Option<Vec<(String, String)>>,
+    /// Where the content was saved after a failed upload.
+    saved: Option<PathBuf>,
+    prefetch: Option<Prefetcher>,
+    /// The staging file has only been written front to back from empty: this is where the
+    /// next sequential write starts (None once any write or truncate broke the pattern).
+    seq_end: Option<u64>,
+    /// The multipart upload being fed while the file is written.
+    stream: Option<Streaming>,
+    /// No new streamed upload until the file is emptied or uploaded (one was given up, or
+    /// failed to start).
+    stream_off: bool,
+    /// Aborts of given-up streamed uploads, running in the background; joined at upload.
+    aborting: Vec<JoinHandle<()>>,
+    /// The handle that emptied an existing object with `O_TRUNC`, while nothing has been
+    /// written: its `flush` does not upload (see `S3Fs::flush`).
+    truncated_by: Option<u64>,
+}
+
+impl OpenFile {
+    /// Nothing open yet for `ino`.
+    pub fn new(ino: u64) -> Self {
+        OpenFile {
+            ino,
+            opens: 0,
+            etag: None,
+            remote_size: 0,
+            remote_exists: false,
+            staging: None,
+            dirty: false,
+            unlinked: false,
+            exclusive: false,
+            pending_meta: None,
+            mtime_explicit: false,
+            content_headers: None,
+            saved: None,
+            prefetch: None,
+            seq_end: None,
+            stream: None,
+            stream_off: false,
+            aborting: Vec::new(),
+            truncated_by: None,
+        }
+    }
+
+    /// The inode.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    // ---- handles ----------------------------------------------------------------------------
+
+    /// One more handle.
+    pub fn add_open(&mut self) {
+        self.opens += 1;
+    }
+
+    /// One handle fewer; true if it was the last.
+    pub fn close_handle(&mut self) -> bool {
+        self.opens = self.opens.saturating_sub(1);
+        self.opens == 0
+    }
+
+    /// No handle is open.
+    pub fn is_unused(&self) -> bool {
+        self.opens == 0
+    }
+
+    // ---- the version on the server ----------------------------------------------------------
+
+    /// At the first open: read the version with `etag` (None: no object yet) of `size` bytes.
+    /// Read-ahead of another version is dropped.
+    pub fn pin_version(&mut self, etag: Option<String>, size: u64) {
+        if self.etag != etag {
+            self.prefetch = None;
+        }
+        self.remote_exists = etag.is_some();
+        self.etag = etag;
+        self.remote_size = size;
+    }
+
+    /// A file just created (no object yet), with the metadata and content headers of its
+    /// first upload; with `exclusive` (`O_EXCL`) that upload must not replace an object.
+    pub fn start_new(
+        &mut self,
+        exclusive: bool,
+        metadata: Metadata,
+        content_headers: Vec<(String, String)>,
+    ) {
+        self.remote_exists = false;
+        self.etag = None;
+        self.remote_size = 0;
+        self.exclusive = exclusive;
+        self.pending_meta = Some(metadata);
+        self.content_headers = Some(content_headers);
+    }
+
+    /// ETag of the version read (and the base of a modification).
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
+    /// Size of that version.
+    pub fn remote_size(&self) -> u64 {
+        self.remote_size
+    }
+
+    /// The object exists on the server.
+    pub fn remote_exists(&self) -> bool {
+        self.remote_exists
+    }
+
+    /// After a copy of the object onto itself or a rename's copy: the same content with a new
+    /// ETag, which reads pinned to `old` follow.
+    pub fn follow_etag(&mut self, old: Option<&str>, new: String) {
+        if old.is_some() && self.etag.as_deref() == old {
+            self.etag = Some(new);
+        }
+    }
+
+    /// Read `[offset, offset + size)` of the pinned version through the read-ahead, which
+    /// `source` makes when there is none for that version yet (an object, ETag and size). On
+    /// failure the read-ahead is dropped: the next read starts afresh.
+    pub fn read_remote(
+        &mut self,
+        obj: ObjectRef,
+        pool: &PrefetchPool,
+        offset: u64,
+        size: u32,
+        source: impl FnOnce(ObjectRef, Option<String>, u64) -> ObjectSource,
+    ) -> FsResult<Vec<u8>> {
+        let (etag, remote_size) = (self.etag.clone(), self.remote_size);
+        let prefetcher = match &mut self.prefetch {
+            Some(p) if p.is_for(&obj, &etag, remote_size) => p,
+            slot => slot.insert(Prefetcher::new(source(obj, etag, remote_size))),
+        };
+        let result = prefetcher.read(pool, offset, size);
+        if result.is_err() {
+            log::debug!(
+                "read of inode {} failed (pinned to ETag {:?}, {} bytes)",
+                self.ino,
+                self.etag,
+                self.remote_size
+            );
+            self.prefetch = None;
+        }
+        result
+    }
+
+    // ---- the staging file -------------------------------------------------------------------
+
+    /// The staging file, if there is one.
+    pub fn staging(&self) -> Option<&Staging> {
+        self.staging.as_ref()
+    }
+
+    /// Take `staging` as the file's content. `filled_from`: the version (ETag, size) it was
+    /// filled with, if the object's content was copied into it. A file that starts empty may
+    /// then be uploaded while it is written front to back.
+    pub fn attach_staging(&mut self, staging: Staging, filled_from: Option<(Option<String>, u64)>) {
+        if let Some((etag, size)) = filled_from {
+            self.etag = etag;
+            self.remote_size = size;
+        }
+        let empty = staging
+            .file
+            .metadata()
+            .map(|m| m.len() == 0)
+            .unwrap_or(false);
+        self.seq_end = empty.then_some(0);
+        self.staging = Some(staging);
+    }
+
+    /// Delete the staging file (its content is uploaded or given up).
+    pub fn remove_staging(&mut self) {
+        if let Some(s) = self.staging.take() {
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
+
+    /// Size of the local content, if this file has a staging file.
+    pub fn local_size(&self) -> Option<u64> {
+        let s = self.staging.as_ref()?;
+        s.file.metadata().ok().map(|m| m.len())
+    }
+
+    /// Bytes `[offset, offset + size)` of the staging file (fewer at its end); `None` without
+    /// one.
+    pub fn read_staging(&self, offset: u64, size: u32) -> Option<FsResult<Vec<u8>>> {
+        let s = self.staging.as_ref()?;
+        let mut buf = vec![0u8; size as usize];
+        Some(match read_full_at(&s.file, &mut buf, offset) {
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(e) => Err(FsError::new(libc::EIO, format!("staging read: {e}"))),
+        })
+    }
+
+    /// Write `data` at `offset` into the staging file. On a full disk, `make_room(bytes)` is
+    /// asked to free space and the write is tried once more if it did. The file is dirty
+    /// afterwards even if the write failed (bytes written before a failure are in the file).
+    pub fn write_staging(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        make_room: impl FnOnce(u64) -> bool,
+    ) -> FsResult<()> {
+        let s = self
+            .staging
+            .as_ref()
+            .ok_or_else(|| FsError::new(libc::EIO, "no staging file"))?;
+        let mut result = s.file.write_all_at(data, offset);
+        if result.as_ref().is_err_and(is_disk_full) && make_room(data.len() as u64) {
+            result = s.file.write_all_at(data, offset);
+        }
+        self.dirty = true;
+        result.map_err(|e| FsError::new(errno_of(&e), format!("staging write: {e}")))?;
+        self.truncated_by = None;
+        Ok(())
+    }
+
+    /// Truncate (or extend) the staging file to `size`: the file is dirty, and a streamed
+    /// upload that already sent bytes past `size` is given up.
+    pub fn truncate_staging(&mut self, size: u64) -> FsResult<()> {
+        if let Some(s) = &self.staging {
+            s.file
+                .set_len(size)
+                .map_err(|e| FsError::new(errno_of(&e), format!("truncate: {e}")))?;
+        }
+        if self.stream.as_ref().is_some_and(|s| size < s.shipped_end()) {
+            self.give_up_stream("truncated below what was already sent");
+        }
+        if size == 0 {
+            self.seq_end = Some(0);
+            self.stream_off = false;
+        } else if self.seq_end != Some(size) {
+            self.seq_end = None;
+        }
+        self.truncated_by = None;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Handle `fh` emptied the existing object with `O_TRUNC` and nothing is written yet: its
+    /// `flush` does not upload (see `S3Fs::flush`).
+    pub fn defer_flush_of(&mut self, fh: u64) {
+        self.truncated_by = Some(fh);
+    }
+
+    /// True if the `flush` of handle `fh` is deferred (see [`OpenFile::defer_flush_of`]).
+    pub fn flush_deferred(&self, fh: u64) -> bool {
+        self.truncated_by == Some(fh)
+    }
+
+    // ---- changes ----------------------------------------------------------------------------
+
+    /// The content changed (a new file: it is uploaded at close even if nothing is written).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// True if there are changes not yet uploaded.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty && !self.unlinked
+    }
+
+    /// Unlinked while open: never uploaded, and a streamed upload of it is given up.
+    pub fn mark_unlinked(&mut self) {
+        self.unlinked = true;
+        self.give_up_stream("unlinked while open");
+    }
+
+    /// Created with `O_EXCL` and not uploaded yet: the upload must not replace an object.
+    pub fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    /// Metadata of the next upload, when set or changed while open.
+    pub fn pending_metadata(&self) -> Option<&Metadata> {
+        self.pending_meta.as_ref()
+    }
+
+    /// Content headers of the next upload, when known.
+    pub fn content_headers(&self) -> Option<&Vec<(String, String)>> {
+        self.content_headers.as_ref()
+    }
+
+    /// The mtime was set explicitly while open: the upload keeps it.
+    pub fn mtime_explicit(&self) -> bool {
+        self.mtime_explicit
+    }
+
+    /// True if a metadata change must start from the object's metadata (none is pending).
+    pub fn needs_base_metadata(&self) -> bool {
+        self.pending_meta.is_none()
+    }
+
+    /// The metadata (and content headers, unless already known) a change starts from.
+    pub fn set_base_metadata(
+        &mut self,
+        metadata: Metadata,
+        content_headers: Option<Vec<(String, String)>>,
+    ) {
+        self.pending_meta = Some(metadata);
+        if self.content_headers.is_none() {
+            self.content_headers = content_headers;
+        }
+    }
+
+    /// New metadata for the next upload (`mtime_explicit`: it sets the mtime). A streamed
+    /// upload is given up: a multipart upload's metadata is fixed when it is created.
+    pub fn set_pending_metadata(&mut self, metadata: Metadata, mtime_explicit: bool) {
+        self.pending_meta = Some(metadata);
+        if mtime_explicit {
+            self.mtime_explicit = true;
+        }
+        self.give_up_stream("metadata changed while the file was being uploaded");
+    }
+
+    /// Keep what an upload carries (or tried to) for the next one: a retry at `release`, the
+    /// note of an unsaved copy, or the upload at close after a streamed one started.
+    pub fn keep_plan(&mut self, plan: &UploadPlan) {
+        self.pending_meta = Some(plan.metadata.clone());
+        self.content_headers = Some(plan.content_headers.clone());
+    }
+
+    /// The object is on the server with this content (`len` bytes, `etag`) and `plan`'s
+    /// headers: the file is clean, and is the base of the next change.
+    pub fn uploaded(&mut self, len: u64, etag: Option<String>, plan: &UploadPlan) {
+        self.dirty = false;
+        self.exclusive = false;
+        self.remote_exists = true;
+        self.etag = etag;
+        self.remote_size = len;
+        self.stream_off = false;
+        self.truncated_by = None;
+        self.keep_plan(plan);
+    }
+
+    /// Where the content was saved after a failed upload, if it was.
+    pub fn saved(&self) -> Option<&Path> {
+        self.saved.as_deref()
+    }
+
+    /// The content was saved at `path` after a failed upload.
+    pub fn set_saved(&mut self, path: PathBuf) {
+        self.saved = Some(path);
+    }
+
+    /// The saved copy, which a successful upload makes unnecessary.
+    pub fn take_saved(&mut self) -> Option<PathBuf> {
+        self.saved.take()
+    }
+
+    // ---- the streamed upload ----------------------------------------------------------------
+
+    /// After a write of `[offset, end)` into the staging file: keeps track of whether the file
+    /// is written front to back, and gives the streamed upload up if the write changed bytes
+    /// already sent. Returns how far the file is written front to back, if it still is.
+    pub fn wrote(&mut self, offset: u64, end: u64) -> Option<u64> {
+        self.seq_end = match self.seq_end {
+            Some(e) if e == offset => Some(end),
+            _ => None,
+        };
+        if self
+            .stream
+            .as_ref()
+            .is_some_and(|s| offset < s.shipped_end())
+        {
+            self.give_up_stream("a write changed bytes already sent");
+            return None;
+        }
+        self.seq_end
+    }
+
+    /// True if a streamed upload may start now that `written` bytes are written front to back
+    /// (more than `threshold`, none running, none given up).
+    pub fn may_start_stream(&self, written: u64, threshold: u64) -> bool {
+        self.stream.is_none() && !self.stream_off && written > threshold
+    }
+
+    /// A streamed upload is about to be started: none is tried again unless this one starts
+    /// (a failed start is not retried at every write). False if the file is not to be
+    /// uploaded at all.
+    pub fn claim_stream_start(&mut self) -> bool {
+        self.stream_off = true;
+        !self.unlinked
+    }
+
+    /// The streamed upload started: its headers are fixed for the upload at close too.
+    pub fn set_stream(&mut self, s: Streaming) {
+        self.keep_plan(s.plan());
+        self.stream = Some(s);
+        self.stream_off = false;
+    }
+
+    /// Hand the streamed upload the parts complete up to `written`. Returns its queue for the
+    /// writer to wait on (after releasing the file's lock); gives the upload up if a part
+    /// failed.
+    pub fn feed_stream(&mut self, written: u64) -> Option<Arc<UploadQueue>> {
+        let s = self.stream.as_mut()?;
+        match s.ship_up_to(written) {
+            Ok(()) => Some(s.queue()),
+            Err(e) => {
+                self.give_up_stream(&format!("a part failed ({e})"));
+                None
+            }
+        }
+    }
+
+    /// The streamed upload, to complete it.
+    pub fn take_stream(&mut self) -> Option<Streaming> {
+        self.stream.take()
+    }
+
+    /// Give up the streamed upload, if any (aborted in the background; the whole file is
+    /// uploaded at close instead), and start no other until the file is emptied or uploaded.
+    pub fn give_up_stream(&mut self, why: &str) {
+        if let Some(s) = self.stream.take() {
+            self.give_up(s, why);
+        }
+    }
+
+    /// Give up `s`, taken with [`OpenFile::take_stream`] (see [`OpenFile::give_up_stream`]).
+    pub fn give_up(&mut self, s: Streaming, why: &str) {
+        log::info!(
+            "{}: {why}: aborting the streamed upload; the whole file is uploaded at close",
+            s.key()
+        );
+        self.stream_off = true;
+        if let Some(h) = s.abort_in_background() {
+            self.aborting.push(h);
+        }
+    }
+
+    /// Wait for the aborts of given-up streamed uploads.
+    pub fn join_aborts(&mut self) {
+        for h in self.aborting.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// The errno of a staging file's I/O error: a full disk says so, anything else is EIO.
+pub fn errno_of(e: &std::io::Error) -> i32 {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => libc::ENOSPC,
+        Some(libc::EDQUOT) => libc::EDQUOT,
+        _ => libc::EIO,
+    }
+}

@@ -1,0 +1,339 @@
+//! The `unsaved/` directory: content whose upload failed, kept until it reaches the server.
+//!
+//! When an upload fails after retries (or s3mount is stopped by force with files still open),
+//! the staging file is hard-linked — or, where that fails, copied — to
+//! `<cache-dir>/unsaved/<time>-<key>.data`, and a note `<time>-<key>.key` is written beside it:
+//! the object's name (`s3://bucket/key`) on the first line, then one `name: value` line per
+//! header the upload carried (content headers, and `x-amz-meta-*` with values that are not
+//! printable ASCII RFC 2047-encoded), so `s3mount --recover` puts the object back as the upload
+//! would have, metadata and Content-Type included. A later successful upload of the file
+//! removes both. Staging files found at a mount's start (left by an s3mount that died) are
+//! moved here without a note: their writer never closed them, so they may be incomplete.
+//!
+//! Both sides of the note live here: `S3Fs::save_unsaved` writes it, [`find`] and
+//! [`Note::parse`] read it for `--recover`.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::error::FsError;
+use super::open_file::OpenFile;
+use super::S3Fs;
+use crate::s3::meta::{encode_value, CONTENT_HEADERS};
+use crate::s3::storage::guess_content_type;
+use crate::s3::{private, Headers, Metadata, ObjectRef, PutOptions};
+
+/// Extension of a kept copy's content.
+pub const DATA_EXTENSION: &str = "data";
+/// Extension of its note.
+pub const NOTE_EXTENSION: &str = "key";
+/// Characters of the key kept in a copy's file name: with the time stamp and the extension
+/// it stays well under the 255 bytes a file name may have.
+const NAME_KEY_CHARS: usize = 150;
+
+/// The note beside a kept copy: where the content belongs and what its upload carried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    /// The object.
+    pub obj: ObjectRef,
+    /// Content headers (`content-type`, ...).
+    pub content_headers: Vec<(String, String)>,
+    /// User metadata.
+    pub metadata: Metadata,
+}
+
+impl Note {
+    /// The note's text (see the module documentation).
+    pub fn render(&self) -> String {
+        let mut note = format!("s3://{}/{}\n", self.obj.bucket, self.obj.key);
+        for (n, v) in &self.content_headers {
+            note.push_str(&format!("{n}: {v}\n"));
+        }
+        for (n, v) in self.metadata.iter() {
+            note.push_str(&format!("{n}: {}\n", encode_value(v)));
+        }
+        note
+    }
+
+    /// Read a note's text; `None` without an `s3://bucket/key` first line.
+    pub fn parse(text: &str) -> Option<Note> {
+        let mut lines = text.lines();
+        let (bucket, key) = lines
+            .next()?
+            .trim()
+            .strip_prefix("s3://")?
+            .split_once('/')?;
+        let headers: Headers = lines.filter_map(|l| l.split_once(": ")).collect();
+        let content_headers = CONTENT_HEADERS
+            .iter()
+            .filter_map(|n| headers.get(n).map(|v| (n.to_string(), v.to_string())))
+            .collect();
+        Some(Note {
+            obj: ObjectRef {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            },
+            content_headers,
+            metadata: headers.metadata(),
+        })
+    }
+
+    /// The options of the upload that puts the content back: the headers the note names, and
+    /// a Content-Type from the key's extension if it names none.
+    pub fn put_options(&self) -> PutOptions {
+        let mut content_headers = self.content_headers.clone();
+        if content_headers.is_empty() {
+            content_headers.push(("content-type".into(), guess_content_type(&self.obj.key)));
+        }
+        PutOptions {
+            metadata: self.metadata.clone(),
+            content_headers,
+            ..Default::default()
+        }
+    }
+}
+
+/// What `--recover` finds in an `unsaved/` directory.
+#[derive(Debug)]
+pub enum Found {
+    /// Content kept after a failed upload, and its note (`None`: missing or unreadable).
+    Kept {
+        /// The content.
+        data: PathBuf,
+        /// Where it belongs.
+        note: Option<Note>,
+    },
+    /// A staging file moved here at a mount's start: maybe incomplete, object unknown.
+    Leftover(PathBuf),
+}
+
+/// Everything kept in the `unsaved/` directory `dir`.
+pub fn find(dir: &Path) -> std::io::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let data = entry.path();
+        match data.extension() {
+            None => found.push(Found::Leftover(data)),
+            Some(e) if e == DATA_EXTENSION => {
+                let text = std::fs::read_to_string(note_path(&data)).unwrap_or_default();
+                let note = Note::parse(&text);
+                found.push(Found::Kept { data, note });
+            }
+            Some(_) => {} // a note: read with its content
+        }
+    }
+    Ok(found)
+}
+
+/// Remove a kept copy and its note (its content reached the server).
+pub fn remove(data: &Path) {
+    let _ = std::fs::remove_file(data);
+    let _ = std::fs::remove_file(note_path(data));
+}
+
+fn note_path(data: &Path) -> PathBuf {
+    data.with_extension(NOTE_EXTENSION)
+}
+
+/// Staging files of an earlier run are unsaved work: move them from `staging` to `unsaved`,
+/// never delete them.
+pub fn keep_leftovers(staging: &Path, unsaved: &Path) {
+    let Ok(rd) = std::fs::read_dir(staging) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let to = unsaved.join(entry.file_name());
+        if std::fs::rename(entry.path(), &to).is_ok() {
+            log::warn!(
+                "found staging file from an earlier run; kept as {}",
+                to.display()
+            );
+        }
+    }
+}
+
+/// The name of a copy of `key` kept at `stamp`: the key with every character other than ASCII
+/// letters, digits, `.` and `-` replaced by `_`, cut to [`NAME_KEY_CHARS`].
+fn copy_name(stamp: u128, key: &str) -> String {
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(NAME_KEY_CHARS)
+        .collect();
+    format!("{stamp}-{safe}.{DATA_EXTENSION}")
+}
+
+impl S3Fs {
+    /// Keep the staging file under `unsaved/` after a failed upload (once per file: later
+    /// failures find it kept); the error becomes EIO (EEXIST stays).
+    pub(super) fn save_unsaved(&self, of: &mut OpenFile, key: &str, e: FsError) -> FsError {
+        let Some(staging) = of.staging() else {
+            return e;
+        };
+        if of.saved().is_none() {
+            let stamp = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            let path = self.unsaved_dir.join(copy_name(stamp, key));
+            // A hard link shares the staging file's inode (later writes land in it too) and so
+            // its mode, private since its creation; a copy is created private too.
+            let linked = std::fs::hard_link(staging.path(), &path)
+                .or_else(|_| private::copy_new(staging.path(), &path).map(|_| ()));
+            match linked {
+                Ok(()) => {
+                    let note = Note {
+                        obj: self.obj(key),
+                        content_headers: of.content_headers().cloned().unwrap_or_default(),
+                        metadata: of.pending_metadata().cloned().unwrap_or_default(),
+                    };
+                    let _ = private::write(&note_path(&path), note.render().as_bytes());
+                    of.set_saved(path);
+                }
+                Err(err) => log::error!("{key}: could not keep the unsaved content: {err}"),
+            }
+        }
+        if let Some(p) = of.saved() {
+            log::error!(
+                "{key}: upload failed ({e}); the content is kept in {}",
+                p.display()
+            );
+        }
+        FsError::new(
+            if e.errno == libc::EEXIST {
+                libc::EEXIST
+            } else {
+                libc::EIO
+            },
+            e.message,
+        )
+    }
+
+    /// The file's content reached the server: its kept copy, if any, is not needed any more.
+    pub(super) fn drop_saved_copy(&self, of: &mut OpenFile, key: &str) {
+        if let Some(p) = of.take_saved() {
+            remove(&p);
+            log::info!("{key}: uploaded; removed the saved copy {}", p.display());
+        }
+    }
+
+    /// At a forced stop: keep every open file's unsaved changes under `unsaved/`, without
+    /// uploading them — a writer may be in the middle of the file, and a half-written object
+    /// must never reach the server. Returns how many files were kept.
+    pub fn save_open_files(&self) -> usize {
+        let mut kept = 0;
+        for f in self.open_files.all() {
+            let mut of = f.lock();
+            if !of.is_dirty() {
+                continue;
+            }
+            let Some(key) = self.table().key_of(of.ino()) else {
+                continue;
+            };
+            let _ = self.save_unsaved(
+                &mut of,
+                &key,
+                FsError::new(libc::EIO, "s3mount stopped with the file still open"),
+            );
+            kept += 1;
+        }
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note() -> Note {
+        let metadata: Metadata = [("mode", "33188"), ("x-amz-meta-label", "grüße, ✓")]
+            .into_iter()
+            .collect();
+        Note {
+            obj: ObjectRef {
+                bucket: "b".into(),
+                key: "dir/a file.txt".into(),
+            },
+            content_headers: vec![
+                ("content-type".into(), "text/plain".into()),
+                ("cache-control".into(), "no-cache".into()),
+            ],
+            metadata,
+        }
+    }
+
+    #[test]
+    fn a_note_reads_back_as_written() {
+        let n = note();
+        let text = n.render();
+        assert!(text.starts_with("s3://b/dir/a file.txt\n"), "{text}");
+        assert!(text.is_ascii(), "values are encoded: {text}");
+        let back = Note::parse(&text).unwrap();
+        assert_eq!(back.obj, n.obj);
+        assert_eq!(back.metadata, n.metadata);
+        let mut want = n.content_headers.clone();
+        want.sort();
+        let mut got = back.content_headers.clone();
+        got.sort();
+        assert_eq!(got, want);
+        let opts = back.put_options();
+        assert_eq!(opts.metadata, n.metadata);
+        assert!(!opts.if_none_match_any && opts.if_match.is_none());
+    }
+
+    #[test]
+    fn a_note_without_headers_gets_a_content_type_and_a_bad_one_is_none() {
+        let n = Note::parse("s3://b/x.json\n").unwrap();
+        assert!(n.metadata.is_empty());
+        assert_eq!(
+            n.put_options().content_headers,
+            vec![("content-type".to_string(), guess_content_type("x.json"))]
+        );
+        for bad in ["", "b/x", "s3://bucket-only\n", "http://b/x\n"] {
+            assert_eq!(Note::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn copies_are_found_with_their_notes_and_removed_with_them() {
+        let d = tempfile::tempdir().unwrap();
+        let name = copy_name(42, "dir/ä b.txt");
+        assert_eq!(name, "42-dir___b.txt.data");
+        assert!(copy_name(1, &"k".repeat(400)).len() < 255);
+        let data = d.path().join(&name);
+        std::fs::write(&data, b"content").unwrap();
+        std::fs::write(note_path(&data), note().render()).unwrap();
+        let lone = d.path().join("9-lone.data");
+        std::fs::write(&lone, b"x").unwrap();
+        let leftover = d.path().join("s3mount-abc");
+        std::fs::write(&leftover, b"y").unwrap();
+        let mut found = find(d.path()).unwrap();
+        found.sort_by_key(|f| format!("{f:?}"));
+        assert_eq!(found.len(), 3, "{found:?}");
+        let mut kept = 0;
+        for f in &found {
+            match f {
+                Found::Kept { data: p, note: n } if *p == data => {
+                    assert_eq!(n.as_ref().map(|n| &n.obj), Some(&note().obj));
+                    kept += 1;
+                }
+                Found::Kept {
+                    data: p,
+                    note: None,
+                } if *p == lone => kept += 1,
+                Found::Leftover(p) if *p == leftover => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(kept, 2);
+        remove(&data);
+        assert!(!data.exists() && !note_path(&data).exists());
+        assert!(find(&d.path().join("missing")).is_err());
+    }
+}
