@@ -73,6 +73,7 @@ fn assert_same(what: &str, got: &[u8], want: &[u8]) {
 
 #[test]
 fn proxy_forwards_signed_requests_unchanged() {
+    let _serial = common::one_at_a_time();
     // The client signs for 127.0.0.1:PROXYPORT; the server must accept that Host.
     let (bucket, proxy, storage) = setup("plain");
     let data = random_bytes(300 * KIB, 1);
@@ -103,6 +104,7 @@ fn proxy_forwards_signed_requests_unchanged() {
 
 #[test]
 fn slowdown_burst_on_put_is_ridden_out() {
+    let _serial = common::one_at_a_time();
     let (bucket, proxy, storage) = setup("slowdown");
     proxy.add(Rule::new("PUT", "/obj", Fault::SlowDown).times(3));
     let data = random_bytes(256 * KIB + 7, 2);
@@ -132,6 +134,7 @@ fn slowdown_burst_on_put_is_ridden_out() {
 
 #[test]
 fn reset_mid_get_body_is_resumed() {
+    let _serial = common::one_at_a_time();
     let (bucket, proxy, storage) = setup("midbody");
     let data = random_bytes(5 * MIB, 3);
     direct_put(&bucket, "big", &data);
@@ -176,6 +179,7 @@ fn reset_mid_get_body_is_resumed() {
 
 #[test]
 fn reset_before_response_on_upload_part_is_retried() {
+    let _serial = common::one_at_a_time();
     let (bucket, proxy, storage) = setup("part");
     proxy.add(Rule::new("PUT", "partNumber=2&", Fault::ResetBeforeResponse).times(1));
     let data = random_bytes(20 * MIB, 4);
@@ -200,6 +204,7 @@ fn reset_before_response_on_upload_part_is_retried() {
 
 #[test]
 fn truncated_get_body_is_an_error_never_wrong_bytes() {
+    let _serial = common::one_at_a_time();
     let (bucket, proxy, storage) = setup("trunc");
     let data = random_bytes(MIB, 5);
     direct_put(&bucket, "t", &data);
@@ -246,6 +251,7 @@ fn truncated_get_body_is_an_error_never_wrong_bytes() {
 
 #[test]
 fn persistent_500_on_put_fails_after_max_attempts() {
+    let _serial = common::one_at_a_time();
     let (bucket, proxy, storage) = setup("p500");
     proxy.add(Rule::new("PUT", "/never", Fault::InternalError));
     let t0 = Instant::now();
@@ -307,6 +313,7 @@ fn unsaved_files(mount: &Mount) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn mount_rides_out_slowdown_and_keeps_unsaved_data_on_failure() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("mount");
     let proxy = Proxy::start(&server().endpoint);
     let srv = via(&proxy);
@@ -346,6 +353,7 @@ fn mount_rides_out_slowdown_and_keeps_unsaved_data_on_failure() {
 
 #[test]
 fn stalled_get_times_out_and_is_retried() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("stall");
     let data = random_bytes(512 * KIB, 8);
     direct_put(&bucket, "s", &data);
@@ -447,6 +455,7 @@ fn uploads_of(proxy: &Proxy, key: &str) -> (usize, usize, usize) {
 
 #[test]
 fn cp_of_a_large_file_survives_moto_521_completion_replies() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("moto521");
     let proxy = Proxy::start(&server().endpoint);
     let rewritten = Arc::new(AtomicUsize::new(0));
@@ -496,6 +505,7 @@ fn cp_of_a_large_file_survives_moto_521_completion_replies() {
 
 #[test]
 fn a_lost_completion_of_a_streamed_upload_is_not_uploaded_twice() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("lostcomplete");
     let proxy = Proxy::start(&server().endpoint);
     let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
@@ -538,6 +548,7 @@ fn a_lost_completion_of_a_streamed_upload_is_not_uploaded_twice() {
 
 #[test]
 fn a_lost_completion_of_a_whole_file_multipart_upload_is_a_success() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("lostwhole");
     let proxy = Proxy::start(&server().endpoint);
     let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
@@ -579,6 +590,7 @@ fn create_exclusive(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 #[test]
 fn an_exclusive_create_whose_put_reply_is_lost_closes_without_eexist() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("lostexcl");
     let proxy = Proxy::start(&server().endpoint);
     let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
@@ -653,6 +665,7 @@ fn storage_with(proxy: &Proxy, bucket: &str, io_timeout: Duration) -> Storage {
 
 #[test]
 fn writes_whose_reply_times_out_after_the_server_acted_are_not_redone() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("timedout");
     let proxy = Proxy::start(&server().endpoint);
     // Generous for a loaded machine, short for a test: the stall outlasts it.
@@ -700,6 +713,7 @@ fn md5_of(data: &[u8]) -> impl std::fmt::LowerHex {
 
 #[test]
 fn a_lost_completion_on_a_server_whose_etags_are_not_md5s() {
+    let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("opaque");
     let proxy = Proxy::start(&server().endpoint);
     let storage = storage_with(&proxy, &bucket, client_default_timeout());

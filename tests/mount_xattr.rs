@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::proxy::Proxy;
 use common::{server, sh, skip_on, Mount, ServerLimit};
-use s3mount::s3::{Method, ObjectInfo, PutOptions, RequestBody, S3Request};
+use s3mount::s3::{ObjectInfo, Operation, PutOptions, RequestBody, S3Request};
 use s3mount::{Metadata, Storage};
 
 /// `x-amz-meta-mode` of a regular file with permissions 0644, decimal as s3fs writes it.
@@ -280,7 +280,7 @@ fn xattr_non_ascii_value_is_rfc2047_on_the_wire() {
     // The raw header as stored: RFC 2047 base64, ASCII only.
     let resp = st
         .client()
-        .execute(&S3Request::new(Method::Head, &bucket, "u.txt"))
+        .execute(&S3Request::new(Operation::HeadObject, &bucket, "u.txt"))
         .unwrap();
     let raw = resp.header("x-amz-meta-title").unwrap().to_string();
     assert!(

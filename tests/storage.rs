@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use common::{random_bytes, server, sh, skip_on, ServerLimit};
 use s3mount::s3::xml::ListedObject;
 use s3mount::s3::{
-    CopyRequest, ListRequest, Method, ObjectRef, PutOptions, ReplaceMetadata, RequestBody,
+    CopyRequest, ListRequest, ObjectRef, Operation, PutOptions, ReplaceMetadata, RequestBody,
     S3Request, TransferConfig,
 };
 use s3mount::{Headers, Metadata, S3Name, Storage, StorageError};
@@ -80,7 +80,7 @@ fn put_many(storage: &Storage, bucket: &str, keys: &[String]) {
 fn list_uploads(storage: &Storage, bucket: &str) -> String {
     let resp = storage
         .client()
-        .execute(&S3Request::new(Method::Get, bucket, "").query("uploads", ""))
+        .execute(&S3Request::new(Operation::ListMultipartUploads, bucket, "").query("uploads", ""))
         .unwrap();
     String::from_utf8(resp.read_small_body("ListMultipartUploads").unwrap()).unwrap()
 }
@@ -211,7 +211,7 @@ fn metadata_round_trip_ascii_and_non_ascii() {
     // Second path: the raw header as stored is RFC 2047 for non-ASCII, plain for ASCII.
     let resp = storage
         .client()
-        .execute(&S3Request::new(Method::Head, &bucket, "m.bin"))
+        .execute(&S3Request::new(Operation::HeadObject, &bucket, "m.bin"))
         .unwrap();
     let raw = |n: &str| resp.header(n).map(str::to_string);
     assert_eq!(raw("x-amz-meta-state").as_deref(), Some("unprocessed"));

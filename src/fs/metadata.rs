@@ -181,7 +181,8 @@ impl S3Fs {
                 size,
             })
         };
-        let updated = match update_metadata(&self.storage, &self.obj(&key), read, edited) {
+        let bucket = self.storage.bucket(&self.opts.bucket);
+        let updated = match update_metadata(&bucket, &key, read, edited) {
             Ok(u) => u,
             Err(UpdateError::Failed(e)) => return Err(e),
             Err(UpdateError::KeptChanging { attempts, .. }) => {

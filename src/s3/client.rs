@@ -15,9 +15,7 @@
 //!
 //! The response body is handed back unread, so a GET streams straight into its destination.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,7 +23,9 @@ use log::{debug, warn};
 use rand::Rng;
 use ureq::http;
 
-use super::error::{is_retryable_status, Result, StorageError};
+use super::body::RequestBody;
+use super::error::{error_for, is_retryable_status, ErrorReply, Result, StorageError};
+use super::operation::{Method, Operation};
 use super::sign::{self, SigningCredentials};
 use super::xml;
 use crate::config::{AddressingStyle, Endpoint, Secret};
@@ -148,56 +148,10 @@ impl ClientConfig {
     }
 }
 
-/// HTTP method of an S3 request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// GET
-    Get,
-    /// HEAD
-    Head,
-    /// PUT
-    Put,
-    /// POST
-    Post,
-    /// DELETE
-    Delete,
-}
-
-impl Method {
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Put => "PUT",
-            Method::Post => "POST",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
-/// A request body.
-#[derive(Debug, Clone, Copy)]
-pub enum RequestBody<'a> {
-    /// No body.
-    Empty,
-    /// Bytes in memory.
-    Bytes(&'a [u8]),
-    /// `len` bytes of `file` from `offset` (read with `pread`, so the file position is untouched
-    /// and a retry can send the same bytes again).
-    File {
-        /// The file.
-        file: &'a File,
-        /// Where the body starts.
-        offset: u64,
-        /// How many bytes.
-        len: u64,
-    },
-}
-
 /// One S3 request, described without HTTP details.
 #[derive(Debug, Clone)]
 pub struct S3Request<'a> {
-    method: Method,
+    op: Operation,
     bucket: &'a str,
     key: &'a str,
     query: Vec<(String, String)>,
@@ -207,10 +161,11 @@ pub struct S3Request<'a> {
 }
 
 impl<'a> S3Request<'a> {
-    /// A request on `bucket` (and `key`; "" for bucket-level requests).
-    pub fn new(method: Method, bucket: &'a str, key: &'a str) -> Self {
+    /// A request of kind `op` on `bucket` (and `key`; "" for bucket-level requests). The
+    /// operation gives the HTTP method and the IAM action named if the request is denied.
+    pub fn new(op: Operation, bucket: &'a str, key: &'a str) -> Self {
         S3Request {
-            method,
+            op,
             bucket,
             key,
             query: Vec::new(),
@@ -262,27 +217,21 @@ impl<'a> S3Request<'a> {
 
     /// `METHOD s3://bucket/key` for messages.
     pub fn describe(&self) -> String {
-        format!("{} s3://{}/{}", self.method.as_str(), self.bucket, self.key)
+        format!(
+            "{} s3://{}/{}",
+            self.method().as_str(),
+            self.bucket,
+            self.key
+        )
     }
 
-    /// The IAM action this request needs, for the hint in an access-denied error.
-    fn iam_action(&self) -> Option<&'static str> {
-        let has = |n: &str| self.query.iter().any(|(k, _)| k == n);
-        Some(match (self.method, self.key.is_empty()) {
-            (Method::Get, true) if has("uploads") => "s3:ListBucketMultipartUploads",
-            (Method::Get | Method::Head, true) => "s3:ListBucket",
-            (Method::Get | Method::Head, false) => "s3:GetObject",
-            (Method::Put, false) if self.headers.iter().any(|(n, _)| n == "x-amz-copy-source") => {
-                "s3:GetObject on the source and s3:PutObject"
-            }
-            (Method::Put | Method::Post, false) => "s3:PutObject",
-            (Method::Post, true) if has("delete") => "s3:DeleteObject",
-            (Method::Delete, false) if has("uploadId") => "s3:AbortMultipartUpload",
-            (Method::Delete, false) => "s3:DeleteObject",
-            (Method::Put, true) => "s3:CreateBucket",
-            (Method::Delete, true) => "s3:DeleteBucket",
-            _ => return None,
-        })
+    /// What kind of request this is.
+    pub fn operation(&self) -> Operation {
+        self.op
+    }
+
+    fn method(&self) -> Method {
+        self.op.method()
     }
 }
 
@@ -393,6 +342,18 @@ impl S3Client {
         &self.cfg
     }
 
+    /// The same client (the same connection pool) sending each request once, without
+    /// retries: for callers whose own loop counts attempts, such as the looks of
+    /// [`super::reconcile`].
+    pub fn single_attempt(&self) -> S3Client {
+        let mut cfg = (*self.cfg).clone();
+        cfg.retry.max_attempts = 1;
+        S3Client {
+            agent: self.agent.clone(),
+            cfg: Arc::new(cfg),
+        }
+    }
+
     /// Send a request, retrying transient failures if it is idempotent.
     ///
     /// Returns the reply for 2xx and 304; every other status is an error.
@@ -474,7 +435,7 @@ impl S3Client {
             session_token: self.cfg.session_token.as_ref().map(|s| s.expose()),
         };
         let to_sign = sign::RequestToSign {
-            method: req.method.as_str(),
+            method: req.method().as_str(),
             canonical_uri: &path,
             query: &req.query,
             headers: &headers,
@@ -484,14 +445,14 @@ impl S3Client {
         headers.extend(added);
 
         let mut builder = http::Request::builder()
-            .method(req.method.as_str())
+            .method(req.method().as_str())
             .uri(url.as_str());
         for (n, v) in &headers {
             builder = builder.header(n.as_str(), v.as_str());
         }
         let result = match req.body {
             RequestBody::Empty => {
-                let body_len = if matches!(req.method, Method::Put | Method::Post) {
+                let body_len = if matches!(req.method(), Method::Put | Method::Post) {
                     Some(0)
                 } else {
                     None
@@ -511,13 +472,9 @@ impl S3Client {
                     .map_err(|e| StorageError::invalid("request", format!("{what}: {e}")))?;
                 self.agent.run(request)
             }
-            RequestBody::File { file, offset, len } => {
+            RequestBody::File { len, .. } => {
                 builder = builder.header("content-length", len);
-                let mut reader = FileRangeReader {
-                    file,
-                    pos: offset,
-                    end: offset.saturating_add(len),
-                };
+                let mut reader = req.body.reader();
                 let request = builder
                     .body(ureq::SendBody::from_reader(&mut reader))
                     .map_err(|e| StorageError::invalid("request", format!("{what}: {e}")))?;
@@ -539,7 +496,7 @@ impl S3Client {
             .get("x-amz-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body_bytes = if req.method == Method::Head {
+        let body_bytes = if req.method() == Method::Head {
             Vec::new()
         } else {
             let mut buf = Vec::new();
@@ -551,71 +508,16 @@ impl S3Client {
     }
 
     fn payload_hash(&self, body: &RequestBody<'_>, what: &str) -> Result<String> {
-        Ok(match body {
-            RequestBody::Empty => sign::EMPTY_SHA256.to_string(),
-            RequestBody::Bytes(b) => sign::sha256_hex(b),
-            RequestBody::File { file, offset, len } => {
-                if self.cfg.payload_signing == PayloadSigning::Auto && self.cfg.endpoint.tls {
-                    sign::UNSIGNED_PAYLOAD.to_string()
-                } else {
-                    hash_file_range(file, *offset, *len)
-                        .map_err(|e| StorageError::io(format!("{what}: reading body"), e))?
-                }
+        match body {
+            RequestBody::File { .. }
+                if self.cfg.payload_signing == PayloadSigning::Auto && self.cfg.endpoint.tls =>
+            {
+                Ok(sign::UNSIGNED_PAYLOAD.to_string())
             }
-        })
-    }
-}
-
-fn hash_file_range(file: &File, offset: u64, len: u64) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    let mut reader = FileRangeReader {
-        file,
-        pos: offset,
-        end: offset.saturating_add(len),
-    };
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
+            _ => body
+                .sha256_hex()
+                .map_err(|e| StorageError::io(format!("{what}: reading body"), e)),
         }
-        total += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    if total != len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("file is shorter than the {len} bytes to send"),
-        ));
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Reads `[pos, end)` of a file with `pread`; a file that ends early is an error.
-pub(crate) struct FileRangeReader<'a> {
-    pub(crate) file: &'a File,
-    pub(crate) pos: u64,
-    pub(crate) end: u64,
-}
-
-impl Read for FileRangeReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.end.saturating_sub(self.pos);
-        if left == 0 {
-            return Ok(0);
-        }
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "file shrank while it was being uploaded",
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 
@@ -641,38 +543,16 @@ fn map_error_reply(
     body: &[u8],
 ) -> StorageError {
     let parsed = xml::parse_error(body);
-    let code = parsed.as_ref().map(|e| e.code.clone());
-    let message = parsed
-        .as_ref()
-        .map(|e| e.message.clone())
-        .unwrap_or_else(|| body_excerpt(body));
-    let request_id = request_id.or_else(|| parsed.as_ref().and_then(|e| e.request_id.clone()));
-    let bucket = req.bucket.to_string();
-    let key = req.key.to_string();
-    match (status, code.as_deref()) {
-        (404, Some("NoSuchBucket")) => StorageError::NoSuchBucket { bucket },
-        (404, _) if req.key.is_empty() && req.method == Method::Head => {
-            StorageError::NoSuchBucket { bucket }
-        }
-        (404, _) => StorageError::NotFound { bucket, key, code },
-        (403, _) => StorageError::AccessDenied {
-            bucket,
-            key,
-            code: code.unwrap_or_else(|| "AccessDenied".to_string()),
-            message,
-            action: req.iam_action(),
-            request_id,
-        },
-        (412, _) => StorageError::PreconditionFailed { bucket, key },
-        _ => StorageError::Http {
-            status,
-            code,
-            message,
-            bucket,
-            key,
-            request_id,
-        },
-    }
+    let reply = ErrorReply {
+        status,
+        code: parsed.as_ref().map(|e| e.code.clone()),
+        message: parsed
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| body_excerpt(body)),
+        request_id: request_id.or_else(|| parsed.as_ref().and_then(|e| e.request_id.clone())),
+    };
+    error_for(req.op, req.bucket, req.key, reply)
 }
 
 fn body_excerpt(body: &[u8]) -> String {
@@ -703,10 +583,9 @@ mod tests {
     }
 
     #[test]
-    fn iam_actions() {
-        let r = S3Request::new(Method::Get, "b", "").query("list-type", "2");
-        assert_eq!(r.iam_action(), Some("s3:ListBucket"));
-        let r = S3Request::new(Method::Put, "b", "k");
-        assert_eq!(r.iam_action(), Some("s3:PutObject"));
+    fn requests_know_their_operation() {
+        let r = S3Request::new(Operation::ListObjectsV2, "b", "").query("list-type", "2");
+        assert_eq!(r.operation(), Operation::ListObjectsV2);
+        assert_eq!(r.describe(), "GET s3://b/");
     }
 }

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use super::operation::Operation;
+
 /// An S3 (or local I/O) failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -232,6 +234,57 @@ pub(crate) fn is_retryable_status(status: u16, code: Option<&str>) -> bool {
         )
 }
 
+/// An error reply as the server sent it.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorReply {
+    /// HTTP status (not 2xx).
+    pub status: u16,
+    /// S3 error code of the body; `None` when there was none (always for HEAD, which has no
+    /// body).
+    pub code: Option<String>,
+    /// The body's message, or an excerpt of the body.
+    pub message: String,
+    /// `x-amz-request-id`.
+    pub request_id: Option<String>,
+}
+
+/// The [`StorageError`] for an error reply to a request of kind `op` on `bucket`/`key`. One
+/// mapping for the client and for [`super::memory::MemoryStore`], so the in-memory store
+/// fails exactly as a server reached through the client does.
+pub(crate) fn error_for(op: Operation, bucket: &str, key: &str, reply: ErrorReply) -> StorageError {
+    let ErrorReply {
+        status,
+        code,
+        message,
+        request_id,
+    } = reply;
+    let bucket = bucket.to_string();
+    let key = key.to_string();
+    match (status, code.as_deref()) {
+        (404, Some("NoSuchBucket")) => StorageError::NoSuchBucket { bucket },
+        // A HEAD has no body to say which: on the bucket itself, the bucket is missing.
+        (404, _) if op == Operation::HeadBucket => StorageError::NoSuchBucket { bucket },
+        (404, _) => StorageError::NotFound { bucket, key, code },
+        (403, _) => StorageError::AccessDenied {
+            bucket,
+            key,
+            code: code.unwrap_or_else(|| "AccessDenied".to_string()),
+            message,
+            action: Some(op.iam_action()),
+            request_id,
+        },
+        (412, _) => StorageError::PreconditionFailed { bucket, key },
+        _ => StorageError::Http {
+            status,
+            code,
+            message,
+            bucket,
+            key,
+            request_id,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +330,48 @@ mod tests {
         };
         assert_eq!(range.errno(), libc::EINVAL);
         assert!(!range.is_transient());
+    }
+
+    #[test]
+    fn denied_requests_name_their_operations_action() {
+        let denied = |op| {
+            let reply = ErrorReply {
+                status: 403,
+                code: None,
+                message: "m".into(),
+                request_id: None,
+            };
+            error_for(op, "b", "k", reply)
+        };
+        for op in Operation::ALL {
+            match denied(op) {
+                StorageError::AccessDenied { action, code, .. } => {
+                    assert_eq!(action, Some(op.iam_action()));
+                    assert_eq!(code, "AccessDenied");
+                }
+                other => panic!("{op}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_bucket_on_a_bodiless_head() {
+        let not_found = |op, key| {
+            let reply = ErrorReply {
+                status: 404,
+                code: None,
+                message: String::new(),
+                request_id: None,
+            };
+            error_for(op, "b", key, reply)
+        };
+        assert!(matches!(
+            not_found(Operation::HeadBucket, ""),
+            StorageError::NoSuchBucket { .. }
+        ));
+        assert!(matches!(
+            not_found(Operation::HeadObject, "k"),
+            StorageError::NotFound { code: None, .. }
+        ));
     }
 }

@@ -29,7 +29,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 
 use super::name::ObjectRef;
 use super::private;
-use super::storage::Storage;
+use super::store::{abort_if_open, ObjectStore};
 
 /// First line of every entry (format version 1).
 const MAGIC: &str = "s3mount multipart upload 1";
@@ -132,7 +132,7 @@ impl UploadJournal {
     /// Abort every upload recorded by an s3mount that is no longer running (the entries whose
     /// lock can be taken), logging each, and remove their entries. Entries whose abort fails
     /// stay for the next time. Leftover temporary files are removed.
-    pub fn recover(&self, storage: &Storage) -> Recovery {
+    pub fn recover(&self, store: &dyn ObjectStore) -> Recovery {
         let mut report = Recovery::default();
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return report;
@@ -171,8 +171,8 @@ impl UploadJournal {
                     .push((path.clone(), "unreadable journal entry".into()));
                 continue;
             };
-            match storage.abort_multipart_upload(&obj, &upload_id) {
-                Ok(()) => {
+            match abort_if_open(store, &obj, &upload_id) {
+                Ok(_) => {
                     log::warn!(
                         "{obj}: aborted multipart upload {upload_id} left unfinished by an s3mount that stopped; the object is as it was before that upload"
                     );

@@ -241,6 +241,28 @@ fn decode_q(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Content headers of the source, overridden by those given.
+pub fn merge_headers(
+    base: &[(String, String)],
+    over: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = base
+        .iter()
+        .filter(|(n, _)| !over.iter().any(|(o, _)| o == n))
+        .cloned()
+        .collect();
+    out.extend(over.iter().cloned());
+    out
+}
+
+/// Content-Type from a key's extension (`application/octet-stream` when unknown).
+pub fn guess_content_type(key: &str) -> String {
+    mime_guess::from_path(key)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +380,17 @@ mod tests {
             })
             .unwrap_or_else(|e| panic!("{e}"));
         eprintln!("metadata names and values: {} inputs fuzzed", count.get());
+    }
+
+    #[test]
+    fn merge_prefers_override() {
+        let base = vec![
+            ("content-type".to_string(), "a".to_string()),
+            ("cache-control".into(), "c".into()),
+        ];
+        let over = vec![("content-type".to_string(), "b".to_string())];
+        let m = merge_headers(&base, &over);
+        assert_eq!(m.len(), 2);
+        assert!(m.contains(&("content-type".into(), "b".into())));
     }
 }

@@ -1,27 +1,64 @@
-//! The S3 side: client, signing, XML, errors and the `Storage` API. Knows nothing of FUSE.
+//! The S3 side: client, signing, XML, errors, the storage seam and the `Storage` API. Knows
+//! nothing of FUSE.
+//!
+//! From the wire up:
+//! - [`client`] (HTTP, SigV4 through [`sign`], retries of single requests), [`operation`]
+//!   (what each request is), [`body`], [`xml`] (the reply tree) and [`error`];
+//! - `requests/`: one room per kind of S3 request with its reply's parser;
+//! - [`store`]: the seam, [`ObjectStore`], one method per request; [`Storage`] implements it
+//!   over the client, [`MemoryStore`] in memory (for tests, with switches);
+//! - [`bucket`]: the policy for one bucket ([`Bucket`]), with [`read`] (ranged reads, resumed
+//!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`journal`] (uploads
+//!   on disk while they run) and [`metadata`] (the one metadata-update loop);
+//!   [`stream`] feeds an upload from a file still being written;
+//! - [`storage`]: `Storage`, its seed API ([`seed`]) and, for now, the object calls the file
+//!   system makes by [`ObjectRef`] ([`compat`]).
+//!
+//! Beside them: [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
+//! (the values requests take and give), [`etag`], [`private`] (files private to the user).
 
+pub mod body;
+pub mod bucket;
 pub mod client;
+pub mod compat;
 pub mod error;
+pub mod etag;
 pub mod journal;
+pub mod memory;
 pub mod meta;
 pub mod metadata;
 pub mod name;
+pub mod operation;
 pub mod private;
+pub mod read;
 pub mod reconcile;
+pub(crate) mod requests;
+pub mod seed;
 pub mod sign;
 pub mod storage;
+pub mod store;
 pub mod stream;
+pub mod transfer;
+pub mod types;
 pub mod xml;
 
-pub use client::{
-    ClientConfig, Method, PayloadSigning, RequestBody, RetryPolicy, S3Client, S3Request, S3Response,
-};
+#[cfg(test)]
+mod fixtures;
+
+pub use body::RequestBody;
+pub use bucket::Bucket;
+pub use client::{ClientConfig, PayloadSigning, RetryPolicy, S3Client, S3Request, S3Response};
 pub use error::{Result, StorageError};
 pub use journal::UploadJournal;
+pub use memory::MemoryStore;
 pub use meta::Metadata;
 pub use name::{ObjectRef, S3Name};
-pub use storage::{
-    CopyRequest, GetObject, Headers, ListRequest, MultipartUpload, ObjectInfo, PendingUpload,
-    PutOptions, ReplaceMetadata, Storage, TransferConfig,
-};
+pub use operation::{Method, Operation};
+pub use seed::Headers;
+pub use storage::Storage;
+pub use store::ObjectStore;
 pub use stream::StreamingUpload;
+pub use transfer::{MultipartUpload, TransferConfig};
+pub use types::{
+    CopyRequest, GetObject, ListRequest, ObjectInfo, PendingUpload, PutOptions, ReplaceMetadata,
+};

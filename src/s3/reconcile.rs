@@ -11,8 +11,10 @@
 //!   but MinIO, Ceph and others answer 404 NoSuchUpload (or 500), and with `If-None-Match: *`
 //!   a repetition meets the object the first one made (412).
 //!
-//! So the client sends these once ([`super::S3Request::not_idempotent`]) and [`run`] repeats
-//! them here, in one loop with one attempt count (the client's [`RetryPolicy`]):
+//! So the client sends these once ([`super::S3Request::not_idempotent`]) and `run` repeats
+//! them here, in one loop with one attempt count (the [`super::Bucket`]'s [`RetryPolicy`], the
+//! client's for a [`super::Storage`]'s buckets). Everything here works on any
+//! [`ObjectStore`], so these rules are tested against [`super::MemoryStore`] as well:
 //!
 //! 1. A success ends it; so does a definite refusal (a 4xx) of a request no earlier attempt of
 //!    which may have been applied.
@@ -47,18 +49,18 @@
 //!   or aborted elsewhere) cannot be sent again: [`StorageError::OutcomeUnknown`].
 //!
 //! A look costs a HEAD (plus a ListParts for a multipart upload whose ETag does not settle it),
-//! and happens only after a failure.
+//! and happens only after a failure. Each look is one request, sent once
+//! ([`ObjectStore::single_attempt`]): a look that fails counts as an attempt of the loop.
 
-use std::io::Read;
-
-use md5::{Digest, Md5};
-
-use super::client::{FileRangeReader, Method, RequestBody, RetryPolicy, S3Request};
+use super::body::RequestBody;
+use super::client::RetryPolicy;
 use super::error::{Result, StorageError};
+use super::etag::multipart_etag;
 use super::meta::Metadata;
 use super::name::ObjectRef;
-use super::storage::{read_reply, MultipartUpload, ObjectInfo, PutOptions, Storage};
-use super::xml::{self, CopyResult};
+use super::read;
+use super::store::{head_if_any, ObjectStore};
+use super::types::{CopyResult, ObjectInfo, PutOptions};
 
 /// Bodies up to this size are compared byte for byte with the object when its ETag is not the
 /// body's MD5. Four times the multipart threshold: every single PUT the file system sends
@@ -66,8 +68,6 @@ use super::xml::{self, CopyResult};
 pub const MAX_COMPARED_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes read per request when comparing an object with a body (the data cache's block size).
 const COMPARE_CHUNK: usize = 1024 * 1024;
-/// Hex digits of an MD5 digest.
-const MD5_HEX_LEN: usize = 32;
 
 /// What a look at the server says about a write whose outcome was open.
 #[derive(Debug, PartialEq)]
@@ -188,20 +188,21 @@ pub(crate) fn run<T>(
 
 // ---- a conditional PUT ------------------------------------------------------------------------
 
-/// PUT `body` as `obj` under `opts`' condition, sending it with `send`; a lost reply is looked
-/// into (see the module note). Returns the new ETag.
+/// PUT `body` as `obj` under `opts`' condition (`If-None-Match: *` or `If-Match`); a lost
+/// reply is looked into (see the module note). Returns the new ETag.
 pub(crate) fn put(
-    storage: &Storage,
+    store: &dyn ObjectStore,
+    policy: &RetryPolicy,
     obj: &ObjectRef,
     body: RequestBody<'_>,
     opts: &PutOptions,
-    send: impl FnMut() -> Result<Option<String>>,
 ) -> Result<Option<String>> {
     let what = format!("PUT {obj}");
-    run(&storage.client().config().retry, obj, &what, send, || {
-        let head = head_if_any(storage, obj)?;
-        judge_put(head.as_ref(), body_len(&body), opts, |info| {
-            holds_body(storage, obj, info, body)
+    let send = || store.put_object(obj, body, opts);
+    run(policy, obj, &what, send, || {
+        let head = head_if_any(&*store.single_attempt(), obj)?;
+        judge_put(head.as_ref(), body.len(), opts, |info| {
+            holds_body(store, policy, obj, info, body)
         })
     })
 }
@@ -237,18 +238,20 @@ pub(crate) fn judge_put(
 /// (servers whose ETags are not MD5s) its bytes are read and compared, up to
 /// [`MAX_COMPARED_BYTES`], pinned to its ETag.
 fn holds_body(
-    storage: &Storage,
+    store: &dyn ObjectStore,
+    policy: &RetryPolicy,
     obj: &ObjectRef,
     info: &ObjectInfo,
     body: RequestBody<'_>,
 ) -> Result<bool> {
-    if info.etag.as_deref() == Some(body_md5(body)?.as_str()) {
+    let reread = |e| StorageError::io("reading the body again", e);
+    if info.etag.as_deref() == Some(body.md5_hex().map_err(reread)?.as_str()) {
         return Ok(true);
     }
     // Not the MD5: other bytes, or a server whose ETags are not MD5s (AWS with SSE-KMS gives
     // 32 hex digits that are not one). Only the bytes can tell; a difference usually shows in
     // the first chunk.
-    let len = body_len(&body);
+    let len = body.len();
     if len > MAX_COMPARED_BYTES {
         return Ok(false);
     }
@@ -259,8 +262,10 @@ fn holds_body(
         let n = usize::try_from(len - offset)
             .unwrap_or(usize::MAX)
             .min(COMPARE_CHUNK);
-        let (got, _) = storage.read_range(obj, offset, &mut theirs[..n], info.etag.as_deref())?;
-        read_body(body, offset, &mut ours[..n])?;
+        let etag = info.etag.as_deref();
+        let reading = &mut theirs[..n];
+        let (got, _) = read::read_range(store, policy.max_attempts, obj, offset, reading, etag)?;
+        body.read_at(offset, &mut ours[..n]).map_err(reread)?;
         if got != n || theirs[..n] != ours[..n] {
             return Ok(false);
         }
@@ -269,79 +274,37 @@ fn holds_body(
     Ok(true)
 }
 
-fn body_len(body: &RequestBody<'_>) -> u64 {
-    match body {
-        RequestBody::Empty => 0,
-        RequestBody::Bytes(b) => b.len() as u64,
-        RequestBody::File { len, .. } => *len,
-    }
-}
-
-/// Bytes `[offset, offset + buf.len())` of a body.
-fn read_body(body: RequestBody<'_>, offset: u64, buf: &mut [u8]) -> Result<()> {
-    let short = || StorageError::invalid("body", "shorter than its length");
-    match body {
-        RequestBody::Empty => buf.is_empty().then_some(()).ok_or_else(short),
-        RequestBody::Bytes(b) => {
-            let start = usize::try_from(offset).map_err(|_| short())?;
-            let src = b.get(start..start + buf.len()).ok_or_else(short)?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-        RequestBody::File {
-            file, offset: at, ..
-        } => {
-            use std::os::unix::fs::FileExt;
-            file.read_exact_at(buf, at + offset)
-                .map_err(|e| StorageError::io("reading the body again", e))
-        }
-    }
-}
-
-/// The MD5 of a body, as lower-case hex (what S3 makes the ETag of a single PUT).
-pub(crate) fn body_md5(body: RequestBody<'_>) -> Result<String> {
-    let mut md5 = Md5::new();
-    match body {
-        RequestBody::Empty => {}
-        RequestBody::Bytes(b) => md5.update(b),
-        RequestBody::File { file, offset, len } => {
-            let mut reader = FileRangeReader {
-                file,
-                pos: offset,
-                end: offset.saturating_add(len),
-            };
-            let mut buf = vec![0u8; COMPARE_CHUNK];
-            loop {
-                let n = reader
-                    .read(&mut buf)
-                    .map_err(|e| StorageError::io("reading the body again", e))?;
-                if n == 0 {
-                    break;
-                }
-                md5.update(&buf[..n]);
-            }
-        }
-    }
-    Ok(hex::encode(md5.finalize()))
-}
-
 // ---- CompleteMultipartUpload ------------------------------------------------------------------
 
-/// Complete `upload` with `parts` (`size` bytes in all) under `cond`; a lost reply is looked
-/// into (see the module note).
+/// A multipart upload to complete: which one, what it was created with, and its parts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion<'a> {
+    /// The object the upload makes.
+    pub obj: &'a ObjectRef,
+    /// The upload.
+    pub upload_id: &'a str,
+    /// The user metadata it was created with (the object it makes carries it).
+    pub metadata: &'a Metadata,
+    /// The parts, `(number, ETag)`, in order.
+    pub parts: &'a [(u32, String)],
+    /// Bytes in all.
+    pub size: u64,
+}
+
+/// Complete an upload under `cond`; a lost reply is looked into (see the module note).
 pub(crate) fn complete(
-    storage: &Storage,
-    upload: &MultipartUpload,
-    parts: &[(u32, String)],
-    size: u64,
+    store: &dyn ObjectStore,
+    policy: &RetryPolicy,
+    c: Completion<'_>,
     cond: &PutOptions,
 ) -> Result<CopyResult> {
-    let obj = &upload.obj;
+    let obj = c.obj;
     let what = format!("CompleteMultipartUpload {obj}");
-    let expected_etag = multipart_etag(parts.iter().map(|(_, e)| e.as_str()));
-    let send = || storage.complete_multipart_upload_if(obj, &upload.upload_id, parts, cond);
+    let expected_etag = multipart_etag(c.parts.iter().map(|(_, e)| e.as_str()));
+    let send = || store.complete_multipart_upload(obj, c.upload_id, c.parts, cond);
     let look = || {
-        let head = head_if_any(storage, obj)?;
+        let looks = store.single_attempt();
+        let head = head_if_any(&*looks, obj)?;
         if let (Some(info), Some(want)) = (&head, &expected_etag) {
             if info.etag.as_deref() == Some(want.as_str()) {
                 return Ok(Verdict::Ours(CopyResult {
@@ -350,16 +313,16 @@ pub(crate) fn complete(
                 }));
             }
         }
-        let open = upload_is_open(storage, obj, &upload.upload_id)?;
+        let open = upload_is_open(&*looks, obj, c.upload_id)?;
         Ok(judge_complete(
             head.as_ref(),
             open,
-            size,
-            upload.metadata(),
+            c.size,
+            c.metadata,
             cond,
         ))
     };
-    run(&storage.client().config().retry, obj, &what, send, look)
+    run(policy, obj, &what, send, look)
 }
 
 /// After a completion whose reply was lost and whose ETag did not settle it: given the object
@@ -400,54 +363,15 @@ pub(crate) fn judge_complete(
     }
 }
 
-/// The ETag S3 gives a multipart upload of parts with these ETags: the MD5 of the parts' binary
-/// MD5s, then `-` and the number of parts. `None` unless every part ETag is an MD5 (32 hex
-/// digits, quotes allowed), or when there are no parts.
-pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let mut md5 = Md5::new();
-    let mut count = 0usize;
-    for etag in part_etags {
-        let etag = xml::normalize_etag(etag);
-        if !is_md5_hex(&etag) {
-            return None;
-        }
-        md5.update(hex::decode(&etag).ok()?);
-        count += 1;
-    }
-    (count > 0).then(|| format!("{}-{count}", hex::encode(md5.finalize())))
-}
-
-fn is_md5_hex(s: &str) -> bool {
-    s.len() == MD5_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 // ---- looking ----------------------------------------------------------------------------------
 
 // A look is one request of each kind, not retried by the client: a look that fails counts as
 // an attempt of the loop in `run`, which has the one attempt count.
 
-/// HEAD the key: `None` when there is no object.
-fn head_if_any(storage: &Storage, obj: &ObjectRef) -> Result<Option<ObjectInfo>> {
-    match storage.head_object_once(obj) {
-        Ok(info) => Ok(Some(info)),
-        Err(e) if e.is_not_found() && !matches!(e, StorageError::NoSuchBucket { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Is the multipart upload still open? (ListParts of one part: NoSuchUpload means it was
 /// completed or aborted.)
-fn upload_is_open(storage: &Storage, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
-    let req = S3Request::new(Method::Get, &obj.bucket, &obj.key)
-        .query("uploadId", upload_id)
-        .query("max-parts", "1")
-        .not_idempotent();
-    let what = format!("ListParts {obj}");
-    let reply = storage
-        .client()
-        .execute(&req)
-        .and_then(|resp| read_reply(resp, &what, &obj.bucket, &obj.key, xml::parse_list_parts));
-    match reply {
+fn upload_is_open(looks: &dyn ObjectStore, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
+    match looks.list_parts(obj, upload_id, None, Some(1)) {
         Ok(_) => Ok(true),
         Err(StorageError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
@@ -465,415 +389,4 @@ pub(crate) fn same_metadata(stored: &Metadata, sent: &Metadata) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::{Cell, RefCell};
-    use std::collections::VecDeque;
-    use std::time::Duration;
-
-    fn target() -> ObjectRef {
-        ObjectRef {
-            bucket: "b".into(),
-            key: "k".into(),
-        }
-    }
-
-    /// Quick retries: these tests count attempts, they do not time them.
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-        }
-    }
-
-    fn network() -> StorageError {
-        StorageError::Network {
-            what: "PUT s3://b/k".into(),
-            detail: "connection reset".into(),
-        }
-    }
-
-    fn http(status: u16, code: &str) -> StorageError {
-        StorageError::Http {
-            status,
-            code: Some(code.into()),
-            message: String::new(),
-            bucket: "b".into(),
-            key: "k".into(),
-            request_id: None,
-        }
-    }
-
-    fn precondition() -> StorageError {
-        StorageError::PreconditionFailed {
-            bucket: "b".into(),
-            key: "k".into(),
-        }
-    }
-
-    fn no_such_upload() -> StorageError {
-        StorageError::NotFound {
-            bucket: "b".into(),
-            key: "k".into(),
-            code: Some("NoSuchUpload".into()),
-        }
-    }
-
-    /// Run the loop with scripted sends and looks; returns the result, sends and looks made.
-    fn script(
-        sends: Vec<Result<u32>>,
-        looks: Vec<Result<Verdict<u32>>>,
-    ) -> (Result<u32>, usize, usize) {
-        let sends = RefCell::new(VecDeque::from(sends));
-        let looks = RefCell::new(VecDeque::from(looks));
-        let (sent, looked) = (Cell::new(0), Cell::new(0));
-        let r = run(
-            &policy(),
-            &target(),
-            "PUT s3://b/k",
-            || {
-                sent.set(sent.get() + 1);
-                sends.borrow_mut().pop_front().expect("a scripted send")
-            },
-            || {
-                looked.set(looked.get() + 1);
-                looks.borrow_mut().pop_front().expect("a scripted look")
-            },
-        );
-        (r, sent.get(), looked.get())
-    }
-
-    #[test]
-    fn a_lost_reply_of_an_applied_write_is_a_success_without_resending() {
-        let (r, sent, looked) = script(vec![Err(network())], vec![Ok(Verdict::Ours(7))]);
-        assert_eq!(r.ok(), Some(7));
-        assert_eq!((sent, looked), (1, 1));
-    }
-
-    #[test]
-    fn a_write_not_applied_is_sent_again() {
-        let (r, sent, looked) = script(vec![Err(network()), Ok(3)], vec![Ok(Verdict::NotApplied)]);
-        assert_eq!(r.ok(), Some(3));
-        assert_eq!((sent, looked), (2, 1));
-    }
-
-    #[test]
-    fn a_first_412_is_a_real_conflict_and_nothing_is_looked_at() {
-        let (r, sent, looked) = script(vec![Err(precondition())], vec![]);
-        assert!(matches!(r, Err(StorageError::PreconditionFailed { .. })));
-        assert_eq!((sent, looked), (1, 0));
-        let (r, _, looked) = script(vec![Err(no_such_upload())], vec![]);
-        assert!(r.is_err_and(|e| e.is_not_found()));
-        assert_eq!(looked, 0);
-    }
-
-    #[test]
-    fn a_412_after_a_lost_reply_is_looked_into() {
-        // The first attempt was applied late (after the look saw nothing): the resend's 412
-        // is the first attempt's trace, not someone else's object.
-        let (r, sent, looked) = script(
-            vec![Err(network()), Err(precondition())],
-            vec![Ok(Verdict::NotApplied), Ok(Verdict::Ours(9))],
-        );
-        assert_eq!(r.ok(), Some(9));
-        assert_eq!((sent, looked), (2, 2));
-        let (r, _, _) = script(
-            vec![Err(http(504, "GatewayTimeout")), Err(no_such_upload())],
-            vec![Err(network()), Ok(Verdict::Ours(1))],
-        );
-        assert_eq!(r.ok(), Some(1));
-    }
-
-    #[test]
-    fn a_conflict_found_by_looking_is_a_412() {
-        let (r, sent, looked) = script(vec![Err(network())], vec![Ok(Verdict::Conflict)]);
-        assert!(matches!(r, Err(StorageError::PreconditionFailed { .. })));
-        assert_eq!((sent, looked), (1, 1));
-    }
-
-    #[test]
-    fn throttling_is_retried_without_looking() {
-        let (r, sent, looked) = script(
-            vec![
-                Err(http(503, "SlowDown")),
-                Err(http(503, "SlowDown")),
-                Ok(5),
-            ],
-            vec![],
-        );
-        assert_eq!(r.ok(), Some(5));
-        assert_eq!((sent, looked), (3, 0));
-        // Still throttled after every attempt: the throttling error, not "unknown".
-        let (r, sent, _) = script((0..4).map(|_| Err(http(503, "SlowDown"))).collect(), vec![]);
-        assert!(matches!(r, Err(StorageError::Http { status: 503, .. })));
-        assert_eq!(sent, 4);
-    }
-
-    #[test]
-    fn an_outcome_no_look_could_settle_is_unknown_never_a_failure() {
-        let (r, sent, looked) = script(
-            (0..4).map(|_| Err(network())).collect(),
-            (0..4).map(|_| Err(network())).collect(),
-        );
-        assert!(
-            r.as_ref().is_err_and(StorageError::is_outcome_unknown),
-            "{r:?}"
-        );
-        assert_eq!(r.unwrap_err().errno(), libc::EIO);
-        assert_eq!((sent, looked), (4, 4));
-        // A look that settled "not applied" last: the last error, a definite failure.
-        let (r, _, _) = script(
-            (0..4).map(|_| Err(network())).collect(),
-            vec![
-                Err(network()),
-                Err(network()),
-                Err(network()),
-                Ok(Verdict::NotApplied),
-            ],
-        );
-        assert!(matches!(r, Err(StorageError::Network { .. })), "{r:?}");
-        // Throttled after an unsettled look: still unknown.
-        let (r, _, _) = script(
-            vec![
-                Err(network()),
-                Err(http(503, "SlowDown")),
-                Err(http(503, "SlowDown")),
-                Err(http(503, "SlowDown")),
-            ],
-            vec![Err(network())],
-        );
-        assert!(r.is_err_and(|e| e.is_outcome_unknown()));
-        let (r, sent, _) = script(
-            vec![Err(network())],
-            vec![Ok(Verdict::Undecidable("gone".into()))],
-        );
-        assert!(r.is_err_and(|e| e.is_outcome_unknown()));
-        assert_eq!(sent, 1);
-    }
-
-    #[test]
-    fn definite_errors_end_at_once() {
-        for e in [
-            http(400, "InvalidPart"),
-            http(400, "EntityTooSmall"),
-            StorageError::AccessDenied {
-                bucket: "b".into(),
-                key: "k".into(),
-                code: "AccessDenied".into(),
-                message: String::new(),
-                action: None,
-                request_id: None,
-            },
-        ] {
-            let (r, sent, looked) = script(vec![Err(e)], vec![]);
-            assert!(r.is_err());
-            assert_eq!((sent, looked), (1, 0));
-        }
-        // 500 and a 200 carrying <Error>InternalError are open; 409 ConditionalRequestConflict too.
-        for e in [
-            http(500, "InternalError"),
-            http(200, "InternalError"),
-            http(409, "ConditionalRequestConflict"),
-        ] {
-            let (r, sent, looked) = script(vec![Err(e), Ok(1)], vec![Ok(Verdict::NotApplied)]);
-            assert_eq!(r.ok(), Some(1));
-            assert_eq!((sent, looked), (2, 1));
-        }
-    }
-
-    fn info(size: u64, etag: &str, meta: &[(&str, &str)]) -> ObjectInfo {
-        ObjectInfo {
-            size,
-            etag: Some(etag.into()),
-            last_modified: None,
-            metadata: meta.iter().copied().collect(),
-            content_headers: Vec::new(),
-        }
-    }
-
-    fn opts(meta: &[(&str, &str)], if_none_match_any: bool, if_match: Option<&str>) -> PutOptions {
-        PutOptions {
-            metadata: meta.iter().copied().collect(),
-            content_headers: Vec::new(),
-            if_none_match_any,
-            if_match: if_match.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn judging_a_put() {
-        let exclusive = opts(&[("mode", "33188")], true, None);
-        let ours = info(5, "5d41402abc4b2a76b9719d911017c592", &[("mode", "33188 ")]);
-        let yes = |_: &ObjectInfo| Ok(true);
-        let no = |_: &ObjectInfo| Ok(false);
-        assert_eq!(
-            judge_put(Some(&ours), 5, &exclusive, yes).unwrap(),
-            Verdict::Ours(Some("5d41402abc4b2a76b9719d911017c592".into()))
-        );
-        assert_eq!(
-            judge_put(None, 5, &exclusive, yes).unwrap(),
-            Verdict::NotApplied
-        );
-        assert_eq!(
-            judge_put(Some(&ours), 5, &exclusive, no).unwrap(),
-            Verdict::Conflict
-        );
-        // Another size or other metadata: not ours, without even comparing the content.
-        let compared = |_: &ObjectInfo| -> Result<bool> { panic!("compared the content") };
-        assert_eq!(
-            judge_put(Some(&ours), 6, &exclusive, compared).unwrap(),
-            Verdict::Conflict
-        );
-        let other_meta = info(5, "x", &[("mode", "33261")]);
-        assert_eq!(
-            judge_put(Some(&other_meta), 5, &exclusive, compared).unwrap(),
-            Verdict::Conflict
-        );
-        // If-Match: the old version still there → not applied; gone or another → conflict.
-        let replace = opts(&[], false, Some("old"));
-        let old = info(3, "old", &[]);
-        assert_eq!(
-            judge_put(Some(&old), 5, &replace, no).unwrap(),
-            Verdict::NotApplied
-        );
-        assert_eq!(judge_put(None, 5, &replace, no).unwrap(), Verdict::Conflict);
-        assert_eq!(
-            judge_put(Some(&info(3, "new", &[])), 5, &replace, no).unwrap(),
-            Verdict::Conflict
-        );
-        // A comparison that fails is a failed look, not a verdict.
-        let broken = |_: &ObjectInfo| Err(network());
-        assert!(judge_put(Some(&ours), 5, &exclusive, broken).is_err());
-    }
-
-    #[test]
-    fn judging_a_completion_without_a_telling_etag() {
-        let meta: Metadata = [("mtime", "1.5")].into_iter().collect();
-        let none = opts(&[], false, None);
-        let obj = info(20, "opaque", &[("mtime", "1.5")]);
-        // Upload gone, object of the right size and metadata: completed.
-        assert!(matches!(
-            judge_complete(Some(&obj), false, 20, &meta, &none),
-            Verdict::Ours(CopyResult { etag: Some(ref e), .. }) if e == "opaque"
-        ));
-        // Upload gone, object not ours or absent: cannot tell, cannot resend.
-        for head in [Some(info(21, "opaque", &[("mtime", "1.5")])), None] {
-            assert!(matches!(
-                judge_complete(head.as_ref(), false, 20, &meta, &none),
-                Verdict::Undecidable(_)
-            ));
-        }
-        let other_meta = info(20, "opaque", &[("mtime", "2")]);
-        assert!(matches!(
-            judge_complete(Some(&other_meta), false, 20, &meta, &none),
-            Verdict::Undecidable(_)
-        ));
-        // Upload open: not applied, unless the condition cannot hold any more.
-        assert_eq!(
-            judge_complete(Some(&obj), true, 20, &meta, &none),
-            Verdict::NotApplied
-        );
-        let exclusive = opts(&[], true, None);
-        assert_eq!(
-            judge_complete(None, true, 20, &meta, &exclusive),
-            Verdict::NotApplied
-        );
-        assert_eq!(
-            judge_complete(Some(&obj), true, 20, &meta, &exclusive),
-            Verdict::Conflict
-        );
-        let replace = opts(&[], false, Some("opaque"));
-        assert_eq!(
-            judge_complete(Some(&obj), true, 20, &meta, &replace),
-            Verdict::NotApplied
-        );
-        assert_eq!(
-            judge_complete(None, true, 20, &meta, &replace),
-            Verdict::Conflict
-        );
-    }
-
-    #[test]
-    fn multipart_etag_of_known_parts() {
-        // moto 5.2.1 answered a one-part upload of "hello" (part ETag = MD5("hello")) with
-        // ETag "62109206880d38a4010a98e11243924a-1" (measured; see the README).
-        assert_eq!(
-            multipart_etag(["\"5d41402abc4b2a76b9719d911017c592\""]).as_deref(),
-            Some("62109206880d38a4010a98e11243924a-1")
-        );
-        // Three parts, expected value computed here from the parts' bytes independently.
-        let bodies: [&[u8]; 3] = [b"part one", b"part two", b"3"];
-        let part_md5s: Vec<[u8; 16]> = bodies.iter().map(|b| Md5::digest(b).into()).collect();
-        let mut joined = Vec::new();
-        for d in &part_md5s {
-            joined.extend_from_slice(d);
-        }
-        let want = format!("{:x}-3", Md5::digest(&joined));
-        let etags: Vec<String> = part_md5s.iter().map(hex::encode).collect();
-        assert_eq!(
-            multipart_etag(etags.iter().map(String::as_str)).as_deref(),
-            Some(want.as_str())
-        );
-        // Upper-case hex and escaped quotes are the same ETags.
-        let shouty: Vec<String> = etags
-            .iter()
-            .map(|e| format!("&quot;{}&quot;", e.to_uppercase()))
-            .collect();
-        assert_eq!(
-            multipart_etag(shouty.iter().map(String::as_str)).as_deref(),
-            Some(want.as_str())
-        );
-        // Anything that is not an MD5 makes the ETag unknowable, not wrong.
-        for bad in [
-            "5d41402abc4b2a76b9719d911017c59",
-            "5d41402abc4b2a76b9719d911017c592-1",
-            "zz41402abc4b2a76b9719d911017c592",
-            "",
-        ] {
-            assert_eq!(multipart_etag([etags[0].as_str(), bad]), None, "{bad:?}");
-        }
-        assert_eq!(multipart_etag([]), None);
-    }
-
-    #[test]
-    fn body_md5_of_bytes_and_file_ranges() {
-        assert_eq!(
-            body_md5(RequestBody::Bytes(b"hello")).unwrap(),
-            "5d41402abc4b2a76b9719d911017c592"
-        );
-        assert_eq!(
-            body_md5(RequestBody::Empty).unwrap(),
-            "d41d8cd98f00b204e9800998ecf8427e"
-        );
-        let mut f = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut f, b"xxhelloyy").unwrap();
-        let slice = RequestBody::File {
-            file: &f,
-            offset: 2,
-            len: 5,
-        };
-        assert_eq!(body_md5(slice).unwrap(), "5d41402abc4b2a76b9719d911017c592");
-        let mut buf = [0u8; 3];
-        read_body(slice, 1, &mut buf).unwrap();
-        assert_eq!(&buf, b"ell");
-        let past_end = RequestBody::File {
-            file: &f,
-            offset: 5,
-            len: 10,
-        };
-        assert!(body_md5(past_end).is_err(), "a short file is an error");
-        assert!(read_body(RequestBody::Bytes(b"ab"), 1, &mut buf).is_err());
-    }
-
-    #[test]
-    fn metadata_compares_without_surrounding_spaces() {
-        let a: Metadata = [("a", "1"), ("b", " x ")].into_iter().collect();
-        let b: Metadata = [("A", "1"), ("b", "x")].into_iter().collect();
-        assert!(same_metadata(&a, &b));
-        let c: Metadata = [("a", "1")].into_iter().collect();
-        assert!(!same_metadata(&a, &c));
-        let d: Metadata = [("a", "1"), ("b", "y")].into_iter().collect();
-        assert!(!same_metadata(&a, &d));
-    }
-}
+mod tests;

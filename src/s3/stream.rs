@@ -25,7 +25,7 @@
 //! different: it may have been applied, so it is looked into ([`super::reconcile`]), and when
 //! that cannot tell, `finish` says so ([`StorageError::OutcomeUnknown`]) instead of inviting a
 //! second upload. Every upload is recorded in the
-//! storage's journal before its first part (see [`super::journal`]), so a crash leaves nothing
+//! bucket's journal before its first part (see [`super::journal`]), so a crash leaves nothing
 //! that the next start does not abort.
 
 use std::collections::VecDeque;
@@ -33,12 +33,13 @@ use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::client::RequestBody;
+use super::body::RequestBody;
+use super::bucket::Bucket;
 use super::error::{Result, StorageError};
 use super::name::ObjectRef;
-use super::storage::{
-    MultipartUpload, PutOptions, Storage, TransferConfig, MAX_PARTS, MIN_PART_SIZE,
-};
+use super::store::{MAX_PARTS, MIN_PART_SIZE};
+use super::transfer::{MultipartUpload, TransferConfig};
+use super::types::PutOptions;
 
 /// Parts per size step of a [`PartLayout`]: the part size doubles after every this many parts.
 const PARTS_PER_STEP: u64 = 1000;
@@ -127,7 +128,7 @@ impl UploadQueue {
 /// A multipart upload whose parts are sent from a file while it is being written.
 #[derive(Debug)]
 pub struct StreamingUpload {
-    storage: Storage,
+    bucket: Bucket,
     upload: Option<MultipartUpload>,
     queue: Arc<UploadQueue>,
     workers: Vec<JoinHandle<()>>,
@@ -141,17 +142,13 @@ pub struct StreamingUpload {
 }
 
 impl StreamingUpload {
-    /// `CreateMultipartUpload` for `obj` with `options`' metadata and content headers (recorded
-    /// in the storage's journal), and start the workers that will read parts from `file`.
-    pub fn start(
-        storage: &Storage,
-        obj: &ObjectRef,
-        options: &PutOptions,
-        file: File,
-    ) -> Result<Self> {
-        let transfer: &TransferConfig = storage.transfer();
+    /// `CreateMultipartUpload` for `key` with `options`' metadata and content headers
+    /// (recorded in the bucket's journal), and start the workers that will read parts from
+    /// `file`.
+    pub fn start_in(bucket: &Bucket, key: &str, options: &PutOptions, file: File) -> Result<Self> {
+        let transfer: &TransferConfig = bucket.transfer();
         let parallelism = transfer.parallelism.max(1);
-        let upload = storage.begin_multipart(obj, options)?;
+        let upload = bucket.begin_multipart(key, options)?;
         let queue = Arc::new(UploadQueue {
             limit: 2 * parallelism,
             ..UploadQueue::default()
@@ -159,22 +156,22 @@ impl StreamingUpload {
         let file = Arc::new(file);
         let mut workers = Vec::with_capacity(parallelism);
         for i in 0..parallelism {
-            let (s, q, f) = (storage.clone(), queue.clone(), file.clone());
+            let (b, q, f) = (bucket.clone(), queue.clone(), file.clone());
             let (obj, id) = (upload.obj.clone(), upload.upload_id.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("s3mount-part-{i}"))
-                .spawn(move || worker(&s, &obj, &id, &f, &q));
+                .spawn(move || worker(&b, &obj, &id, &f, &q));
             match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) if workers.is_empty() => {
                     let err = StorageError::io("starting upload workers", e);
-                    return Err(abort_then(storage.clone(), upload, err));
+                    return Err(abort_then(bucket, upload, err));
                 }
                 Err(_) => break, // fewer workers is fine
             }
         }
         Ok(StreamingUpload {
-            storage: storage.clone(),
+            bucket: bucket.clone(),
             upload: Some(upload),
             queue,
             workers,
@@ -270,7 +267,7 @@ impl StreamingUpload {
                 ),
             );
             self.stop_workers();
-            return Err(abort_then(self.storage.clone(), upload, err));
+            return Err(abort_then(&self.bucket, upload, err));
         }
         {
             let mut g = self.queue.lock();
@@ -289,7 +286,7 @@ impl StreamingUpload {
             // Past the last part S3 allows.
             self.stop_workers();
             let err = StorageError::invalid("upload", "file too large for a multipart upload");
-            return Err(abort_then(self.storage.clone(), upload, err));
+            return Err(abort_then(&self.bucket, upload, err));
         }
         let waiting = std::time::Instant::now();
         for h in self.workers.drain(..) {
@@ -323,7 +320,7 @@ impl StreamingUpload {
         // Completes under `cond`, or aborts; the journal entry goes either way once done.
         let completing = std::time::Instant::now();
         let obj = upload.obj.clone();
-        let result = self.storage.finish_multipart(upload, parts, len, cond);
+        let result = self.bucket.finish_multipart(upload, parts, len, cond);
         log::debug!(
             "{obj}: CompleteMultipartUpload took {:?}",
             completing.elapsed()
@@ -336,7 +333,7 @@ impl StreamingUpload {
     pub fn abort(mut self) -> Result<()> {
         self.stop_workers();
         match self.upload.take() {
-            Some(u) => self.storage.abort_upload(u),
+            Some(u) => self.bucket.abort_upload(u),
             None => Ok(()),
         }
     }
@@ -372,7 +369,7 @@ impl Drop for StreamingUpload {
         }
         self.queue.cancel();
         let workers = std::mem::take(&mut self.workers);
-        let (storage, upload) = (self.storage.clone(), self.upload.take());
+        let (bucket, upload) = (self.bucket.clone(), self.upload.take());
         let _ = std::thread::Builder::new()
             .name("s3mount-abort".into())
             .spawn(move || {
@@ -380,23 +377,23 @@ impl Drop for StreamingUpload {
                     let _ = h.join();
                 }
                 if let Some(u) = upload {
-                    let _ = storage.abort_upload(u);
+                    let _ = bucket.abort_upload(u);
                 }
             });
     }
 }
 
 /// Abort `upload` (logging a failure to) and return `err`.
-fn abort_then(storage: Storage, upload: MultipartUpload, err: StorageError) -> StorageError {
+fn abort_then(bucket: &Bucket, upload: MultipartUpload, err: StorageError) -> StorageError {
     let (obj, id) = (upload.obj.clone(), upload.upload_id.clone());
-    if let Err(e) = storage.abort_upload(upload) {
+    if let Err(e) = bucket.abort_upload(upload) {
         log::warn!("{obj}: could not abort multipart upload {id}: {e}");
     }
     err
 }
 
 /// One worker: take a part range, send it, record its ETag; stop at the first error.
-fn worker(storage: &Storage, obj: &ObjectRef, upload_id: &str, file: &File, queue: &UploadQueue) {
+fn worker(bucket: &Bucket, obj: &ObjectRef, upload_id: &str, file: &File, queue: &UploadQueue) {
     loop {
         let (n, start, end) = {
             let mut g = queue.lock();
@@ -414,8 +411,8 @@ fn worker(storage: &Storage, obj: &ObjectRef, upload_id: &str, file: &File, queu
                 g = queue.wait(g);
             }
         };
-        let result = storage.upload_part(
-            obj,
+        let result = bucket.upload_part(
+            &obj.key,
             upload_id,
             n,
             RequestBody::File {

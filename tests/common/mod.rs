@@ -212,6 +212,20 @@ pub struct Server {
     pub log: PathBuf,
 }
 
+/// Serializes the tests of one binary that take it.
+///
+/// A test that holds a file of a mount open in this process and then counts the mount's
+/// requests must not run beside a test that starts child processes: a child started by
+/// another thread holds a copy of every descriptor of this process until its `exec` closes
+/// them, and the kernel answers each such close with a FUSE `FLUSH` — which uploads the file
+/// half-written and adds requests the test did not make. (A program that forks while it holds
+/// a file of the mount open gets the same extra upload, as on any FUSE file system that uploads
+/// at `close`.)
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 static SERVER: OnceLock<Server> = OnceLock::new();
 
 /// The server of this test binary, started on first use.

@@ -1,0 +1,326 @@
+//! [`Bucket`]: the policy layer over an [`ObjectStore`], for one bucket, keyed by object key.
+//!
+//! This is what the file system and the seed API use; everything that is more than one
+//! request lives here or in the rooms it calls:
+//! - reads: [`Bucket::read_range`] (exact ranges, a broken body resumed with `If-Match`) and
+//!   [`Bucket::download`] (see [`super::read`]);
+//! - writes: [`Bucket::put`] (a conditional PUT whose reply is lost is looked into, not resent
+//!   blindly: [`super::reconcile`]) and [`Bucket::put_file`] (one PUT up to
+//!   [`TransferConfig::multipart_threshold`], a parallel multipart upload above it);
+//! - [`Bucket::copy`]: one CopyObject, or UploadPartCopy above
+//!   [`TransferConfig::copy_threshold`] (5 GiB, S3's limit for a single copy);
+//! - deletes and listings: [`Bucket::delete_many`] (DeleteObjects in batches of 1000),
+//!   [`Bucket::list_page`], [`Bucket::list_all`], [`Bucket::list_uploads`],
+//!   [`Bucket::list_parts`];
+//! - multipart uploads fed by a caller ([`super::StreamingUpload`]):
+//!   [`Bucket::begin_multipart`], [`Bucket::upload_part`], [`Bucket::finish_multipart`],
+//!   [`Bucket::abort_upload`], each upload in the [`UploadJournal`] while it runs (see
+//!   [`super::transfer`]).
+//!
+//! The retries of single requests belong to the client below the store; the loops here (a
+//! resumed body, the looks after a lost reply) count their attempts with the bucket's
+//! [`RetryPolicy`]. A `Bucket` is cheap to clone and thread-safe.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use super::body::RequestBody;
+use super::client::RetryPolicy;
+use super::error::Result;
+use super::journal::UploadJournal;
+use super::name::ObjectRef;
+use super::read;
+use super::reconcile;
+use super::requests::delete::MAX_KEYS as DELETE_BATCH;
+use super::store::{head_if_any, ObjectStore, MAX_SINGLE_COPY};
+use super::transfer::{self, MultipartUpload, TransferConfig, Transfers};
+use super::types::{
+    CopyRequest, CopyResult, DeleteResult, GetObject, ListPage, ListRequest, ListedObject,
+    ListedPart, ObjectInfo, PendingUpload, PutOptions,
+};
+
+/// One bucket of an object store, with the policy above single requests (see the module
+/// note).
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    name: String,
+    transfer: TransferConfig,
+    retry: RetryPolicy,
+    journal: Option<Arc<UploadJournal>>,
+}
+
+impl Bucket {
+    /// The bucket `name` of `store`, with default transfer settings and retry policy, and no
+    /// journal.
+    pub fn new(store: Arc<dyn ObjectStore>, name: impl Into<String>) -> Self {
+        Bucket {
+            store,
+            name: name.into(),
+            transfer: TransferConfig::default(),
+            retry: RetryPolicy::default(),
+            journal: None,
+        }
+    }
+
+    /// Change the transfer settings.
+    pub fn with_transfer(mut self, transfer: TransferConfig) -> Self {
+        self.transfer = transfer;
+        self
+    }
+
+    /// Change the policy that bounds the loops here (resumed bodies, looks after a lost reply).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Record every multipart upload in `journal` until it is completed or aborted.
+    pub fn with_journal(mut self, journal: Option<Arc<UploadJournal>>) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &dyn ObjectStore {
+        &*self.store
+    }
+
+    /// The transfer settings.
+    pub fn transfer(&self) -> &TransferConfig {
+        &self.transfer
+    }
+
+    /// The retry policy of the loops here.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The upload journal, if any.
+    pub fn journal(&self) -> Option<&UploadJournal> {
+        self.journal.as_deref()
+    }
+
+    /// `key` in this bucket.
+    pub fn obj(&self, key: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: self.name.clone(),
+            key: key.to_string(),
+        }
+    }
+
+    fn transfers(&self) -> Transfers<'_> {
+        Transfers {
+            store: &*self.store,
+            config: &self.transfer,
+            retry: &self.retry,
+            journal: self.journal.as_deref(),
+        }
+    }
+
+    // ---- reads ----------------------------------------------------------------------------
+
+    /// HEAD `key`.
+    pub fn head(&self, key: &str) -> Result<ObjectInfo> {
+        self.store.head_object(&self.obj(key))
+    }
+
+    /// HEAD `key`; `None` when there is no such object.
+    pub fn head_if_any(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        head_if_any(&*self.store, &self.obj(key))
+    }
+
+    /// GET `key`, or bytes `[start, end)` of it, only if its ETag is `if_match` when given.
+    pub fn get(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        if_match: Option<&str>,
+    ) -> Result<GetObject> {
+        self.store.get_object(&self.obj(key), range, if_match)
+    }
+
+    /// Read exactly `buf.len()` bytes at `offset` (fewer only at the end of the object) of the
+    /// version whose ETag is `etag` (any version when `None`); a broken body is resumed, never
+    /// mixed with another version. Returns the bytes read and the ETag.
+    pub fn read_range(
+        &self,
+        key: &str,
+        offset: u64,
+        buf: &mut [u8],
+        etag: Option<&str>,
+    ) -> Result<(usize, Option<String>)> {
+        let obj = self.obj(key);
+        read::read_range(
+            &*self.store,
+            self.retry.max_attempts,
+            &obj,
+            offset,
+            buf,
+            etag,
+        )
+    }
+
+    /// Download `key` into `out` (from its current position), resuming a broken body.
+    pub fn download(&self, key: &str, out: &mut File) -> Result<ObjectInfo> {
+        read::download(&*self.store, self.retry.max_attempts, &self.obj(key), out)
+    }
+
+    // ---- writes ---------------------------------------------------------------------------
+
+    /// PUT `body` as `key`; returns the new ETag. A conditional PUT (`If-None-Match: *`,
+    /// `If-Match`) whose reply is lost is looked into before it is sent again, and a write
+    /// whose outcome stays open is [`super::StorageError::OutcomeUnknown`].
+    pub fn put(
+        &self,
+        key: &str,
+        body: RequestBody<'_>,
+        opts: &PutOptions,
+    ) -> Result<Option<String>> {
+        let obj = self.obj(key);
+        if !(opts.if_none_match_any || opts.if_match.is_some()) {
+            return self.store.put_object(&obj, body, opts);
+        }
+        reconcile::put(&*self.store, &self.retry, &obj, body, opts)
+    }
+
+    /// Upload `len` bytes of `file` as `key`: one PUT up to the multipart threshold, a parallel
+    /// multipart upload above it (aborted if any part fails, so nothing partial is left).
+    pub fn put_file(
+        &self,
+        key: &str,
+        file: &File,
+        len: u64,
+        opts: &PutOptions,
+    ) -> Result<Option<String>> {
+        if len <= self.transfer.multipart_threshold {
+            let body = RequestBody::File {
+                file,
+                offset: 0,
+                len,
+            };
+            return self.put(key, body, opts);
+        }
+        self.transfers()
+            .upload_file(&self.obj(key), file, len, opts)
+    }
+
+    /// Server-side copy: one CopyObject, or UploadPartCopy above the copy threshold (the
+    /// source's size is asked for when `c.size` does not say it and it matters). The
+    /// destination is normally in this bucket; a multipart copy's upload is made where it is.
+    pub fn copy(&self, c: &CopyRequest) -> Result<CopyResult> {
+        let size = match c.size {
+            Some(s) => s,
+            None if self.transfer.copy_threshold >= MAX_SINGLE_COPY => 0,
+            None => self.store.head_object(&c.src)?.size,
+        };
+        if size > self.transfer.copy_threshold {
+            return self.transfers().copy_parts(c, size);
+        }
+        self.store.copy_object(c)
+    }
+
+    /// DELETE `key` (no error if it is already gone, as in S3).
+    pub fn delete(&self, key: &str) -> Result<()> {
+        self.store.delete_object(&self.obj(key))
+    }
+
+    /// Delete many keys with DeleteObjects, 1000 per request. Keys S3 reports as not deleted are
+    /// returned in `errors`.
+    pub fn delete_many(&self, keys: &[String]) -> Result<DeleteResult> {
+        let mut all = DeleteResult::default();
+        for chunk in keys.chunks(DELETE_BATCH) {
+            let r = self.store.delete_objects(&self.name, chunk)?;
+            all.deleted.extend(r.deleted);
+            all.errors.extend(r.errors);
+        }
+        Ok(all)
+    }
+
+    // ---- listings -------------------------------------------------------------------------
+
+    /// One ListObjectsV2 page.
+    pub fn list_page(&self, list: &ListRequest) -> Result<ListPage> {
+        self.store.list_objects_v2(&self.name, list)
+    }
+
+    /// Every page of a listing, concatenated: (objects, common prefixes).
+    pub fn list_all(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<(Vec<ListedObject>, Vec<String>)> {
+        let mut objects = Vec::new();
+        let mut prefixes = Vec::new();
+        let mut req = ListRequest {
+            prefix: prefix.to_string(),
+            delimiter: delimiter.map(str::to_string),
+            ..ListRequest::default()
+        };
+        loop {
+            let page = self.list_page(&req)?;
+            objects.extend(page.objects);
+            prefixes.extend(page.common_prefixes);
+            match page.next_continuation_token {
+                Some(t) if page.is_truncated => req.continuation_token = Some(t),
+                _ => break,
+            }
+        }
+        Ok((objects, prefixes))
+    }
+
+    /// Every multipart upload in progress whose key starts with `prefix`, all pages.
+    pub fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>> {
+        transfer::all_uploads(&*self.store, &self.name, prefix)
+    }
+
+    /// The parts uploaded so far to an upload of `key`, all pages.
+    pub fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<ListedPart>> {
+        transfer::all_parts(&*self.store, &self.obj(key), upload_id)
+    }
+
+    // ---- multipart uploads fed by the caller ----------------------------------------------
+
+    /// Start a multipart upload of `key` with `opts`' metadata and content headers, recorded
+    /// in the journal before any part is sent.
+    pub fn begin_multipart(&self, key: &str, opts: &PutOptions) -> Result<MultipartUpload> {
+        self.transfers().begin(&self.obj(key), opts)
+    }
+
+    /// Send part `part_number` of the upload `upload_id` of `key`; returns its ETag.
+    pub fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: RequestBody<'_>,
+    ) -> Result<String> {
+        self.store
+            .upload_part(&self.obj(key), upload_id, part_number, body)
+    }
+
+    /// Complete `upload` with these part results (`size` bytes in all) under `cond`'s
+    /// conditions, or abort it if a part failed (see [`super::transfer`]).
+    pub fn finish_multipart(
+        &self,
+        upload: MultipartUpload,
+        parts: Result<Vec<(u32, String)>>,
+        size: u64,
+        cond: &PutOptions,
+    ) -> Result<Option<String>> {
+        self.transfers().finish(upload, parts, size, cond)
+    }
+
+    /// Abort an upload this process started (one already gone is fine).
+    pub fn abort_upload(&self, upload: MultipartUpload) -> Result<()> {
+        self.transfers().abort(upload)
+    }
+}
+
+#[cfg(test)]
+mod tests;
