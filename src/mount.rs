@@ -7,7 +7,7 @@ use std::sync::Arc;
 use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::mountinfo::fuse_mounted_at;
 use s3mount::fs::{FsOptions, S3Fs};
-use s3mount::s3::{Storage, UploadJournal};
+use s3mount::s3::{S3Metrics, Storage, UploadJournal};
 
 use crate::cli::{merged_options, split_bucket_spec, Cli};
 use crate::daemon::{daemonize, report_ready, sd_notify, set_log_file};
@@ -66,7 +66,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
         ));
     }
 
-    let storage = make_storage(&cli, &config, Some(bucket.clone()))?;
+    // Counted for `s3mount status` unless --no-status.
+    let metrics = (!cli.no_status).then(|| Arc::new(S3Metrics::default()));
+    let storage = make_storage(&cli, &config, Some(bucket.clone()), metrics)?;
     preflight(&storage, &config.endpoint, &bucket, &config.prefix)?;
 
     let cache_root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);

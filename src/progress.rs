@@ -7,6 +7,9 @@
 //! there is no bar and no control character: only the lines.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -22,6 +25,10 @@ pub struct Progress {
     noun: &'static str,
     /// The bar measures bytes (else items).
     by_bytes: bool,
+    /// Bytes of the items done.
+    done_bytes: Arc<AtomicU64>,
+    /// The thread adding the bytes of the item in progress ([`Progress::with_live_bytes`]).
+    live: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl Progress {
@@ -55,9 +62,36 @@ impl Progress {
             done: 0,
             noun,
             by_bytes: bytes > 0,
+            done_bytes: Arc::new(AtomicU64::new(0)),
+            live: None,
         };
         p.show_count();
         p
+    }
+
+    /// Move the bar within an item too: `in_flight()` is the bytes of the items in progress
+    /// sent so far (read every refresh on a thread of its own; never below what was shown).
+    pub fn with_live_bytes(mut self, in_flight: impl Fn() -> u64 + Send + 'static) -> Self {
+        let Some(bar) = self.bar.clone().filter(|_| self.by_bytes) else {
+            return self;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, done) = (stop.clone(), self.done_bytes.clone());
+        let thread = std::thread::Builder::new()
+            .name("s3mount-progress".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    let at = done.load(Ordering::Relaxed) + in_flight();
+                    if at > bar.position() {
+                        bar.set_position(at.min(bar.length().unwrap_or(at)));
+                    }
+                    std::thread::park_timeout(REFRESH);
+                }
+            });
+        if let Ok(t) = thread {
+            self.live = Some((stop, t));
+        }
+        self
     }
 
     fn show_count(&self) {
@@ -69,8 +103,13 @@ impl Progress {
     /// One item finished (`bytes` of it, or 0 when items have no size).
     pub fn item_done(&mut self, bytes: u64) {
         self.done += 1;
+        let done_bytes = self.done_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if let Some(bar) = &self.bar {
-            bar.inc(if self.by_bytes { bytes } else { 1 });
+            if !self.by_bytes {
+                bar.inc(1);
+            } else if done_bytes > bar.position() {
+                bar.set_position(done_bytes);
+            }
         }
         self.show_count();
     }
@@ -95,6 +134,11 @@ impl Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
+        if let Some((stop, thread)) = self.live.take() {
+            stop.store(true, Ordering::Relaxed);
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

@@ -16,19 +16,23 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use s3mount::fs::{unsaved, S3Fs};
-use s3mount::s3::private;
+use s3mount::s3::{private, OperationStats, S3Metrics};
 
 use crate::status::{
     CacheFigure, RequestFigure, Snapshot, UnsavedFigure, UploadFigure, SNAPSHOT_VERSION,
     STATUS_FILE,
 };
+
+/// The Prometheus histogram keeps every fourth bound of the latency histogram (one bucket per
+/// doubling, 100 µs to ~100 s: 21 buckets); `s3mount status`'s quantiles use them all.
+const PROMETHEUS_BUCKET_EVERY: usize = 4;
 
 /// How often `status.json` is rewritten.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -107,12 +111,40 @@ impl Sources {
         }
     }
 
+    /// The client's counters (`None` with `--no-status`).
+    fn metrics(&self) -> Option<&Arc<S3Metrics>> {
+        self.fs.storage().client().metrics()
+    }
+
     fn uploads(&self) -> Vec<UploadFigure> {
-        Vec::new()
+        self.metrics()
+            .map(|m| m.uploads())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| UploadFigure {
+                key: u.key,
+                sent_bytes: u.sent,
+                total_bytes: u.total,
+            })
+            .collect()
     }
 
     fn requests(&self) -> Vec<RequestFigure> {
-        Vec::new()
+        self.operations()
+            .iter()
+            .map(|o| RequestFigure {
+                operation: o.operation.name().to_string(),
+                count: o.count,
+                errors: o.errors,
+                p50_seconds: o.quantile(0.5),
+                p99_seconds: o.quantile(0.99),
+            })
+            .collect()
+    }
+
+    /// Per operation, with the histograms (for Prometheus).
+    fn operations(&self) -> Vec<OperationStats> {
+        self.metrics().map(|m| m.operations()).unwrap_or_default()
     }
 }
 
@@ -323,6 +355,40 @@ impl Collector for MountCollector {
                 "s3mount_cache_misses",
                 "Block reads the data cache could not answer",
                 c.misses,
+            )?;
+        }
+        let ops = self.sources.operations();
+        let label = |o: &OperationStats| vec![("operation", o.operation.name())];
+        for (name, help, value) in [
+            (
+                "s3mount_requests",
+                "S3 requests sent, per operation (each retry counts)",
+                (|o: &OperationStats| o.count) as fn(&OperationStats) -> u64,
+            ),
+            (
+                "s3mount_request_errors",
+                "S3 requests that failed, per operation (a missing object or a failed condition is not a failure)",
+                |o: &OperationStats| o.errors,
+            ),
+        ] {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for o in &ops {
+                ConstCounter::new(value(o)).encode(e.encode_family(&label(o))?)?;
+            }
+        }
+        let mut e = encoder.encode_descriptor(
+            "s3mount_request_duration_seconds",
+            "Latency of S3 requests until the reply's headers, per operation",
+            None,
+            MetricType::Histogram,
+        )?;
+        for o in &ops {
+            let buckets = o.grouped_buckets(PROMETHEUS_BUCKET_EVERY);
+            e.encode_family(&label(o))?.encode_histogram::<NoLabelSet>(
+                o.sum_seconds,
+                o.count,
+                &buckets,
+                None,
             )?;
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use s3mount::fs::unsaved;
-use s3mount::s3::UploadJournal;
+use s3mount::s3::{S3Metrics, UploadJournal};
 
 use crate::cli::{merged_options, split_bucket_spec, Cli};
 use crate::progress::Progress;
@@ -16,7 +16,8 @@ use crate::setup::{default_cache_dir, load_config, make_storage, secure_cache_di
 pub fn recover(cli: &Cli) -> Result<(), String> {
     let o = merged_options(cli)?;
     let config = load_config(&o, None, None)?;
-    let base_storage = make_storage(cli, &config, None)?;
+    let metrics = Arc::new(S3Metrics::default());
+    let base_storage = make_storage(cli, &config, None, Some(metrics.clone()))?;
     let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let (mut done, mut failed, mut aborted) = (0usize, 0usize, 0usize);
     // What is to be uploaded: the client (with its mount's journal), the copy, its note, size.
@@ -92,7 +93,8 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
     }
     // Then the uploads, the long part: a bar on a terminal.
     let bytes = pending.iter().map(|p| p.3).sum();
-    let mut progress = Progress::new("recover", "files", pending.len() as u64, bytes);
+    let mut progress = Progress::new("recover", "files", pending.len() as u64, bytes)
+        .with_live_bytes(move || metrics.uploads().iter().map(|u| u.sent).sum());
     for (storage, data, note, len) in pending {
         let obj = &note.obj;
         let result = std::fs::File::open(&data)
@@ -141,7 +143,7 @@ pub fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
         .default_bucket
         .clone()
         .ok_or("no bucket: name one on the command line or set default_bucket in the config")?;
-    let storage = make_storage(cli, &config, Some(bucket.clone()))?;
+    let storage = make_storage(cli, &config, Some(bucket.clone()), None)?;
     let uploads = storage
         .list_multipart_uploads(&bucket, &config.prefix)
         .map_err(|e| e.to_string())?;

@@ -2,10 +2,11 @@
 //! client for it, the bucket check before mounting, and the cache directory and its rules.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use s3mount::config::{Endpoint, LoadRequest, Overrides};
 use s3mount::s3::private::{self, DirState};
-use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage, StorageError};
+use s3mount::s3::{ClientConfig, ListRequest, S3Client, S3Metrics, Storage, StorageError};
 
 use crate::cli::Cli;
 use crate::opts::MountOptions;
@@ -33,15 +34,20 @@ pub fn load_config(
     s3mount::Config::load(&req).map_err(|e| e.to_string())
 }
 
-/// A client for `config` (with `--ca-file`).
+/// A client for `config` (with `--ca-file`), counting its requests and uploads in `metrics`
+/// if given.
 pub fn make_storage(
     cli: &Cli,
     config: &s3mount::Config,
     bucket: Option<String>,
+    metrics: Option<Arc<S3Metrics>>,
 ) -> Result<Storage, String> {
     let mut client_cfg = ClientConfig::from_config(config);
     client_cfg.ca_file = cli.ca_file.clone();
-    let client = S3Client::new(client_cfg).map_err(|e| e.to_string())?;
+    let mut client = S3Client::new(client_cfg).map_err(|e| e.to_string())?;
+    if let Some(m) = metrics {
+        client = client.with_metrics(m);
+    }
     Ok(Storage::with_client(client, bucket))
 }
 
@@ -53,6 +59,8 @@ pub fn preflight(
     bucket: &str,
     prefix: &str,
 ) -> Result<(), String> {
+    // The failure is said once, here: the client does not log it at WARN first.
+    let storage = Storage::with_client(storage.client().quiet_failures(), None);
     // LIST first: its error reply has a body naming the S3 error code (NoSuchBucket,
     // SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied); a HEAD's has none, so a wrong
     // secret would be reported as a missing s3:ListBucket permission.

@@ -229,6 +229,24 @@ fn a_failed_upload_shows_as_unsaved() {
         Some(b"kept for later".len() as f64),
         "{page}"
     );
+    // The failed PUT is counted as an error, in both.
+    let s = status_json(&m);
+    let put = s["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operation"] == "PutObject")
+        .unwrap_or_else(|| panic!("no PutObject: {s}"));
+    assert!(u(&put["errors"]) >= 1, "{s}");
+    assert_eq!(
+        sample(
+            &page,
+            "s3mount_request_errors_total",
+            "operation=\"PutObject\""
+        ),
+        Some(u(&put["errors"]) as f64),
+        "{page}"
+    );
 }
 
 /// Without `--cache-dir`, `status` looks in the default cache dir and names the mount it
