@@ -18,7 +18,7 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::fd::IntoRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -515,4 +515,227 @@ fn a_multipart_file_reads_right_after_its_directory_is_renamed() {
         &std::fs::read(m.join("e/big")).unwrap(),
         &data,
     );
+}
+
+/// Store `data` at `key` through the S3 API as a multipart upload (its ETag ends in `-N`, so
+/// any copy of it gets a new one), and return that ETag.
+fn put_multipart(storage: &Storage, bucket: &str, key: &str, data: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("data");
+    std::fs::write(&local, data).unwrap();
+    let file = std::fs::File::open(&local).unwrap();
+    let etag = storage
+        .put_file(
+            &obj(bucket, key),
+            &file,
+            data.len() as u64,
+            &PutOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("multipart PUT {key}: {e}"))
+        .unwrap_or_default();
+    assert!(
+        etag.contains('-'),
+        "{etag} is not a multipart ETag: a copy would keep it and the test would prove nothing"
+    );
+    etag
+}
+
+/// Named events between a test and the hooks it puts into the proxy: one side `set`s, the
+/// other `wait`s (bounded, so a hook that is never reached fails the test instead of hanging).
+#[derive(Default)]
+struct Events {
+    happened: Mutex<Vec<&'static str>>,
+    changed: std::sync::Condvar,
+}
+
+/// Longest a test or a hook waits for an event of the other side.
+const EVENT_WAIT: Duration = Duration::from_secs(30);
+
+impl Events {
+    fn set(&self, what: &'static str) {
+        self.happened.lock().unwrap().push(what);
+        self.changed.notify_all();
+    }
+
+    /// True once `what` happened; false after [`EVENT_WAIT`].
+    fn wait(&self, what: &'static str) -> bool {
+        let deadline = Instant::now() + EVENT_WAIT;
+        let mut g = self.happened.lock().unwrap();
+        while !g.contains(&what) {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = self.changed.wait_timeout(g, deadline - now).unwrap().0;
+        }
+        true
+    }
+}
+
+/// A hook that announces `arrived`, then holds the request until `until` happened.
+fn hold_until(events: &Arc<Events>, arrived: &'static str, until: &'static str) -> Hook {
+    let ev = events.clone();
+    Hook::new(move |_| {
+        ev.set(arrived);
+        assert!(ev.wait(until), "{until}: never happened");
+        None
+    })
+}
+
+/// A hook that announces `arrived`, then holds the request while `still()` is true of the
+/// server (asked directly, not through the proxy).
+fn hold_while(
+    events: &Arc<Events>,
+    arrived: &'static str,
+    still: impl Fn() -> bool + Send + Sync + 'static,
+) -> Hook {
+    let ev = events.clone();
+    Hook::new(move |_| {
+        ev.set(arrived);
+        let deadline = Instant::now() + EVENT_WAIT;
+        while still() {
+            assert!(
+                Instant::now() < deadline,
+                "held for {EVENT_WAIT:?}: {arrived}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    })
+}
+
+#[test]
+fn a_read_in_flight_when_a_setfattr_copy_lands_follows_the_copy() {
+    if skip_on(ServerLimit::CopyKeepsMultipartEtag) {
+        return;
+    }
+    // A metadata change is a self-copy, and a copy of a multipart object gets a new ETag. The
+    // stress test saw a reader fail with EIO when a setfattr's copy landed while the reader's
+    // ranged GET, pinned to the old ETag, was in flight: the reader held the file while it
+    // waited, so the setfattr could re-pin it only after the read had failed. The proxy forces
+    // that order here: the copy is held until the reader's GET has arrived, and the GET is
+    // forwarded only once the copy has landed (so it meets a 412).
+    let srv = server();
+    let bucket = srv.fresh_bucket("read-vs-copy");
+    let st = srv.storage_in(&bucket);
+    // Through the API: a file written through the mount may still be open there (its release
+    // comes after close), and then it is read from its staging file, not from S3.
+    let data = versioned::content(v(1, 1), 17 * 1024 * 1024);
+    let old = put_multipart(&st, &bucket, "big", &data);
+    let proxy = Proxy::start(&srv.endpoint);
+    let m = Mount::with_args(&via(&proxy), &bucket, &["--metadata-ttl", "60"]);
+    let events = Arc::new(Events::default());
+    let target = format!("/{bucket}/big");
+    // The first PUT after mounting is the copy: the object was created through the API.
+    proxy.add(
+        Rule::new(
+            "PUT",
+            &target,
+            Fault::Before(hold_until(&events, "copy arrived", "reader's GET arrived")),
+        )
+        .times(1),
+    );
+    // Forward the GET only once the copy is on the server: it then meets a 412. (HEADs while
+    // moto copies: see scripts/moto_server.py for why that is safe.)
+    let (direct, b) = (st.clone(), bucket.clone());
+    let not_copied =
+        move || direct.head_object(&obj(&b, "big")).unwrap().etag.as_deref() == Some(old.as_str());
+    proxy.add(
+        Rule::new(
+            "GET",
+            &target,
+            Fault::Before(hold_while(&events, "reader's GET arrived", not_copied)),
+        )
+        .times(1),
+    );
+    // O_DIRECT: one read(2), one FUSE read. (Through the page cache a failed read-ahead is
+    // tried again by the kernel, and that second try may come after the re-pinning.)
+    let reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(m.join("big"))
+        .unwrap();
+    let mut got = vec![0u8; 64 * 1024];
+    std::thread::scope(|s| {
+        let tagger = s.spawn(|| common::set_xattr(&m.join("big"), "user.x-amz-meta-tag", b"t", 0));
+        assert!(events.wait("copy arrived"), "setfattr made no copy");
+        let read = s.spawn(|| reader.read_exact_at(&mut got, 0));
+        assert_eq!(tagger.join().unwrap(), Ok(()), "setfattr");
+        read.join()
+            .unwrap()
+            .expect("a read meeting the mount's own metadata copy");
+    });
+    assert_same("what the reader read", &got, &data[..got.len()]);
+    // Through the same descriptor, past where it had read: the new version, the same bytes.
+    let mut tail = vec![0u8; 1024 * 1024];
+    reader.read_exact_at(&mut tail, 16 * 1024 * 1024).unwrap();
+    assert_same("the rest", &tail, &data[16 * 1024 * 1024..17 * 1024 * 1024]);
+    let h = st.head_object(&obj(&bucket, "big")).unwrap();
+    assert_eq!(h.metadata.get("tag"), Some("t"));
+    assert_same("on the server", &must_get(&st, "big"), &data);
+}
+
+#[test]
+fn a_read_in_flight_when_its_directory_is_renamed_follows_the_file() {
+    // A directory rename copies every key and then deletes the sources. A read whose GET
+    // reaches the server after the delete got a 404 (ENOENT), or, after the names had moved,
+    // a 412 at the new key (a multipart file's copy has a new ETag) — where a local disk goes
+    // on reading. The proxy holds the delete until the reader's GET has arrived, and that GET
+    // until the sources are gone.
+    let srv = server();
+    let bucket = srv.fresh_bucket("read-vs-dir-rename");
+    let st = srv.storage_in(&bucket);
+    // Through the API, as in the test above.
+    let data = versioned::content(v(1, 1), 17 * 1024 * 1024);
+    put_multipart(&st, &bucket, "d/big", &data);
+    let proxy = Proxy::start(&srv.endpoint);
+    let m = Mount::with_args(&via(&proxy), &bucket, &["--metadata-ttl", "60"]);
+    let events = Arc::new(Events::default());
+    proxy.add(
+        Rule::new(
+            "POST",
+            "?delete",
+            Fault::Before(hold_until(
+                &events,
+                "delete arrived",
+                "reader's GET arrived",
+            )),
+        )
+        .times(1),
+    );
+    let (direct, b) = (st.clone(), bucket.clone());
+    let not_deleted = move || direct.head_object(&obj(&b, "d/big")).is_ok();
+    proxy.add(
+        Rule::new(
+            "GET",
+            &format!("/{bucket}/d/big"),
+            Fault::Before(hold_while(&events, "reader's GET arrived", not_deleted)),
+        )
+        .times(1),
+    );
+    // O_DIRECT: one read(2), one FUSE read (see the test above).
+    let reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(m.join("d/big"))
+        .unwrap();
+    let mut got = vec![0u8; 64 * 1024];
+    std::thread::scope(|s| {
+        let renamer = s.spawn(|| std::fs::rename(m.join("d"), m.join("e")));
+        assert!(events.wait("delete arrived"), "the rename deleted nothing");
+        let read = s.spawn(|| reader.read_exact_at(&mut got, 1024 * 1024));
+        renamer.join().unwrap().expect("rename d -> e");
+        read.join()
+            .unwrap()
+            .expect("a read meeting the rename of its directory");
+    });
+    assert_same(
+        "what the reader read",
+        &got,
+        &data[1024 * 1024..1024 * 1024 + got.len()],
+    );
+    let mut tail = vec![0u8; 1024 * 1024];
+    reader.read_exact_at(&mut tail, 16 * 1024 * 1024).unwrap();
+    assert_same("the rest", &tail, &data[16 * 1024 * 1024..17 * 1024 * 1024]);
+    assert_eq!(keys(&st, &bucket), vec!["e/big"]);
 }

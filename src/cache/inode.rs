@@ -509,13 +509,15 @@ impl InodeTable {
     }
 
     /// The object was copied with its metadata (a self-copy, or a rename's copy): same content
-    /// and metadata, the copy's ETag.
+    /// and metadata, the copy's ETag. Like every new ETag, newer than any listing or HEAD
+    /// asked for before now: their replies describe the version before the copy.
     pub fn follow_etag(&mut self, ino: u64, etag: Option<String>) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             if let Some(m) = n.meta.as_mut() {
                 m.etag = etag.clone();
             }
             n.attr.etag = etag;
+            n.attr_set = Instant::now();
         }
     }
 
@@ -732,6 +734,26 @@ mod tests {
         let b = t.upsert_child(ROOT_INO, "b", NodeKind::File, file(1), later);
         t.follow_copy(b, None, Some("x".into()));
         assert!(!t.get(b).unwrap().attr_fresh(Instant::now()));
+    }
+
+    #[test]
+    fn a_followed_copy_is_newer_than_anything_asked_for_before_it() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let a = t.upsert_child(ROOT_INO, "a", NodeKind::File, file(1), later);
+        t.set_version(a, 1, Some("old".into()), None);
+        // A listing or HEAD asked for now, answered after the copy (the pause makes "after"
+        // strict: instants may compare equal).
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.follow_etag(a, Some("self-copy".into()));
+        assert!(t.get(a).unwrap().attr_set() > asked);
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.follow_copy(a, Some("self-copy"), Some("renamed".into()));
+        let n = t.get(a).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("renamed"));
+        assert!(n.attr_set() > asked);
     }
 
     #[test]

@@ -181,6 +181,8 @@ impl S3Fs {
                 size,
             })
         };
+        // Open readers of the file follow the copy; it is in flight until they are re-pinned.
+        let _copying = (kind == NodeKind::File).then(|| self.own_copies.begin(&[&key]));
         let updated = match update_metadata(&self.storage, &self.obj(&key), read, edited) {
             Ok(u) => u,
             Err(UpdateError::Failed(e)) => return Err(e),
@@ -191,9 +193,6 @@ impl S3Fs {
                 ))
             }
         };
-        if kind == NodeKind::File {
-            self.open_readers_follow(ino, updated.base.etag.as_deref(), updated.etag.clone());
-        }
         let attrs = metadata_attrs(&updated.written.metadata);
         let meta = ObjectMeta {
             metadata: updated.written.metadata,
@@ -205,7 +204,17 @@ impl S3Fs {
         if kind == NodeKind::Dir {
             t.set_marker(ino, true);
         } else if updated.etag.is_some() {
-            t.follow_etag(ino, updated.etag);
+            // Newer than any listing or HEAD asked for before the copy.
+            t.follow_etag(ino, updated.etag.clone());
+        } else {
+            // A copy whose reply named no ETag: look at the server next time.
+            t.expire_attr(ino);
+        }
+        drop(t);
+        // After the table: an `open` that took the old ETag from it is re-pinned here, a later
+        // one takes the new ETag.
+        if kind == NodeKind::File {
+            self.open_readers_follow(ino, updated.base.etag.as_deref(), updated.etag);
         }
         Ok(())
     }

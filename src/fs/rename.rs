@@ -76,6 +76,8 @@ impl S3Fs {
         let mut new_etag: Option<Option<String>> = None;
         // Uploads of the source keys wait until the names have moved (see `gate`).
         let moving;
+        // Open readers follow the copies (see `own_copies`): in flight until they are re-pinned.
+        let _copying;
         let mut follow = None;
         let mut dir_copies = Vec::new();
         if src.kind == NodeKind::Dir {
@@ -104,6 +106,7 @@ impl S3Fs {
                     ));
                 }
             }
+            _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             let (guard, copies) = self.rename_dir(src.ino, &src_key, &dst_key)?;
             moving = Some(guard);
             dir_copies = copies;
@@ -111,6 +114,7 @@ impl S3Fs {
             self.flush_inode(src.ino)?;
             moving = Some(self.rename_gate.rename(&src_key));
             let dst_key = format!("{dst_parent_key}{new_name_s}");
+            _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             let (etag, size) = {
                 let t = self.table();
                 let n = t.get(src.ino);
