@@ -739,3 +739,55 @@ fn a_read_in_flight_when_its_directory_is_renamed_follows_the_file() {
     assert_same("the rest", &tail, &data[16 * 1024 * 1024..17 * 1024 * 1024]);
     assert_eq!(keys(&st, &bucket), vec!["e/big"]);
 }
+
+#[test]
+fn a_late_head_reply_never_pins_a_later_open_to_the_version_before_a_setfattr() {
+    if skip_on(ServerLimit::CopyKeepsMultipartEtag) {
+        return;
+    }
+    // A HEAD answered before the mount changed the object, whose reply is processed after the
+    // mount recorded the change, must not put the old ETag back: the next `open` would pin it
+    // and its first read would fail with 412 → EIO (the listing pages' rule, for HEADs too).
+    // The change here is a metadata self-copy of a multipart object, which gets a new ETag.
+    let srv = server();
+    let bucket = srv.fresh_bucket("late-head");
+    let st = srv.storage_in(&bucket);
+    let data = versioned::content(v(1, 1), 17 * 1024 * 1024);
+    let old = put_multipart(&st, &bucket, "big", &data);
+    let proxy = Proxy::start(&srv.endpoint);
+    let m = Mount::new(&via(&proxy), &bucket);
+    // A descriptor that opens nothing: fstat on it asks the mount for the attributes
+    // (GETATTR) without a lookup of the name, which a concurrent path walk would wait for.
+    let path_fd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(m.join("big"))
+        .unwrap();
+    // Let the attributes (TTL 1 s, the kernel's and the mount's) expire.
+    std::thread::sleep(Duration::from_millis(1200));
+    let events = Arc::new(Events::default());
+    proxy.add(
+        Rule::new(
+            "HEAD",
+            &format!("/{bucket}/big"),
+            Fault::HoldReply(hold_until(&events, "HEAD answered", "metadata changed")),
+        )
+        .times(1),
+    );
+    std::thread::scope(|s| {
+        let stat = s.spawn(|| path_fd.metadata().map(|md| md.len()));
+        assert!(events.wait("HEAD answered"), "fstat sent no HEAD");
+        common::set_xattr(&m.join("big"), "user.x-amz-meta-tag", b"t", 0).expect("setfattr");
+        let new = st.head_object(&obj(&bucket, "big")).unwrap().etag.unwrap();
+        assert_ne!(new, old, "the copy kept the ETag: this test proves nothing");
+        events.set("metadata changed");
+        assert_eq!(stat.join().unwrap().unwrap(), data.len() as u64);
+    });
+    // Within the TTL of what the late reply said, a new open reads the object as it is.
+    let mut got = Vec::new();
+    std::fs::File::open(m.join("big"))
+        .unwrap()
+        .read_to_end(&mut got)
+        .expect("read after the metadata change");
+    assert_same("through the mount", &got, &data);
+}

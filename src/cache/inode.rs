@@ -16,6 +16,12 @@
 //! does to the rest of a node (kind changes reset directory state, a refresh is newer than any
 //! listing asked before it) lives here once.
 //!
+//! Late replies: a node remembers when its attributes were last set (`attr_set`: a reply
+//! recorded, an upload, a copy's new ETag). A reply to a HEAD or a listing sent before then
+//! describes the object as it was and is not recorded over them ([`InodeTable::record_head`],
+//! [`InodeTable::learnt_since`]): else an old ETag would come back with a fresh TTL, and the
+//! next `open` would pin it and fail its reads with 412.
+//!
 //! Lifetime: the kernel counts lookups; `forget` drops them. A node whose count reaches zero and
 //! that is no longer linked into the tree is removed. Linked nodes stay (they are cheap and a
 //! listing will usually reuse them).
@@ -144,6 +150,39 @@ impl From<&ObjectInfo> for ObjectMeta {
             metadata: info.metadata.clone(),
             content_headers: info.content_headers.clone(),
             etag: info.etag.clone(),
+        }
+    }
+}
+
+/// What a HEAD of an object answered, and when it was sent (see "Late replies" in the module
+/// documentation).
+#[derive(Debug, Clone)]
+pub struct HeadReply {
+    /// When the HEAD was sent: anything the table learnt after then is newer than the reply.
+    pub asked: Instant,
+    /// Size (Content-Length).
+    pub size: u64,
+    /// ETag.
+    pub etag: Option<String>,
+    /// Last-Modified.
+    pub last_modified: Option<SystemTime>,
+    /// Metadata and content headers.
+    pub meta: ObjectMeta,
+    /// What the metadata says of the attributes (mode, owner, mtime).
+    pub attrs: AttrUpdate,
+}
+
+impl HeadReply {
+    /// The reply `info` to a HEAD sent at `asked`; `attrs`: what its metadata says of the
+    /// attributes.
+    pub fn new(info: &ObjectInfo, attrs: AttrUpdate, asked: Instant) -> Self {
+        HeadReply {
+            asked,
+            size: info.size,
+            etag: info.etag.clone(),
+            last_modified: info.last_modified,
+            meta: ObjectMeta::from(info),
+            attrs,
         }
     }
 }
@@ -473,7 +512,8 @@ impl InodeTable {
         }
     }
 
-    /// A version of a file's content: its size, its ETag and, when known, its mtime.
+    /// A version of a file's content: its size, its ETag and, when known, its mtime. Newer
+    /// than any listing or HEAD asked for before now.
     pub fn set_version(
         &mut self,
         ino: u64,
@@ -487,7 +527,65 @@ impl InodeTable {
             if let Some(t) = mtime {
                 n.attr.mtime = t;
             }
+            n.attr_set = Instant::now();
         }
+    }
+
+    /// The file or symlink `parent/name`, if its attributes were set after `t`: a reply to a
+    /// request sent at `t` describes it as it was before (see "Late replies" in the module
+    /// documentation).
+    pub fn learnt_since(&self, parent: u64, name: &str, t: Instant) -> Option<&Node> {
+        self.child(parent, name)
+            .and_then(|c| self.get(c))
+            .filter(|n| n.kind != NodeKind::Dir && n.attr_set > t)
+    }
+
+    /// Record the reply to a HEAD of the file or symlink `parent/name` (a lookup, a listing
+    /// completing its entries): attributes from the reply alone, its metadata, trusted until
+    /// `until` — unless the table learnt about the name after the HEAD was sent; then the node
+    /// stays as it is. Returns the inode of the name.
+    pub fn record_head(
+        &mut self,
+        parent: u64,
+        name: &str,
+        kind: NodeKind,
+        reply: &HeadReply,
+        until: Instant,
+    ) -> u64 {
+        if let Some(n) = self.learnt_since(parent, name, reply.asked) {
+            return n.ino;
+        }
+        let mut attr = NodeAttr {
+            size: reply.size,
+            mtime: reply.last_modified.unwrap_or_else(SystemTime::now),
+            mode: None,
+            uid: None,
+            gid: None,
+            etag: reply.etag.clone(),
+        };
+        attr.apply(&reply.attrs);
+        let ino = self.upsert_child(parent, name, kind, attr, until);
+        self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
+        ino
+    }
+
+    /// Record the reply to a HEAD of the object of `ino` (its metadata was asked for): a file
+    /// takes the reply's version and metadata unless its attributes were set after the HEAD was
+    /// sent; a directory's HEAD is of its marker, which exists and carries the metadata. True
+    /// if recorded.
+    pub fn record_head_of(&mut self, ino: u64, reply: &HeadReply, until: Instant) -> bool {
+        let Some(n) = self.nodes.get(&ino) else {
+            return false;
+        };
+        if n.kind == NodeKind::Dir {
+            self.set_marker(ino, true);
+        } else if n.attr_set > reply.asked {
+            return false;
+        } else {
+            self.set_version(ino, reply.size, reply.etag.clone(), reply.last_modified);
+        }
+        self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
+        true
     }
 
     /// The object's full metadata (from a HEAD, or as the mount just wrote it), trusted until
@@ -754,6 +852,106 @@ mod tests {
         let n = t.get(a).unwrap();
         assert_eq!(n.attr().etag.as_deref(), Some("renamed"));
         assert!(n.attr_set() > asked);
+    }
+
+    fn head(etag: &str, asked: Instant) -> HeadReply {
+        HeadReply {
+            asked,
+            size: 4,
+            etag: Some(etag.into()),
+            last_modified: Some(std::time::UNIX_EPOCH + Duration::from_secs(3)),
+            meta: meta(etag, &[("mode", "33184")]),
+            attrs: AttrUpdate {
+                mode: Some(0o640),
+                ..AttrUpdate::default()
+            },
+        }
+    }
+
+    /// The file `f`, as a HEAD sent now saw it with ETag `etag`.
+    fn file_from_head(t: &mut InodeTable, etag: &str, until: Instant) -> u64 {
+        let reply = head(etag, Instant::now());
+        t.record_head(ROOT_INO, "f", NodeKind::File, &reply, until)
+    }
+
+    #[test]
+    fn a_head_reply_is_recorded_with_what_it_says() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let f = file_from_head(&mut t, "e1", later);
+        assert_eq!(t.child(ROOT_INO, "f"), Some(f));
+        let n = t.get(f).unwrap();
+        assert_eq!(n.attr().size, 4);
+        assert_eq!(n.attr().etag.as_deref(), Some("e1"));
+        assert_eq!(n.attr().mode, Some(0o640));
+        assert_eq!(
+            n.attr().mtime,
+            std::time::UNIX_EPOCH + Duration::from_secs(3)
+        );
+        assert_eq!(
+            n.fresh_meta(Instant::now()).and_then(|m| m.etag.as_deref()),
+            Some("e1")
+        );
+        assert!(n.attr_fresh(Instant::now()));
+        // By inode, a later HEAD of a changed object: the new version and metadata.
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(t.record_head_of(f, &head("e2", Instant::now()), later));
+        let n = t.get(f).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("e2"));
+        assert_eq!(n.meta().and_then(|m| m.etag.as_deref()), Some("e2"));
+        assert!(!t.record_head_of(999, &head("e3", Instant::now()), later));
+    }
+
+    #[test]
+    fn a_head_reply_never_undoes_what_the_mount_learnt_after_sending_it() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let f = file_from_head(&mut t, "old", later);
+        // HEADs sent now, answered after the mount's own copy (the pause makes "after" strict:
+        // instants may compare equal).
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.follow_etag(f, Some("copied".into()));
+        assert_eq!(
+            t.learnt_since(ROOT_INO, "f", asked).map(|n| n.ino()),
+            Some(f)
+        );
+        let late = head("old", asked);
+        assert_eq!(
+            t.record_head(ROOT_INO, "f", NodeKind::File, &late, later),
+            f
+        );
+        assert!(!t.record_head_of(f, &late, later));
+        let n = t.get(f).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("copied"));
+        assert_eq!(n.meta().and_then(|m| m.etag.as_deref()), Some("copied"));
+        // An upload (a new version) is newer too.
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.set_version(f, 9, Some("uploaded".into()), None);
+        assert!(!t.record_head_of(f, &head("copied", asked), later));
+        assert_eq!(t.get(f).unwrap().attr().etag.as_deref(), Some("uploaded"));
+        // A HEAD sent after the change is recorded.
+        std::thread::sleep(Duration::from_millis(1));
+        let fresh = head("other client's", Instant::now());
+        assert_eq!(
+            t.learnt_since(ROOT_INO, "f", fresh.asked).map(|n| n.ino()),
+            None
+        );
+        t.record_head(ROOT_INO, "f", NodeKind::File, &fresh, later);
+        assert_eq!(
+            t.get(f).unwrap().attr().etag.as_deref(),
+            Some("other client's")
+        );
+        // A directory's HEAD is of its marker: it exists and carries the metadata, whatever
+        // a listing set meanwhile (directories have no version to put back).
+        let d = t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        assert!(t.learnt_since(ROOT_INO, "d", asked).is_none());
+        assert!(t.record_head_of(d, &head("marker", asked), later));
+        let n = t.get(d).unwrap();
+        assert!(n.has_marker());
+        assert_eq!(n.attr().mode, Some(0o640));
+        assert_eq!(n.attr().etag, None, "a directory has no version");
     }
 
     #[test]

@@ -19,13 +19,15 @@
 use super::attr::metadata_attrs;
 use super::error::{FsError, FsResult};
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, NodeKind, ObjectMeta};
+use crate::cache::inode::{AttrUpdate, HeadReply, NodeKind, ObjectMeta};
 use crate::s3::meta::MAX_USER_METADATA_BYTES;
 use crate::s3::metadata::{update_metadata, CurrentMetadata, UpdateError};
 use crate::s3::{Metadata, PutOptions, ReplaceMetadata, RequestBody};
 
 impl S3Fs {
-    /// HEAD metadata of an inode, from the table if fresh.
+    /// HEAD metadata of an inode, from the table if fresh. The reply is recorded in the table
+    /// unless the mount changed the file after the HEAD was sent (see
+    /// [`crate::cache::inode::InodeTable::record_head_of`]).
     pub(crate) fn object_meta(&self, ino: u64) -> FsResult<ObjectMeta> {
         let now = std::time::Instant::now();
         if let Some(m) = self
@@ -43,16 +45,10 @@ impl S3Fs {
             Err(e) if e.is_not_found() && kind == NodeKind::Dir => return Ok(ObjectMeta::default()),
             Err(e) => return Err(e.into()),
         };
-        let meta = ObjectMeta::from(&info);
-        let mut t = self.table();
-        if kind == NodeKind::Dir {
-            t.set_marker(ino, true);
-        } else {
-            t.set_version(ino, info.size, info.etag.clone(), info.last_modified);
-        }
-        let attrs = metadata_attrs(&info.metadata);
-        t.record_meta(ino, meta.clone(), &attrs, now + self.opts.metadata_ttl);
-        Ok(meta)
+        let reply = HeadReply::new(&info, metadata_attrs(&info.metadata), now);
+        self.table()
+            .record_head_of(ino, &reply, now + self.opts.metadata_ttl);
+        Ok(reply.meta)
     }
 
     /// The metadata an inode shows now: the pending upload's, if it is open with unsaved
