@@ -1,7 +1,8 @@
 //! An inode's object metadata, and the one door through which it changes.
 //!
 //! The metadata of an object (its `x-amz-meta-*` and content headers) is read with a HEAD and
-//! kept in the inode table for the metadata TTL (`S3Fs::object_meta`). It holds the
+//! kept in the inode table for the metadata TTL (`S3Fs::object_meta`). The root of a
+//! whole-bucket mount is the bucket, which has none: its metadata is empty, without a request. It holds the
 //! attributes S3 has no place for (mode, owner, mtime: see [`super::attr`]) and the extended
 //! attributes (see [`super::xattr`]).
 //!
@@ -38,6 +39,12 @@ impl S3Fs {
             return Ok(m);
         }
         let key = self.key_of(ino)?;
+        if key.is_empty() {
+            // The root of a whole-bucket mount is the bucket: no object, no metadata. A HEAD of
+            // the empty key would be a HeadBucket, whose reply describes no object (some
+            // servers send it without a Content-Length).
+            return Ok(ObjectMeta::default());
+        }
         let kind = self.kind_of(ino)?;
         let info = match self.storage.head_object(&self.obj(&key)) {
             Ok(i) => i,
