@@ -254,7 +254,6 @@ fn copy_race_hook(bucket: &str, key: &str, new: Vec<u8>, state: Arc<Mutex<CopyRa
         req.header("x-amz-copy-source")?;
         let direct = server().storage_in(&bucket);
         let mut st = state.lock().unwrap();
-        st.copies += 1;
         if !st.overwritten {
             st.overwritten = true;
             put(
@@ -266,19 +265,58 @@ fn copy_race_hook(bucket: &str, key: &str, new: Vec<u8>, state: Arc<Mutex<CopyRa
                 "text/x-new",
             );
         }
-        let current = direct
-            .head_object(&obj(&bucket, &key))
-            .expect("HEAD in the hook")
-            .etag
-            .unwrap_or_default();
-        match req.header("x-amz-copy-source-if-match") {
-            Some(want) if want.trim_matches('"') != current => {
-                st.refused += 1;
-                Some(precondition_failed(st.copies))
-            }
-            _ => None,
-        }
+        st.check(req)
     })
+}
+
+impl CopyRace {
+    /// Count the copy `req`, and refuse it (the reply to send) if it is of a stale version
+    /// (see [`refuse_stale_copy`]).
+    fn check(&mut self, req: &common::proxy::Seen) -> Option<Vec<u8>> {
+        self.copies += 1;
+        let refused = refuse_stale_copy(req, self.copies);
+        self.refused += u64::from(refused.is_some());
+        refused
+    }
+}
+
+/// `key` holding `old` (metadata `writer: mount`, text/plain), and a proxy whose PUTs to
+/// targets containing `copy_target` meet [`copy_race_hook`] with `new`; the race's counts.
+fn copy_race(
+    st: &Storage,
+    bucket: &str,
+    key: &str,
+    copy_target: &str,
+    old: &[u8],
+    new: &[u8],
+) -> (Proxy, Arc<Mutex<CopyRace>>) {
+    put(st, bucket, key, old, &[("writer", "mount")], "text/plain");
+    let proxy = Proxy::start(&server().endpoint);
+    let state = Arc::new(Mutex::new(CopyRace::default()));
+    proxy.add(Rule::new(
+        "PUT",
+        copy_target,
+        Fault::Before(copy_race_hook(bucket, key, new.to_vec(), state.clone())),
+    ));
+    (proxy, state)
+}
+
+/// What S3 does and moto does not: a 412 reply (the `n`th of the test) to a copy whose
+/// `x-amz-copy-source-if-match` is not its source's current ETag (asked of the server
+/// directly); `None` lets the request through. Sources are plain keys in these tests (the
+/// `x-amz-copy-source` header is `/bucket/key`, percent-encoded).
+fn refuse_stale_copy(req: &common::proxy::Seen, n: u64) -> Option<Vec<u8>> {
+    let source = req.header("x-amz-copy-source")?;
+    let want = req.header("x-amz-copy-source-if-match")?;
+    let (bucket, key) = source.trim_start_matches('/').split_once('/')?;
+    assert!(!key.contains('%'), "{key}: use plain keys in these tests");
+    let current = server()
+        .storage_in(bucket)
+        .head_object(&obj(bucket, key))
+        .ok()
+        .and_then(|h| h.etag)
+        .unwrap_or_default();
+    (want.trim_matches('"') != current).then(|| precondition_failed(n))
 }
 
 #[test]
@@ -288,21 +326,7 @@ fn setfattr_racing_a_writer_behind_the_mount_lands_on_the_new_content() {
     let st = srv.storage_in(&bucket);
     let old = versioned::content(v(1, 1), 5_000);
     let new = versioned::content(v(2, 1), 7_000);
-    put(
-        &st,
-        &bucket,
-        "f.txt",
-        &old,
-        &[("writer", "mount")],
-        "text/plain",
-    );
-    let proxy = Proxy::start(&srv.endpoint);
-    let state = Arc::new(Mutex::new(CopyRace::default()));
-    proxy.add(Rule::new(
-        "PUT",
-        "/f.txt",
-        Fault::Before(copy_race_hook(&bucket, "f.txt", new.clone(), state.clone())),
-    ));
+    let (proxy, state) = copy_race(&st, &bucket, "f.txt", "/f.txt", &old, &new);
     let m = Mount::with_args(&via(&proxy), &bucket, &[]);
     let f = m.join("f.txt");
     // The mount knows the old object (ETag, metadata) ...
@@ -337,6 +361,100 @@ fn setfattr_racing_a_writer_behind_the_mount_lands_on_the_new_content() {
         ))
         .stdout,
         b"api"
+    );
+}
+
+#[test]
+fn a_rename_after_a_change_behind_the_mount_moves_the_new_version() {
+    // The mount knows `f` (its ETag, for the metadata TTL); another client replaces it; `mv f g`
+    // through the mount. The rename's copy is guarded by the ETag the mount knows, so S3 refuses
+    // it (412): the mount must look at `f` again and move the version that is there now, as a
+    // disk would move whatever the file holds. (It failed with EIO; moto ignores the condition,
+    // so the proxy checks it the way S3 does.)
+    let srv = server();
+    let bucket = srv.fresh_bucket("rename-race");
+    let st = srv.storage_in(&bucket);
+    // Of one size: the kernel may keep the size it knows of the inode for the TTL.
+    let old = versioned::content(v(1, 1), 6_000);
+    let new = versioned::content(v(2, 1), 6_000);
+    put(
+        &st,
+        &bucket,
+        "f",
+        &old,
+        &[("writer", "mount")],
+        "text/plain",
+    );
+    let proxy = Proxy::start(&srv.endpoint);
+    let copies = Arc::new(Mutex::new(CopyRace::default()));
+    let seen = copies.clone();
+    proxy.add(Rule::new(
+        "PUT",
+        &format!("/{bucket}/g"),
+        Fault::Before(Hook::new(move |req| {
+            req.header("x-amz-copy-source")?;
+            seen.lock().unwrap().check(req)
+        })),
+    ));
+    let m = Mount::with_args(&via(&proxy), &bucket, &["--metadata-ttl", "60"]);
+    assert_same("before", &std::fs::read(m.join("f")).unwrap(), &old);
+    put(&st, &bucket, "f", &new, &[("writer", "api")], "text/x-new");
+    std::fs::rename(m.join("f"), m.join("g")).expect("mv f g after a change behind the mount");
+    let c = copies.lock().unwrap();
+    assert_eq!(
+        (c.copies, c.refused),
+        (2, 1),
+        "one copy refused (the ETag the mount knew), one of the version there now"
+    );
+    drop(c);
+    assert_eq!(keys(&st, &bucket), vec!["g"]);
+    assert_same("on the server", &must_get(&st, "g"), &new);
+    let h = st.head_object(&obj(&bucket, "g")).unwrap();
+    assert_eq!(h.metadata.get("writer"), Some("api"));
+    assert_eq!(h.content_type(), Some("text/x-new"));
+    // Through the mount, at once (within the TTL): the version moved, and its metadata.
+    assert_same(
+        "through the mount",
+        &std::fs::read(m.join("g")).unwrap(),
+        &new,
+    );
+    assert_eq!(
+        common::sh(&format!(
+            "getfattr --only-values -n user.x-amz-meta-writer '{}'",
+            m.join("g").display()
+        ))
+        .stdout,
+        b"api"
+    );
+}
+
+#[test]
+fn a_directory_rename_racing_a_writer_behind_the_mount_moves_the_new_version() {
+    // A directory rename copies each key guarded by the ETag its listing gave; another client
+    // replaces one in between (the proxy does it right before the first copy is forwarded, and
+    // refuses copies of a stale version as S3 does). The rename moves the version there now.
+    let srv = server();
+    let bucket = srv.fresh_bucket("dir-rename-race");
+    let st = srv.storage_in(&bucket);
+    let old = versioned::content(v(1, 1), 4_000);
+    let new = versioned::content(v(2, 1), 4_000);
+    let copy_target = format!("/{bucket}/e/f");
+    let (proxy, state) = copy_race(&st, &bucket, "d/f", &copy_target, &old, &new);
+    let m = Mount::with_args(&via(&proxy), &bucket, &["--metadata-ttl", "60"]);
+    assert_same("before", &std::fs::read(m.join("d/f")).unwrap(), &old);
+    std::fs::rename(m.join("d"), m.join("e")).expect("mv d e while d/f is replaced");
+    let race = state.lock().unwrap();
+    assert!(race.overwritten, "the hook never ran: no copy was made");
+    assert_eq!((race.copies, race.refused), (2, 1));
+    drop(race);
+    assert_eq!(keys(&st, &bucket), vec!["e/f"]);
+    assert_same("on the server", &must_get(&st, "e/f"), &new);
+    let h = st.head_object(&obj(&bucket, "e/f")).unwrap();
+    assert_eq!(h.metadata.get("writer"), Some("api"));
+    assert_same(
+        "through the mount",
+        &std::fs::read(m.join("e/f")).unwrap(),
+        &new,
     );
 }
 
