@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
     // Before anything is written there, and before daemonizing, so a refusal reaches the caller.
     secure_cache_dir(&cache_root, o.allow_shared_cache)?;
     secure_cache_dir(&cache_dir, o.allow_shared_cache)?;
-    let mut fs_opts = FsOptions::new(&bucket, cache_dir.clone());
+    let mut fs_opts = FsOptions::new(cache_dir.clone());
     fs_opts.prefix = config.prefix.clone();
     fs_opts.read_only = o.read_only.unwrap_or(false);
     if let Some(ttl) = o.metadata_ttl {
@@ -149,9 +149,9 @@ fn serve(
             r.kept.len()
         );
     }
-    let storage = storage.with_journal(Arc::new(journal));
+    let mounted = storage.with_journal(Arc::new(journal)).bucket(&bucket);
     let cache_dir = opts.cache_dir.clone();
-    let fs = Arc::new(S3Fs::new(storage, opts).map_err(|e| e.to_string())?);
+    let fs = Arc::new(S3Fs::new(mounted, opts).map_err(|e| e.to_string())?);
     let sources = Sources::new(identity, fs.clone());
     // Before mounting: a port in use fails the start, not the running mount.
     if let Some(addr) = cli.metrics_listen {

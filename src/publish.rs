@@ -113,7 +113,7 @@ impl Sources {
 
     /// The client's counters (`None` with `--no-status`).
     fn metrics(&self) -> Option<&Arc<S3Metrics>> {
-        self.fs.storage().client().metrics()
+        self.fs.bucket().metrics()
     }
 
     fn uploads(&self) -> Vec<UploadFigure> {

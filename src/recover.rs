@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use s3mount::fs::unsaved;
+use s3mount::s3::store::abort_if_open;
 use s3mount::s3::{S3Metrics, UploadJournal};
 
 use crate::cli::{merged_options, split_bucket_spec, Cli};
@@ -102,7 +103,8 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
             .map_err(|e| e.to_string())
             .and_then(|(f, len)| {
                 storage
-                    .put_file(obj, &f, len, &note.put_options())
+                    .bucket(&obj.bucket)
+                    .put_file(&obj.key, &f, len, &note.put_options())
                     .map_err(|e| e.to_string())
             });
         match result {
@@ -145,7 +147,8 @@ pub fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
         .ok_or("no bucket: name one on the command line or set default_bucket in the config")?;
     let storage = make_storage(cli, &config, Some(bucket.clone()), None)?;
     let uploads = storage
-        .list_multipart_uploads(&bucket, &config.prefix)
+        .bucket(&bucket)
+        .list_uploads(&config.prefix)
         .map_err(|e| e.to_string())?;
     let cutoff = std::time::SystemTime::now()
         .checked_sub(age)
@@ -172,8 +175,9 @@ pub fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
     let mut progress = Progress::new("abort-stale-uploads", "uploads", stale.len() as u64, 0);
     for (obj, upload_id, started) in stale {
         let when = humantime::format_rfc3339_seconds(started);
-        match storage.abort_multipart_upload(&obj, &upload_id) {
-            Ok(()) => {
+        // An upload already gone (completed or aborted meanwhile) counts as aborted.
+        match abort_if_open(&storage, &obj, &upload_id) {
+            Ok(_) => {
                 progress.say(&format!(
                     "aborted multipart upload {upload_id} of {obj} (started {when})"
                 ));

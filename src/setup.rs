@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use s3mount::config::{Endpoint, LoadRequest, Overrides};
 use s3mount::s3::private::{self, DirState};
-use s3mount::s3::{ClientConfig, ListRequest, S3Client, S3Metrics, Storage, StorageError};
+use s3mount::s3::{
+    ClientConfig, ListRequest, ObjectStore, S3Client, S3Metrics, Storage, StorageError,
+};
 
 use crate::cli::Cli;
 use crate::opts::MountOptions;
