@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{random_bytes, server, Mount};
-use s3mount::s3::{PutOptions, RequestBody};
+use s3mount::s3::{ObjectStore, PutOptions, RequestBody};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_s3mount");
