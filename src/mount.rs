@@ -240,7 +240,7 @@ fn serve(
     let _publisher = if cli.no_status {
         None
     } else {
-        Some(Publisher::start(sources, &cache_dir)?)
+        Some(Publisher::start(sources, &cache_dir))
     };
     log::info!("mounted s3://{bucket} at {}", mountpoint.display());
     sd_notify("READY=1");

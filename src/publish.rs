@@ -170,39 +170,64 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Write `sources`' figures to `dir/status.json` now and then every second.
-    pub fn start(sources: Sources, dir: &Path) -> Result<Publisher, String> {
+    /// Write `sources`' figures to `dir/status.json` now and then every second. Never fails
+    /// the mount: a file that cannot be written (a full disk) is said once at WARN, and
+    /// `s3mount status` then shows the last figures written with their age, or none.
+    pub fn start(sources: Sources, dir: &Path) -> Publisher {
         let path = dir.join(STATUS_FILE);
-        write_snapshot(&path, &sources.snapshot())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, path2) = (stop.clone(), path.clone());
+        let mut writer = SnapshotWriter {
+            path: path.clone(),
+            failing: false,
+        };
+        writer.write(&sources.snapshot());
+        let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("s3mount-status".into())
-            .spawn(move || {
-                let mut warned = false;
-                while !stop2.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(PUBLISH_EVERY);
-                    if stop2.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    if let Err(e) = write_snapshot(&path2, &sources.snapshot()) {
-                        if !warned {
-                            log::warn!(
-                                "{}: {e} (s3mount status cannot see this mount)",
-                                path2.display()
-                            );
-                            warned = true;
-                        }
-                    }
+            .spawn(move || loop {
+                std::thread::park_timeout(PUBLISH_EVERY);
+                if stop2.load(Ordering::Relaxed) {
+                    break;
                 }
-            })
-            .map_err(|e| format!("cannot start the status thread: {e}"))?;
-        Ok(Publisher {
-            stop,
-            thread: Some(thread),
-            path,
-        })
+                writer.write(&sources.snapshot());
+            });
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!(
+                    "cannot start the status thread ({e}): s3mount status will show old figures"
+                );
+                None
+            }
+        };
+        Publisher { stop, thread, path }
+    }
+}
+
+/// Writes the snapshots, saying once when it cannot.
+struct SnapshotWriter {
+    path: PathBuf,
+    /// The last write failed (and that was said).
+    failing: bool,
+}
+
+impl SnapshotWriter {
+    fn write(&mut self, snapshot: &Snapshot) {
+        match write_snapshot(&self.path, snapshot) {
+            Ok(()) if self.failing => {
+                log::info!("{}: written again", self.path.display());
+                self.failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !self.failing => {
+                log::warn!(
+                    "{}: {e} (s3mount status cannot see this mount's figures until it can be written)",
+                    self.path.display()
+                );
+                self.failing = true;
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -217,18 +242,22 @@ impl Drop for Publisher {
     }
 }
 
-/// Write `snapshot` to `path` whole: a private temporary file renamed over it.
+/// Write `snapshot` to `path` whole: a private temporary file renamed over it (removed if
+/// it could not be written whole).
 fn write_snapshot(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
-    let mut f = private::open_options()
+    let written = private::open_options()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)?;
-    f.write_all(&bytes)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -403,4 +432,36 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
     let c = ConstCounter::new(v);
     c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_that_cannot_be_written_is_said_once_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SnapshotWriter {
+            path: dir.path().join("gone").join(STATUS_FILE),
+            failing: false,
+        };
+        w.write(&Snapshot::default());
+        assert!(w.failing);
+        std::fs::create_dir(dir.path().join("gone")).unwrap();
+        w.write(&Snapshot {
+            pid: 7,
+            ..Snapshot::default()
+        });
+        assert!(!w.failing);
+        let back: Snapshot = serde_json::from_slice(&std::fs::read(&w.path).unwrap()).unwrap();
+        assert_eq!(back.pid, 7);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("gone"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [STATUS_FILE], "no temporary file left");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&w.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
