@@ -28,6 +28,7 @@ use super::body::RequestBody;
 use super::client::RetryPolicy;
 use super::error::Result;
 use super::journal::UploadJournal;
+use super::metrics::{S3Metrics, UploadTicket};
 use super::name::ObjectRef;
 use super::read;
 use super::reconcile;
@@ -48,6 +49,8 @@ pub struct Bucket {
     transfer: TransferConfig,
     retry: RetryPolicy,
     journal: Option<Arc<UploadJournal>>,
+    /// Where the uploads in flight are shown (`s3mount status`), if anywhere.
+    metrics: Option<Arc<S3Metrics>>,
 }
 
 impl Bucket {
@@ -60,7 +63,24 @@ impl Bucket {
             transfer: TransferConfig::default(),
             retry: RetryPolicy::default(),
             journal: None,
+            metrics: None,
         }
+    }
+
+    /// Show the uploads in flight, and their progress, in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<S3Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where the uploads in flight are shown, if anywhere.
+    pub fn metrics(&self) -> Option<&Arc<S3Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// An upload of `key` (`total` bytes so far) in flight until the ticket is dropped.
+    pub(crate) fn upload_ticket(&self, key: &str, total: u64) -> Option<UploadTicket> {
+        self.metrics.as_ref().map(|m| m.upload_started(key, total))
     }
 
     /// Change the transfer settings.
@@ -120,6 +140,7 @@ impl Bucket {
             config: &self.transfer,
             retry: &self.retry,
             journal: self.journal.as_deref(),
+            metrics: self.metrics.as_ref(),
         }
     }
 
@@ -204,7 +225,12 @@ impl Bucket {
                 offset: 0,
                 len,
             };
-            return self.put(key, body, opts);
+            let ticket = self.upload_ticket(key, len);
+            let result = self.put(key, body, opts);
+            if let (Ok(_), Some(t)) = (&result, &ticket) {
+                t.sent(len);
+            }
+            return result;
         }
         self.transfers()
             .upload_file(&self.obj(key), file, len, opts)

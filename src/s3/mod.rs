@@ -14,7 +14,8 @@
 //! - [`storage`]: `Storage`, the connection, with its seed API ([`seed`]) and a [`Bucket`]
 //!   per bucket.
 //!
-//! Beside them: [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
+//! Beside them: [`metrics`] (requests, errors and latency per operation, uploads in flight,
+//! for `s3mount status`), [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
 //! (the values requests take and give), [`etag`], [`private`] (files private to the user).
 
 pub mod body;
@@ -26,6 +27,7 @@ pub mod journal;
 pub mod memory;
 pub mod meta;
 pub mod metadata;
+pub mod metrics;
 pub mod name;
 pub mod operation;
 pub mod private;
@@ -51,6 +53,7 @@ pub use error::{Result, StorageError};
 pub use journal::UploadJournal;
 pub use memory::MemoryStore;
 pub use meta::Metadata;
+pub use metrics::{OperationStats, S3Metrics, UploadStats, UploadTicket};
 pub use name::{ObjectRef, S3Name};
 pub use operation::{Method, Operation};
 pub use seed::Headers;

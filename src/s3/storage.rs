@@ -114,12 +114,14 @@ impl Storage {
     }
 
     /// The bucket `name` of this storage, with its transfer settings, the client's retry
-    /// policy and the journal: the policy layer every transfer goes through.
+    /// policy, the journal and the client's metrics (for the uploads in flight): the policy
+    /// layer every transfer goes through.
     pub fn bucket(&self, name: &str) -> Bucket {
         Bucket::new(Arc::new(self.clone()), name)
             .with_transfer(self.transfer.clone())
             .with_retry(self.client.config().retry.clone())
             .with_journal(self.journal.clone())
+            .with_metrics(self.client.metrics().cloned())
     }
 }
 

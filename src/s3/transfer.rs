@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -21,6 +22,7 @@ use super::client::RetryPolicy;
 use super::error::{Result, StorageError};
 use super::journal::{JournalEntry, UploadJournal};
 use super::meta::Metadata;
+use super::metrics::S3Metrics;
 use super::name::ObjectRef;
 use super::reconcile::{self, Completion};
 use super::store::{abort_if_open, ObjectStore, MAX_PARTS, MAX_SINGLE_COPY, MIN_PART_SIZE};
@@ -107,6 +109,8 @@ pub(crate) struct Transfers<'a> {
     pub config: &'a TransferConfig,
     pub retry: &'a RetryPolicy,
     pub journal: Option<&'a UploadJournal>,
+    /// Where the uploads in flight are shown, if anywhere.
+    pub metrics: Option<&'a Arc<S3Metrics>>,
 }
 
 impl Transfers<'_> {
@@ -226,15 +230,21 @@ impl Transfers<'_> {
     ) -> Result<Option<String>> {
         let part_size = self.config.part_size_for(len);
         let parts = len.div_ceil(part_size);
+        let ticket = self.metrics.map(|m| m.upload_started(&obj.key, len));
         let upload = self.begin(obj, opts)?;
         let result = self.run_parts(parts, |n| {
             let offset = (u64::from(n) - 1) * part_size;
+            let part_len = part_size.min(len - offset);
             let body = RequestBody::File {
                 file,
                 offset,
-                len: part_size.min(len - offset),
+                len: part_len,
             };
-            self.store.upload_part(obj, &upload.upload_id, n, body)
+            let etag = self.store.upload_part(obj, &upload.upload_id, n, body)?;
+            if let Some(t) = &ticket {
+                t.sent(part_len);
+            }
+            Ok(etag)
         });
         self.finish(upload, result, len, opts)
     }
