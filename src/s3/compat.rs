@@ -18,8 +18,8 @@ use super::store::{abort_if_open, ObjectStore};
 use super::stream::StreamingUpload;
 use super::transfer::MultipartUpload;
 use super::types::{
-    CopyRequest, CopyResult, DeleteResult, GetObject, ListPage, ListRequest, ListedObject,
-    ListedPart, ObjectInfo, PendingUpload, PutOptions,
+    CopyRequest, CopyResult, DeleteResult, GetObject, KeyVersion, ListPage, ListRequest,
+    ListedObject, ListedPart, ObjectInfo, PendingUpload, PutOptions,
 };
 
 impl Storage {
@@ -53,11 +53,6 @@ impl Storage {
         if_match: Option<&str>,
     ) -> Result<GetObject> {
         ObjectStore::get_object(self, obj, range, if_match)
-    }
-
-    /// DELETE an object.
-    pub fn delete_object(&self, obj: &ObjectRef) -> Result<()> {
-        ObjectStore::delete_object(self, obj)
     }
 
     /// One ListObjectsV2 page (`encoding-type=url`, so any key survives the XML).
@@ -172,10 +167,17 @@ impl Storage {
         self.bucket(&c.dst.bucket).copy(c)
     }
 
+    /// DELETE an object, whatever version it holds; a lost reply is looked into (see
+    /// [`super::Bucket::delete`]).
+    pub fn delete_object(&self, obj: &ObjectRef) -> Result<()> {
+        self.bucket(&obj.bucket).delete(&obj.key, None)
+    }
+
     /// Delete many keys with DeleteObjects, 1000 per request (see
     /// [`super::Bucket::delete_many`]).
     pub fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<DeleteResult> {
-        self.bucket(bucket).delete_many(keys)
+        let keys: Vec<KeyVersion> = keys.iter().cloned().map(KeyVersion::from).collect();
+        self.bucket(bucket).delete_many(&keys)
     }
 
     /// Every page of a listing, concatenated: (objects, common prefixes).

@@ -8,8 +8,9 @@
 //! - [`store`]: the seam, [`ObjectStore`], one method per request; [`Storage`] implements it
 //!   over the client, [`MemoryStore`] in memory (for tests, with switches);
 //! - [`bucket`]: the policy for one bucket ([`Bucket`]), with [`read`] (ranged reads, resumed
-//!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`journal`] (uploads
-//!   on disk while they run) and [`metadata`] (the one metadata-update loop);
+//!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`capability`] and
+//!   [`fallback`] (what a server rejects, and what is done instead), [`journal`] (uploads on
+//!   disk while they run) and [`metadata`] (the one metadata-update loop);
 //!   [`stream`] feeds an upload from a file still being written;
 //! - [`storage`]: `Storage`, its seed API ([`seed`]) and, for now, the object calls the file
 //!   system makes by [`ObjectRef`] ([`compat`]).
@@ -19,10 +20,12 @@
 
 pub mod body;
 pub mod bucket;
+pub mod capability;
 pub mod client;
 pub mod compat;
 pub mod error;
 pub mod etag;
+pub mod fallback;
 pub mod journal;
 pub mod memory;
 pub mod meta;
@@ -47,6 +50,7 @@ mod fixtures;
 
 pub use body::RequestBody;
 pub use bucket::Bucket;
+pub use capability::{Capabilities, Capability};
 pub use client::{ClientConfig, PayloadSigning, RetryPolicy, S3Client, S3Request, S3Response};
 pub use error::{Result, StorageError};
 pub use journal::UploadJournal;
@@ -60,5 +64,6 @@ pub use store::ObjectStore;
 pub use stream::StreamingUpload;
 pub use transfer::{MultipartUpload, TransferConfig};
 pub use types::{
-    CopyRequest, GetObject, ListRequest, ObjectInfo, PendingUpload, PutOptions, ReplaceMetadata,
+    CopyRequest, GetObject, KeyVersion, ListRequest, ObjectInfo, PendingUpload, PutOptions,
+    ReplaceMetadata,
 };

@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use parking_lot::Mutex;
 
 use super::body::RequestBody;
+use super::capability::Capabilities;
 use super::client::RetryPolicy;
 use super::error::{Result, StorageError};
+use super::fallback;
 use super::journal::{JournalEntry, UploadJournal};
 use super::meta::Metadata;
 use super::name::ObjectRef;
@@ -107,6 +109,7 @@ pub(crate) struct Transfers<'a> {
     pub config: &'a TransferConfig,
     pub retry: &'a RetryPolicy,
     pub journal: Option<&'a UploadJournal>,
+    pub caps: &'a Capabilities,
 }
 
 impl Transfers<'_> {
@@ -162,7 +165,10 @@ impl Transfers<'_> {
             parts: &parts,
             size,
         };
-        match reconcile::complete(self.store, self.retry, completion, cond) {
+        let completed = fallback::complete(self.store, self.caps, &upload.obj, cond, |cond| {
+            reconcile::complete(self.store, self.retry, completion, cond)
+        });
+        match completed {
             Ok(r) => {
                 upload.done();
                 Ok(r.etag)
