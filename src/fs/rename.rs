@@ -22,7 +22,7 @@ use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
 use super::S3Fs;
 use crate::cache::inode::NodeKind;
-use crate::s3::{CopyRequest, StorageError};
+use crate::s3::{CopyRequest, KeyVersion, StorageError};
 
 /// Copies in flight during a directory rename.
 const DIR_RENAME_PARALLELISM: usize = 16;
@@ -128,11 +128,13 @@ impl S3Fs {
             })?;
             // An open reader of the file follows it to the copy's ETag too (once the gate is
             // open again: an upload waiting there holds the file's lock).
-            follow = Some((etag, copied.etag.clone()));
+            follow = Some((etag.clone(), copied.etag.clone()));
             // The copy has its own ETag (a multipart source's `…-N` ETag does not carry over):
             // reads pin it with If-Match, so the old one would fail them with 412 → EIO.
             new_etag = Some(copied.etag);
-            match self.storage.delete_object(&self.obj(&src_key)) {
+            // The version copied: a lost reply never lets the delete take another client's.
+            let bucket = self.storage.bucket(&self.opts.bucket);
+            match bucket.delete(&src_key, etag.as_deref()) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
@@ -255,12 +257,14 @@ impl S3Fs {
                 format!("rename {src_key} -> {dst_key} stopped, sources intact: {e}"),
             ));
         }
-        let keys: Vec<String> = objects
+        // Each at the version listed (and copied): a lost reply never lets the deletes take
+        // what another client wrote since.
+        let keys: Vec<KeyVersion> = objects
             .iter()
             .filter(|o| o.key.starts_with(src_key))
-            .map(|o| o.key.clone())
+            .map(|o| KeyVersion::new(o.key.clone(), o.etag.clone()))
             .collect();
-        let result = self.storage.delete_objects(&self.opts.bucket, &keys)?;
+        let result = self.storage.bucket(&self.opts.bucket).delete_many(&keys)?;
         if let Some((key, code, msg)) = result.errors.first() {
             return Err(FsError::new(
                 libc::EIO,
