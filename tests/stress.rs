@@ -18,7 +18,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -91,8 +91,6 @@ struct Shared {
     running: Vec<(AtomicU64, Mutex<String>)>,
     /// Every version written (before its close).
     written: Mutex<HashSet<Version>>,
-    /// Successful replacing renames per target path (a reader of the old object then gets EIO).
-    replaced: Mutex<HashMap<PathBuf, u64>>,
     /// Failures: what went wrong.
     failures: Mutex<Vec<String>>,
     /// Outcomes: (operation, "ok" or errno name) → count.
@@ -157,10 +155,6 @@ impl Shared {
     fn end(&self, thread: usize) {
         self.running[thread].0.store(0, Ordering::SeqCst);
     }
-
-    fn replaced_count(&self, p: &Path) -> u64 {
-        self.replaced.lock().unwrap().get(p).copied().unwrap_or(0)
-    }
 }
 
 fn file_path(sh: &Shared, rng: &mut Rng, writer: Option<usize>, threads: usize) -> PathBuf {
@@ -221,7 +215,6 @@ fn one_op(sh: &Shared, thread: usize, threads: usize, rng: &mut Rng, seq: &mut u
         // Read any file.
         30..=49 => {
             let p = file_path(sh, rng, None, threads);
-            let replaced_before = sh.replaced_count(&p);
             sh.begin(thread, format!("read {}", p.display()));
             let r = std::fs::File::open(&p).and_then(|mut f| {
                 let mut buf = Vec::new();
@@ -239,16 +232,8 @@ fn one_op(sh: &Shared, thread: usize, threads: usize, rng: &mut Rng, seq: &mut u
                     }
                     Ok(())
                 }
-                Err(e) if io_errno(&e) == libc::EIO && sh.replaced_count(&p) != replaced_before => {
-                    // Replaced by a rename while being read: the read is pinned to the ETag seen
-                    // at open and fails rather than mix two objects (documented).
-                    *sh.outcomes
-                        .lock()
-                        .unwrap()
-                        .entry(("read".into(), "EIO (replaced)".into()))
-                        .or_default() += 1;
-                    return;
-                }
+                // Renamed, its directory renamed, tagged (a self-copy) while being read: the
+                // read follows the copy. Replaced by a rename or unlinked: ENOENT. Never EIO.
                 Err(e) => Err(io_errno(&e)),
             };
             sh.note("read", &r, &p.display().to_string());
@@ -278,9 +263,6 @@ fn one_op(sh: &Shared, thread: usize, threads: usize, rng: &mut Rng, seq: &mut u
                 )
             });
             sh.end(thread);
-            if r.is_ok() {
-                *sh.replaced.lock().unwrap().entry(to.clone()).or_default() += 1;
-            }
             sh.note("rename-file", &r, &from.display().to_string());
         }
         // Delete a file.
@@ -479,7 +461,6 @@ fn many_threads_in_overlapping_directories() {
             .map(|_| (AtomicU64::new(0), Mutex::new(String::new())))
             .collect(),
         written: Mutex::new(HashSet::new()),
-        replaced: Mutex::new(HashMap::new()),
         failures: Mutex::new(Vec::new()),
         outcomes: Mutex::new(BTreeMap::new()),
         reads_complete: AtomicU64::new(0),

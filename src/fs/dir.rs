@@ -15,7 +15,9 @@ use super::attr::{format_mtime, metadata_attrs, metadata_kind, FileAttrs, S_IFDI
 use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
 use super::S3Fs;
-use crate::cache::inode::{start_time, AttrUpdate, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
+use crate::cache::inode::{
+    start_time, AttrUpdate, HeadReply, NodeAttr, NodeKind, ObjectMeta, ROOT_INO,
+};
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
 
 /// Longest symlink target we read back.
@@ -72,6 +74,7 @@ impl S3Fs {
         let parent_key = self.key_of(parent)?;
         let key = format!("{parent_key}{name}");
         let dir_prefix = format!("{key}/");
+        let asked = Instant::now();
         let (head, list) = std::thread::scope(|s| {
             let list = s.spawn(|| {
                 self.storage.list_objects_v2(
@@ -149,9 +152,14 @@ impl S3Fs {
             return self.attrs_of(ino);
         }
         match head {
-            Ok(info) => Ok(self.record_object(parent, name, &info)),
+            Ok(info) => Ok(self.record_object(parent, name, &info, asked)),
             Err(e) if e.is_not_found() => {
                 let mut t = self.table();
+                if let Some(n) = t.learnt_since(parent, name, asked) {
+                    // Known since the HEAD was sent (created by this mount, or a later reply):
+                    // this 404 is older news.
+                    return Ok(self.to_attrs(n.ino(), n.kind(), n.attr()));
+                }
                 if let Some(ino) = t.child(parent, name) {
                     // Keep a file that is open and not yet uploaded.
                     if self.open_files.is_open(ino) {
@@ -169,27 +177,29 @@ impl S3Fs {
         }
     }
 
-    /// Record a HEAD result for `parent/name`.
-    pub(crate) fn record_object(&self, parent: u64, name: &str, info: &ObjectInfo) -> FileAttrs {
-        let mut attr = NodeAttr {
-            size: info.size,
-            mtime: info.last_modified.unwrap_or_else(SystemTime::now),
-            mode: None,
-            uid: None,
-            gid: None,
-            etag: info.etag.clone(),
-        };
-        let attrs = metadata_attrs(&info.metadata);
-        attr.apply(&attrs);
+    /// Record the result of a HEAD of `parent/name` sent at `asked` — unless the mount learnt
+    /// something newer about the name since (an upload, a copy, a rename, a later HEAD): then
+    /// the attributes it has are the answer (see [`crate::cache::inode::InodeTable::record_head`]).
+    pub(crate) fn record_object(
+        &self,
+        parent: u64,
+        name: &str,
+        info: &ObjectInfo,
+        asked: Instant,
+    ) -> FileAttrs {
         let kind = match metadata_kind(&info.metadata) {
             Some(NodeKind::Symlink) => NodeKind::Symlink,
             _ => NodeKind::File,
         };
+        let reply = HeadReply::new(info, metadata_attrs(&info.metadata), asked);
         let expires = self.expiry();
         let mut t = self.table();
-        let ino = t.upsert_child(parent, name, kind, attr.clone(), expires);
-        t.record_meta(ino, ObjectMeta::from(info), &attrs, expires);
-        self.to_attrs(ino, kind, &attr)
+        let ino = t.record_head(parent, name, kind, &reply, expires);
+        match t.get(ino) {
+            Some(n) => self.to_attrs(ino, n.kind(), n.attr()),
+            // Never: the name was just recorded, or known.
+            None => self.to_attrs(ino, kind, &NodeAttr::dir()),
+        }
     }
 
     /// The parent inode of a directory (for `..`).

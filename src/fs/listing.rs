@@ -285,11 +285,7 @@ impl S3Fs {
                 continue;
             }
             // Newer than this page (the mount uploaded or looked it up since): keep it.
-            let newer = t
-                .child(ino, name)
-                .and_then(|c| t.get(c))
-                .filter(|n| n.kind() != NodeKind::Dir && n.attr_set() > asked);
-            if let Some(n) = newer {
+            if let Some(n) = t.learnt_since(ino, name, asked) {
                 let (child, kind, attr) = (n.ino(), n.kind(), n.attr().clone());
                 l.seen.insert(name.to_string());
                 l.held.push(DirEntry {
@@ -463,6 +459,7 @@ impl S3Fs {
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Mutex<Vec<(usize, Option<ObjectInfo>)>> = Default::default();
+        let asked = std::time::Instant::now();
         std::thread::scope(|s| {
             for _ in 0..LISTING_HEAD_PARALLELISM.min(todo.len()) {
                 s.spawn(|| loop {
@@ -486,7 +483,7 @@ impl S3Fs {
             if entries[i].attrs.kind != NodeKind::Dir {
                 if let Some(info) = info {
                     let name = entries[i].name.clone();
-                    entries[i].attrs = self.record_object(parent, &name, &info);
+                    entries[i].attrs = self.record_object(parent, &name, &info, asked);
                 }
                 continue;
             }

@@ -20,7 +20,8 @@
 //!   state and what touches only it), [`file`](mod@file) (open/read/write/flush/release/truncate),
 //!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
-//!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache);
+//!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache),
+//!   [`own_copies`] (reads that meet the mount's own copies wait for them and follow them);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
@@ -39,6 +40,7 @@ pub mod names;
 pub mod open_file;
 pub mod open_files;
 pub mod options;
+pub mod own_copies;
 pub mod prefetch;
 pub mod rename;
 pub mod unsaved;
@@ -80,6 +82,8 @@ pub struct S3Fs {
     data_cache: Option<Arc<DataCache>>,
     /// Keeps uploads out of keys a rename is moving.
     rename_gate: gate::RenameGate,
+    /// The mount's own copies in flight, which open readers follow.
+    own_copies: own_copies::OwnCopies,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -136,6 +140,7 @@ impl S3Fs {
             opts,
             open_files: open_files::OpenFiles::default(),
             rename_gate: gate::RenameGate::default(),
+            own_copies: own_copies::OwnCopies::default(),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             staging_dir,

@@ -5,6 +5,14 @@
 //! any, is replaced. `RENAME_NOREPLACE` gives EEXIST when the target exists; `RENAME_EXCHANGE`
 //! is not possible on S3 (EINVAL).
 //!
+//! The guard is the ETag the mount knows, which may be older than the object (another client
+//! replaced it within the metadata TTL). The server then refuses the copy (412), and the rename
+//! looks at the source again and moves the version there now, as a disk moves whatever the file
+//! holds: at most [`RENAME_COPY_ATTEMPTS`] copies, in one place (`S3Fs::copy_key`), for files
+//! and for every key of a directory. Open readers follow a copy only from the version they
+//! read (a reader of a version replaced by another client gets EIO, as it would without the
+//! rename).
+//!
 //! A directory: every key under the prefix is copied (in parallel), and only when all copies
 //! succeeded are the sources deleted. It is not atomic — another client can see both trees for a
 //! moment — but a source is never deleted before its copy exists; on failure the operation stops
@@ -14,18 +22,26 @@
 //! a file closed meanwhile is uploaded to its new name afterwards, never to the old one between
 //! the copy and the delete, where the delete would remove it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::attr::metadata_attrs;
 use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
 use super::S3Fs;
-use crate::cache::inode::NodeKind;
+use crate::cache::inode::{HeadReply, NodeKind};
 use crate::s3::{CopyRequest, KeyVersion, StorageError};
 
 /// Copies in flight during a directory rename.
 const DIR_RENAME_PARALLELISM: usize = 16;
+
+/// Copies of one key a rename tries while the source keeps changing on the server: a few,
+/// because each refused copy after the first means another client replaced the object in the
+/// short time between a HEAD and a copy (as many as a metadata update tries).
+pub const RENAME_COPY_ATTEMPTS: u32 = 4;
 
 impl S3Fs {
     /// `rename(parent/name → new_parent/new_name)`.
@@ -76,6 +92,8 @@ impl S3Fs {
         let mut new_etag: Option<Option<String>> = None;
         // Uploads of the source keys wait until the names have moved (see `gate`).
         let moving;
+        // Open readers follow the copies (see `own_copies`): in flight until they are re-pinned.
+        let _copying;
         let mut follow = None;
         let mut dir_copies = Vec::new();
         if src.kind == NodeKind::Dir {
@@ -104,6 +122,7 @@ impl S3Fs {
                     ));
                 }
             }
+            _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             let (guard, copies) = self.rename_dir(src.ino, &src_key, &dst_key)?;
             moving = Some(guard);
             dir_copies = copies;
@@ -111,6 +130,7 @@ impl S3Fs {
             self.flush_inode(src.ino)?;
             moving = Some(self.rename_gate.rename(&src_key));
             let dst_key = format!("{dst_parent_key}{new_name_s}");
+            _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             let (etag, size) = {
                 let t = self.table();
                 let n = t.get(src.ino);
@@ -119,22 +139,22 @@ impl S3Fs {
                     n.map(|n| n.attr().size),
                 )
             };
-            let copied = self.storage.copy_object(&CopyRequest {
-                src: self.obj(&src_key),
-                dst: self.obj(&dst_key),
-                replace: None,
-                if_match: etag.clone(),
-                size,
-            })?;
-            // An open reader of the file follows it to the copy's ETag too (once the gate is
-            // open again: an upload waiting there holds the file's lock).
-            follow = Some((etag.clone(), copied.etag.clone()));
+            let copied = self.copy_key(&src_key, &dst_key, etag, size)?;
+            if let Some(reply) = &copied.looked {
+                // Another client's version was moved: the file shows it (size, metadata).
+                self.table().record_head_of(src.ino, reply, self.expiry());
+            }
+            // The version copied is the one to delete: a lost reply never lets the delete
+            // take another client's.
+            let moved = copied.from.clone();
+            // An open reader of the version moved follows it to the copy's ETag too (once the
+            // gate is open again: an upload waiting there holds the file's lock).
+            follow = Some((copied.from, copied.etag.clone()));
             // The copy has its own ETag (a multipart source's `…-N` ETag does not carry over):
             // reads pin it with If-Match, so the old one would fail them with 412 → EIO.
             new_etag = Some(copied.etag);
-            // The version copied: a lost reply never lets the delete take another client's.
             let bucket = self.storage.bucket(&self.opts.bucket);
-            match bucket.delete(&src_key, etag.as_deref()) {
+            match bucket.delete(&src_key, moved.as_deref()) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
@@ -227,17 +247,11 @@ impl S3Fs {
                     let Some(rest) = o.key.strip_prefix(src_key) else {
                         continue;
                     };
-                    let r = self.storage.copy_object(&CopyRequest {
-                        src: self.obj(&o.key),
-                        dst: self.obj(&format!("{dst_key}{rest}")),
-                        replace: None,
-                        if_match: o.etag.clone(),
-                        size: Some(o.size),
-                    });
-                    match r {
+                    let dst = format!("{dst_key}{rest}");
+                    match self.copy_key(&o.key, &dst, o.etag.clone(), Some(o.size)) {
                         Ok(c) => copied.lock().push(Copied {
                             rest: rest.to_string(),
-                            old_etag: o.etag.clone(),
+                            old_etag: c.from,
                             new_etag: c.etag,
                         }),
                         // Deleted since the listing (by an unlink, or another client): as if
@@ -257,12 +271,20 @@ impl S3Fs {
                 format!("rename {src_key} -> {dst_key} stopped, sources intact: {e}"),
             ));
         }
-        // Each at the version listed (and copied): a lost reply never lets the deletes take
-        // what another client wrote since.
+        // Each at the version copied (else the one listed): a lost reply never lets the
+        // deletes take what another client wrote since.
+        let copied = copied.into_inner();
+        let moved: HashMap<&str, &Option<String>> = copied
+            .iter()
+            .map(|c| (c.rest.as_str(), &c.old_etag))
+            .collect();
         let keys: Vec<KeyVersion> = objects
             .iter()
-            .filter(|o| o.key.starts_with(src_key))
-            .map(|o| KeyVersion::new(o.key.clone(), o.etag.clone()))
+            .filter_map(|o| {
+                let rest = o.key.strip_prefix(src_key)?;
+                let etag = moved.get(rest).map_or(&o.etag, |e| *e);
+                Some(KeyVersion::new(o.key.clone(), etag.clone()))
+            })
             .collect();
         let result = self.storage.bucket(&self.opts.bucket).delete_many(&keys)?;
         if let Some((key, code, msg)) = result.errors.first() {
@@ -281,11 +303,69 @@ impl S3Fs {
                 &Default::default(),
             )?;
         }
-        let mut t = self.table();
-        t.invalidate_dir(ino);
-        let copied = copied.into_inner();
+        self.table().invalidate_dir(ino);
         Ok((moving, copied))
     }
+}
+
+impl S3Fs {
+    /// Copy `src_key` to `dst_key` with its metadata (directive COPY), guarded by `etag`, the
+    /// version of `size` bytes the mount knows. When the server refuses the copy because the
+    /// source changed (412), look at the source again (HEAD) and copy the version there now:
+    /// at most [`RENAME_COPY_ATTEMPTS`] copies (see the module documentation). A source gone
+    /// meanwhile is an error that says so (not found).
+    fn copy_key(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        mut etag: Option<String>,
+        mut size: Option<u64>,
+    ) -> Result<KeyCopy, StorageError> {
+        let mut looked = None;
+        let mut attempt = 1;
+        loop {
+            let copied = self.storage.copy_object(&CopyRequest {
+                src: self.obj(src_key),
+                dst: self.obj(dst_key),
+                replace: None,
+                if_match: etag.clone(),
+                size,
+            });
+            match copied {
+                Ok(c) => {
+                    return Ok(KeyCopy {
+                        from: etag,
+                        etag: c.etag,
+                        looked,
+                    })
+                }
+                Err(e) if e.is_precondition_failed() && attempt < RENAME_COPY_ATTEMPTS => {
+                    let asked = Instant::now();
+                    let info = self.storage.head_object(&self.obj(src_key))?;
+                    log::info!(
+                        "rename {src_key} -> {dst_key}: the source changed on the server (ETag {etag:?}, now {:?}); moving the version there now",
+                        info.etag
+                    );
+                    etag = info.etag.clone();
+                    size = Some(info.size);
+                    looked = Some(HeadReply::new(&info, metadata_attrs(&info.metadata), asked));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// What a rename's copy of one key did ([`S3Fs::copy_key`]).
+#[derive(Debug)]
+struct KeyCopy {
+    /// ETag of the version copied.
+    from: Option<String>,
+    /// The copy's ETag.
+    etag: Option<String>,
+    /// The HEAD that found the version copied, when the one the mount knew was gone.
+    looked: Option<HeadReply>,
 }
 
 /// One key a directory rename copied: its path below the directory and its ETags.
