@@ -35,7 +35,8 @@ fn put(bucket: &str, key: &str, data: &[u8]) {
     };
     server()
         .storage_in(bucket)
-        .put_object(&o, RequestBody::Bytes(data), &PutOptions::default())
+        .bucket(&o.bucket)
+        .put(&o.key, RequestBody::Bytes(data), &PutOptions::default())
         .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
 }
 

@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::{server, sh, Mount};
+use s3mount::s3::ObjectStore;
 use s3mount::Storage;
 
 const MIB: u64 = 1024 * 1024;
@@ -186,7 +187,7 @@ fn mv_of_a_directory() {
         let key = format!("moved/{name}");
         assert_stored(&storage, &mount, &key, &tree.join(name), dir.path());
     }
-    let (left, _) = storage.list_all(&bucket, "d/", None).unwrap();
+    let (left, _) = storage.bucket(&bucket).list_all("d/", None).unwrap();
     assert!(left.is_empty(), "sources left: {left:?}");
 }
 
@@ -228,10 +229,10 @@ fn rm_r_empties_the_prefix() {
         "mkdir -p {d}/x/y && for i in 1 2 3; do echo $i > {d}/f$i && echo $i > {d}/x/g$i && echo $i > {d}/x/y/h$i; done",
         d = d.display()
     ));
-    let (before, _) = storage.list_all(&bucket, "d/", None).unwrap();
+    let (before, _) = storage.bucket(&bucket).list_all("d/", None).unwrap();
     assert!(before.len() >= 9, "{before:?}");
     sh(&format!("rm -r {}", d.display()));
-    let (left, _) = storage.list_all(&bucket, "", None).unwrap();
+    let (left, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert!(left.is_empty(), "left on the server: {left:?}");
     assert!(!d.exists());
 }

@@ -17,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::proxy::Proxy;
 use common::{server, sh, skip_on, Mount, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{ObjectInfo, Operation, PutOptions, RequestBody, S3Request};
 use s3mount::{Metadata, Storage};
 
@@ -37,7 +38,8 @@ fn get_all(storage: &Storage, bucket: &str, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut f = tempfile::tempfile().unwrap();
     storage
-        .download(&obj(bucket, key), &mut f)
+        .bucket(bucket)
+        .download(key, &mut f)
         .unwrap_or_else(|e| panic!("GET {key}: {e}"));
     use std::io::{Read, Seek};
     f.rewind().unwrap();
@@ -53,7 +55,8 @@ fn seed(storage: &Storage, bucket: &str, key: &str, body: &[u8], meta: &[(&str, 
         ..PutOptions::default()
     };
     storage
-        .put_object(&obj(bucket, key), RequestBody::Bytes(body), &opts)
+        .bucket(bucket)
+        .put(key, RequestBody::Bytes(body), &opts)
         .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
 }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use common::proxy::{s3_error_reply, Fault, Hook, Proxy, Rule};
 use common::versioned::{self, Version};
 use common::{server, server_bytes, skip_on, Mount, Server, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Headers, Metadata, Storage};
 
@@ -39,8 +40,9 @@ fn via(proxy: &Proxy) -> Server {
 fn put(storage: &Storage, bucket: &str, key: &str, data: &[u8], meta: &[(&str, &str)], ct: &str) {
     let metadata: Metadata = meta.iter().copied().collect();
     storage
-        .put_object(
-            &obj(bucket, key),
+        .bucket(bucket)
+        .put(
+            key,
             RequestBody::Bytes(data),
             &PutOptions {
                 metadata,
@@ -56,7 +58,7 @@ fn must_get(storage: &Storage, key: &str) -> Vec<u8> {
 }
 
 fn keys(storage: &Storage, bucket: &str) -> Vec<String> {
-    let (objects, _) = storage.list_all(bucket, "", None).expect("list");
+    let (objects, _) = storage.bucket(bucket).list_all("", None).expect("list");
     objects.into_iter().map(|o| o.key).collect()
 }
 
@@ -180,11 +182,8 @@ fn two_mounts_and_an_api_writer_on_one_key_leave_one_complete_version() {
                         Some(m) => std::fs::write(m.join("shared"), &data)
                             .unwrap_or_else(|e| panic!("writer {writer} round {seq}: {e}")),
                         None => st
-                            .put_object(
-                                &obj(bucket, "shared"),
-                                RequestBody::Bytes(&data),
-                                &PutOptions::default(),
-                            )
+                            .bucket(bucket)
+                            .put("shared", RequestBody::Bytes(&data), &PutOptions::default())
                             .map(drop)
                             .unwrap_or_else(|e| panic!("API writer round {seq}: {e}")),
                     }
@@ -643,12 +642,8 @@ fn put_multipart(storage: &Storage, bucket: &str, key: &str, data: &[u8]) -> Str
     std::fs::write(&local, data).unwrap();
     let file = std::fs::File::open(&local).unwrap();
     let etag = storage
-        .put_file(
-            &obj(bucket, key),
-            &file,
-            data.len() as u64,
-            &PutOptions::default(),
-        )
+        .bucket(bucket)
+        .put_file(key, &file, data.len() as u64, &PutOptions::default())
         .unwrap_or_else(|e| panic!("multipart PUT {key}: {e}"))
         .unwrap_or_default();
     assert!(

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::versioned::{self, Version};
 use common::{server, server_bytes, skip_on, Mount, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::Storage;
 
 /// Longest a single file operation may take before the watchdog fails the test.
@@ -372,7 +373,10 @@ fn walk(root: &Path) -> (BTreeSet<String>, BTreeMap<String, Vec<u8>>) {
 
 /// The same from the S3 API's listing.
 fn server_tree(st: &Storage, bucket: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (objects, _) = st.list_all(bucket, "", None).expect("list the bucket");
+    let (objects, _) = st
+        .bucket(bucket)
+        .list_all("", None)
+        .expect("list the bucket");
     let mut dirs = BTreeSet::new();
     let mut files = BTreeSet::new();
     for o in objects {
@@ -629,15 +633,13 @@ fn kill_9_during_uploads_leaves_old_or_new_objects_never_partial() {
             },
             *len,
         );
-        st.put_object(
-            &s3mount::s3::ObjectRef {
-                bucket: bucket.clone(),
-                key: format!("k{i}"),
-            },
-            s3mount::s3::RequestBody::Bytes(&old),
-            &s3mount::s3::PutOptions::default(),
-        )
-        .unwrap();
+        st.bucket(&bucket)
+            .put(
+                &format!("k{i}"),
+                s3mount::s3::RequestBody::Bytes(&old),
+                &s3mount::s3::PutOptions::default(),
+            )
+            .unwrap();
     }
     let mut m = Mount::new(srv, &bucket);
     let pid = m.pid().expect("s3mount runs");

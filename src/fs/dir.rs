@@ -77,20 +77,17 @@ impl S3Fs {
         let asked = Instant::now();
         let (head, list) = std::thread::scope(|s| {
             let list = s.spawn(|| {
-                self.storage.list_objects_v2(
-                    &self.opts.bucket,
-                    &ListRequest {
-                        prefix: dir_prefix.clone(),
-                        // With a delimiter the server need only look one level down: one
-                        // key or common prefix proves a directory (and servers that keep
-                        // keys as files answer it without walking the whole subtree).
-                        delimiter: Some("/".into()),
-                        max_keys: Some(1),
-                        ..Default::default()
-                    },
-                )
+                self.bucket.list_page(&ListRequest {
+                    prefix: dir_prefix.clone(),
+                    // With a delimiter the server need only look one level down: one
+                    // key or common prefix proves a directory (and servers that keep
+                    // keys as files answer it without walking the whole subtree).
+                    delimiter: Some("/".into()),
+                    max_keys: Some(1),
+                    ..Default::default()
+                })
             });
-            let head = self.storage.head_object(&self.obj(&key));
+            let head = self.bucket.head(&key);
             let list = list
                 .join()
                 .unwrap_or_else(|_| Err(StorageError::invalid("listing", "worker panicked")));
@@ -102,7 +99,7 @@ impl S3Fs {
         if !is_dir && self.known_dir(parent, name) {
             // A directory we know, now empty: some servers leave `dir/` markers out of
             // listings, so ask for the marker itself before deciding the directory is gone.
-            if let Ok(info) = self.storage.head_object(&self.obj(&dir_prefix)) {
+            if let Ok(info) = self.bucket.head(&dir_prefix) {
                 is_dir = true;
                 marker_found = Some(info);
             }
@@ -112,7 +109,7 @@ impl S3Fs {
             if head.is_ok() {
                 self.warn_once(format!(
                     "s3://{}/{key} is both a file and a directory; showing the directory",
-                    self.opts.bucket
+                    self.bucket.name()
                 ));
             }
             let has_marker =
@@ -122,7 +119,7 @@ impl S3Fs {
             let marker = if marker_found.is_some() {
                 marker_found
             } else if has_marker {
-                match self.storage.head_object(&self.obj(&dir_prefix)) {
+                match self.bucket.head(&dir_prefix) {
                     Ok(info) => Some(info),
                     Err(e) => {
                         log::debug!("{dir_prefix}: HEAD of the marker failed: {e}");
@@ -232,8 +229,8 @@ impl S3Fs {
         metadata.insert("mode", ((mode & 0o7777) | S_IFDIR).to_string());
         let mtime = SystemTime::now();
         metadata.insert("mtime", format_mtime(mtime));
-        self.storage.put_object(
-            &self.obj(&key),
+        self.bucket.put(
+            &key,
             RequestBody::Empty,
             &PutOptions {
                 metadata: metadata.clone(),
@@ -263,15 +260,12 @@ impl S3Fs {
             ));
         }
         let key = self.key_of(attrs.ino)?;
-        let page = self.storage.list_objects_v2(
-            &self.opts.bucket,
-            &ListRequest {
-                prefix: key.clone(),
-                delimiter: Some("/".into()),
-                max_keys: Some(2),
-                ..Default::default()
-            },
-        )?;
+        let page = self.bucket.list_page(&ListRequest {
+            prefix: key.clone(),
+            delimiter: Some("/".into()),
+            max_keys: Some(2),
+            ..Default::default()
+        })?;
         if page.objects.iter().any(|o| o.key != key) || !page.common_prefixes.is_empty() {
             return Err(FsError::new(libc::ENOTEMPTY, format!("{key} is not empty")));
         }
@@ -292,8 +286,7 @@ impl S3Fs {
                 format!("{key} has open files"),
             ));
         }
-        let bucket = self.storage.bucket(&self.opts.bucket);
-        bucket.delete(&key, marker_etag.as_deref())?;
+        self.bucket.delete(&key, marker_etag.as_deref())?;
         let mut t = self.table();
         t.remove_child(parent, name);
         t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
@@ -327,10 +320,7 @@ impl S3Fs {
             if_none_match_any: true,
             ..PutOptions::default()
         };
-        match self
-            .storage
-            .put_object(&self.obj(&key), RequestBody::Empty, &opts)
-        {
+        match self.bucket.put(&key, RequestBody::Empty, &opts) {
             Ok(_) => {}
             Err(e) if e.is_precondition_failed() => {}
             Err(e) => {
@@ -356,8 +346,7 @@ impl S3Fs {
             .get(attrs.ino)
             .and_then(|n| n.attr().etag.clone());
         self.unlink_open_file(attrs.ino);
-        let bucket = self.storage.bucket(&self.opts.bucket);
-        bucket.delete(&key, etag.as_deref())?;
+        self.bucket.delete(&key, etag.as_deref())?;
         {
             let mut t = self.table();
             t.remove_child(parent, name);
@@ -383,8 +372,8 @@ impl S3Fs {
         let mut metadata = Metadata::new();
         metadata.insert("mode", (S_IFLNK | 0o777).to_string());
         metadata.insert("mtime", format_mtime(mtime));
-        let etag = self.storage.put_object(
-            &self.obj(&key),
+        let etag = self.bucket.put(
+            &key,
             RequestBody::Bytes(target.as_bytes()),
             &PutOptions {
                 metadata: metadata.clone(),
@@ -419,9 +408,7 @@ impl S3Fs {
             ));
         }
         let mut buf = vec![0u8; size as usize];
-        let (n, _) = self
-            .storage
-            .read_range(&self.obj(&key), 0, &mut buf, None)?;
+        let (n, _) = self.bucket.read_range(&key, 0, &mut buf, None)?;
         buf.truncate(n);
         Ok(buf)
     }

@@ -138,7 +138,7 @@ impl S3Fs {
         let mut filled_from = None;
         if fill && of.remote_exists() {
             let key = self.key_of(of.ino())?;
-            let mut result = self.storage.download(&self.obj(&key), &mut file);
+            let mut result = self.bucket.download(&key, &mut file);
             if let Err(e) = &result {
                 let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
                 if full && self.make_room_for_staging(of.remote_size()) {
@@ -146,7 +146,7 @@ impl S3Fs {
                         .set_len(0)
                         .and_then(|()| std::io::Seek::rewind(&mut file))
                         .map_err(|e| crate::s3::StorageError::io(path.display(), e))
-                        .and_then(|()| self.storage.download(&self.obj(&key), &mut file));
+                        .and_then(|()| self.bucket.download(&key, &mut file));
                 }
             }
             match result {
@@ -211,13 +211,13 @@ impl S3Fs {
         }
         let key = self.key_of(of.ino())?;
         let result = of.read_remote(
-            self.obj(&key),
+            self.bucket.obj(&key),
             &self.prefetch_pool,
             offset,
             size,
             |obj, etag, size| {
                 ObjectSource::new(
-                    self.storage.clone(),
+                    self.bucket.clone(),
                     obj,
                     etag,
                     size,

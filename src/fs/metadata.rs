@@ -46,7 +46,7 @@ impl S3Fs {
             return Ok(ObjectMeta::default());
         }
         let kind = self.kind_of(ino)?;
-        let info = match self.storage.head_object(&self.obj(&key)) {
+        let info = match self.bucket.head(&key) {
             Ok(i) => i,
             // An implicit directory: no marker, no metadata.
             Err(e) if e.is_not_found() && kind == NodeKind::Dir => return Ok(ObjectMeta::default()),
@@ -184,10 +184,9 @@ impl S3Fs {
                 size,
             })
         };
-        let bucket = self.storage.bucket(&self.opts.bucket);
         // Open readers of the file follow the copy; it is in flight until they are re-pinned.
         let _copying = (kind == NodeKind::File).then(|| self.own_copies.begin(&[&key]));
-        let updated = match update_metadata(&bucket, &key, read, edited) {
+        let updated = match update_metadata(&self.bucket, &key, read, edited) {
             Ok(u) => u,
             Err(UpdateError::Failed(e)) => return Err(e),
             Err(UpdateError::KeptChanging { attempts, .. }) => {
@@ -226,8 +225,8 @@ impl S3Fs {
     /// A directory without a marker object: write one carrying the metadata (nothing to copy,
     /// nothing another client could have replaced).
     fn write_marker(&self, ino: u64, key: &str, written: ReplaceMetadata) -> FsResult<()> {
-        let etag = self.storage.put_object(
-            &self.obj(key),
+        let etag = self.bucket.put(
+            key,
             RequestBody::Empty,
             &PutOptions {
                 metadata: written.metadata.clone(),

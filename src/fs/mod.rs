@@ -58,7 +58,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
-use crate::s3::{private, Storage};
+use crate::s3::{private, Bucket};
 
 pub use attr::FileAttrs;
 pub use error::{FsError, FsResult};
@@ -69,7 +69,7 @@ const STAGING_ROOM: u64 = 16 * 1024 * 1024;
 
 /// The file system.
 pub struct S3Fs {
-    storage: Storage,
+    bucket: Bucket,
     opts: FsOptions,
     table: Mutex<InodeTable>,
     open_files: open_files::OpenFiles,
@@ -93,10 +93,11 @@ impl std::fmt::Debug for S3Fs {
 }
 
 impl S3Fs {
-    /// A file system over `storage` with these options. Creates the staging and unsaved
-    /// directories under the cache directory (and the cache directory if missing), private to
-    /// this user ([`crate::s3::private`]): they hold the content of files.
-    pub fn new(storage: Storage, opts: FsOptions) -> FsResult<Self> {
+    /// A file system over `bucket` (its store, transfer settings and upload journal) with these
+    /// options. Creates the staging and unsaved directories under the cache directory (and the
+    /// cache directory if missing), private to this user ([`crate::s3::private`]): they hold
+    /// the content of files.
+    pub fn new(bucket: Bucket, opts: FsOptions) -> FsResult<Self> {
         let staging_dir = opts.cache_dir.join("staging");
         let unsaved_dir = opts.cache_dir.join("unsaved");
         for d in [&staging_dir, &unsaved_dir] {
@@ -136,7 +137,7 @@ impl S3Fs {
         };
         Ok(S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
-            storage,
+            bucket,
             opts,
             open_files: open_files::OpenFiles::default(),
             rename_gate: gate::RenameGate::default(),
@@ -156,9 +157,9 @@ impl S3Fs {
         &self.opts
     }
 
-    /// The storage.
-    pub fn storage(&self) -> &Storage {
-        &self.storage
+    /// The bucket mounted.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
     }
 
     /// The data cache, if on.
@@ -206,13 +207,6 @@ impl S3Fs {
             .get(ino)
             .map(|n| n.kind())
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))
-    }
-
-    fn obj(&self, key: &str) -> crate::s3::ObjectRef {
-        crate::s3::ObjectRef {
-            bucket: self.opts.bucket.clone(),
-            key: key.to_string(),
-        }
     }
 
     /// Log a message once per distinct text (for hidden keys and shadowed files).
@@ -276,8 +270,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cache = d.path().join("cache/bucket");
         let fs = S3Fs::new(
-            Storage::new(&config).unwrap(),
-            FsOptions::new("bucket", cache.clone()),
+            crate::s3::Storage::new(&config).unwrap().bucket("bucket"),
+            FsOptions::new(cache.clone()),
         )
         .unwrap();
         assert!(fs.data_cache.is_some());

@@ -107,14 +107,11 @@ impl S3Fs {
             if let Some(t) = &target {
                 // POSIX: replacing a directory requires it to be empty.
                 let tkey = self.key_of(t.ino)?;
-                let page = self.storage.list_objects_v2(
-                    &self.opts.bucket,
-                    &crate::s3::ListRequest {
-                        prefix: tkey.clone(),
-                        max_keys: Some(2),
-                        ..Default::default()
-                    },
-                )?;
+                let page = self.bucket.list_page(&crate::s3::ListRequest {
+                    prefix: tkey.clone(),
+                    max_keys: Some(2),
+                    ..Default::default()
+                })?;
                 if page.objects.iter().any(|o| o.key != tkey) {
                     return Err(FsError::new(
                         libc::ENOTEMPTY,
@@ -153,8 +150,7 @@ impl S3Fs {
             // The copy has its own ETag (a multipart source's `…-N` ETag does not carry over):
             // reads pin it with If-Match, so the old one would fail them with 412 → EIO.
             new_etag = Some(copied.etag);
-            let bucket = self.storage.bucket(&self.opts.bucket);
-            match bucket.delete(&src_key, moved.as_deref()) {
+            match self.bucket.delete(&src_key, moved.as_deref()) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
@@ -231,7 +227,7 @@ impl S3Fs {
         }
         // From here until the names have moved, nothing is uploaded under the prefix.
         let moving = self.rename_gate.rename(src_key);
-        let (objects, _) = self.storage.list_all(&self.opts.bucket, src_key, None)?;
+        let (objects, _) = self.bucket.list_all(src_key, None)?;
         let next = AtomicUsize::new(0);
         let failed: Mutex<Option<StorageError>> = Mutex::new(None);
         let copied: Mutex<Vec<Copied>> = Mutex::new(Vec::new());
@@ -286,7 +282,7 @@ impl S3Fs {
                 Some(KeyVersion::new(o.key.clone(), etag.clone()))
             })
             .collect();
-        let result = self.storage.bucket(&self.opts.bucket).delete_many(&keys)?;
+        let result = self.bucket.delete_many(&keys)?;
         if let Some((key, code, msg)) = result.errors.first() {
             return Err(FsError::new(
                 libc::EIO,
@@ -297,11 +293,8 @@ impl S3Fs {
         }
         if objects.is_empty() {
             // An empty implicit directory that only exists locally: give it a marker.
-            self.storage.put_object(
-                &self.obj(dst_key),
-                crate::s3::RequestBody::Empty,
-                &Default::default(),
-            )?;
+            self.bucket
+                .put(dst_key, crate::s3::RequestBody::Empty, &Default::default())?;
         }
         self.table().invalidate_dir(ino);
         Ok((moving, copied))
@@ -324,9 +317,9 @@ impl S3Fs {
         let mut looked = None;
         let mut attempt = 1;
         loop {
-            let copied = self.storage.copy_object(&CopyRequest {
-                src: self.obj(src_key),
-                dst: self.obj(dst_key),
+            let copied = self.bucket.copy(&CopyRequest {
+                src: self.bucket.obj(src_key),
+                dst: self.bucket.obj(dst_key),
                 replace: None,
                 if_match: etag.clone(),
                 size,
@@ -341,7 +334,7 @@ impl S3Fs {
                 }
                 Err(e) if e.is_precondition_failed() && attempt < RENAME_COPY_ATTEMPTS => {
                     let asked = Instant::now();
-                    let info = self.storage.head_object(&self.obj(src_key))?;
+                    let info = self.bucket.head(src_key)?;
                     log::info!(
                         "rename {src_key} -> {dst_key}: the source changed on the server (ETag {etag:?}, now {:?}); moving the version there now",
                         info.etag

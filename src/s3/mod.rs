@@ -12,8 +12,8 @@
 //!   [`fallback`] (what a server rejects, and what is done instead), [`journal`] (uploads on
 //!   disk while they run) and [`metadata`] (the one metadata-update loop);
 //!   [`stream`] feeds an upload from a file still being written;
-//! - [`storage`]: `Storage`, its seed API ([`seed`]) and, for now, the object calls the file
-//!   system makes by [`ObjectRef`] ([`compat`]).
+//! - [`storage`]: `Storage`, the connection, with its seed API ([`seed`]) and a [`Bucket`]
+//!   per bucket.
 //!
 //! Beside them: [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
 //! (the values requests take and give), [`etag`], [`private`] (files private to the user).
@@ -22,7 +22,6 @@ pub mod body;
 pub mod bucket;
 pub mod capability;
 pub mod client;
-pub mod compat;
 pub mod error;
 pub mod etag;
 pub mod fallback;

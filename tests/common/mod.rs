@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use s3mount::config::{AddressingStyle, LoadRequest, Overrides, Secret};
+use s3mount::s3::ObjectStore;
 use s3mount::{Config, Storage};
 use tempfile::TempDir;
 
