@@ -97,10 +97,11 @@ pub(crate) fn judge_complete(
 }
 
 /// Is the multipart upload still open? (ListParts of one part: NoSuchUpload means it was
-/// completed or aborted.)
+/// completed or aborted. So does an empty list: a completion is only sent once parts were
+/// uploaded, and s3s-fs 0.14.1 answers any upload id, completed or made up, with no parts.)
 fn upload_is_open(looks: &dyn ObjectStore, obj: &ObjectRef, upload_id: &str) -> Result<bool> {
     match looks.list_parts(obj, upload_id, None, Some(1)) {
-        Ok(_) => Ok(true),
+        Ok(page) => Ok(!page.parts.is_empty()),
         Err(StorageError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
     }
