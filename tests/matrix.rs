@@ -28,18 +28,13 @@ fn random_file(dir: &Path, name: &str, len: u64) -> std::path::PathBuf {
     path
 }
 
-/// Do the two files hold the same bytes? (Chunk by chunk: they may be a GiB each.)
-fn same_files(a: &Path, b: &Path) -> bool {
-    let (mut fa, mut fb) = (
-        std::fs::File::open(a).unwrap(),
-        std::fs::File::open(b).unwrap(),
-    );
-    if fa.metadata().unwrap().len() != fb.metadata().unwrap().len() {
-        return false;
-    }
+/// Does `a` hold exactly the bytes of the file `b`? (Chunk by chunk: they may be a GiB each,
+/// and `a` may be an object's body as it streams in.)
+fn same_bytes(a: &mut impl Read, b: &Path) -> bool {
+    let mut fb = std::fs::File::open(b).unwrap();
     let (mut ba, mut bb) = (vec![0u8; COMPARE_CHUNK], vec![0u8; COMPARE_CHUNK]);
     loop {
-        let n = read_full(&mut fa, &mut ba);
+        let n = read_full(a, &mut ba);
         let m = read_full(&mut fb, &mut bb);
         if n != m || ba[..n] != bb[..m] {
             return false;
@@ -50,7 +45,7 @@ fn same_files(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..]).unwrap() {
@@ -61,18 +56,25 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
     n
 }
 
-/// The object `key`, downloaded through the S3 API into `dir`, is the file `want`; and its
-/// `x-amz-meta-mode` is the mode the mount shows (the metadata a new file is written with).
-fn assert_stored(storage: &Storage, mount: &Mount, key: &str, want: &Path, dir: &Path) {
-    let got = dir.join("from-s3");
-    let meta = storage
-        .read(key, &got)
+/// The object `key`, read through the S3 API, is the file `want` (compared as its body
+/// streams in: no second copy on disk); and its `x-amz-meta-mode` is the mode the mount shows
+/// (the metadata a new file is written with).
+fn assert_stored(storage: &Storage, bucket: &str, mount: &Mount, key: &str, want: &Path) {
+    let mut got = storage
+        .get_object(&common::obj(bucket, key), None, None)
         .unwrap_or_else(|e| panic!("GET {key} through the S3 API: {e}"));
-    assert!(same_files(&got, want), "{key}: other bytes on the server");
-    std::fs::remove_file(&got).unwrap();
+    assert_eq!(
+        got.total_size,
+        std::fs::metadata(want).unwrap().len(),
+        "{key}: size"
+    );
+    assert!(
+        same_bytes(&mut got.body, want),
+        "{key}: other bytes on the server"
+    );
     let shown = std::fs::metadata(mount.join(key)).unwrap();
     assert_eq!(
-        meta.get("mode"),
+        got.info.metadata.get("mode"),
         Some(shown.mode().to_string().as_str()),
         "{key}: the mode written"
     );
@@ -90,14 +92,7 @@ fn cp_checked(len: u64, key: &str) {
         src.display(),
         mount.join(key).display()
     ));
-    assert_stored(&storage, &mount, key, &src, dir.path());
-    assert_eq!(
-        storage
-            .head_object(&common::obj(&bucket, key))
-            .unwrap()
-            .size,
-        len
-    );
+    assert_stored(&storage, &bucket, &mount, key, &src);
 }
 
 #[test]
@@ -132,7 +127,7 @@ fn sort_o_in_place() {
     sh(&format!("cp {} {}", src.display(), f.display()));
     sh(&format!("LC_ALL=C sort -o {} {}", f.display(), f.display()));
     assert!(std::fs::metadata(&want).unwrap().len() > 16 * MIB);
-    assert_stored(&storage, &mount, "lines.txt", &want, dir.path());
+    assert_stored(&storage, &bucket, &mount, "lines.txt", &want);
 }
 
 #[test]
@@ -152,7 +147,7 @@ fn cp_sparse_always() {
         src.display(),
         mount.join("sparse.bin").display()
     ));
-    assert_stored(&storage, &mount, "sparse.bin", &src, dir.path());
+    assert_stored(&storage, &bucket, &mount, "sparse.bin", &src);
 }
 
 #[test]
@@ -185,7 +180,7 @@ fn mv_of_a_directory() {
     ));
     for (name, _) in files {
         let key = format!("moved/{name}");
-        assert_stored(&storage, &mount, &key, &tree.join(name), dir.path());
+        assert_stored(&storage, &bucket, &mount, &key, &tree.join(name));
     }
     let (left, _) = storage.bucket(&bucket).list_all("d/", None).unwrap();
     assert!(left.is_empty(), "sources left: {left:?}");
@@ -210,7 +205,7 @@ fn setfattr_is_on_the_server() {
         assert_eq!(info.metadata.get("color"), Some("blue"), "{name}");
         assert_eq!(info.metadata.get("shape"), Some("round"), "{name}");
         // The content is untouched, and the rest of the metadata kept.
-        assert_stored(&storage, &mount, name, &src, dir.path());
+        assert_stored(&storage, &bucket, &mount, name, &src);
         let shown = sh(&format!(
             "getfattr -n user.x-amz-meta-color --only-values {}",
             f.display()
