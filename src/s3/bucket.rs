@@ -10,8 +10,8 @@
 //! - [`Bucket::copy`]: one CopyObject, or UploadPartCopy above
 //!   [`TransferConfig::copy_threshold`] (5 GiB, S3's limit for a single copy);
 //! - deletes and listings: [`Bucket::delete`] and [`Bucket::delete_many`] (DeleteObjects in
-//!   batches of 1000), each given the version meant when known, [`Bucket::list_page`], [`Bucket::list_all`], [`Bucket::list_uploads`],
-//!   [`Bucket::list_parts`];
+//!   batches of 1000), each given the version meant when known, [`Bucket::list_page`],
+//!   [`Bucket::list_all`], [`Bucket::list_uploads`], [`Bucket::list_parts`];
 //! - multipart uploads fed by a caller ([`super::StreamingUpload`]):
 //!   [`Bucket::begin_multipart`], [`Bucket::upload_part`], [`Bucket::finish_multipart`],
 //!   [`Bucket::abort_upload`], each upload in the [`UploadJournal`] while it runs (see
