@@ -10,7 +10,7 @@
 //! | `x-amz-metadata-directive: REPLACE` | the object is re-uploaded: a GET pinned to the version, then a PUT with the new metadata under `If-Match` (up to [`MAX_REUPLOAD_BYTES`]; larger objects are [`StorageError::Unsupported`], ENOTSUP). |
 //! | DeleteObjects | one DeleteObject per key, [`DELETE_PARALLELISM`] at a time. |
 //!
-//! Each function here runs under [`with_fallbacks`], so a server that honours everything gets
+//! Each function here runs under `capability::with_fallbacks`, so a server that honours everything gets
 //! exactly the requests it got before; and every write still goes through
 //! [`super::reconcile`], so a lost reply is looked into whichever way it was sent.
 

@@ -5,22 +5,22 @@
 //! cannot be read. Sending it again is harmless for a plain PUT (the same bytes twice) or a
 //! part, but not for these writes, each in its room here:
 //!
-//! - a **conditional PUT** (`If-None-Match: *`, `If-Match`; [`put`]): the second attempt meets
+//! - a **conditional PUT** (`If-None-Match: *`, `If-Match`; `put.rs`): the second attempt meets
 //!   the object the first one stored and gets 412, blaming "someone else" for the writer's own
 //!   work;
-//! - **`CompleteMultipartUpload`** ([`complete`]): AWS answers a repeated completion with its
+//! - **`CompleteMultipartUpload`** (`complete.rs`): AWS answers a repeated completion with its
 //!   result again, but MinIO, Ceph and others answer 404 NoSuchUpload (or 500), and with
 //!   `If-None-Match: *` a repetition meets the object the first one made (412);
-//! - **`CopyObject`** ([`copy`]): a metadata self-copy guarded by `x-amz-copy-source-if-match`
+//! - **`CopyObject`** (`copy.rs`): a metadata self-copy guarded by `x-amz-copy-source-if-match`
 //!   meets its own new version (412 where the copy changed the ETag) and would be taken for
 //!   another client's change; a rename's copy would be made a second time;
-//! - **`DeleteObject` and `DeleteObjects`** ([`delete`]): a second delete, after another client
+//! - **`DeleteObject` and `DeleteObjects`** (`delete.rs`): a second delete, after another client
 //!   wrote the key meanwhile, would delete their object.
 //!
 //! So the client sends these once ([`super::S3Request::not_idempotent`]) and `run` repeats
 //! them here, in one loop with one attempt count (the [`super::Bucket`]'s [`RetryPolicy`], the
 //! client's for a [`super::Storage`]'s buckets). Everything here works on any
-//! [`ObjectStore`], so these rules are tested against [`super::MemoryStore`] as well:
+//! [`super::ObjectStore`], so these rules are tested against [`super::MemoryStore`] as well:
 //!
 //! 1. A success ends it; so does a definite refusal (a 4xx) of a request no earlier attempt of
 //!    which may have been applied.
@@ -67,7 +67,7 @@
 //!
 //! A look costs a HEAD (a ListParts more for a multipart upload whose ETag does not settle it,
 //! one more HEAD of the source for a copy, a listing for DeleteObjects), and happens only after
-//! a failure. Each look is one request, sent once ([`ObjectStore::single_attempt`]): a look
+//! a failure. Each look is one request, sent once ([`super::ObjectStore::single_attempt`]): a look
 //! that fails counts as an attempt of the loop.
 
 mod complete;
