@@ -8,8 +8,9 @@
 //! - [`store`]: the seam, [`ObjectStore`], one method per request; [`Storage`] implements it
 //!   over the client, [`MemoryStore`] in memory (for tests, with switches);
 //! - [`bucket`]: the policy for one bucket ([`Bucket`]), with [`read`] (ranged reads, resumed
-//!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`journal`] (uploads
-//!   on disk while they run) and [`metadata`] (the one metadata-update loop);
+//!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`capability`] and
+//!   [`fallback`] (what a server rejects, and what is done instead), [`journal`] (uploads on
+//!   disk while they run) and [`metadata`] (the one metadata-update loop);
 //!   [`stream`] feeds an upload from a file still being written;
 //! - [`storage`]: `Storage`, the connection, with its seed API ([`seed`]) and a [`Bucket`]
 //!   per bucket.
@@ -20,9 +21,11 @@
 
 pub mod body;
 pub mod bucket;
+pub mod capability;
 pub mod client;
 pub mod error;
 pub mod etag;
+pub mod fallback;
 pub mod journal;
 pub mod memory;
 pub mod meta;
@@ -48,6 +51,7 @@ mod fixtures;
 
 pub use body::RequestBody;
 pub use bucket::Bucket;
+pub use capability::{Capabilities, Capability};
 pub use client::{ClientConfig, PayloadSigning, RetryPolicy, S3Client, S3Request, S3Response};
 pub use error::{Result, StorageError};
 pub use journal::UploadJournal;
@@ -62,5 +66,6 @@ pub use store::ObjectStore;
 pub use stream::StreamingUpload;
 pub use transfer::{MultipartUpload, TransferConfig};
 pub use types::{
-    CopyRequest, GetObject, ListRequest, ObjectInfo, PendingUpload, PutOptions, ReplaceMetadata,
+    CopyRequest, GetObject, KeyVersion, ListRequest, ObjectInfo, PendingUpload, PutOptions,
+    ReplaceMetadata,
 };

@@ -18,8 +18,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::body::RequestBody;
+use super::capability::Capabilities;
 use super::client::RetryPolicy;
 use super::error::{Result, StorageError};
+use super::fallback;
 use super::journal::{JournalEntry, UploadJournal};
 use super::meta::Metadata;
 use super::metrics::S3Metrics;
@@ -111,6 +113,7 @@ pub(crate) struct Transfers<'a> {
     pub journal: Option<&'a UploadJournal>,
     /// Where the uploads in flight are shown, if anywhere.
     pub metrics: Option<&'a Arc<S3Metrics>>,
+    pub caps: &'a Capabilities,
 }
 
 impl Transfers<'_> {
@@ -166,7 +169,10 @@ impl Transfers<'_> {
             parts: &parts,
             size,
         };
-        match reconcile::complete(self.store, self.retry, completion, cond) {
+        let completed = fallback::complete(self.store, self.caps, &upload.obj, cond, |cond| {
+            reconcile::complete(self.store, self.retry, completion, cond)
+        });
+        match completed {
             Ok(r) => {
                 upload.done();
                 Ok(r.etag)
