@@ -22,6 +22,12 @@
 //! [`InodeTable::learnt_since`]): else an old ETag would come back with a fresh TTL, and the
 //! next `open` would pin it and fail its reads with 412.
 //!
+//! Times: a node shows the times its object says (`x-amz-meta-mtime`/`-atime`/`-ctime`, else
+//! Last-Modified), moved forward by what the mount did in memory for its lifetime and never
+//! wrote: an atime moved by a read (relatime's rule), a directory's mtime and ctime moved by a
+//! change of its entries, a ctime moved by an unlink or a rename. A time set explicitly
+//! (`utimes`) replaces what was moved in memory ([`Node::times`]).
+//!
 //! Lifetime: the kernel counts lookups; `forget` drops them. A node whose count reaches zero and
 //! that is no longer linked into the tree is removed. Linked nodes stay (they are cheap and a
 //! listing will usually reuse them).
@@ -62,7 +68,34 @@ pub struct Node {
     negative: HashMap<String, Instant>,
     /// Kernel lookup count.
     lookups: u64,
+    /// Times the mount moved in memory only, for its lifetime (see "Times" in the module
+    /// documentation): a read (atime, by relatime's rule), a change of the directory's entries
+    /// (mtime and ctime), an unlink or a rename (ctime).
+    local: LocalTimes,
 }
+
+/// Times moved in memory only: each, when set, is a floor under the time the node shows.
+#[derive(Debug, Clone, Copy, Default)]
+struct LocalTimes {
+    atime: Option<SystemTime>,
+    mtime: Option<SystemTime>,
+    ctime: Option<SystemTime>,
+}
+
+/// The times a node shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    /// Last access.
+    pub atime: SystemTime,
+    /// Last change of the content (of a directory: of its entries).
+    pub mtime: SystemTime,
+    /// Last change of the content or the attributes.
+    pub ctime: SystemTime,
+}
+
+/// relatime's rule: an atime older than this is moved by a read even when it is later than
+/// the mtime and the ctime (Linux's `relatime` uses a day).
+pub const RELATIME_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl Node {
     fn new(
@@ -88,7 +121,33 @@ impl Node {
             listing_expires: None,
             negative: HashMap::new(),
             lookups: 0,
+            local: LocalTimes::default(),
         }
+    }
+
+    /// The times the node shows: what the object says (an atime or ctime it does not carry is
+    /// its mtime), moved forward by what the mount did in memory.
+    pub fn times(&self) -> Times {
+        let later = |t: SystemTime, floor: Option<SystemTime>| floor.map_or(t, |f| t.max(f));
+        let mtime = later(self.attr.mtime, self.local.mtime);
+        Times {
+            atime: later(self.attr.atime.unwrap_or(self.attr.mtime), self.local.atime),
+            mtime,
+            ctime: later(self.attr.ctime.unwrap_or(self.attr.mtime), self.local.ctime),
+        }
+    }
+
+    /// True once the node is unlinked (its name removed, or replaced by a rename).
+    pub fn is_unlinked(&self) -> bool {
+        self.parent == 0
+    }
+
+    /// Directories: how many of the children known are directories.
+    pub fn subdirs_known(&self, t: &InodeTable) -> usize {
+        self.children
+            .values()
+            .filter(|c| t.get(**c).is_some_and(|n| n.kind == NodeKind::Dir))
+            .count()
     }
 
     /// Inode number.
@@ -405,12 +464,15 @@ impl InodeTable {
         let mut attr = NodeAttr {
             size: reply.size,
             mtime: reply.last_modified.unwrap_or_else(SystemTime::now),
+            atime: None,
+            ctime: None,
             mode: None,
             uid: None,
             gid: None,
             etag: reply.etag.clone(),
         };
         attr.apply(&reply.attrs);
+        attr.ctime = reply.ctime();
         let ino = self.upsert_child(parent, name, kind, attr, until);
         self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
         ino
@@ -432,6 +494,9 @@ impl InodeTable {
             self.set_version(ino, reply.size, reply.etag.clone(), reply.last_modified);
         }
         self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.ctime = reply.ctime().or(n.attr.ctime);
+        }
         true
     }
 
@@ -446,11 +511,70 @@ impl InodeTable {
         }
     }
 
-    /// An attribute change (`chmod`, `chown`, `utimes`) the node takes at once.
+    /// An attribute change (`chmod`, `chown`, `utimes`) the node takes at once. A time set
+    /// explicitly replaces what the mount moved in memory.
     pub fn apply_attrs(&mut self, ino: u64, attrs: &AttrUpdate) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.attr.apply(attrs);
+            if attrs.atime.is_some() {
+                n.local.atime = None;
+            }
+            if attrs.mtime.is_some() {
+                n.local.mtime = None;
+            }
+            if attrs.ctime.is_some() {
+                n.local.ctime = None;
+            }
         }
+    }
+
+    /// The entries of directory `ino` changed through the mount at `now` (a create, an unlink,
+    /// a rename, a mkdir or rmdir in it): its mtime and ctime move, in memory (S3 keeps no
+    /// directory times; the marker is not rewritten for it).
+    pub fn entries_changed(&mut self, ino: u64, now: SystemTime) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.local.mtime = Some(now);
+            n.local.ctime = Some(now);
+        }
+    }
+
+    /// The node changed at `now` without a write that records it (an unlink, a rename whose
+    /// copy kept the metadata): its ctime moves, in memory.
+    pub fn changed(&mut self, ino: u64, now: SystemTime) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.local.ctime = Some(now);
+        }
+    }
+
+    /// The content was written at `now` (not uploaded yet): mtime and ctime move.
+    pub fn modified(&mut self, ino: u64, now: SystemTime) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.mtime = now;
+            n.attr.ctime = Some(now);
+            n.local.mtime = None;
+            n.local.ctime = None;
+            // Newer than any listing asked for before the write.
+            n.attr_set = Instant::now();
+        }
+    }
+
+    /// The node was read at `now`: its atime moves by relatime's rule — when it is not later
+    /// than the mtime or the ctime, or older than [`RELATIME_MAX_AGE`] — in memory only (a
+    /// write per read would change the object's ETag, dropping caches and failing open
+    /// readers). True if it moved.
+    pub fn accessed(&mut self, ino: u64, now: SystemTime) -> bool {
+        let Some(n) = self.nodes.get_mut(&ino) else {
+            return false;
+        };
+        let t = n.times();
+        let stale = now
+            .duration_since(t.atime)
+            .is_ok_and(|age| age >= RELATIME_MAX_AGE);
+        if t.atime <= t.mtime || t.atime <= t.ctime || stale {
+            n.local.atime = Some(now);
+            return true;
+        }
+        false
     }
 
     /// The object was copied with its metadata (a self-copy, or a rename's copy): same content

@@ -228,6 +228,13 @@ impl S3Fs {
         // stats entries as pages arrive, and with a slow server an entry must not expire (and
         // cost a HEAD and a LIST) before it is stat'ed.
         let expires = self.expiry().max(Instant::now() + l.started.elapsed());
+        // Objects kept for files unlinked while open: their names are gone.
+        let kept: HashSet<String> = self
+            .kept
+            .under(prefix)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let mut t = self.table();
         for p in &page.common_prefixes {
             let Some(name) = listed_name(prefix, p, true) else {
@@ -246,11 +253,11 @@ impl S3Fs {
             };
             let attr = keep_dir_attr(&t, ino, name);
             let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
-            if let Some(n) = t.get(child) {
+            if let Some(attrs) = self.node_attrs(&t, child) {
                 let entry = DirEntry {
                     ino: child,
                     name: name.to_string(),
-                    attrs: self.to_attrs(child, n.kind(), n.attr()),
+                    attrs,
                 };
                 match shadowed {
                     Some(i) => l.held[i] = entry,
@@ -262,6 +269,9 @@ impl S3Fs {
             if o.key == prefix {
                 t.set_marker(ino, true);
                 continue; // the marker is not its own child
+            }
+            if kept.contains(&o.key) {
+                continue;
             }
             let Some(name) = listed_name(prefix, &o.key, false) else {
                 drop_name(self, &o.key);
@@ -285,14 +295,15 @@ impl S3Fs {
                 continue;
             }
             // Newer than this page (the mount uploaded or looked it up since): keep it.
-            if let Some(n) = t.learnt_since(ino, name, asked) {
-                let (child, kind, attr) = (n.ino(), n.kind(), n.attr().clone());
+            if let Some(child) = t.learnt_since(ino, name, asked).map(|n| n.ino()) {
                 l.seen.insert(name.to_string());
-                l.held.push(DirEntry {
-                    ino: child,
-                    name: name.to_string(),
-                    attrs: self.to_attrs(child, kind, &attr),
-                });
+                if let Some(attrs) = self.node_attrs(&t, child) {
+                    l.held.push(DirEntry {
+                        ino: child,
+                        name: name.to_string(),
+                        attrs,
+                    });
+                }
                 continue;
             }
             // Keep what a HEAD told us (mode, owner, symlink) while the ETag is the same.
@@ -312,6 +323,8 @@ impl S3Fs {
                     NodeAttr {
                         size: o.size,
                         mtime: o.last_modified.unwrap_or(std::time::UNIX_EPOCH),
+                        atime: None,
+                        ctime: None,
                         mode: None,
                         uid: None,
                         gid: None,
@@ -319,13 +332,15 @@ impl S3Fs {
                     },
                 ),
             };
-            let child = t.upsert_child(ino, name, kind, attr.clone(), expires);
+            let child = t.upsert_child(ino, name, kind, attr, expires);
             l.seen.insert(name.to_string());
-            l.held.push(DirEntry {
-                ino: child,
-                name: name.to_string(),
-                attrs: self.to_attrs(child, kind, &attr),
-            });
+            if let Some(attrs) = self.node_attrs(&t, child) {
+                l.held.push(DirEntry {
+                    ino: child,
+                    name: name.to_string(),
+                    attrs,
+                });
+            }
         }
         drop(t);
         // Hand out what no later page can shadow: a file `name` whose `name/` sorts after the
@@ -387,11 +402,11 @@ impl S3Fs {
         // listed too.
         pending.sort();
         for (name, c) in pending {
-            if let Some(n) = t.get(c) {
+            if let Some(attrs) = self.node_attrs(&t, c) {
                 l.entries.push(DirEntry {
                     ino: c,
                     name,
-                    attrs: self.to_attrs(c, n.kind(), n.attr()),
+                    attrs,
                 });
             }
         }
@@ -415,11 +430,10 @@ impl S3Fs {
         let entries = children
             .into_iter()
             .filter_map(|(name, c)| {
-                let n = t.get(c)?;
                 Some(DirEntry {
                     ino: c,
                     name: name.clone(),
-                    attrs: self.to_attrs(c, n.kind(), n.attr()),
+                    attrs: self.node_attrs(&t, c)?,
                 })
             })
             .collect();
@@ -483,7 +497,9 @@ impl S3Fs {
             if entries[i].attrs.kind != NodeKind::Dir {
                 if let Some(info) = info {
                     let name = entries[i].name.clone();
-                    entries[i].attrs = self.record_object(parent, &name, &info, asked);
+                    if let Ok(a) = self.record_object(parent, &name, &info, asked) {
+                        entries[i].attrs = a;
+                    }
                 }
                 continue;
             }

@@ -9,6 +9,25 @@ use super::error::{FsError, FsResult};
 /// Longest file name in bytes (Linux's `NAME_MAX`): the kernel refuses longer ones anyway.
 pub const NAME_MAX: usize = 255;
 
+/// Longest object key S3 accepts, in bytes (UTF-8): a path whose key (the mount's prefix
+/// included) would be longer is ENAMETOOLONG, as a path over `PATH_MAX` is on a disk.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// ENAMETOOLONG if `key` is longer than S3 accepts ([`MAX_KEY_BYTES`]).
+pub fn check_key_len(key: &str) -> FsResult<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(FsError::new(
+            libc::ENAMETOOLONG,
+            format!(
+                "{}...: a key of {} bytes, over S3's {MAX_KEY_BYTES}",
+                key.chars().take(64).collect::<String>(),
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validate a file name coming from the kernel.
 pub fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
     let s = name.to_str().ok_or_else(|| {

@@ -35,6 +35,10 @@ pub struct FsOptions {
     pub xattr: bool,
     /// Bytes of read-ahead held at once across the mount.
     pub prefetch_memory_limit: u64,
+    /// What a user creates is owned by that user (recorded in `x-amz-meta-uid`/`-gid`): on
+    /// when other users are let in (`--allow-other`, `--allow-root`). Off, everything belongs
+    /// to `uid`/`gid` unless its metadata says otherwise.
+    pub owners_from_callers: bool,
 }
 
 impl FsOptions {
@@ -58,6 +62,7 @@ impl FsOptions {
             listing_head_limit: 512,
             xattr: true,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
+            owners_from_callers: false,
         }
     }
 }
