@@ -35,7 +35,10 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-pub use super::values::{start_time, AttrUpdate, HeadReply, NodeAttr, NodeKind, ObjectMeta};
+pub use super::values::{
+    start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta,
+    FOLDER_SUFFIX,
+};
 
 /// The root directory's inode number (FUSE convention).
 pub const ROOT_INO: u64 = 1;
@@ -60,6 +63,8 @@ pub struct Node {
     meta_expires: Instant,
     /// Directories: a `dir/` marker object exists.
     has_marker: bool,
+    /// Directories: a marker another tool wrote exists.
+    foreign: Option<ForeignMarker>,
     /// Directories: children by name.
     children: HashMap<String, u64>,
     /// Directories: `children` is a complete listing until then.
@@ -117,6 +122,7 @@ impl Node {
             meta: None,
             meta_expires: expires,
             has_marker: false,
+            foreign: None,
             children: HashMap::new(),
             listing_expires: None,
             negative: HashMap::new(),
@@ -188,6 +194,11 @@ impl Node {
     /// Directories: a `dir/` marker object exists.
     pub fn has_marker(&self) -> bool {
         self.has_marker
+    }
+
+    /// Directories: the marker another tool wrote for it, if any.
+    pub fn foreign_marker(&self) -> Option<ForeignMarker> {
+        self.foreign
     }
 
     /// Directories: children by name.
@@ -301,6 +312,7 @@ impl InodeTable {
                     n.meta = None;
                     n.children.clear();
                     n.listing_expires = None;
+                    n.foreign = None;
                 }
                 n.attr = attr;
                 n.attr_expires = expires;
@@ -608,6 +620,13 @@ impl InodeTable {
     pub fn set_marker(&mut self, ino: u64, exists: bool) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.has_marker = exists;
+        }
+    }
+
+    /// Directories: the marker another tool wrote for it (found in a listing or by a HEAD).
+    pub fn set_foreign_marker(&mut self, ino: u64, marker: Option<ForeignMarker>) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.foreign = marker;
         }
     }
 

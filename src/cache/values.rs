@@ -76,6 +76,30 @@ impl NodeKind {
     }
 }
 
+/// A directory marker written by another tool, instead of (or beside) the `dir/` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForeignMarker {
+    /// `dir_$folder$`, as Hadoop's S3 file systems and S3Fox write it.
+    Folder,
+    /// A zero-byte `dir` object with `Content-Type: application/x-directory`, as old s3fs
+    /// writes it.
+    Plain,
+}
+
+/// The suffix of a Hadoop/S3Fox directory marker.
+pub const FOLDER_SUFFIX: &str = "_$folder$";
+
+impl ForeignMarker {
+    /// The key of this marker for the directory `dir_key` (which ends in `/`).
+    pub fn key(self, dir_key: &str) -> String {
+        let base = dir_key.strip_suffix('/').unwrap_or(dir_key);
+        match self {
+            ForeignMarker::Folder => format!("{base}{FOLDER_SUFFIX}"),
+            ForeignMarker::Plain => base.to_string(),
+        }
+    }
+}
+
 /// The attributes the file system reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeAttr {

@@ -19,7 +19,7 @@ use super::names::{check_key_len, name_str, valid_component};
 use super::unlinked::Detached;
 use super::S3Fs;
 use crate::cache::inode::{
-    start_time, AttrUpdate, HeadReply, NodeAttr, NodeKind, ObjectMeta, ROOT_INO,
+    start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta, ROOT_INO,
 };
 use crate::s3::meta::guess_content_type;
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
@@ -27,6 +27,16 @@ use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, Stor
 /// The Content-Type of a directory marker, as s3fs writes it (and as old s3fs marks a
 /// directory object without a trailing `/`).
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
+
+/// A zero-byte object without a trailing `/` that old s3fs wrote for a directory: its
+/// Content-Type is [`DIRECTORY_CONTENT_TYPE`], or its mode says S_IFDIR.
+pub fn is_foreign_dir(info: &ObjectInfo) -> bool {
+    let typed = info.content_headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type")
+            && v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(DIRECTORY_CONTENT_TYPE))
+    });
+    info.size == 0 && (typed || metadata_kind(&info.metadata) == Some(NodeKind::Dir))
+}
 
 /// Longest symlink target we read back.
 const MAX_SYMLINK_TARGET: u64 = 4096;
@@ -111,17 +121,25 @@ impl S3Fs {
         let list = list?;
         let mut is_dir = !list.objects.is_empty() || !list.common_prefixes.is_empty();
         let mut marker_found = None;
+        // A zero-byte `name` marked as a directory (old s3fs): the directory's marker.
+        let foreign_plain = head.as_ref().is_ok_and(is_foreign_dir);
         if !is_dir && self.known_dir(parent, name) {
             // A directory we know, now empty: some servers leave `dir/` markers out of
-            // listings, so ask for the marker itself before deciding the directory is gone.
+            // listings, so ask for the marker itself before deciding the directory is gone
+            // (or for the `name_$folder$` another tool marked it with).
             if let Ok(info) = self.bucket.head(&dir_prefix) {
                 is_dir = true;
                 marker_found = Some(info);
+            } else if self.foreign_marker_of(parent, name) == Some(ForeignMarker::Folder) {
+                is_dir = self
+                    .bucket
+                    .head(&ForeignMarker::Folder.key(&dir_prefix))
+                    .is_ok();
             }
         }
         let expires = self.expiry();
         if is_dir {
-            if head.is_ok() {
+            if head.is_ok() && !foreign_plain {
                 self.warn_once(format!(
                     "s3://{}/{key} is both a file and a directory; showing the directory",
                     self.bucket.name()
@@ -147,6 +165,9 @@ impl S3Fs {
             let mut t = self.table();
             let ino = t.upsert_child(parent, name, NodeKind::Dir, NodeAttr::dir(), expires);
             t.set_marker(ino, has_marker);
+            if foreign_plain {
+                t.set_foreign_marker(ino, Some(ForeignMarker::Plain));
+            }
             if let Some(info) = marker {
                 let attrs = metadata_attrs(&info.metadata);
                 t.record_meta(ino, ObjectMeta::from(&info), &attrs, expires);
@@ -200,7 +221,9 @@ impl S3Fs {
         info: &ObjectInfo,
         asked: Instant,
     ) -> FsResult<FileAttrs> {
+        let foreign_dir = is_foreign_dir(info);
         let kind = match metadata_kind(&info.metadata) {
+            _ if foreign_dir => NodeKind::Dir,
             Some(NodeKind::Dir) | None => NodeKind::File,
             Some(k) => k,
         };
@@ -208,6 +231,9 @@ impl S3Fs {
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.record_head(parent, name, kind, &reply, expires);
+        if foreign_dir {
+            t.set_foreign_marker(ino, Some(ForeignMarker::Plain));
+        }
         self.attrs_in(&t, ino)
     }
 
@@ -330,10 +356,30 @@ impl S3Fs {
             ));
         }
         self.bucket.delete(&key)?;
+        self.delete_foreign_marker(attrs.ino, &key)?;
         let mut t = self.table();
         t.remove_child(parent, name);
         t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
         t.entries_changed(parent, SystemTime::now());
+        Ok(())
+    }
+
+    /// The marker another tool wrote for the directory `parent/name`, if the table knows one.
+    pub(crate) fn foreign_marker_of(&self, parent: u64, name: &str) -> Option<ForeignMarker> {
+        let t = self.table();
+        t.child(parent, name)
+            .and_then(|c| t.get(c))
+            .and_then(|n| n.foreign_marker())
+    }
+
+    /// Delete the marker another tool wrote for the directory `ino` (whose key is `key`), if
+    /// any: after an `rmdir`, or a rename that moved what was under it.
+    pub(crate) fn delete_foreign_marker(&self, ino: u64, key: &str) -> FsResult<()> {
+        let marker = self.table().get(ino).and_then(|n| n.foreign_marker());
+        if let Some(m) = marker {
+            self.bucket.delete(&m.key(key))?;
+            self.table().set_foreign_marker(ino, None);
+        }
         Ok(())
     }
 

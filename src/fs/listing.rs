@@ -28,7 +28,10 @@ use super::dir::DirEntry;
 use super::error::{FsError, FsResult};
 use super::names::listed_name;
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, InodeTable, NodeAttr, NodeKind, ObjectMeta};
+use crate::cache::inode::{
+    start_time, AttrUpdate, ForeignMarker, InodeTable, NodeAttr, NodeKind, ObjectMeta,
+    FOLDER_SUFFIX,
+};
 use crate::s3::xml::ListPage;
 use crate::s3::{ListRequest, ObjectInfo, StorageError};
 
@@ -271,6 +274,46 @@ impl S3Fs {
                 continue; // the marker is not its own child
             }
             if kept.contains(&o.key) {
+                continue;
+            }
+            // `name_$folder$`: a directory as Hadoop and S3Fox mark one.
+            let folder = o
+                .key
+                .strip_suffix(FOLDER_SUFFIX)
+                .and_then(|k| listed_name(prefix, k, false));
+            if let Some(name) = folder {
+                let is_dir = |t: &InodeTable| {
+                    t.child(ino, name)
+                        .and_then(|c| t.get(c))
+                        .is_some_and(|n| n.kind() == NodeKind::Dir)
+                };
+                if !(l.seen.contains(name) && is_dir(&t)) {
+                    // A file of the same name listed before: the directory shadows it.
+                    let shadowed = if l.seen.insert(name.to_string()) {
+                        None
+                    } else {
+                        l.held.iter().rposition(|e| e.name == name)
+                    };
+                    let mut attr = keep_dir_attr(&t, ino, name);
+                    if attr.mtime == start_time() {
+                        attr.mtime = o.last_modified.unwrap_or(attr.mtime);
+                    }
+                    let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
+                    if let Some(attrs) = self.node_attrs(&t, child) {
+                        let entry = DirEntry {
+                            ino: child,
+                            name: name.to_string(),
+                            attrs,
+                        };
+                        match shadowed {
+                            Some(i) => l.held[i] = entry,
+                            None => l.held.push(entry),
+                        }
+                    }
+                }
+                if let Some(c) = t.child(ino, name) {
+                    t.set_foreign_marker(c, Some(ForeignMarker::Folder));
+                }
                 continue;
             }
             let Some(name) = listed_name(prefix, &o.key, false) else {

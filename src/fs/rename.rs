@@ -129,6 +129,9 @@ impl S3Fs {
             let (guard, copies) = self.rename_dir(src.ino, &src_key, &dst_key)?;
             moving = Some(guard);
             dir_copies = copies;
+            // What another tool marked the directory with stays behind otherwise, and the
+            // directory with it.
+            self.delete_foreign_marker(src.ino, &src_key)?;
         } else {
             self.flush_inode(src.ino)?;
             let dst_key = format!("{dst_parent_key}{new_name_s}");
