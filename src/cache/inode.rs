@@ -36,8 +36,7 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
 pub use super::values::{
-    start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta,
-    FOLDER_SUFFIX,
+    start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta, FOLDER_SUFFIX,
 };
 
 /// The root directory's inode number (FUSE convention).

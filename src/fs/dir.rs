@@ -33,7 +33,9 @@ pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 pub fn is_foreign_dir(info: &ObjectInfo) -> bool {
     let typed = info.content_headers.iter().any(|(k, v)| {
         k.eq_ignore_ascii_case("content-type")
-            && v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(DIRECTORY_CONTENT_TYPE))
+            && v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(DIRECTORY_CONTENT_TYPE))
     });
     info.size == 0 && (typed || metadata_kind(&info.metadata) == Some(NodeKind::Dir))
 }
