@@ -996,6 +996,128 @@ mod tests {
     }
 
     #[test]
+    fn times_move_in_memory_and_an_explicit_set_replaces_them() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        let f = t.upsert_child(ROOT_INO, "f", NodeKind::File, file(1), later);
+        t.apply_attrs(
+            f,
+            &AttrUpdate {
+                mtime: Some(t0),
+                ..AttrUpdate::default()
+            },
+        );
+        // Without atime or ctime of its own, a node shows its mtime.
+        let times = t.get(f).unwrap().times();
+        assert_eq!((times.atime, times.mtime, times.ctime), (t0, t0, t0));
+        // relatime: an atime not after the mtime moves with a read...
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(t.accessed(f, t1));
+        assert_eq!(t.get(f).unwrap().times().atime, t1);
+        // ... then not again while it is later than mtime and ctime and younger than a day,
+        assert!(!t.accessed(f, t1 + Duration::from_secs(5)));
+        // ... but once a day,
+        let t2 = t1 + RELATIME_MAX_AGE;
+        assert!(t.accessed(f, t2));
+        // ... and after a change.
+        t.changed(f, t2 + Duration::from_secs(1));
+        assert_eq!(t.get(f).unwrap().times().ctime, t2 + Duration::from_secs(1));
+        assert!(t.accessed(f, t2 + Duration::from_secs(2)));
+        // An explicit atime replaces what reads moved, even backwards.
+        t.apply_attrs(
+            f,
+            &AttrUpdate {
+                atime: Some(t0),
+                ..AttrUpdate::default()
+            },
+        );
+        assert_eq!(t.get(f).unwrap().times().atime, t0);
+        // A write moves mtime and ctime.
+        let t3 = t2 + Duration::from_secs(9);
+        t.modified(f, t3);
+        let times = t.get(f).unwrap().times();
+        assert_eq!((times.mtime, times.ctime), (t3, t3));
+    }
+
+    #[test]
+    fn a_directory_moved_in_memory_keeps_it_over_a_refresh_until_set_explicitly() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let d = t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        let now = SystemTime::now() + Duration::from_secs(100);
+        t.entries_changed(d, now);
+        // A listing or lookup records the directory again (its marker's times, or none).
+        t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        let times = t.get(d).unwrap().times();
+        assert_eq!((times.mtime, times.ctime), (now, now));
+        let set = std::time::UNIX_EPOCH + Duration::from_secs(5);
+        t.apply_attrs(
+            d,
+            &AttrUpdate {
+                mtime: Some(set),
+                ..AttrUpdate::default()
+            },
+        );
+        assert_eq!(t.get(d).unwrap().times().mtime, set);
+    }
+
+    #[test]
+    fn a_head_reply_ctime_is_the_later_of_its_metadata_and_last_modified() {
+        let mut reply = head("e", Instant::now());
+        let lm = reply.last_modified.unwrap();
+        assert_eq!(reply.ctime(), Some(lm));
+        reply.attrs.ctime = Some(lm + Duration::from_secs(1));
+        assert_eq!(reply.ctime(), Some(lm + Duration::from_secs(1)));
+        reply.attrs.ctime = Some(lm - Duration::from_secs(1));
+        assert_eq!(reply.ctime(), Some(lm), "copied with old metadata later");
+    }
+
+    #[test]
+    fn subdirectories_and_unlinked_nodes() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let d = t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        t.upsert_child(d, "a", NodeKind::Dir, NodeAttr::dir(), later);
+        t.upsert_child(d, "b", NodeKind::Dir, NodeAttr::dir(), later);
+        let f = t.upsert_child(d, "f", NodeKind::File, file(1), later);
+        assert_eq!(t.get(d).unwrap().subdirs_known(&t), 2);
+        t.add_lookup(f);
+        assert!(!t.get(f).unwrap().is_unlinked());
+        t.remove_child(d, "f");
+        assert!(t.get(f).unwrap().is_unlinked());
+        t.set_foreign_marker(d, Some(ForeignMarker::Folder));
+        assert_eq!(
+            t.get(d).unwrap().foreign_marker(),
+            Some(ForeignMarker::Folder)
+        );
+        assert_eq!(ForeignMarker::Folder.key("x/d/"), "x/d_$folder$");
+        assert_eq!(ForeignMarker::Plain.key("x/d/"), "x/d");
+    }
+
+    #[test]
+    fn node_kinds_and_their_mode_bits() {
+        for k in [
+            NodeKind::File,
+            NodeKind::Dir,
+            NodeKind::Symlink,
+            NodeKind::Fifo,
+            NodeKind::Socket,
+            NodeKind::CharDevice { rdev: 259 },
+            NodeKind::BlockDevice { rdev: 1801 },
+        ] {
+            assert_eq!(
+                NodeKind::from_mode(k.type_bits() | 0o644, k.rdev()),
+                Some(k)
+            );
+        }
+        assert_eq!(NodeKind::from_mode(0o644, 0), None, "no type bits");
+        assert_eq!(NodeKind::CharDevice { rdev: 5 }.rdev(), 5);
+        assert_eq!(NodeKind::Fifo.rdev(), 0);
+        assert!(NodeKind::Socket.is_special() && !NodeKind::Symlink.is_special());
+    }
+
+    #[test]
     fn fuzz_keys_of_nodes_are_their_paths() {
         use proptest::prelude::*;
         use proptest::test_runner::{Config, TestRunner};

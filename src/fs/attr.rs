@@ -417,6 +417,53 @@ mod tests {
     }
 
     #[test]
+    fn special_files_in_metadata_as_s3fs_writes_them() {
+        let m: Metadata = [("mode", "8624"), ("rdev", "259")].into_iter().collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::CharDevice { rdev: 259 }));
+        let m: Metadata = [("mode", &*(libc::S_IFIFO | 0o600).to_string())]
+            .into_iter()
+            .collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::Fifo));
+        // A device number that does not fit is no device number.
+        let m: Metadata = [("mode", "24992"), ("rdev", "99999999999")]
+            .into_iter()
+            .collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::BlockDevice { rdev: 0 }));
+        let m: Metadata = [("mode", "0")].into_iter().collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::File), "no type: a file");
+    }
+
+    #[test]
+    fn every_change_carries_its_ctime_and_keeps_the_mtime_shown() {
+        let now = UNIX_EPOCH + Duration::new(2_000, 5);
+        let shown = UNIX_EPOCH + Duration::new(1_000, 0);
+        let mut m = Metadata::new();
+        stamp_change(&mut m, false, shown, now);
+        assert_eq!(m.get("ctime"), Some(format_mtime(now).as_str()));
+        assert_eq!(m.get("mtime"), Some(format_mtime(shown).as_str()));
+        // An mtime there is kept; one the edit removed stays removed.
+        let mut m: Metadata = [("mtime", "7")].into_iter().collect();
+        stamp_change(&mut m, true, shown, now);
+        assert_eq!(m.get("mtime"), Some("7"));
+        let mut m = Metadata::new();
+        stamp_change(&mut m, true, shown, now);
+        assert_eq!(m.get("mtime"), None);
+        // Atime and ctime are read in the forms of mtime.
+        let m: Metadata = [("atime", "1700000000"), ("ctime", "1700000001.5")]
+            .into_iter()
+            .collect();
+        let a = metadata_attrs(&m);
+        assert_eq!(
+            a.atime,
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(
+            a.ctime,
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_001_500))
+        );
+    }
+
+    #[test]
     fn fuzz_metadata_from_the_server_never_panics() {
         use proptest::prelude::*;
         use proptest::test_runner::{Config, TestRunner};

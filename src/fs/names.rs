@@ -162,6 +162,17 @@ mod tests {
     }
 
     #[test]
+    fn keys_up_to_s3s_limit() {
+        assert!(check_key_len(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        let e = check_key_len(&"k".repeat(MAX_KEY_BYTES + 1)).unwrap_err();
+        assert_eq!(e.errno, libc::ENAMETOOLONG);
+        // Bytes, not characters.
+        assert!(check_key_len(&"é".repeat(MAX_KEY_BYTES / 2 + 1)).is_err());
+        let long = std::ffi::OsString::from("n".repeat(NAME_MAX + 1));
+        assert_eq!(name_str(&long).unwrap_err().errno, libc::ENAMETOOLONG);
+    }
+
+    #[test]
     fn listed_name_examples() {
         assert_eq!(listed_name("d/", "d/f", false), Some("f"));
         assert_eq!(listed_name("d/", "d/s/", true), Some("s"));

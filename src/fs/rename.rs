@@ -443,3 +443,24 @@ struct Copied {
     old_etag: Option<String>,
     new_etag: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::retyped;
+
+    #[test]
+    fn a_guessed_content_type_follows_the_name_an_explicit_one_stays() {
+        let h = |v: &str| vec![("Content-Type".to_string(), v.to_string())];
+        assert_eq!(
+            retyped(&h("text/plain"), "text/plain", "text/html"),
+            h("text/html")
+        );
+        assert_eq!(
+            retyped(&h("application/x-custom"), "text/plain", "text/html"),
+            h("application/x-custom")
+        );
+        let other = vec![("cache-control".to_string(), "text/plain".to_string())];
+        assert_eq!(retyped(&other, "text/plain", "text/html"), other);
+        assert!(retyped(&[], "a", "b").is_empty());
+    }
+}
