@@ -21,8 +21,8 @@
 //! on a disk; a kept one is still there with its name (the unlink did not reach the server),
 //! as are the objects of files still open at an unmount.
 //!
-//! Lock order (see [`super::open_files`]): the map of kept objects is taken alone, or while
-//! holding one `OpenFile`, and only to look up, insert or remove.
+//! Lock order (see [`super::open_files`]): the map of kept objects comes last, taken only to
+//! look up, insert or remove.
 
 use std::collections::HashMap;
 
