@@ -619,9 +619,6 @@ fn unlinked_open_file(dir: &Path, size: usize, by_rename: bool) -> Vec<String> {
 
 #[test]
 fn an_unlinked_open_file_lives_until_its_last_close() {
-    if skip_on(ServerLimit::MarkerObjects) {
-        return;
-    }
     let srv = server();
     let bucket = srv.fresh_bucket("posix-unlinked");
     let st = srv.storage_in(&bucket);
@@ -658,9 +655,6 @@ fn an_unlinked_open_file_lives_until_its_last_close() {
 /// metadata TTL — from lookups and from listings — and the last close deletes the object.
 #[test]
 fn a_large_unlinked_file_is_hidden_until_its_last_close_deletes_it() {
-    if skip_on(ServerLimit::MarkerObjects) {
-        return;
-    }
     let srv = server();
     let bucket = srv.fresh_bucket("posix-hidden");
     let st = srv.storage_in(&bucket);
