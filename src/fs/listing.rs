@@ -244,28 +244,11 @@ impl S3Fs {
                 drop_name(self, p);
                 continue;
             };
-            // A file of the same name on an earlier page: the directory shadows it.
-            let shadowed = if l.seen.insert(name.to_string()) {
-                None
-            } else {
+            if self.list_dir(&mut t, ino, name, None, expires, &mut l.seen, &mut l.held) {
                 self.warn_once(format!(
                     "s3://{}/{prefix}{name} is both a file and a directory; showing the directory",
                     self.bucket.name()
                 ));
-                l.held.iter().rposition(|e| e.name == name)
-            };
-            let attr = keep_dir_attr(&t, ino, name);
-            let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
-            if let Some(attrs) = self.node_attrs(&t, child) {
-                let entry = DirEntry {
-                    ino: child,
-                    name: name.to_string(),
-                    attrs,
-                };
-                match shadowed {
-                    Some(i) => l.held[i] = entry,
-                    None => l.held.push(entry),
-                }
             }
         }
         for o in &page.objects {
@@ -288,28 +271,8 @@ impl S3Fs {
                         .is_some_and(|n| n.kind() == NodeKind::Dir)
                 };
                 if !(l.seen.contains(name) && is_dir(&t)) {
-                    // A file of the same name listed before: the directory shadows it.
-                    let shadowed = if l.seen.insert(name.to_string()) {
-                        None
-                    } else {
-                        l.held.iter().rposition(|e| e.name == name)
-                    };
-                    let mut attr = keep_dir_attr(&t, ino, name);
-                    if attr.mtime == start_time() {
-                        attr.mtime = o.last_modified.unwrap_or(attr.mtime);
-                    }
-                    let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
-                    if let Some(attrs) = self.node_attrs(&t, child) {
-                        let entry = DirEntry {
-                            ino: child,
-                            name: name.to_string(),
-                            attrs,
-                        };
-                        match shadowed {
-                            Some(i) => l.held[i] = entry,
-                            None => l.held.push(entry),
-                        }
-                    }
+                    let mtime = o.last_modified;
+                    self.list_dir(&mut t, ino, name, mtime, expires, &mut l.seen, &mut l.held);
                 }
                 if let Some(c) = t.child(ino, name) {
                     t.set_foreign_marker(c, Some(ForeignMarker::Folder));
@@ -404,6 +367,43 @@ impl S3Fs {
             });
         l.entries.extend(show);
         l.held = keep;
+    }
+
+    /// Hand out `name` as a directory of `dir` (a common prefix, or another tool's marker),
+    /// trusted until `expires`; `mtime`: a date for a directory with none of its own. A file
+    /// of the same name listed before is shadowed by it: true if the name was listed before.
+    #[allow(clippy::too_many_arguments)]
+    fn list_dir(
+        &self,
+        t: &mut InodeTable,
+        dir: u64,
+        name: &str,
+        mtime: Option<std::time::SystemTime>,
+        expires: Instant,
+        seen: &mut HashSet<String>,
+        held: &mut Vec<DirEntry>,
+    ) -> bool {
+        let listed_before = !seen.insert(name.to_string());
+        let shadowed = listed_before
+            .then(|| held.iter().rposition(|e| e.name == name))
+            .flatten();
+        let mut attr = keep_dir_attr(t, dir, name);
+        if attr.mtime == start_time() {
+            attr.mtime = mtime.unwrap_or(attr.mtime);
+        }
+        let child = t.upsert_child(dir, name, NodeKind::Dir, attr, expires);
+        if let Some(attrs) = self.node_attrs(t, child) {
+            let entry = DirEntry {
+                ino: child,
+                name: name.to_string(),
+                attrs,
+            };
+            match shadowed {
+                Some(i) => held[i] = entry,
+                None => held.push(entry),
+            }
+        }
+        listed_before
     }
 
     /// The page lists `name/` among its common prefixes (a directory shadows a file).

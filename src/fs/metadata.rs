@@ -19,7 +19,7 @@
 
 use std::time::SystemTime;
 
-use super::attr::{metadata_attrs, stamp_change, FileAttrs};
+use super::attr::{format_mtime, metadata_attrs, stamp_change, FileAttrs};
 use super::error::{FsError, FsResult};
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, HeadReply, NodeKind, ObjectMeta};
@@ -87,14 +87,32 @@ impl S3Fs {
         let stamped = |meta: &mut Metadata, cur: &FileAttrs| -> FsResult<()> {
             let had_mtime = meta.get("mtime").is_some();
             edit(meta, cur)?;
+            let edited = meta.clone();
             stamp_change(meta, had_mtime, cur.mtime, now);
+            // The times never cost the user's own metadata its room: an edit that fits the
+            // 2 KB goes without them (the ctime, then an mtime that only repeats the one
+            // shown) rather than fail with E2BIG.
+            if meta.encoded_size() > MAX_USER_METADATA_BYTES {
+                *meta = edited;
+                let shown = format_mtime(cur.mtime);
+                if meta.encoded_size() > MAX_USER_METADATA_BYTES {
+                    meta.remove("ctime");
+                }
+                if meta.encoded_size() > MAX_USER_METADATA_BYTES
+                    && meta.get("mtime") == Some(shown.as_str())
+                {
+                    meta.remove("mtime");
+                }
+            }
             Ok(())
         };
         let attrs = AttrUpdate {
             ctime: Some(now),
             ..attrs.clone()
         };
-        if self.fold_into_open_file(ino, &stamped, &attrs)? {
+        // Folded into an upload, the change needs no stamp: the upload is the write that
+        // records the times (`S3Fs::upload_plan`).
+        if self.fold_into_open_file(ino, &edit, &attrs)? {
             return Ok(());
         }
         self.change_object_metadata(ino, &stamped)
