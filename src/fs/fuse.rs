@@ -17,6 +17,7 @@ use fuser::{
 
 use super::attr::{AttrChange, Caller, FileAttrs};
 use super::error::{FsError, FsResult};
+use super::xattr::{self, XattrReply};
 use super::S3Fs;
 use crate::cache::inode::NodeKind;
 
@@ -497,14 +498,14 @@ impl Filesystem for FuseAdapter {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         match self.fs.getxattr(ino.0, name) {
-            Ok(v) => xattr_reply(reply, size, &v),
+            Ok(v) => xattr_reply(reply, size, v),
             Err(e) => reply.error(fail("getxattr", e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         match self.fs.listxattr(ino.0) {
-            Ok(v) => xattr_reply(reply, size, &v),
+            Ok(v) => xattr_reply(reply, size, v),
             Err(e) => reply.error(fail("listxattr", e)),
         }
     }
@@ -546,13 +547,12 @@ impl Filesystem for FuseAdapter {
     }
 }
 
-/// The xattr size protocol: size 0 asks for the length; a too-small buffer is ERANGE.
-fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() > size as usize {
-        reply.error(Errno::from_i32(libc::ERANGE));
-    } else {
-        reply.data(value);
+/// The xattr size protocol ([`xattr::sized`]).
+fn xattr_reply(reply: ReplyXattr, size: u32, value: Vec<u8>) {
+    match xattr::sized(value, size) {
+        Ok(XattrReply::Size(n)) => reply.size(n),
+        Ok(XattrReply::Data(d)) => reply.data(&d),
+        // ERANGE: the caller asks again with a larger buffer, nothing to log.
+        Err(e) => reply.error(Errno::from_i32(e.errno)),
     }
 }

@@ -37,6 +37,32 @@ fn portable_name(short: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// What `getxattr` and `listxattr` answer a caller whose buffer holds `size` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XattrReply {
+    /// The value's length (the caller asked with size 0).
+    Size(u32),
+    /// The value.
+    Data(Vec<u8>),
+}
+
+/// The xattr size protocol: size 0 asks for the length; a buffer too small is ERANGE (the
+/// caller asks again with a larger one).
+pub fn sized(value: Vec<u8>, size: u32) -> FsResult<XattrReply> {
+    let len = u32::try_from(value.len())
+        .map_err(|_| FsError::new(libc::E2BIG, "attribute value over 4 GiB"))?;
+    if size == 0 {
+        Ok(XattrReply::Size(len))
+    } else if len > size {
+        Err(FsError::new(
+            libc::ERANGE,
+            format!("{len} bytes do not fit in {size}"),
+        ))
+    } else {
+        Ok(XattrReply::Data(value))
+    }
+}
+
 impl S3Fs {
     /// With `--no-xattr`: ENOSYS, after which the kernel stops asking (for the whole mount):
     /// `ls -l` then costs no `getxattr` round trip per entry.
