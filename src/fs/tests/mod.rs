@@ -18,6 +18,7 @@ mod lost_replies;
 mod metadata;
 mod model;
 mod names;
+mod posix;
 mod reference_model;
 mod rename;
 
