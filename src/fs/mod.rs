@@ -22,7 +22,8 @@
 //!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
 //!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache),
-//!   [`own_copies`] (reads that meet the mount's own copies wait for them and follow them);
+//!   [`own_copies`] (reads that meet the mount's own copies wait for them and follow them),
+//!   [`unlinked`] (files unlinked while open keep their bytes until the last close);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
@@ -44,6 +45,7 @@ pub mod options;
 pub mod own_copies;
 pub mod prefetch;
 pub mod rename;
+pub mod unlinked;
 pub mod unsaved;
 pub mod unsupported;
 pub mod upload;
@@ -86,6 +88,8 @@ pub struct S3Fs {
     rename_gate: gate::RenameGate,
     /// The mount's own copies in flight, which open readers follow.
     own_copies: own_copies::OwnCopies,
+    /// Objects of files unlinked while open, kept until their last close (names hidden).
+    kept: unlinked::KeptObjects,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -148,6 +152,7 @@ impl S3Fs {
             open_files: open_files::OpenFiles::default(),
             rename_gate: gate::RenameGate::default(),
             own_copies: own_copies::OwnCopies::default(),
+            kept: unlinked::KeptObjects::default(),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             staging_dir,
@@ -222,13 +227,15 @@ impl S3Fs {
         }
     }
 
-    /// Called at unmount: upload anything still dirty.
+    /// Called at unmount: upload anything still dirty, and delete the objects kept for files
+    /// unlinked while open.
     pub fn flush_all(&self) {
         for f in self.open_files.all() {
             let mut of = f.lock();
             if let Err(e) = self.upload_if_dirty(&mut of) {
                 log::error!("at unmount: {e}");
             }
+            self.release_kept(&mut of);
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct FsOptions {
     pub xattr: bool,
     /// Bytes of read-ahead held at once across the mount.
     pub prefetch_memory_limit: u64,
+    /// What a user creates is owned by that user (recorded in `x-amz-meta-uid`/`-gid`): on
+    /// when other users are let in (`--allow-other`, `--allow-root`). Off, everything belongs
+    /// to `uid`/`gid` unless its metadata says otherwise.
+    pub owners_from_callers: bool,
     /// Threads fetching read-ahead parts (unit tests, which make a mount per case, use few).
     pub prefetch_workers: usize,
 }
@@ -64,6 +68,7 @@ impl FsOptions {
             listing_head_limit: 512,
             xattr: true,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
+            owners_from_callers: false,
             prefetch_workers: prefetch::DEFAULT_WORKERS,
         }
     }
