@@ -86,7 +86,7 @@ impl S3Fs {
         if !valid_component(name_s) {
             return Err(FsError::new(libc::EINVAL, format!("{name_s:?}")));
         }
-        match self.lookup(parent, name) {
+        match self.lookup_to_create(parent, name) {
             Ok(_) if flags & libc::O_EXCL != 0 => {
                 return Err(FsError::new(libc::EEXIST, format!("{name_s} exists")));
             }

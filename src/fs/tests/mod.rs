@@ -20,6 +20,7 @@ mod model;
 mod names;
 mod reference_model;
 mod rename;
+mod visibility;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
