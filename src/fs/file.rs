@@ -206,6 +206,7 @@ impl S3Fs {
 
     /// Read from the staging file, or from the object version the file is pinned to.
     fn read_pinned(&self, of: &mut OpenFile, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.settle_copy(of)?;
         if let Some(r) = of.read_staging(offset, size) {
             return r;
         }
@@ -237,6 +238,7 @@ impl S3Fs {
         self.check_writable()?;
         let f = self.open_files.by_handle(fh)?;
         let mut of = f.lock();
+        self.settle_copy(&mut of)?;
         self.ensure_staging(&mut of, true)?;
         of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
         let queue = self.after_write(&mut of, offset, offset + data.len() as u64);
@@ -304,6 +306,7 @@ impl S3Fs {
         // nobody would upload the change, so do it here as for a temporary open.
         let orphan = !temporary && of.is_unused();
         let result = (|| {
+            self.settle_copy(&mut of)?;
             self.ensure_staging(&mut of, size > 0)?;
             of.truncate_staging(size)?;
             if temporary || orphan {

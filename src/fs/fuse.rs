@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attr::{AttrChange, FileAttrs};
@@ -530,6 +530,43 @@ impl Filesystem for FuseAdapter {
             Err(e) => reply.error(fail("create", e)),
         }
     }
+
+    /// A whole object copied into an empty file of the mount is copied on the server (see
+    /// `super::copy`); anything else is EOPNOTSUPP, and the kernel copies through read and
+    /// write.
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let result = if flags.is_empty() {
+            self.fs
+                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+        } else {
+            Err(FsError::new(libc::EINVAL, "copy_file_range: unknown flags"))
+        };
+        match result {
+            Ok(n) => reply.written(copied(n)),
+            Err(e) if e.errno == libc::EOPNOTSUPP => {
+                log::debug!("copy_file_range: {e}");
+                reply.error(Errno::from_i32(e.errno))
+            }
+            Err(e) => reply.error(fail("copy_file_range", e)),
+        }
+    }
+}
+
+/// The count a `copy_file_range` reply can hold ([`super::copy::MAX_COPY_REPLY`] at most).
+fn copied(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The xattr size protocol ([`xattr::sized`]).
