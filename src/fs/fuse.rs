@@ -1,7 +1,9 @@
 //! The thin `fuser::Filesystem` adapter: converts arguments, calls [`S3Fs`], converts replies.
 //!
 //! Every error goes through [`fail`], which logs by severity (ENOENT/ENODATA at debug, EIO and
-//! the unexpected at warn) and answers the errno. No semantics live here.
+//! the unexpected at warn) and answers the errno. The operations the mount does not support
+//! answer their errno at once through [`UnsupportedLog`] (see [`super::unsupported`]), with no
+//! warning. No semantics live here.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -10,13 +12,15 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
+    PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen,
+    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attr::{AttrChange, FileAttrs};
 use super::error::{FsError, FsResult};
+use super::unsupported::{Unsupported, UnsupportedLog};
 use super::xattr::{self, XattrReply};
 use super::S3Fs;
 use crate::cache::inode::NodeKind;
@@ -30,12 +34,21 @@ const MAX_READAHEAD: u32 = 1024 * 1024;
 #[derive(Debug)]
 pub struct FuseAdapter {
     fs: Arc<S3Fs>,
+    unsupported: UnsupportedLog,
 }
 
 impl FuseAdapter {
     /// Wrap a core.
     pub fn new(fs: Arc<S3Fs>) -> Self {
-        FuseAdapter { fs }
+        FuseAdapter {
+            fs,
+            unsupported: UnsupportedLog::default(),
+        }
+    }
+
+    /// The errno of an operation the mount does not support (logged once, at debug).
+    fn unsupported(&self, op: Unsupported) -> Errno {
+        Errno::from_i32(self.unsupported.answer(op))
     }
 
     fn ttl(&self) -> Duration {
@@ -561,6 +574,88 @@ impl Filesystem for FuseAdapter {
             }
             Err(e) => reply.error(fail("copy_file_range", e)),
         }
+    }
+
+    // The operations below are not supported: each answers its errno at once, with no warning
+    // (fuser's defaults log a WARN for every call). Why each errno: `super::unsupported`.
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(self.unsupported(Unsupported::Ioctl))
+    }
+
+    fn lseek(&self, _: &Request, _: INodeNo, _: FileHandle, _: i64, _: i32, reply: ReplyLseek) {
+        reply.error(self.unsupported(Unsupported::Lseek))
+    }
+
+    fn fallocate(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: u64,
+        _: u64,
+        _: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(self.unsupported(Unsupported::Fallocate))
+    }
+
+    fn poll(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: PollNotifier,
+        _: PollEvents,
+        _: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(self.unsupported(Unsupported::Poll))
+    }
+
+    fn getlk(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: LockOwner,
+        _: u64,
+        _: u64,
+        _: i32,
+        _: u32,
+        reply: ReplyLock,
+    ) {
+        reply.error(self.unsupported(Unsupported::Getlk))
+    }
+
+    fn setlk(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: LockOwner,
+        _: u64,
+        _: u64,
+        _: i32,
+        _: u32,
+        _: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(self.unsupported(Unsupported::Setlk))
+    }
+
+    fn bmap(&self, _: &Request, _: INodeNo, _: u32, _: u64, reply: ReplyBmap) {
+        reply.error(self.unsupported(Unsupported::Bmap))
     }
 }
 

@@ -12,7 +12,8 @@
 //! - `dir_handles`: directory handles → listing snapshots.
 //!
 //! Rooms, one concern each (no two import each other):
-//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter), [`mountinfo`];
+//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter) with [`unsupported`] (the
+//!   operations it answers at once with an errno), [`mountinfo`];
 //! - names and directories: [`dir`] (lookup, mkdir, rmdir, unlink, symlink), [`listing`]
 //!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
 //!   keys), [`names`] (which names can be keys and which keys can be names);
@@ -46,6 +47,7 @@ pub mod own_copies;
 pub mod prefetch;
 pub mod rename;
 pub mod unsaved;
+pub mod unsupported;
 pub mod upload;
 pub mod upload_plan;
 pub mod xattr;

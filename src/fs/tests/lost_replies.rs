@@ -53,9 +53,7 @@ fn close_of_a_whole_file_multipart_upload_whose_completion_reply_is_lost() {
     assert_eq!(fx.store.uploads(BUCKET), vec![]);
 }
 
-// needs i11b
 #[test]
-#[ignore = "needs i11b: a self-copy whose reply is lost is EIO on main"]
 fn setxattr_whose_copy_reply_is_lost() {
     let fx = fx();
     fx.put("f", b"x").unwrap();
@@ -66,9 +64,7 @@ fn setxattr_whose_copy_reply_is_lost() {
     assert_eq!(fx.cat("f").unwrap(), b"x", "reads pin the copy's ETag");
 }
 
-// needs i11b
 #[test]
-#[ignore = "needs i11b: a self-copy whose reply is lost is EIO on main"]
 fn chmod_whose_copy_reply_is_lost() {
     let fx = fx();
     fx.put("f", b"x").unwrap();
@@ -81,9 +77,7 @@ fn chmod_whose_copy_reply_is_lost() {
     assert_eq!(fx.remount().stat("f").unwrap().perm, 0o600);
 }
 
-// needs i11b
 #[test]
-#[ignore = "needs i11b: a copy whose reply is lost is EIO on main"]
 fn rename_of_a_file_whose_copy_reply_is_lost() {
     let fx = fx();
     fx.put("a", b"moved").unwrap();
@@ -93,9 +87,7 @@ fn rename_of_a_file_whose_copy_reply_is_lost() {
     assert_eq!(fx.cat("b").unwrap(), b"moved");
 }
 
-// needs i11b
 #[test]
-#[ignore = "needs i11b: a delete whose reply is lost is EIO on main"]
 fn rename_of_a_file_whose_delete_reply_is_lost() {
     let fx = fx();
     fx.put("a", b"moved").unwrap();
@@ -105,9 +97,7 @@ fn rename_of_a_file_whose_delete_reply_is_lost() {
     assert_eq!(errno(fx.stat("a")), libc::ENOENT);
 }
 
-// needs i11b
 #[test]
-#[ignore = "needs i11b: a DeleteObjects whose reply is lost is EIO on main"]
 fn rename_of_a_directory_whose_delete_objects_reply_is_lost() {
     let fx = fx();
     for k in ["a", "b"] {
@@ -119,9 +109,7 @@ fn rename_of_a_directory_whose_delete_objects_reply_is_lost() {
     assert_eq!(fx.ls("dst").unwrap(), ["a", "b"]);
 }
 
-// needs i11b
 #[test]
-#[ignore = "needs i11b: a delete whose reply is lost is EIO on main"]
 fn unlink_whose_delete_reply_is_lost() {
     let fx = fx();
     fx.put("f", b"x").unwrap();
@@ -131,9 +119,7 @@ fn unlink_whose_delete_reply_is_lost() {
     assert_eq!(errno(fx.stat("f")), libc::ENOENT);
 }
 
-// needs i11b
 #[test]
-#[ignore = "needs i11b: a delete whose reply is lost is EIO on main"]
 fn rmdir_whose_delete_reply_is_lost() {
     let fx = fx();
     fx.mkdir("d").unwrap();

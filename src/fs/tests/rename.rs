@@ -169,9 +169,12 @@ fn a_failed_copy_stops_a_directory_rename_with_the_sources_intact() {
     for k in ["a", "b", "c"] {
         fx.put_behind(&format!("src/{k}"), k.as_bytes());
     }
+    // Every attempt of every copy fails (a failed copy is looked into and sent again, and the
+    // copies run in parallel, sharing the injected failures).
+    let attempts = 3 * quick_retries().max_attempts;
     fx.store.fail_next(
         Operation::CopyObject,
-        1,
+        attempts,
         Failure::Status(500, "InternalError"),
     );
     assert_eq!(errno(fx.rename("src", "dst")), libc::EIO);
