@@ -404,7 +404,7 @@ fn xattr_limits_flags_and_other_namespaces() {
     );
     assert_eq!(get_xattr(&f, "user.other"), Err(libc::ENODATA));
     // The namespaces the mount does not support at all (SELinux labels, POSIX ACLs): ENOTSUP
-    // on get too, so GNU ls -l stops asking (see `ls_l_asks_no_xattr_per_entry`).
+    // on get too, so GNU ls -l stops asking (see `round_trips.rs` `ls_l_asks_no_extended_attribute_per_entry`).
     assert_eq!(get_xattr(&f, "security.selinux"), Err(libc::EOPNOTSUPP));
     assert_eq!(
         get_xattr(&f, "system.posix_acl_access"),

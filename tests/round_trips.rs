@@ -2,11 +2,13 @@
 //! a real mount: `cp` inside the mount is a server-side copy (no byte of the file through the
 //! mount), a new file costs its lookup and one PUT, `rm -r` one DELETE per file, `ls -l` no
 //! extended-attribute call per entry; and a lookup by name finds another client's new object
-//! at once.
+//! at once. `copy_file_range` of anything but a whole object into an empty file falls back to
+//! the kernel's read and write, byte-exact.
 
 mod common;
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
 use common::proxy::{Proxy, Seen};
@@ -81,11 +83,12 @@ fn cp_inside_the_mount_copies_on_the_server_with_the_targets_own_metadata() {
 
     let seen = proxy.seen();
     let to_dst = to_key(&seen, &bucket, "dir/copy.html");
-    let copies: Vec<_> = to_dst
-        .iter()
-        .filter(|s| s.method == "PUT" && s.header("x-amz-copy-source").is_some())
-        .collect();
-    assert_eq!(copies.len(), 1, "one CopyObject; log:\n{}", mount.log());
+    assert_eq!(
+        copy_objects_to(&seen, &bucket, "dir/copy.html"),
+        1,
+        "one CopyObject; log:\n{}",
+        mount.log()
+    );
     assert_eq!(
         count(&to_dst, "PUT"),
         1,
@@ -110,6 +113,96 @@ fn cp_inside_the_mount_copies_on_the_server_with_the_targets_own_metadata() {
     // Through the mount: the same size and bytes.
     assert_eq!(std::fs::metadata(&dst).unwrap().size(), data.len() as u64);
     assert!(std::fs::read(&dst).unwrap() == data);
+}
+
+/// `copy_file_range(2)` of `len` bytes from `src` at `off_in` to `dst` at `off_out`, looping
+/// over short counts as `cp` does; panics on an error (the kernel falls back to read and write
+/// when the mount answers EOPNOTSUPP, so the caller never sees it).
+fn copy_range(src: &std::fs::File, off_in: u64, dst: &std::fs::File, off_out: u64, len: usize) {
+    let (mut off_in, mut off_out) = (off_in as libc::loff_t, off_out as libc::loff_t);
+    let mut left = len;
+    while left > 0 {
+        // SAFETY: both descriptors are open for the call; the offsets are ours.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                left,
+                0,
+            )
+        };
+        assert!(
+            n > 0,
+            "copy_file_range: {}",
+            std::io::Error::last_os_error()
+        );
+        left -= n as usize;
+    }
+}
+
+fn copy_objects_to(seen: &[Seen], bucket: &str, key: &str) -> usize {
+    to_key(seen, bucket, key)
+        .iter()
+        .filter(|s| s.method == "PUT" && s.header("x-amz-copy-source").is_some())
+        .count()
+}
+
+#[test]
+fn copy_file_range_of_part_of_a_file_falls_back_to_read_and_write() {
+    let bucket = server().fresh_bucket("cfr-partial");
+    let data = random_bytes(3 * MIB + 77, 7);
+    put(&bucket, "src.bin", &data, &PutOptions::default());
+    put(&bucket, "has-content.bin", b"head:", &PutOptions::default());
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    let src = std::fs::File::open(mount.join("src.bin")).unwrap();
+
+    // A middle range into a new file: not a whole object, so the kernel copies the bytes.
+    let dst = std::fs::File::create(mount.join("middle.bin")).unwrap();
+    copy_range(&src, 1000, &dst, 0, MIB);
+    drop(dst);
+    // The whole source after the content of an existing file.
+    let dst = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mount.join("has-content.bin"))
+        .unwrap();
+    copy_range(&src, 0, &dst, 5, data.len());
+    drop(dst);
+    // A copy from offset 0 that stops before the source's end: the ranges recorded are
+    // fetched at close, and the target is that prefix.
+    let dst = std::fs::File::create(mount.join("prefix.bin")).unwrap();
+    copy_range(&src, 0, &dst, 0, MIB + 3);
+    drop(dst);
+
+    // The mount was asked and declined (EOPNOTSUPP, logged at debug): the kernel's fallback,
+    // not a kernel that never asked, made these copies.
+    assert!(
+        mount.log().contains("copy_file_range: "),
+        "the mount saw no copy_file_range; log:\n{}",
+        mount.log()
+    );
+    let seen = proxy.seen();
+    for key in ["middle.bin", "has-content.bin", "prefix.bin"] {
+        assert_eq!(
+            copy_objects_to(&seen, &bucket, key),
+            0,
+            "{key}: not a server-side copy; log:\n{}",
+            mount.log()
+        );
+    }
+    assert!(
+        get(&bucket, "middle.bin").0 == data[1000..1000 + MIB],
+        "middle"
+    );
+    let mut expected = b"head:".to_vec();
+    expected.extend_from_slice(&data);
+    assert!(get(&bucket, "has-content.bin").0 == expected, "appended");
+    assert!(get(&bucket, "prefix.bin").0 == data[..MIB + 3], "prefix");
+    assert!(get(&bucket, "src.bin").0 == data, "the source untouched");
+    // And through the mount.
+    assert!(std::fs::read(mount.join("prefix.bin")).unwrap() == data[..MIB + 3]);
 }
 
 #[test]
