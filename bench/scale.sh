@@ -6,7 +6,7 @@
 # before, over the keys).
 #
 #   bench/scale.sh [--sizes "1000 10000 100000"] [--tree 1000x100] [--runs N] [--binary PATH]
-#                  [--endpoint URL]
+#                  [--endpoint URL] [--mount-args "ARGS"]
 #
 # The server is Garage (scripts/s3-server --server garage; installed by it): the patched s3s-fs
 # of bench/run.sh rescans a directory for every page of a listing (166 s for 100 000 keys), so
@@ -15,11 +15,11 @@
 # already running instead (credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), seeded
 # only with what it lacks, so repeated runs skip the seeding. Each workload runs --runs times
 # (default 3, interleaved: every workload once, then again); the table shows medians, and the
-# largest peak RSS.
+# largest peak RSS. --mount-args adds options to every mount (e.g. "--listing-head-limit 0").
 # Needs root, /dev/fuse, GNU time (apt-get install -y time) and python3.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SIZES="1000 10000 100000" TREE="1000x100" RUNS=3 BIN="" ENDPOINT="" SEED_THREADS=64
+SIZES="1000 10000 100000" TREE="1000x100" RUNS=3 BIN="" ENDPOINT="" SEED_THREADS=64 MOUNT_ARGS=""
 while [ $# -gt 0 ]; do
     case $1 in
         --sizes) SIZES=$2; shift 2 ;;
@@ -27,6 +27,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=$2; shift 2 ;;
         --binary) BIN=$2; shift 2 ;;
         --endpoint) ENDPOINT=$2; shift 2 ;;
+        --mount-args) MOUNT_ARGS=$2; shift 2 ;;
         -h|--help) awk 'NR>1 && /^#/ {sub(/^# ?/,""); print; next} NR>1 {exit}' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -85,7 +86,7 @@ mount_fresh() {
     rm -rf "$cache" "$WORK/rss"
     mkdir -p "$cache"
     $TIME_BIN -o "$WORK/rss" -f %M "$BIN" --endpoint "$S3_ENDPOINT" --region us-east-1 \
-        --cache-dir "$cache" --foreground "$BUCKET" "$WORK/mnt" >> "$WORK/mount.log" 2>&1 &
+        --cache-dir "$cache" --foreground $MOUNT_ARGS "$BUCKET" "$WORK/mnt" >> "$WORK/mount.log" 2>&1 &
     MOUNT_PID=$!
     for _ in $(seq 300); do mountpoint -q "$WORK/mnt" && break; sleep 0.1; done
     mountpoint -q "$WORK/mnt" || { echo "mount failed; log:" >&2; tail -5 "$WORK/mount.log" >&2; exit 1; }
