@@ -244,8 +244,12 @@ fn a_new_file_is_its_lookup_and_one_put_and_rm_one_delete() {
         .collect();
     let deletes = seen.iter().filter(|s| s.starts_with("DELETE ")).count();
     assert_eq!(deletes, FILES + 1, "the files and the marker: {seen:#?}");
+    // The directory itself may be looked up again once its attributes expire (a loaded
+    // machine takes longer than the TTL between the creates and the rm): only the files count.
     assert_eq!(
-        seen.iter().filter(|s| s.starts_with("HEAD ")).count(),
+        seen.iter()
+            .filter(|s| s.starts_with("HEAD ") && s.contains("/small/f"))
+            .count(),
         0,
         "no HEAD per file: {seen:#?}"
     );
