@@ -428,6 +428,13 @@ fn xattr_limits_flags_and_other_namespaces() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(get_xattr(&f, "user.other"), Err(libc::ENODATA));
+    // The namespaces the mount does not support at all (SELinux labels, POSIX ACLs): ENOTSUP
+    // on get too, so GNU ls -l stops asking (see `round_trips.rs` `ls_l_asks_no_extended_attribute_per_entry`).
+    assert_eq!(get_xattr(&f, "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(
+        get_xattr(&f, "system.posix_acl_access"),
+        Err(libc::EOPNOTSUPP)
+    );
     // A bad metadata name (not an HTTP token) is refused, not sent.
     assert!(set_xattr(&f, "user.x-amz-meta-a b", b"x", 0).is_err());
     let h = head(&st, &bucket, "l.txt");

@@ -7,7 +7,10 @@
 //!
 //! Freshness: attributes (`attr_expires`), full object metadata from a HEAD (`meta_expires`), a
 //! directory's complete listing (`listing_expires`) and negative entries (names known absent)
-//! each carry an expiry instant set from the metadata TTL. Nothing here performs I/O; the
+//! each carry an expiry instant set from the metadata TTL. A negative entry says why the name
+//! is absent: the mount removed it (an unlink, an rmdir, a rename's source: lookups answer
+//! ENOENT from it), or the server said so (only a create that follows the lookup relies on
+//! it; a lookup asks the server again, so another client's new object is found at once). Nothing here performs I/O; the
 //! file system decides when to refresh.
 //!
 //! Changes: only through the table's named operations (record a HEAD's metadata, a new version,
@@ -41,6 +44,7 @@ pub use super::values::{
 
 mod node;
 
+use node::Negative;
 pub use node::{Node, Times, RELATIME_MAX_AGE};
 
 /// The root directory's inode number (FUSE convention).
@@ -195,24 +199,51 @@ impl InodeTable {
         Some(ino)
     }
 
-    /// Remember that `name` is absent from `parent` until `until`.
+    /// The mount removed `name` from `parent` (unlink, rmdir, rename): lookups answer ENOENT
+    /// until `until` without asking the server.
     pub fn set_negative(&mut self, parent: u64, name: &str, until: Instant) {
+        self.put_negative(parent, name, until, true);
+    }
+
+    /// The server said `name` is not in `parent` (a lookup's HEAD and LIST found nothing): a
+    /// create that follows until `until` need not ask again; lookups do.
+    pub fn set_absent(&mut self, parent: u64, name: &str, until: Instant) {
+        self.put_negative(parent, name, until, false);
+    }
+
+    fn put_negative(&mut self, parent: u64, name: &str, until: Instant, removed: bool) {
         if let Some(p) = self.nodes.get_mut(&parent) {
-            p.negative.insert(name.to_string(), until);
+            let e = p
+                .negative
+                .entry(name.to_string())
+                .or_insert(Negative { until, removed });
+            // The server's word never undoes the mount's own removal while it stands.
+            let keep_removed = e.removed && !removed && Instant::now() < e.until;
+            if !keep_removed {
+                *e = Negative { until, removed };
+            }
         }
     }
 
-    /// Until when `name` is known absent from `parent`, if it is.
+    /// Until when the mount's removal of `name` from `parent` is trusted, if it removed it.
     pub fn negative_until(&self, parent: u64, name: &str) -> Option<Instant> {
-        self.nodes.get(&parent)?.negative.get(name).copied()
+        let n = self.nodes.get(&parent)?.negative.get(name)?;
+        n.removed.then_some(n.until)
     }
 
-    /// True if `name` is known absent from `parent` now.
+    /// True if the mount removed `name` from `parent` and that is still trusted at `now`: a
+    /// lookup answers ENOENT without asking.
     pub fn is_negative(&self, parent: u64, name: &str, now: Instant) -> bool {
+        self.negative_until(parent, name).is_some_and(|t| now < t)
+    }
+
+    /// True if `name` is known absent from `parent` at `now`: removed by the mount, or said
+    /// absent by the server (a create right after the lookup that found nothing).
+    pub fn known_absent(&self, parent: u64, name: &str, now: Instant) -> bool {
         self.nodes
             .get(&parent)
             .and_then(|p| p.negative.get(name))
-            .is_some_and(|t| now < *t)
+            .is_some_and(|n| now < n.until)
     }
 
     /// Forget all cached knowledge under a directory (after a change made behind our back, or
@@ -544,6 +575,27 @@ mod tests {
         assert!(!t.is_negative(ROOT_INO, "x", now + Duration::from_secs(2)));
         t.upsert_child(ROOT_INO, "x", NodeKind::File, file(0), now);
         assert!(!t.is_negative(ROOT_INO, "x", now));
+    }
+
+    #[test]
+    fn only_the_mounts_own_removals_answer_lookups() {
+        let mut t = InodeTable::new("");
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        t.set_absent(ROOT_INO, "asked", later);
+        assert!(!t.is_negative(ROOT_INO, "asked", now), "lookups ask again");
+        assert!(t.known_absent(ROOT_INO, "asked", now), "a create need not");
+        assert_eq!(t.negative_until(ROOT_INO, "asked"), None);
+        t.set_negative(ROOT_INO, "removed", later);
+        assert!(t.is_negative(ROOT_INO, "removed", now));
+        assert!(t.known_absent(ROOT_INO, "removed", now));
+        // A later 404 does not turn the removal into a mere answer.
+        t.set_absent(ROOT_INO, "removed", later);
+        assert!(t.is_negative(ROOT_INO, "removed", now));
+        // A removal after a 404 is a removal.
+        t.set_negative(ROOT_INO, "asked", later);
+        assert!(t.is_negative(ROOT_INO, "asked", now));
+        assert!(!t.known_absent(ROOT_INO, "asked", later));
     }
 
     #[test]

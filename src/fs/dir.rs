@@ -1,10 +1,14 @@
 //! Names and directories: lookup, mkdir, rmdir, unlink, symlink, readlink.
 //!
 //! A directory is a key prefix ending in `/`: explicit when a zero-byte marker object `dir/`
-//! exists, implicit when only keys below it do. A lookup answers from a fresh listing of the
-//! parent when there is one; otherwise it sends `HEAD key` and `LIST prefix=key/ max-keys=1` in
-//! parallel, and a directory shadows a file of the same name. Misses are remembered for the
-//! negative TTL.
+//! exists, implicit when only keys below it do. A lookup of a name the mount holds answers from
+//! the inode table or a fresh listing of the parent; a name it does not hold is asked of the
+//! server — `HEAD key` and `LIST prefix=key/ max-keys=1` in parallel, a directory shadowing a
+//! file of the same name — even when a fresh listing lacks it, so an object another client
+//! has just created is found by name at once (S3 is strongly consistent for new objects; only
+//! listings lag, by the metadata TTL). Only the mount's own removals (unlink, rmdir, a rename's
+//! source) answer ENOENT without asking, for the negative TTL. A 404 is remembered for the
+//! create that follows the kernel's lookup (`lookup_to_create`), not for other lookups.
 //!
 //! Keys that cannot be file names (an empty component from `//`, `.`, `..`, more than 255
 //! bytes) are hidden from listings and logged once.
@@ -83,8 +87,8 @@ impl S3Fs {
                         return self.attrs_in(&t, ino);
                     }
                 }
-            } else if p.listing_fresh(now) || t.is_negative(parent, name, now) {
-                return Err(FsError::not_found(format!("{name}: no such key")));
+            } else if t.is_negative(parent, name, now) {
+                return Err(FsError::not_found(format!("{name}: removed by this mount")));
             }
         }
         let known = self.table().child(parent, name);
@@ -94,6 +98,23 @@ impl S3Fs {
             }
         }
         self.revalidate(parent, name)
+    }
+
+    /// `lookup` for a call that makes `name` in `parent` (create, mkdir, symlink): the kernel
+    /// looked the name up just before, and a name the server said absent since (within the
+    /// negative TTL) is taken as absent without asking again.
+    pub(crate) fn lookup_to_create(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+    ) -> FsResult<FileAttrs> {
+        if let Some(n) = name.to_str() {
+            let t = self.table();
+            if t.child(parent, n).is_none() && t.known_absent(parent, n, Instant::now()) {
+                return Err(FsError::not_found(format!("{n}: absent")));
+            }
+        }
+        self.lookup(parent, name)
     }
 
     /// Ask the server what `name` in `parent` is now, and record it.
@@ -206,7 +227,7 @@ impl S3Fs {
                     }
                     t.remove_child(parent, name);
                 }
-                t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+                t.set_absent(parent, name, Instant::now() + self.opts.negative_ttl);
                 Err(FsError::not_found(format!("{key}: no such key")))
             }
             Err(e) => Err(e.into()),
@@ -255,7 +276,10 @@ impl S3Fs {
         if !valid_component(name) {
             return Err(FsError::new(libc::EINVAL, format!("{name:?}")));
         }
-        if self.lookup(parent, std::ffi::OsStr::new(name)).is_ok() {
+        if self
+            .lookup_to_create(parent, std::ffi::OsStr::new(name))
+            .is_ok()
+        {
             return Err(FsError::new(libc::EEXIST, format!("{name} exists")));
         }
         Ok(name)
@@ -323,10 +347,22 @@ impl S3Fs {
         self.attrs_in(&t, ino)
     }
 
+    /// The attributes of `parent/name` for a call that removes it (unlink, rmdir): the kernel
+    /// resolved the name just before, and the removal's own request goes to the server anyway,
+    /// so a child the table holds is taken as it is (no HEAD per file of an `rm -r` whose
+    /// listing has expired); a name it does not hold is looked up.
+    fn resolve_to_remove(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<FileAttrs> {
+        let known = name.to_str().and_then(|n| self.table().child(parent, n));
+        if let Some(a) = known.and_then(|ino| self.attrs_of(ino).ok()) {
+            return Ok(a);
+        }
+        self.lookup(parent, name)
+    }
+
     /// `rmdir`: ENOTEMPTY unless the prefix holds nothing but its marker.
     pub fn rmdir(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
         self.check_writable()?;
-        let attrs = self.lookup(parent, name)?;
+        let attrs = self.resolve_to_remove(parent, name)?;
         let name = name_str(name)?;
         if attrs.kind != NodeKind::Dir {
             return Err(FsError::new(
@@ -432,7 +468,7 @@ impl S3Fs {
     /// `unlink`: DeleteObject. An open file is not uploaded at close any more.
     pub fn unlink(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<()> {
         self.check_writable()?;
-        let attrs = self.lookup(parent, name)?;
+        let attrs = self.resolve_to_remove(parent, name)?;
         let name = name_str(name)?;
         if attrs.kind == NodeKind::Dir {
             return Err(FsError::new(libc::EISDIR, format!("{name} is a directory")));

@@ -88,7 +88,7 @@ impl S3Fs {
         if !valid_component(name_s) {
             return Err(FsError::new(libc::EINVAL, format!("{name_s:?}")));
         }
-        match self.lookup(parent, name) {
+        match self.lookup_to_create(parent, name) {
             Ok(_) if flags & libc::O_EXCL != 0 => {
                 return Err(FsError::new(libc::EEXIST, format!("{name_s} exists")));
             }
@@ -220,6 +220,7 @@ impl S3Fs {
 
     /// Read from the staging file, or from the object version the file is pinned to.
     fn read_pinned(&self, of: &mut OpenFile, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.settle_copy(of)?;
         if let Some(r) = of.read_staging(offset, size) {
             return r;
         }
@@ -251,6 +252,7 @@ impl S3Fs {
         self.check_writable()?;
         let f = self.open_files.by_handle(fh)?;
         let mut of = f.lock();
+        self.settle_copy(&mut of)?;
         self.ensure_staging(&mut of, true)?;
         of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
         // As on a disk, a write moves the mtime and the ctime (an mtime set before it is
@@ -322,6 +324,7 @@ impl S3Fs {
         // nobody would upload the change, so do it here as for a temporary open.
         let orphan = !temporary && of.is_unused();
         let result = (|| {
+            self.settle_copy(&mut of)?;
             self.ensure_staging(&mut of, size > 0)?;
             of.truncate_staging(size)?;
             if temporary || orphan {

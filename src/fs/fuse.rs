@@ -463,6 +463,38 @@ impl Filesystem for FuseAdapter {
         }
     }
 
+    /// A whole object copied into an empty file of the mount is copied on the server (see
+    /// `super::copy`); anything else is EOPNOTSUPP, and the kernel copies through read and
+    /// write.
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let result = if flags.is_empty() {
+            self.fs
+                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+        } else {
+            Err(FsError::new(libc::EINVAL, "copy_file_range: unknown flags"))
+        };
+        match result {
+            Ok(n) => reply.written(copied(n)),
+            Err(e) if e.errno == libc::EOPNOTSUPP => {
+                log::debug!("copy_file_range: {e}");
+                reply.error(Errno::from_i32(e.errno))
+            }
+            Err(e) => reply.error(fail("copy_file_range", e)),
+        }
+    }
+
     // The operations below are not supported: each answers its errno at once, with no warning
     // (fuser's defaults log a WARN for every call). Why each errno: `super::unsupported`.
 
@@ -478,24 +510,6 @@ impl Filesystem for FuseAdapter {
         reply: ReplyIoctl,
     ) {
         reply.error(self.unsupported(Unsupported::Ioctl))
-    }
-
-    /// Not supported yet: ENOSYS, and the kernel copies through read and write from then on.
-    /// This is the one place a server-side copy (issue 13) replaces.
-    fn copy_file_range(
-        &self,
-        _req: &Request,
-        _ino_in: INodeNo,
-        _fh_in: FileHandle,
-        _offset_in: u64,
-        _ino_out: INodeNo,
-        _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
-        _flags: CopyFileRangeFlags,
-        reply: ReplyWrite,
-    ) {
-        reply.error(self.unsupported(Unsupported::CopyFileRange))
     }
 
     fn lseek(&self, _: &Request, _: INodeNo, _: FileHandle, _: i64, _: i32, reply: ReplyLseek) {
@@ -562,4 +576,9 @@ impl Filesystem for FuseAdapter {
     fn bmap(&self, _: &Request, _: INodeNo, _: u32, _: u64, reply: ReplyBmap) {
         reply.error(self.unsupported(Unsupported::Bmap))
     }
+}
+
+/// The count a `copy_file_range` reply can hold ([`super::copy::MAX_COPY_REPLY`] at most).
+fn copied(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -23,12 +23,14 @@
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
 //!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache),
 //!   [`own_copies`] (reads that meet the mount's own copies wait for them and follow them),
-//!   [`unlinked`] (files unlinked while open keep their bytes until the last close);
+//!   [`unlinked`] (files unlinked while open keep their bytes until the last close),
+//!   [`copy`] (`copy_file_range`: a whole object copied on the server);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
 pub mod attr;
+pub mod copy;
 pub mod dir;
 pub mod error;
 pub mod fetch;

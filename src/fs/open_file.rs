@@ -10,7 +10,9 @@
 //!   to back, given up by anything that would change bytes already sent or its headers;
 //! - what its next upload carries when changed while open: metadata and content headers;
 //! - flags: dirty, unlinked, created with `O_EXCL`, mtime set explicitly, and the handle whose
-//!   `O_TRUNC` defers its `flush`.
+//!   `O_TRUNC` defers its `flush`;
+//! - a server-side copy into it under way ([`PendingCopy`], see [`super::copy`]): its content
+//!   is then the bytes the copy's ranges covered, not yet in the staging file.
 //!
 //! What needs the server, the inode table or the cache directory is done by `S3Fs` in
 //! [`super::file`] (open, read, write, close), [`super::upload`] (the upload, the streamed
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::copy::PendingCopy;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::prefetch::{PrefetchPool, Prefetcher};
@@ -98,6 +101,8 @@ pub struct OpenFile {
     /// The handle that emptied an existing object with `O_TRUNC`, while nothing has been
     /// written: its `flush` does not upload (see `S3Fs::flush`).
     truncated_by: Option<u64>,
+    /// A server-side copy into this file, recorded by `copy_file_range` and not made yet.
+    copy: Option<PendingCopy>,
 }
 
 impl OpenFile {
@@ -124,6 +129,7 @@ impl OpenFile {
             stream_off: false,
             aborting: Vec::new(),
             truncated_by: None,
+            copy: None,
         }
     }
 
@@ -266,10 +272,54 @@ impl OpenFile {
         }
     }
 
-    /// Size of the local content, if this file has a staging file.
+    /// Size of the local content, if this file has a staging file (or a server-side copy
+    /// under way: the bytes its ranges covered).
     pub fn local_size(&self) -> Option<u64> {
+        if let Some(c) = &self.copy {
+            return Some(c.covered);
+        }
         let s = self.staging.as_ref()?;
         s.file.metadata().ok().map(|m| m.len())
+    }
+
+    // ---- a server-side copy into the file ---------------------------------------------------
+
+    /// The file's content is empty and only local: a staging file of 0 bytes (a new file, or
+    /// one truncated), no streamed upload, no copy under way, not unlinked. A whole-object
+    /// copy into it can then be made on the server.
+    pub fn is_empty_and_local(&self) -> bool {
+        self.copy.is_none()
+            && self.stream.is_none()
+            && !self.unlinked
+            && self
+                .staging
+                .as_ref()
+                .and_then(|s| s.file.metadata().ok())
+                .is_some_and(|m| m.len() == 0)
+    }
+
+    /// The file can be the source of a server-side copy: not unlinked, and no copy into it
+    /// still under way (its object would not be its content yet).
+    pub fn copy_source_ok(&self) -> bool {
+        !self.unlinked && self.copy.is_none()
+    }
+
+    /// The copy under way into this file, if any.
+    pub fn pending_copy(&mut self) -> Option<&mut PendingCopy> {
+        self.copy.as_mut()
+    }
+
+    /// Record a copy into this (empty) file: it is the content from now on, to be uploaded.
+    pub fn start_copy(&mut self, copy: PendingCopy) {
+        self.copy = Some(copy);
+        self.dirty = true;
+        self.truncated_by = None;
+    }
+
+    /// Take the copy under way (to make it, or to fetch what it covered into the staging
+    /// file).
+    pub fn take_copy(&mut self) -> Option<PendingCopy> {
+        self.copy.take()
     }
 
     /// Bytes `[offset, offset + size)` of the staging file (fewer at its end); `None` without

@@ -4,11 +4,13 @@
 //! `WARN [Not Implemented] …` and answers ENOSYS. Programs call several of these all the time
 //! (`cp` asks for `copy_file_range`, `isatty()` on a file is an `ioctl(TCGETS)`), so the default
 //! buried the warnings a user must act on under noise. [`fuse`](super::fuse) implements each of
-//! them and answers the errno below, logged once per mount at debug.
+//! them and answers the errno below, logged once per mount at debug. (`copy_file_range` is
+//! supported: a whole-object copy is made on the server, [`copy`](super::copy); other ranges
+//! answer EOPNOTSUPP per call, not ENOSYS, which would turn the server-side copy off for the
+//! whole mount.)
 //!
 //! ENOSYS is chosen where the kernel remembers it for the whole mount and falls back to its
-//! generic code, so the operation is asked for once and then never again: `copy_file_range`
-//! (the kernel copies through read and write), `lseek` (SEEK_DATA/SEEK_HOLE as for a file
+//! generic code, so the operation is asked for once and then never again: `lseek` (SEEK_DATA/SEEK_HOLE as for a file
 //! without holes), `poll` (always ready, right for regular files), `fallocate` (the caller
 //! gets EOPNOTSUPP). `ioctl` answers ENOTTY, what an ioctl on a file that is not a device
 //! gets everywhere.
@@ -20,8 +22,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub enum Unsupported {
     /// `ioctl(2)`: no device here.
     Ioctl,
-    /// `copy_file_range(2)`: the kernel falls back to read and write.
-    CopyFileRange,
     /// SEEK_DATA/SEEK_HOLE: the kernel answers them as for a file without holes.
     Lseek,
     /// `fallocate(2)`: objects have no preallocation.
@@ -39,9 +39,8 @@ pub enum Unsupported {
 
 impl Unsupported {
     /// Every variant, for tests.
-    pub const ALL: [Unsupported; 8] = [
+    pub const ALL: [Unsupported; 7] = [
         Unsupported::Ioctl,
-        Unsupported::CopyFileRange,
         Unsupported::Lseek,
         Unsupported::Fallocate,
         Unsupported::Poll,
@@ -54,8 +53,7 @@ impl Unsupported {
     pub fn errno(self) -> i32 {
         match self {
             Unsupported::Ioctl => libc::ENOTTY,
-            Unsupported::CopyFileRange
-            | Unsupported::Lseek
+            Unsupported::Lseek
             | Unsupported::Fallocate
             | Unsupported::Poll
             | Unsupported::Getlk
@@ -68,7 +66,6 @@ impl Unsupported {
     pub fn name(self) -> &'static str {
         match self {
             Unsupported::Ioctl => "ioctl",
-            Unsupported::CopyFileRange => "copy_file_range",
             Unsupported::Lseek => "lseek",
             Unsupported::Fallocate => "fallocate",
             Unsupported::Poll => "poll",

@@ -51,7 +51,7 @@ impl S3Fs {
     /// What the next upload of `of` carries: the metadata the object had (or as changed while
     /// open) — never dropped — with `mtime` brought up to date unless it was set explicitly,
     /// and the content headers (a Content-Type from the extension for a new object).
-    fn upload_plan(&self, of: &OpenFile, key: &str) -> FsResult<UploadPlan> {
+    pub(super) fn upload_plan(&self, of: &OpenFile, key: &str) -> FsResult<UploadPlan> {
         let (mut metadata, content_headers) = match (of.pending_metadata(), of.remote_exists()) {
             (Some(m), _) => (m.clone(), of.content_headers().cloned()),
             (None, true) => match self.object_meta(of.ino()) {
@@ -96,6 +96,8 @@ impl S3Fs {
             of.give_up_stream("not to be uploaded");
             return Ok(());
         }
+        // A copy not made on the server: its bytes into the staging file, then uploaded.
+        self.settle_copy(of)?;
         // Not while a rename is moving this key (it would delete the upload with its source).
         let ino = of.ino();
         let Some((key, _uploading)) = self.rename_gate.upload(|| self.table().key_of(ino)) else {
@@ -185,7 +187,7 @@ impl S3Fs {
     }
 
     /// The object is on the server: the file is clean, and the table knows the new version.
-    fn uploaded(
+    pub(super) fn uploaded(
         &self,
         of: &mut OpenFile,
         key: &str,

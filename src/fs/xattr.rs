@@ -4,7 +4,13 @@
 //! as S3 lower-cases them). Setting or removing one changes the object in place — a self-copy
 //! with `REPLACE` that re-sends the content headers and is guarded by the ETag — or, when the
 //! file is open with unsaved changes, is folded into the upload at close. Other names are not
-//! stored: ENOTSUP on set, ENODATA on get, so `cp -a` and friends skip them quietly.
+//! stored: ENOTSUP on set, so `cp -a` and friends skip them quietly; ENODATA on get, except
+//! in the `security.` and `system.` namespaces (SELinux labels, capabilities, POSIX ACLs),
+//! which the mount does not support at all: ENOTSUP there tells GNU `ls -l` so, and it stops
+//! asking for the rest of the file system (it asks `security.selinux` and
+//! `system.posix_acl_access` of every entry otherwise, two round trips per entry that FUSE
+//! does not cache); `getfacl` then shows the ACL the mode makes, as on any file system without
+//! ACLs.
 
 use super::attr::FileAttrs;
 use super::error::{FsError, FsResult};
@@ -15,6 +21,18 @@ use crate::s3::Metadata;
 
 /// The xattr namespace that maps to user metadata.
 pub const XATTR_PREFIX: &str = "user.x-amz-meta-";
+
+/// Namespaces the mount does not support at all (see the module documentation): ENOTSUP on
+/// get as on set.
+const UNSUPPORTED_NAMESPACES: [&str; 2] = ["security.", "system."];
+
+/// True if `name` is in a namespace the mount does not support.
+fn unsupported_namespace(name: &std::ffi::OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    UNSUPPORTED_NAMESPACES
+        .iter()
+        .any(|ns| bytes.starts_with(ns.as_bytes()))
+}
 
 fn metadata_name(xattr: &std::ffi::OsStr) -> Option<String> {
     let s = xattr.to_str()?;
@@ -90,9 +108,15 @@ impl S3Fs {
         }
     }
 
-    /// `getxattr`: the value, or ENODATA.
+    /// `getxattr`: the value, or ENODATA (ENOTSUP in a namespace the mount does not support).
     pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<Vec<u8>> {
         self.check_xattrs()?;
+        if unsupported_namespace(name) {
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                format!("{name:?}: not supported on this file system"),
+            ));
+        }
         let Some(short) = metadata_name(name) else {
             return Err(FsError::new(
                 libc::ENODATA,
@@ -215,6 +239,16 @@ mod tests {
         assert_eq!(metadata_name(OsStr::new("user.other")), None);
         assert_eq!(metadata_name(OsStr::new("security.selinux")), None);
         assert_eq!(metadata_name(OsStr::new("trusted.x")), None);
+        for ns in [
+            "security.selinux",
+            "system.posix_acl_access",
+            "security.capability",
+        ] {
+            assert!(unsupported_namespace(OsStr::new(ns)), "{ns}");
+        }
+        for other in ["user.x-amz-meta-a", "user.other", "trusted.x", "securityx"] {
+            assert!(!unsupported_namespace(OsStr::new(other)), "{other}");
+        }
     }
 
     #[test]

@@ -6,6 +6,15 @@ use std::time::{Instant, SystemTime};
 
 use super::{ForeignMarker, InodeTable, NodeAttr, NodeKind, ObjectMeta};
 
+/// A name known absent from a directory (see "negative entries" in the module documentation
+/// of [`super`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Negative {
+    pub(super) until: Instant,
+    /// The mount removed it (else the server said it was not there).
+    pub(super) removed: bool,
+}
+
 /// One inode. Read through its accessors; changed only through [`InodeTable`].
 #[derive(Debug)]
 pub struct Node {
@@ -32,8 +41,8 @@ pub struct Node {
     pub(super) children: HashMap<String, u64>,
     /// Directories: `children` is a complete listing until then.
     pub(super) listing_expires: Option<Instant>,
-    /// Directories: names known absent, until when.
-    pub(super) negative: HashMap<String, Instant>,
+    /// Directories: names known absent, until when, and why.
+    pub(super) negative: HashMap<String, Negative>,
     /// Kernel lookup count.
     pub(super) lookups: u64,
     /// Times the mount moved in memory only, for its lifetime (see "Times" in the module

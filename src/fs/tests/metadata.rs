@@ -213,8 +213,21 @@ fn values_that_are_not_ascii_round_trip_and_limits_are_errors() {
             libc::ENOTSUP,
             "{other}"
         );
+    }
+    for other in ["user.other", "trusted.x"] {
         assert_eq!(errno(fx.getxattr("f", other)), libc::ENODATA, "{other}");
     }
+    // What GNU ls -l asks of every entry: not supported, so it stops asking (no request).
+    let ino = fx.ino("f").unwrap();
+    fx.store.reset_counts();
+    for unsupported in ["security.selinux", "system.posix_acl_access"] {
+        assert_eq!(
+            errno(fx.fs.getxattr(ino, os(unsupported))),
+            libc::ENOTSUP,
+            "{unsupported}"
+        );
+    }
+    assert_eq!(fx.store.total_requests(), 0);
     let no_xattr = setup().opts(|o| o.xattr = false).mount();
     no_xattr.put("f", b"").unwrap();
     assert_eq!(errno(no_xattr.listxattr("f")), libc::ENOSYS);

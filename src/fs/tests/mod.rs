@@ -12,6 +12,7 @@
 //! The real-mount tests in tests/ keep what only they can show: the kernel's own caching and
 //! calls, real programs, the HTTP client's retries and a real server's answers.
 
+mod copy;
 mod failures;
 mod files;
 mod lost_replies;
@@ -21,6 +22,7 @@ mod names;
 mod posix;
 mod reference_model;
 mod rename;
+mod visibility;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -1,0 +1,167 @@
+//! Lookups by name see other clients' new objects at once; only the mount's own removals
+//! answer ENOENT without asking. And what creating, copying in and removing a file costs, in
+//! requests (the round trips per file of docs/performance.md).
+
+use std::time::Duration;
+
+use super::*;
+
+const LONG: Duration = Duration::from_secs(3600);
+
+/// (HEAD, LIST, PUT, DELETE) requests so far.
+fn counts(fx: &Fx) -> (u64, u64, u64, u64) {
+    (
+        fx.count(Operation::HeadObject),
+        fx.count(Operation::ListObjectsV2),
+        fx.count(Operation::PutObject),
+        fx.count(Operation::DeleteObject),
+    )
+}
+
+#[test]
+fn another_clients_new_object_is_found_by_name_at_once_while_the_listing_lags() {
+    let fx = setup().ttl(LONG).mount();
+    fx.mkdir("d").unwrap();
+    fx.put("d/mine", b"m").unwrap();
+    assert_eq!(fx.ls("d").unwrap(), ["mine"], "a fresh listing");
+    fx.put_behind("d/theirs", b"new bytes");
+    // The listing is trusted for the TTL: `ls` does not show it yet...
+    assert_eq!(fx.ls("d").unwrap(), ["mine"]);
+    // ...but a lookup by name asks, and finds it at once.
+    assert_eq!(fx.stat("d/theirs").unwrap().size, 9);
+    assert_eq!(fx.cat("d/theirs").unwrap(), b"new bytes");
+    // Once found, the listing shows it too.
+    assert_eq!(fx.ls("d").unwrap(), ["mine", "theirs"]);
+}
+
+#[test]
+fn a_name_missed_once_is_found_when_another_client_creates_it() {
+    let fx = setup().ttl(LONG).mount();
+    assert_eq!(errno(fx.stat("later")), libc::ENOENT);
+    fx.put_behind("later", b"x");
+    assert_eq!(fx.stat("later").unwrap().size, 1, "a miss is not trusted");
+    // A directory another client made (keys below a prefix, no marker), too.
+    assert_eq!(errno(fx.stat("dir")), libc::ENOENT);
+    fx.put_behind("dir/sub/x", b"x");
+    assert_eq!(fx.stat("dir").unwrap().kind, NodeKind::Dir);
+    assert_eq!(fx.stat("dir/sub").unwrap().kind, NodeKind::Dir);
+}
+
+#[test]
+fn the_mounts_own_removals_answer_enoent_without_asking_for_the_ttl() {
+    let ttl = Duration::from_millis(300);
+    let fx = setup().ttl(ttl).mount();
+    fx.put("f", b"1").unwrap();
+    fx.mkdir("d").unwrap();
+    fx.put("a", b"2").unwrap();
+    fx.unlink("f").unwrap();
+    fx.rmdir("d").unwrap();
+    fx.rename("a", "b").unwrap();
+    fx.store.reset_counts();
+    for gone in ["f", "d", "a"] {
+        assert_eq!(errno(fx.stat(gone)), libc::ENOENT, "{gone}");
+    }
+    assert_eq!(fx.store.total_requests(), 0, "removed by this mount");
+    // Another client makes the name again: hidden until the removal is no longer trusted
+    // (the documented exception), then found.
+    fx.put_behind("f", b"again");
+    assert_eq!(errno(fx.stat("f")), libc::ENOENT);
+    std::thread::sleep(ttl + Duration::from_millis(50));
+    assert_eq!(fx.stat("f").unwrap().size, 5);
+}
+
+#[test]
+fn a_create_costs_the_kernels_lookup_and_one_put() {
+    let fx = setup().ttl(Duration::from_secs(1)).mount();
+    fx.mkdir("d").unwrap();
+    let d = fx.ino("d").unwrap();
+    fx.store.reset_counts();
+    // The kernel's lookup of the new name asks the server (HEAD and LIST, in parallel)...
+    assert_eq!(errno(fx.fs.lookup(d, os("f"))), libc::ENOENT);
+    assert_eq!(counts(&fx), (1, 1, 0, 0));
+    // ...the create that follows trusts that answer...
+    let (a, fh) = fx
+        .fs
+        .create(d, os("f"), FILE_MODE, libc::O_WRONLY | libc::O_EXCL, None)
+        .unwrap();
+    fx.fs.note_lookup(a.ino);
+    assert_eq!(counts(&fx), (1, 1, 0, 0), "create sends nothing");
+    // ...and close is one PUT.
+    fx.write(fh, 0, &bytes(1024, 1)).unwrap();
+    fx.close(fh).unwrap();
+    assert_eq!(counts(&fx), (1, 1, 1, 0));
+    assert_eq!(fx.store.total_requests(), 3);
+    assert_eq!(fx.data("d/f"), bytes(1024, 1));
+
+    // The same through the harness's `open(O_CREAT)`: 3 requests per file, 2 round trips.
+    fx.store.reset_counts();
+    for i in 0..10 {
+        fx.put(&format!("d/g{i}"), &bytes(1024, i)).unwrap();
+    }
+    assert_eq!(counts(&fx), (10, 10, 10, 0));
+    assert_eq!(fx.store.total_requests(), 30);
+}
+
+#[test]
+fn a_create_after_a_miss_older_than_the_ttl_asks_again() {
+    let ttl = Duration::from_millis(100);
+    let fx = setup().ttl(ttl).mount();
+    assert_eq!(errno(fx.fs.lookup(ROOT_INO, os("f"))), libc::ENOENT);
+    std::thread::sleep(ttl + Duration::from_millis(20));
+    fx.put_behind("f", b"theirs");
+    fx.store.reset_counts();
+    let err = fx.fs.create(
+        ROOT_INO,
+        os("f"),
+        FILE_MODE,
+        libc::O_WRONLY | libc::O_EXCL,
+        None,
+    );
+    assert_eq!(errno(err), libc::EEXIST);
+    assert_eq!(fx.count(Operation::HeadObject), 1);
+}
+
+#[test]
+fn rm_of_listed_files_is_one_delete_each_even_after_the_ttl() {
+    let fx = fx(); // nothing trusted
+    fx.mkdir("d").unwrap();
+    for i in 0..20 {
+        fx.put_behind(&format!("d/f{i:02}"), b"x");
+    }
+    let d = fx.ino("d").unwrap();
+    assert_eq!(fx.ls("d").unwrap().len(), 20);
+    fx.store.reset_counts();
+    // `rm -r`: the kernel holds the entries readdirplus gave it and unlinks them by name.
+    for i in 0..20 {
+        fx.fs.unlink(d, os(&format!("f{i:02}"))).unwrap();
+    }
+    assert_eq!(counts(&fx), (0, 0, 0, 20));
+    assert_eq!(fx.store.total_requests(), 20);
+    fx.store.reset_counts();
+    fx.rmdir("d").unwrap();
+    assert_eq!(fx.keys(), Vec::<String>::new());
+}
+
+#[test]
+fn cp_of_a_file_into_the_mount_is_the_lookup_and_one_put() {
+    let fx = setup().ttl(Duration::from_secs(1)).mount();
+    fx.mkdir("cp").unwrap();
+    fx.store.reset_counts();
+    // GNU cp: open(O_WRONLY | O_CREAT | O_EXCL), 128 KiB writes, close.
+    let data = bytes(MIB, 3);
+    for i in 0..5 {
+        let fh = fx
+            .open(
+                &format!("cp/file{i}"),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            )
+            .unwrap();
+        for (k, piece) in data.chunks(128 * 1024).enumerate() {
+            fx.write(fh, (k * 128 * 1024) as u64, piece).unwrap();
+        }
+        fx.close(fh).unwrap();
+    }
+    assert_eq!(counts(&fx), (5, 5, 5, 0));
+    assert_eq!(fx.store.total_requests(), 15);
+    assert_eq!(fx.data("cp/file4"), data);
+}
