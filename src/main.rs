@@ -108,7 +108,7 @@ struct Cli {
     /// bucket and prefix).
     #[arg(long, value_name = "DIR", help_heading = "Cache")]
     cache_dir: Option<PathBuf>,
-    /// Size limit of the on-disk cache of read data (10G, 512M; default 1G; 0 turns it off).
+    /// Size limit of the on-disk cache of read data (10G, 512M; default 4G; 0 turns it off).
     /// It never fills its file system past 95%.
     #[arg(long, value_name = "SIZE", value_parser = opts::parse_size, help_heading = "Cache")]
     cache_size: Option<u64>,
@@ -585,6 +585,7 @@ fn run(cli: Cli) -> Result<(), String> {
     fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
     fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;
     fs_opts.data_cache_size = o.cache_size.unwrap_or(fs_opts.data_cache_size);
+    fs_opts.mount_point = Some(mountpoint.clone());
     // After the cache dir check, which creates it: the log file may be in it.
     if let Some(f) = &cli.log_file {
         set_log_file(f)?;

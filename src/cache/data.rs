@@ -51,8 +51,10 @@ use crate::s3::private;
 /// Size of a cached block: large enough that a file per block stays cheap (a 1 GiB cache is
 /// 1024 files), small enough that a partly read object caches about what was read.
 pub const BLOCK_SIZE: u64 = 1024 * 1024;
-/// Default limit of the cache's total size.
-pub const DEFAULT_CACHE_SIZE: u64 = 1024 * 1024 * 1024;
+/// Default limit of the cache's total size: with the shares of `cache::policy`, objects up to
+/// 2 GiB are fetched whole for a random reader and up to 512 MiB kept when streamed; never
+/// more than the disk can spare ([`MIN_FREE_PERCENT`]).
+pub const DEFAULT_CACHE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 /// The cache never fills its file system past this share (in percent) of its size.
 pub const MIN_FREE_PERCENT: u64 = 5;
 /// A block read this long after its file's last modification gets its mtime set to now (the

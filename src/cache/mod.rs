@@ -1,5 +1,8 @@
 //! Local caches: the inode table (what is known about keys, and until when) and the on-disk
-//! data cache (blocks of object content).
+//! data cache (blocks of object content), with what it admits ([`policy`]) and its
+//! write-behind queue ([`writer`]).
 
 pub mod data;
 pub mod inode;
+pub mod policy;
+pub mod writer;

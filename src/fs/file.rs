@@ -18,6 +18,7 @@
 use std::time::SystemTime;
 
 use super::attr::{FileAttrs, S_IFREG};
+use super::buffers::ReadData;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::names::{name_str, valid_component};
@@ -157,11 +158,11 @@ impl S3Fs {
     }
 
     /// `read`.
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<ReadData> {
         let f = self.open_files.by_handle(fh)?;
         let mut of = f.lock();
         if let Some(r) = of.read_staging(offset, size) {
-            return r;
+            return r.map(ReadData::from);
         }
         let key = self.key_of(of.ino())?;
         let result = of.read_remote(
@@ -175,7 +176,7 @@ impl S3Fs {
                     obj,
                     etag,
                     size,
-                    self.data_cache.clone(),
+                    self.data_cache.clone().zip(self.cache_writer.clone()),
                 )
             },
         );

@@ -20,12 +20,15 @@
 //!   state and what touches only it), [`file`](mod@file) (open/read/write/flush/release/truncate),
 //!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
-//!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache);
+//!   (read-ahead, and when a random reader's object is fetched whole by [`whole`]) over
+//!   [`fetch`] (bytes of an object version, through the data cache), in the buffers of
+//!   [`buffers`];
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
 pub mod attr;
+pub mod buffers;
 pub mod dir;
 pub mod error;
 pub mod fetch;
@@ -44,6 +47,7 @@ pub mod rename;
 pub mod unsaved;
 pub mod upload;
 pub mod upload_plan;
+pub mod whole;
 pub mod xattr;
 
 use std::collections::HashMap;
@@ -56,11 +60,16 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
+use crate::cache::writer::{CacheWriter, WRITE_BEHIND_BYTES};
 use crate::s3::{private, Storage};
 
 pub use attr::FileAttrs;
 pub use error::{FsError, FsResult};
 pub use options::FsOptions;
+
+/// How long unmount waits for blocks queued to be cached: the queue holds at most
+/// `WRITE_BEHIND_BYTES`, which a working disk writes well within this.
+const CACHE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the data cache gives back at least when a staging file meets a full disk.
 const STAGING_ROOM: u64 = 16 * 1024 * 1024;
@@ -78,6 +87,8 @@ pub struct S3Fs {
     warned: Mutex<std::collections::HashSet<String>>,
     prefetch_pool: prefetch::PrefetchPool,
     data_cache: Option<Arc<DataCache>>,
+    /// Stores the blocks sequential reads fetch, behind the readers.
+    cache_writer: Option<Arc<CacheWriter>>,
     /// Keeps uploads out of keys a rename is moving.
     rename_gate: gate::RenameGate,
 }
@@ -130,6 +141,9 @@ impl S3Fs {
         } else {
             None
         };
+        let cache_writer = data_cache
+            .as_ref()
+            .map(|c| Arc::new(CacheWriter::new(c.clone(), WRITE_BEHIND_BYTES)));
         Ok(S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
             storage,
@@ -143,6 +157,7 @@ impl S3Fs {
             warned: Mutex::new(Default::default()),
             prefetch_pool,
             data_cache,
+            cache_writer,
         })
     }
 
@@ -217,12 +232,21 @@ impl S3Fs {
         }
     }
 
-    /// Called at unmount: upload anything still dirty.
+    /// Called at unmount: upload anything still dirty, and write the blocks waiting to be
+    /// cached (for at most [`CACHE_FLUSH_TIMEOUT`]).
     pub fn flush_all(&self) {
         for f in self.open_files.all() {
             let mut of = f.lock();
             if let Err(e) = self.upload_if_dirty(&mut of) {
                 log::error!("at unmount: {e}");
+            }
+        }
+        if let Some(w) = &self.cache_writer {
+            if !w.flush(CACHE_FLUSH_TIMEOUT) {
+                log::info!(
+                    "at unmount: {} bytes not written to the data cache",
+                    w.queued()
+                );
             }
         }
     }

@@ -37,12 +37,15 @@ pub struct FsOptions {
     pub xattr: bool,
     /// Bytes of read-ahead held at once across the mount.
     pub prefetch_memory_limit: u64,
+    /// Where the file system is mounted, when known: the kernel's read-ahead for it is raised
+    /// there (`fuse::READ_AHEAD`).
+    pub mount_point: Option<PathBuf>,
 }
 
 impl FsOptions {
     /// Defaults for `bucket`: listings of up to 512 unknown entries completed by HEADs, 1 s
     /// metadata TTL (close-to-open consistency without a HEAD per `stat` in a tight loop), the
-    /// current user as owner, 0644/0755, a 1 GiB data cache.
+    /// current user as owner, 0644/0755, a 4 GiB data cache.
     pub fn new(bucket: &str, cache_dir: PathBuf) -> Self {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -61,6 +64,7 @@ impl FsOptions {
             listing_head_limit: 512,
             xattr: true,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
+            mount_point: None,
         }
     }
 }
