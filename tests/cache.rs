@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::proxy::{Fault, Hook, Proxy, Rule};
-use common::{random_bytes, server, server_bytes, sh, Mount, Rng, Server};
-use s3mount::s3::{ObjectRef, PutOptions, RequestBody};
+use common::{
+    assert_same, put_direct as put, random_bytes, server, server_bytes, sh, Mount, Rng, Server,
+};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -30,24 +31,6 @@ const MIB: usize = 1024 * 1024;
 /// The test server's credentials with the proxy's endpoint.
 fn via(proxy: &Proxy) -> Server {
     server().via(proxy.endpoint())
-}
-
-fn put(bucket: &str, key: &str, data: &[u8]) {
-    let o = ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-    };
-    server()
-        .storage_in(bucket)
-        .put_object(&o, RequestBody::Bytes(data), &PutOptions::default())
-        .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
-}
-
-fn assert_same(what: &str, got: &[u8], want: &[u8]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at {i}");
-    }
 }
 
 /// The ranges `[start, end)` of the GET requests for `key` the proxy has seen (a GET without a
@@ -169,6 +152,16 @@ fn wait_for_blocks(data: &Path, n: usize) -> (usize, u64) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Drop the kernel's cached pages of `path` (they would answer a re-read of the same version
+/// without a request to the mount).
+fn drop_kernel_pages(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = File::open(path).unwrap();
+    // SAFETY: a valid descriptor; advice only.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0, "posix_fadvise");
 }
 
 /// A tmpfs of `size` (`mount -t tmpfs -o size=...`), unmounted on drop — also when the test
@@ -476,9 +469,11 @@ fn a_full_disk_under_the_cache_dir_costs_caching_not_correctness() {
     );
     assert_eq!(cached_blocks(&data_path), (0, 0));
 
-    // 10 MiB free: the cache takes what it may (leaving 5 % of 24 MiB).
+    // 10 MiB free: the cache takes what it may (leaving 5 % of 24 MiB). The kernel would
+    // answer the same version from its pages: dropped, so the read reaches the mount.
     let len = filler.metadata().unwrap().len();
     filler.set_len(len - 10 * MIB as u64).unwrap();
+    drop_kernel_pages(&mount.join("big.bin"));
     assert_same(
         "read with 10 MiB free",
         &std::fs::read(mount.join("big.bin")).unwrap(),

@@ -28,9 +28,20 @@ use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
 use crate::s3::{private, Metadata};
 
+/// A file handle just opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+    /// The kernel may keep the pages it has of the file (`FOPEN_KEEP_CACHE`): they are of the
+    /// version this open reads (see [`super::page_cache`]).
+    pub keep_cache: bool,
+}
+
 impl S3Fs {
-    /// `open`: revalidates stale attributes (close-to-open consistency).
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+    /// `open`: revalidates stale attributes (close-to-open consistency), and says whether the
+    /// kernel's cached pages of the file are still good.
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
         let kind = self.kind_of(ino)?;
         if kind == NodeKind::Dir {
             return Err(FsError::new(libc::EISDIR, "is a directory"));
@@ -63,10 +74,18 @@ impl S3Fs {
                 of.defer_flush_of(fh);
             }
         }
+        // Under the file's lock, so a write through another handle comes before or after.
+        let keep_cache = match of.staging() {
+            Some(_) => {
+                self.kernel_pages.changed(ino);
+                false
+            }
+            None => self.kernel_pages.open(ino, of.etag()),
+        };
         of.add_open();
         drop(of);
         self.open_files.add_handle(fh, ino);
-        Ok(fh)
+        Ok(Opened { fh, keep_cache })
     }
 
     /// `create`: a new, empty, dirty file (uploaded at close even if nothing is written).
@@ -87,7 +106,7 @@ impl S3Fs {
                 return Err(FsError::new(libc::EEXIST, format!("{name_s} exists")));
             }
             Ok(a) => {
-                let fh = self.open(a.ino, flags)?;
+                let fh = self.open(a.ino, flags)?.fh;
                 return Ok((self.getattr(a.ino)?, fh));
             }
             Err(e) if e.errno == libc::ENOENT => {}
@@ -109,6 +128,7 @@ impl S3Fs {
         of.start_new(flags & libc::O_EXCL != 0, meta, content_type);
         self.ensure_staging(&mut of, false)?;
         of.mark_dirty();
+        self.kernel_pages.changed(ino);
         of.add_open();
         drop(of);
         let fh = self.new_fh();
@@ -192,6 +212,7 @@ impl S3Fs {
         self.check_writable()?;
         let f = self.open_files.by_handle(fh)?;
         let mut of = f.lock();
+        self.kernel_pages.changed(of.ino());
         self.ensure_staging(&mut of, true)?;
         of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
         let queue = self.after_write(&mut of, offset, offset + data.len() as u64);
@@ -248,7 +269,7 @@ impl S3Fs {
         let (f, temporary) = match self.open_files.get(ino) {
             Some(f) => (f, false),
             None => {
-                let fh = self.open(ino, libc::O_RDWR)?;
+                let fh = self.open(ino, libc::O_RDWR)?.fh;
                 let f = self.open_files.by_handle(fh)?;
                 self.open_files.remove_handle(fh);
                 (f, true)
@@ -258,6 +279,7 @@ impl S3Fs {
         // The last `release` (asynchronous after `close`) may have run since the lookup: then
         // nobody would upload the change, so do it here as for a temporary open.
         let orphan = !temporary && of.is_unused();
+        self.kernel_pages.changed(ino);
         let result = (|| {
             self.ensure_staging(&mut of, size > 0)?;
             of.truncate_staging(size)?;

@@ -17,7 +17,8 @@
 //!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
 //!   keys), [`names`] (which names can be keys and which keys can be names);
 //! - open files: [`open_files`] (the registry and the lock order), [`open_file`] (one file's
-//!   state and what touches only it), [`file`](mod@file) (open/read/write/flush/release/truncate),
+//!   state and what touches only it), [`page_cache`] (which version the kernel's cached pages
+//!   of a file are), [`file`](mod@file) (open/read/write/flush/release/truncate),
 //!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
 //!   (read-ahead, and when a random reader's object is fetched whole by [`whole`]) over
@@ -42,6 +43,7 @@ pub mod names;
 pub mod open_file;
 pub mod open_files;
 pub mod options;
+pub mod page_cache;
 pub mod prefetch;
 pub mod rename;
 pub mod unsaved;
@@ -89,6 +91,8 @@ pub struct S3Fs {
     data_cache: Option<Arc<DataCache>>,
     /// Stores the blocks sequential reads fetch, behind the readers.
     cache_writer: Option<Arc<CacheWriter>>,
+    /// Which version the kernel's cached pages of each file came from.
+    kernel_pages: page_cache::KernelPages,
     /// Keeps uploads out of keys a rename is moving.
     rename_gate: gate::RenameGate,
 }
@@ -158,6 +162,7 @@ impl S3Fs {
             prefetch_pool,
             data_cache,
             cache_writer,
+            kernel_pages: page_cache::KernelPages::default(),
         })
     }
 
@@ -258,8 +263,10 @@ impl S3Fs {
         self.table().add_lookup(ino);
     }
 
-    /// The kernel forgot `n` lookups of `ino`.
+    /// The kernel forgot `n` lookups of `ino` (it sends them when it drops the inode, and its
+    /// cached pages with it).
     pub fn forget(&self, ino: u64, n: u64) {
+        self.kernel_pages.forget(ino);
         self.table().forget(ino, n);
     }
 }
