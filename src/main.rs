@@ -23,7 +23,8 @@ use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::mountinfo::fuse_mounted_at;
 use s3mount::fs::{unsaved, FsOptions, S3Fs};
 use s3mount::s3::private::{self, DirState};
-use s3mount::s3::{ClientConfig, ListRequest, S3Client, Storage, UploadJournal};
+use s3mount::s3::store::abort_if_open;
+use s3mount::s3::{ClientConfig, ListRequest, ObjectStore, S3Client, Storage, UploadJournal};
 
 use opts::MountOptions;
 
@@ -374,7 +375,8 @@ fn recover(cli: &Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())
                 .and_then(|(f, len)| {
                     storage
-                        .put_file(obj, &f, len, &note.put_options())
+                        .bucket(&obj.bucket)
+                        .put_file(&obj.key, &f, len, &note.put_options())
                         .map_err(|e| e.to_string())
                 });
             match result {
@@ -416,7 +418,8 @@ fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
         .ok_or("no bucket: name one on the command line or set default_bucket in the config")?;
     let storage = make_storage(cli, &config, Some(bucket.clone()))?;
     let uploads = storage
-        .list_multipart_uploads(&bucket, &config.prefix)
+        .bucket(&bucket)
+        .list_uploads(&config.prefix)
         .map_err(|e| e.to_string())?;
     let cutoff = std::time::SystemTime::now()
         .checked_sub(age)
@@ -440,8 +443,9 @@ fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
             young += 1;
             continue;
         }
-        match storage.abort_multipart_upload(&obj, &u.upload_id) {
-            Ok(()) => {
+        // An upload already gone (completed or aborted meanwhile) counts as aborted.
+        match abort_if_open(&storage, &obj, &u.upload_id) {
+            Ok(_) => {
                 println!(
                     "aborted multipart upload {} of {obj} (started {when})",
                     u.upload_id
@@ -566,7 +570,7 @@ fn run(cli: Cli) -> Result<(), String> {
     // Before anything is written there, and before daemonizing, so a refusal reaches the caller.
     secure_cache_dir(&cache_root, o.allow_shared_cache)?;
     secure_cache_dir(&cache_dir, o.allow_shared_cache)?;
-    let mut fs_opts = FsOptions::new(&bucket, cache_dir.clone());
+    let mut fs_opts = FsOptions::new(cache_dir.clone());
     fs_opts.prefix = config.prefix.clone();
     fs_opts.read_only = o.read_only.unwrap_or(false);
     if let Some(ttl) = o.metadata_ttl {
@@ -697,8 +701,8 @@ fn serve(
             r.kept.len()
         );
     }
-    let storage = storage.with_journal(Arc::new(journal));
-    let fs = Arc::new(S3Fs::new(storage, opts).map_err(|e| e.to_string())?);
+    let mounted = storage.with_journal(Arc::new(journal)).bucket(bucket);
+    let fs = Arc::new(S3Fs::new(mounted, opts).map_err(|e| e.to_string())?);
     let mut mount_options = vec![
         fuser::MountOption::FSName(format!("s3mount:{bucket}")),
         fuser::MountOption::Subtype("s3mount".into()),

@@ -29,6 +29,7 @@ use common::{
     is_fuse_mount, random_bytes, server, server_bytes, skip_on, Mount, Server, ServerLimit,
 };
 use s3mount::s3::journal::UploadJournal;
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{PendingUpload, PutOptions, RequestBody, StreamingUpload};
 use s3mount::{Metadata, Storage};
 
@@ -42,7 +43,8 @@ use common::obj;
 /// In-progress multipart uploads of `key`.
 fn uploads_of(storage: &Storage, bucket: &str, key: &str) -> Vec<PendingUpload> {
     storage
-        .list_multipart_uploads(bucket, "")
+        .bucket(bucket)
+        .list_uploads("")
         .expect("ListMultipartUploads")
         .into_iter()
         .filter(|u| u.key == key)
@@ -62,7 +64,8 @@ fn wait_for_parts(
     loop {
         for u in uploads_of(storage, bucket, key) {
             let listed = storage
-                .list_parts(&obj(bucket, key), &u.upload_id)
+                .bucket(bucket)
+                .list_parts(key, &u.upload_id)
                 .map(|p| p.len())
                 .unwrap_or(0);
             if listed >= parts {
@@ -377,10 +380,7 @@ fn rename_while_streaming_moves_the_whole_file() {
     assert!(server_bytes(&storage, "f.bin").is_none());
     let got = server_bytes(&storage, "g.bin").expect("object under the new name");
     assert!(got == expected, "object differs from the file written");
-    assert!(storage
-        .list_multipart_uploads(&bucket, "")
-        .unwrap()
-        .is_empty());
+    assert!(storage.bucket(&bucket).list_uploads("").unwrap().is_empty());
     let log = m.log();
     assert!(
         log.contains("g.bin: streaming the upload while the file is written"),
@@ -412,9 +412,9 @@ fn streaming_upload_keeps_a_journal_entry_while_it_runs() {
         ..PutOptions::default()
     };
 
-    let mut up = StreamingUpload::start(
-        &storage,
-        &obj(&bucket, "s.bin"),
+    let mut up = StreamingUpload::start_in(
+        &storage.bucket(&bucket),
+        "s.bin",
         &opts,
         file.try_clone().unwrap(),
     )
@@ -439,15 +439,12 @@ fn streaming_upload_keeps_a_journal_entry_while_it_runs() {
     assert_eq!(info.metadata.get("color"), Some("green"));
 
     // Aborted: nothing on the server, no entry.
-    let mut up = StreamingUpload::start(&storage, &obj(&bucket, "t.bin"), &opts, file).unwrap();
+    let mut up = StreamingUpload::start_in(&storage.bucket(&bucket), "t.bin", &opts, file).unwrap();
     up.ship_up_to(data.len() as u64).unwrap();
     assert_eq!(files_in(journal.dir()).len(), 1);
     up.abort().unwrap();
     assert!(files_in(journal.dir()).is_empty());
-    assert!(storage
-        .list_multipart_uploads(&bucket, "")
-        .unwrap()
-        .is_empty());
+    assert!(storage.bucket(&bucket).list_uploads("").unwrap().is_empty());
     assert!(server_bytes(&storage, "t.bin").is_none());
 }
 
@@ -544,8 +541,9 @@ fn kill_9_mid_upload_keeps_the_old_object_and_restart_aborts_the_upload() {
     let mut meta = Metadata::new();
     meta.insert("color", "old");
     storage
-        .put_object(
-            &obj(&bucket, "big.bin"),
+        .bucket(&bucket)
+        .put(
+            "big.bin",
             RequestBody::Bytes(&old),
             &PutOptions {
                 metadata: meta,
@@ -609,7 +607,7 @@ fn kill_9_mid_upload_keeps_the_old_object_and_restart_aborts_the_upload() {
 
     // Restart with the same cache dir: the orphan is aborted before the mount is ready.
     let mut s3mount = spawn_mount(srv, &bucket, &mnt, &cache, &log);
-    let left = storage.list_multipart_uploads(&bucket, "").unwrap();
+    let left = storage.bucket(&bucket).list_uploads("").unwrap();
     assert!(left.is_empty(), "uploads left after restart: {left:?}");
     assert!(files_in(&mount_cache.join("uploads")).is_empty());
     assert!(files_in(&mount_cache.join("staging")).is_empty());
@@ -701,7 +699,8 @@ fn recover_aborts_dead_journal_entries_only() {
         "{text}"
     );
     let left: Vec<String> = storage
-        .list_multipart_uploads(&bucket, "")
+        .bucket(&bucket)
+        .list_uploads("")
         .unwrap()
         .into_iter()
         .map(|u| u.key)
@@ -736,7 +735,7 @@ fn abort_stale_uploads_by_age_under_the_prefix() {
     let outside = storage
         .create_multipart_upload(&obj(&bucket, "out/b"), &PutOptions::default())
         .unwrap();
-    let listed = storage.list_multipart_uploads(&bucket, "in/").unwrap();
+    let listed = storage.bucket(&bucket).list_uploads("in/").unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert!(
         listed[0].initiated.is_some(),
@@ -763,10 +762,7 @@ fn abort_stale_uploads_by_age_under_the_prefix() {
     };
     let text = run("100y");
     assert!(text.contains("0 aborted, 1 younger than"), "{text}");
-    assert_eq!(
-        storage.list_multipart_uploads(&bucket, "").unwrap().len(),
-        2
-    );
+    assert_eq!(storage.bucket(&bucket).list_uploads("").unwrap().len(), 2);
     let text = run("0s");
     assert!(
         text.contains(&format!(
@@ -774,7 +770,7 @@ fn abort_stale_uploads_by_age_under_the_prefix() {
         )),
         "{text}"
     );
-    let left = storage.list_multipart_uploads(&bucket, "").unwrap();
+    let left = storage.bucket(&bucket).list_uploads("").unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(
         (left[0].key.as_str(), left[0].upload_id.as_str()),

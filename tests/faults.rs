@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{s3_error_reply, BodyRewrite, Fault, Hook, Proxy, Rule};
 use common::{put_direct as direct_put, random_bytes, server, sh, Mount, Server};
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{
     ClientConfig, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError, TransferConfig,
 };
@@ -67,11 +68,8 @@ fn proxy_forwards_signed_requests_unchanged() {
     let (bucket, proxy, storage) = setup("plain");
     let data = random_bytes(300 * KIB, 1);
     storage
-        .put_object(
-            &obj(&bucket, "k"),
-            RequestBody::Bytes(&data),
-            &PutOptions::default(),
-        )
+        .bucket(&bucket)
+        .put("k", RequestBody::Bytes(&data), &PutOptions::default())
         .expect("PUT through the proxy");
     let mut g = storage
         .get_object(&obj(&bucket, "k"), None, None)
@@ -98,11 +96,8 @@ fn slowdown_burst_on_put_is_ridden_out() {
     proxy.add(Rule::new("PUT", "/obj", Fault::SlowDown).times(3));
     let data = random_bytes(256 * KIB + 7, 2);
     storage
-        .put_object(
-            &obj(&bucket, "obj"),
-            RequestBody::Bytes(&data),
-            &PutOptions::default(),
-        )
+        .bucket(&bucket)
+        .put("obj", RequestBody::Bytes(&data), &PutOptions::default())
         .expect("put_object after 3x SlowDown");
     assert_eq!(proxy.count("PUT", "/obj"), 4, "3 refused + 1 accepted");
     assert_eq!(proxy.faults(), 3);
@@ -157,7 +152,8 @@ fn reset_mid_get_body_is_resumed() {
     proxy.add(Rule::new("GET", "/big", Fault::ResetAfterBody(100 * KIB)).times(1));
     let mut buf = vec![0u8; 3 * MIB];
     let (n, etag) = storage
-        .read_range(&obj(&bucket, "big"), MIB as u64, &mut buf, None)
+        .bucket(&bucket)
+        .read_range("big", MIB as u64, &mut buf, None)
         .expect("read_range after a reset");
     assert_eq!(n, 3 * MIB);
     assert!(etag.is_some());
@@ -177,12 +173,8 @@ fn reset_before_response_on_upload_part_is_retried() {
     std::fs::write(&local, &data).unwrap();
     let file = std::fs::File::open(&local).unwrap();
     storage
-        .put_file(
-            &obj(&bucket, "multi"),
-            &file,
-            data.len() as u64,
-            &PutOptions::default(),
-        )
+        .bucket(&bucket)
+        .put_file("multi", &file, data.len() as u64, &PutOptions::default())
         .expect("put_file with one part reset");
     assert_eq!(proxy.faults(), 1);
     assert_eq!(proxy.count("PUT", "partNumber=2&"), 2, "part 2 sent twice");
@@ -202,7 +194,7 @@ fn truncated_get_body_is_an_error_never_wrong_bytes() {
 
     // read_range: an error; what was read is not handed out as the object.
     let mut buf = vec![0u8; MIB];
-    let r = storage.read_range(&obj(&bucket, "t"), 0, &mut buf, None);
+    let r = storage.bucket(&bucket).read_range("t", 0, &mut buf, None);
     assert!(r.is_err(), "read_range accepted a truncated body: {r:?}");
     assert_eq!(proxy.count("GET", "/t"), attempts);
 
@@ -244,11 +236,10 @@ fn persistent_500_on_put_fails_after_max_attempts() {
     let (bucket, proxy, storage) = setup("p500");
     proxy.add(Rule::new("PUT", "/never", Fault::InternalError));
     let t0 = Instant::now();
-    let r = storage.put_object(
-        &obj(&bucket, "never"),
-        RequestBody::Bytes(b"nope"),
-        &PutOptions::default(),
-    );
+    let r =
+        storage
+            .bucket(&bucket)
+            .put("never", RequestBody::Bytes(b"nope"), &PutOptions::default());
     let elapsed = t0.elapsed();
     match r {
         Err(StorageError::Http {
@@ -356,7 +347,8 @@ fn stalled_get_times_out_and_is_retried() {
     let t0 = Instant::now();
     let mut buf = vec![0u8; data.len()];
     let (n, _) = storage
-        .read_range(&obj(&bucket, "s"), 0, &mut buf, None)
+        .bucket(&bucket)
+        .read_range("s", 0, &mut buf, None)
         .expect("read_range after a stall");
     let elapsed = t0.elapsed();
     assert_eq!(n, data.len());
@@ -669,11 +661,8 @@ fn writes_whose_reply_times_out_after_the_server_acted_are_not_redone() {
     proxy.add(Rule::new("PUT", "/small", stall.clone()).times(1));
     let data = random_bytes(100 * KIB, 16);
     let etag = storage
-        .put_object(
-            &obj(&bucket, "small"),
-            RequestBody::Bytes(&data),
-            &exclusive,
-        )
+        .bucket(&bucket)
+        .put("small", RequestBody::Bytes(&data), &exclusive)
         .expect("conditional PUT whose reply timed out");
     assert_eq!(
         etag.as_deref(),
@@ -688,7 +677,8 @@ fn writes_whose_reply_times_out_after_the_server_acted_are_not_redone() {
     std::fs::write(dir.path().join("f"), &data).unwrap();
     let file = std::fs::File::open(dir.path().join("f")).unwrap();
     storage
-        .put_file(&obj(&bucket, "large"), &file, data.len() as u64, &exclusive)
+        .bucket(&bucket)
+        .put_file("large", &file, data.len() as u64, &exclusive)
         .expect("multipart upload whose completion reply timed out");
     assert_same("large", &direct_get(&bucket, "large").unwrap(), &data);
     assert_eq!(uploads_of(&proxy, "large"), (1, 1, 0));
@@ -726,7 +716,8 @@ fn a_lost_completion_on_a_server_whose_etags_are_not_md5s() {
         ..PutOptions::default()
     };
     storage
-        .put_file(&obj(&bucket, "opaque.bin"), &file, data.len() as u64, &opts)
+        .bucket(&bucket)
+        .put_file("opaque.bin", &file, data.len() as u64, &opts)
         .expect("the upload is gone and the object has its size and metadata: completed");
     assert_same(
         "opaque.bin",

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use common::proxy::{BodyRewrite, Fault, Proxy, Rule};
 use common::{server, server_bytes, skip_on, Mount, Server, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Metadata, Storage};
 
@@ -23,12 +24,9 @@ fn via(proxy: &Proxy) -> Server {
 }
 
 fn put(st: &Storage, bucket: &str, key: &str, data: &[u8]) -> bool {
-    st.put_object(
-        &obj(bucket, key),
-        RequestBody::Bytes(data),
-        &PutOptions::default(),
-    )
-    .is_ok()
+    st.bucket(bucket)
+        .put(key, RequestBody::Bytes(data), &PutOptions::default())
+        .is_ok()
 }
 
 use common::Rng;
@@ -138,7 +136,7 @@ fn keys_that_escape_or_cannot_be_names_stay_hidden() {
         }
     }
     // What the server holds is the truth (it may refuse or rewrite some of them).
-    let (objects, _) = st.list_all(&bucket, "", None).expect("list");
+    let (objects, _) = st.bucket(&bucket).list_all("", None).expect("list");
     let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
     let verbatim = wanted.iter().filter(|k| keys.contains(k)).count();
     let m = Mount::new(srv, &bucket);

@@ -62,7 +62,8 @@ fn put(bucket: &str, key: &str, body: &[u8]) {
     };
     server()
         .storage_in(bucket)
-        .put_object(&obj, RequestBody::Bytes(body), &PutOptions::default())
+        .bucket(&obj.bucket)
+        .put(&obj.key, RequestBody::Bytes(body), &PutOptions::default())
         .unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
 
@@ -260,7 +261,7 @@ fn a_directory_emptied_through_the_mount_stays_until_rmdir() {
     // Without a marker the directories would be gone from the server with their last keys.
     let storage = server().storage_in(&bucket);
     let keys = |p: &str| -> Vec<String> {
-        let (objects, _) = storage.list_all(&bucket, p, None).expect("list");
+        let (objects, _) = storage.bucket(&bucket).list_all(p, None).expect("list");
         objects.into_iter().map(|o| o.key).collect()
     };
     assert_eq!(keys("d/"), vec!["d/"]);

@@ -20,6 +20,7 @@ use std::path::Path;
 use common::{server, skip_on, Mount, ServerLimit};
 use proptest::prelude::*;
 use s3mount::s3::ObjectRef;
+use s3mount::s3::ObjectStore;
 use s3mount::Storage;
 
 /// Metadata keys s3mount adds by itself (not user xattrs).
@@ -394,7 +395,8 @@ fn walk_mount(m: &Mount) -> Model {
 /// Compare the bucket with the model through the S3 API.
 fn check_s3(storage: &Storage, bucket: &str, model: &Model) {
     let (objects, _) = storage
-        .list_all(bucket, "", None)
+        .bucket(bucket)
+        .list_all("", None)
         .unwrap_or_else(|e| panic!("LIST: {e}"));
     let keys: BTreeSet<String> = objects.into_iter().map(|o| o.key).collect();
     let user_meta = |key: &str| -> BTreeMap<String, String> {

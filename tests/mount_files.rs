@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{random_bytes, server, sh, skip_on, Mount, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::Storage;
 
@@ -20,11 +21,8 @@ use common::obj;
 /// PUT `data` as `key` through the API.
 fn put(storage: &Storage, bucket: &str, key: &str, data: &[u8]) {
     storage
-        .put_object(
-            &obj(bucket, key),
-            RequestBody::Bytes(data),
-            &PutOptions::default(),
-        )
+        .bucket(bucket)
+        .put(key, RequestBody::Bytes(data), &PutOptions::default())
         .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
 }
 
@@ -50,7 +48,8 @@ fn must_get(storage: &Storage, bucket: &str, key: &str) -> Vec<u8> {
 /// Every key under `prefix` (no delimiter).
 fn keys(storage: &Storage, bucket: &str, prefix: &str) -> Vec<String> {
     let (objects, _) = storage
-        .list_all(bucket, prefix, None)
+        .bucket(bucket)
+        .list_all(prefix, None)
         .unwrap_or_else(|e| panic!("LIST {prefix}: {e}"));
     objects.into_iter().map(|o| o.key).collect()
 }
@@ -109,13 +108,14 @@ fn cp_in_and_out_is_byte_exact_for_0b_1kib_30mib() {
             let off = len / 3;
             let mut buf = vec![0u8; (len - off).min(4096)];
             let (n, _) = storage
-                .read_range(&obj(&bucket, name), off as u64, &mut buf, None)
+                .bucket(&bucket)
+                .read_range(name, off as u64, &mut buf, None)
                 .unwrap();
             assert_eq!(n, buf.len());
             assert_eq!(&buf[..], &data[off..off + n], "{name}: ranged read");
         }
         let mut dl = tempfile::tempfile().unwrap();
-        storage.download(&obj(&bucket, name), &mut dl).unwrap();
+        storage.bucket(&bucket).download(name, &mut dl).unwrap();
         let mut got = Vec::new();
         dl.seek(SeekFrom::Start(0)).unwrap();
         dl.read_to_end(&mut got).unwrap();

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use common::{
     is_fuse_mount, random_bytes, server, server_bytes, sh, skip_on, Mount, Server, ServerLimit,
 };
+use s3mount::s3::ObjectStore;
 use s3mount::Storage;
 
 /// Every key of `bucket`.
 fn server_keys(storage: &Storage, bucket: &str) -> Vec<String> {
-    let (objects, _) = storage.list_all(bucket, "", None).expect("LIST");
+    let (objects, _) = storage.bucket(bucket).list_all("", None).expect("LIST");
     objects.into_iter().map(|o| o.key).collect()
 }
 

@@ -17,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::proxy::Proxy;
 use common::{server, sh, skip_on, Mount, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{ObjectInfo, Operation, PutOptions, RequestBody, S3Request};
 use s3mount::{Metadata, Storage};
 
@@ -37,7 +38,8 @@ fn get_all(storage: &Storage, bucket: &str, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut f = tempfile::tempfile().unwrap();
     storage
-        .download(&obj(bucket, key), &mut f)
+        .bucket(bucket)
+        .download(key, &mut f)
         .unwrap_or_else(|e| panic!("GET {key}: {e}"));
     use std::io::{Read, Seek};
     f.rewind().unwrap();
@@ -53,7 +55,8 @@ fn seed(storage: &Storage, bucket: &str, key: &str, body: &[u8], meta: &[(&str, 
         ..PutOptions::default()
     };
     storage
-        .put_object(&obj(bucket, key), RequestBody::Bytes(body), &opts)
+        .bucket(bucket)
+        .put(key, RequestBody::Bytes(body), &opts)
         .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
 }
 
@@ -122,16 +125,39 @@ fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
 /// query) for `bucket/key` went through `proxy`; `key` "" also counts PUTs of the bucket itself.
 /// Counted at a proxy in front of the mount, not in a server's log, so it works on every server.
 fn puts_seen(proxy: &Proxy, bucket: &str, key: &str) -> usize {
+    requests_seen(proxy, "PUT", bucket, key)
+}
+
+/// How many `method` requests for `bucket/key` (no query) went through `proxy`; `key` "" also
+/// counts those of the bucket itself.
+fn requests_seen(proxy: &Proxy, method: &str, bucket: &str, key: &str) -> usize {
     let object = format!("/{bucket}/{key}");
     let bucket_itself = format!("/{bucket}");
     proxy
         .seen()
         .iter()
         .filter(|s| {
-            s.method == "PUT"
+            s.method == method
                 && (s.target == object || (key.is_empty() && s.target == bucket_itself))
         })
         .count()
+}
+
+/// `listxattr(2)`: the names; the errno on failure.
+fn list_xattr(path: &Path) -> Result<Vec<String>, i32> {
+    let p = cpath(path);
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
+    let r = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    buf.truncate(r as usize);
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect())
 }
 
 fn mode_of(info: &ObjectInfo) -> Option<u32> {
@@ -1051,6 +1077,38 @@ fn xattr_edge_values_and_the_size_protocol() {
     std::fs::write(local.path().join("r.txt"), b"r").unwrap();
     sh(&format!("cp -a {}/. {}", q(local.path()), q(m.path())));
     assert_eq!(get_all(&st, &bucket, "r.txt"), b"r");
+}
+
+#[test]
+fn the_root_of_a_whole_bucket_mount_has_no_metadata_and_asks_for_none() {
+    // The root of a whole-bucket mount is the bucket itself: there is no object to hold
+    // metadata. A HEAD of the empty key is a HeadBucket, whose reply says nothing of metadata
+    // (and has no Content-Length on Garage and s3s-fs: EIO there, ENODATA on moto by chance).
+    let srv = server();
+    let bucket = srv.fresh_bucket("xattr-root");
+    let proxy = Proxy::start(&srv.endpoint);
+    let m = Mount::new(&srv.via(proxy.endpoint()), &bucket);
+    // The mount's start-up check is a HeadBucket; count from here.
+    let methods = ["HEAD", "GET", "PUT"];
+    let before = methods.map(|method| requests_seen(&proxy, method, &bucket, ""));
+    assert_eq!(
+        get_xattr(m.path(), "user.x-amz-meta-mode"),
+        Err(libc::ENODATA)
+    );
+    assert_eq!(list_xattr(m.path()), Ok(Vec::new()));
+    assert_eq!(getfattr_dump(m.path()), Vec::<String>::new());
+    // Kept for this mount only: still no metadata, and nothing sent for the bucket itself.
+    sh(&format!("chmod 700 {}", q(m.path())));
+    assert_eq!(list_xattr(m.path()), Ok(Vec::new()));
+    for (method, before) in methods.into_iter().zip(before) {
+        assert_eq!(
+            requests_seen(&proxy, method, &bucket, ""),
+            before,
+            "{method} of the bucket itself"
+        );
+    }
+    // The proxy sees the mount's requests (so the counts above can move).
+    assert!(before[0] > 0, "the start-up HeadBucket went elsewhere");
 }
 
 #[test]

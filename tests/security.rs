@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy, Rule};
 use common::{is_fuse_mount, server, server_bytes, skip_on, Mount, Server, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Metadata, Storage};
 
@@ -25,15 +26,16 @@ use common::obj;
 
 fn put(st: &Storage, bucket: &str, key: &str, data: &[u8], meta: &[(&str, &str)]) {
     let metadata: Metadata = meta.iter().copied().collect();
-    st.put_object(
-        &obj(bucket, key),
-        RequestBody::Bytes(data),
-        &PutOptions {
-            metadata,
-            ..PutOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+    st.bucket(bucket)
+        .put(
+            key,
+            RequestBody::Bytes(data),
+            &PutOptions {
+                metadata,
+                ..PutOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
 }
 
 /// Run `script` with `sh -c` as uid/gid 65534 with no supplementary groups.

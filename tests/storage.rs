@@ -12,7 +12,9 @@ use std::fs::File;
 use std::io::{Read, Write};
 
 use common::{random_bytes, server, sh, skip_on, ServerLimit};
+use s3mount::s3::store::abort_if_open;
 use s3mount::s3::xml::ListedObject;
+use s3mount::s3::ObjectStore;
 use s3mount::s3::{
     CopyRequest, ListRequest, ObjectRef, Operation, PutOptions, ReplaceMetadata, RequestBody,
     S3Request, TransferConfig,
@@ -25,7 +27,8 @@ use common::obj;
 
 fn put_bytes(storage: &Storage, o: &ObjectRef, data: &[u8], opts: &PutOptions) -> String {
     storage
-        .put_object(o, RequestBody::Bytes(data), opts)
+        .bucket(&o.bucket)
+        .put(&o.key, RequestBody::Bytes(data), opts)
         .unwrap_or_else(|e| panic!("PUT {o}: {e}"))
         .expect("PUT returns an ETag")
 }
@@ -136,7 +139,7 @@ fn seed_write_exists_read_delete() {
 
     storage.delete("example-in-s3").unwrap();
     assert_eq!(storage.exists("example-in-s3").unwrap(), None);
-    let (objects, _) = storage.list_all(&bucket, "", None).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert!(objects.is_empty(), "{objects:?}");
     // Deleting what is gone is not an error (as in S3).
     storage.delete("example-in-s3").unwrap();
@@ -239,7 +242,7 @@ fn metadata_refused_before_sending() {
         .into_iter()
         .collect();
     assert!(storage.write(&local, "inj", &injected).is_err());
-    let (objects, _) = storage.list_all(&bucket, "", None).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert!(objects.is_empty(), "nothing was stored: {objects:?}");
 }
 
@@ -497,7 +500,8 @@ fn put_file_multipart_with_small_parts() {
         ..PutOptions::default()
     };
     let etag = storage
-        .put_file(&o, &file, data.len() as u64, &opts)
+        .bucket(&o.bucket)
+        .put_file(&o.key, &file, data.len() as u64, &opts)
         .unwrap()
         .expect("ETag");
     assert!(is_multipart_etag(&etag, 4), "{etag}");
@@ -515,12 +519,8 @@ fn put_file_multipart_with_small_parts() {
     let path = local_file(&dir, "small", small);
     let file = File::open(&path).unwrap();
     let etag = storage
-        .put_file(
-            &obj(&bucket, "small"),
-            &file,
-            small.len() as u64,
-            &PutOptions::default(),
-        )
+        .bucket(&bucket)
+        .put_file("small", &file, small.len() as u64, &PutOptions::default())
         .unwrap()
         .unwrap();
     assert!(!etag.contains('-'), "{etag}");
@@ -550,7 +550,8 @@ fn multipart_copy_is_byte_exact_and_keeps_metadata() {
     // CopyObject request with COPY semantics, size unknown (HEAD decides).
     let dst = obj(&bucket, "dst/copy one.bin");
     let r = storage
-        .copy_object(&CopyRequest {
+        .bucket(&bucket)
+        .copy(&CopyRequest {
             src: src.clone(),
             dst: dst.clone(),
             replace: None,
@@ -573,7 +574,8 @@ fn multipart_copy_is_byte_exact_and_keeps_metadata() {
     // REPLACE semantics through the multipart path.
     let dst2 = obj(&bucket, "dst/two.bin");
     storage
-        .copy_object(&CopyRequest {
+        .bucket(&bucket)
+        .copy(&CopyRequest {
             src: src.clone(),
             dst: dst2.clone(),
             replace: Some(ReplaceMetadata {
@@ -629,12 +631,12 @@ fn aborted_multipart_upload_leaves_no_object() {
 
     let e = storage.head_object(&o).unwrap_err();
     assert!(e.is_not_found(), "{e}");
-    let (objects, _) = storage.list_all(&bucket, "", None).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert!(objects.is_empty(), "{objects:?}");
     // The upload itself is gone, and aborting again is fine.
     let pending = list_uploads(&storage, &bucket);
     assert!(!pending.contains("<Upload>"), "{pending}");
-    storage.abort_multipart_upload(&o, &id).unwrap();
+    abort_if_open(&storage, &o, &id).unwrap();
     assert!(storage.head_object(&o).unwrap_err().is_not_found());
     // Not tested: CompleteMultipartUpload / UploadPart after the abort. AWS answers 404
     // NoSuchUpload; moto 5.2.5 raises KeyError → 500 (and the client retries the 500).
@@ -665,7 +667,7 @@ fn manual_multipart_upload_and_part_copy() {
         .upload_part(&o, &id, 2, RequestBody::Bytes(b"tail"))
         .unwrap();
     let done = storage
-        .complete_multipart_upload(&o, &id, &[(1, p1), (2, p2)])
+        .complete_multipart_upload(&o, &id, &[(1, p1), (2, p2)], &PutOptions::default())
         .unwrap();
     assert!(is_multipart_etag(done.etag.as_deref().unwrap(), 2));
     let mut want = head_part.clone();
@@ -689,26 +691,39 @@ fn read_range_middle_and_past_end() {
     let etag = put_bytes(&storage, &o, &data, &PutOptions::default());
 
     let mut buf = vec![0u8; 4096];
-    let (n, got_etag) = storage.read_range(&o, 500_000, &mut buf, None).unwrap();
+    let (n, got_etag) = storage
+        .bucket(&o.bucket)
+        .read_range(&o.key, 500_000, &mut buf, None)
+        .unwrap();
     assert_eq!(n, 4096);
     assert_eq!(&buf[..], &data[500_000..504_096]);
     assert_eq!(got_etag.as_deref(), Some(etag.as_str()));
 
     // Pinned to the right ETag.
-    let (n, _) = storage.read_range(&o, 0, &mut buf, Some(&etag)).unwrap();
+    let (n, _) = storage
+        .bucket(&o.bucket)
+        .read_range(&o.key, 0, &mut buf, Some(&etag))
+        .unwrap();
     assert_eq!(n, 4096);
     assert_eq!(&buf[..], &data[..4096]);
 
     // Straddling the end: only what exists.
-    let (n, _) = storage.read_range(&o, 999_000, &mut buf, None).unwrap();
+    let (n, _) = storage
+        .bucket(&o.bucket)
+        .read_range(&o.key, 999_000, &mut buf, None)
+        .unwrap();
     assert_eq!(n, 1000);
     assert_eq!(&buf[..n], &data[999_000..]);
 
     // Entirely past the end (S3: 416): zero bytes, not an error.
-    let (n, _) = storage.read_range(&o, 2_000_000, &mut buf, None).unwrap();
+    let (n, _) = storage
+        .bucket(&o.bucket)
+        .read_range(&o.key, 2_000_000, &mut buf, None)
+        .unwrap();
     assert_eq!(n, 0);
     let (n, _) = storage
-        .read_range(&o, data.len() as u64, &mut buf, None)
+        .bucket(&o.bucket)
+        .read_range(&o.key, data.len() as u64, &mut buf, None)
         .unwrap();
     assert_eq!(n, 0);
 
@@ -744,7 +759,14 @@ fn empty_object_and_directory_marker() {
     storage.read("empty.txt", &back).unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), b"");
     let mut buf = [0u8; 16];
-    assert_eq!(storage.read_range(&o, 0, &mut buf, None).unwrap().0, 0);
+    assert_eq!(
+        storage
+            .bucket(&o.bucket)
+            .read_range(&o.key, 0, &mut buf, None)
+            .unwrap()
+            .0,
+        0
+    );
 
     // A directory marker: zero bytes, key ending in '/'.
     let marker = obj(&bucket, "dir/");
@@ -755,10 +777,10 @@ fn empty_object_and_directory_marker() {
         b"c",
         &PutOptions::default(),
     );
-    let (objects, prefixes) = storage.list_all(&bucket, "", Some("/")).unwrap();
+    let (objects, prefixes) = storage.bucket(&bucket).list_all("", Some("/")).unwrap();
     assert_eq!(keys_of(&objects), vec!["empty.txt".to_string()]);
     assert_eq!(prefixes, vec!["dir/".to_string()]);
-    let (objects, _) = storage.list_all(&bucket, "dir/", Some("/")).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("dir/", Some("/")).unwrap();
     assert_eq!(
         keys_of(&objects),
         vec!["dir/".to_string(), "dir/child".to_string()]
@@ -784,7 +806,8 @@ fn get_with_wrong_if_match_is_precondition_failed() {
     assert!(e.is_precondition_failed(), "{e}");
     let mut buf = [0u8; 4];
     assert!(storage
-        .read_range(&o, 0, &mut buf, Some(wrong))
+        .bucket(&o.bucket)
+        .read_range(&o.key, 0, &mut buf, Some(wrong))
         .unwrap_err()
         .is_precondition_failed());
     // The right ETag works.
@@ -817,7 +840,8 @@ fn put_if_none_match_on_existing_key_is_precondition_failed() {
     };
     let etag = put_bytes(&storage, &o, b"first", &excl);
     let e = storage
-        .put_object(&o, RequestBody::Bytes(b"second"), &excl)
+        .bucket(&o.bucket)
+        .put(&o.key, RequestBody::Bytes(b"second"), &excl)
         .unwrap_err();
     assert!(e.is_precondition_failed(), "{e}");
     assert_eq!(get_all(&storage, &o), b"first", "not overwritten");
@@ -828,7 +852,8 @@ fn put_if_none_match_on_existing_key_is_precondition_failed() {
         ..PutOptions::default()
     };
     assert!(storage
-        .put_object(&o, RequestBody::Bytes(b"third"), &wrong)
+        .bucket(&o.bucket)
+        .put(&o.key, RequestBody::Bytes(b"third"), &wrong)
         .unwrap_err()
         .is_precondition_failed());
     let right = PutOptions {
@@ -863,12 +888,14 @@ fn put_file_multipart_honours_if_none_match() {
         ..PutOptions::default()
     };
     let etag = storage
-        .put_file(&o, &file, data.len() as u64, &excl)
+        .bucket(&o.bucket)
+        .put_file(&o.key, &file, data.len() as u64, &excl)
         .unwrap()
         .unwrap();
     assert!(is_multipart_etag(&etag, 3), "{etag}");
     let e = storage
-        .put_file(&o, &file, data.len() as u64, &excl)
+        .bucket(&o.bucket)
+        .put_file(&o.key, &file, data.len() as u64, &excl)
         .unwrap_err();
     assert!(e.is_precondition_failed(), "{e}");
     assert_eq!(
@@ -896,7 +923,7 @@ fn list_2500_keys_across_pages() {
     let mut many: Vec<String> = keys[..2500].to_vec();
     many.sort();
 
-    let (objects, prefixes) = storage.list_all(&bucket, "many/", None).unwrap();
+    let (objects, prefixes) = storage.bucket(&bucket).list_all("many/", None).unwrap();
     assert!(prefixes.is_empty());
     assert_eq!(keys_of(&objects), many);
     assert!(objects.iter().all(|o| o.size == o.key.len() as u64));
@@ -959,7 +986,7 @@ fn list_2500_keys_across_pages() {
     assert!(page.objects.is_empty());
 
     // Delimiter: the two top-level prefixes, no objects.
-    let (objects, prefixes) = storage.list_all(&bucket, "", Some("/")).unwrap();
+    let (objects, prefixes) = storage.bucket(&bucket).list_all("", Some("/")).unwrap();
     assert!(objects.is_empty(), "{objects:?}");
     assert_eq!(prefixes, vec!["many/".to_string(), "other/".to_string()]);
 }
@@ -977,17 +1004,18 @@ fn delete_objects_1500_keys() {
         b"k",
         &PutOptions::default(),
     );
-    let (objects, _) = storage.list_all(&bucket, "d/", None).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("d/", None).unwrap();
     assert_eq!(objects.len(), 1500);
 
     // Plus keys that do not exist: S3 reports them deleted too.
     keys.push("d/never-existed".into());
-    let r = storage.delete_objects(&bucket, &keys).unwrap();
+    let r = storage.bucket(&bucket).delete_many(&keys).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    let (objects, _) = storage.list_all(&bucket, "", None).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert_eq!(keys_of(&objects), vec!["keep".to_string()]);
     assert!(storage
-        .delete_objects(&bucket, &[])
+        .bucket(&bucket)
+        .delete_many(&[])
         .unwrap()
         .errors
         .is_empty());
@@ -1071,17 +1099,17 @@ fn keys_round_trip(bucket_hint: &str, keys: &[&str], prefixes: &[&str]) {
         v.sort();
         v
     };
-    let (objects, _) = storage.list_all(&bucket, "", None).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert_eq!(keys_of(&objects), sorted(&mut keys.iter()));
 
     // Prefix and delimiter listings with special characters.
-    let (_, listed_prefixes) = storage.list_all(&bucket, "", Some("/")).unwrap();
+    let (_, listed_prefixes) = storage.bucket(&bucket).list_all("", Some("/")).unwrap();
     for p in prefixes {
         assert!(
             listed_prefixes.contains(&p.to_string()),
             "{p:?} not in {listed_prefixes:?}"
         );
-        let (objects, _) = storage.list_all(&bucket, p, None).unwrap();
+        let (objects, _) = storage.bucket(&bucket).list_all(p, None).unwrap();
         assert_eq!(
             keys_of(&objects),
             sorted(&mut keys.iter().filter(|k| k.starts_with(p))),
@@ -1094,7 +1122,8 @@ fn keys_round_trip(bucket_hint: &str, keys: &[&str], prefixes: &[&str]) {
         let src = obj(&bucket, k);
         let dst = obj(&bucket, &format!("copies/{k} copy?#"));
         storage
-            .copy_object(&CopyRequest {
+            .bucket(&bucket)
+            .copy(&CopyRequest {
                 src: src.clone(),
                 dst: dst.clone(),
                 replace: None,
@@ -1118,7 +1147,7 @@ fn keys_round_trip(bucket_hint: &str, keys: &[&str], prefixes: &[&str]) {
             "{k:?}"
         );
     }
-    let (objects, _) = storage.list_all(&bucket, "", None).unwrap();
+    let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert!(objects.is_empty(), "{:?}", keys_of(&objects));
 }
 
@@ -1149,7 +1178,8 @@ fn missing_key_is_not_found() {
     );
     let mut buf = [0u8; 8];
     assert!(storage
-        .read_range(&o, 0, &mut buf, None)
+        .bucket(&o.bucket)
+        .read_range(&o.key, 0, &mut buf, None)
         .unwrap_err()
         .is_not_found());
     assert_eq!(storage.exists("no/such key").unwrap(), None);
@@ -1181,7 +1211,7 @@ fn missing_bucket_is_no_such_bucket() {
         matches!(&e, StorageError::NoSuchBucket { bucket } if bucket == name),
         "{e:?}"
     );
-    let e = storage.list_all(name, "", Some("/")).unwrap_err();
+    let e = storage.bucket(name).list_all("", Some("/")).unwrap_err();
     assert!(matches!(e, StorageError::NoSuchBucket { .. }), "{e:?}");
     let e = storage.get_object(&obj(name, "k"), None, None).unwrap_err();
     assert!(matches!(e, StorageError::NoSuchBucket { .. }), "{e:?}");
@@ -1236,11 +1266,8 @@ fn wrong_secret_is_signature_does_not_match() {
         "{e:?}"
     );
     let e = bad
-        .put_object(
-            &obj(&bucket, "k"),
-            RequestBody::Bytes(b"evil"),
-            &PutOptions::default(),
-        )
+        .bucket(&bucket)
+        .put("k", RequestBody::Bytes(b"evil"), &PutOptions::default())
         .unwrap_err();
     assert!(matches!(e, StorageError::AccessDenied { .. }), "{e:?}");
     // HEAD: 403 without a body, so only the status is known.

@@ -18,7 +18,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::versioned::{self, Version};
 use common::{server, server_bytes, skip_on, Mount, ServerLimit};
+use s3mount::s3::ObjectStore;
 use s3mount::Storage;
 
 /// Longest a single file operation may take before the watchdog fails the test.
@@ -91,8 +92,6 @@ struct Shared {
     running: Vec<(AtomicU64, Mutex<String>)>,
     /// Every version written (before its close).
     written: Mutex<HashSet<Version>>,
-    /// Successful replacing renames per target path (a reader of the old object then gets EIO).
-    replaced: Mutex<HashMap<PathBuf, u64>>,
     /// Failures: what went wrong.
     failures: Mutex<Vec<String>>,
     /// Outcomes: (operation, "ok" or errno name) → count.
@@ -157,10 +156,6 @@ impl Shared {
     fn end(&self, thread: usize) {
         self.running[thread].0.store(0, Ordering::SeqCst);
     }
-
-    fn replaced_count(&self, p: &Path) -> u64 {
-        self.replaced.lock().unwrap().get(p).copied().unwrap_or(0)
-    }
 }
 
 fn file_path(sh: &Shared, rng: &mut Rng, writer: Option<usize>, threads: usize) -> PathBuf {
@@ -221,7 +216,6 @@ fn one_op(sh: &Shared, thread: usize, threads: usize, rng: &mut Rng, seq: &mut u
         // Read any file.
         30..=49 => {
             let p = file_path(sh, rng, None, threads);
-            let replaced_before = sh.replaced_count(&p);
             sh.begin(thread, format!("read {}", p.display()));
             let r = std::fs::File::open(&p).and_then(|mut f| {
                 let mut buf = Vec::new();
@@ -239,16 +233,8 @@ fn one_op(sh: &Shared, thread: usize, threads: usize, rng: &mut Rng, seq: &mut u
                     }
                     Ok(())
                 }
-                Err(e) if io_errno(&e) == libc::EIO && sh.replaced_count(&p) != replaced_before => {
-                    // Replaced by a rename while being read: the read is pinned to the ETag seen
-                    // at open and fails rather than mix two objects (documented).
-                    *sh.outcomes
-                        .lock()
-                        .unwrap()
-                        .entry(("read".into(), "EIO (replaced)".into()))
-                        .or_default() += 1;
-                    return;
-                }
+                // Renamed, its directory renamed, tagged (a self-copy) while being read: the
+                // read follows the copy. Replaced by a rename or unlinked: ENOENT. Never EIO.
                 Err(e) => Err(io_errno(&e)),
             };
             sh.note("read", &r, &p.display().to_string());
@@ -278,9 +264,6 @@ fn one_op(sh: &Shared, thread: usize, threads: usize, rng: &mut Rng, seq: &mut u
                 )
             });
             sh.end(thread);
-            if r.is_ok() {
-                *sh.replaced.lock().unwrap().entry(to.clone()).or_default() += 1;
-            }
             sh.note("rename-file", &r, &from.display().to_string());
         }
         // Delete a file.
@@ -390,7 +373,10 @@ fn walk(root: &Path) -> (BTreeSet<String>, BTreeMap<String, Vec<u8>>) {
 
 /// The same from the S3 API's listing.
 fn server_tree(st: &Storage, bucket: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (objects, _) = st.list_all(bucket, "", None).expect("list the bucket");
+    let (objects, _) = st
+        .bucket(bucket)
+        .list_all("", None)
+        .expect("list the bucket");
     let mut dirs = BTreeSet::new();
     let mut files = BTreeSet::new();
     for o in objects {
@@ -479,7 +465,6 @@ fn many_threads_in_overlapping_directories() {
             .map(|_| (AtomicU64::new(0), Mutex::new(String::new())))
             .collect(),
         written: Mutex::new(HashSet::new()),
-        replaced: Mutex::new(HashMap::new()),
         failures: Mutex::new(Vec::new()),
         outcomes: Mutex::new(BTreeMap::new()),
         reads_complete: AtomicU64::new(0),
@@ -648,15 +633,13 @@ fn kill_9_during_uploads_leaves_old_or_new_objects_never_partial() {
             },
             *len,
         );
-        st.put_object(
-            &s3mount::s3::ObjectRef {
-                bucket: bucket.clone(),
-                key: format!("k{i}"),
-            },
-            s3mount::s3::RequestBody::Bytes(&old),
-            &s3mount::s3::PutOptions::default(),
-        )
-        .unwrap();
+        st.bucket(&bucket)
+            .put(
+                &format!("k{i}"),
+                s3mount::s3::RequestBody::Bytes(&old),
+                &s3mount::s3::PutOptions::default(),
+            )
+            .unwrap();
     }
     let mut m = Mount::new(srv, &bucket);
     let pid = m.pid().expect("s3mount runs");

@@ -16,6 +16,12 @@
 //! does to the rest of a node (kind changes reset directory state, a refresh is newer than any
 //! listing asked before it) lives here once.
 //!
+//! Late replies: a node remembers when its attributes were last set (`attr_set`: a reply
+//! recorded, an upload, a copy's new ETag). A reply to a HEAD or a listing sent before then
+//! describes the object as it was and is not recorded over them ([`InodeTable::record_head`],
+//! [`InodeTable::learnt_since`]): else an old ETag would come back with a fresh TTL, and the
+//! next `open` would pin it and fail its reads with 412.
+//!
 //! Lifetime: the kernel counts lookups; `forget` drops them. A node whose count reaches zero and
 //! that is no longer linked into the tree is removed. Linked nodes stay (they are cheap and a
 //! listing will usually reuse them).
@@ -23,130 +29,10 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-use crate::s3::{Metadata, ObjectInfo};
+pub use super::values::{start_time, AttrUpdate, HeadReply, NodeAttr, NodeKind, ObjectMeta};
 
 /// The root directory's inode number (FUSE convention).
 pub const ROOT_INO: u64 = 1;
-
-/// What kind of file a node is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeKind {
-    /// A regular file (an object).
-    File,
-    /// A directory (a marker `dir/`, or a prefix with objects under it).
-    Dir,
-    /// A symbolic link (an object whose mode metadata says S_IFLNK).
-    Symlink,
-}
-
-/// The attributes the file system reports.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeAttr {
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time.
-    pub mtime: SystemTime,
-    /// Permission bits (`0o7777` part) if the object says; else the mount's default.
-    pub mode: Option<u32>,
-    /// Owner, if the object says.
-    pub uid: Option<u32>,
-    /// Group, if the object says.
-    pub gid: Option<u32>,
-    /// ETag of the object the attributes came from.
-    pub etag: Option<String>,
-}
-
-/// When this process started: the mtime of directories that carry none of their own (S3 has
-/// no directory times), so `ls -l` shows a plausible date rather than 1970.
-pub fn start_time() -> SystemTime {
-    static START: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
-    *START.get_or_init(SystemTime::now)
-}
-
-/// Attributes set by `chmod`/`chown`/`utimes`, or carried by an object's metadata: each one
-/// given replaces the node's, the others stay.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AttrUpdate {
-    /// Permission bits (only the `0o7777` part is kept).
-    pub mode: Option<u32>,
-    /// Owner.
-    pub uid: Option<u32>,
-    /// Group.
-    pub gid: Option<u32>,
-    /// Modification time.
-    pub mtime: Option<SystemTime>,
-}
-
-impl AttrUpdate {
-    /// True if it changes nothing.
-    pub fn is_empty(&self) -> bool {
-        *self == AttrUpdate::default()
-    }
-}
-
-impl NodeAttr {
-    /// Take what `u` sets.
-    pub fn apply(&mut self, u: &AttrUpdate) {
-        if let Some(m) = u.mode {
-            self.mode = Some(m & 0o7777);
-        }
-        if let Some(uid) = u.uid {
-            self.uid = Some(uid);
-        }
-        if let Some(gid) = u.gid {
-            self.gid = Some(gid);
-        }
-        if let Some(t) = u.mtime {
-            self.mtime = t;
-        }
-    }
-
-    /// Attributes of an entry this mount just created, owned by the mount's default owner.
-    pub fn created(size: u64, mtime: SystemTime, mode: u32, etag: Option<String>) -> Self {
-        NodeAttr {
-            size,
-            mtime,
-            mode: Some(mode & 0o7777),
-            uid: None,
-            gid: None,
-            etag,
-        }
-    }
-
-    /// Attributes of a directory with nothing known about it.
-    pub fn dir() -> Self {
-        NodeAttr {
-            size: 0,
-            mtime: start_time(),
-            mode: None,
-            uid: None,
-            gid: None,
-            etag: None,
-        }
-    }
-}
-
-/// Everything a HEAD returned: the basis for xattrs and for keeping metadata on overwrite. The
-/// default is what an implicit directory (no marker object) has: nothing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ObjectMeta {
-    /// User metadata.
-    pub metadata: Metadata,
-    /// Content headers (`content-type`, ...).
-    pub content_headers: Vec<(String, String)>,
-    /// ETag the metadata belongs to.
-    pub etag: Option<String>,
-}
-
-impl From<&ObjectInfo> for ObjectMeta {
-    fn from(info: &ObjectInfo) -> Self {
-        ObjectMeta {
-            metadata: info.metadata.clone(),
-            content_headers: info.content_headers.clone(),
-            etag: info.etag.clone(),
-        }
-    }
-}
 
 /// One inode. Read through its accessors; changed only through [`InodeTable`].
 #[derive(Debug)]
@@ -473,7 +359,8 @@ impl InodeTable {
         }
     }
 
-    /// A version of a file's content: its size, its ETag and, when known, its mtime.
+    /// A version of a file's content: its size, its ETag and, when known, its mtime. Newer
+    /// than any listing or HEAD asked for before now.
     pub fn set_version(
         &mut self,
         ino: u64,
@@ -487,7 +374,65 @@ impl InodeTable {
             if let Some(t) = mtime {
                 n.attr.mtime = t;
             }
+            n.attr_set = Instant::now();
         }
+    }
+
+    /// The file or symlink `parent/name`, if its attributes were set after `t`: a reply to a
+    /// request sent at `t` describes it as it was before (see "Late replies" in the module
+    /// documentation).
+    pub fn learnt_since(&self, parent: u64, name: &str, t: Instant) -> Option<&Node> {
+        self.child(parent, name)
+            .and_then(|c| self.get(c))
+            .filter(|n| n.kind != NodeKind::Dir && n.attr_set > t)
+    }
+
+    /// Record the reply to a HEAD of the file or symlink `parent/name` (a lookup, a listing
+    /// completing its entries): attributes from the reply alone, its metadata, trusted until
+    /// `until` — unless the table learnt about the name after the HEAD was sent; then the node
+    /// stays as it is. Returns the inode of the name.
+    pub fn record_head(
+        &mut self,
+        parent: u64,
+        name: &str,
+        kind: NodeKind,
+        reply: &HeadReply,
+        until: Instant,
+    ) -> u64 {
+        if let Some(n) = self.learnt_since(parent, name, reply.asked) {
+            return n.ino;
+        }
+        let mut attr = NodeAttr {
+            size: reply.size,
+            mtime: reply.last_modified.unwrap_or_else(SystemTime::now),
+            mode: None,
+            uid: None,
+            gid: None,
+            etag: reply.etag.clone(),
+        };
+        attr.apply(&reply.attrs);
+        let ino = self.upsert_child(parent, name, kind, attr, until);
+        self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
+        ino
+    }
+
+    /// Record the reply to a HEAD of the object of `ino` (its metadata was asked for): a file
+    /// takes the reply's version and metadata unless its attributes were set after the HEAD was
+    /// sent; a directory's HEAD is of its marker, which exists and carries the metadata. True
+    /// if recorded.
+    pub fn record_head_of(&mut self, ino: u64, reply: &HeadReply, until: Instant) -> bool {
+        let Some(n) = self.nodes.get(&ino) else {
+            return false;
+        };
+        if n.kind == NodeKind::Dir {
+            self.set_marker(ino, true);
+        } else if n.attr_set > reply.asked {
+            return false;
+        } else {
+            self.set_version(ino, reply.size, reply.etag.clone(), reply.last_modified);
+        }
+        self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
+        true
     }
 
     /// The object's full metadata (from a HEAD, or as the mount just wrote it), trusted until
@@ -509,13 +454,15 @@ impl InodeTable {
     }
 
     /// The object was copied with its metadata (a self-copy, or a rename's copy): same content
-    /// and metadata, the copy's ETag.
+    /// and metadata, the copy's ETag. Like every new ETag, newer than any listing or HEAD
+    /// asked for before now: their replies describe the version before the copy.
     pub fn follow_etag(&mut self, ino: u64, etag: Option<String>) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             if let Some(m) = n.meta.as_mut() {
                 m.etag = etag.clone();
             }
             n.attr.etag = etag;
+            n.attr_set = Instant::now();
         }
     }
 
@@ -732,6 +679,126 @@ mod tests {
         let b = t.upsert_child(ROOT_INO, "b", NodeKind::File, file(1), later);
         t.follow_copy(b, None, Some("x".into()));
         assert!(!t.get(b).unwrap().attr_fresh(Instant::now()));
+    }
+
+    #[test]
+    fn a_followed_copy_is_newer_than_anything_asked_for_before_it() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let a = t.upsert_child(ROOT_INO, "a", NodeKind::File, file(1), later);
+        t.set_version(a, 1, Some("old".into()), None);
+        // A listing or HEAD asked for now, answered after the copy (the pause makes "after"
+        // strict: instants may compare equal).
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.follow_etag(a, Some("self-copy".into()));
+        assert!(t.get(a).unwrap().attr_set() > asked);
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.follow_copy(a, Some("self-copy"), Some("renamed".into()));
+        let n = t.get(a).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("renamed"));
+        assert!(n.attr_set() > asked);
+    }
+
+    fn head(etag: &str, asked: Instant) -> HeadReply {
+        HeadReply {
+            asked,
+            size: 4,
+            etag: Some(etag.into()),
+            last_modified: Some(std::time::UNIX_EPOCH + Duration::from_secs(3)),
+            meta: meta(etag, &[("mode", "33184")]),
+            attrs: AttrUpdate {
+                mode: Some(0o640),
+                ..AttrUpdate::default()
+            },
+        }
+    }
+
+    /// The file `f`, as a HEAD sent now saw it with ETag `etag`.
+    fn file_from_head(t: &mut InodeTable, etag: &str, until: Instant) -> u64 {
+        let reply = head(etag, Instant::now());
+        t.record_head(ROOT_INO, "f", NodeKind::File, &reply, until)
+    }
+
+    #[test]
+    fn a_head_reply_is_recorded_with_what_it_says() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let f = file_from_head(&mut t, "e1", later);
+        assert_eq!(t.child(ROOT_INO, "f"), Some(f));
+        let n = t.get(f).unwrap();
+        assert_eq!(n.attr().size, 4);
+        assert_eq!(n.attr().etag.as_deref(), Some("e1"));
+        assert_eq!(n.attr().mode, Some(0o640));
+        assert_eq!(
+            n.attr().mtime,
+            std::time::UNIX_EPOCH + Duration::from_secs(3)
+        );
+        assert_eq!(
+            n.fresh_meta(Instant::now()).and_then(|m| m.etag.as_deref()),
+            Some("e1")
+        );
+        assert!(n.attr_fresh(Instant::now()));
+        // By inode, a later HEAD of a changed object: the new version and metadata.
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(t.record_head_of(f, &head("e2", Instant::now()), later));
+        let n = t.get(f).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("e2"));
+        assert_eq!(n.meta().and_then(|m| m.etag.as_deref()), Some("e2"));
+        assert!(!t.record_head_of(999, &head("e3", Instant::now()), later));
+    }
+
+    #[test]
+    fn a_head_reply_never_undoes_what_the_mount_learnt_after_sending_it() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let f = file_from_head(&mut t, "old", later);
+        // HEADs sent now, answered after the mount's own copy (the pause makes "after" strict:
+        // instants may compare equal).
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.follow_etag(f, Some("copied".into()));
+        assert_eq!(
+            t.learnt_since(ROOT_INO, "f", asked).map(|n| n.ino()),
+            Some(f)
+        );
+        let late = head("old", asked);
+        assert_eq!(
+            t.record_head(ROOT_INO, "f", NodeKind::File, &late, later),
+            f
+        );
+        assert!(!t.record_head_of(f, &late, later));
+        let n = t.get(f).unwrap();
+        assert_eq!(n.attr().etag.as_deref(), Some("copied"));
+        assert_eq!(n.meta().and_then(|m| m.etag.as_deref()), Some("copied"));
+        // An upload (a new version) is newer too.
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        t.set_version(f, 9, Some("uploaded".into()), None);
+        assert!(!t.record_head_of(f, &head("copied", asked), later));
+        assert_eq!(t.get(f).unwrap().attr().etag.as_deref(), Some("uploaded"));
+        // A HEAD sent after the change is recorded.
+        std::thread::sleep(Duration::from_millis(1));
+        let fresh = head("other client's", Instant::now());
+        assert_eq!(
+            t.learnt_since(ROOT_INO, "f", fresh.asked).map(|n| n.ino()),
+            None
+        );
+        t.record_head(ROOT_INO, "f", NodeKind::File, &fresh, later);
+        assert_eq!(
+            t.get(f).unwrap().attr().etag.as_deref(),
+            Some("other client's")
+        );
+        // A directory's HEAD is of its marker: it exists and carries the metadata, whatever
+        // a listing set meanwhile (directories have no version to put back).
+        let d = t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        assert!(t.learnt_since(ROOT_INO, "d", asked).is_none());
+        assert!(t.record_head_of(d, &head("marker", asked), later));
+        let n = t.get(d).unwrap();
+        assert!(n.has_marker());
+        assert_eq!(n.attr().mode, Some(0o640));
+        assert_eq!(n.attr().etag, None, "a directory has no version");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use super::attr::{format_mtime, metadata_attrs, metadata_kind, FileAttrs, S_IFDI
 use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
 use super::S3Fs;
-use crate::cache::inode::{start_time, AttrUpdate, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
+use crate::cache::inode::{
+    start_time, AttrUpdate, HeadReply, NodeAttr, NodeKind, ObjectMeta, ROOT_INO,
+};
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
 
 /// Longest symlink target we read back.
@@ -72,22 +74,20 @@ impl S3Fs {
         let parent_key = self.key_of(parent)?;
         let key = format!("{parent_key}{name}");
         let dir_prefix = format!("{key}/");
+        let asked = Instant::now();
         let (head, list) = std::thread::scope(|s| {
             let list = s.spawn(|| {
-                self.storage.list_objects_v2(
-                    &self.opts.bucket,
-                    &ListRequest {
-                        prefix: dir_prefix.clone(),
-                        // With a delimiter the server need only look one level down: one
-                        // key or common prefix proves a directory (and servers that keep
-                        // keys as files answer it without walking the whole subtree).
-                        delimiter: Some("/".into()),
-                        max_keys: Some(1),
-                        ..Default::default()
-                    },
-                )
+                self.bucket.list_page(&ListRequest {
+                    prefix: dir_prefix.clone(),
+                    // With a delimiter the server need only look one level down: one
+                    // key or common prefix proves a directory (and servers that keep
+                    // keys as files answer it without walking the whole subtree).
+                    delimiter: Some("/".into()),
+                    max_keys: Some(1),
+                    ..Default::default()
+                })
             });
-            let head = self.storage.head_object(&self.obj(&key));
+            let head = self.bucket.head(&key);
             let list = list
                 .join()
                 .unwrap_or_else(|_| Err(StorageError::invalid("listing", "worker panicked")));
@@ -99,7 +99,7 @@ impl S3Fs {
         if !is_dir && self.known_dir(parent, name) {
             // A directory we know, now empty: some servers leave `dir/` markers out of
             // listings, so ask for the marker itself before deciding the directory is gone.
-            if let Ok(info) = self.storage.head_object(&self.obj(&dir_prefix)) {
+            if let Ok(info) = self.bucket.head(&dir_prefix) {
                 is_dir = true;
                 marker_found = Some(info);
             }
@@ -109,7 +109,7 @@ impl S3Fs {
             if head.is_ok() {
                 self.warn_once(format!(
                     "s3://{}/{key} is both a file and a directory; showing the directory",
-                    self.opts.bucket
+                    self.bucket.name()
                 ));
             }
             let has_marker =
@@ -119,7 +119,7 @@ impl S3Fs {
             let marker = if marker_found.is_some() {
                 marker_found
             } else if has_marker {
-                match self.storage.head_object(&self.obj(&dir_prefix)) {
+                match self.bucket.head(&dir_prefix) {
                     Ok(info) => Some(info),
                     Err(e) => {
                         log::debug!("{dir_prefix}: HEAD of the marker failed: {e}");
@@ -149,9 +149,14 @@ impl S3Fs {
             return self.attrs_of(ino);
         }
         match head {
-            Ok(info) => Ok(self.record_object(parent, name, &info)),
+            Ok(info) => Ok(self.record_object(parent, name, &info, asked)),
             Err(e) if e.is_not_found() => {
                 let mut t = self.table();
+                if let Some(n) = t.learnt_since(parent, name, asked) {
+                    // Known since the HEAD was sent (created by this mount, or a later reply):
+                    // this 404 is older news.
+                    return Ok(self.to_attrs(n.ino(), n.kind(), n.attr()));
+                }
                 if let Some(ino) = t.child(parent, name) {
                     // Keep a file that is open and not yet uploaded.
                     if self.open_files.is_open(ino) {
@@ -169,27 +174,29 @@ impl S3Fs {
         }
     }
 
-    /// Record a HEAD result for `parent/name`.
-    pub(crate) fn record_object(&self, parent: u64, name: &str, info: &ObjectInfo) -> FileAttrs {
-        let mut attr = NodeAttr {
-            size: info.size,
-            mtime: info.last_modified.unwrap_or_else(SystemTime::now),
-            mode: None,
-            uid: None,
-            gid: None,
-            etag: info.etag.clone(),
-        };
-        let attrs = metadata_attrs(&info.metadata);
-        attr.apply(&attrs);
+    /// Record the result of a HEAD of `parent/name` sent at `asked` — unless the mount learnt
+    /// something newer about the name since (an upload, a copy, a rename, a later HEAD): then
+    /// the attributes it has are the answer (see [`crate::cache::inode::InodeTable::record_head`]).
+    pub(crate) fn record_object(
+        &self,
+        parent: u64,
+        name: &str,
+        info: &ObjectInfo,
+        asked: Instant,
+    ) -> FileAttrs {
         let kind = match metadata_kind(&info.metadata) {
             Some(NodeKind::Symlink) => NodeKind::Symlink,
             _ => NodeKind::File,
         };
+        let reply = HeadReply::new(info, metadata_attrs(&info.metadata), asked);
         let expires = self.expiry();
         let mut t = self.table();
-        let ino = t.upsert_child(parent, name, kind, attr.clone(), expires);
-        t.record_meta(ino, ObjectMeta::from(info), &attrs, expires);
-        self.to_attrs(ino, kind, &attr)
+        let ino = t.record_head(parent, name, kind, &reply, expires);
+        match t.get(ino) {
+            Some(n) => self.to_attrs(ino, n.kind(), n.attr()),
+            // Never: the name was just recorded, or known.
+            None => self.to_attrs(ino, kind, &NodeAttr::dir()),
+        }
     }
 
     /// The parent inode of a directory (for `..`).
@@ -222,8 +229,8 @@ impl S3Fs {
         metadata.insert("mode", ((mode & 0o7777) | S_IFDIR).to_string());
         let mtime = SystemTime::now();
         metadata.insert("mtime", format_mtime(mtime));
-        self.storage.put_object(
-            &self.obj(&key),
+        self.bucket.put(
+            &key,
             RequestBody::Empty,
             &PutOptions {
                 metadata: metadata.clone(),
@@ -253,15 +260,12 @@ impl S3Fs {
             ));
         }
         let key = self.key_of(attrs.ino)?;
-        let page = self.storage.list_objects_v2(
-            &self.opts.bucket,
-            &ListRequest {
-                prefix: key.clone(),
-                delimiter: Some("/".into()),
-                max_keys: Some(2),
-                ..Default::default()
-            },
-        )?;
+        let page = self.bucket.list_page(&ListRequest {
+            prefix: key.clone(),
+            delimiter: Some("/".into()),
+            max_keys: Some(2),
+            ..Default::default()
+        })?;
         if page.objects.iter().any(|o| o.key != key) || !page.common_prefixes.is_empty() {
             return Err(FsError::new(libc::ENOTEMPTY, format!("{key} is not empty")));
         }
@@ -276,7 +280,7 @@ impl S3Fs {
                 format!("{key} has open files"),
             ));
         }
-        self.storage.delete_object(&self.obj(&key))?;
+        self.bucket.delete(&key)?;
         let mut t = self.table();
         t.remove_child(parent, name);
         t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
@@ -310,10 +314,7 @@ impl S3Fs {
             if_none_match_any: true,
             ..PutOptions::default()
         };
-        match self
-            .storage
-            .put_object(&self.obj(&key), RequestBody::Empty, &opts)
-        {
+        match self.bucket.put(&key, RequestBody::Empty, &opts) {
             Ok(_) => {}
             Err(e) if e.is_precondition_failed() => {}
             Err(e) => {
@@ -334,7 +335,7 @@ impl S3Fs {
         }
         let key = self.key_of(attrs.ino)?;
         self.unlink_open_file(attrs.ino);
-        self.storage.delete_object(&self.obj(&key))?;
+        self.bucket.delete(&key)?;
         {
             let mut t = self.table();
             t.remove_child(parent, name);
@@ -360,8 +361,8 @@ impl S3Fs {
         let mut metadata = Metadata::new();
         metadata.insert("mode", (S_IFLNK | 0o777).to_string());
         metadata.insert("mtime", format_mtime(mtime));
-        let etag = self.storage.put_object(
-            &self.obj(&key),
+        let etag = self.bucket.put(
+            &key,
             RequestBody::Bytes(target.as_bytes()),
             &PutOptions {
                 metadata: metadata.clone(),
@@ -396,9 +397,7 @@ impl S3Fs {
             ));
         }
         let mut buf = vec![0u8; size as usize];
-        let (n, _) = self
-            .storage
-            .read_range(&self.obj(&key), 0, &mut buf, None)?;
+        let (n, _) = self.bucket.read_range(&key, 0, &mut buf, None)?;
         buf.truncate(n);
         Ok(buf)
     }

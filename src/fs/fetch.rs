@@ -22,7 +22,7 @@ use super::error::{FsError, FsResult};
 use crate::cache::data::{CachedObject, DataCache};
 use crate::cache::policy;
 use crate::cache::writer::{CacheWriter, SharedBytes};
-use crate::s3::{ObjectRef, Storage};
+use crate::s3::{Bucket, ObjectRef};
 
 /// Whole blocks a fetch brought from the server: (first block, where they are in the buffer).
 pub type FetchedRuns = Vec<(u64, Range<usize>)>;
@@ -38,7 +38,7 @@ struct CacheSide {
 /// One version of one object, and where its blocks may be cached.
 #[derive(Debug)]
 pub struct ObjectSource {
-    storage: Storage,
+    bucket: Bucket,
     obj: ObjectRef,
     etag: Option<String>,
     size: u64,
@@ -46,11 +46,11 @@ pub struct ObjectSource {
 }
 
 impl ObjectSource {
-    /// The version `etag` (of `size` bytes) of `obj`; cached in `cache` (through its
-    /// write-behind queue) if given and the version has an ETag (without one it cannot be told
-    /// from the next).
+    /// The version `etag` (of `size` bytes) of `obj`, read through `bucket` (`obj`'s); cached in
+    /// `cache` (through its write-behind queue) if given and the version has an ETag (without
+    /// one it cannot be told from the next).
     pub fn new(
-        storage: Storage,
+        bucket: Bucket,
         obj: ObjectRef,
         etag: Option<String>,
         size: u64,
@@ -64,7 +64,7 @@ impl ObjectSource {
             _ => None,
         };
         ObjectSource {
-            storage,
+            bucket,
             obj,
             etag,
             size,
@@ -226,8 +226,8 @@ impl ObjectSource {
     /// One ranged GET into `buf`; how many bytes came (fewer at the object's end).
     fn get(&self, start: u64, buf: &mut [u8]) -> FsResult<usize> {
         match self
-            .storage
-            .read_range(&self.obj, start, buf, self.etag.as_deref())
+            .bucket
+            .read_range(&self.obj.key, start, buf, self.etag.as_deref())
         {
             Ok((n, _)) => Ok(n),
             Err(e) if e.is_precondition_failed() => Err(FsError::new(

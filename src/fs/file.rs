@@ -28,6 +28,11 @@ use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
 use crate::s3::{private, Metadata};
 
+/// How many times one `read` follows the mount's own copies of its object before it gives up
+/// (each time only when a copy moved the file meanwhile; more than one only when copies follow
+/// each other, e.g. a rename right after a metadata change).
+const MAX_FOLLOWS_PER_READ: u32 = 3;
+
 /// A file handle just opened.
 #[derive(Debug, Clone, Copy)]
 pub struct Opened {
@@ -154,7 +159,7 @@ impl S3Fs {
         let mut filled_from = None;
         if fill && of.remote_exists() {
             let key = self.key_of(of.ino())?;
-            let mut result = self.storage.download(&self.obj(&key), &mut file);
+            let mut result = self.bucket.download(&key, &mut file);
             if let Err(e) = &result {
                 let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
                 if full && self.make_room_for_staging(of.remote_size()) {
@@ -162,7 +167,7 @@ impl S3Fs {
                         .set_len(0)
                         .and_then(|()| std::io::Seek::rewind(&mut file))
                         .map_err(|e| crate::s3::StorageError::io(path.display(), e))
-                        .and_then(|()| self.storage.download(&self.obj(&key), &mut file));
+                        .and_then(|()| self.bucket.download(&key, &mut file));
                 }
             }
             match result {
@@ -177,22 +182,63 @@ impl S3Fs {
         Ok(())
     }
 
-    /// `read`.
+    /// `read`. A read that fails while one of this mount's own copies touches its object (a
+    /// metadata change, a rename) waits for that copy and tries again on the version the copy
+    /// moved the file to: the same bytes under a new ETag or key (see [`super::own_copies`]).
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<ReadData> {
         let f = self.open_files.by_handle(fh)?;
-        let mut of = f.lock();
+        let mut follows = 0;
+        loop {
+            let mut of = f.lock();
+            let pinned = self.pinned_version(&of);
+            let result = self.read_pinned(&mut of, offset, size);
+            let (Err(_), Some(key)) = (&result, &pinned.0) else {
+                return result;
+            };
+            if follows == MAX_FOLLOWS_PER_READ {
+                return result;
+            }
+            // Not holding the file: a copy re-pins it before it is over (maybe already before
+            // this wait). Only this mount moves an open file's key or ETag (a copy, or an
+            // upload through another handle, whose content the file then reads).
+            drop(of);
+            self.own_copies.wait_for(key);
+            let of = f.lock();
+            let now = self.pinned_version(&of);
+            if now == pinned {
+                return result;
+            }
+            log::debug!(
+                "read of inode {}: {:?} (ETag {:?}) was moved by this mount meanwhile; reading {:?} (ETag {:?})",
+                of.ino(),
+                pinned.0,
+                pinned.1,
+                now.0,
+                now.1
+            );
+            follows += 1;
+        }
+    }
+
+    /// The key and ETag an open file reads.
+    fn pinned_version(&self, of: &OpenFile) -> (Option<String>, Option<String>) {
+        (self.table().key_of(of.ino()), of.etag().map(str::to_string))
+    }
+
+    /// Read from the staging file, or from the object version the file is pinned to.
+    fn read_pinned(&self, of: &mut OpenFile, offset: u64, size: u32) -> FsResult<ReadData> {
         if let Some(r) = of.read_staging(offset, size) {
             return r.map(ReadData::from);
         }
         let key = self.key_of(of.ino())?;
         let result = of.read_remote(
-            self.obj(&key),
+            self.bucket.obj(&key),
             &self.prefetch_pool,
             offset,
             size,
             |obj, etag, size| {
                 ObjectSource::new(
-                    self.storage.clone(),
+                    self.bucket.clone(),
                     obj,
                     etag,
                     size,

@@ -30,7 +30,7 @@ pub struct RenameGate {
 }
 
 /// True if `key` is `source` or lies under it (when `source` is a directory prefix).
-fn covers(source: &str, key: &str) -> bool {
+pub(super) fn covers(source: &str, key: &str) -> bool {
     key == source || (source.ends_with('/') && key.starts_with(source))
 }
 

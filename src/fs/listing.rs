@@ -169,8 +169,7 @@ impl S3Fs {
     fn fetch_page(&self, prefix: &str, token: Option<String>) -> Receiver<PageResult> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let asked = Instant::now();
-        let storage = self.storage.clone();
-        let bucket = self.opts.bucket.clone();
+        let bucket = self.bucket.clone();
         let req = ListRequest {
             prefix: prefix.to_string(),
             delimiter: Some("/".into()),
@@ -180,7 +179,7 @@ impl S3Fs {
         let spawned = std::thread::Builder::new()
             .name("list".into())
             .spawn(move || {
-                let _ = tx.send((asked, storage.list_objects_v2(&bucket, &req)));
+                let _ = tx.send((asked, bucket.list_page(&req)));
             });
         if let Err(e) = spawned {
             let (tx, rx) = crossbeam_channel::bounded(1);
@@ -241,7 +240,7 @@ impl S3Fs {
             } else {
                 self.warn_once(format!(
                     "s3://{}/{prefix}{name} is both a file and a directory; showing the directory",
-                    self.opts.bucket
+                    self.bucket.name()
                 ));
                 l.held.iter().rposition(|e| e.name == name)
             };
@@ -271,7 +270,8 @@ impl S3Fs {
             if l.seen.contains(name) || self.dir_listed_later(page, prefix, name) {
                 self.warn_once(format!(
                     "s3://{}/{} is both a file and a directory; showing the directory",
-                    self.opts.bucket, o.key
+                    self.bucket.name(),
+                    o.key
                 ));
                 continue;
             }
@@ -285,11 +285,7 @@ impl S3Fs {
                 continue;
             }
             // Newer than this page (the mount uploaded or looked it up since): keep it.
-            let newer = t
-                .child(ino, name)
-                .and_then(|c| t.get(c))
-                .filter(|n| n.kind() != NodeKind::Dir && n.attr_set() > asked);
-            if let Some(n) = newer {
+            if let Some(n) = t.learnt_since(ino, name, asked) {
                 let (child, kind, attr) = (n.ino(), n.kind(), n.attr().clone());
                 l.seen.insert(name.to_string());
                 l.held.push(DirEntry {
@@ -463,6 +459,7 @@ impl S3Fs {
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Mutex<Vec<(usize, Option<ObjectInfo>)>> = Default::default();
+        let asked = std::time::Instant::now();
         std::thread::scope(|s| {
             for _ in 0..LISTING_HEAD_PARALLELISM.min(todo.len()) {
                 s.spawn(|| loop {
@@ -471,7 +468,7 @@ impl S3Fs {
                     let dir = entries[i].attrs.kind == NodeKind::Dir;
                     let slash = if dir { "/" } else { "" };
                     let key = format!("{parent_key}{}{slash}", entries[i].name);
-                    match self.storage.head_object(&self.obj(&key)) {
+                    match self.bucket.head(&key) {
                         Ok(info) => results.lock().push((i, Some(info))),
                         // An implicit directory: no marker, nothing more to know.
                         Err(e) if dir && e.is_not_found() => results.lock().push((i, None)),
@@ -486,7 +483,7 @@ impl S3Fs {
             if entries[i].attrs.kind != NodeKind::Dir {
                 if let Some(info) = info {
                     let name = entries[i].name.clone();
-                    entries[i].attrs = self.record_object(parent, &name, &info);
+                    entries[i].attrs = self.record_object(parent, &name, &info, asked);
                 }
                 continue;
             }
@@ -522,6 +519,6 @@ fn keep_dir_attr(t: &InodeTable, parent: u64, name: &str) -> NodeAttr {
 fn drop_name(fs: &S3Fs, key: &str) {
     fs.warn_once(format!(
         "s3://{}/{key}: key cannot be shown as a file name (empty, '.', '..' or over 255 bytes); hidden",
-        fs.opts.bucket
+        fs.bucket.name()
     ));
 }

@@ -1,7 +1,8 @@
 //! An inode's object metadata, and the one door through which it changes.
 //!
 //! The metadata of an object (its `x-amz-meta-*` and content headers) is read with a HEAD and
-//! kept in the inode table for the metadata TTL (`S3Fs::object_meta`). It holds the
+//! kept in the inode table for the metadata TTL (`S3Fs::object_meta`). The root of a
+//! whole-bucket mount is the bucket, which has none: its metadata is empty, without a request. It holds the
 //! attributes S3 has no place for (mode, owner, mtime: see [`super::attr`]) and the extended
 //! attributes (see [`super::xattr`]).
 //!
@@ -19,13 +20,15 @@
 use super::attr::metadata_attrs;
 use super::error::{FsError, FsResult};
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, NodeKind, ObjectMeta};
+use crate::cache::inode::{AttrUpdate, HeadReply, NodeKind, ObjectMeta};
 use crate::s3::meta::MAX_USER_METADATA_BYTES;
 use crate::s3::metadata::{update_metadata, CurrentMetadata, UpdateError};
 use crate::s3::{Metadata, PutOptions, ReplaceMetadata, RequestBody};
 
 impl S3Fs {
-    /// HEAD metadata of an inode, from the table if fresh.
+    /// HEAD metadata of an inode, from the table if fresh. The reply is recorded in the table
+    /// unless the mount changed the file after the HEAD was sent (see
+    /// [`crate::cache::inode::InodeTable::record_head_of`]).
     pub(crate) fn object_meta(&self, ino: u64) -> FsResult<ObjectMeta> {
         let now = std::time::Instant::now();
         if let Some(m) = self
@@ -36,23 +39,23 @@ impl S3Fs {
             return Ok(m);
         }
         let key = self.key_of(ino)?;
+        if key.is_empty() {
+            // The root of a whole-bucket mount is the bucket: no object, no metadata. A HEAD of
+            // the empty key would be a HeadBucket, whose reply describes no object (some
+            // servers send it without a Content-Length).
+            return Ok(ObjectMeta::default());
+        }
         let kind = self.kind_of(ino)?;
-        let info = match self.storage.head_object(&self.obj(&key)) {
+        let info = match self.bucket.head(&key) {
             Ok(i) => i,
             // An implicit directory: no marker, no metadata.
             Err(e) if e.is_not_found() && kind == NodeKind::Dir => return Ok(ObjectMeta::default()),
             Err(e) => return Err(e.into()),
         };
-        let meta = ObjectMeta::from(&info);
-        let mut t = self.table();
-        if kind == NodeKind::Dir {
-            t.set_marker(ino, true);
-        } else {
-            t.set_version(ino, info.size, info.etag.clone(), info.last_modified);
-        }
-        let attrs = metadata_attrs(&info.metadata);
-        t.record_meta(ino, meta.clone(), &attrs, now + self.opts.metadata_ttl);
-        Ok(meta)
+        let reply = HeadReply::new(&info, metadata_attrs(&info.metadata), now);
+        self.table()
+            .record_head_of(ino, &reply, now + self.opts.metadata_ttl);
+        Ok(reply.meta)
     }
 
     /// The metadata an inode shows now: the pending upload's, if it is open with unsaved
@@ -181,8 +184,9 @@ impl S3Fs {
                 size,
             })
         };
-        let bucket = self.storage.bucket(&self.opts.bucket);
-        let updated = match update_metadata(&bucket, &key, read, edited) {
+        // Open readers of the file follow the copy; it is in flight until they are re-pinned.
+        let _copying = (kind == NodeKind::File).then(|| self.own_copies.begin(&[&key]));
+        let updated = match update_metadata(&self.bucket, &key, read, edited) {
             Ok(u) => u,
             Err(UpdateError::Failed(e)) => return Err(e),
             Err(UpdateError::KeptChanging { attempts, .. }) => {
@@ -192,9 +196,6 @@ impl S3Fs {
                 ))
             }
         };
-        if kind == NodeKind::File {
-            self.open_readers_follow(ino, updated.base.etag.as_deref(), updated.etag.clone());
-        }
         let attrs = metadata_attrs(&updated.written.metadata);
         let meta = ObjectMeta {
             metadata: updated.written.metadata,
@@ -206,7 +207,17 @@ impl S3Fs {
         if kind == NodeKind::Dir {
             t.set_marker(ino, true);
         } else if updated.etag.is_some() {
-            t.follow_etag(ino, updated.etag);
+            // Newer than any listing or HEAD asked for before the copy.
+            t.follow_etag(ino, updated.etag.clone());
+        } else {
+            // A copy whose reply named no ETag: look at the server next time.
+            t.expire_attr(ino);
+        }
+        drop(t);
+        // After the table: an `open` that took the old ETag from it is re-pinned here, a later
+        // one takes the new ETag.
+        if kind == NodeKind::File {
+            self.open_readers_follow(ino, updated.base.etag.as_deref(), updated.etag);
         }
         Ok(())
     }
@@ -214,8 +225,8 @@ impl S3Fs {
     /// A directory without a marker object: write one carrying the metadata (nothing to copy,
     /// nothing another client could have replaced).
     fn write_marker(&self, ino: u64, key: &str, written: ReplaceMetadata) -> FsResult<()> {
-        let etag = self.storage.put_object(
-            &self.obj(key),
+        let etag = self.bucket.put(
+            key,
             RequestBody::Empty,
             &PutOptions {
                 metadata: written.metadata.clone(),

@@ -23,7 +23,8 @@
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
 //!   (read-ahead, and when a random reader's object is fetched whole by [`whole`]) over
 //!   [`fetch`] (bytes of an object version, through the data cache), in the buffers of
-//!   [`buffers`];
+//!   [`buffers`], [`own_copies`] (reads that meet the mount's own copies wait for them and
+//!   follow them);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
@@ -43,6 +44,7 @@ pub mod names;
 pub mod open_file;
 pub mod open_files;
 pub mod options;
+pub mod own_copies;
 pub mod page_cache;
 pub mod prefetch;
 pub mod rename;
@@ -63,7 +65,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
 use crate::cache::writer::{CacheWriter, WRITE_BEHIND_BYTES};
-use crate::s3::{private, Storage};
+use crate::s3::{private, Bucket};
 
 pub use attr::FileAttrs;
 pub use error::{FsError, FsResult};
@@ -78,7 +80,7 @@ const STAGING_ROOM: u64 = 16 * 1024 * 1024;
 
 /// The file system.
 pub struct S3Fs {
-    storage: Storage,
+    bucket: Bucket,
     opts: FsOptions,
     table: Mutex<InodeTable>,
     open_files: open_files::OpenFiles,
@@ -95,6 +97,8 @@ pub struct S3Fs {
     kernel_pages: page_cache::KernelPages,
     /// Keeps uploads out of keys a rename is moving.
     rename_gate: gate::RenameGate,
+    /// The mount's own copies in flight, which open readers follow.
+    own_copies: own_copies::OwnCopies,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -104,10 +108,11 @@ impl std::fmt::Debug for S3Fs {
 }
 
 impl S3Fs {
-    /// A file system over `storage` with these options. Creates the staging and unsaved
-    /// directories under the cache directory (and the cache directory if missing), private to
-    /// this user ([`crate::s3::private`]): they hold the content of files.
-    pub fn new(storage: Storage, opts: FsOptions) -> FsResult<Self> {
+    /// A file system over `bucket` (its store, transfer settings and upload journal) with these
+    /// options. Creates the staging and unsaved directories under the cache directory (and the
+    /// cache directory if missing), private to this user ([`crate::s3::private`]): they hold
+    /// the content of files.
+    pub fn new(bucket: Bucket, opts: FsOptions) -> FsResult<Self> {
         let staging_dir = opts.cache_dir.join("staging");
         let unsaved_dir = opts.cache_dir.join("unsaved");
         for d in [&staging_dir, &unsaved_dir] {
@@ -150,10 +155,11 @@ impl S3Fs {
             .map(|c| Arc::new(CacheWriter::new(c.clone(), WRITE_BEHIND_BYTES)));
         Ok(S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
-            storage,
+            bucket,
             opts,
             open_files: open_files::OpenFiles::default(),
             rename_gate: gate::RenameGate::default(),
+            own_copies: own_copies::OwnCopies::default(),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             staging_dir,
@@ -171,9 +177,9 @@ impl S3Fs {
         &self.opts
     }
 
-    /// The storage.
-    pub fn storage(&self) -> &Storage {
-        &self.storage
+    /// The bucket mounted.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
     }
 
     /// The data cache, if on.
@@ -221,13 +227,6 @@ impl S3Fs {
             .get(ino)
             .map(|n| n.kind())
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))
-    }
-
-    fn obj(&self, key: &str) -> crate::s3::ObjectRef {
-        crate::s3::ObjectRef {
-            bucket: self.opts.bucket.clone(),
-            key: key.to_string(),
-        }
     }
 
     /// Log a message once per distinct text (for hidden keys and shadowed files).
@@ -302,8 +301,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cache = d.path().join("cache/bucket");
         let fs = S3Fs::new(
-            Storage::new(&config).unwrap(),
-            FsOptions::new("bucket", cache.clone()),
+            crate::s3::Storage::new(&config).unwrap().bucket("bucket"),
+            FsOptions::new(cache.clone()),
         )
         .unwrap();
         assert!(fs.data_cache.is_some());

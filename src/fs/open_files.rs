@@ -11,7 +11,10 @@
 //! 3. the rename gate's state (`gate::RenameGate`), which computes an upload's key under it;
 //! 4. the inode table (`S3Fs::table`): short sections, never across a request;
 //! 5. this registry's maps: only to look up, insert or remove. Nothing waits for an `OpenFile`
-//!    while holding them (`forget_if_unused` only tries its lock).
+//!    while holding them (`forget_if_unused` only tries its lock);
+//! 6. the registry of the mount's own copies in flight (`own_copies::OwnCopies`): only to
+//!    register or end one. A copy in flight re-pins open files (it takes their locks) before
+//!    it ends, so a reader waits for copies holding no lock at all, its file's included.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -8,8 +8,6 @@ use super::prefetch;
 /// How the mount behaves; built from the command line in one place (`main`).
 #[derive(Debug, Clone)]
 pub struct FsOptions {
-    /// The bucket.
-    pub bucket: String,
     /// Key prefix shown as the root ("" or ending in "/").
     pub prefix: String,
     /// How long attributes and listings are trusted.
@@ -43,14 +41,13 @@ pub struct FsOptions {
 }
 
 impl FsOptions {
-    /// Defaults for `bucket`: listings of up to 512 unknown entries completed by HEADs, 1 s
+    /// Defaults: listings of up to 512 unknown entries completed by HEADs, 1 s
     /// metadata TTL (close-to-open consistency without a HEAD per `stat` in a tight loop), the
     /// current user as owner, 0644/0755, a 4 GiB data cache.
-    pub fn new(bucket: &str, cache_dir: PathBuf) -> Self {
+    pub fn new(cache_dir: PathBuf) -> Self {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         FsOptions {
-            bucket: bucket.to_string(),
             prefix: String::new(),
             metadata_ttl: Duration::from_secs(1),
             negative_ttl: Duration::from_secs(1),

@@ -5,6 +5,14 @@
 //! any, is replaced. `RENAME_NOREPLACE` gives EEXIST when the target exists; `RENAME_EXCHANGE`
 //! is not possible on S3 (EINVAL).
 //!
+//! The guard is the ETag the mount knows, which may be older than the object (another client
+//! replaced it within the metadata TTL). The server then refuses the copy (412), and the rename
+//! looks at the source again and moves the version there now, as a disk moves whatever the file
+//! holds: at most [`RENAME_COPY_ATTEMPTS`] copies, in one place (`S3Fs::copy_key`), for files
+//! and for every key of a directory. Open readers follow a copy only from the version they
+//! read (a reader of a version replaced by another client gets EIO, as it would without the
+//! rename).
+//!
 //! A directory: every key under the prefix is copied (in parallel), and only when all copies
 //! succeeded are the sources deleted. It is not atomic — another client can see both trees for a
 //! moment — but a source is never deleted before its copy exists; on failure the operation stops
@@ -15,17 +23,24 @@
 //! the copy and the delete, where the delete would remove it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::attr::metadata_attrs;
 use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
 use super::S3Fs;
-use crate::cache::inode::NodeKind;
+use crate::cache::inode::{HeadReply, NodeKind};
 use crate::s3::{CopyRequest, StorageError};
 
 /// Copies in flight during a directory rename.
 const DIR_RENAME_PARALLELISM: usize = 16;
+
+/// Copies of one key a rename tries while the source keeps changing on the server: a few,
+/// because each refused copy after the first means another client replaced the object in the
+/// short time between a HEAD and a copy (as many as a metadata update tries).
+pub const RENAME_COPY_ATTEMPTS: u32 = 4;
 
 impl S3Fs {
     /// `rename(parent/name → new_parent/new_name)`.
@@ -76,6 +91,8 @@ impl S3Fs {
         let mut new_etag: Option<Option<String>> = None;
         // Uploads of the source keys wait until the names have moved (see `gate`).
         let moving;
+        // Open readers follow the copies (see `own_copies`): in flight until they are re-pinned.
+        let _copying;
         let mut follow = None;
         let mut dir_copies = Vec::new();
         if src.kind == NodeKind::Dir {
@@ -89,14 +106,11 @@ impl S3Fs {
             if let Some(t) = &target {
                 // POSIX: replacing a directory requires it to be empty.
                 let tkey = self.key_of(t.ino)?;
-                let page = self.storage.list_objects_v2(
-                    &self.opts.bucket,
-                    &crate::s3::ListRequest {
-                        prefix: tkey.clone(),
-                        max_keys: Some(2),
-                        ..Default::default()
-                    },
-                )?;
+                let page = self.bucket.list_page(&crate::s3::ListRequest {
+                    prefix: tkey.clone(),
+                    max_keys: Some(2),
+                    ..Default::default()
+                })?;
                 if page.objects.iter().any(|o| o.key != tkey) {
                     return Err(FsError::new(
                         libc::ENOTEMPTY,
@@ -104,6 +118,7 @@ impl S3Fs {
                     ));
                 }
             }
+            _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             let (guard, copies) = self.rename_dir(src.ino, &src_key, &dst_key)?;
             moving = Some(guard);
             dir_copies = copies;
@@ -111,6 +126,7 @@ impl S3Fs {
             self.flush_inode(src.ino)?;
             moving = Some(self.rename_gate.rename(&src_key));
             let dst_key = format!("{dst_parent_key}{new_name_s}");
+            _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             let (etag, size) = {
                 let t = self.table();
                 let n = t.get(src.ino);
@@ -119,20 +135,18 @@ impl S3Fs {
                     n.map(|n| n.attr().size),
                 )
             };
-            let copied = self.storage.copy_object(&CopyRequest {
-                src: self.obj(&src_key),
-                dst: self.obj(&dst_key),
-                replace: None,
-                if_match: etag.clone(),
-                size,
-            })?;
-            // An open reader of the file follows it to the copy's ETag too (once the gate is
-            // open again: an upload waiting there holds the file's lock).
-            follow = Some((etag, copied.etag.clone()));
+            let copied = self.copy_key(&src_key, &dst_key, etag, size)?;
+            if let Some(reply) = &copied.looked {
+                // Another client's version was moved: the file shows it (size, metadata).
+                self.table().record_head_of(src.ino, reply, self.expiry());
+            }
+            // An open reader of the version moved follows it to the copy's ETag too (once the
+            // gate is open again: an upload waiting there holds the file's lock).
+            follow = Some((copied.from, copied.etag.clone()));
             // The copy has its own ETag (a multipart source's `…-N` ETag does not carry over):
             // reads pin it with If-Match, so the old one would fail them with 412 → EIO.
             new_etag = Some(copied.etag);
-            match self.storage.delete_object(&self.obj(&src_key)) {
+            match self.bucket.delete(&src_key) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
@@ -209,7 +223,7 @@ impl S3Fs {
         }
         // From here until the names have moved, nothing is uploaded under the prefix.
         let moving = self.rename_gate.rename(src_key);
-        let (objects, _) = self.storage.list_all(&self.opts.bucket, src_key, None)?;
+        let (objects, _) = self.bucket.list_all(src_key, None)?;
         let next = AtomicUsize::new(0);
         let failed: Mutex<Option<StorageError>> = Mutex::new(None);
         let copied: Mutex<Vec<Copied>> = Mutex::new(Vec::new());
@@ -225,17 +239,11 @@ impl S3Fs {
                     let Some(rest) = o.key.strip_prefix(src_key) else {
                         continue;
                     };
-                    let r = self.storage.copy_object(&CopyRequest {
-                        src: self.obj(&o.key),
-                        dst: self.obj(&format!("{dst_key}{rest}")),
-                        replace: None,
-                        if_match: o.etag.clone(),
-                        size: Some(o.size),
-                    });
-                    match r {
+                    let dst = format!("{dst_key}{rest}");
+                    match self.copy_key(&o.key, &dst, o.etag.clone(), Some(o.size)) {
                         Ok(c) => copied.lock().push(Copied {
                             rest: rest.to_string(),
-                            old_etag: o.etag.clone(),
+                            old_etag: c.from,
                             new_etag: c.etag,
                         }),
                         // Deleted since the listing (by an unlink, or another client): as if
@@ -260,7 +268,7 @@ impl S3Fs {
             .filter(|o| o.key.starts_with(src_key))
             .map(|o| o.key.clone())
             .collect();
-        let result = self.storage.delete_objects(&self.opts.bucket, &keys)?;
+        let result = self.bucket.delete_many(&keys)?;
         if let Some((key, code, msg)) = result.errors.first() {
             return Err(FsError::new(
                 libc::EIO,
@@ -271,17 +279,74 @@ impl S3Fs {
         }
         if objects.is_empty() {
             // An empty implicit directory that only exists locally: give it a marker.
-            self.storage.put_object(
-                &self.obj(dst_key),
-                crate::s3::RequestBody::Empty,
-                &Default::default(),
-            )?;
+            self.bucket
+                .put(dst_key, crate::s3::RequestBody::Empty, &Default::default())?;
         }
         let mut t = self.table();
         t.invalidate_dir(ino);
         let copied = copied.into_inner();
         Ok((moving, copied))
     }
+}
+
+impl S3Fs {
+    /// Copy `src_key` to `dst_key` with its metadata (directive COPY), guarded by `etag`, the
+    /// version of `size` bytes the mount knows. When the server refuses the copy because the
+    /// source changed (412), look at the source again (HEAD) and copy the version there now:
+    /// at most [`RENAME_COPY_ATTEMPTS`] copies (see the module documentation). A source gone
+    /// meanwhile is an error that says so (not found).
+    fn copy_key(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        mut etag: Option<String>,
+        mut size: Option<u64>,
+    ) -> Result<KeyCopy, StorageError> {
+        let mut looked = None;
+        let mut attempt = 1;
+        loop {
+            let copied = self.bucket.copy(&CopyRequest {
+                src: self.bucket.obj(src_key),
+                dst: self.bucket.obj(dst_key),
+                replace: None,
+                if_match: etag.clone(),
+                size,
+            });
+            match copied {
+                Ok(c) => {
+                    return Ok(KeyCopy {
+                        from: etag,
+                        etag: c.etag,
+                        looked,
+                    })
+                }
+                Err(e) if e.is_precondition_failed() && attempt < RENAME_COPY_ATTEMPTS => {
+                    let asked = Instant::now();
+                    let info = self.bucket.head(src_key)?;
+                    log::info!(
+                        "rename {src_key} -> {dst_key}: the source changed on the server (ETag {etag:?}, now {:?}); moving the version there now",
+                        info.etag
+                    );
+                    etag = info.etag.clone();
+                    size = Some(info.size);
+                    looked = Some(HeadReply::new(&info, metadata_attrs(&info.metadata), asked));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// What a rename's copy of one key did ([`S3Fs::copy_key`]).
+#[derive(Debug)]
+struct KeyCopy {
+    /// ETag of the version copied.
+    from: Option<String>,
+    /// The copy's ETag.
+    etag: Option<String>,
+    /// The HEAD that found the version copied, when the one the mount knew was gone.
+    looked: Option<HeadReply>,
 }
 
 /// One key a directory rename copied: its path below the directory and its ETags.

@@ -189,7 +189,7 @@ impl S3Fs {
             match linked {
                 Ok(()) => {
                     let note = Note {
-                        obj: self.obj(key),
+                        obj: self.bucket.obj(key),
                         content_headers: of.content_headers().cloned().unwrap_or_default(),
                         metadata: of.pending_metadata().cloned().unwrap_or_default(),
                     };

@@ -133,7 +133,7 @@ impl S3Fs {
                     // else). The bytes are kept and `close` says EIO.
                     (Err(e), plan) if e.is_outcome_unknown() => Some((Err(e), plan)),
                     // Anything else means the completion did not happen (see
-                    // `Storage::finish_multipart`): upload the whole file instead.
+                    // `Bucket::finish_multipart`): upload the whole file instead.
                     (Err(e), _) => {
                         log::warn!(
                             "{key}: the streamed upload failed ({e}); uploading the whole file"
@@ -150,12 +150,9 @@ impl S3Fs {
                 let Some(staging) = of.staging() else {
                     return Ok(());
                 };
-                let r = self.storage.put_file(
-                    &self.obj(&key),
-                    staging.file(),
-                    len,
-                    &plan.put_options(),
-                );
+                let r = self
+                    .bucket
+                    .put_file(&key, staging.file(), len, &plan.put_options());
                 (r, plan)
             }
         };
@@ -214,7 +211,7 @@ impl S3Fs {
         end: u64,
     ) -> Option<Arc<UploadQueue>> {
         let written = of.wrote(offset, end)?;
-        if of.may_start_stream(written, self.storage.transfer().multipart_threshold) {
+        if of.may_start_stream(written, self.bucket.transfer().multipart_threshold) {
             self.start_stream(of);
         }
         of.feed_stream(written)
@@ -244,7 +241,7 @@ impl S3Fs {
             }
             None => return,
         };
-        match StreamingUpload::start(&self.storage, &self.obj(&key), &plan.put_options(), file) {
+        match StreamingUpload::start_in(&self.bucket, &key, &plan.put_options(), file) {
             Ok(upload) => {
                 log::debug!(
                     "{key}: streaming the upload while the file is written (upload {})",

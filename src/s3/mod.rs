@@ -11,8 +11,8 @@
 //!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`journal`] (uploads
 //!   on disk while they run) and [`metadata`] (the one metadata-update loop);
 //!   [`stream`] feeds an upload from a file still being written;
-//! - [`storage`]: `Storage`, its seed API ([`seed`]) and, for now, the object calls the file
-//!   system makes by [`ObjectRef`] ([`compat`]).
+//! - [`storage`]: `Storage`, the connection, with its seed API ([`seed`]) and a [`Bucket`]
+//!   per bucket.
 //!
 //! Beside them: [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
 //! (the values requests take and give), [`etag`], [`private`] (files private to the user).
@@ -20,7 +20,6 @@
 pub mod body;
 pub mod bucket;
 pub mod client;
-pub mod compat;
 pub mod error;
 pub mod etag;
 pub mod journal;

@@ -7,8 +7,8 @@
 //! exactly one request per method, through the request rooms (`requests/`).
 //!
 //! Elsewhere on `Storage`: the seed connector's API ([`super::seed`]: `write`, `read`,
-//! `exists`, `copy`, `delete`, `update_metadata`), and the request calls the file system and
-//! the tests make today ([`super::compat`]).
+//! `exists`, `copy`, `delete`, `update_metadata`). Single requests are the trait's methods
+//! (bring [`ObjectStore`] into scope); anything more goes through [`Storage::bucket`].
 
 use std::sync::Arc;
 

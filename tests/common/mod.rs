@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use s3mount::config::{AddressingStyle, LoadRequest, Overrides, Secret};
+use s3mount::s3::ObjectStore;
 use s3mount::{Config, Storage};
 use tempfile::TempDir;
 
@@ -688,11 +689,8 @@ pub fn put_direct(bucket: &str, key: &str, data: &[u8]) {
     use s3mount::s3::{PutOptions, RequestBody};
     server()
         .storage_in(bucket)
-        .put_object(
-            &obj(bucket, key),
-            RequestBody::Bytes(data),
-            &PutOptions::default(),
-        )
+        .bucket(bucket)
+        .put(key, RequestBody::Bytes(data), &PutOptions::default())
         .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
 }
 

@@ -12,11 +12,13 @@
 //! and inject a [`Fault`] on some of the matching requests (skip the first `skip`, then
 //! `times` of them). [`Proxy::seen`] lists every request with the fault it got.
 //!
-//! Two faults run test code inside the proxy: [`Fault::Before`] calls a [`Hook`] before the
+//! Three faults run test code inside the proxy: [`Fault::Before`] calls a [`Hook`] before the
 //! request is forwarded (it may act on the server meanwhile, e.g. overwrite the object a copy
 //! reads, and may answer in the server's place, e.g. with a 412 that a lax server would not
-//! give); [`Fault::RewriteBody`] forwards and then hands the reply body to a [`BodyRewrite`]
-//! (e.g. to put bytes into a listing that the server itself would never send).
+//! give); [`Fault::HoldReply`] calls one after the server answered and before the reply goes
+//! back (a late reply that describes the server as it was); [`Fault::RewriteBody`] forwards
+//! and then hands the reply body to a [`BodyRewrite`] (e.g. to put bytes into a listing that
+//! the server itself would never send).
 //! [`Fault::StallAfterForward`] loses a reply to the client's timeout after the server acted;
 //! [`Fault::SetHeader`] changes one reply header (e.g. an ETag that is not an MD5).
 //!
@@ -122,6 +124,10 @@ pub enum Fault {
     /// Forward, then set a reply header (name, value), replacing it if present: e.g. ETags
     /// that are not MD5s, as servers with encryption give.
     SetHeader(String, String),
+    /// Forward (the server answers), then run test code before the reply goes back: a reply
+    /// that arrives late, describing the server as it was when it answered. The hook's
+    /// return value is ignored.
+    HoldReply(Hook),
 }
 
 /// Which requests get a fault.
@@ -595,6 +601,12 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
             let _ = conn.shutdown(Shutdown::Both);
         }
         Some(Fault::StallAfterForward(d)) => stall(shared, d),
+        Some(Fault::HoldReply(hook)) => {
+            let _ = (hook.0)(&seen);
+            let _ = conn.write_all(&head);
+            let _ = conn.write_all(body);
+            let _ = conn.shutdown(Shutdown::Write);
+        }
         Some(Fault::SetHeader(name, value)) => {
             let _ = conn.write_all(&with_header(&head, &name, &value));
             let _ = conn.write_all(body);
