@@ -120,6 +120,34 @@ def probe_conditional_complete():
     return verdict_412(c, "object overwritten" if not kept else "?")
 
 
+def probe_conditional_replace():
+    put("cr-key", b"one")
+    r = put("cr-key", b"two", {"If-Match": WRONG_ETAG})
+    return verdict_412(r, "object overwritten" if get_body("cr-key") == b"two" else "?")
+
+
+def probe_parts_of_completed_upload():
+    # After a lost completion reply, s3mount asks ListParts whether the upload is still open.
+    r = request("POST", "lp-key", "uploads")
+    m = re.search(rb"<UploadId>([^<]*)</UploadId>", r.body)
+    if r.status != 200 or not m:
+        return f"probe failed ({r.brief()})"
+    q = urllib.parse.quote(m.group(1).decode(), safe="")
+    p = request("PUT", "lp-key", f"partNumber=1&uploadId={q}", body=b"x")
+    xml = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{p.headers.get('etag')}</ETag></Part></CompleteMultipartUpload>"
+    request("POST", "lp-key", f"uploadId={q}", body=xml.encode())
+    lp = request("GET", "lp-key", f"max-parts=1&uploadId={q}")
+    if lp.status == 404:
+        return f"NoSuchUpload ({lp.brief()})"
+    parts = lp.body.count(b"<Part>")
+    return f"{lp.status} with {parts} parts (not NoSuchUpload)"
+
+
+def probe_delete_missing():
+    r = request("DELETE", "never-there")
+    return f"{r.status}" if 200 <= r.status < 300 else f"error ({r.brief()})"
+
+
 def probe_conditional_get():
     put("cg-key", b"content")
     r = request("GET", "cg-key", headers={"If-Match": WRONG_ETAG})
@@ -287,11 +315,14 @@ def probe_bad_signature():
 PROBES = [
     ("conditional create (PUT If-None-Match: *)", probe_conditional_create),
     ("conditional create (CompleteMultipartUpload If-None-Match: *)", probe_conditional_complete),
+    ("conditional replace (PUT If-Match)", probe_conditional_replace),
     ("conditional GET (If-Match)", probe_conditional_get),
     ("conditional copy (x-amz-copy-source-if-match)", probe_conditional_copy),
     ("metadata REPLACE (self-copy)", probe_metadata_replace),
     ("multipart upload", probe_multipart),
     ("DeleteObjects", probe_delete_objects),
+    ("DeleteObject of a missing key", probe_delete_missing),
+    ("ListParts of a completed upload", probe_parts_of_completed_upload),
     ("ListObjectsV2 (delimiter, encoding-type=url)", probe_list_v2),
     ("ListMultipartUploads", probe_list_uploads),
     ("`dir/` marker metadata", probe_marker_metadata),

@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -195,7 +195,7 @@ fn mounted_checks(mnt: &Path) -> String {
     let mnt = mnt.display();
     format!(
         r#"
-grep -q " {mnt} .* - fuse" /proc/self/mountinfo || {{ echo "not mounted"; cat /proc/self/mountinfo; exit 1; }}
+grep -q " {mnt} .* - fuse.s3mount s3mount:" /proc/self/mountinfo || {{ echo "not mounted as fuse.s3mount"; cat /proc/self/mountinfo; exit 1; }}
 grep " {mnt} " /proc/self/mountinfo
 echo "written through mount(8)" > "{mnt}/from-fstab.txt"
 [ "$(cat "{mnt}/from-fstab.txt")" = "written through mount(8)" ]
@@ -808,10 +808,480 @@ fn stale_mount_from_a_crash_gives_a_hint() {
     assert!(wait_exit(&mut third, Duration::from_secs(30), &log3).success());
 }
 
+/// The mount's type is `fuse.s3mount` — in /proc/mounts, findmnt and `df -T` — when root
+/// mounts directly with mount(2) (the mount(8) tests check it through fusermount3's and
+/// mount.fuse's paths): tools and test suites tell what they are on by it.
+#[test]
+fn mount_type_is_fuse_s3mount() {
+    let server = server();
+    let bucket = server.fresh_bucket("subtype");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log");
+    let mut child = foreground(&setup, &log, &[]).spawn().unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &log);
+    let mnt = setup.mnt().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mnt.as_str()))
+        .expect("in /proc/mounts");
+    assert!(
+        line.starts_with(&format!("s3mount:{bucket} {mnt} fuse.s3mount ")),
+        "{line}"
+    );
+    let findmnt = Command::new("findmnt")
+        .args(["-n", "-o", "FSTYPE,SOURCE"])
+        .arg(setup.mnt())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&findmnt.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["fuse.s3mount", &format!("s3mount:{bucket}")],
+        "{}",
+        text(&findmnt)
+    );
+    let df = Command::new("df")
+        .arg("--output=fstype")
+        .arg(setup.mnt())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&df.stdout)
+            .lines()
+            .any(|l| l.trim() == "fuse.s3mount"),
+        "{}",
+        text(&df)
+    );
+    // Served as usual, and unmounted by SIGTERM (our own umount for a mount(2) of our own).
+    std::fs::write(setup.mnt().join("typed.txt"), b"t").unwrap();
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(30), &log).success());
+    assert!(!is_fuse_mount(&setup.mnt()), "{}", read(&log));
+    assert_eq!(
+        server_bytes(&server.storage_in(&bucket), "typed.txt").as_deref(),
+        Some(&b"t"[..])
+    );
+}
+
 /// `--log-file` gets the log lines (start, stop) at the level asked for.
 #[test]
 fn log_file_option_receives_the_log() {
     let (log, _) = log_of_a_session(&["--log-level", "info"], None);
     assert!(log.contains("mounted s3://"), "{log}");
     assert!(log.contains("unmounting"), "{log}");
+}
+
+/// What everyday programs do on a mount leaves nothing in the log at the default level: `cp`
+/// (which tries `copy_file_range`), `sed -i` (`isatty()` is an `ioctl(TCGETS)`), `vim` in ex
+/// mode (swap file, write by rename), `git init/add/commit` and `tar` both ways. Only what a
+/// user must act on belongs there; fuser's `[Not Implemented]` warnings did not.
+#[test]
+fn everyday_programs_leave_nothing_in_the_default_log() {
+    let server = server();
+    let bucket = server.fresh_bucket("quiet");
+    let setup = Setup::new(server, &bucket);
+    // A private cache dir: tightening one is (rightly) a warning of its own.
+    std::fs::set_permissions(setup.cache(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = setup.path().join("stderr");
+    let log_file = setup.path().join("s3mount.log");
+    let log_arg = log_file.display().to_string();
+    let mut child = foreground(&setup, &stderr, &["--log-file", &log_arg])
+        .spawn()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &stderr);
+    let m = setup.mnt();
+    let local = setup.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    std::fs::write(local.join("text.txt"), "alpha\nbeta\ngamma\n".repeat(1000)).unwrap();
+    let script = format!(
+        r#"set -eux
+cd '{m}'
+cp '{local}/text.txt' text.txt
+cp text.txt copy.txt
+cp -a '{local}' tree
+sed -i 's/beta/BETA/' text.txt
+grep -q BETA text.txt
+vim -es -u NONE -c '%s/gamma/GAMMA/' -c 'wq' copy.txt
+grep -q GAMMA copy.txt
+mkdir repo && cd repo
+g="git -c user.name=T -c user.email=t@example.com -c init.defaultBranch=main"
+$g init -q
+cp ../text.txt .
+$g add -A
+$g commit -q -m first
+$g status --porcelain
+cd ..
+tar cf '{local}/out.tar' repo text.txt
+mkdir untar
+tar xf '{local}/out.tar' -C untar
+tar cf archive.tar tree
+tar tf archive.tar >/dev/null
+cmp untar/text.txt text.txt
+"#,
+        m = m.display(),
+        local = local.display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nlog:\n{}",
+        text(&out),
+        read(&log_file)
+    );
+    sigterm(&child);
+    let st = wait_exit(&mut child, Duration::from_secs(60), &stderr);
+    assert!(st.success(), "exit {st}; log:\n{}", read(&log_file));
+    // The programs did reach the server.
+    let storage = server.storage_in(&bucket);
+    assert!(server_bytes(&storage, "repo/.git/HEAD").is_some());
+    assert!(
+        String::from_utf8_lossy(&server_bytes(&storage, "copy.txt").unwrap()).contains("GAMMA")
+    );
+    assert_eq!(read(&log_file), "", "the default log is not empty");
+    assert_eq!(read(&stderr), "", "s3mount wrote to stderr");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up errors
+
+/// How `setup`'s mount is refused, run three ways: in the foreground, in the background (the
+/// default) and through mount(8). Returns what each printed (stdout and stderr together).
+fn refusals(setup: &Setup, bucket: &str) -> [(&'static str, String); 3] {
+    let mut outputs = Vec::new();
+    for fg in [true, false] {
+        let log = setup.path().join(format!("refusal-{fg}"));
+        let mut cmd = command(&log);
+        if fg {
+            cmd.arg("--foreground");
+        }
+        let mut child = cmd
+            .arg("--config")
+            .arg(setup.config())
+            .arg("--cache-dir")
+            .arg(setup.cache())
+            .arg(bucket)
+            .arg(setup.mnt())
+            .spawn()
+            .unwrap();
+        let _guard = Unmount(setup.mnt());
+        let st = wait_exit(&mut child, Duration::from_secs(60), &log);
+        assert!(!st.success(), "mounted (fg {fg}):\n{}", read(&log));
+        assert!(!is_fuse_mount(&setup.mnt()));
+        outputs.push(read(&log));
+    }
+    let out = in_mount_namespace(
+        setup,
+        &format!(
+            "mount -t fuse.s3mount {bucket} '{}' -o config={},cache_dir={}",
+            setup.mnt().display(),
+            setup.config().display(),
+            setup.cache().display()
+        ),
+    );
+    assert!(!out.status.success(), "mount(8) mounted:\n{}", text(&out));
+    outputs.push(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ));
+    let mut it = outputs.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    [
+        ("foreground", next()),
+        ("background", next()),
+        ("mount(8)", next()),
+    ]
+}
+
+/// A refused start says why once, in one line — the endpoint URL, the bucket, the S3 error
+/// code where there is one, and the fix — in the same words in the foreground, in the
+/// background and under mount(8): no log line repeating it first, no doubled prefix.
+#[test]
+fn startup_errors_are_one_line_the_same_everywhere() {
+    let server = server();
+    let bucket = server.fresh_bucket("startup");
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead_endpoint = format!("http://127.0.0.1:{dead_port}");
+    // (what, endpoint, secret, bucket, words the line must have)
+    let cases: [(&str, &str, &str, &str, &[&str]); 3] = [
+        (
+            "missing bucket",
+            &server.endpoint,
+            &server.secret_key,
+            "no-such-bucket-startup",
+            &["it does not exist (NoSuchBucket)", "create the bucket"],
+        ),
+        (
+            "wrong secret",
+            &server.endpoint,
+            "definitely-not-the-secret",
+            &bucket,
+            // S3 and moto: SignatureDoesNotMatch; Garage: AccessDenied.
+            &["access denied (", "; "],
+        ),
+        (
+            "nothing listening",
+            &dead_endpoint,
+            &server.secret_key,
+            &bucket,
+            &[
+                "cannot connect (Connection refused",
+                "check the endpoint URL",
+            ],
+        ),
+    ];
+    for (what, endpoint, secret, name, words) in cases {
+        let setup = Setup::new(server, name);
+        let yaml = read(&setup.config())
+            .replace(&server.endpoint, endpoint)
+            .replace(&server.secret_key, secret);
+        std::fs::write(setup.config(), yaml).unwrap();
+        let outputs = refusals(&setup, name);
+        let expected_start = format!("s3mount: cannot use bucket \"{name}\" at {endpoint}: ");
+        for (how, out) in &outputs {
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines.len(), 1, "{what}, {how}: not one line:\n{out}");
+            assert!(
+                lines[0].starts_with(&expected_start),
+                "{what}, {how}: {out}"
+            );
+            for w in words {
+                assert!(lines[0].contains(w), "{what}, {how}: no {w:?} in {out}");
+            }
+            assert!(
+                !lines[0].contains("s3://"),
+                "{what}, {how}: the request is named, not the problem: {out}"
+            );
+            assert!(
+                !out.contains("definitely-not-the-secret"),
+                "secret in {out}"
+            );
+        }
+        assert_eq!(
+            outputs[0].1, outputs[1].1,
+            "{what}: foreground vs background"
+        );
+        assert_eq!(outputs[0].1, outputs[2].1, "{what}: foreground vs mount(8)");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Help, man page and README
+
+/// The flags in the option column of `--help` (lines such as `  -c, --config <FILE>  …`).
+fn help_flags(help: &str) -> std::collections::BTreeSet<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    for line in help.lines() {
+        let Some(cell) = line.strip_prefix("  ") else {
+            continue;
+        };
+        let cell = cell.trim_start();
+        if !cell.starts_with('-') {
+            continue;
+        }
+        for word in cell.split("  ").next().unwrap_or("").split([',', ' ']) {
+            if word.starts_with('-') {
+                flags.insert(word.to_string());
+            }
+        }
+    }
+    flags
+}
+
+/// The flags the man page's `.TP` entries start with, in the section starting at `.SH FROM`
+/// up to the section `.SH UNTIL` (or the end).
+fn man_flags(man: &str, from: &str, until: Option<&str>) -> std::collections::BTreeSet<String> {
+    let start = man.find(&format!(".SH {from}")).expect("section");
+    let rest = &man[start..];
+    let rest = match until.and_then(|u| rest.find(&format!(".SH {u}"))) {
+        Some(end) => &rest[..end],
+        None => rest,
+    };
+    let mut flags = std::collections::BTreeSet::new();
+    let mut lines = rest.lines();
+    while let Some(line) = lines.next() {
+        if line != ".TP" {
+            continue;
+        }
+        let entry = lines.next().unwrap_or("").replace("\\-", "-");
+        for part in entry.split("\\fB").skip(1) {
+            let flag = part.split("\\fR").next().unwrap_or("");
+            if flag.starts_with('-') {
+                flags.insert(flag.to_string());
+            }
+        }
+    }
+    flags
+}
+
+/// The flags in the first column of the README table that follows `heading`.
+fn readme_flags(readme: &str, heading: &str) -> std::collections::BTreeSet<String> {
+    let start = readme.find(heading).expect("README heading");
+    let mut flags = std::collections::BTreeSet::new();
+    let mut in_table = false;
+    for line in readme[start..].lines().skip(1) {
+        if line.starts_with("| ") {
+            in_table = true;
+            let cell = line.split(" | ").next().unwrap_or("");
+            for code in cell.split('`').skip(1).step_by(2) {
+                for word in code.split([',', ' ']) {
+                    if word.starts_with('-') {
+                        flags.insert(word.to_string());
+                    }
+                }
+            }
+        } else if in_table {
+            break;
+        }
+    }
+    flags
+}
+
+/// `--help`, the man page and the README's option tables name the same flags — those of the
+/// mount and those of `s3mount status` — so none of them can fall behind the code. The
+/// hidden mount(8) helper flags are in the README alone.
+#[test]
+fn help_man_page_and_readme_agree() {
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let help = help_flags(&run(&["--help"]));
+    let status_help = help_flags(&run(&["status", "--help"]));
+    let man = run(&["--print-man-page"]);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        help.contains("--metadata-ttl") && help.contains("-o"),
+        "{help:?}"
+    );
+    assert!(help.contains("--print-man-page"), "{help:?}");
+    assert_eq!(
+        help,
+        man_flags(&man, "OPTIONS", Some("\"S3MOUNT STATUS\"")),
+        "--help vs the man page"
+    );
+    let hidden: std::collections::BTreeSet<String> =
+        ["-s", "-n", "-v", "-t"].map(String::from).into();
+    let in_readme = readme_flags(&readme, "### Options");
+    assert_eq!(
+        help.union(&hidden)
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        in_readme,
+        "--help (and the hidden helper flags) vs README's options table"
+    );
+    assert!(status_help.contains("--json"), "{status_help:?}");
+    assert_eq!(
+        status_help,
+        man_flags(&man, "\"S3MOUNT STATUS\"", Some("VERSION")),
+        "status --help vs the man page"
+    );
+    assert_eq!(
+        status_help,
+        readme_flags(&readme, "### Status"),
+        "status --help vs README's status table"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress of the long commands
+
+/// `count` files of 4 MiB kept under `cache/BUCKET/unsaved/`, as a failed upload leaves them,
+/// each with its note naming `kept-N.bin`.
+fn keep_unsaved(setup: &Setup, bucket: &str, count: usize) {
+    let dir = setup.cache().join(bucket).join("unsaved");
+    std::fs::create_dir_all(&dir).unwrap();
+    for dir in [setup.cache(), setup.cache().join(bucket), dir.clone()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    for i in 0..count {
+        std::fs::write(
+            dir.join(format!("{i}-kept.data")),
+            random_bytes(4 << 20, i as u64),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{i}-kept.key")),
+            format!("s3://{bucket}/kept-{i}.bin\n"),
+        )
+        .unwrap();
+    }
+}
+
+/// `--recover` shows a bar (files, bytes, rate) on a terminal, and only its plain lines
+/// otherwise: one per file uploaded, no control characters. Both upload everything.
+#[test]
+fn recover_shows_a_bar_on_a_terminal_and_plain_lines_otherwise() {
+    let server = server();
+    let bucket = server.fresh_bucket("progress");
+    let setup = Setup::new(server, &bucket);
+    let storage = server.storage_in(&bucket);
+    let recover = format!(
+        "'{BIN}' --recover --config '{}' --cache-dir '{}'",
+        setup.config().display(),
+        setup.cache().display()
+    );
+
+    // Not a terminal: the lines alone.
+    keep_unsaved(&setup, &bucket, 4);
+    let out = Command::new("sh").arg("-c").arg(&recover).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 0..4 {
+        assert!(
+            stdout.contains(&format!("-> s3://{bucket}/kept-{i}.bin\n")),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            server_bytes(&storage, &format!("kept-{i}.bin")).map(|b| b.len()),
+            Some(4 << 20)
+        );
+    }
+    assert!(
+        stdout.contains("recover: 4 uploaded, 0 left"),
+        "{}",
+        text(&out)
+    );
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !all.contains('\r') && !all.contains('\x1b'),
+        "control characters without a terminal: {all:?}"
+    );
+
+    // On a terminal (script(1) gives it one): the bar, then the same lines.
+    keep_unsaved(&setup, &bucket, 4);
+    let out = Command::new("script")
+        .args(["-qec", &recover, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("recover ["), "no bar: {tty:?}");
+    assert!(tty.contains("/4 files"), "no file count: {tty:?}");
+    assert!(tty.contains("MiB"), "no byte count: {tty:?}");
+    assert!(tty.contains("recover: 4 uploaded, 0 left"), "{tty:?}");
+    assert_eq!(
+        std::fs::read_dir(setup.cache().join(&bucket).join("unsaved"))
+            .unwrap()
+            .count(),
+        0,
+        "everything uploaded and removed"
+    );
 }

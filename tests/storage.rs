@@ -16,8 +16,8 @@ use s3mount::s3::store::abort_if_open;
 use s3mount::s3::xml::ListedObject;
 use s3mount::s3::ObjectStore;
 use s3mount::s3::{
-    CopyRequest, ListRequest, ObjectRef, Operation, PutOptions, ReplaceMetadata, RequestBody,
-    S3Request, TransferConfig,
+    CopyRequest, KeyVersion, ListRequest, ObjectRef, Operation, PutOptions, ReplaceMetadata,
+    RequestBody, S3Request, TransferConfig,
 };
 use s3mount::{Headers, Metadata, S3Name, Storage, StorageError};
 
@@ -1009,7 +1009,8 @@ fn delete_objects_1500_keys() {
 
     // Plus keys that do not exist: S3 reports them deleted too.
     keys.push("d/never-existed".into());
-    let r = storage.bucket(&bucket).delete_many(&keys).unwrap();
+    let versions: Vec<KeyVersion> = keys.into_iter().map(KeyVersion::from).collect();
+    let r = storage.bucket(&bucket).delete_many(&versions).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
     assert_eq!(keys_of(&objects), vec!["keep".to_string()]);

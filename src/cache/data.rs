@@ -148,8 +148,24 @@ pub struct DataCache {
     cfg: DataCacheConfig,
     state: Mutex<State>,
     tmp_counter: AtomicU64,
+    /// Block reads answered from the cache, and those that were not (for `s3mount status`).
+    hits: AtomicU64,
+    misses: AtomicU64,
     /// Holds the `flock` for as long as the cache lives.
     _lock: File,
+}
+
+/// What `s3mount status` shows of the data cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataCacheStats {
+    /// Bytes of the blocks cached.
+    pub used_bytes: u64,
+    /// The size limit.
+    pub limit_bytes: u64,
+    /// Block reads answered from the cache since the mount started.
+    pub hits: u64,
+    /// Block reads the cache could not answer (then fetched from the server).
+    pub misses: u64,
 }
 
 impl std::fmt::Debug for DataCache {
@@ -199,6 +215,8 @@ impl DataCache {
                 open: LruCache::new(open_blocks_capacity()),
             }),
             tmp_counter: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             _lock: lock,
             dir,
         };
@@ -224,6 +242,16 @@ impl DataCache {
     /// Bytes of the blocks currently cached.
     pub fn used_bytes(&self) -> u64 {
         self.state.lock().used
+    }
+
+    /// Use, limit, hits and misses.
+    pub fn stats(&self) -> DataCacheStats {
+        DataCacheStats {
+            used_bytes: self.used_bytes(),
+            limit_bytes: self.cfg.max_bytes,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
     }
 
     /// Number of blocks currently cached.
@@ -268,8 +296,15 @@ impl DataCache {
 
     /// Fill `buf` with the bytes of block `index` of `obj` starting `offset` bytes into the
     /// block. False (a miss) if the block is not cached, is not valid, or `offset + buf.len()`
-    /// is past the block's end; never an error.
+    /// is past the block's end; never an error. Counted as a hit or a miss.
     pub fn read(&self, obj: &CachedObject, index: u64, offset: u64, buf: &mut [u8]) -> bool {
+        let hit = self.read_block(obj, index, offset, buf);
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    fn read_block(&self, obj: &CachedObject, index: u64, offset: u64, buf: &mut [u8]) -> bool {
         let Some(expected) = self.block_len(obj, index) else {
             return false;
         };
@@ -749,6 +784,11 @@ mod tests {
         assert!(!c.contains(&v1, 1) && !c.contains(&v1, 3));
         assert_eq!(c.used_bytes(), 24);
         assert_eq!(disk_bytes(c.dir()), 24);
+        // Reads counted: 3 hits (two whole blocks, a part), 3 misses (never stored, another
+        // ETag, past the end).
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses), (3, 3), "{stats:?}");
+        assert_eq!((stats.used_bytes, stats.limit_bytes), (24, c.max_bytes()));
     }
 
     #[test]

@@ -269,6 +269,12 @@ impl S3Fs {
         if page.objects.iter().any(|o| o.key != key) || !page.common_prefixes.is_empty() {
             return Err(FsError::new(libc::ENOTEMPTY, format!("{key} is not empty")));
         }
+        // The marker's version, so a lost reply never lets the delete take another client's.
+        let marker_etag = page
+            .objects
+            .iter()
+            .find(|o| o.key == key)
+            .and_then(|o| o.etag.clone());
         let has_local = {
             let t = self.table();
             t.get(attrs.ino)
@@ -280,7 +286,7 @@ impl S3Fs {
                 format!("{key} has open files"),
             ));
         }
-        self.bucket.delete(&key)?;
+        self.bucket.delete(&key, marker_etag.as_deref())?;
         let mut t = self.table();
         t.remove_child(parent, name);
         t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
@@ -334,8 +340,13 @@ impl S3Fs {
             return Err(FsError::new(libc::EISDIR, format!("{name} is a directory")));
         }
         let key = self.key_of(attrs.ino)?;
+        // The version the mount knows: a lost reply never lets the delete take another's.
+        let etag = self
+            .table()
+            .get(attrs.ino)
+            .and_then(|n| n.attr().etag.clone());
         self.unlink_open_file(attrs.ino);
-        self.bucket.delete(&key)?;
+        self.bucket.delete(&key, etag.as_deref())?;
         {
             let mut t = self.table();
             t.remove_child(parent, name);

@@ -1,7 +1,9 @@
 //! The thin `fuser::Filesystem` adapter: converts arguments, calls [`S3Fs`], converts replies.
 //!
 //! Every error goes through [`fail`], which logs by severity (ENOENT/ENODATA at debug, EIO and
-//! the unexpected at warn) and answers the errno. No semantics live here.
+//! the unexpected at warn) and answers the errno. The operations the mount does not support
+//! answer their errno at once through [`UnsupportedLog`] (see [`super::unsupported`]), with no
+//! warning. No semantics live here.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -9,14 +11,17 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
+    PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen,
+    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attr::{AttrChange, FileAttrs};
 use super::error::{FsError, FsResult};
+use super::unsupported::{Unsupported, UnsupportedLog};
+use super::xattr::{self, XattrReply};
 use super::{mountinfo, S3Fs};
 use crate::cache::inode::NodeKind;
 
@@ -36,6 +41,7 @@ pub const READ_AHEAD: u32 = 1024 * 1024;
 pub struct FuseAdapter {
     fs: Arc<S3Fs>,
     read_ahead_set: Once,
+    unsupported: UnsupportedLog,
 }
 
 impl FuseAdapter {
@@ -44,7 +50,13 @@ impl FuseAdapter {
         FuseAdapter {
             fs,
             read_ahead_set: Once::new(),
+            unsupported: UnsupportedLog::default(),
         }
+    }
+
+    /// The errno of an operation the mount does not support (logged once, at debug).
+    fn unsupported(&self, op: Unsupported) -> Errno {
+        Errno::from_i32(self.unsupported.answer(op))
     }
 
     /// At the first request (after FUSE_INIT, whose reply would set it back): raise the
@@ -520,14 +532,14 @@ impl Filesystem for FuseAdapter {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         match self.fs.getxattr(ino.0, name) {
-            Ok(v) => xattr_reply(reply, size, &v),
+            Ok(v) => xattr_reply(reply, size, v),
             Err(e) => reply.error(fail("getxattr", e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         match self.fs.listxattr(ino.0) {
-            Ok(v) => xattr_reply(reply, size, &v),
+            Ok(v) => xattr_reply(reply, size, v),
             Err(e) => reply.error(fail("listxattr", e)),
         }
     }
@@ -564,15 +576,114 @@ impl Filesystem for FuseAdapter {
             Err(e) => reply.error(fail("create", e)),
         }
     }
+
+    // The operations below are not supported: each answers its errno at once, with no warning
+    // (fuser's defaults log a WARN for every call). Why each errno: `super::unsupported`.
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(self.unsupported(Unsupported::Ioctl))
+    }
+
+    /// Not supported yet: ENOSYS, and the kernel copies through read and write from then on.
+    /// This is the one place a server-side copy (issue 13) replaces.
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(self.unsupported(Unsupported::CopyFileRange))
+    }
+
+    fn lseek(&self, _: &Request, _: INodeNo, _: FileHandle, _: i64, _: i32, reply: ReplyLseek) {
+        reply.error(self.unsupported(Unsupported::Lseek))
+    }
+
+    fn fallocate(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: u64,
+        _: u64,
+        _: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(self.unsupported(Unsupported::Fallocate))
+    }
+
+    fn poll(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: PollNotifier,
+        _: PollEvents,
+        _: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(self.unsupported(Unsupported::Poll))
+    }
+
+    fn getlk(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: LockOwner,
+        _: u64,
+        _: u64,
+        _: i32,
+        _: u32,
+        reply: ReplyLock,
+    ) {
+        reply.error(self.unsupported(Unsupported::Getlk))
+    }
+
+    fn setlk(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        _: LockOwner,
+        _: u64,
+        _: u64,
+        _: i32,
+        _: u32,
+        _: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(self.unsupported(Unsupported::Setlk))
+    }
+
+    fn bmap(&self, _: &Request, _: INodeNo, _: u32, _: u64, reply: ReplyBmap) {
+        reply.error(self.unsupported(Unsupported::Bmap))
+    }
 }
 
-/// The xattr size protocol: size 0 asks for the length; a too-small buffer is ERANGE.
-fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() > size as usize {
-        reply.error(Errno::from_i32(libc::ERANGE));
-    } else {
-        reply.data(value);
+/// The xattr size protocol ([`xattr::sized`]).
+fn xattr_reply(reply: ReplyXattr, size: u32, value: Vec<u8>) {
+    match xattr::sized(value, size) {
+        Ok(XattrReply::Size(n)) => reply.size(n),
+        Ok(XattrReply::Data(d)) => reply.data(&d),
+        // ERANGE: the caller asks again with a larger buffer, nothing to log.
+        Err(e) => reply.error(Errno::from_i32(e.errno)),
     }
 }

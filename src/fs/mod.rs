@@ -12,7 +12,8 @@
 //! - `dir_handles`: directory handles → listing snapshots.
 //!
 //! Rooms, one concern each (no two import each other):
-//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter), [`mountinfo`];
+//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter) with [`unsupported`] (the
+//!   operations it answers at once with an errno), [`mountinfo`];
 //! - names and directories: [`dir`] (lookup, mkdir, rmdir, unlink, symlink), [`listing`]
 //!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
 //!   keys), [`names`] (which names can be keys and which keys can be names);
@@ -49,6 +50,7 @@ pub mod page_cache;
 pub mod prefetch;
 pub mod rename;
 pub mod unsaved;
+pub mod unsupported;
 pub mod upload;
 pub mod upload_plan;
 pub mod whole;
@@ -122,10 +124,14 @@ impl S3Fs {
         }
         unsaved::keep_leftovers(&staging_dir, &unsaved_dir);
         let prefetch_pool =
-            prefetch::PrefetchPool::new(prefetch::DEFAULT_WORKERS, opts.prefetch_memory_limit);
+            prefetch::PrefetchPool::new(opts.prefetch_workers, opts.prefetch_memory_limit);
         let data_cache = if opts.data_cache_size > 0 {
             let dir = opts.cache_dir.join("data");
-            match DataCache::open(&dir, DataCacheConfig::new(opts.data_cache_size)) {
+            let config = DataCacheConfig {
+                min_free_percent: opts.data_cache_min_free_percent,
+                ..DataCacheConfig::new(opts.data_cache_size)
+            };
+            match DataCache::open(&dir, config) {
                 Ok(c) => {
                     if c.max_bytes() < c.block_size() {
                         log::warn!(
@@ -271,45 +277,4 @@ impl S3Fs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{LoadRequest, Overrides, Secret};
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
-
-    /// The library on its own (no `s3mount` binary around it) keeps its cache dir private:
-    /// what `S3Fs::new` creates is 0700/0600 under the usual umask (022 here; the integration
-    /// test `security.rs` runs the mount under 022 explicitly).
-    #[test]
-    fn what_new_creates_in_the_cache_dir_is_private() {
-        let no_env = |_: &str| None;
-        let config = crate::Config::load(&LoadRequest {
-            file: None,
-            allow_insecure: false,
-            overrides: Overrides {
-                // Never contacted: creating the file system sends no request.
-                endpoint: Some("http://127.0.0.1:9".into()),
-                region: Some("us-east-1".into()),
-                access_key_id: Some("AKIDEXAMPLE".into()),
-                secret_access_key: Some(Secret::new("not-a-secret")),
-                ..Overrides::default()
-            },
-            env: &no_env,
-            profile: None,
-        })
-        .unwrap();
-        let d = tempfile::tempdir().unwrap();
-        let cache = d.path().join("cache/bucket");
-        let fs = S3Fs::new(
-            crate::s3::Storage::new(&config).unwrap().bucket("bucket"),
-            FsOptions::new(cache.clone()),
-        )
-        .unwrap();
-        assert!(fs.data_cache.is_some());
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-        for dir in ["..", ".", "staging", "unsaved", "data", "data/tmp"] {
-            assert_eq!(mode(&cache.join(dir)), private::DIR_MODE, "{dir}");
-        }
-        assert_eq!(mode(&cache.join("data/lock")), private::FILE_MODE);
-    }
-}
+mod tests;

@@ -28,6 +28,9 @@ pub struct FsOptions {
     pub cache_dir: PathBuf,
     /// Size limit of the on-disk data cache in bytes (0: no data cache).
     pub data_cache_size: u64,
+    /// Free space, in percent of the cache dir's file system, the data cache never takes
+    /// (unit tests use 0, so what they check does not depend on the machine's disk).
+    pub data_cache_min_free_percent: u64,
     /// Directories with at most this many entries of unknown metadata get their attributes
     /// completed by parallel HEADs when listed (0: never).
     pub listing_head_limit: usize,
@@ -38,6 +41,8 @@ pub struct FsOptions {
     /// Where the file system is mounted, when known: the kernel's read-ahead for it is raised
     /// there (`fuse::READ_AHEAD`).
     pub mount_point: Option<PathBuf>,
+    /// Threads fetching read-ahead parts (unit tests, which make a mount per case, use few).
+    pub prefetch_workers: usize,
 }
 
 impl FsOptions {
@@ -58,10 +63,12 @@ impl FsOptions {
             dir_mode: 0o755,
             cache_dir,
             data_cache_size: crate::cache::data::DEFAULT_CACHE_SIZE,
+            data_cache_min_free_percent: crate::cache::data::MIN_FREE_PERCENT,
             listing_head_limit: 512,
             xattr: true,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
             mount_point: None,
+            prefetch_workers: prefetch::DEFAULT_WORKERS,
         }
     }
 }

@@ -22,6 +22,7 @@
 //! a file closed meanwhile is uploaded to its new name afterwards, never to the old one between
 //! the copy and the delete, where the delete would remove it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -32,7 +33,7 @@ use super::error::{FsError, FsResult};
 use super::names::{name_str, valid_component};
 use super::S3Fs;
 use crate::cache::inode::{HeadReply, NodeKind};
-use crate::s3::{CopyRequest, StorageError};
+use crate::s3::{CopyRequest, KeyVersion, StorageError};
 
 /// Copies in flight during a directory rename.
 const DIR_RENAME_PARALLELISM: usize = 16;
@@ -140,13 +141,16 @@ impl S3Fs {
                 // Another client's version was moved: the file shows it (size, metadata).
                 self.table().record_head_of(src.ino, reply, self.expiry());
             }
+            // The version copied is the one to delete: a lost reply never lets the delete
+            // take another client's.
+            let moved = copied.from.clone();
             // An open reader of the version moved follows it to the copy's ETag too (once the
             // gate is open again: an upload waiting there holds the file's lock).
             follow = Some((copied.from, copied.etag.clone()));
             // The copy has its own ETag (a multipart source's `…-N` ETag does not carry over):
             // reads pin it with If-Match, so the old one would fail them with 412 → EIO.
             new_etag = Some(copied.etag);
-            match self.bucket.delete(&src_key) {
+            match self.bucket.delete(&src_key, moved.as_deref()) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
@@ -263,10 +267,20 @@ impl S3Fs {
                 format!("rename {src_key} -> {dst_key} stopped, sources intact: {e}"),
             ));
         }
-        let keys: Vec<String> = objects
+        // Each at the version copied (else the one listed): a lost reply never lets the
+        // deletes take what another client wrote since.
+        let copied = copied.into_inner();
+        let moved: HashMap<&str, &Option<String>> = copied
             .iter()
-            .filter(|o| o.key.starts_with(src_key))
-            .map(|o| o.key.clone())
+            .map(|c| (c.rest.as_str(), &c.old_etag))
+            .collect();
+        let keys: Vec<KeyVersion> = objects
+            .iter()
+            .filter_map(|o| {
+                let rest = o.key.strip_prefix(src_key)?;
+                let etag = moved.get(rest).map_or(&o.etag, |e| *e);
+                Some(KeyVersion::new(o.key.clone(), etag.clone()))
+            })
             .collect();
         let result = self.bucket.delete_many(&keys)?;
         if let Some((key, code, msg)) = result.errors.first() {
@@ -282,9 +296,7 @@ impl S3Fs {
             self.bucket
                 .put(dst_key, crate::s3::RequestBody::Empty, &Default::default())?;
         }
-        let mut t = self.table();
-        t.invalidate_dir(ino);
-        let copied = copied.into_inner();
+        self.table().invalidate_dir(ino);
         Ok((moving, copied))
     }
 }

@@ -9,9 +9,9 @@
 //!   [`TransferConfig::multipart_threshold`], a parallel multipart upload above it);
 //! - [`Bucket::copy`]: one CopyObject, or UploadPartCopy above
 //!   [`TransferConfig::copy_threshold`] (5 GiB, S3's limit for a single copy);
-//! - deletes and listings: [`Bucket::delete_many`] (DeleteObjects in batches of 1000),
-//!   [`Bucket::list_page`], [`Bucket::list_all`], [`Bucket::list_uploads`],
-//!   [`Bucket::list_parts`];
+//! - deletes and listings: [`Bucket::delete`] and [`Bucket::delete_many`] (DeleteObjects in
+//!   batches of 1000), each given the version meant when known, [`Bucket::list_page`],
+//!   [`Bucket::list_all`], [`Bucket::list_uploads`], [`Bucket::list_parts`];
 //! - multipart uploads fed by a caller ([`super::StreamingUpload`]):
 //!   [`Bucket::begin_multipart`], [`Bucket::upload_part`], [`Bucket::finish_multipart`],
 //!   [`Bucket::abort_upload`], each upload in the [`UploadJournal`] while it runs (see
@@ -19,15 +19,22 @@
 //!
 //! The retries of single requests belong to the client below the store; the loops here (a
 //! resumed body, the looks after a lost reply) count their attempts with the bucket's
-//! [`RetryPolicy`]. A `Bucket` is cheap to clone and thread-safe.
+//! [`RetryPolicy`]. Every write that is not blindly repeatable — a conditional PUT, a
+//! completion, a copy, a delete — has its lost reply looked into ([`super::reconcile`]). A
+//! capability the server rejects is learnt on first use and replaced by a weaker behaviour
+//! ([`super::capability`], [`super::fallback`]); what was learnt is in the bucket's
+//! [`Capabilities`], shared by its clones. A `Bucket` is cheap to clone and thread-safe.
 
 use std::fs::File;
 use std::sync::Arc;
 
 use super::body::RequestBody;
+use super::capability::{with_fallbacks, Capabilities, Capability};
 use super::client::RetryPolicy;
 use super::error::Result;
+use super::fallback;
 use super::journal::UploadJournal;
+use super::metrics::{S3Metrics, UploadTicket};
 use super::name::ObjectRef;
 use super::read;
 use super::reconcile;
@@ -35,8 +42,8 @@ use super::requests::delete::MAX_KEYS as DELETE_BATCH;
 use super::store::{head_if_any, ObjectStore, MAX_SINGLE_COPY};
 use super::transfer::{self, MultipartUpload, TransferConfig, Transfers};
 use super::types::{
-    CopyRequest, CopyResult, DeleteResult, GetObject, ListPage, ListRequest, ListedObject,
-    ListedPart, ObjectInfo, PendingUpload, PutOptions,
+    CopyRequest, CopyResult, DeleteResult, GetObject, KeyVersion, ListPage, ListRequest,
+    ListedObject, ListedPart, ObjectInfo, PendingUpload, PutOptions,
 };
 
 /// One bucket of an object store, with the policy above single requests (see the module
@@ -48,11 +55,14 @@ pub struct Bucket {
     transfer: TransferConfig,
     retry: RetryPolicy,
     journal: Option<Arc<UploadJournal>>,
+    /// Where the uploads in flight are shown (`s3mount status`), if anywhere.
+    metrics: Option<Arc<S3Metrics>>,
+    caps: Arc<Capabilities>,
 }
 
 impl Bucket {
-    /// The bucket `name` of `store`, with default transfer settings and retry policy, and no
-    /// journal.
+    /// The bucket `name` of `store`, with default transfer settings and retry policy, no
+    /// journal, and nothing learnt about the server's capabilities.
     pub fn new(store: Arc<dyn ObjectStore>, name: impl Into<String>) -> Self {
         Bucket {
             store,
@@ -60,7 +70,32 @@ impl Bucket {
             transfer: TransferConfig::default(),
             retry: RetryPolicy::default(),
             journal: None,
+            metrics: None,
+            caps: Arc::new(Capabilities::new()),
         }
+    }
+
+    /// Show the uploads in flight, and their progress, in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<S3Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where the uploads in flight are shown, if anywhere.
+    pub fn metrics(&self) -> Option<&Arc<S3Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// An upload of `key` (`total` bytes so far) in flight until the ticket is dropped.
+    pub(crate) fn upload_ticket(&self, key: &str, total: u64) -> Option<UploadTicket> {
+        self.metrics.as_ref().map(|m| m.upload_started(key, total))
+    }
+
+    /// Share `caps`: what one bucket learns about the server, the others know (a
+    /// [`super::Storage`] gives all its buckets one set).
+    pub fn with_capabilities(mut self, caps: Arc<Capabilities>) -> Self {
+        self.caps = caps;
+        self
     }
 
     /// Change the transfer settings.
@@ -106,6 +141,11 @@ impl Bucket {
         self.journal.as_deref()
     }
 
+    /// What the server was found not to implement so far.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
     /// `key` in this bucket.
     pub fn obj(&self, key: &str) -> ObjectRef {
         ObjectRef {
@@ -120,6 +160,8 @@ impl Bucket {
             config: &self.transfer,
             retry: &self.retry,
             journal: self.journal.as_deref(),
+            metrics: self.metrics.as_ref(),
+            caps: &self.caps,
         }
     }
 
@@ -135,14 +177,16 @@ impl Bucket {
         head_if_any(&*self.store, &self.obj(key))
     }
 
-    /// GET `key`, or bytes `[start, end)` of it, only if its ETag is `if_match` when given.
+    /// GET `key`, or bytes `[start, end)` of it, only if its ETag is `if_match` when given
+    /// (412 otherwise, also from a server that rejects `If-Match` on GET: the reply's ETag is
+    /// compared).
     pub fn get(
         &self,
         key: &str,
         range: Option<(u64, u64)>,
         if_match: Option<&str>,
     ) -> Result<GetObject> {
-        self.store.get_object(&self.obj(key), range, if_match)
+        fallback::get(&*self.store, &self.caps, &self.obj(key), range, if_match)
     }
 
     /// Read exactly `buf.len()` bytes at `offset` (fewer only at the end of the object) of the
@@ -158,6 +202,7 @@ impl Bucket {
         let obj = self.obj(key);
         read::read_range(
             &*self.store,
+            &self.caps,
             self.retry.max_attempts,
             &obj,
             offset,
@@ -168,14 +213,16 @@ impl Bucket {
 
     /// Download `key` into `out` (from its current position), resuming a broken body.
     pub fn download(&self, key: &str, out: &mut File) -> Result<ObjectInfo> {
-        read::download(&*self.store, self.retry.max_attempts, &self.obj(key), out)
+        let obj = self.obj(key);
+        read::download(&*self.store, &self.caps, self.retry.max_attempts, &obj, out)
     }
 
     // ---- writes ---------------------------------------------------------------------------
 
     /// PUT `body` as `key`; returns the new ETag. A conditional PUT (`If-None-Match: *`,
     /// `If-Match`) whose reply is lost is looked into before it is sent again, and a write
-    /// whose outcome stays open is [`super::StorageError::OutcomeUnknown`].
+    /// whose outcome stays open is [`super::StorageError::OutcomeUnknown`]; a condition the
+    /// server rejects is checked with a HEAD instead.
     pub fn put(
         &self,
         key: &str,
@@ -183,10 +230,7 @@ impl Bucket {
         opts: &PutOptions,
     ) -> Result<Option<String>> {
         let obj = self.obj(key);
-        if !(opts.if_none_match_any || opts.if_match.is_some()) {
-            return self.store.put_object(&obj, body, opts);
-        }
-        reconcile::put(&*self.store, &self.retry, &obj, body, opts)
+        fallback::put(&*self.store, &self.retry, &self.caps, &obj, body, opts)
     }
 
     /// Upload `len` bytes of `file` as `key`: one PUT up to the multipart threshold, a parallel
@@ -204,7 +248,12 @@ impl Bucket {
                 offset: 0,
                 len,
             };
-            return self.put(key, body, opts);
+            let ticket = self.upload_ticket(key, len);
+            let result = self.put(key, body, opts);
+            if let (Ok(_), Some(t)) = (&result, &ticket) {
+                t.sent(len);
+            }
+            return result;
         }
         self.transfers()
             .upload_file(&self.obj(key), file, len, opts)
@@ -213,6 +262,8 @@ impl Bucket {
     /// Server-side copy: one CopyObject, or UploadPartCopy above the copy threshold (the
     /// source's size is asked for when `c.size` does not say it and it matters). The
     /// destination is normally in this bucket; a multipart copy's upload is made where it is.
+    /// A lost reply is looked into (the copy is never made twice); a condition or `REPLACE`
+    /// the server rejects is replaced by a weaker behaviour (see [`super::fallback`]).
     pub fn copy(&self, c: &CopyRequest) -> Result<CopyResult> {
         let size = match c.size {
             Some(s) => s,
@@ -220,22 +271,33 @@ impl Bucket {
             None => self.store.head_object(&c.src)?.size,
         };
         if size > self.transfer.copy_threshold {
-            return self.transfers().copy_parts(c, size);
+            let used: &[Capability] = match c.if_match {
+                Some(_) => &[Capability::CopySourceIfMatch],
+                None => &[],
+            };
+            return with_fallbacks(&self.caps, used, |without| {
+                let c = fallback::checked_copy(&*self.store, c, without)?;
+                self.transfers().copy_parts(&c, size)
+            });
         }
-        self.store.copy_object(c)
+        fallback::copy(&*self.store, &self.retry, &self.caps, c)
     }
 
-    /// DELETE `key` (no error if it is already gone, as in S3).
-    pub fn delete(&self, key: &str) -> Result<()> {
-        self.store.delete_object(&self.obj(key))
+    /// DELETE `key` (no error if it is already gone, as in S3); `etag`: the version meant,
+    /// when known — after a lost reply, a key found holding another version was written by
+    /// another client since and is left alone.
+    pub fn delete(&self, key: &str, etag: Option<&str>) -> Result<()> {
+        reconcile::delete(&*self.store, &self.retry, &self.obj(key), etag)
     }
 
-    /// Delete many keys with DeleteObjects, 1000 per request. Keys S3 reports as not deleted are
-    /// returned in `errors`.
-    pub fn delete_many(&self, keys: &[String]) -> Result<DeleteResult> {
+    /// Delete many keys with DeleteObjects, 1000 per request (one DeleteObject each on a
+    /// server that rejects DeleteObjects), each at the version given when known (see
+    /// [`Bucket::delete`]). Keys S3 reports as not deleted are returned in `errors`.
+    pub fn delete_many(&self, keys: &[KeyVersion]) -> Result<DeleteResult> {
         let mut all = DeleteResult::default();
         for chunk in keys.chunks(DELETE_BATCH) {
-            let r = self.store.delete_objects(&self.name, chunk)?;
+            let r =
+                fallback::delete_batch(&*self.store, &self.retry, &self.caps, &self.name, chunk)?;
             all.deleted.extend(r.deleted);
             all.errors.extend(r.errors);
         }
@@ -322,5 +384,7 @@ impl Bucket {
     }
 }
 
+#[cfg(test)]
+mod lost_replies;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 use rand::Rng;
@@ -25,6 +25,7 @@ use ureq::http;
 
 use super::body::RequestBody;
 use super::error::{error_for, is_retryable_status, ErrorReply, Result, StorageError};
+use super::metrics::S3Metrics;
 use super::operation::{Method, Operation};
 use super::sign::{self, SigningCredentials};
 use super::xml;
@@ -235,6 +236,21 @@ impl<'a> S3Request<'a> {
     }
 }
 
+/// `METHOD s3://bucket/key: reason` once: most errors already start with the object
+/// (`s3://…: access denied`) or with the whole request (`GET s3://…: network error`).
+fn failure_line(req: &S3Request<'_>, err: &StorageError) -> String {
+    let what = req.describe();
+    let msg = err.to_string();
+    let object = format!("s3://{}/{}", req.bucket, req.key);
+    if msg.starts_with(&what) {
+        msg
+    } else if let Some(rest) = msg.strip_prefix(&object) {
+        format!("{} {object}{rest}", req.method().as_str())
+    } else {
+        format!("{what}: {msg}")
+    }
+}
+
 /// A successful reply; the body is unread.
 #[derive(Debug)]
 pub struct S3Response {
@@ -283,11 +299,15 @@ impl S3Response {
     }
 }
 
-/// The S3 client: cheap to clone (shares the connection pool).
+/// The S3 client: cheap to clone (shares the connection pool, and the metrics if any).
 #[derive(Clone)]
 pub struct S3Client {
     agent: ureq::Agent,
     cfg: Arc<ClientConfig>,
+    /// Where every request is counted (`None`: not counted).
+    metrics: Option<Arc<S3Metrics>>,
+    /// Log final failures at debug: the caller reports them itself.
+    quiet: bool,
 }
 
 impl std::fmt::Debug for S3Client {
@@ -334,7 +354,31 @@ impl S3Client {
         Ok(S3Client {
             agent,
             cfg: Arc::new(cfg),
+            metrics: None,
+            quiet: false,
         })
+    }
+
+    /// The same client, counting every request (count, errors, latency per [`Operation`]) in
+    /// `metrics`, shared with its clones.
+    pub fn with_metrics(mut self, metrics: Arc<S3Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics this client counts in, if any.
+    pub fn metrics(&self) -> Option<&Arc<S3Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The same client logging a request's final failure at debug instead of WARN: for a
+    /// caller that reports the error itself, in words of its own (the start-up check of the
+    /// bucket), so that it is said once.
+    pub fn quiet_failures(&self) -> S3Client {
+        S3Client {
+            quiet: true,
+            ..self.clone()
+        }
     }
 
     /// The settings this client was made with.
@@ -349,8 +393,8 @@ impl S3Client {
         let mut cfg = (*self.cfg).clone();
         cfg.retry.max_attempts = 1;
         S3Client {
-            agent: self.agent.clone(),
             cfg: Arc::new(cfg),
+            ..self.clone()
         }
     }
 
@@ -360,7 +404,16 @@ impl S3Client {
     pub fn execute(&self, req: &S3Request<'_>) -> Result<S3Response> {
         let mut attempt = 0u32;
         loop {
+            let started = Instant::now();
             let outcome = self.execute_once(req);
+            if let Some(m) = &self.metrics {
+                // A missing object (404) or a condition that did not hold (412) is an answer
+                // the caller expects, not a failure of the request; a missing bucket is one.
+                let failed = outcome.as_ref().is_err_and(|e| {
+                    !(matches!(e, StorageError::NotFound { .. }) || e.is_precondition_failed())
+                });
+                m.record(req.op, started.elapsed(), failed);
+            }
             let err = match outcome {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
@@ -381,10 +434,11 @@ impl S3Client {
     }
 
     fn log_failure(&self, req: &S3Request<'_>, err: &StorageError) {
-        if err.is_not_found() || err.is_precondition_failed() {
-            debug!("{}: {err}", req.describe());
+        let line = failure_line(req, err);
+        if self.quiet || err.is_not_found() || err.is_precondition_failed() {
+            debug!("{line}");
         } else {
-            warn!("{}: {err}", req.describe());
+            warn!("{line}");
         }
     }
 
@@ -573,6 +627,40 @@ pub fn is_retryable(status: u16, code: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_names_the_request_once() {
+        let req = S3Request::new(Operation::ListObjectsV2, "demo", "");
+        let denied = StorageError::AccessDenied {
+            bucket: "demo".into(),
+            key: "".into(),
+            code: "SignatureDoesNotMatch".into(),
+            message: "no".into(),
+            action: None,
+            request_id: None,
+        };
+        let line = failure_line(&req, &denied);
+        assert!(
+            line.starts_with("GET s3://demo/: access denied ("),
+            "{line}"
+        );
+        assert_eq!(line.matches("s3://demo/").count(), 1, "{line}");
+        let net = StorageError::Network {
+            what: req.describe(),
+            detail: "io: Connection refused".into(),
+        };
+        assert_eq!(
+            failure_line(&req, &net),
+            "GET s3://demo/: network error: io: Connection refused"
+        );
+        let other = StorageError::NoSuchBucket {
+            bucket: "demo".into(),
+        };
+        assert_eq!(
+            failure_line(&req, &other),
+            "GET s3://demo/: bucket \"demo\" does not exist (NoSuchBucket)"
+        );
+    }
 
     #[test]
     fn backoff_is_capped() {

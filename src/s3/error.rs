@@ -92,6 +92,15 @@ pub enum StorageError {
         /// What failed, and why looking could not tell.
         detail: String,
     },
+    /// Something the server does not implement, and s3mount has no weaker way to do (see
+    /// [`crate::s3::capability`]).
+    #[error("{what}: not supported by the server: {detail}")]
+    Unsupported {
+        /// What was being done.
+        what: String,
+        /// What the server lacks.
+        detail: String,
+    },
     /// The server's reply was not what S3 sends (bad XML, missing header, short body...).
     #[error("{what}: bad reply from server: {detail}")]
     BadReply {
@@ -175,6 +184,7 @@ impl StorageError {
             StorageError::BadReply { .. } | StorageError::OutcomeUnknown { .. } => libc::EIO,
             StorageError::InvalidInput { .. } => libc::EINVAL,
             StorageError::NoBucket { .. } => libc::EINVAL,
+            StorageError::Unsupported { .. } => libc::ENOTSUP,
             StorageError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         }
     }

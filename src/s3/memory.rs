@@ -27,8 +27,9 @@
 //! - [`MemoryStore::lose_next_replies`]: the next N requests are applied, then answered with a
 //!   network error: the lost reply that [`super::reconcile`] looks into;
 //! - [`MemoryStore::delay`], [`MemoryStore::cut_next_bodies`] (a GET body that breaks after
-//!   some bytes), [`MemoryStore::reject`] / [`MemoryStore::ignore`] a [`Capability`] (a
-//!   server answering 501 to `If-None-Match`, or ignoring the copy-source condition as moto
+//!   some bytes), [`MemoryStore::reject`] / [`MemoryStore::reject_with`] /
+//!   [`MemoryStore::ignore`] a [`Capability`] (a server answering 501 or 400 to
+//!   `If-None-Match`, `REPLACE` or DeleteObjects, or ignoring the copy-source condition as moto
 //!   does), [`MemoryStore::opaque_etags`] (ETags that are not MD5s, as with SSE-KMS);
 //! - changes "behind the mount", as another client would make them, not counted:
 //!   [`MemoryStore::put_behind`], [`MemoryStore::delete_behind`], and
@@ -68,16 +69,7 @@ pub enum Failure {
     BadReply,
 }
 
-/// A part of S3 some servers do not implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Capability {
-    /// `If-None-Match: *` on PutObject and CompleteMultipartUpload.
-    IfNoneMatch,
-    /// `If-Match` on PutObject and CompleteMultipartUpload.
-    IfMatch,
-    /// `x-amz-copy-source-if-match` on CopyObject and UploadPartCopy.
-    CopySourceIfMatch,
-}
+pub use super::capability::Capability;
 
 type Hook = Box<dyn FnOnce(&MemoryStore) + Send>;
 
@@ -88,7 +80,7 @@ struct Switches {
     delays: HashMap<Operation, Duration>,
     hooks: HashMap<Operation, VecDeque<Hook>>,
     cut_bodies: VecDeque<u64>,
-    rejected: HashSet<Capability>,
+    rejected: HashMap<Capability, (u16, &'static str)>,
     ignored: HashSet<Capability>,
     counts: BTreeMap<Operation, u64>,
     clock: Option<SystemTime>,
@@ -173,7 +165,14 @@ impl MemoryStore {
 
     /// Answer requests that use `cap` with 501 NotImplemented.
     pub fn reject(&self, cap: Capability) {
-        self.shared.switches.lock().rejected.insert(cap);
+        self.reject_with(cap, 501, "NotImplemented");
+    }
+
+    /// Answer requests that use `cap` with this status and code (a `400 InvalidArgument`, as
+    /// some servers refuse a header they do not know).
+    pub fn reject_with(&self, cap: Capability, status: u16, code: &'static str) {
+        let mut sw = self.shared.switches.lock();
+        sw.rejected.insert(cap, (status, code));
     }
 
     /// Act as if requests that use `cap` did not carry it.
@@ -344,8 +343,8 @@ impl MemoryStore {
             (if_none_match_any, Capability::IfNoneMatch),
             (if_match.is_some(), Capability::IfMatch),
         ] {
-            if used && sw.rejected.contains(&cap) {
-                return Err(not_implemented(cap));
+            if used {
+                sw.refuse_if_rejected(cap)?;
             }
         }
         if sw.ignored.contains(&Capability::IfNoneMatch) {
@@ -357,18 +356,28 @@ impl MemoryStore {
         Ok(cond)
     }
 
-    /// `x-amz-copy-source-if-match` as this server takes it.
-    fn copy_condition<'a>(
+    /// `x-amz-copy-source-if-match` (`CopySourceIfMatch`) or `If-Match` on GET (`GetIfMatch`)
+    /// as this server takes it: rejected, ignored, or kept.
+    fn match_condition<'a>(
         &self,
+        cap: Capability,
         if_match: Option<&'a str>,
     ) -> std::result::Result<Option<&'a str>, Refusal> {
         let sw = self.shared.switches.lock();
-        let cap = Capability::CopySourceIfMatch;
-        match if_match {
-            Some(_) if sw.rejected.contains(&cap) => Err(not_implemented(cap)),
-            Some(_) if sw.ignored.contains(&cap) => Ok(None),
-            m => Ok(m),
+        if if_match.is_none() {
+            return Ok(None);
         }
+        sw.refuse_if_rejected(cap)?;
+        Ok(if sw.ignored.contains(&cap) {
+            None
+        } else {
+            if_match
+        })
+    }
+
+    /// A request that uses `cap` (`MetadataReplace`, `DeleteObjects`): refused if rejected.
+    fn uses(&self, cap: Capability) -> std::result::Result<(), Refusal> {
+        self.shared.switches.lock().refuse_if_rejected(cap)
     }
 
     fn cut_body(&self) -> Option<u64> {
@@ -376,12 +385,20 @@ impl MemoryStore {
     }
 }
 
-fn not_implemented(cap: Capability) -> Refusal {
-    Refusal::new(
-        501,
-        "NotImplemented",
-        format!("A header you provided implies functionality that is not implemented ({cap:?})"),
-    )
+impl Switches {
+    /// The refusal of a request that uses `cap`, if the server rejects it.
+    fn refuse_if_rejected(&self, cap: Capability) -> std::result::Result<(), Refusal> {
+        match self.rejected.get(&cap) {
+            Some(&(status, code)) => Err(Refusal::new(
+                status,
+                code,
+                format!(
+                    "A header you provided implies functionality that is not implemented ({cap})"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The error the client reports for S3's refusal `r` of a request of kind `op`.

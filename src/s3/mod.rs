@@ -8,24 +8,29 @@
 //! - [`store`]: the seam, [`ObjectStore`], one method per request; [`Storage`] implements it
 //!   over the client, [`MemoryStore`] in memory (for tests, with switches);
 //! - [`bucket`]: the policy for one bucket ([`Bucket`]), with [`read`] (ranged reads, resumed
-//!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`journal`] (uploads
-//!   on disk while they run) and [`metadata`] (the one metadata-update loop);
+//!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`capability`] and
+//!   [`fallback`] (what a server rejects, and what is done instead), [`journal`] (uploads on
+//!   disk while they run) and [`metadata`] (the one metadata-update loop);
 //!   [`stream`] feeds an upload from a file still being written;
 //! - [`storage`]: `Storage`, the connection, with its seed API ([`seed`]) and a [`Bucket`]
 //!   per bucket.
 //!
-//! Beside them: [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
+//! Beside them: [`metrics`] (requests, errors and latency per operation, uploads in flight,
+//! for `s3mount status`), [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
 //! (the values requests take and give), [`etag`], [`private`] (files private to the user).
 
 pub mod body;
 pub mod bucket;
+pub mod capability;
 pub mod client;
 pub mod error;
 pub mod etag;
+pub mod fallback;
 pub mod journal;
 pub mod memory;
 pub mod meta;
 pub mod metadata;
+pub mod metrics;
 pub mod name;
 pub mod operation;
 pub mod private;
@@ -46,11 +51,13 @@ mod fixtures;
 
 pub use body::RequestBody;
 pub use bucket::Bucket;
+pub use capability::{Capabilities, Capability};
 pub use client::{ClientConfig, PayloadSigning, RetryPolicy, S3Client, S3Request, S3Response};
 pub use error::{Result, StorageError};
 pub use journal::UploadJournal;
 pub use memory::MemoryStore;
 pub use meta::Metadata;
+pub use metrics::{OperationStats, S3Metrics, UploadStats, UploadTicket};
 pub use name::{ObjectRef, S3Name};
 pub use operation::{Method, Operation};
 pub use seed::Headers;
@@ -59,5 +66,6 @@ pub use store::ObjectStore;
 pub use stream::StreamingUpload;
 pub use transfer::{MultipartUpload, TransferConfig};
 pub use types::{
-    CopyRequest, GetObject, ListRequest, ObjectInfo, PendingUpload, PutOptions, ReplaceMetadata,
+    CopyRequest, GetObject, KeyVersion, ListRequest, ObjectInfo, PendingUpload, PutOptions,
+    ReplaceMetadata,
 };

@@ -10,7 +10,9 @@
 use std::fs::File;
 use std::io::{Read, Write};
 
+use super::capability::Capabilities;
 use super::error::{Result, StorageError};
+use super::fallback;
 use super::name::ObjectRef;
 use super::store::ObjectStore;
 use super::types::ObjectInfo;
@@ -21,9 +23,11 @@ const COPY_CHUNK: usize = 256 * 1024;
 /// Read exactly `buf.len()` bytes at `offset` (fewer only at the end of the object) of the
 /// version whose ETag is `etag` (any version when `None`). A body cut short is resumed with
 /// `If-Match`, so the bytes never mix two versions, at most `max_attempts` times. Returns the
-/// bytes read and the ETag.
+/// bytes read and the ETag. (`caps`: what the server was found not to implement, see
+/// [`fallback::get`].)
 pub(crate) fn read_range(
     store: &dyn ObjectStore,
+    caps: &Capabilities,
     max_attempts: u32,
     obj: &ObjectRef,
     offset: u64,
@@ -36,7 +40,8 @@ pub(crate) fn read_range(
     while filled < buf.len() {
         let start = offset + filled as u64;
         let end = offset + buf.len() as u64;
-        let mut got = match store.get_object(obj, Some((start, end)), etag.as_deref()) {
+        let range = Some((start, end));
+        let mut got = match fallback::get(store, caps, obj, range, etag.as_deref()) {
             Ok(g) => g,
             Err(StorageError::Http { status: 416, .. }) => break,
             Err(e) => return Err(e),
@@ -98,6 +103,7 @@ pub(crate) fn read_range(
 /// most `max_attempts` times.
 pub(crate) fn download(
     store: &dyn ObjectStore,
+    caps: &Capabilities,
     max_attempts: u32,
     obj: &ObjectRef,
     out: &mut File,
@@ -138,9 +144,8 @@ pub(crate) fn download(
             });
         }
         log::debug!("GET {obj}: {detail}; resuming at byte {written}");
-        body = store
-            .get_object(obj, Some((written, total)), etag.as_deref())?
-            .body;
+        let rest = Some((written, total));
+        body = fallback::get(store, caps, obj, rest, etag.as_deref())?.body;
     }
 }
 
@@ -177,6 +182,10 @@ mod tests {
 
     const ATTEMPTS: u32 = 4;
 
+    fn caps() -> Capabilities {
+        Capabilities::new()
+    }
+
     fn stored(data: &[u8]) -> (MemoryStore, ObjectRef) {
         let store = MemoryStore::with_bucket("b");
         let obj = ObjectRef {
@@ -198,12 +207,12 @@ mod tests {
         let data = data();
         let (store, obj) = stored(&data);
         let mut buf = vec![0u8; 1000];
-        let (n, etag) = read_range(&store, ATTEMPTS, &obj, 500, &mut buf, None).unwrap();
+        let (n, etag) = read_range(&store, &caps(), ATTEMPTS, &obj, 500, &mut buf, None).unwrap();
         assert_eq!((n, &buf[..]), (1000, &data[500..1500]));
         assert_eq!(etag, store.object("b", "k").map(|o| o.etag));
-        let (n, _) = read_range(&store, ATTEMPTS, &obj, 99_900, &mut buf, None).unwrap();
+        let (n, _) = read_range(&store, &caps(), ATTEMPTS, &obj, 99_900, &mut buf, None).unwrap();
         assert_eq!((n, &buf[..n]), (100, &data[99_900..]));
-        let (n, _) = read_range(&store, ATTEMPTS, &obj, 200_000, &mut buf, None).unwrap();
+        let (n, _) = read_range(&store, &caps(), ATTEMPTS, &obj, 200_000, &mut buf, None).unwrap();
         assert_eq!(n, 0, "past the end: nothing, not an error");
     }
 
@@ -213,7 +222,7 @@ mod tests {
         let (store, obj) = stored(&data);
         store.cut_next_bodies(2, 300);
         let mut buf = vec![0u8; 1000];
-        let (n, _) = read_range(&store, ATTEMPTS, &obj, 10, &mut buf, None).unwrap();
+        let (n, _) = read_range(&store, &caps(), ATTEMPTS, &obj, 10, &mut buf, None).unwrap();
         assert_eq!((n, &buf[..]), (1000, &data[10..1010]));
         assert_eq!(store.count(Operation::GetObject), 3);
         // Changed between the cut and the resumed GET: refused (412), never mixed.
@@ -222,7 +231,7 @@ mod tests {
         store.before_next(Operation::GetObject, |s| {
             s.put_behind("b", "k", "new");
         });
-        let e = read_range(&store, ATTEMPTS, &obj, 0, &mut buf, None).unwrap_err();
+        let e = read_range(&store, &caps(), ATTEMPTS, &obj, 0, &mut buf, None).unwrap_err();
         assert!(e.is_precondition_failed(), "{e:?}");
     }
 
@@ -231,7 +240,7 @@ mod tests {
         let (store, obj) = stored(&data());
         store.cut_next_bodies(ATTEMPTS, 10);
         let mut buf = vec![0u8; 1000];
-        let e = read_range(&store, ATTEMPTS, &obj, 0, &mut buf, None).unwrap_err();
+        let e = read_range(&store, &caps(), ATTEMPTS, &obj, 0, &mut buf, None).unwrap_err();
         assert!(matches!(e, StorageError::Network { .. }), "{e:?}");
         assert_eq!(store.count(Operation::GetObject), u64::from(ATTEMPTS));
     }
@@ -242,7 +251,7 @@ mod tests {
         let (store, obj) = stored(&data);
         store.cut_next_bodies(2, 40_000);
         let mut out = tempfile::tempfile().unwrap();
-        let info = download(&store, ATTEMPTS, &obj, &mut out).unwrap();
+        let info = download(&store, &caps(), ATTEMPTS, &obj, &mut out).unwrap();
         assert_eq!(info.size, data.len() as u64);
         out.seek(SeekFrom::Start(0)).unwrap();
         let mut back = Vec::new();
@@ -256,7 +265,7 @@ mod tests {
         );
         let mut out = tempfile::tempfile().unwrap();
         assert!(matches!(
-            download(&store, ATTEMPTS, &obj, &mut out),
+            download(&store, &caps(), ATTEMPTS, &obj, &mut out),
             Err(StorageError::AccessDenied { .. })
         ));
     }

@@ -193,7 +193,7 @@ impl Storage {
     /// Delete `remote` (no error if it is already gone, as in S3).
     pub fn delete(&self, remote: impl Into<S3Name>) -> Result<()> {
         let obj = self.resolve(remote)?;
-        self.bucket(&obj.bucket).delete(&obj.key)
+        self.bucket(&obj.bucket).delete(&obj.key, None)
     }
 
     /// Replace `remote`'s metadata with the `x-amz-meta-*` in `headers`, in place: a self-copy

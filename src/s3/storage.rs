@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::body::RequestBody;
 use super::bucket::Bucket;
+use super::capability::Capabilities;
 use super::client::{ClientConfig, S3Client};
 use super::error::Result;
 use super::journal::UploadJournal;
@@ -56,6 +57,8 @@ pub struct Storage {
     default_bucket: Option<String>,
     transfer: TransferConfig,
     journal: Option<Arc<UploadJournal>>,
+    /// What the server was found not to implement: one set for every bucket (and clone).
+    caps: Arc<Capabilities>,
 }
 
 impl Storage {
@@ -72,6 +75,7 @@ impl Storage {
             default_bucket,
             transfer: TransferConfig::default(),
             journal: None,
+            caps: Arc::new(Capabilities::new()),
         }
     }
 
@@ -103,6 +107,11 @@ impl Storage {
         &self.client
     }
 
+    /// What the server was found not to implement so far (see [`super::capability`]).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
     /// The default bucket, if any.
     pub fn default_bucket(&self) -> Option<&str> {
         self.default_bucket.as_deref()
@@ -114,12 +123,17 @@ impl Storage {
     }
 
     /// The bucket `name` of this storage, with its transfer settings, the client's retry
-    /// policy and the journal: the policy layer every transfer goes through.
+    /// policy, the journal and the client's metrics (for the uploads in flight): the policy
+    /// layer every transfer goes through.
+    /// policy, the journal and the capabilities learnt: the policy layer every transfer goes
+    /// through.
     pub fn bucket(&self, name: &str) -> Bucket {
         Bucket::new(Arc::new(self.clone()), name)
             .with_transfer(self.transfer.clone())
             .with_retry(self.client.config().retry.clone())
             .with_journal(self.journal.clone())
+            .with_metrics(self.client.metrics().cloned())
+            .with_capabilities(self.caps.clone())
     }
 }
 

@@ -36,6 +36,7 @@ use std::thread::JoinHandle;
 use super::body::RequestBody;
 use super::bucket::Bucket;
 use super::error::{Result, StorageError};
+use super::metrics::UploadTicket;
 use super::name::ObjectRef;
 use super::store::{MAX_PARTS, MIN_PART_SIZE};
 use super::transfer::{MultipartUpload, TransferConfig};
@@ -139,6 +140,8 @@ pub struct StreamingUpload {
     shipped_end: u64,
     /// What the upload was created with (metadata and content headers are fixed then).
     options: PutOptions,
+    /// Its progress in the bucket's metrics (shared with the workers; gone with the last).
+    progress: Option<Arc<UploadTicket>>,
 }
 
 impl StreamingUpload {
@@ -154,13 +157,15 @@ impl StreamingUpload {
             ..UploadQueue::default()
         });
         let file = Arc::new(file);
+        let progress = bucket.upload_ticket(key, 0).map(Arc::new);
         let mut workers = Vec::with_capacity(parallelism);
         for i in 0..parallelism {
             let (b, q, f) = (bucket.clone(), queue.clone(), file.clone());
             let (obj, id) = (upload.obj.clone(), upload.upload_id.clone());
+            let p = progress.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("s3mount-part-{i}"))
-                .spawn(move || worker(&b, &obj, &id, &f, &q));
+                .spawn(move || worker(&b, &obj, &id, &f, &q, p.as_deref()));
             match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) if workers.is_empty() => {
@@ -179,6 +184,7 @@ impl StreamingUpload {
             next_part: 1,
             shipped_end: 0,
             options: options.clone(),
+            progress,
         })
     }
 
@@ -211,6 +217,9 @@ impl StreamingUpload {
     /// Never blocks. `Err` if a part already failed (the upload is then to be aborted).
     pub fn ship_up_to(&mut self, end: u64) -> Result<()> {
         self.check()?;
+        if let Some(p) = &self.progress {
+            p.set_total(end);
+        }
         let mut queued = false;
         {
             let mut g = self.queue.lock();
@@ -258,6 +267,9 @@ impl StreamingUpload {
         let Some(upload) = self.upload.take() else {
             return Err(StorageError::invalid("upload", "already finished"));
         };
+        if let Some(p) = &self.progress {
+            p.set_total(len);
+        }
         if len < self.shipped_end {
             let err = StorageError::invalid(
                 "upload",
@@ -392,8 +404,16 @@ fn abort_then(bucket: &Bucket, upload: MultipartUpload, err: StorageError) -> St
     err
 }
 
-/// One worker: take a part range, send it, record its ETag; stop at the first error.
-fn worker(bucket: &Bucket, obj: &ObjectRef, upload_id: &str, file: &File, queue: &UploadQueue) {
+/// One worker: take a part range, send it, record its ETag (and its bytes in `progress`);
+/// stop at the first error.
+fn worker(
+    bucket: &Bucket,
+    obj: &ObjectRef,
+    upload_id: &str,
+    file: &File,
+    queue: &UploadQueue,
+    progress: Option<&UploadTicket>,
+) {
     loop {
         let (n, start, end) = {
             let mut g = queue.lock();
@@ -424,7 +444,12 @@ fn worker(bucket: &Bucket, obj: &ObjectRef, upload_id: &str, file: &File, queue:
         let mut g = queue.lock();
         g.in_flight -= 1;
         match result {
-            Ok(etag) => g.done.push((n, etag)),
+            Ok(etag) => {
+                if let Some(p) = progress {
+                    p.sent(end - start);
+                }
+                g.done.push((n, etag))
+            }
             Err(e) => {
                 log::warn!("{obj}: part {n} of streamed upload {upload_id} failed: {e}");
                 g.error.get_or_insert(e);

@@ -13,14 +13,18 @@
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::body::RequestBody;
+use super::capability::Capabilities;
 use super::client::RetryPolicy;
 use super::error::{Result, StorageError};
+use super::fallback;
 use super::journal::{JournalEntry, UploadJournal};
 use super::meta::Metadata;
+use super::metrics::S3Metrics;
 use super::name::ObjectRef;
 use super::reconcile::{self, Completion};
 use super::store::{abort_if_open, ObjectStore, MAX_PARTS, MAX_SINGLE_COPY, MIN_PART_SIZE};
@@ -107,6 +111,9 @@ pub(crate) struct Transfers<'a> {
     pub config: &'a TransferConfig,
     pub retry: &'a RetryPolicy,
     pub journal: Option<&'a UploadJournal>,
+    /// Where the uploads in flight are shown, if anywhere.
+    pub metrics: Option<&'a Arc<S3Metrics>>,
+    pub caps: &'a Capabilities,
 }
 
 impl Transfers<'_> {
@@ -162,7 +169,10 @@ impl Transfers<'_> {
             parts: &parts,
             size,
         };
-        match reconcile::complete(self.store, self.retry, completion, cond) {
+        let completed = fallback::complete(self.store, self.caps, &upload.obj, cond, |cond| {
+            reconcile::complete(self.store, self.retry, completion, cond)
+        });
+        match completed {
             Ok(r) => {
                 upload.done();
                 Ok(r.etag)
@@ -226,15 +236,21 @@ impl Transfers<'_> {
     ) -> Result<Option<String>> {
         let part_size = self.config.part_size_for(len);
         let parts = len.div_ceil(part_size);
+        let ticket = self.metrics.map(|m| m.upload_started(&obj.key, len));
         let upload = self.begin(obj, opts)?;
         let result = self.run_parts(parts, |n| {
             let offset = (u64::from(n) - 1) * part_size;
+            let part_len = part_size.min(len - offset);
             let body = RequestBody::File {
                 file,
                 offset,
-                len: part_size.min(len - offset),
+                len: part_len,
             };
-            self.store.upload_part(obj, &upload.upload_id, n, body)
+            let etag = self.store.upload_part(obj, &upload.upload_id, n, body)?;
+            if let Some(t) = &ticket {
+                t.sent(part_len);
+            }
+            Ok(etag)
         });
         self.finish(upload, result, len, opts)
     }

@@ -158,6 +158,34 @@ impl std::fmt::Debug for GetObject {
     }
 }
 
+/// A key to delete, and the version meant when the caller knows it: after a lost reply, a key
+/// found holding another version was written by another client since, and is left alone (see
+/// [`super::reconcile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersion {
+    /// The key.
+    pub key: String,
+    /// ETag of the version to delete (quotes stripped); `None`: whatever is there.
+    pub etag: Option<String>,
+}
+
+impl KeyVersion {
+    /// `key`, at version `etag` when known.
+    pub fn new(key: impl Into<String>, etag: Option<String>) -> Self {
+        KeyVersion {
+            key: key.into(),
+            etag,
+        }
+    }
+}
+
+impl From<String> for KeyVersion {
+    /// Whatever version the key holds.
+    fn from(key: String) -> Self {
+        KeyVersion { key, etag: None }
+    }
+}
+
 /// Outcome of DeleteObjects.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeleteResult {

@@ -8,8 +8,8 @@
 //! hop-by-hop `Connection` header, which becomes `close`. Replies are forwarded byte for byte
 //! except for that same header.
 //!
-//! [`Rule`]s pick requests by method and a substring of the request target (path and query)
-//! and inject a [`Fault`] on some of the matching requests (skip the first `skip`, then
+//! [`Rule`]s pick requests by method, a substring of the request target (path and query) and
+//! optionally a header they carry, and inject a [`Fault`] on some of the matching requests (skip the first `skip`, then
 //! `times` of them). [`Proxy::seen`] lists every request with the fault it got.
 //!
 //! Three faults run test code inside the proxy: [`Fault::Before`] calls a [`Hook`] before the
@@ -141,6 +141,8 @@ pub struct Rule {
     pub skip: usize,
     /// Faults to inject (then the rule lets everything through); `usize::MAX`: every time.
     pub times: usize,
+    /// Only requests carrying this header (lower-case name), when set.
+    pub header: Option<String>,
     /// The fault.
     pub fault: Fault,
 }
@@ -153,8 +155,16 @@ impl Rule {
             target_contains: target_contains.to_string(),
             skip: 0,
             times: usize::MAX,
+            header: None,
             fault,
         }
+    }
+
+    /// Only requests carrying header `name` (e.g. `x-amz-copy-source`: a CopyObject, not a
+    /// PUT of the same key).
+    pub fn with_header(mut self, name: &str) -> Rule {
+        self.header = Some(name.to_ascii_lowercase());
+        self
     }
 
     /// Only `n` times.
@@ -169,9 +179,13 @@ impl Rule {
         self
     }
 
-    fn matches(&self, method: &str, target: &str) -> bool {
-        (self.method == "*" || self.method.eq_ignore_ascii_case(method))
-            && target.contains(&self.target_contains)
+    fn matches(&self, req: &Request) -> bool {
+        (self.method == "*" || self.method.eq_ignore_ascii_case(&req.method))
+            && req.target.contains(&self.target_contains)
+            && self
+                .header
+                .as_ref()
+                .is_none_or(|h| req.headers.iter().any(|(n, _)| n == h))
     }
 }
 
@@ -398,7 +412,7 @@ fn read_request(conn: &mut TcpStream) -> Option<Request> {
 fn decide(shared: &Shared, req: &Request) -> Option<Fault> {
     let mut rules = lock(&shared.rules);
     for st in rules.iter_mut() {
-        if !st.rule.matches(&req.method, &req.target) {
+        if !st.rule.matches(req) {
             continue;
         }
         st.matched += 1;

@@ -15,11 +15,11 @@ use crate::s3::store::MIN_PART_SIZE;
 use crate::s3::stream::StreamingUpload;
 use crate::s3::types::ReplaceMetadata;
 
-const B: &str = "bucket";
+pub(super) const B: &str = "bucket";
 const MIB: u64 = 1024 * 1024;
 
 /// Quick retries: these tests count attempts, they do not time them.
-fn policy() -> RetryPolicy {
+pub(super) fn policy() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 4,
         base_delay: Duration::from_millis(1),
@@ -27,7 +27,7 @@ fn policy() -> RetryPolicy {
     }
 }
 
-fn setup() -> (MemoryStore, Bucket) {
+pub(super) fn setup() -> (MemoryStore, Bucket) {
     let store = MemoryStore::with_bucket(B);
     let bucket = Bucket::new(Arc::new(store.clone()), B).with_retry(policy());
     (store, bucket)
@@ -197,7 +197,7 @@ fn unconditional_puts_are_not_looked_into() {
 
 /// A multipart upload of two parts (one of S3's minimum size, a short tail) begun on `bucket`:
 /// the upload, its parts and its bytes.
-fn two_part_upload(
+pub(super) fn two_part_upload(
     bucket: &Bucket,
     key: &str,
     opts: &PutOptions,
@@ -427,9 +427,11 @@ fn copies_go_part_by_part_above_the_copy_threshold_and_keep_metadata() {
 #[test]
 fn many_keys_are_deleted_and_listed_in_pages() {
     let (store, bucket) = setup();
-    let keys: Vec<String> = (0..2500).map(|i| format!("d/{i:05}")).collect();
+    let keys: Vec<KeyVersion> = (0..2500)
+        .map(|i| KeyVersion::from(format!("d/{i:05}")))
+        .collect();
     for k in &keys {
-        store.put_behind(B, k, "");
+        store.put_behind(B, &k.key, "");
     }
     store.put_behind(B, "d/sub/x", "");
     let (objects, prefixes) = bucket.list_all("d/", Some("/")).unwrap();
@@ -440,8 +442,8 @@ fn many_keys_are_deleted_and_listed_in_pages() {
     assert!(r.errors.is_empty());
     assert_eq!(store.count(Operation::DeleteObjects), 3);
     assert_eq!(store.keys(B), ["d/sub/x"]);
-    bucket.delete("d/sub/x").unwrap();
-    bucket.delete("d/sub/x").unwrap();
+    bucket.delete("d/sub/x", None).unwrap();
+    bucket.delete("d/sub/x", None).unwrap();
     assert!(bucket.head_if_any("d/sub/x").unwrap().is_none());
     let page = bucket.list_page(&ListRequest::default()).unwrap();
     assert!(page.objects.is_empty());

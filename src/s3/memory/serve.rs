@@ -16,7 +16,7 @@ use super::super::types::{
     PutOptions, UploadsPage, UploadsRequest,
 };
 use super::state::Attributes;
-use super::MemoryStore;
+use super::{Capability, MemoryStore};
 
 /// The header form of `metadata`, refused as the client refuses it before sending.
 fn metadata_headers(metadata: &Metadata) -> Result<Vec<(String, String)>> {
@@ -88,6 +88,7 @@ impl ObjectStore for MemoryStore {
         }
         let (info, bytes) =
             self.request(Operation::GetObject, (&obj.bucket, &obj.key), |s, _| {
+                let if_match = self.match_condition(Capability::GetIfMatch, if_match)?;
                 s.get(&obj.bucket, &obj.key, range, if_match)
             })?;
         let content_length = bytes.len() as u64;
@@ -137,7 +138,11 @@ impl ObjectStore for MemoryStore {
                     Some((headers, content)) => Some(Attributes::stored(&headers, content)?),
                     None => None,
                 };
-                let if_match = self.copy_condition(c.if_match.as_deref())?;
+                if c.replace.is_some() {
+                    self.uses(Capability::MetadataReplace)?;
+                }
+                let if_match =
+                    self.match_condition(Capability::CopySourceIfMatch, c.if_match.as_deref())?;
                 s.copy(
                     (&c.src.bucket, &c.src.key),
                     (&c.dst.bucket, &c.dst.key),
@@ -158,6 +163,7 @@ impl ObjectStore for MemoryStore {
     fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<DeleteResult> {
         delete_request_body(keys)?;
         self.request(Operation::DeleteObjects, (bucket, ""), |s, _| {
+            self.uses(Capability::DeleteObjects)?;
             s.head_bucket(bucket)?;
             for key in keys {
                 s.delete(bucket, key)?;
@@ -210,7 +216,7 @@ impl ObjectStore for MemoryStore {
             Operation::UploadPartCopy,
             (&obj.bucket, &obj.key),
             |s, _| {
-                let if_match = self.copy_condition(if_match)?;
+                let if_match = self.match_condition(Capability::CopySourceIfMatch, if_match)?;
                 s.upload_part_copy(
                     (&obj.bucket, &obj.key, upload_id, part_number),
                     (&src.bucket, &src.key),

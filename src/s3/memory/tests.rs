@@ -842,6 +842,35 @@ fn cut_bodies_and_capabilities() {
         b"0123456789",
         "as moto: unchecked"
     );
+
+    s.ignore(Capability::GetIfMatch);
+    let g = s.get_object(&obj("k"), None, Some("stale")).unwrap();
+    assert_eq!(g.content_length, 10, "as s3s-fs: unchecked");
+    s.reject(Capability::GetIfMatch);
+    let e = s.get_object(&obj("k"), None, Some("stale")).unwrap_err();
+    assert_eq!(status_of(&e), Some((501, Some("NotImplemented"))));
+    assert_eq!(
+        get(&s, "k", None).unwrap(),
+        b"0123456789",
+        "unconditional GETs work"
+    );
+
+    s.reject_with(Capability::MetadataReplace, 400, "InvalidArgument");
+    let e = s
+        .copy_object(&CopyRequest {
+            src: obj("k"),
+            dst: obj("k"),
+            replace: Some(ReplaceMetadata::default()),
+            if_match: None,
+            size: None,
+        })
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some((400, Some("InvalidArgument"))));
+    s.reject(Capability::DeleteObjects);
+    let e = s.delete_objects(B, &["k".to_string()]).unwrap_err();
+    assert_eq!(status_of(&e), Some((501, Some("NotImplemented"))));
+    s.delete_object(&obj("k")).unwrap();
+    assert!(s.object(B, "k").is_none(), "DeleteObject still works");
 }
 
 #[test]

@@ -338,3 +338,123 @@ fn metadata_compares_without_surrounding_spaces() {
     let d: Metadata = [("a", "1"), ("b", "y")].into_iter().collect();
     assert!(!same_metadata(&a, &d));
 }
+
+fn copy_request(
+    src: &str,
+    dst: &str,
+    if_match: Option<&str>,
+    replace: Option<&[(&str, &str)]>,
+) -> CopyRequest {
+    let at = |key: &str| ObjectRef {
+        bucket: "b".into(),
+        key: key.into(),
+    };
+    CopyRequest {
+        src: at(src),
+        dst: at(dst),
+        replace: replace.map(|m| ReplaceMetadata {
+            metadata: m.iter().copied().collect(),
+            content_headers: Vec::new(),
+        }),
+        if_match: if_match.map(str::to_string),
+        size: None,
+    }
+}
+
+const MD5_A: &str = "0cc175b9c0f1b6a831c399e269772661";
+const MD5_B: &str = "92eb5ffee6ae2fec3ad71c777531578f";
+
+#[test]
+fn judging_a_copy() {
+    let c = copy_request("a", "b", Some(MD5_A), None);
+    let src = info(1, MD5_A, &[("m", "1")]);
+    // The destination has the source's size, metadata and single-part ETag: the copy.
+    let copied = info(1, MD5_A, &[("m", "1")]);
+    assert!(matches!(
+        judge_copy(&c, Some(&src), Some(&copied)),
+        Verdict::Ours(CopyResult { etag: Some(ref e), .. }) if e == MD5_A
+    ));
+    // No destination, or another one: send again, unless the source moved on.
+    assert_eq!(judge_copy(&c, Some(&src), None), Verdict::NotApplied);
+    let older = info(1, MD5_B, &[("m", "1")]);
+    assert_eq!(
+        judge_copy(&c, Some(&src), Some(&older)),
+        Verdict::NotApplied
+    );
+    let moved_on = info(1, MD5_B, &[]);
+    assert_eq!(judge_copy(&c, Some(&moved_on), None), Verdict::Conflict);
+    // Source gone: the resend's 404 answers; the copy is still recognised by its ETag.
+    assert_eq!(judge_copy(&c, None, None), Verdict::NotApplied);
+    assert!(matches!(
+        judge_copy(&c, None, Some(&copied)),
+        Verdict::Ours(_)
+    ));
+    // A multipart source: its ETag is not compared (servers differ), size and metadata are.
+    let multi = copy_request("a", "b", Some("abc-2"), None);
+    let src = info(9, "abc-2", &[("m", "1")]);
+    for etag in ["abc-2", MD5_B] {
+        let dst = info(9, etag, &[("m", "1")]);
+        assert!(matches!(
+            judge_copy(&multi, Some(&src), Some(&dst)),
+            Verdict::Ours(_)
+        ));
+    }
+    let other_size = info(8, "abc-2", &[("m", "1")]);
+    assert_eq!(
+        judge_copy(&multi, Some(&src), Some(&other_size)),
+        Verdict::NotApplied
+    );
+    let other_meta = info(9, "abc-2", &[("m", "2")]);
+    assert_eq!(
+        judge_copy(&multi, Some(&src), Some(&other_meta)),
+        Verdict::NotApplied
+    );
+    // ...and without the source's metadata, nothing tells.
+    assert_eq!(judge_copy(&multi, None, Some(&src)), Verdict::NotApplied);
+}
+
+#[test]
+fn judging_a_metadata_self_copy() {
+    let c = copy_request("k", "k", Some("v1-2"), Some(&[("b", "2")]));
+    // Our metadata on the object: the copy happened (the ETag may be new or the same).
+    for etag in ["v1-2", MD5_A] {
+        let now = info(5, etag, &[("b", "2")]);
+        assert!(matches!(
+            judge_copy(&c, Some(&now), Some(&now)),
+            Verdict::Ours(CopyResult { etag: Some(ref e), .. }) if e == etag
+        ));
+    }
+    // The old metadata on the old version: not applied.
+    let before = info(5, "v1-2", &[("a", "1")]);
+    assert_eq!(
+        judge_copy(&c, Some(&before), Some(&before)),
+        Verdict::NotApplied
+    );
+    // Another version without our metadata: someone else replaced it, a conflict (the
+    // metadata loop then reads it again and redoes the change on it).
+    let theirs = info(7, MD5_B, &[]);
+    assert_eq!(
+        judge_copy(&c, Some(&theirs), Some(&theirs)),
+        Verdict::Conflict
+    );
+    // Gone: the resend's 404 answers.
+    assert_eq!(judge_copy(&c, None, None), Verdict::NotApplied);
+}
+
+#[test]
+fn judging_a_delete() {
+    assert_eq!(judge_delete(None, Some("e1")), Verdict::Ours(()));
+    assert_eq!(judge_delete(None, None), Verdict::Ours(()));
+    assert_eq!(
+        judge_delete(Some(Some("e1")), Some("e1")),
+        Verdict::NotApplied
+    );
+    // Another version: written since by someone else; theirs is not deleted.
+    assert_eq!(
+        judge_delete(Some(Some("e2")), Some("e1")),
+        Verdict::Ours(())
+    );
+    // Nothing to tell versions apart: delete whatever is there.
+    assert_eq!(judge_delete(Some(Some("e2")), None), Verdict::NotApplied);
+    assert_eq!(judge_delete(Some(None), Some("e1")), Verdict::NotApplied);
+}

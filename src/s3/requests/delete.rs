@@ -17,7 +17,7 @@ pub const MAX_KEYS: usize = 1000;
 
 /// One DeleteObjects request for `keys` (at most [`MAX_KEYS`]). Keys S3 reports as not
 /// deleted are returned in `errors`; a key XML cannot carry is refused before anything is sent
-/// (such an object is deleted with a single DeleteObject).
+/// (such an object is deleted with a single DeleteObject). Sent once, as a DeleteObject is.
 pub(crate) fn delete_objects(
     client: &S3Client,
     bucket: &str,
@@ -29,7 +29,8 @@ pub(crate) fn delete_objects(
         .query("delete", "")
         .header("content-md5", md5)
         .header("content-type", "application/xml")
-        .body(RequestBody::Bytes(body.as_bytes()));
+        .body(RequestBody::Bytes(body.as_bytes()))
+        .not_idempotent();
     let resp = client.execute(&req)?;
     let what = format!("DeleteObjects s3://{bucket}");
     read_reply(resp, &what, bucket, "", parse_delete_result)

@@ -127,8 +127,11 @@ pub(crate) fn put_object(
 
 /// One CopyObject (up to S3's 5 GiB limit): metadata directive COPY, or REPLACE with the
 /// metadata and content headers given; `x-amz-copy-source-if-match` when `c.if_match` is set.
+/// Sent once: a blind resend after a lost reply would copy twice, or meet a self-copy's own new
+/// version (412) (see [`crate::s3::reconcile`]).
 pub(crate) fn copy_object(client: &S3Client, c: &CopyRequest) -> Result<CopyResult> {
     let mut req = S3Request::new(Operation::CopyObject, &c.dst.bucket, &c.dst.key)
+        .not_idempotent()
         .header("x-amz-copy-source", copy_source(&c.src))
         .header_opt(
             "x-amz-copy-source-if-match",
@@ -148,15 +151,12 @@ pub(crate) fn copy_object(client: &S3Client, c: &CopyRequest) -> Result<CopyResu
     read_reply(resp, &what, &c.dst.bucket, &c.dst.key, parse_copy_result)
 }
 
-/// DeleteObject (S3 answers 204 whether or not the key existed).
+/// DeleteObject (S3 answers 204 whether or not the key existed). Sent once: a blind resend
+/// after a lost reply could delete what another client wrote meanwhile (see
+/// [`crate::s3::reconcile`]).
 pub(crate) fn delete_object(client: &S3Client, obj: &ObjectRef) -> Result<()> {
-    client
-        .execute(&S3Request::new(
-            Operation::DeleteObject,
-            &obj.bucket,
-            &obj.key,
-        ))
-        .map(|_| ())
+    let req = S3Request::new(Operation::DeleteObject, &obj.bucket, &obj.key).not_idempotent();
+    client.execute(&req).map(|_| ())
 }
 
 /// What a HEAD's (or GET's) headers say about the object, which is `size` bytes long.

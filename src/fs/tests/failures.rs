@@ -1,0 +1,142 @@
+//! Injected failures: what the HTTP client reports after its own retries (the store's
+//! `fail_next`), and the bursts the loops above it ride out.
+
+use super::*;
+use crate::s3::memory::Failure;
+
+const SLOW_DOWN: Failure = Failure::Status(503, "SlowDown");
+const INTERNAL: Failure = Failure::Status(500, "InternalError");
+
+#[test]
+fn a_burst_of_503_on_a_conditional_put_is_ridden_out() {
+    let fx = fx();
+    fx.store.fail_next(Operation::PutObject, 3, SLOW_DOWN);
+    fx.create_excl("f", b"data").unwrap();
+    assert_eq!(fx.data("f"), b"data");
+    assert_eq!(fx.count(Operation::PutObject), 4);
+    assert_eq!(fx.unsaved(), vec![]);
+}
+
+#[test]
+fn a_burst_of_503_on_a_streamed_completion_is_ridden_out() {
+    let fx = setup().transfer(small_parts()).mount();
+    let data = bytes(11 * MIB, 2);
+    fx.store
+        .fail_next(Operation::CompleteMultipartUpload, 2, SLOW_DOWN);
+    fx.put("f", &data).unwrap();
+    assert!(fx.data("f") == data);
+    assert_eq!(fx.count(Operation::CompleteMultipartUpload), 3);
+    assert_eq!(fx.store.uploads(BUCKET), vec![]);
+}
+
+#[test]
+fn a_persistent_500_at_close_is_eio_with_the_bytes_kept_and_a_note() {
+    let fx = fx();
+    fx.put("f", b"old").unwrap();
+    // The flush's upload and the last release's.
+    fx.store.fail_next(Operation::PutObject, 2, INTERNAL);
+    assert_eq!(errno(fx.put("f", b"precious new bytes")), libc::EIO);
+    assert_eq!(fx.data("f"), b"old", "the object is as it was");
+    assert_eq!(
+        fx.unsaved(),
+        [(b"precious new bytes".to_vec(), Some("f".to_string()))]
+    );
+}
+
+#[test]
+fn a_close_that_failed_once_is_retried_by_the_last_release() {
+    let fx = fx();
+    fx.store.fail_next(Operation::PutObject, 1, INTERNAL);
+    let fh = fx.open("f", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(fh, 0, b"bytes").unwrap();
+    assert_eq!(errno(fx.fs.flush(fh)), libc::EIO);
+    assert_eq!(fx.unsaved().len(), 1, "kept while it is not on the server");
+    fx.fs.release(fh).unwrap();
+    assert_eq!(fx.data("f"), b"bytes");
+    assert_eq!(fx.unsaved(), vec![], "dropped once the upload succeeded");
+}
+
+#[test]
+fn a_failed_streamed_part_falls_back_to_the_whole_file() {
+    let fx = setup().transfer(small_parts()).mount();
+    let data = bytes(11 * MIB, 3);
+    fx.store.fail_next(Operation::UploadPart, 1, INTERNAL);
+    fx.put("f", &data).unwrap();
+    assert!(fx.data("f") == data);
+    assert_eq!(
+        fx.store.uploads(BUCKET),
+        vec![],
+        "the failed upload was aborted"
+    );
+}
+
+#[test]
+fn a_failed_upload_of_a_large_file_leaves_no_upload_open() {
+    let fx = setup().transfer(small_parts()).mount();
+    fx.store.fail_next(Operation::UploadPart, 100, INTERNAL);
+    let data = bytes(11 * MIB, 4);
+    assert_eq!(errno(fx.put("f", &data)), libc::EIO);
+    assert_eq!(fx.store.uploads(BUCKET), vec![]);
+    assert!(fx.object("f").is_none());
+    let kept = fx.unsaved();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].0 == data);
+}
+
+#[test]
+fn a_failed_lookup_is_an_error_not_an_absence() {
+    let fx = fx();
+    fx.put_behind("f", b"x");
+    fx.store.fail_next(Operation::HeadObject, 1, INTERNAL);
+    assert_eq!(errno(fx.stat("f")), libc::EIO);
+    assert_eq!(fx.stat("f").unwrap().size, 1);
+    fx.store.fail_next(
+        Operation::HeadObject,
+        1,
+        Failure::Status(403, "AccessDenied"),
+    );
+    assert_eq!(errno(fx.stat("f")), libc::EACCES);
+    fx.store
+        .fail_next(Operation::ListObjectsV2, 1, Failure::Network);
+    assert_eq!(errno(fx.ls("")), libc::EIO);
+    assert_eq!(fx.ls("").unwrap(), ["f"]);
+}
+
+#[test]
+fn failed_reads_and_deletes_leave_everything_as_it_was() {
+    let fx = setup().opts(|o| o.data_cache_size = 0).mount();
+    fx.put_behind("f", b"content");
+    let fh = fx.open("f", libc::O_RDONLY).unwrap();
+    fx.store.fail_next(Operation::GetObject, 1, INTERNAL);
+    assert_eq!(errno(fx.read(fh, 0, 100)), libc::EIO);
+    assert_eq!(fx.read(fh, 0, 100).unwrap(), b"content");
+    fx.close(fh).unwrap();
+
+    // A delete or a copy that fails may still have been applied: it is looked into and sent
+    // again, so only failing every attempt fails the call.
+    let attempts = quick_retries().max_attempts;
+    fx.store
+        .fail_next(Operation::DeleteObject, attempts, INTERNAL);
+    assert_eq!(errno(fx.unlink("f")), libc::EIO);
+    assert_eq!(fx.cat("f").unwrap(), b"content");
+    fx.store
+        .fail_next(Operation::CopyObject, attempts, INTERNAL);
+    assert_eq!(errno(fx.rename("f", "g")), libc::EIO);
+    assert_eq!(fx.keys(), ["f"]);
+    fx.store
+        .fail_next(Operation::CopyObject, attempts, INTERNAL);
+    assert_eq!(
+        errno(fx.setxattr("f", "user.x-amz-meta-k", "v", 0)),
+        libc::EIO
+    );
+    assert_eq!(fx.object("f").unwrap().metadata.get("k"), None);
+}
+
+#[test]
+fn a_server_without_conditional_writes_still_creates_with_o_excl() {
+    // 501 to If-None-Match: learnt and replaced (issue 11's fallbacks).
+    let fx = fx();
+    fx.store.reject(crate::s3::memory::Capability::IfNoneMatch);
+    fx.create_excl("f", b"x").unwrap();
+    assert_eq!(fx.data("f"), b"x");
+}

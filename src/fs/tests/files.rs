@@ -1,0 +1,373 @@
+//! Files: open, read, create, write, close, overwrite, O_EXCL, truncate, streamed uploads,
+//! unlink.
+
+use super::*;
+
+// ---- open / read ----------------------------------------------------------------------------
+
+#[test]
+fn reads_are_exact_ranges_of_the_version_opened() {
+    let fx = fx();
+    let data = bytes(3 * MIB + 123, 1);
+    fx.put_behind("f", &data);
+    let fh = fx.open("f", libc::O_RDONLY).unwrap();
+    assert_eq!(fx.read(fh, 0, 10).unwrap(), &data[..10]);
+    assert_eq!(
+        fx.read(fh, 2 * MIB as u64 + 5, 4096).unwrap(),
+        &data[2 * MIB + 5..2 * MIB + 5 + 4096]
+    );
+    assert_eq!(
+        fx.read(fh, data.len() as u64 - 3, 100).unwrap(),
+        &data[data.len() - 3..],
+        "short at the end"
+    );
+    assert_eq!(fx.read(fh, data.len() as u64 + 10, 100).unwrap(), b"");
+    assert_eq!(fx.read_to_end(fh).unwrap(), data);
+    fx.close(fh).unwrap();
+    assert_eq!(fx.count(Operation::PutObject), 0, "reading uploads nothing");
+}
+
+#[test]
+fn a_version_changed_behind_an_open_reader_is_eio_and_the_next_open_sees_the_new_one() {
+    let fx = setup().opts(|o| o.data_cache_size = 0).mount();
+    fx.put_behind("f", &bytes(2 * MIB, 1));
+    let fh = fx.open("f", libc::O_RDONLY).unwrap();
+    assert_eq!(fx.read(fh, 0, 4096).unwrap(), &bytes(2 * MIB, 1)[..4096]);
+    let new = bytes(MIB, 2);
+    fx.put_behind("f", &new);
+    // Far from what was read ahead: this read needs the server, which has another version.
+    assert_eq!(errno(fx.read(fh, MIB as u64 + 300_000, 4096)), libc::EIO);
+    fx.close(fh).unwrap();
+    assert_eq!(fx.cat("f").unwrap(), new, "close-to-open: the new version");
+}
+
+#[test]
+fn open_revalidates_stale_attributes() {
+    let fx = fx();
+    fx.put_behind("f", b"old");
+    assert_eq!(fx.cat("f").unwrap(), b"old");
+    fx.put_behind("f", b"newer content");
+    assert_eq!(fx.stat("f").unwrap().size, 13);
+    assert_eq!(fx.cat("f").unwrap(), b"newer content");
+}
+
+#[test]
+fn a_broken_body_is_resumed_not_mixed() {
+    let fx = setup().opts(|o| o.data_cache_size = 0).mount();
+    let data = bytes(300_000, 3);
+    fx.put_behind("f", &data);
+    fx.store.cut_next_bodies(2, 1000);
+    assert_eq!(fx.cat("f").unwrap(), data);
+}
+
+#[test]
+fn whole_blocks_read_are_kept_in_the_data_cache() {
+    let fx = fx();
+    let data = bytes(2 * MIB + 10, 4);
+    fx.put_behind("f", &data);
+    assert_eq!(fx.cat("f").unwrap(), data);
+    let gets = fx.count(Operation::GetObject);
+    assert!(gets >= 1);
+    assert_eq!(fx.cat("f").unwrap(), data);
+    assert_eq!(
+        fx.count(Operation::GetObject),
+        gets,
+        "the second read comes from the data cache"
+    );
+}
+
+// ---- create / write / close -----------------------------------------------------------------
+
+#[test]
+fn create_write_close_is_one_put_and_close_returns_once_it_is_there() {
+    let fx = fx();
+    fx.mkdir("d").unwrap();
+    fx.store.reset_counts();
+    let fh = fx
+        .open(
+            "d/notes.txt",
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        )
+        .unwrap();
+    fx.write(fh, 0, b"hello ").unwrap();
+    fx.write(fh, 6, b"world").unwrap();
+    assert_eq!(fx.count(Operation::PutObject), 0, "nothing before close");
+    assert_eq!(
+        fx.getattr("d/notes.txt").unwrap().size,
+        11,
+        "stat sees the writes"
+    );
+    fx.close(fh).unwrap();
+    assert_eq!(fx.count(Operation::PutObject), 1);
+    let o = fx.object("d/notes.txt").unwrap();
+    assert_eq!(o.data, b"hello world");
+    assert!(o
+        .content_headers
+        .contains(&("content-type".into(), "text/plain".into())));
+    assert!(o.metadata.get("mode").is_some());
+    assert_eq!(fx.remount().cat("d/notes.txt").unwrap(), b"hello world");
+}
+
+#[test]
+fn an_empty_new_file_is_uploaded() {
+    let fx = fx();
+    let fh = fx.open("empty", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("empty"), b"");
+}
+
+#[test]
+fn fsync_uploads_and_a_second_close_has_nothing_to_send() {
+    let fx = fx();
+    let fh = fx.open("f", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(fh, 0, b"abc").unwrap();
+    fx.fs.fsync(fh).unwrap();
+    assert_eq!(fx.data("f"), b"abc");
+    fx.close(fh).unwrap();
+    assert_eq!(fx.count(Operation::PutObject), 1);
+}
+
+#[test]
+fn writing_into_an_existing_file_fills_the_staging_file_first() {
+    let fx = fx();
+    fx.put_behind("f", b"0123456789");
+    let fh = fx.open("f", libc::O_WRONLY).unwrap();
+    fx.write(fh, 3, b"abc").unwrap();
+    fx.write(fh, 12, b"!").unwrap();
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("f"), b"012abc6789\0\0!");
+    assert_eq!(fx.count(Operation::GetObject), 1);
+}
+
+#[test]
+fn overwrite_keeps_metadata_and_content_headers_and_new_files_get_a_type() {
+    let fx = fx();
+    let headers = [
+        (
+            "content-type".to_string(),
+            "application/x-custom".to_string(),
+        ),
+        ("cache-control".to_string(), "max-age=60".to_string()),
+        ("content-disposition".to_string(), "inline".to_string()),
+    ];
+    fx.store.put_behind_with(
+        BUCKET,
+        "data.bin",
+        b"old".to_vec(),
+        &meta(&[("color", "blue"), ("owner-app", "x")]),
+        &headers,
+    );
+    fx.put("data.bin", b"new content").unwrap();
+    let o = fx.object("data.bin").unwrap();
+    assert_eq!(o.data, b"new content");
+    assert_eq!(o.metadata.get("color"), Some("blue"));
+    assert_eq!(o.metadata.get("owner-app"), Some("x"));
+    for h in &headers {
+        assert!(
+            o.content_headers.contains(h),
+            "{h:?} in {:?}",
+            o.content_headers
+        );
+    }
+    fx.put("pic.png", b"\x89PNG").unwrap();
+    let o = fx.object("pic.png").unwrap();
+    assert!(o
+        .content_headers
+        .contains(&("content-type".into(), "image/png".into())));
+}
+
+#[test]
+fn o_excl_is_eexist_for_an_existing_name_and_carries_if_none_match() {
+    let fx = fx();
+    fx.put("f", b"1").unwrap();
+    let excl = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+    assert_eq!(errno(fx.open("f", excl)), libc::EEXIST);
+    // The kernel asks the file system too when it does not know the name yet.
+    let root = ROOT_INO;
+    assert_eq!(
+        errno(fx.fs.create(root, OsStr::new("f"), 0o644, excl)),
+        libc::EEXIST
+    );
+
+    // Another client creates the name between create and close: close says EEXIST, their
+    // object stays, and ours is kept in unsaved/.
+    let fh = fx.open("g", excl).unwrap();
+    fx.write(fh, 0, b"mine").unwrap();
+    fx.put_behind("g", b"theirs");
+    assert_eq!(errno(fx.close(fh)), libc::EEXIST);
+    assert_eq!(fx.data("g"), b"theirs");
+    assert_eq!(fx.unsaved(), [(b"mine".to_vec(), Some("g".to_string()))]);
+}
+
+#[test]
+fn o_trunc_closed_before_writing_uploads_nothing_until_the_data_comes() {
+    let fx = fx();
+    fx.put("f", b"precious").unwrap();
+    fx.store.reset_counts();
+    // `cmd > f`: open with O_TRUNC, the shell's close of its descriptor (a flush) after
+    // dup2, then the program's writes and its close.
+    let fh = fx.open("f", libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    fx.fs.flush(fh).unwrap();
+    assert_eq!(fx.count(Operation::PutObject), 0);
+    assert_eq!(fx.data("f"), b"precious");
+    fx.write(fh, 0, b"output").unwrap();
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("f"), b"output");
+
+    // Nothing written at all: the last close uploads the empty file.
+    let fh = fx.open("f", libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    fx.fs.flush(fh).unwrap();
+    assert_eq!(fx.data("f"), b"output");
+    fx.fs.release(fh).unwrap();
+    assert_eq!(fx.data("f"), b"");
+}
+
+// ---- truncate -------------------------------------------------------------------------------
+
+#[test]
+fn truncate_shortens_and_extends_with_zeros() {
+    let fx = fx();
+    fx.put("f", b"0123456789").unwrap();
+    fx.truncate("f", 4).unwrap();
+    assert_eq!(fx.data("f"), b"0123");
+    fx.truncate("f", 6).unwrap();
+    assert_eq!(fx.data("f"), b"0123\0\0");
+    assert_eq!(fx.stat("f").unwrap().size, 6);
+    fx.truncate("f", 0).unwrap();
+    assert_eq!(fx.data("f"), b"");
+    assert_eq!(errno(fx.truncate("missing", 0)), libc::ENOENT);
+    fx.mkdir("d").unwrap();
+    assert_eq!(errno(fx.truncate("d", 0)), libc::EISDIR);
+
+    // Through an open file: uploaded at its close.
+    let fh = fx.open("f", libc::O_RDWR).unwrap();
+    fx.write(fh, 0, b"abcdef").unwrap();
+    fx.truncate("f", 2).unwrap();
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("f"), b"ab");
+}
+
+// ---- streamed and multipart uploads -----------------------------------------------------
+
+#[test]
+fn a_file_written_front_to_back_is_uploaded_while_it_is_written() {
+    let fx = setup().transfer(small_parts()).mount();
+    let data = bytes(11 * MIB + 5, 6);
+    let fh = fx
+        .open("big.iso", libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
+        .unwrap();
+    fx.write(fh, 0, &data[..7 * MIB]).unwrap();
+    assert_eq!(
+        fx.count(Operation::CreateMultipartUpload),
+        1,
+        "started while writing"
+    );
+    assert!(fx.object("big.iso").is_none());
+    fx.write(fh, 7 * MIB as u64, &data[7 * MIB..]).unwrap();
+    fx.close(fh).unwrap();
+    let o = fx.object("big.iso").unwrap();
+    assert!(o.data == data, "the bytes");
+    assert!(o.etag.ends_with("-3"), "3 parts: {}", o.etag);
+    assert_eq!(fx.count(Operation::PutObject), 0);
+    assert_eq!(fx.count(Operation::UploadPart), 3);
+    assert_eq!(fx.store.uploads(BUCKET), vec![], "nothing left open");
+    let iso_type = crate::s3::storage::guess_content_type("big.iso");
+    assert!(o
+        .content_headers
+        .contains(&("content-type".into(), iso_type)));
+    assert!(fx.remount().cat("big.iso").unwrap() == data);
+}
+
+#[test]
+fn a_write_below_what_was_sent_gives_the_stream_up_and_close_uploads_the_whole_file() {
+    let fx = setup().transfer(small_parts()).mount();
+    let mut data = bytes(11 * MIB, 7);
+    let fh = fx
+        .open("f", libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
+        .unwrap();
+    fx.write(fh, 0, &data).unwrap();
+    assert_eq!(fx.count(Operation::CreateMultipartUpload), 1);
+    fx.write(fh, 10, b"patched").unwrap();
+    data[10..17].copy_from_slice(b"patched");
+    fx.close(fh).unwrap();
+    assert!(fx.data("f") == data);
+    assert_eq!(fx.count(Operation::AbortMultipartUpload), 1);
+    assert_eq!(
+        fx.count(Operation::CreateMultipartUpload),
+        2,
+        "the whole file, multipart"
+    );
+    assert_eq!(fx.store.uploads(BUCKET), vec![]);
+}
+
+#[test]
+fn a_file_rewritten_in_place_above_the_threshold_is_one_multipart_upload_at_close() {
+    let fx = setup().transfer(small_parts()).mount();
+    fx.put_behind("f", &bytes(11 * MIB, 8));
+    let fh = fx.open("f", libc::O_WRONLY).unwrap();
+    fx.write(fh, 7, b"x").unwrap();
+    assert_eq!(
+        fx.count(Operation::CreateMultipartUpload),
+        0,
+        "not written front to back"
+    );
+    fx.close(fh).unwrap();
+    let mut want = bytes(11 * MIB, 8);
+    want[7] = b'x';
+    assert!(fx.data("f") == want);
+    assert!(fx.object("f").unwrap().etag.ends_with("-3"));
+}
+
+// ---- unlink ---------------------------------------------------------------------------------
+
+#[test]
+fn unlink_deletes_and_a_file_unlinked_while_open_is_not_uploaded() {
+    let fx = fx();
+    fx.put("f", b"x").unwrap();
+    fx.store.reset_counts();
+    fx.unlink("f").unwrap();
+    assert_eq!(fx.count(Operation::DeleteObject), 1);
+    assert_eq!(fx.keys(), Vec::<String>::new());
+    assert_eq!(errno(fx.stat("f")), libc::ENOENT);
+    assert_eq!(errno(fx.unlink("f")), libc::ENOENT);
+
+    let fh = fx.open("g", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(fh, 0, b"scratch").unwrap();
+    fx.unlink("g").unwrap();
+    fx.write(fh, 7, b" more").unwrap();
+    fx.close(fh).unwrap();
+    assert_eq!(fx.keys(), Vec::<String>::new());
+    assert_eq!(fx.count(Operation::PutObject), 0);
+
+    fx.mkdir("d").unwrap();
+    assert_eq!(errno(fx.unlink("d")), libc::EISDIR);
+    assert_eq!(errno(fx.fs.unlink(ROOT_INO, OsStr::new("d"))), libc::EISDIR);
+}
+
+#[test]
+fn a_metadata_change_while_streaming_goes_with_the_whole_file_at_close() {
+    let fx = setup().transfer(small_parts()).mount();
+    let data = bytes(11 * MIB, 9);
+    let fh = fx
+        .open("f", libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
+        .unwrap();
+    fx.write(fh, 0, &data[..7 * MIB]).unwrap();
+    assert_eq!(fx.count(Operation::CreateMultipartUpload), 1);
+    fx.setxattr("f", "user.x-amz-meta-k", "v", 0).unwrap();
+    fx.write(fh, 7 * MIB as u64, &data[7 * MIB..]).unwrap();
+    fx.close(fh).unwrap();
+    let o = fx.object("f").unwrap();
+    assert!(o.data == data);
+    assert_eq!(o.metadata.get("k"), Some("v"));
+    assert_eq!(fx.store.uploads(BUCKET), vec![]);
+}
+
+#[test]
+fn rmdir_of_a_directory_holding_a_file_not_yet_uploaded_is_enotempty() {
+    let fx = fx();
+    fx.mkdir("d").unwrap();
+    let fh = fx.open("d/f", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    assert_eq!(errno(fx.rmdir("d")), libc::ENOTEMPTY);
+    fx.close(fh).unwrap();
+    assert_eq!(fx.keys(), ["d/", "d/f"]);
+}

@@ -1,0 +1,241 @@
+//! Metadata: chmod/chown/utimes and extended attributes, in place (a self-copy) or folded into
+//! the upload of an open file.
+
+use super::*;
+use crate::fs::attr::S_IFREG;
+
+fn mode(m: u32) -> AttrChange {
+    AttrChange {
+        mode: Some(m),
+        ..AttrChange::default()
+    }
+}
+
+// ---- setattr --------------------------------------------------------------------------------
+
+#[test]
+fn chmod_chown_and_utimes_are_metadata_changed_by_a_self_copy() {
+    let fx = fx();
+    fx.store.put_behind_with(
+        BUCKET,
+        "f",
+        b"data".to_vec(),
+        &meta(&[("color", "red")]),
+        &[("content-type".into(), "text/x-mine".into())],
+    );
+    let etag = fx.object("f").unwrap().etag;
+    fx.store.reset_counts();
+    let a = fx.setattr("f", mode(0o600)).unwrap();
+    assert_eq!(a.perm, 0o600);
+    let change = AttrChange {
+        uid: Some(1001),
+        gid: Some(1002),
+        mtime: Some(at(1_700_000_000)),
+        ..AttrChange::default()
+    };
+    let a = fx.setattr("f", change).unwrap();
+    assert_eq!((a.uid, a.gid, a.mtime), (1001, 1002, at(1_700_000_000)));
+    assert_eq!(fx.count(Operation::CopyObject), 2);
+    assert_eq!(fx.count(Operation::PutObject), 0, "content untouched");
+    let o = fx.object("f").unwrap();
+    assert_eq!(o.data, b"data");
+    assert_eq!(o.etag, etag, "same bytes");
+    assert_eq!(
+        o.metadata.get("mode"),
+        Some((S_IFREG | 0o600).to_string().as_str())
+    );
+    assert_eq!(o.metadata.get("uid"), Some("1001"));
+    assert_eq!(o.metadata.get("gid"), Some("1002"));
+    assert_eq!(o.metadata.get("mtime"), Some("1700000000.000000000"));
+    assert_eq!(o.metadata.get("color"), Some("red"), "other metadata kept");
+    assert!(o
+        .content_headers
+        .contains(&("content-type".into(), "text/x-mine".into())));
+    let fresh = fx.remount();
+    let a = fresh.stat("f").unwrap();
+    assert_eq!(
+        (a.perm, a.uid, a.gid, a.mtime),
+        (0o600, 1001, 1002, at(1_700_000_000))
+    );
+}
+
+#[test]
+fn attributes_of_other_tools_are_read_and_defaults_fill_the_rest() {
+    let fx = fx();
+    // rclone: octal mode with a leading 0, float seconds.
+    fx.store.put_behind_with(
+        BUCKET,
+        "rclone",
+        Vec::new(),
+        &meta(&[("mode", "0100640"), ("mtime", "1700000000.25")]),
+        &[],
+    );
+    fx.put_behind("bare", b"");
+    let a = fx.stat("rclone").unwrap();
+    assert_eq!(a.perm, 0o640);
+    assert_eq!(a.mtime, at(1_700_000_000) + Duration::from_millis(250));
+    let o = fx.fs.options();
+    let a = fx.stat("bare").unwrap();
+    assert_eq!((a.perm, a.uid, a.gid), (0o644, o.uid, o.gid));
+    fx.put_behind("dir/k", b"");
+    assert_eq!(fx.stat("dir").unwrap().perm, 0o755);
+}
+
+#[test]
+fn a_change_to_a_file_open_with_unsaved_changes_goes_with_its_upload() {
+    let fx = fx();
+    let fh = fx.open("f", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(fh, 0, b"new").unwrap();
+    fx.setattr("f", mode(0o640)).unwrap();
+    fx.setxattr("f", "user.x-amz-meta-k", "v", 0).unwrap();
+    assert_eq!(fx.getxattr("f", "user.x-amz-meta-k").unwrap(), "v");
+    assert_eq!(fx.stat("f").unwrap().perm, 0o640);
+    fx.close(fh).unwrap();
+    assert_eq!(fx.count(Operation::CopyObject), 0);
+    assert_eq!(fx.count(Operation::PutObject), 1);
+    let o = fx.object("f").unwrap();
+    assert_eq!(o.metadata.get("k"), Some("v"));
+    assert_eq!(
+        o.metadata.get("mode"),
+        Some((S_IFREG | 0o640).to_string().as_str())
+    );
+}
+
+#[test]
+fn a_directory_keeps_attributes_on_its_marker_and_an_implicit_one_gets_a_marker() {
+    let fx = fx();
+    fx.put_behind("implicit/k", b"");
+    fx.setattr("implicit", mode(0o700)).unwrap();
+    assert!(fx.object("implicit/").is_some(), "a marker now");
+    fx.setxattr("implicit", "user.x-amz-meta-k", "v", 0)
+        .unwrap();
+    let fresh = fx.remount();
+    assert_eq!(fresh.stat("implicit").unwrap().perm, 0o700);
+    assert_eq!(
+        fresh.getxattr("implicit", "user.x-amz-meta-k").unwrap(),
+        "v"
+    );
+}
+
+// ---- extended attributes --------------------------------------------------------------------
+
+#[test]
+fn xattrs_are_user_metadata_by_a_guarded_self_copy() {
+    let fx = fx();
+    fx.store.put_behind_with(
+        BUCKET,
+        "f",
+        b"bytes".to_vec(),
+        &meta(&[("Color", "red")]),
+        &[("content-type".into(), "image/x-test".into())],
+    );
+    assert_eq!(fx.getxattr("f", "user.x-amz-meta-color").unwrap(), "red");
+    assert_eq!(fx.getxattr("f", "user.X-Amz-Meta-COLOR").unwrap(), "red");
+    assert_eq!(fx.listxattr("f").unwrap(), ["user.x-amz-meta-color"]);
+    assert_eq!(
+        errno(fx.getxattr("f", "user.x-amz-meta-none")),
+        libc::ENODATA
+    );
+
+    fx.store.reset_counts();
+    fx.setxattr("f", "user.x-amz-meta-state", "done", 0)
+        .unwrap();
+    assert_eq!(fx.count(Operation::CopyObject), 1);
+    let o = fx.object("f").unwrap();
+    assert_eq!(o.data, b"bytes");
+    assert_eq!(o.metadata.get("state"), Some("done"));
+    assert_eq!(o.metadata.get("color"), Some("red"));
+    assert!(o
+        .content_headers
+        .contains(&("content-type".into(), "image/x-test".into())));
+    fx.removexattr("f", "user.x-amz-meta-color").unwrap();
+    assert_eq!(fx.object("f").unwrap().metadata.get("color"), None);
+    assert_eq!(
+        errno(fx.removexattr("f", "user.x-amz-meta-color")),
+        libc::ENODATA
+    );
+    assert_eq!(
+        fx.remount().user_xattrs("f").unwrap(),
+        [("state".to_string(), "done".to_string())].into()
+    );
+}
+
+#[test]
+fn the_size_protocol_and_the_create_replace_flags() {
+    let fx = fx();
+    fx.put("f", b"").unwrap();
+    let name = "user.x-amz-meta-k";
+    assert_eq!(
+        errno(fx.setxattr("f", name, "v", libc::XATTR_REPLACE)),
+        libc::ENODATA
+    );
+    fx.setxattr("f", name, "value", libc::XATTR_CREATE).unwrap();
+    assert_eq!(
+        errno(fx.setxattr("f", name, "w", libc::XATTR_CREATE)),
+        libc::EEXIST
+    );
+    fx.setxattr("f", name, "other", libc::XATTR_REPLACE)
+        .unwrap();
+    assert_eq!(
+        fx.getxattr_sized("f", name, 0).unwrap(),
+        XattrReply::Size(5)
+    );
+    assert_eq!(errno(fx.getxattr_sized("f", name, 4)), libc::ERANGE);
+    assert_eq!(
+        fx.getxattr_sized("f", name, 5).unwrap(),
+        XattrReply::Data(b"other".to_vec())
+    );
+    assert_eq!(fx.object("f").unwrap().metadata.get("k"), Some("other"));
+}
+
+#[test]
+fn values_that_are_not_ascii_round_trip_and_limits_are_errors() {
+    let fx = fx();
+    fx.put("f", b"").unwrap();
+    fx.setxattr("f", "user.x-amz-meta-title", "Grüße, 日本", 0)
+        .unwrap();
+    assert_eq!(
+        fx.remount().getxattr("f", "user.x-amz-meta-title").unwrap(),
+        "Grüße, 日本"
+    );
+    let big = "x".repeat(2100);
+    assert_eq!(
+        errno(fx.setxattr("f", "user.x-amz-meta-big", &big, 0)),
+        libc::E2BIG
+    );
+    assert_eq!(
+        errno(fx.setxattr("f", "user.x-amz-meta-a!b", "v", 0)),
+        libc::EINVAL
+    );
+    for other in ["user.other", "trusted.x", "security.selinux"] {
+        assert_eq!(
+            errno(fx.setxattr("f", other, "v", 0)),
+            libc::ENOTSUP,
+            "{other}"
+        );
+        assert_eq!(errno(fx.getxattr("f", other)), libc::ENODATA, "{other}");
+    }
+    let no_xattr = setup().opts(|o| o.xattr = false).mount();
+    no_xattr.put("f", b"").unwrap();
+    assert_eq!(errno(no_xattr.listxattr("f")), libc::ENOSYS);
+}
+
+#[test]
+fn a_change_to_an_object_replaced_meanwhile_is_applied_to_the_new_one() {
+    let fx = setup().ttl(Duration::from_secs(3600)).mount();
+    fx.put("f", b"mine").unwrap();
+    fx.setxattr("f", "user.x-amz-meta-a", "1", 0).unwrap();
+    fx.store
+        .put_behind_with(BUCKET, "f", b"theirs".to_vec(), &meta(&[("b", "2")]), &[]);
+    fx.setxattr("f", "user.x-amz-meta-c", "3", 0).unwrap();
+    let o = fx.object("f").unwrap();
+    assert_eq!(o.data, b"theirs", "never the old content back");
+    assert_eq!(o.metadata.get("b"), Some("2"));
+    assert_eq!(o.metadata.get("c"), Some("3"));
+    assert_eq!(o.metadata.get("a"), None, "their object had none");
+}
+
+#[test]
+fn an_open_reader_follows_the_mounts_own_metadata_copy() {
+    read_across(|fx| fx.setxattr("f", "user.x-amz-meta-k", "v", 0).unwrap());
+}

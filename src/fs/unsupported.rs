@@ -1,0 +1,132 @@
+//! The FUSE operations the mount does not support, and the errno each one answers at once.
+//!
+//! `fuser`'s default for an operation a file system does not implement logs a multi-line
+//! `WARN [Not Implemented] …` and answers ENOSYS. Programs call several of these all the time
+//! (`cp` asks for `copy_file_range`, `isatty()` on a file is an `ioctl(TCGETS)`), so the default
+//! buried the warnings a user must act on under noise. [`fuse`](super::fuse) implements each of
+//! them and answers the errno below, logged once per mount at debug.
+//!
+//! ENOSYS is chosen where the kernel remembers it for the whole mount and falls back to its
+//! generic code, so the operation is asked for once and then never again: `copy_file_range`
+//! (the kernel copies through read and write), `lseek` (SEEK_DATA/SEEK_HOLE as for a file
+//! without holes), `poll` (always ready, right for regular files), `fallocate` (the caller
+//! gets EOPNOTSUPP). `ioctl` answers ENOTTY, what an ioctl on a file that is not a device
+//! gets everywhere.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// One operation the mount does not support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// `ioctl(2)`: no device here.
+    Ioctl,
+    /// `copy_file_range(2)`: the kernel falls back to read and write.
+    CopyFileRange,
+    /// SEEK_DATA/SEEK_HOLE: the kernel answers them as for a file without holes.
+    Lseek,
+    /// `fallocate(2)`: objects have no preallocation.
+    Fallocate,
+    /// `poll(2)` on a file: the kernel answers "ready".
+    Poll,
+    /// POSIX lock test; the kernel only asks with FUSE_POSIX_LOCKS, which the mount does not
+    /// ask for: locks stay local to this machine.
+    Getlk,
+    /// POSIX lock set (see [`Unsupported::Getlk`]).
+    Setlk,
+    /// Block mapping: only for block-device-backed file systems.
+    Bmap,
+}
+
+impl Unsupported {
+    /// Every variant, for tests.
+    pub const ALL: [Unsupported; 8] = [
+        Unsupported::Ioctl,
+        Unsupported::CopyFileRange,
+        Unsupported::Lseek,
+        Unsupported::Fallocate,
+        Unsupported::Poll,
+        Unsupported::Getlk,
+        Unsupported::Setlk,
+        Unsupported::Bmap,
+    ];
+
+    /// The errno the kernel gets.
+    pub fn errno(self) -> i32 {
+        match self {
+            Unsupported::Ioctl => libc::ENOTTY,
+            Unsupported::CopyFileRange
+            | Unsupported::Lseek
+            | Unsupported::Fallocate
+            | Unsupported::Poll
+            | Unsupported::Getlk
+            | Unsupported::Setlk
+            | Unsupported::Bmap => libc::ENOSYS,
+        }
+    }
+
+    /// The operation's name, as in the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unsupported::Ioctl => "ioctl",
+            Unsupported::CopyFileRange => "copy_file_range",
+            Unsupported::Lseek => "lseek",
+            Unsupported::Fallocate => "fallocate",
+            Unsupported::Poll => "poll",
+            Unsupported::Getlk => "getlk",
+            Unsupported::Setlk => "setlk",
+            Unsupported::Bmap => "bmap",
+        }
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+/// Which unsupported operations have been logged on this mount (each once, at debug).
+#[derive(Debug, Default)]
+pub struct UnsupportedLog {
+    seen: AtomicU32,
+}
+
+impl UnsupportedLog {
+    /// Log `op`'s first call at debug; return the errno to answer.
+    pub fn answer(&self, op: Unsupported) -> i32 {
+        let before = self.seen.fetch_or(op.bit(), Ordering::Relaxed);
+        if before & op.bit() == 0 {
+            log::debug!(
+                "{}: not supported, answered {} (said once per mount)",
+                op.name(),
+                std::io::Error::from_raw_os_error(op.errno())
+            );
+        }
+        op.errno()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_operation_has_its_own_bit_and_ioctl_is_enotty() {
+        let bits: u32 = Unsupported::ALL.iter().map(|o| o.bit()).sum();
+        assert_eq!(bits.count_ones() as usize, Unsupported::ALL.len());
+        assert_eq!(Unsupported::Ioctl.errno(), libc::ENOTTY);
+        let log = UnsupportedLog::default();
+        for op in Unsupported::ALL {
+            assert_eq!(log.answer(op), op.errno());
+            assert_eq!(
+                log.answer(op),
+                op.errno(),
+                "{} answers the same again",
+                op.name()
+            );
+        }
+        assert_eq!(
+            log.seen.load(Ordering::Relaxed),
+            bits,
+            "every operation recorded as logged"
+        );
+    }
+}

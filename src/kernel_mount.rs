@@ -1,0 +1,163 @@
+//! Mounting, so that the mount shows as type `fuse.s3mount` (in `/proc/mounts`, `findmnt`,
+//! `df -T`), and unmounting it again.
+//!
+//! fuser 0.18 mounts in two ways: a user without the right to mount goes through
+//! `fusermount3`, which turns the `subtype=s3mount` option into the type `fuse.s3mount`; but
+//! root calls mount(2) itself with the type `fuse`, and the subtype is lost. Tools and test
+//! suites tell what they are on by that type. So for root (or anyone mount(2) lets through)
+//! s3mount makes the mount(2) call itself, with the type `fuse.s3mount` (the kernel reads the
+//! part after the dot as the subtype), and hands the `/dev/fuse` descriptor to
+//! `fuser::Session::from_fd`; mount(2) refused with EPERM, it leaves the mount to fuser and
+//! fusermount3 as before. The unmount then has to be ours too ([`Unmounter`]).
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use fuser::{MountOption, Session, SessionUnmounter};
+use s3mount::fs::fuse::FuseAdapter;
+
+/// The file system type, as mount(2) takes it and `/proc/mounts` shows it.
+const FS_TYPE: &CStr = c"fuse.s3mount";
+
+/// Takes a mount made by [`mount`] down.
+pub enum Unmounter {
+    /// Mounted by fuser (through fusermount3).
+    Fuser(SessionUnmounter),
+    /// Mounted by our own mount(2).
+    Direct(PathBuf),
+}
+
+impl Unmounter {
+    /// Unmount; EBUSY when files are open there (the caller may then detach it with
+    /// [`lazy_unmount`]).
+    pub fn unmount(&mut self) -> io::Result<()> {
+        match self {
+            Unmounter::Fuser(u) => u.unmount(),
+            Unmounter::Direct(mp) => umount2(mp, 0),
+        }
+    }
+}
+
+/// Mount `adapter` at `mountpoint` with `config`'s options (see the module note for how).
+pub fn mount(
+    adapter: FuseAdapter,
+    mountpoint: &Path,
+    config: &fuser::Config,
+) -> io::Result<(Session<FuseAdapter>, Unmounter)> {
+    let mp = mountpoint.canonicalize()?;
+    if let Some(fd) = mount_directly(&mp, config)? {
+        let session = Session::from_fd(adapter, fd, config.acl, config.clone());
+        return match session {
+            Ok(s) => Ok((s, Unmounter::Direct(mp))),
+            Err(e) => {
+                // The handshake failed: take down the mount that serves nobody.
+                let _ = umount2(&mp, libc::MNT_DETACH);
+                Err(e)
+            }
+        };
+    }
+    let mut session = Session::new(adapter, &mp, config)?;
+    let unmounter = Unmounter::Fuser(session.unmount_callable());
+    Ok((session, unmounter))
+}
+
+/// mount(2) with the type `fuse.s3mount`: the `/dev/fuse` descriptor it serves, or `None`
+/// when mount(2) is not allowed (EPERM: fusermount3's turn) or the options are ones this
+/// path does not know (fuser's turn).
+fn mount_directly(mountpoint: &Path, config: &fuser::Config) -> io::Result<Option<OwnedFd>> {
+    let mut source = "s3mount".to_string();
+    let mut flags: libc::c_ulong = 0;
+    let mut extra = String::new();
+    for option in &config.mount_options {
+        match option {
+            MountOption::FSName(name) => source = name.clone(),
+            MountOption::Subtype(sub) if sub == "s3mount" => {}
+            MountOption::NoDev => flags |= libc::MS_NODEV,
+            MountOption::NoSuid => flags |= libc::MS_NOSUID,
+            MountOption::NoAtime => flags |= libc::MS_NOATIME,
+            MountOption::RO => flags |= libc::MS_RDONLY,
+            MountOption::DefaultPermissions => extra.push_str(",default_permissions"),
+            _ => return Ok(None),
+        }
+    }
+    // The kernel knows only allow_other; fuser lets root alone in for RootAndOwner.
+    if config.acl != fuser::SessionACL::Owner {
+        extra.push_str(",allow_other");
+    }
+    let root_mode = std::fs::metadata(mountpoint)?.permissions().mode();
+    let target = path_cstring(mountpoint)?;
+    let source = CString::new(source).map_err(io::Error::other)?;
+    // SAFETY: a constant NUL-terminated path; the descriptor is owned right below.
+    let raw = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if raw < 0 {
+        let err = io::Error::last_os_error();
+        if matches!(err.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+            return Ok(None); // fusermount3 (setuid root) may open it for us
+        }
+        return Err(err);
+    }
+    // SAFETY: raw is a descriptor we just opened and own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let data = CString::new(format!(
+        "fd={raw},rootmode={:o},user_id={uid},group_id={gid}{extra}",
+        root_mode & libc::S_IFMT
+    ))
+    .map_err(io::Error::other)?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            FS_TYPE.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc == 0 {
+        return Ok(Some(fd));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EPERM) {
+        log::debug!("mount(2) not allowed here; mounting through fusermount3");
+        return Ok(None);
+    }
+    Err(err)
+}
+
+/// `umount -l`: detach the mount now; it goes once nothing uses it. As root directly,
+/// otherwise through `fusermount3 -u -z`.
+pub fn lazy_unmount(mountpoint: &Path) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return umount2(mountpoint, libc::MNT_DETACH).map_err(|e| e.to_string());
+    }
+    let st = std::process::Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(mountpoint)
+        .status()
+        .map_err(|e| format!("fusermount3: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("fusermount3 -u -z: {st}"))
+    }
+}
+
+fn umount2(mountpoint: &Path, flags: libc::c_int) -> io::Result<()> {
+    let c = path_cstring(mountpoint)?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn path_cstring(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
+}

@@ -1,0 +1,274 @@
+//! A mount: from the merged options to a serving FUSE session (`run`), then until unmount or
+//! SIGINT/SIGTERM (`serve`), with the bounded stop that keeps open files under `unsaved/`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use s3mount::fs::fuse::FuseAdapter;
+use s3mount::fs::mountinfo::fuse_mounted_at;
+use s3mount::fs::{FsOptions, S3Fs};
+use s3mount::s3::{S3Metrics, Storage, UploadJournal};
+
+use crate::cli::{merged_options, split_bucket_spec, Cli};
+use crate::daemon::{daemonize, report_ready, sd_notify, set_log_file};
+use crate::kernel_mount::{self, lazy_unmount};
+use crate::opts::MountOptions;
+use crate::publish::{serve_metrics, Identity, Publisher, Sources};
+use crate::setup::{
+    cache_subdir, default_cache_dir, load_config, make_storage, preflight, secure_cache_dir,
+};
+
+pub fn run(cli: Cli) -> Result<(), String> {
+    let o = merged_options(&cli)?;
+    let (bucket_spec, mountpoint) = match cli.args.as_slice() {
+        [m] => (None, PathBuf::from(m)),
+        [b, m] => (Some(b.as_str()), PathBuf::from(m)),
+        _ => return Err("usage: s3mount [OPTIONS] [BUCKET[:PREFIX/]] MOUNTPOINT".into()),
+    };
+    // fstab's first field may be a placeholder when the bucket comes from the config.
+    let bucket_spec = bucket_spec.filter(|s| !matches!(*s, "s3mount" | "none" | ""));
+    let (bucket, prefix) = match bucket_spec {
+        Some(s) => {
+            let (b, p) = split_bucket_spec(s);
+            (Some(b), p)
+        }
+        None => (None, None),
+    };
+    let config = load_config(&o, bucket, prefix)?;
+    log::debug!("credentials from {}", config.credential_source);
+    let bucket = config
+        .default_bucket
+        .clone()
+        .ok_or("no bucket: name one on the command line or set default_bucket in the config")?;
+
+    let meta = std::fs::metadata(&mountpoint).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::ENOTCONN) {
+            format!(
+                "; a crashed mount is left there: run `fusermount3 -u {}`",
+                mountpoint.display()
+            )
+        } else {
+            String::new()
+        };
+        format!("mount point {}: {e}{hint}", mountpoint.display())
+    })?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "mount point {} is not a directory",
+            mountpoint.display()
+        ));
+    }
+    if let Some(source) = fuse_mounted_at(&mountpoint) {
+        return Err(format!(
+            "mount point {} is already in use: {source} is mounted there (unmount it first: `fusermount3 -u {}`)",
+            mountpoint.display(),
+            mountpoint.display()
+        ));
+    }
+
+    // Counted for `s3mount status` unless --no-status.
+    let metrics = (!cli.no_status).then(|| Arc::new(S3Metrics::default()));
+    let storage = make_storage(&cli, &config, Some(bucket.clone()), metrics)?;
+    preflight(&storage, &config.endpoint, &bucket, &config.prefix)?;
+
+    let cache_root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache_dir = cache_root.join(cache_subdir(&bucket, &config.prefix));
+    // Before anything is written there, and before daemonizing, so a refusal reaches the caller.
+    secure_cache_dir(&cache_root, o.allow_shared_cache)?;
+    secure_cache_dir(&cache_dir, o.allow_shared_cache)?;
+    let mut fs_opts = FsOptions::new(cache_dir.clone());
+    fs_opts.prefix = config.prefix.clone();
+    fs_opts.read_only = o.read_only.unwrap_or(false);
+    if let Some(ttl) = o.metadata_ttl {
+        fs_opts.metadata_ttl = ttl;
+        fs_opts.negative_ttl = ttl;
+    }
+    if let Some(u) = o.uid {
+        fs_opts.uid = u;
+    }
+    if let Some(g) = o.gid {
+        fs_opts.gid = g;
+    }
+    fs_opts.listing_head_limit = cli.listing_head_limit;
+    fs_opts.xattr = !cli.no_xattr;
+    let umask = o.umask.unwrap_or(0);
+    fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
+    fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;
+    fs_opts.data_cache_size = o.cache_size.unwrap_or(fs_opts.data_cache_size);
+    fs_opts.mount_point = Some(mountpoint.clone());
+    // After the cache dir check, which creates it: the log file may be in it.
+    if let Some(f) = &cli.log_file {
+        set_log_file(f)?;
+    }
+
+    let mut ready = if cli.foreground {
+        None
+    } else {
+        Some(daemonize()?)
+    };
+    if ready.is_some() && cli.log_file.is_none() {
+        // In the background, log next to the staging files; stderr is released below.
+        set_log_file(&cache_dir.join("s3mount.log"))?;
+    }
+    let identity = Identity {
+        mountpoint: mountpoint
+            .canonicalize()
+            .unwrap_or_else(|_| mountpoint.clone()),
+        bucket: bucket.clone(),
+        prefix: config.prefix.clone(),
+        endpoint: config.endpoint.to_string(),
+    };
+    let result = serve(&cli, &o, storage, fs_opts, identity, &mut ready);
+    if let Err(msg) = &result {
+        report_ready(&mut ready, Err(msg));
+    }
+    result
+}
+
+fn serve(
+    cli: &Cli,
+    o: &MountOptions,
+    storage: Storage,
+    opts: FsOptions,
+    identity: Identity,
+    ready: &mut Option<std::fs::File>,
+) -> Result<(), String> {
+    let mountpoint = identity.mountpoint.clone();
+    let mountpoint = mountpoint.as_path();
+    let bucket = identity.bucket.clone();
+    // Multipart uploads a stopped s3mount left unfinished: abort them (each is logged), and
+    // record this mount's own until they are finished.
+    let journal_dir = opts.cache_dir.join("uploads");
+    let journal =
+        UploadJournal::open(&journal_dir).map_err(|e| format!("{}: {e}", journal_dir.display()))?;
+    let r = journal.recover(&storage);
+    if !r.aborted.is_empty() || !r.kept.is_empty() {
+        log::warn!(
+            "upload journal {}: {} unfinished multipart upload(s) aborted, {} kept for later",
+            journal_dir.display(),
+            r.aborted.len(),
+            r.kept.len()
+        );
+    }
+    let mounted = storage.with_journal(Arc::new(journal)).bucket(&bucket);
+    let cache_dir = opts.cache_dir.clone();
+    let fs = Arc::new(S3Fs::new(mounted, opts).map_err(|e| e.to_string())?);
+    let sources = Sources::new(identity, fs.clone());
+    // Before mounting: a port in use fails the start, not the running mount.
+    if let Some(addr) = cli.metrics_listen {
+        serve_metrics(addr, sources.clone())?;
+    }
+    let mut mount_options = vec![
+        fuser::MountOption::FSName(format!("s3mount:{bucket}")),
+        fuser::MountOption::Subtype("s3mount".into()),
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+    ];
+    if o.read_only == Some(true) {
+        mount_options.push(fuser::MountOption::RO);
+    }
+    // With other users let in, the kernel must check the mode bits: s3mount does no access
+    // checks of its own, so without `default_permissions` anyone could read or change every
+    // file. `allow_other` therefore implies it.
+    if o.default_permissions || o.allow_other || o.allow_root {
+        mount_options.push(fuser::MountOption::DefaultPermissions);
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = mount_options;
+    config.n_threads = Some(cli.threads.clamp(1, 64));
+    // fuser 0.18 answers on the session's fd, so cloned fds would lose replies.
+    config.clone_fd = false;
+    if o.allow_other {
+        config.acl = fuser::SessionACL::All;
+    } else if o.allow_root {
+        config.acl = fuser::SessionACL::RootAndOwner;
+    }
+    let (session, mut unmounter) =
+        kernel_mount::mount(FuseAdapter::new(fs.clone()), mountpoint, &config).map_err(|e| {
+            let hint = match e.raw_os_error() {
+                Some(libc::ENOTCONN) => format!(
+                    "; a crashed mount may be left there: run `fusermount3 -u {}`",
+                    mountpoint.display()
+                ),
+                Some(libc::EBUSY) => "; something is already mounted there".to_string(),
+                _ => String::new(),
+            };
+            format!("cannot mount at {}: {e}{hint}", mountpoint.display())
+        })?;
+    // SIGINT/SIGTERM: unmount, which ends the session loop below; open files are uploaded
+    // before the process exits.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mp = mountpoint.to_path_buf();
+    let fs_for_signals = fs.clone();
+    let stop_timeout = cli.stop_timeout;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("signal {sig}: unmounting {}", mp.display());
+            sd_notify("STOPPING=1");
+            match unmounter.unmount() {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    // Files are open (or a process has its cwd there): detach now; the
+                    // session ends, and s3mount exits, once the last of them is closed and
+                    // uploaded.
+                    log::warn!(
+                        "{} is busy: detaching it (lazy unmount); exiting once open files are closed",
+                        mp.display()
+                    );
+                    if let Err(e) = lazy_unmount(&mp) {
+                        log::error!("lazy unmount of {} failed: {e}", mp.display());
+                    }
+                    // Bounded: at the stop timeout, or a second signal, keep what is still
+                    // open under unsaved/ (never upload a file mid-write) and exit.
+                    let fs_stop = fs_for_signals.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(stop_timeout);
+                        force_stop(&fs_stop, "stop timeout reached");
+                    });
+                    if signals.forever().next().is_some() {
+                        force_stop(&fs_for_signals, "second signal");
+                    }
+                }
+                Err(e) => log::error!("unmount of {} failed: {e}", mp.display()),
+            }
+        }
+    });
+    let _publisher = if cli.no_status {
+        None
+    } else {
+        Some(Publisher::start(sources, &cache_dir))
+    };
+    log::info!("mounted s3://{bucket} at {}", mountpoint.display());
+    sd_notify("READY=1");
+    if ready.is_some() {
+        report_ready(ready, Ok(()));
+        // The caller's terminal or pipe is released: logs go to the log file from now on.
+        // SAFETY: plain syscalls on our own descriptors.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                libc::dup2(null, 2);
+                libc::close(null);
+            }
+        }
+    }
+    let result = session
+        .run()
+        .map_err(|e| format!("session ended with an error: {e}"));
+    fs.flush_all();
+    result
+}
+
+/// Leave now: open files' unsaved changes go to unsaved/, never to the server half-written.
+fn force_stop(fs: &S3Fs, why: &str) -> ! {
+    let kept = fs.save_open_files();
+    log::error!(
+        "{why}: exiting with {kept} open file(s) kept under unsaved/ (see s3mount --recover)"
+    );
+    std::process::exit(1);
+}

@@ -1,0 +1,401 @@
+//! What a running mount tells: `s3mount status` (text and `--json`, read from the
+//! `status.json` each mount rewrites once a second) and the Prometheus endpoint of
+//! `--metrics-listen`, which must serve the same figures. Checked against what the test did:
+//! a failed upload kept under `unsaved/`, a large copy in flight, reads through the data cache,
+//! requests per kind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{random_bytes, server, Mount};
+use s3mount::s3::{ObjectStore, PutOptions, RequestBody};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_s3mount");
+/// Longer than the mount's rewrite interval (1 s), so a snapshot taken after an action has it.
+const FIGURES_SETTLE: Duration = Duration::from_millis(2500);
+/// How long to wait for a figure to show.
+const SHOW_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `s3mount status --json --cache-dir CACHE MOUNTPOINT`: the one mount's object.
+fn status_json(m: &Mount) -> Value {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--cache-dir"])
+        .arg(m.cache_dir())
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\nlog:\n{}", text(&out), m.log());
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arr = all.as_array().expect("an array");
+    assert_eq!(arr.len(), 1, "{all}");
+    arr[0].clone()
+}
+
+/// `s3mount status` (text) for the mount.
+fn status_text(m: &Mount) -> String {
+    let out = Command::new(BIN)
+        .args(["status", "--cache-dir"])
+        .arg(m.cache_dir())
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A loopback address nothing listens on (a moment ago).
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// `GET http://addr/metrics`.
+fn scrape(addr: &str) -> String {
+    let mut resp = ureq::get(&format!("http://{addr}/metrics")).call().unwrap();
+    assert_eq!(resp.status(), 200);
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    resp.body_mut().read_to_string().unwrap()
+}
+
+/// The value of the sample `name` (with exactly these `labels`, e.g. `operation="GetObject"`,
+/// or none) in a Prometheus text page.
+fn sample(page: &str, name: &str, labels: &str) -> Option<f64> {
+    let want = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    page.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn wait_for(what: &str, m: &Mount, mut ok: impl FnMut(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + SHOW_TIMEOUT;
+    loop {
+        let s = status_json(m);
+        if ok(&s) {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: not shown after {SHOW_TIMEOUT:?}: {s}\nlog:\n{}",
+                m.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// A mount's identity, and the cache's figures, in the status and the metrics alike.
+#[test]
+fn status_and_metrics_show_the_mount_and_its_cache() {
+    let server = server();
+    let bucket = server.fresh_bucket("status-id");
+    let storage = server.storage_in(&bucket);
+    let data = random_bytes(3 << 20, 7);
+    storage
+        .put_object(
+            &common::obj(&bucket, "data.bin"),
+            RequestBody::Bytes(&data),
+            &PutOptions::default(),
+        )
+        .unwrap();
+    let addr = free_addr();
+    let m = Mount::with_args(server, &bucket, &["--metrics-listen", &addr]);
+    // Read twice: the first read fetches (misses), the second is served by the cache (hits).
+    for _ in 0..2 {
+        assert_eq!(std::fs::read(m.join("data.bin")).unwrap().len(), 3 << 20);
+        // A fresh open each time: the kernel's page cache would answer the second otherwise.
+        drop_kernel_cache(&m.join("data.bin"));
+    }
+    std::thread::sleep(FIGURES_SETTLE);
+    let s = status_json(&m);
+    assert_eq!(s["bucket"], bucket.as_str(), "{s}");
+    assert_eq!(s["prefix"], "", "{s}");
+    assert_eq!(s["endpoint"], server.endpoint.as_str(), "{s}");
+    assert_eq!(
+        Path::new(s["mountpoint"].as_str().unwrap()),
+        m.path().canonicalize().unwrap()
+    );
+    assert_eq!(u(&s["pid"]), m.pid().unwrap() as u64);
+    let cache = &s["cache"];
+    assert!(u(&cache["misses"]) >= 3, "{s}");
+    assert!(
+        u(&cache["hits"]) >= 3,
+        "the second read came from the cache: {s}"
+    );
+    assert!(u(&cache["used_bytes"]) >= 3 << 20, "{s}");
+    assert_eq!(u(&cache["limit_bytes"]), 1 << 30, "{s}");
+    let text = status_text(&m);
+    assert!(text.contains(&format!("s3://{bucket}/")), "{text}");
+    assert!(text.contains("hit ratio"), "{text}");
+
+    // The metrics: the same figures. Nothing reads meanwhile, so the counters stand still.
+    let page = scrape(&addr);
+    let s = status_json(&m);
+    assert!(
+        page.contains(&format!(
+            "s3mount_info{{bucket=\"{bucket}\",prefix=\"\",endpoint=\"{}\",",
+            server.endpoint
+        )),
+        "{page}"
+    );
+    for (metric, field) in [
+        ("s3mount_cache_hits_total", "hits"),
+        ("s3mount_cache_misses_total", "misses"),
+        ("s3mount_cache_used_bytes", "used_bytes"),
+        ("s3mount_cache_limit_bytes", "limit_bytes"),
+    ] {
+        assert_eq!(
+            sample(&page, metric, ""),
+            Some(u(&s["cache"][field]) as f64),
+            "{metric}: {page}"
+        );
+    }
+    let mp = m.path().to_path_buf();
+    drop(m);
+    // Stopped: its status file is gone, and status no longer lists it.
+    assert!(!common::is_fuse_mount(&mp));
+}
+
+/// `posix_fadvise(DONTNEED)` on `path`: the next read goes to the file system again.
+fn drop_kernel_cache(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: a valid descriptor; the call only drops clean pages.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+/// A failed upload shows under `unsaved/` in the status (text and JSON) and in the metrics;
+/// `--recover`'s hint is in the text.
+#[test]
+fn a_failed_upload_shows_as_unsaved() {
+    let server = server();
+    let bucket = server.fresh_bucket("status-unsaved");
+    let addr = free_addr();
+    let m = Mount::with_args(server, &bucket, &["--metrics-listen", &addr]);
+    let s = status_json(&m);
+    assert_eq!(u(&s["unsaved"]["files"]), 0, "{s}");
+    // The bucket goes away under the mount: the upload at close fails, the bytes are kept.
+    server.storage().delete_bucket(&bucket).unwrap();
+    let mut f = std::fs::File::create(m.join("doomed.txt")).unwrap();
+    std::io::Write::write_all(&mut f, b"kept for later").unwrap();
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: closing the descriptor we own; close(2)'s error is the upload's.
+    let rc = unsafe { libc::close(fd) };
+    let err = std::io::Error::last_os_error();
+    assert_eq!((rc, err.raw_os_error()), (-1, Some(libc::EIO)), "{err}");
+    let s = wait_for("the unsaved file", &m, |s| u(&s["unsaved"]["files"]) == 1);
+    assert_eq!(
+        u(&s["unsaved"]["bytes"]),
+        b"kept for later".len() as u64,
+        "{s}"
+    );
+    let text = status_text(&m);
+    assert!(text.contains("unsaved/: 1 file(s)"), "{text}");
+    assert!(text.contains("s3mount --recover"), "{text}");
+    let page = scrape(&addr);
+    assert_eq!(
+        sample(&page, "s3mount_unsaved_files", ""),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "s3mount_unsaved_bytes", ""),
+        Some(b"kept for later".len() as f64),
+        "{page}"
+    );
+    // The failed PUT is counted as an error, in both.
+    let s = status_json(&m);
+    let put = s["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operation"] == "PutObject")
+        .unwrap_or_else(|| panic!("no PutObject: {s}"));
+    assert!(u(&put["errors"]) >= 1, "{s}");
+    assert_eq!(
+        sample(
+            &page,
+            "s3mount_request_errors_total",
+            "operation=\"PutObject\""
+        ),
+        Some(u(&put["errors"]) as f64),
+        "{page}"
+    );
+}
+
+/// Without `--cache-dir`, `status` looks in the default cache dir and names the mount it
+/// found no figures for; `--no-status` publishes none.
+#[test]
+fn a_mount_without_figures_is_named_with_the_hint() {
+    let server = server();
+    let bucket = server.fresh_bucket("status-none");
+    let m = Mount::with_args(server, &bucket, &["--no-status"]);
+    assert!(!m.cache_dir().join(&bucket).join("status.json").exists());
+    let out = Command::new(BIN)
+        .args(["status", "--cache-dir"])
+        .arg(m.cache_dir())
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&m.path().canonicalize().unwrap().display().to_string())
+            && stderr.contains("--cache-dir"),
+        "{}",
+        text(&out)
+    );
+    // Not a mount at all.
+    let out = Command::new(BIN).args(["status", "/"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no s3mount"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The size of the copy watched in flight: 256 MiB, not the 1 GiB, because moto takes
+/// ~50 MiB/s for uploads (20 s and more for 1 GiB, times the suite's other tests); 256 MiB is
+/// 32 parts of 8 MiB, still several seconds of snapshots.
+const BIG_COPY: u64 = 256 << 20;
+
+/// A large `cp` into the mount shows in `s3mount status` while it runs: its key, bytes sent
+/// growing, less than the total until done; then the list is empty, and the metrics count the
+/// same requests per kind as the status.
+#[test]
+fn status_shows_a_large_copy_while_it_runs() {
+    let server = server();
+    let bucket = server.fresh_bucket("status-cp");
+    let addr = free_addr();
+    let m = Mount::with_args(server, &bucket, &["--metrics-listen", &addr]);
+    let src = tempfile::NamedTempFile::new().unwrap();
+    let made = Command::new("head")
+        .args(["-c", &BIG_COPY.to_string(), "/dev/urandom"])
+        .stdout(src.reopen().unwrap())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut cp = Command::new("cp")
+        .arg(src.path())
+        .arg(m.join("big.bin"))
+        .spawn()
+        .unwrap();
+    // Snapshots while cp runs: big.bin in flight, with progress.
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while cp.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "cp still running; log:\n{}",
+            m.log()
+        );
+        let s = status_json(&m);
+        if let Some(up) = s["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["key"] == "big.bin")
+        {
+            let (sent, total) = (u(&up["sent_bytes"]), u(&up["total_bytes"]));
+            assert!(sent <= total && total <= BIG_COPY, "{s}");
+            seen.push((sent, total));
+            if seen.len() == 1 {
+                let text = status_text(&m);
+                assert!(
+                    text.contains("uploads in flight: 1") && text.contains("big.bin"),
+                    "{text}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cp.wait().unwrap().success());
+    eprintln!("snapshots of big.bin in flight (sent, total): {seen:?}");
+    assert!(
+        seen.iter().any(|&(sent, _)| sent > 0 && sent < BIG_COPY),
+        "no progress seen while cp ran: {seen:?}\nlog:\n{}",
+        m.log()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "bytes sent went back: {seen:?}"
+    );
+    let s = wait_for("the upload done", &m, |s| {
+        s["uploads"].as_array().unwrap().is_empty()
+    });
+    let ops: Vec<&Value> = s["requests"].as_array().unwrap().iter().collect();
+    let op = |name: &str| {
+        ops.iter()
+            .find(|o| o["operation"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {s}"))
+    };
+    assert!(
+        u(&op("UploadPart")["count"]) >= BIG_COPY / (16 << 20),
+        "{s}"
+    );
+    assert_eq!(u(&op("CompleteMultipartUpload")["count"]), 1, "{s}");
+    assert!(
+        op("UploadPart")["p50_seconds"].as_f64().unwrap() > 0.0,
+        "{s}"
+    );
+    let text = status_text(&m);
+    assert!(text.contains("UploadPart"), "{text}");
+    assert_eq!(
+        server
+            .storage_in(&bucket)
+            .head_object(&common::obj(&bucket, "big.bin"))
+            .unwrap()
+            .size,
+        BIG_COPY
+    );
+
+    // The metrics: the same counts per kind (nothing runs meanwhile).
+    let page = scrape(&addr);
+    let s = status_json(&m);
+    for o in s["requests"].as_array().unwrap() {
+        let label = format!("operation=\"{}\"", o["operation"].as_str().unwrap());
+        assert_eq!(
+            sample(&page, "s3mount_requests_total", &label),
+            Some(u(&o["count"]) as f64),
+            "{label}: {page}"
+        );
+        assert_eq!(
+            sample(&page, "s3mount_request_errors_total", &label),
+            Some(u(&o["errors"]) as f64),
+            "{label}: {page}"
+        );
+        assert_eq!(
+            sample(&page, "s3mount_request_duration_seconds_count", &label),
+            Some(u(&o["count"]) as f64),
+            "{label}: {page}"
+        );
+    }
+    assert_eq!(sample(&page, "s3mount_uploads_in_flight", ""), Some(0.0));
+}
