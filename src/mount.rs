@@ -91,6 +91,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
     fs_opts.listing_head_limit = cli.listing_head_limit;
     fs_opts.xattr = !cli.no_xattr;
+    fs_opts.owners_from_callers = o.allow_other || o.allow_root;
     let umask = o.umask.unwrap_or(0);
     fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;
     fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy, Rule};
-use common::{is_fuse_mount, server, server_bytes, skip_on, Mount, Server, ServerLimit};
+use common::{as_nobody, is_fuse_mount, server, server_bytes, skip_on, Mount, Server, ServerLimit};
 use s3mount::s3::ObjectStore;
 use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Metadata, Storage};
@@ -36,23 +36,6 @@ fn put(st: &Storage, bucket: &str, key: &str, data: &[u8], meta: &[(&str, &str)]
             },
         )
         .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
-}
-
-/// Run `script` with `sh -c` as uid/gid 65534 with no supplementary groups.
-fn as_nobody(script: &str) -> Output {
-    Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("setpriv")
 }
 
 fn text(o: &Output) -> String {

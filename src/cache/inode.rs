@@ -22,6 +22,12 @@
 //! [`InodeTable::learnt_since`]): else an old ETag would come back with a fresh TTL, and the
 //! next `open` would pin it and fail its reads with 412.
 //!
+//! Times: a node shows the times its object says (`x-amz-meta-mtime`/`-atime`/`-ctime`, else
+//! Last-Modified), moved forward by what the mount did in memory for its lifetime and never
+//! wrote: an atime moved by a read (relatime's rule), a directory's mtime and ctime moved by a
+//! change of its entries, a ctime moved by an unlink or a rename. A time set explicitly
+//! (`utimes`) replaces what was moved in memory ([`Node::times`]).
+//!
 //! Lifetime: the kernel counts lookups; `forget` drops them. A node whose count reaches zero and
 //! that is no longer linked into the tree is removed. Linked nodes stay (they are cheap and a
 //! listing will usually reuse them).
@@ -29,7 +35,9 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-pub use super::values::{start_time, AttrUpdate, HeadReply, NodeAttr, NodeKind, ObjectMeta};
+pub use super::values::{
+    start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta, FOLDER_SUFFIX,
+};
 
 /// The root directory's inode number (FUSE convention).
 pub const ROOT_INO: u64 = 1;
@@ -54,6 +62,8 @@ pub struct Node {
     meta_expires: Instant,
     /// Directories: a `dir/` marker object exists.
     has_marker: bool,
+    /// Directories: a marker another tool wrote exists.
+    foreign: Option<ForeignMarker>,
     /// Directories: children by name.
     children: HashMap<String, u64>,
     /// Directories: `children` is a complete listing until then.
@@ -62,7 +72,34 @@ pub struct Node {
     negative: HashMap<String, Instant>,
     /// Kernel lookup count.
     lookups: u64,
+    /// Times the mount moved in memory only, for its lifetime (see "Times" in the module
+    /// documentation): a read (atime, by relatime's rule), a change of the directory's entries
+    /// (mtime and ctime), an unlink or a rename (ctime).
+    local: LocalTimes,
 }
+
+/// Times moved in memory only: each, when set, is a floor under the time the node shows.
+#[derive(Debug, Clone, Copy, Default)]
+struct LocalTimes {
+    atime: Option<SystemTime>,
+    mtime: Option<SystemTime>,
+    ctime: Option<SystemTime>,
+}
+
+/// The times a node shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    /// Last access.
+    pub atime: SystemTime,
+    /// Last change of the content (of a directory: of its entries).
+    pub mtime: SystemTime,
+    /// Last change of the content or the attributes.
+    pub ctime: SystemTime,
+}
+
+/// relatime's rule: an atime older than this is moved by a read even when it is later than
+/// the mtime and the ctime (Linux's `relatime` uses a day).
+pub const RELATIME_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl Node {
     fn new(
@@ -84,11 +121,38 @@ impl Node {
             meta: None,
             meta_expires: expires,
             has_marker: false,
+            foreign: None,
             children: HashMap::new(),
             listing_expires: None,
             negative: HashMap::new(),
             lookups: 0,
+            local: LocalTimes::default(),
         }
+    }
+
+    /// The times the node shows: what the object says (an atime or ctime it does not carry is
+    /// its mtime), moved forward by what the mount did in memory.
+    pub fn times(&self) -> Times {
+        let later = |t: SystemTime, floor: Option<SystemTime>| floor.map_or(t, |f| t.max(f));
+        let mtime = later(self.attr.mtime, self.local.mtime);
+        Times {
+            atime: later(self.attr.atime.unwrap_or(self.attr.mtime), self.local.atime),
+            mtime,
+            ctime: later(self.attr.ctime.unwrap_or(self.attr.mtime), self.local.ctime),
+        }
+    }
+
+    /// True once the node is unlinked (its name removed, or replaced by a rename).
+    pub fn is_unlinked(&self) -> bool {
+        self.parent == 0
+    }
+
+    /// Directories: how many of the children known are directories.
+    pub fn subdirs_known(&self, t: &InodeTable) -> usize {
+        self.children
+            .values()
+            .filter(|c| t.get(**c).is_some_and(|n| n.kind == NodeKind::Dir))
+            .count()
     }
 
     /// Inode number.
@@ -129,6 +193,11 @@ impl Node {
     /// Directories: a `dir/` marker object exists.
     pub fn has_marker(&self) -> bool {
         self.has_marker
+    }
+
+    /// Directories: the marker another tool wrote for it, if any.
+    pub fn foreign_marker(&self) -> Option<ForeignMarker> {
+        self.foreign
     }
 
     /// Directories: children by name.
@@ -242,6 +311,7 @@ impl InodeTable {
                     n.meta = None;
                     n.children.clear();
                     n.listing_expires = None;
+                    n.foreign = None;
                 }
                 n.attr = attr;
                 n.attr_expires = expires;
@@ -405,12 +475,15 @@ impl InodeTable {
         let mut attr = NodeAttr {
             size: reply.size,
             mtime: reply.last_modified.unwrap_or_else(SystemTime::now),
+            atime: None,
+            ctime: None,
             mode: None,
             uid: None,
             gid: None,
             etag: reply.etag.clone(),
         };
         attr.apply(&reply.attrs);
+        attr.ctime = reply.ctime();
         let ino = self.upsert_child(parent, name, kind, attr, until);
         self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
         ino
@@ -432,6 +505,9 @@ impl InodeTable {
             self.set_version(ino, reply.size, reply.etag.clone(), reply.last_modified);
         }
         self.record_meta(ino, reply.meta.clone(), &reply.attrs, until);
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.ctime = reply.ctime().or(n.attr.ctime);
+        }
         true
     }
 
@@ -446,11 +522,70 @@ impl InodeTable {
         }
     }
 
-    /// An attribute change (`chmod`, `chown`, `utimes`) the node takes at once.
+    /// An attribute change (`chmod`, `chown`, `utimes`) the node takes at once. A time set
+    /// explicitly replaces what the mount moved in memory.
     pub fn apply_attrs(&mut self, ino: u64, attrs: &AttrUpdate) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.attr.apply(attrs);
+            if attrs.atime.is_some() {
+                n.local.atime = None;
+            }
+            if attrs.mtime.is_some() {
+                n.local.mtime = None;
+            }
+            if attrs.ctime.is_some() {
+                n.local.ctime = None;
+            }
         }
+    }
+
+    /// The entries of directory `ino` changed through the mount at `now` (a create, an unlink,
+    /// a rename, a mkdir or rmdir in it): its mtime and ctime move, in memory (S3 keeps no
+    /// directory times; the marker is not rewritten for it).
+    pub fn entries_changed(&mut self, ino: u64, now: SystemTime) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.local.mtime = Some(now);
+            n.local.ctime = Some(now);
+        }
+    }
+
+    /// The node changed at `now` without a write that records it (an unlink, a rename whose
+    /// copy kept the metadata): its ctime moves, in memory.
+    pub fn changed(&mut self, ino: u64, now: SystemTime) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.local.ctime = Some(now);
+        }
+    }
+
+    /// The content was written at `now` (not uploaded yet): mtime and ctime move.
+    pub fn modified(&mut self, ino: u64, now: SystemTime) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.mtime = now;
+            n.attr.ctime = Some(now);
+            n.local.mtime = None;
+            n.local.ctime = None;
+            // Newer than any listing asked for before the write.
+            n.attr_set = Instant::now();
+        }
+    }
+
+    /// The node was read at `now`: its atime moves by relatime's rule — when it is not later
+    /// than the mtime or the ctime, or older than [`RELATIME_MAX_AGE`] — in memory only (a
+    /// write per read would change the object's ETag, dropping caches and failing open
+    /// readers). True if it moved.
+    pub fn accessed(&mut self, ino: u64, now: SystemTime) -> bool {
+        let Some(n) = self.nodes.get_mut(&ino) else {
+            return false;
+        };
+        let t = n.times();
+        let stale = now
+            .duration_since(t.atime)
+            .is_ok_and(|age| age >= RELATIME_MAX_AGE);
+        if t.atime <= t.mtime || t.atime <= t.ctime || stale {
+            n.local.atime = Some(now);
+            return true;
+        }
+        false
     }
 
     /// The object was copied with its metadata (a self-copy, or a rename's copy): same content
@@ -484,6 +619,13 @@ impl InodeTable {
     pub fn set_marker(&mut self, ino: u64, exists: bool) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.has_marker = exists;
+        }
+    }
+
+    /// Directories: the marker another tool wrote for it (found in a listing or by a HEAD).
+    pub fn set_foreign_marker(&mut self, ino: u64, marker: Option<ForeignMarker>) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.foreign = marker;
         }
     }
 
@@ -851,6 +993,128 @@ mod tests {
             None,
             "the listing says what is there"
         );
+    }
+
+    #[test]
+    fn times_move_in_memory_and_an_explicit_set_replaces_them() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        let f = t.upsert_child(ROOT_INO, "f", NodeKind::File, file(1), later);
+        t.apply_attrs(
+            f,
+            &AttrUpdate {
+                mtime: Some(t0),
+                ..AttrUpdate::default()
+            },
+        );
+        // Without atime or ctime of its own, a node shows its mtime.
+        let times = t.get(f).unwrap().times();
+        assert_eq!((times.atime, times.mtime, times.ctime), (t0, t0, t0));
+        // relatime: an atime not after the mtime moves with a read...
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(t.accessed(f, t1));
+        assert_eq!(t.get(f).unwrap().times().atime, t1);
+        // ... then not again while it is later than mtime and ctime and younger than a day,
+        assert!(!t.accessed(f, t1 + Duration::from_secs(5)));
+        // ... but once a day,
+        let t2 = t1 + RELATIME_MAX_AGE;
+        assert!(t.accessed(f, t2));
+        // ... and after a change.
+        t.changed(f, t2 + Duration::from_secs(1));
+        assert_eq!(t.get(f).unwrap().times().ctime, t2 + Duration::from_secs(1));
+        assert!(t.accessed(f, t2 + Duration::from_secs(2)));
+        // An explicit atime replaces what reads moved, even backwards.
+        t.apply_attrs(
+            f,
+            &AttrUpdate {
+                atime: Some(t0),
+                ..AttrUpdate::default()
+            },
+        );
+        assert_eq!(t.get(f).unwrap().times().atime, t0);
+        // A write moves mtime and ctime.
+        let t3 = t2 + Duration::from_secs(9);
+        t.modified(f, t3);
+        let times = t.get(f).unwrap().times();
+        assert_eq!((times.mtime, times.ctime), (t3, t3));
+    }
+
+    #[test]
+    fn a_directory_moved_in_memory_keeps_it_over_a_refresh_until_set_explicitly() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let d = t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        let now = SystemTime::now() + Duration::from_secs(100);
+        t.entries_changed(d, now);
+        // A listing or lookup records the directory again (its marker's times, or none).
+        t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        let times = t.get(d).unwrap().times();
+        assert_eq!((times.mtime, times.ctime), (now, now));
+        let set = std::time::UNIX_EPOCH + Duration::from_secs(5);
+        t.apply_attrs(
+            d,
+            &AttrUpdate {
+                mtime: Some(set),
+                ..AttrUpdate::default()
+            },
+        );
+        assert_eq!(t.get(d).unwrap().times().mtime, set);
+    }
+
+    #[test]
+    fn a_head_reply_ctime_is_the_later_of_its_metadata_and_last_modified() {
+        let mut reply = head("e", Instant::now());
+        let lm = reply.last_modified.unwrap();
+        assert_eq!(reply.ctime(), Some(lm));
+        reply.attrs.ctime = Some(lm + Duration::from_secs(1));
+        assert_eq!(reply.ctime(), Some(lm + Duration::from_secs(1)));
+        reply.attrs.ctime = Some(lm - Duration::from_secs(1));
+        assert_eq!(reply.ctime(), Some(lm), "copied with old metadata later");
+    }
+
+    #[test]
+    fn subdirectories_and_unlinked_nodes() {
+        let mut t = InodeTable::new("");
+        let later = Instant::now() + Duration::from_secs(60);
+        let d = t.upsert_child(ROOT_INO, "d", NodeKind::Dir, NodeAttr::dir(), later);
+        t.upsert_child(d, "a", NodeKind::Dir, NodeAttr::dir(), later);
+        t.upsert_child(d, "b", NodeKind::Dir, NodeAttr::dir(), later);
+        let f = t.upsert_child(d, "f", NodeKind::File, file(1), later);
+        assert_eq!(t.get(d).unwrap().subdirs_known(&t), 2);
+        t.add_lookup(f);
+        assert!(!t.get(f).unwrap().is_unlinked());
+        t.remove_child(d, "f");
+        assert!(t.get(f).unwrap().is_unlinked());
+        t.set_foreign_marker(d, Some(ForeignMarker::Folder));
+        assert_eq!(
+            t.get(d).unwrap().foreign_marker(),
+            Some(ForeignMarker::Folder)
+        );
+        assert_eq!(ForeignMarker::Folder.key("x/d/"), "x/d_$folder$");
+        assert_eq!(ForeignMarker::Plain.key("x/d/"), "x/d");
+    }
+
+    #[test]
+    fn node_kinds_and_their_mode_bits() {
+        for k in [
+            NodeKind::File,
+            NodeKind::Dir,
+            NodeKind::Symlink,
+            NodeKind::Fifo,
+            NodeKind::Socket,
+            NodeKind::CharDevice { rdev: 259 },
+            NodeKind::BlockDevice { rdev: 1801 },
+        ] {
+            assert_eq!(
+                NodeKind::from_mode(k.type_bits() | 0o644, k.rdev()),
+                Some(k)
+            );
+        }
+        assert_eq!(NodeKind::from_mode(0o644, 0), None, "no type bits");
+        assert_eq!(NodeKind::CharDevice { rdev: 5 }.rdev(), 5);
+        assert_eq!(NodeKind::Fifo.rdev(), 0);
+        assert!(NodeKind::Socket.is_special() && !NodeKind::Symlink.is_special());
     }
 
     #[test]

@@ -16,6 +16,88 @@ pub enum NodeKind {
     Dir,
     /// A symbolic link (an object whose mode metadata says S_IFLNK).
     Symlink,
+    /// A FIFO (named pipe): a zero-byte object whose mode says S_IFIFO, as s3fs stores it.
+    Fifo,
+    /// A unix socket's name (S_IFSOCK).
+    Socket,
+    /// A character device (S_IFCHR), with its device number (`x-amz-meta-rdev`).
+    CharDevice {
+        /// The device number, as `st_rdev` holds it.
+        rdev: u32,
+    },
+    /// A block device (S_IFBLK), with its device number.
+    BlockDevice {
+        /// The device number, as `st_rdev` holds it.
+        rdev: u32,
+    },
+}
+
+impl NodeKind {
+    /// The file type bits of `st_mode` (`S_IFREG`, `S_IFDIR`, ...).
+    pub fn type_bits(self) -> u32 {
+        match self {
+            NodeKind::File => libc::S_IFREG,
+            NodeKind::Dir => libc::S_IFDIR,
+            NodeKind::Symlink => libc::S_IFLNK,
+            NodeKind::Fifo => libc::S_IFIFO,
+            NodeKind::Socket => libc::S_IFSOCK,
+            NodeKind::CharDevice { .. } => libc::S_IFCHR,
+            NodeKind::BlockDevice { .. } => libc::S_IFBLK,
+        }
+    }
+
+    /// The kind `st_mode`'s type bits name (`rdev` for a device); `None` for bits that name
+    /// no type.
+    pub fn from_mode(mode: u32, rdev: u32) -> Option<NodeKind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => NodeKind::File,
+            libc::S_IFDIR => NodeKind::Dir,
+            libc::S_IFLNK => NodeKind::Symlink,
+            libc::S_IFIFO => NodeKind::Fifo,
+            libc::S_IFSOCK => NodeKind::Socket,
+            libc::S_IFCHR => NodeKind::CharDevice { rdev },
+            libc::S_IFBLK => NodeKind::BlockDevice { rdev },
+            _ => return None,
+        })
+    }
+
+    /// The device number (0 but for devices).
+    pub fn rdev(self) -> u32 {
+        match self {
+            NodeKind::CharDevice { rdev } | NodeKind::BlockDevice { rdev } => rdev,
+            _ => 0,
+        }
+    }
+
+    /// A FIFO, a socket or a device: a zero-byte object whose content is never read or written
+    /// through the mount (the kernel handles opening one).
+    pub fn is_special(self) -> bool {
+        !matches!(self, NodeKind::File | NodeKind::Dir | NodeKind::Symlink)
+    }
+}
+
+/// A directory marker written by another tool, instead of (or beside) the `dir/` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForeignMarker {
+    /// `dir_$folder$`, as Hadoop's S3 file systems and S3Fox write it.
+    Folder,
+    /// A zero-byte `dir` object with `Content-Type: application/x-directory`, as old s3fs
+    /// writes it.
+    Plain,
+}
+
+/// The suffix of a Hadoop/S3Fox directory marker.
+pub const FOLDER_SUFFIX: &str = "_$folder$";
+
+impl ForeignMarker {
+    /// The key of this marker for the directory `dir_key` (which ends in `/`).
+    pub fn key(self, dir_key: &str) -> String {
+        let base = dir_key.strip_suffix('/').unwrap_or(dir_key);
+        match self {
+            ForeignMarker::Folder => format!("{base}{FOLDER_SUFFIX}"),
+            ForeignMarker::Plain => base.to_string(),
+        }
+    }
 }
 
 /// The attributes the file system reports.
@@ -25,6 +107,11 @@ pub struct NodeAttr {
     pub size: u64,
     /// Modification time.
     pub mtime: SystemTime,
+    /// Access time, if the object says (`x-amz-meta-atime`, set explicitly); else the mtime.
+    pub atime: Option<SystemTime>,
+    /// Change time, if known (`x-amz-meta-ctime`, or the object's Last-Modified when later);
+    /// else the mtime.
+    pub ctime: Option<SystemTime>,
     /// Permission bits (`0o7777` part) if the object says; else the mount's default.
     pub mode: Option<u32>,
     /// Owner, if the object says.
@@ -54,6 +141,10 @@ pub struct AttrUpdate {
     pub gid: Option<u32>,
     /// Modification time.
     pub mtime: Option<SystemTime>,
+    /// Access time.
+    pub atime: Option<SystemTime>,
+    /// Change time.
+    pub ctime: Option<SystemTime>,
 }
 
 impl AttrUpdate {
@@ -78,6 +169,12 @@ impl NodeAttr {
         if let Some(t) = u.mtime {
             self.mtime = t;
         }
+        if let Some(t) = u.atime {
+            self.atime = Some(t);
+        }
+        if let Some(t) = u.ctime {
+            self.ctime = Some(t);
+        }
     }
 
     /// Attributes of an entry this mount just created, owned by the mount's default owner.
@@ -85,6 +182,8 @@ impl NodeAttr {
         NodeAttr {
             size,
             mtime,
+            atime: Some(mtime),
+            ctime: Some(mtime),
             mode: Some(mode & 0o7777),
             uid: None,
             gid: None,
@@ -92,11 +191,22 @@ impl NodeAttr {
         }
     }
 
+    /// The same, owned by `ids` (uid, gid) when given.
+    pub fn owned_by(mut self, ids: Option<(u32, u32)>) -> Self {
+        if let Some((uid, gid)) = ids {
+            self.uid = Some(uid);
+            self.gid = Some(gid);
+        }
+        self
+    }
+
     /// Attributes of a directory with nothing known about it.
     pub fn dir() -> Self {
         NodeAttr {
             size: 0,
             mtime: start_time(),
+            atime: None,
+            ctime: None,
             mode: None,
             uid: None,
             gid: None,
@@ -146,6 +256,15 @@ pub struct HeadReply {
 }
 
 impl HeadReply {
+    /// The object's change time: the later of its `x-amz-meta-ctime` and its Last-Modified
+    /// (a copy that kept old metadata, such as another tool's rename, changed it then).
+    pub fn ctime(&self) -> Option<SystemTime> {
+        match (self.attrs.ctime, self.last_modified) {
+            (Some(c), Some(lm)) => Some(c.max(lm)),
+            (c, lm) => c.or(lm),
+        }
+    }
+
     /// The reply `info` to a HEAD sent at `asked`; `attrs`: what its metadata says of the
     /// attributes.
     pub fn new(info: &ObjectInfo, attrs: AttrUpdate, asked: Instant) -> Self {

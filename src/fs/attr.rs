@@ -4,24 +4,32 @@
 //! use, so a bucket written by either shows the same attributes here:
 //! `x-amz-meta-mode` (st_mode, decimal as s3fs writes it; octal with a leading 0 as rclone
 //! writes it), `x-amz-meta-uid`, `x-amz-meta-gid`, `x-amz-meta-mtime` (written `sec.nsec`; read
-//! as s3fs `sec` or `sec.nsec`, rclone float seconds, or RFC 3339). Objects without them get the
-//! mount's defaults and Last-Modified.
+//! as s3fs `sec` or `sec.nsec`, rclone float seconds, or RFC 3339), and as s3fs writes them
+//! `x-amz-meta-atime`, `x-amz-meta-ctime` (the same forms) and `x-amz-meta-rdev` (a device's
+//! number, decimal). Objects without them get the mount's defaults and Last-Modified.
+//!
+//! Times as on a disk (see "Times" in [`crate::cache::inode`]): every write the mount makes to
+//! an object — an upload, a metadata self-copy, a rename's copy — carries `x-amz-meta-ctime`
+//! (the time of the change) and keeps the mtime the file shows (written where the object had
+//! none, so the copy's new Last-Modified does not move it); no request is ever sent for a time
+//! alone but an explicit `utimes`. The atime is kept in memory (relatime) and written only when
+//! set explicitly.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::{FsError, FsResult};
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, NodeAttr, NodeKind, ROOT_INO};
+use crate::cache::inode::{AttrUpdate, InodeTable, NodeKind, ROOT_INO};
 use crate::s3::Metadata;
 
 /// File type bits.
-pub const S_IFMT: u32 = 0o170000;
+pub const S_IFMT: u32 = libc::S_IFMT;
 /// Symlink type.
-pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFLNK: u32 = libc::S_IFLNK;
 /// Directory type.
-pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFDIR: u32 = libc::S_IFDIR;
 /// Regular file type.
-pub const S_IFREG: u32 = 0o100000;
+pub const S_IFREG: u32 = libc::S_IFREG;
 
 /// Attributes as reported to the kernel.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +46,45 @@ pub struct FileAttrs {
     pub uid: u32,
     /// Group.
     pub gid: u32,
-    /// Modification time (also used for ctime/atime).
+    /// Modification time.
     pub mtime: SystemTime,
+    /// Access time.
+    pub atime: SystemTime,
+    /// Change time.
+    pub ctime: SystemTime,
+    /// Hard links: 0 once unlinked (a file still open), 1 for other files, 2 + the
+    /// subdirectories known for a directory.
+    pub nlink: u32,
+    /// Device number (devices only).
+    pub rdev: u32,
+}
+
+/// The user a request comes from (the FUSE request's uid and gid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+/// The owner and mode of a new entry (see [`S3Fs::new_entry_owner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewOwner {
+    /// Owner and group to record, if any (`None`: the mount's default owner, nothing written).
+    pub ids: Option<(u32, u32)>,
+    /// The permission bits, with set-gid added for a directory in a set-gid directory.
+    pub mode: u32,
+}
+
+impl NewOwner {
+    /// Record the owner in the metadata of the create (`x-amz-meta-uid`, `-gid`).
+    pub fn write_to(&self, meta: &mut Metadata) {
+        if let Some((uid, gid)) = self.ids {
+            meta.insert("uid", uid.to_string());
+            meta.insert("gid", gid.to_string());
+        }
+    }
 }
 
 /// Parse `x-amz-meta-mode`: decimal (s3fs) or octal with a leading `0` (rclone).
@@ -70,7 +115,7 @@ pub fn parse_mtime(v: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(v).ok()
 }
 
-/// Format an mtime as `sec.nsec`.
+/// Format a time as `sec.nsec` (the form of `x-amz-meta-mtime`, `-atime`, `-ctime`).
 pub fn format_mtime(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
@@ -83,17 +128,31 @@ pub fn metadata_attrs(meta: &Metadata) -> AttrUpdate {
         uid: meta.get("uid").and_then(|v| v.trim().parse().ok()),
         gid: meta.get("gid").and_then(|v| v.trim().parse().ok()),
         mtime: meta.get("mtime").and_then(parse_mtime),
+        atime: meta.get("atime").and_then(parse_mtime),
+        ctime: meta.get("ctime").and_then(parse_mtime),
     }
 }
 
-/// The kind the metadata's mode says (Symlink for S_IFLNK), if it has a mode.
+/// The kind the metadata's mode says (with `x-amz-meta-rdev` for a device), if it has a mode;
+/// type bits that name no type are a regular file.
 pub fn metadata_kind(meta: &Metadata) -> Option<NodeKind> {
     let m = meta.get("mode").and_then(parse_mode)?;
-    Some(match m & S_IFMT {
-        S_IFLNK => NodeKind::Symlink,
-        S_IFDIR => NodeKind::Dir,
-        _ => NodeKind::File,
-    })
+    let rdev = meta
+        .get("rdev")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(0);
+    Some(NodeKind::from_mode(m, rdev).unwrap_or(NodeKind::File))
+}
+
+/// What every write of an object's metadata by the mount adds (see the module
+/// documentation): `ctime` is `now`; an object that carried no `mtime` gets the one it shows
+/// (`cur_mtime`), unless `had_mtime` says the edit itself removed it.
+pub fn stamp_change(meta: &mut Metadata, had_mtime: bool, cur_mtime: SystemTime, now: SystemTime) {
+    meta.insert("ctime", format_mtime(now));
+    if !had_mtime && meta.get("mtime").is_none() {
+        meta.insert("mtime", format_mtime(cur_mtime));
+    }
 }
 
 /// A change to attributes, from `setattr`.
@@ -109,6 +168,8 @@ pub struct AttrChange {
     pub size: Option<u64>,
     /// New mtime.
     pub mtime: Option<SystemTime>,
+    /// New atime.
+    pub atime: Option<SystemTime>,
 }
 
 impl AttrChange {
@@ -124,6 +185,8 @@ impl AttrChange {
             uid: self.uid,
             gid: self.gid,
             mtime: self.mtime,
+            atime: self.atime,
+            ctime: None,
         }
     }
 
@@ -143,33 +206,88 @@ impl AttrChange {
         if let Some(t) = self.mtime {
             meta.insert("mtime", format_mtime(t));
         }
+        if let Some(t) = self.atime {
+            meta.insert("atime", format_mtime(t));
+        }
     }
 }
 
 impl S3Fs {
     pub(crate) fn attrs_of(&self, ino: u64) -> FsResult<FileAttrs> {
         let t = self.table();
-        let n = t
-            .get(ino)
-            .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
-        Ok(self.to_attrs(ino, n.kind(), n.attr()))
+        self.attrs_in(&t, ino)
     }
 
-    pub(crate) fn to_attrs(&self, ino: u64, kind: NodeKind, a: &NodeAttr) -> FileAttrs {
+    /// What `stat` shows of `ino`, from the table `t` already held.
+    pub(crate) fn attrs_in(&self, t: &InodeTable, ino: u64) -> FsResult<FileAttrs> {
+        self.node_attrs(t, ino)
+            .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))
+    }
+
+    /// What `stat` shows of `ino` (`None` if the table has no such node).
+    pub(crate) fn node_attrs(&self, t: &InodeTable, ino: u64) -> Option<FileAttrs> {
+        let n = t.get(ino)?;
+        let kind = n.kind();
+        let a = n.attr();
         let default_mode = match kind {
             NodeKind::Dir => self.opts.dir_mode,
             NodeKind::Symlink => 0o777,
-            NodeKind::File => self.opts.file_mode,
+            _ => self.opts.file_mode,
         };
-        FileAttrs {
+        let nlink = match kind {
+            // A directory never listed: its subdirectories are not known yet.
+            NodeKind::Dir if n.listing_expires().is_some() => 2 + n.subdirs_known(t) as u32,
+            NodeKind::Dir => 2,
+            _ if n.is_unlinked() => 0,
+            _ => 1,
+        };
+        let times = n.times();
+        Some(FileAttrs {
             ino,
             kind,
             size: a.size,
             perm: (a.mode.unwrap_or(default_mode) & 0o7777) as u16,
             uid: a.uid.unwrap_or(self.opts.uid),
             gid: a.gid.unwrap_or(self.opts.gid),
-            mtime: a.mtime,
+            mtime: times.mtime,
+            atime: times.atime,
+            ctime: times.ctime,
+            nlink,
+            rdev: kind.rdev(),
+        })
+    }
+
+    /// Who owns what `caller` creates in `parent` with permission bits `mode`. With other users
+    /// let in (`--allow-other`, `--allow-root`), as on a disk: the caller's uid, and its
+    /// primary gid — or the directory's gid when the directory is set-gid (a directory made
+    /// there is set-gid too). Otherwise the mount's default owner, and nothing is recorded.
+    pub(crate) fn new_entry_owner(
+        &self,
+        parent: u64,
+        caller: Option<Caller>,
+        kind: NodeKind,
+        mode: u32,
+    ) -> FsResult<NewOwner> {
+        let mode = mode & 0o7777;
+        let Some(caller) = caller.filter(|_| self.opts.owners_from_callers) else {
+            return Ok(NewOwner { ids: None, mode });
+        };
+        let dir = self.attrs_of(parent)?;
+        if u32::from(dir.perm) & libc::S_ISGID != 0 {
+            let mode = if kind == NodeKind::Dir {
+                mode | libc::S_ISGID
+            } else {
+                mode
+            };
+            return Ok(NewOwner {
+                ids: Some((caller.uid, dir.gid)),
+                mode,
+            });
         }
+        Ok(NewOwner {
+            ids: Some((caller.uid, caller.gid)),
+            mode,
+        })
     }
 
     /// `stat`: fresh attributes from the table, the open file, or a revalidation.
@@ -203,30 +321,38 @@ impl S3Fs {
         Ok(a)
     }
 
-    /// `chmod`, `chown`, `truncate`, `utimes`.
+    /// `chmod`, `chown`, `truncate`, `utimes`. Every change moves the ctime; a change of size
+    /// moves the mtime too (as a disk does when the size changes).
     pub fn setattr(&self, ino: u64, change: AttrChange) -> FsResult<FileAttrs> {
         self.check_writable()?;
         let kind = self.kind_of(ino)?;
         if let Some(size) = change.size {
-            if kind != NodeKind::File {
-                return Err(FsError::new(libc::EISDIR, "truncate of a directory"));
+            match kind {
+                NodeKind::File => {}
+                NodeKind::Dir => return Err(FsError::new(libc::EISDIR, "truncate of a directory")),
+                _ => return Err(FsError::new(libc::EINVAL, "truncate of a special file")),
             }
+            let before = self.getattr(ino)?.size;
             self.truncate(ino, size)?;
+            if before != size {
+                self.table().modified(ino, SystemTime::now());
+            }
         }
         if change.touches_metadata() {
-            if ino == ROOT_INO && self.key_of(ino)?.is_empty() {
-                // The root of a whole-bucket mount is the bucket: no object to keep the change
-                // in. Keep it for this mount only, so `cp -a`/`rsync -a` onto the root work.
-                self.table().apply_attrs(ino, &change.attrs());
+            let unlinked = self.table().get(ino).is_some_and(|n| n.is_unlinked());
+            let whole_bucket_root = ino == ROOT_INO && self.key_of(ino)?.is_empty();
+            if unlinked || whole_bucket_root {
+                // No object to keep the change in: the root of a whole-bucket mount is the
+                // bucket (kept for this mount only, so `cp -a`/`rsync -a` onto the root work);
+                // an unlinked file open somewhere has no name any more (`fchmod` on it).
+                let mut attrs = change.attrs();
+                attrs.ctime = Some(SystemTime::now());
+                self.table().apply_attrs(ino, &attrs);
                 return self.getattr(ino);
             }
-            let type_bits = match kind {
-                NodeKind::Dir => S_IFDIR,
-                NodeKind::Symlink => S_IFLNK,
-                NodeKind::File => S_IFREG,
-            };
-            let edit = |meta: &mut Metadata, cur_mode| {
-                change.apply_to(meta, type_bits, cur_mode);
+            let type_bits = kind.type_bits();
+            let edit = |meta: &mut Metadata, cur: &FileAttrs| {
+                change.apply_to(meta, type_bits, cur.perm.into());
                 Ok(())
             };
             self.update_metadata(ino, edit, &change.attrs())?;
@@ -248,6 +374,7 @@ impl S3Fs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::inode::NodeAttr;
 
     #[test]
     fn modes_in_both_peer_forms() {
@@ -287,6 +414,53 @@ mod tests {
         a.apply(&metadata_attrs(&m));
         assert_eq!((a.mode, a.uid, a.gid), (Some(0o777), Some(12), Some(34)));
         assert_eq!(a.mtime, NodeAttr::dir().mtime, "no mtime: kept");
+    }
+
+    #[test]
+    fn special_files_in_metadata_as_s3fs_writes_them() {
+        let m: Metadata = [("mode", "8624"), ("rdev", "259")].into_iter().collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::CharDevice { rdev: 259 }));
+        let m: Metadata = [("mode", &*(libc::S_IFIFO | 0o600).to_string())]
+            .into_iter()
+            .collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::Fifo));
+        // A device number that does not fit is no device number.
+        let m: Metadata = [("mode", "24992"), ("rdev", "99999999999")]
+            .into_iter()
+            .collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::BlockDevice { rdev: 0 }));
+        let m: Metadata = [("mode", "0")].into_iter().collect();
+        assert_eq!(metadata_kind(&m), Some(NodeKind::File), "no type: a file");
+    }
+
+    #[test]
+    fn every_change_carries_its_ctime_and_keeps_the_mtime_shown() {
+        let now = UNIX_EPOCH + Duration::new(2_000, 5);
+        let shown = UNIX_EPOCH + Duration::new(1_000, 0);
+        let mut m = Metadata::new();
+        stamp_change(&mut m, false, shown, now);
+        assert_eq!(m.get("ctime"), Some(format_mtime(now).as_str()));
+        assert_eq!(m.get("mtime"), Some(format_mtime(shown).as_str()));
+        // An mtime there is kept; one the edit removed stays removed.
+        let mut m: Metadata = [("mtime", "7")].into_iter().collect();
+        stamp_change(&mut m, true, shown, now);
+        assert_eq!(m.get("mtime"), Some("7"));
+        let mut m = Metadata::new();
+        stamp_change(&mut m, true, shown, now);
+        assert_eq!(m.get("mtime"), None);
+        // Atime and ctime are read in the forms of mtime.
+        let m: Metadata = [("atime", "1700000000"), ("ctime", "1700000001.5")]
+            .into_iter()
+            .collect();
+        let a = metadata_attrs(&m);
+        assert_eq!(
+            a.atime,
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(
+            a.ctime,
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_001_500))
+        );
     }
 
     #[test]

@@ -11,14 +11,34 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::attr::{format_mtime, metadata_attrs, metadata_kind, FileAttrs, S_IFDIR, S_IFLNK};
+use super::attr::{
+    format_mtime, metadata_attrs, metadata_kind, Caller, FileAttrs, NewOwner, S_IFDIR, S_IFMT,
+};
 use super::error::{FsError, FsResult};
-use super::names::{name_str, valid_component};
+use super::names::{check_key_len, name_str, valid_component};
+use super::unlinked::Detached;
 use super::S3Fs;
 use crate::cache::inode::{
-    start_time, AttrUpdate, HeadReply, NodeAttr, NodeKind, ObjectMeta, ROOT_INO,
+    start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta, ROOT_INO,
 };
+use crate::s3::meta::guess_content_type;
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
+
+/// The Content-Type of a directory marker, as s3fs writes it (and as old s3fs marks a
+/// directory object without a trailing `/`).
+pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
+
+/// A zero-byte object without a trailing `/` that old s3fs wrote for a directory: its
+/// Content-Type is [`DIRECTORY_CONTENT_TYPE`], or its mode says S_IFDIR.
+pub fn is_foreign_dir(info: &ObjectInfo) -> bool {
+    let typed = info.content_headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type")
+            && v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(DIRECTORY_CONTENT_TYPE))
+    });
+    info.size == 0 && (typed || metadata_kind(&info.metadata) == Some(NodeKind::Dir))
+}
 
 /// Longest symlink target we read back.
 const MAX_SYMLINK_TARGET: u64 = 4096;
@@ -41,6 +61,13 @@ impl S3Fs {
         if !valid_component(name) {
             return Err(FsError::not_found(format!("{name:?} is not a valid name")));
         }
+        // A path S3 cannot hold is ENAMETOOLONG on every call; the name of a file unlinked
+        // while open is gone even if its object is kept (see `unlinked`).
+        let key = format!("{}{name}", self.key_of(parent)?);
+        check_key_len(&key)?;
+        if self.kept.is_hidden(&key) {
+            return Err(FsError::not_found(format!("{key}: unlinked")));
+        }
         let now = Instant::now();
         {
             let t = self.table();
@@ -53,7 +80,7 @@ impl S3Fs {
             if let Some(ino) = p.children().get(name).copied() {
                 if let Some(n) = t.get(ino) {
                     if n.attr_fresh(now) || p.listing_fresh(now) {
-                        return Ok(self.to_attrs(ino, n.kind(), n.attr()));
+                        return self.attrs_in(&t, ino);
                     }
                 }
             } else if p.listing_fresh(now) || t.is_negative(parent, name, now) {
@@ -96,17 +123,25 @@ impl S3Fs {
         let list = list?;
         let mut is_dir = !list.objects.is_empty() || !list.common_prefixes.is_empty();
         let mut marker_found = None;
+        // A zero-byte `name` marked as a directory (old s3fs): the directory's marker.
+        let foreign_plain = head.as_ref().is_ok_and(is_foreign_dir);
         if !is_dir && self.known_dir(parent, name) {
             // A directory we know, now empty: some servers leave `dir/` markers out of
-            // listings, so ask for the marker itself before deciding the directory is gone.
+            // listings, so ask for the marker itself before deciding the directory is gone
+            // (or for the `name_$folder$` another tool marked it with).
             if let Ok(info) = self.bucket.head(&dir_prefix) {
                 is_dir = true;
                 marker_found = Some(info);
+            } else if self.foreign_marker_of(parent, name) == Some(ForeignMarker::Folder) {
+                is_dir = self
+                    .bucket
+                    .head(&ForeignMarker::Folder.key(&dir_prefix))
+                    .is_ok();
             }
         }
         let expires = self.expiry();
         if is_dir {
-            if head.is_ok() {
+            if head.is_ok() && !foreign_plain {
                 self.warn_once(format!(
                     "s3://{}/{key} is both a file and a directory; showing the directory",
                     self.bucket.name()
@@ -132,6 +167,9 @@ impl S3Fs {
             let mut t = self.table();
             let ino = t.upsert_child(parent, name, NodeKind::Dir, NodeAttr::dir(), expires);
             t.set_marker(ino, has_marker);
+            if foreign_plain {
+                t.set_foreign_marker(ino, Some(ForeignMarker::Plain));
+            }
             if let Some(info) = marker {
                 let attrs = metadata_attrs(&info.metadata);
                 t.record_meta(ino, ObjectMeta::from(&info), &attrs, expires);
@@ -149,13 +187,14 @@ impl S3Fs {
             return self.attrs_of(ino);
         }
         match head {
-            Ok(info) => Ok(self.record_object(parent, name, &info, asked)),
+            Ok(info) => self.record_object(parent, name, &info, asked),
             Err(e) if e.is_not_found() => {
                 let mut t = self.table();
                 if let Some(n) = t.learnt_since(parent, name, asked) {
                     // Known since the HEAD was sent (created by this mount, or a later reply):
                     // this 404 is older news.
-                    return Ok(self.to_attrs(n.ino(), n.kind(), n.attr()));
+                    let ino = n.ino();
+                    return self.attrs_in(&t, ino);
                 }
                 if let Some(ino) = t.child(parent, name) {
                     // Keep a file that is open and not yet uploaded.
@@ -183,20 +222,21 @@ impl S3Fs {
         name: &str,
         info: &ObjectInfo,
         asked: Instant,
-    ) -> FileAttrs {
+    ) -> FsResult<FileAttrs> {
+        let foreign_dir = is_foreign_dir(info);
         let kind = match metadata_kind(&info.metadata) {
-            Some(NodeKind::Symlink) => NodeKind::Symlink,
-            _ => NodeKind::File,
+            _ if foreign_dir => NodeKind::Dir,
+            Some(NodeKind::Dir) | None => NodeKind::File,
+            Some(k) => k,
         };
         let reply = HeadReply::new(info, metadata_attrs(&info.metadata), asked);
         let expires = self.expiry();
         let mut t = self.table();
         let ino = t.record_head(parent, name, kind, &reply, expires);
-        match t.get(ino) {
-            Some(n) => self.to_attrs(ino, n.kind(), n.attr()),
-            // Never: the name was just recorded, or known.
-            None => self.to_attrs(ino, kind, &NodeAttr::dir()),
+        if foreign_dir {
+            t.set_foreign_marker(ino, Some(ForeignMarker::Plain));
         }
+        self.attrs_in(&t, ino)
     }
 
     /// The parent inode of a directory (for `..`).
@@ -221,31 +261,66 @@ impl S3Fs {
         Ok(name)
     }
 
-    /// `mkdir`: a zero-byte `name/` marker with the mode in its metadata.
-    pub fn mkdir(&self, parent: u64, name: &std::ffi::OsStr, mode: u32) -> FsResult<FileAttrs> {
+    /// `mkdir`: a zero-byte `name/` marker with the mode (and, with other users let in, the
+    /// owner) in its metadata.
+    pub fn mkdir(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+        mode: u32,
+        caller: Option<Caller>,
+    ) -> FsResult<FileAttrs> {
         let name = self.check_new_name(parent, name)?;
         let key = format!("{}{name}/", self.key_of(parent)?);
+        check_key_len(&key)?;
+        let owner = self.new_entry_owner(parent, caller, NodeKind::Dir, mode)?;
         let mut metadata = Metadata::new();
-        metadata.insert("mode", ((mode & 0o7777) | S_IFDIR).to_string());
+        metadata.insert("mode", (owner.mode | S_IFDIR).to_string());
+        owner.write_to(&mut metadata);
         let mtime = SystemTime::now();
         metadata.insert("mtime", format_mtime(mtime));
-        self.bucket.put(
+        let content_headers = vec![("content-type".into(), DIRECTORY_CONTENT_TYPE.into())];
+        let etag = self.bucket.put(
             &key,
             RequestBody::Empty,
             &PutOptions {
                 metadata: metadata.clone(),
-                content_headers: vec![("content-type".into(), "application/x-directory".into())],
+                content_headers: content_headers.clone(),
                 ..Default::default()
             },
         )?;
-        let attr = NodeAttr::created(0, mtime, mode, None);
+        let attr = NodeAttr::created(0, mtime, owner.mode, None).owned_by(owner.ids);
+        let meta = ObjectMeta {
+            metadata,
+            content_headers,
+            etag,
+        };
+        self.record_new_entry(parent, name, NodeKind::Dir, attr, meta)
+    }
+
+    /// A name this mount just created in `parent` (its object written): the table learns it
+    /// with the metadata written, and the directory's mtime and ctime move. A new directory is
+    /// known to be empty, and to have its marker.
+    fn record_new_entry(
+        &self,
+        parent: u64,
+        name: &str,
+        kind: NodeKind,
+        attr: NodeAttr,
+        meta: ObjectMeta,
+    ) -> FsResult<FileAttrs> {
         let expires = self.expiry();
+        let mtime = attr.mtime;
         let mut t = self.table();
-        let ino = t.upsert_child(parent, name, NodeKind::Dir, attr.clone(), expires);
-        t.set_marker(ino, true);
-        // A new directory is known to be empty.
-        t.listing_complete(ino, expires);
-        Ok(self.to_attrs(ino, NodeKind::Dir, &attr))
+        let ino = t.upsert_child(parent, name, kind, attr, expires);
+        let attrs = metadata_attrs(&meta.metadata);
+        t.record_meta(ino, meta, &attrs, expires);
+        if kind == NodeKind::Dir {
+            t.set_marker(ino, true);
+            t.listing_complete(ino, expires);
+        }
+        t.entries_changed(parent, mtime);
+        self.attrs_in(&t, ino)
     }
 
     /// `rmdir`: ENOTEMPTY unless the prefix holds nothing but its marker.
@@ -260,6 +335,8 @@ impl S3Fs {
             ));
         }
         let key = self.key_of(attrs.ino)?;
+        // Objects kept for unlinked open files are not entries: their files take them now.
+        self.settle_kept_under(&key)?;
         let page = self.bucket.list_page(&ListRequest {
             prefix: key.clone(),
             delimiter: Some("/".into()),
@@ -287,9 +364,30 @@ impl S3Fs {
             ));
         }
         self.bucket.delete(&key, marker_etag.as_deref())?;
+        self.delete_foreign_marker(attrs.ino, &key)?;
         let mut t = self.table();
         t.remove_child(parent, name);
         t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+        t.entries_changed(parent, SystemTime::now());
+        Ok(())
+    }
+
+    /// The marker another tool wrote for the directory `parent/name`, if the table knows one.
+    pub(crate) fn foreign_marker_of(&self, parent: u64, name: &str) -> Option<ForeignMarker> {
+        let t = self.table();
+        t.child(parent, name)
+            .and_then(|c| t.get(c))
+            .and_then(|n| n.foreign_marker())
+    }
+
+    /// Delete the marker another tool wrote for the directory `ino` (whose key is `key`), if
+    /// any: after an `rmdir`, or a rename that moved what was under it.
+    pub(crate) fn delete_foreign_marker(&self, ino: u64, key: &str) -> FsResult<()> {
+        let marker = self.table().get(ino).and_then(|n| n.foreign_marker());
+        if let Some(m) = marker {
+            self.bucket.delete(&m.key(key), None)?;
+            self.table().set_foreign_marker(ino, None);
+        }
         Ok(())
     }
 
@@ -345,12 +443,18 @@ impl S3Fs {
             .table()
             .get(attrs.ino)
             .and_then(|n| n.attr().etag.clone());
-        self.unlink_open_file(attrs.ino);
-        self.bucket.delete(&key, etag.as_deref())?;
+        // An open file keeps its bytes (fetched now, or its object kept until its last close).
+        if self.detach_open_file(attrs.ino, &key, true)? == Detached::Free {
+            self.bucket.delete(&key, etag.as_deref())?;
+        }
         {
+            let now = SystemTime::now();
             let mut t = self.table();
+            // Its link count drops to 0: its ctime moves (an open descriptor sees it).
+            t.changed(attrs.ino, now);
             t.remove_child(parent, name);
             t.set_negative(parent, name, Instant::now() + self.opts.negative_ttl);
+            t.entries_changed(parent, now);
         }
         self.keep_emptied_dir(parent);
         Ok(())
@@ -362,36 +466,94 @@ impl S3Fs {
         parent: u64,
         name: &std::ffi::OsStr,
         target: &std::path::Path,
+        caller: Option<Caller>,
     ) -> FsResult<FileAttrs> {
         let name = self.check_new_name(parent, name)?;
         let target = target
             .to_str()
             .ok_or_else(|| FsError::new(libc::EINVAL, "symlink target must be UTF-8"))?;
+        let owner = self.new_entry_owner(parent, caller, NodeKind::Symlink, 0o777)?;
+        self.write_entry(
+            parent,
+            name,
+            NodeKind::Symlink,
+            owner,
+            RequestBody::Bytes(target.as_bytes()),
+            target.len() as u64,
+        )
+    }
+
+    /// `mknod`: a FIFO, a socket (`bind()` makes one), a character or block device, stored as
+    /// s3fs stores them — a zero-byte object whose `x-amz-meta-mode` carries the type bits and
+    /// whose `x-amz-meta-rdev` the device number — or an empty regular file.
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &std::ffi::OsStr,
+        mode: u32,
+        rdev: u32,
+        caller: Option<Caller>,
+    ) -> FsResult<FileAttrs> {
+        let kind = match NodeKind::from_mode(mode, rdev) {
+            Some(k) if k.is_special() || k == NodeKind::File => k,
+            _ => {
+                return Err(FsError::new(
+                    libc::EINVAL,
+                    format!("mknod of type {:o}", mode & S_IFMT),
+                ))
+            }
+        };
+        let name = self.check_new_name(parent, name)?;
+        let owner = self.new_entry_owner(parent, caller, kind, mode)?;
+        self.write_entry(parent, name, kind, owner, RequestBody::Empty, 0)
+    }
+
+    /// Write the object of a new symlink, special file or empty file `parent/name`: `body`
+    /// (`size` bytes) with the type, mode, owner, mtime and, for a device, its number in the
+    /// metadata; a regular file gets the Content-Type of its name.
+    fn write_entry(
+        &self,
+        parent: u64,
+        name: &str,
+        kind: NodeKind,
+        owner: NewOwner,
+        body: RequestBody<'_>,
+        size: u64,
+    ) -> FsResult<FileAttrs> {
         let key = format!("{}{name}", self.key_of(parent)?);
+        check_key_len(&key)?;
+        self.settle_kept(&key)?;
         let mtime = SystemTime::now();
         let mut metadata = Metadata::new();
-        metadata.insert("mode", (S_IFLNK | 0o777).to_string());
+        metadata.insert("mode", (owner.mode | kind.type_bits()).to_string());
+        owner.write_to(&mut metadata);
+        if matches!(
+            kind,
+            NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. }
+        ) {
+            metadata.insert("rdev", kind.rdev().to_string());
+        }
         metadata.insert("mtime", format_mtime(mtime));
+        let content_headers = match kind {
+            NodeKind::File => vec![("content-type".into(), guess_content_type(&key))],
+            _ => Vec::new(),
+        };
         let etag = self.bucket.put(
             &key,
-            RequestBody::Bytes(target.as_bytes()),
+            body,
             &PutOptions {
                 metadata: metadata.clone(),
+                content_headers: content_headers.clone(),
                 ..Default::default()
             },
         )?;
-        let attr = NodeAttr::created(target.len() as u64, mtime, 0o777, etag.clone());
-        let expires = self.expiry();
-        let mut t = self.table();
-        let ino = t.upsert_child(parent, name, NodeKind::Symlink, attr.clone(), expires);
-        let attrs = metadata_attrs(&metadata);
+        let attr = NodeAttr::created(size, mtime, owner.mode, etag.clone()).owned_by(owner.ids);
         let meta = ObjectMeta {
             metadata,
-            content_headers: Vec::new(),
+            content_headers,
             etag,
         };
-        t.record_meta(ino, meta, &attrs, expires);
-        Ok(self.to_attrs(ino, NodeKind::Symlink, &attr))
+        self.record_new_entry(parent, name, kind, attr, meta)
     }
 
     /// `readlink`: the object's body.

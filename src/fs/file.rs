@@ -17,11 +17,11 @@
 
 use std::time::SystemTime;
 
-use super::attr::{FileAttrs, S_IFREG};
+use super::attr::{Caller, FileAttrs, S_IFREG};
 use super::buffers::ReadData;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
-use super::names::{name_str, valid_component};
+use super::names::{check_key_len, name_str, valid_component};
 use super::open_file::{errno_of, OpenFile, Staging};
 use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
@@ -93,13 +93,15 @@ impl S3Fs {
         Ok(Opened { fh, keep_cache })
     }
 
-    /// `create`: a new, empty, dirty file (uploaded at close even if nothing is written).
+    /// `create`: a new, empty, dirty file (uploaded at close even if nothing is written), owned
+    /// by `caller` when other users are let in (see [`S3Fs::new_entry_owner`]).
     pub fn create(
         &self,
         parent: u64,
         name: &std::ffi::OsStr,
         mode: u32,
         flags: i32,
+        caller: Option<Caller>,
     ) -> FsResult<(FileAttrs, u64)> {
         self.check_writable()?;
         let name_s = name_str(name)?;
@@ -118,17 +120,22 @@ impl S3Fs {
             Err(e) => return Err(e),
         }
         let key = format!("{}{name_s}", self.key_of(parent)?);
+        check_key_len(&key)?;
+        self.settle_kept(&key)?;
+        let owner = self.new_entry_owner(parent, caller, NodeKind::File, mode)?;
         let mtime = SystemTime::now();
-        let attr = NodeAttr::created(0, mtime, mode, None);
+        let attr = NodeAttr::created(0, mtime, owner.mode, None).owned_by(owner.ids);
         let ino = {
             let mut t = self.table();
+            t.entries_changed(parent, mtime);
             // Not "fresh" from the server's point of view, but the open file is the truth.
-            t.upsert_child(parent, name_s, NodeKind::File, attr.clone(), self.expiry())
+            t.upsert_child(parent, name_s, NodeKind::File, attr, self.expiry())
         };
         let f = self.open_files.get_or_insert(ino);
         let mut of = f.lock();
         let mut meta = Metadata::new();
-        meta.insert("mode", ((mode & 0o7777) | S_IFREG).to_string());
+        meta.insert("mode", (owner.mode | S_IFREG).to_string());
+        owner.write_to(&mut meta);
         let content_type = vec![("content-type".into(), guess_content_type(&key))];
         of.start_new(flags & libc::O_EXCL != 0, meta, content_type);
         self.ensure_staging(&mut of, false)?;
@@ -138,14 +145,11 @@ impl S3Fs {
         drop(of);
         let fh = self.new_fh();
         self.open_files.add_handle(fh, ino);
-        Ok((self.to_attrs(ino, NodeKind::File, &attr), fh))
+        Ok((self.attrs_of(ino)?, fh))
     }
 
-    /// Create the staging file; with `fill`, copy the object's current content into it.
-    fn ensure_staging(&self, of: &mut OpenFile, fill: bool) -> FsResult<()> {
-        if of.staging().is_some() {
-            return Ok(());
-        }
+    /// A new, empty staging file under the cache dir, private to this user.
+    pub(crate) fn new_staging_file(&self) -> FsResult<(std::fs::File, std::path::PathBuf)> {
         let tmp = tempfile::Builder::new()
             .prefix("s3mount-")
             .permissions(private::file_permissions())
@@ -153,12 +157,19 @@ impl S3Fs {
             .map_err(|e| {
                 FsError::new(errno_of(&e), format!("cannot create a staging file: {e}"))
             })?;
-        let (mut file, path) = tmp
-            .keep()
-            .map_err(|e| FsError::new(libc::EIO, format!("cannot keep the staging file: {e}")))?;
+        tmp.keep()
+            .map_err(|e| FsError::new(libc::EIO, format!("cannot keep the staging file: {e}")))
+    }
+
+    /// Create the staging file; with `fill`, copy the object's current content into it.
+    fn ensure_staging(&self, of: &mut OpenFile, fill: bool) -> FsResult<()> {
+        if of.staging().is_some() {
+            return Ok(());
+        }
+        let (mut file, path) = self.new_staging_file()?;
         let mut filled_from = None;
         if fill && of.remote_exists() {
-            let key = self.key_of(of.ino())?;
+            let key = self.object_key(of)?;
             let mut result = self.bucket.download(&key, &mut file);
             if let Err(e) = &result {
                 let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
@@ -192,6 +203,9 @@ impl S3Fs {
             let mut of = f.lock();
             let pinned = self.pinned_version(&of);
             let result = self.read_pinned(&mut of, offset, size);
+            if result.is_ok() {
+                self.table().accessed(of.ino(), SystemTime::now());
+            }
             let (Err(_), Some(key)) = (&result, &pinned.0) else {
                 return result;
             };
@@ -230,7 +244,7 @@ impl S3Fs {
         if let Some(r) = of.read_staging(offset, size) {
             return r.map(ReadData::from);
         }
-        let key = self.key_of(of.ino())?;
+        let key = self.object_key(of)?;
         let result = of.read_remote(
             self.bucket.obj(&key),
             &self.prefetch_pool,
@@ -261,6 +275,9 @@ impl S3Fs {
         self.kernel_pages.changed(of.ino());
         self.ensure_staging(&mut of, true)?;
         of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
+        // As on a disk, a write moves the mtime and the ctime (an mtime set before it is
+        // superseded: the upload stores the time of the upload).
+        self.table().modified(of.ino(), SystemTime::now());
         let queue = self.after_write(&mut of, offset, offset + data.len() as u64);
         drop(of);
         // Back-pressure of a streamed upload, without holding the file's lock.
@@ -303,6 +320,7 @@ impl S3Fs {
         }
         let result = self.upload_if_dirty(&mut of);
         of.remove_staging();
+        self.release_kept(&mut of);
         // Still holding the file's lock (lock order: file → map), so an `open` that already
         // took this Arc from the map sees it is gone and takes a new one (see `open`).
         self.open_files.remove(of.ino(), &f);

@@ -18,7 +18,7 @@ use fuser::{
     ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::attr::{AttrChange, FileAttrs};
+use super::attr::{AttrChange, Caller, FileAttrs};
 use super::error::{FsError, FsResult};
 use super::unsupported::{Unsupported, UnsupportedLog};
 use super::xattr::{self, XattrReply};
@@ -102,23 +102,47 @@ fn to_fuser(a: &FileAttrs) -> FileAttr {
         NodeKind::Dir => FileType::Directory,
         NodeKind::File => FileType::RegularFile,
         NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice { .. } => FileType::CharDevice,
+        NodeKind::BlockDevice { .. } => FileType::BlockDevice,
     };
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind,
         perm: a.perm,
-        nlink: if a.kind == NodeKind::Dir { 2 } else { 1 },
+        nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+/// The user a request comes from (the core records it as the owner of what it creates when
+/// other users are let in).
+fn caller(req: &Request) -> Option<Caller> {
+    Some(Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    })
+}
+
+/// Answer a call that made a new entry: the entry (counted as a kernel lookup), or the error.
+fn answer_entry(fs: &S3Fs, reply: ReplyEntry, ttl: &Duration, op: &str, r: FsResult<FileAttrs>) {
+    match r {
+        Ok(a) => {
+            fs.note_lookup(a.ino);
+            reply.entry(ttl, &to_fuser(&a), Generation(0))
+        }
+        Err(e) => reply.error(fail(op, e)),
     }
 }
 
@@ -179,7 +203,7 @@ impl Filesystem for FuseAdapter {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
@@ -195,6 +219,7 @@ impl Filesystem for FuseAdapter {
             gid,
             size,
             mtime: mtime.map(time_of),
+            atime: atime.map(time_of),
         };
         match self.fs.setattr(ino.0, change) {
             Ok(a) => reply.attr(&self.ttl(), &to_fuser(&a)),
@@ -211,39 +236,31 @@ impl Filesystem for FuseAdapter {
 
     fn mknod(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fail(
-            "mknod",
-            FsError::new(
-                libc::ENOTSUP,
-                format!("{name:?}: device nodes cannot be stored in S3"),
-            ),
-        ));
+        let r = self
+            .fs
+            .mknod(parent.0, name, mode & !umask, rdev, caller(req));
+        answer_entry(&self.fs, reply, &self.ttl(), "mknod", r)
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mkdir(parent.0, name, mode & !umask) {
-            Ok(a) => {
-                self.fs.note_lookup(a.ino);
-                reply.entry(&self.ttl(), &to_fuser(&a), Generation(0))
-            }
-            Err(e) => reply.error(fail("mkdir", e)),
-        }
+        let r = self.fs.mkdir(parent.0, name, mode & !umask, caller(req));
+        answer_entry(&self.fs, reply, &self.ttl(), "mkdir", r)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -256,19 +273,14 @@ impl Filesystem for FuseAdapter {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.fs.symlink(parent.0, link_name, target) {
-            Ok(a) => {
-                self.fs.note_lookup(a.ino);
-                reply.entry(&self.ttl(), &to_fuser(&a), Generation(0))
-            }
-            Err(e) => reply.error(fail("symlink", e)),
-        }
+        let r = self.fs.symlink(parent.0, link_name, target, caller(req));
+        answer_entry(&self.fs, reply, &self.ttl(), "symlink", r)
     }
 
     fn rename(
@@ -554,7 +566,7 @@ impl Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -562,7 +574,10 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name, mode & !umask, flags) {
+        match self
+            .fs
+            .create(parent.0, name, mode & !umask, flags, caller(req))
+        {
             Ok((a, fh)) => {
                 self.fs.note_lookup(a.ino);
                 reply.created(

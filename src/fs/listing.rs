@@ -28,7 +28,10 @@ use super::dir::DirEntry;
 use super::error::{FsError, FsResult};
 use super::names::listed_name;
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, InodeTable, NodeAttr, NodeKind, ObjectMeta};
+use crate::cache::inode::{
+    start_time, AttrUpdate, ForeignMarker, InodeTable, NodeAttr, NodeKind, ObjectMeta,
+    FOLDER_SUFFIX,
+};
 use crate::s3::xml::ListPage;
 use crate::s3::{ListRequest, ObjectInfo, StorageError};
 
@@ -228,40 +231,53 @@ impl S3Fs {
         // stats entries as pages arrive, and with a slow server an entry must not expire (and
         // cost a HEAD and a LIST) before it is stat'ed.
         let expires = self.expiry().max(Instant::now() + l.started.elapsed());
+        // Objects kept for files unlinked while open: their names are gone.
+        let kept: HashSet<String> = self
+            .kept
+            .under(prefix)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let mut t = self.table();
         for p in &page.common_prefixes {
             let Some(name) = listed_name(prefix, p, true) else {
                 drop_name(self, p);
                 continue;
             };
-            // A file of the same name on an earlier page: the directory shadows it.
-            let shadowed = if l.seen.insert(name.to_string()) {
-                None
-            } else {
+            if self.list_dir(&mut t, ino, name, None, expires, &mut l.seen, &mut l.held) {
                 self.warn_once(format!(
                     "s3://{}/{prefix}{name} is both a file and a directory; showing the directory",
                     self.bucket.name()
                 ));
-                l.held.iter().rposition(|e| e.name == name)
-            };
-            let attr = keep_dir_attr(&t, ino, name);
-            let child = t.upsert_child(ino, name, NodeKind::Dir, attr, expires);
-            if let Some(n) = t.get(child) {
-                let entry = DirEntry {
-                    ino: child,
-                    name: name.to_string(),
-                    attrs: self.to_attrs(child, n.kind(), n.attr()),
-                };
-                match shadowed {
-                    Some(i) => l.held[i] = entry,
-                    None => l.held.push(entry),
-                }
             }
         }
         for o in &page.objects {
             if o.key == prefix {
                 t.set_marker(ino, true);
                 continue; // the marker is not its own child
+            }
+            if kept.contains(&o.key) {
+                continue;
+            }
+            // `name_$folder$`: a directory as Hadoop and S3Fox mark one.
+            let folder = o
+                .key
+                .strip_suffix(FOLDER_SUFFIX)
+                .and_then(|k| listed_name(prefix, k, false));
+            if let Some(name) = folder {
+                let is_dir = |t: &InodeTable| {
+                    t.child(ino, name)
+                        .and_then(|c| t.get(c))
+                        .is_some_and(|n| n.kind() == NodeKind::Dir)
+                };
+                if !(l.seen.contains(name) && is_dir(&t)) {
+                    let mtime = o.last_modified;
+                    self.list_dir(&mut t, ino, name, mtime, expires, &mut l.seen, &mut l.held);
+                }
+                if let Some(c) = t.child(ino, name) {
+                    t.set_foreign_marker(c, Some(ForeignMarker::Folder));
+                }
+                continue;
             }
             let Some(name) = listed_name(prefix, &o.key, false) else {
                 drop_name(self, &o.key);
@@ -285,14 +301,15 @@ impl S3Fs {
                 continue;
             }
             // Newer than this page (the mount uploaded or looked it up since): keep it.
-            if let Some(n) = t.learnt_since(ino, name, asked) {
-                let (child, kind, attr) = (n.ino(), n.kind(), n.attr().clone());
+            if let Some(child) = t.learnt_since(ino, name, asked).map(|n| n.ino()) {
                 l.seen.insert(name.to_string());
-                l.held.push(DirEntry {
-                    ino: child,
-                    name: name.to_string(),
-                    attrs: self.to_attrs(child, kind, &attr),
-                });
+                if let Some(attrs) = self.node_attrs(&t, child) {
+                    l.held.push(DirEntry {
+                        ino: child,
+                        name: name.to_string(),
+                        attrs,
+                    });
+                }
                 continue;
             }
             // Keep what a HEAD told us (mode, owner, symlink) while the ETag is the same.
@@ -312,6 +329,8 @@ impl S3Fs {
                     NodeAttr {
                         size: o.size,
                         mtime: o.last_modified.unwrap_or(std::time::UNIX_EPOCH),
+                        atime: None,
+                        ctime: None,
                         mode: None,
                         uid: None,
                         gid: None,
@@ -319,13 +338,15 @@ impl S3Fs {
                     },
                 ),
             };
-            let child = t.upsert_child(ino, name, kind, attr.clone(), expires);
+            let child = t.upsert_child(ino, name, kind, attr, expires);
             l.seen.insert(name.to_string());
-            l.held.push(DirEntry {
-                ino: child,
-                name: name.to_string(),
-                attrs: self.to_attrs(child, kind, &attr),
-            });
+            if let Some(attrs) = self.node_attrs(&t, child) {
+                l.held.push(DirEntry {
+                    ino: child,
+                    name: name.to_string(),
+                    attrs,
+                });
+            }
         }
         drop(t);
         // Hand out what no later page can shadow: a file `name` whose `name/` sorts after the
@@ -346,6 +367,43 @@ impl S3Fs {
             });
         l.entries.extend(show);
         l.held = keep;
+    }
+
+    /// Hand out `name` as a directory of `dir` (a common prefix, or another tool's marker),
+    /// trusted until `expires`; `mtime`: a date for a directory with none of its own. A file
+    /// of the same name listed before is shadowed by it: true if the name was listed before.
+    #[allow(clippy::too_many_arguments)]
+    fn list_dir(
+        &self,
+        t: &mut InodeTable,
+        dir: u64,
+        name: &str,
+        mtime: Option<std::time::SystemTime>,
+        expires: Instant,
+        seen: &mut HashSet<String>,
+        held: &mut Vec<DirEntry>,
+    ) -> bool {
+        let listed_before = !seen.insert(name.to_string());
+        let shadowed = listed_before
+            .then(|| held.iter().rposition(|e| e.name == name))
+            .flatten();
+        let mut attr = keep_dir_attr(t, dir, name);
+        if attr.mtime == start_time() {
+            attr.mtime = mtime.unwrap_or(attr.mtime);
+        }
+        let child = t.upsert_child(dir, name, NodeKind::Dir, attr, expires);
+        if let Some(attrs) = self.node_attrs(t, child) {
+            let entry = DirEntry {
+                ino: child,
+                name: name.to_string(),
+                attrs,
+            };
+            match shadowed {
+                Some(i) => held[i] = entry,
+                None => held.push(entry),
+            }
+        }
+        listed_before
     }
 
     /// The page lists `name/` among its common prefixes (a directory shadows a file).
@@ -387,11 +445,11 @@ impl S3Fs {
         // listed too.
         pending.sort();
         for (name, c) in pending {
-            if let Some(n) = t.get(c) {
+            if let Some(attrs) = self.node_attrs(&t, c) {
                 l.entries.push(DirEntry {
                     ino: c,
                     name,
-                    attrs: self.to_attrs(c, n.kind(), n.attr()),
+                    attrs,
                 });
             }
         }
@@ -415,11 +473,10 @@ impl S3Fs {
         let entries = children
             .into_iter()
             .filter_map(|(name, c)| {
-                let n = t.get(c)?;
                 Some(DirEntry {
                     ino: c,
                     name: name.clone(),
-                    attrs: self.to_attrs(c, n.kind(), n.attr()),
+                    attrs: self.node_attrs(&t, c)?,
                 })
             })
             .collect();
@@ -483,7 +540,9 @@ impl S3Fs {
             if entries[i].attrs.kind != NodeKind::Dir {
                 if let Some(info) = info {
                     let name = entries[i].name.clone();
-                    entries[i].attrs = self.record_object(parent, &name, &info, asked);
+                    if let Ok(a) = self.record_object(parent, &name, &info, asked) {
+                        entries[i].attrs = a;
+                    }
                 }
                 continue;
             }

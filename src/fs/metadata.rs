@@ -17,7 +17,9 @@
 //!   table learns what was written. A directory without a marker object gets one, carrying the
 //!   metadata.
 
-use super::attr::metadata_attrs;
+use std::time::SystemTime;
+
+use super::attr::{format_mtime, metadata_attrs, stamp_change, FileAttrs};
 use super::error::{FsError, FsResult};
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, HeadReply, NodeKind, ObjectMeta};
@@ -71,19 +73,49 @@ impl S3Fs {
     }
 
     /// Change the metadata of `ino` by `edit` (see the module documentation), which is given
-    /// the metadata and the inode's permission bits (for an edit that must write a mode where
+    /// the metadata and the inode's attributes now (for an edit that must write a mode where
     /// the object has none). `attrs`: what the change does to the attributes (empty for an
-    /// xattr), which the inode shows at once when the change waits for an upload.
+    /// xattr), which the inode shows at once when the change waits for an upload. Every change
+    /// moves the ctime, and carries it (see [`super::attr::stamp_change`]).
     pub(crate) fn update_metadata(
         &self,
         ino: u64,
-        edit: impl Fn(&mut Metadata, u32) -> FsResult<()>,
+        edit: impl Fn(&mut Metadata, &FileAttrs) -> FsResult<()>,
         attrs: &AttrUpdate,
     ) -> FsResult<()> {
-        if self.fold_into_open_file(ino, &edit, attrs)? {
+        let now = SystemTime::now();
+        let stamped = |meta: &mut Metadata, cur: &FileAttrs| -> FsResult<()> {
+            let had_mtime = meta.get("mtime").is_some();
+            edit(meta, cur)?;
+            let edited = meta.clone();
+            stamp_change(meta, had_mtime, cur.mtime, now);
+            // The times never cost the user's own metadata its room: an edit that fits the
+            // 2 KB goes without them (the ctime, then an mtime that only repeats the one
+            // shown) rather than fail with E2BIG.
+            if meta.encoded_size() > MAX_USER_METADATA_BYTES {
+                *meta = edited;
+                let shown = format_mtime(cur.mtime);
+                if meta.encoded_size() > MAX_USER_METADATA_BYTES {
+                    meta.remove("ctime");
+                }
+                if meta.encoded_size() > MAX_USER_METADATA_BYTES
+                    && meta.get("mtime") == Some(shown.as_str())
+                {
+                    meta.remove("mtime");
+                }
+            }
+            Ok(())
+        };
+        let attrs = AttrUpdate {
+            ctime: Some(now),
+            ..attrs.clone()
+        };
+        // Folded into an upload, the change needs no stamp: the upload is the write that
+        // records the times (`S3Fs::upload_plan`).
+        if self.fold_into_open_file(ino, &edit, &attrs)? {
             return Ok(());
         }
-        self.change_object_metadata(ino, &edit)
+        self.change_object_metadata(ino, &stamped)
     }
 
     /// If `ino` is open with unsaved changes, apply `edit` to its pending upload. `Ok(false)`
@@ -91,7 +123,7 @@ impl S3Fs {
     fn fold_into_open_file(
         &self,
         ino: u64,
-        edit: &impl Fn(&mut Metadata, u32) -> FsResult<()>,
+        edit: &impl Fn(&mut Metadata, &FileAttrs) -> FsResult<()>,
         attrs: &AttrUpdate,
     ) -> FsResult<bool> {
         let Some(f) = self.open_files.get(ino) else {
@@ -110,9 +142,9 @@ impl S3Fs {
             };
             of.set_base_metadata(m, h);
         }
-        let cur_mode = self.attrs_of(ino).map(|a| a.perm as u32).unwrap_or(0o644);
+        let cur = self.attrs_of(ino)?;
         let mut meta = of.pending_metadata().cloned().unwrap_or_default();
-        edit(&mut meta, cur_mode)?;
+        edit(&mut meta, &cur)?;
         if meta.encoded_size() > MAX_USER_METADATA_BYTES {
             return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
         }
@@ -128,7 +160,7 @@ impl S3Fs {
     fn change_object_metadata(
         &self,
         ino: u64,
-        edit: &impl Fn(&mut Metadata, u32) -> FsResult<()>,
+        edit: &impl Fn(&mut Metadata, &FileAttrs) -> FsResult<()>,
     ) -> FsResult<()> {
         let key = self.key_of(ino)?;
         if key.is_empty() {
@@ -141,9 +173,9 @@ impl S3Fs {
         let kind = self.kind_of(ino)?;
         let first = self.object_meta(ino)?;
         let edited = |current: &CurrentMetadata| -> FsResult<ReplaceMetadata> {
-            let cur_mode = self.attrs_of(ino)?.perm as u32;
+            let cur = self.attrs_of(ino)?;
             let mut metadata = current.metadata.clone();
-            edit(&mut metadata, cur_mode)?;
+            edit(&mut metadata, &cur)?;
             if metadata.encoded_size() > MAX_USER_METADATA_BYTES {
                 return Err(FsError::new(
                     libc::E2BIG,

@@ -25,7 +25,8 @@
 //!   (read-ahead, and when a random reader's object is fetched whole by [`whole`]) over
 //!   [`fetch`] (bytes of an object version, through the data cache), in the buffers of
 //!   [`buffers`], [`own_copies`] (reads that meet the mount's own copies wait for them and
-//!   follow them);
+//!   follow them), [`unlinked`] (files unlinked while open keep their bytes until the last
+//!   close);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
@@ -49,6 +50,7 @@ pub mod own_copies;
 pub mod page_cache;
 pub mod prefetch;
 pub mod rename;
+pub mod unlinked;
 pub mod unsaved;
 pub mod unsupported;
 pub mod upload;
@@ -101,6 +103,8 @@ pub struct S3Fs {
     rename_gate: gate::RenameGate,
     /// The mount's own copies in flight, which open readers follow.
     own_copies: own_copies::OwnCopies,
+    /// Objects of files unlinked while open, kept until their last close (names hidden).
+    kept: unlinked::KeptObjects,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -166,6 +170,7 @@ impl S3Fs {
             open_files: open_files::OpenFiles::default(),
             rename_gate: gate::RenameGate::default(),
             own_copies: own_copies::OwnCopies::default(),
+            kept: unlinked::KeptObjects::default(),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             staging_dir,
@@ -242,14 +247,16 @@ impl S3Fs {
         }
     }
 
-    /// Called at unmount: upload anything still dirty, and write the blocks waiting to be
-    /// cached (for at most [`CACHE_FLUSH_TIMEOUT`]).
+    /// Called at unmount: upload anything still dirty, delete the objects kept for files
+    /// unlinked while open, and write the blocks waiting to be cached (for at most
+    /// [`CACHE_FLUSH_TIMEOUT`]).
     pub fn flush_all(&self) {
         for f in self.open_files.all() {
             let mut of = f.lock();
             if let Err(e) = self.upload_if_dirty(&mut of) {
                 log::error!("at unmount: {e}");
             }
+            self.release_kept(&mut of);
         }
         if let Some(w) = &self.cache_writer {
             if !w.flush(CACHE_FLUSH_TIMEOUT) {

@@ -9,6 +9,25 @@ use super::error::{FsError, FsResult};
 /// Longest file name in bytes (Linux's `NAME_MAX`): the kernel refuses longer ones anyway.
 pub const NAME_MAX: usize = 255;
 
+/// Longest object key S3 accepts, in bytes (UTF-8): a path whose key (the mount's prefix
+/// included) would be longer is ENAMETOOLONG, as a path over `PATH_MAX` is on a disk.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// ENAMETOOLONG if `key` is longer than S3 accepts ([`MAX_KEY_BYTES`]).
+pub fn check_key_len(key: &str) -> FsResult<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(FsError::new(
+            libc::ENAMETOOLONG,
+            format!(
+                "{}...: a key of {} bytes, over S3's {MAX_KEY_BYTES}",
+                key.chars().take(64).collect::<String>(),
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validate a file name coming from the kernel.
 pub fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
     let s = name.to_str().ok_or_else(|| {
@@ -140,6 +159,17 @@ mod tests {
             })
             .unwrap_or_else(|e| panic!("{e}"));
         eprintln!("listed_name: {} inputs fuzzed", count.get());
+    }
+
+    #[test]
+    fn keys_up_to_s3s_limit() {
+        assert!(check_key_len(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        let e = check_key_len(&"k".repeat(MAX_KEY_BYTES + 1)).unwrap_err();
+        assert_eq!(e.errno, libc::ENAMETOOLONG);
+        // Bytes, not characters.
+        assert!(check_key_len(&"é".repeat(MAX_KEY_BYTES / 2 + 1)).is_err());
+        let long = std::ffi::OsString::from("n".repeat(NAME_MAX + 1));
+        assert_eq!(name_str(&long).unwrap_err().errno, libc::ENAMETOOLONG);
     }
 
     #[test]

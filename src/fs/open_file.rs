@@ -74,6 +74,8 @@ pub struct OpenFile {
     dirty: bool,
     /// Unlinked while open: never uploaded.
     unlinked: bool,
+    /// Unlinked while open, its object kept on the server until the last close: the key.
+    kept_key: Option<String>,
     /// Created with O_EXCL: the first upload must not replace an object.
     exclusive: bool,
     /// Metadata for the next upload, when changed while open (None: the object's own).
@@ -111,6 +113,7 @@ impl OpenFile {
             staging: None,
             dirty: false,
             unlinked: false,
+            kept_key: None,
             exclusive: false,
             pending_meta: None,
             mtime_explicit: false,
@@ -250,6 +253,10 @@ impl OpenFile {
             .map(|m| m.len() == 0)
             .unwrap_or(false);
         self.seq_end = empty.then_some(0);
+        if self.unlinked {
+            // See `mark_unlinked`.
+            let _ = std::fs::remove_file(&staging.path);
+        }
         self.staging = Some(staging);
     }
 
@@ -300,6 +307,8 @@ impl OpenFile {
         self.dirty = true;
         result.map_err(|e| FsError::new(errno_of(&e), format!("staging write: {e}")))?;
         self.truncated_by = None;
+        // A write after an explicit `utimes` moves the mtime again, as on a disk.
+        self.mtime_explicit = false;
         Ok(())
     }
 
@@ -348,10 +357,35 @@ impl OpenFile {
         self.dirty && !self.unlinked
     }
 
-    /// Unlinked while open: never uploaded, and a streamed upload of it is given up.
+    /// Unlinked while open: never uploaded, and a streamed upload of it is given up. Its
+    /// staging file leaves the cache dir (the descriptors keep it open): nothing of it is
+    /// recovered after a crash.
     pub fn mark_unlinked(&mut self) {
         self.unlinked = true;
         self.give_up_stream("unlinked while open");
+        if let Some(s) = &self.staging {
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
+
+    /// True once unlinked (or replaced by a rename) while open.
+    pub fn is_unlinked(&self) -> bool {
+        self.unlinked
+    }
+
+    /// Unlinked while open, the object at `key` stays for the descriptors until the last close.
+    pub fn keep_object(&mut self, key: String) {
+        self.kept_key = Some(key);
+    }
+
+    /// The key of the object kept for this unlinked file, if any.
+    pub fn kept_key(&self) -> Option<&str> {
+        self.kept_key.as_deref()
+    }
+
+    /// The object kept for this unlinked file is no longer needed (fetched, or the last close).
+    pub fn take_kept_key(&mut self) -> Option<String> {
+        self.kept_key.take()
     }
 
     /// Created with `O_EXCL` and not uploaded yet: the upload must not replace an object.

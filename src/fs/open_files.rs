@@ -14,7 +14,9 @@
 //!    while holding them (`forget_if_unused` only tries its lock);
 //! 6. the registry of the mount's own copies in flight (`own_copies::OwnCopies`): only to
 //!    register or end one. A copy in flight re-pins open files (it takes their locks) before
-//!    it ends, so a reader waits for copies holding no lock at all, its file's included.
+//!    it ends, so a reader waits for copies holding no lock at all, its file's included;
+//! 7. the objects kept for files unlinked while open (`unlinked::KeptObjects`): only to look
+//!    up, insert or remove (a listing copies what it needs before taking the table).
 
 use std::collections::HashMap;
 use std::sync::Arc;

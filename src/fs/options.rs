@@ -41,6 +41,10 @@ pub struct FsOptions {
     /// Where the file system is mounted, when known: the kernel's read-ahead for it is raised
     /// there (`fuse::READ_AHEAD`).
     pub mount_point: Option<PathBuf>,
+    /// What a user creates is owned by that user (recorded in `x-amz-meta-uid`/`-gid`): on
+    /// when other users are let in (`--allow-other`, `--allow-root`). Off, everything belongs
+    /// to `uid`/`gid` unless its metadata says otherwise.
+    pub owners_from_callers: bool,
     /// Threads fetching read-ahead parts (unit tests, which make a mount per case, use few).
     pub prefetch_workers: usize,
 }
@@ -68,6 +72,7 @@ impl FsOptions {
             xattr: true,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
             mount_point: None,
+            owners_from_callers: false,
             prefetch_workers: prefetch::DEFAULT_WORKERS,
         }
     }

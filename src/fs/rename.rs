@@ -1,7 +1,10 @@
 //! `rename`: server-side copy, then delete.
 //!
-//! A file: flush it if it has unsaved changes, `CopyObject` (metadata directive COPY, guarded by
-//! the source ETag; multipart above 5 GiB), then `DeleteObject` of the source. The target, if
+//! A file: flush it if it has unsaved changes, `CopyObject` (guarded by the source ETag;
+//! multipart above 5 GiB), then `DeleteObject` of the source. When the mount holds the file's
+//! metadata (or must read it: the Content-Type guessed from the old name is re-derived from the
+//! new one, an explicit one is kept) the copy rewrites it (directive REPLACE) with the times
+//! of the change (`ctime`, and the mtime the file shows); otherwise it keeps it (COPY). The target, if
 //! any, is replaced. `RENAME_NOREPLACE` gives EEXIST when the target exists; `RENAME_EXCHANGE`
 //! is not possible on S3 (EINVAL).
 //!
@@ -28,12 +31,13 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::attr::metadata_attrs;
+use super::attr::{metadata_attrs, stamp_change};
 use super::error::{FsError, FsResult};
-use super::names::{name_str, valid_component};
+use super::names::{check_key_len, name_str, valid_component};
 use super::S3Fs;
-use crate::cache::inode::{HeadReply, NodeKind};
-use crate::s3::{CopyRequest, KeyVersion, StorageError};
+use crate::cache::inode::{HeadReply, NodeKind, ObjectMeta};
+use crate::s3::meta::guess_content_type;
+use crate::s3::{CopyRequest, KeyVersion, ReplaceMetadata, StorageError};
 
 /// Copies in flight during a directory rename.
 const DIR_RENAME_PARALLELISM: usize = 16;
@@ -88,6 +92,7 @@ impl S3Fs {
         }
         let src_key = self.key_of(src.ino)?;
         let dst_parent_key = self.key_of(new_parent)?;
+        let now = std::time::SystemTime::now();
         // A renamed file's new ETag (None inside: unknown, look at the server next time).
         let mut new_etag: Option<Option<String>> = None;
         // Uploads of the source keys wait until the names have moved (see `gate`).
@@ -119,24 +124,45 @@ impl S3Fs {
                     ));
                 }
             }
+            // Objects kept for unlinked open files are not moved: their files take them now.
+            self.settle_kept_under(&src_key)?;
             _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             let (guard, copies) = self.rename_dir(src.ino, &src_key, &dst_key)?;
             moving = Some(guard);
             dir_copies = copies;
+            // What another tool marked the directory with stays behind otherwise, and the
+            // directory with it.
+            self.delete_foreign_marker(src.ino, &src_key)?;
         } else {
             self.flush_inode(src.ino)?;
-            moving = Some(self.rename_gate.rename(&src_key));
             let dst_key = format!("{dst_parent_key}{new_name_s}");
+            check_key_len(&dst_key)?;
+            // A file replaced while open keeps its bytes: the copy is about to overwrite them.
+            self.settle_kept(&dst_key)?;
+            if let Some(t) = &target {
+                self.detach_open_file(t.ino, &dst_key, false)?;
+            }
+            moving = Some(self.rename_gate.rename(&src_key));
             _copying = self.own_copies.begin(&[&src_key, &dst_key]);
-            let (etag, size) = {
-                let t = self.table();
-                let n = t.get(src.ino);
-                (
-                    n.and_then(|n| n.attr().etag.clone()),
-                    n.map(|n| n.attr().size),
-                )
+            // The Content-Type S3 keeps is re-derived from the new name when it was the guess
+            // from the old one (`mv a.txt b.html`); that needs the object's headers.
+            let (old_type, new_type) = (guess_content_type(&src_key), guess_content_type(&dst_key));
+            if old_type != new_type && self.copied_version(src.ino).2.is_none() {
+                self.object_meta(src.ino)?;
+            }
+            let (etag, size, known) = self.copied_version(src.ino);
+            // The copy carries the file's times (see `attr::stamp_change`) when its metadata is
+            // known: rewritten with REPLACE, at no extra request.
+            let cur_mtime = self.attrs_of(src.ino)?.mtime;
+            let rewrite = |m: &ObjectMeta| {
+                let mut metadata = m.metadata.clone();
+                stamp_change(&mut metadata, false, cur_mtime, now);
+                ReplaceMetadata {
+                    metadata,
+                    content_headers: retyped(&m.content_headers, &old_type, &new_type),
+                }
             };
-            let copied = self.copy_key(&src_key, &dst_key, etag, size)?;
+            let copied = self.copy_key(&src_key, &dst_key, etag, size, known, Some(&rewrite))?;
             if let Some(reply) = &copied.looked {
                 // Another client's version was moved: the file shows it (size, metadata).
                 self.table().record_head_of(src.ino, reply, self.expiry());
@@ -144,6 +170,16 @@ impl S3Fs {
             // The version copied is the one to delete: a lost reply never lets the delete
             // take another client's.
             let moved = copied.from.clone();
+            if let Some(w) = &copied.written {
+                let attrs = metadata_attrs(&w.metadata);
+                let meta = ObjectMeta {
+                    metadata: w.metadata.clone(),
+                    content_headers: w.content_headers.clone(),
+                    etag: copied.etag.clone(),
+                };
+                self.table()
+                    .record_meta(src.ino, meta, &attrs, self.expiry());
+            }
             // An open reader of the version moved follows it to the copy's ETag too (once the
             // gate is open again: an upload waiting there holds the file's lock).
             follow = Some((copied.from, copied.etag.clone()));
@@ -163,7 +199,14 @@ impl S3Fs {
             }
         }
         let mut t = self.table();
+        if let Some(replaced) = &target {
+            // Unlinked by the rename: an open descriptor of it sees its link count drop.
+            t.changed(replaced.ino, now);
+        }
         t.move_child(parent, &name_s, new_parent, &new_name_s);
+        t.changed(src.ino, now);
+        t.entries_changed(parent, now);
+        t.entries_changed(new_parent, now);
         t.set_negative(
             parent,
             &name_s,
@@ -244,7 +287,7 @@ impl S3Fs {
                         continue;
                     };
                     let dst = format!("{dst_key}{rest}");
-                    match self.copy_key(&o.key, &dst, o.etag.clone(), Some(o.size)) {
+                    match self.copy_key(&o.key, &dst, o.etag.clone(), Some(o.size), None, None) {
                         Ok(c) => copied.lock().push(Copied {
                             rest: rest.to_string(),
                             old_etag: c.from,
@@ -302,25 +345,45 @@ impl S3Fs {
 }
 
 impl S3Fs {
-    /// Copy `src_key` to `dst_key` with its metadata (directive COPY), guarded by `etag`, the
-    /// version of `size` bytes the mount knows. When the server refuses the copy because the
-    /// source changed (412), look at the source again (HEAD) and copy the version there now:
-    /// at most [`RENAME_COPY_ATTEMPTS`] copies (see the module documentation). A source gone
-    /// meanwhile is an error that says so (not found).
+    /// The version of `ino` a rename copies: its ETag and size, and its metadata when the
+    /// table holds it for that very version.
+    fn copied_version(&self, ino: u64) -> (Option<String>, Option<u64>, Option<ObjectMeta>) {
+        let t = self.table();
+        let Some(n) = t.get(ino) else {
+            return (None, None, None);
+        };
+        let etag = n.attr().etag.clone();
+        let meta = n
+            .meta()
+            .filter(|m| etag.is_some() && m.etag == etag)
+            .cloned();
+        (etag, Some(n.attr().size), meta)
+    }
+
+    /// Copy `src_key` to `dst_key` guarded by `etag`, the version of `size` bytes the mount
+    /// knows: with its metadata (directive COPY), or — given that version's metadata `known`
+    /// and `rewrite` — with `rewrite(known)` (REPLACE). When the server refuses the copy
+    /// because the source changed (412), look at the source again (HEAD) and copy the version
+    /// there now (rewriting its own metadata): at most [`RENAME_COPY_ATTEMPTS`] copies (see
+    /// the module documentation). A source gone meanwhile is an error that says so (not
+    /// found).
     fn copy_key(
         &self,
         src_key: &str,
         dst_key: &str,
         mut etag: Option<String>,
         mut size: Option<u64>,
+        known: Option<ObjectMeta>,
+        rewrite: Option<&dyn Fn(&ObjectMeta) -> ReplaceMetadata>,
     ) -> Result<KeyCopy, StorageError> {
         let mut looked = None;
         let mut attempt = 1;
+        let mut replace = known.as_ref().and_then(|m| rewrite.map(|f| f(m)));
         loop {
             let copied = self.bucket.copy(&CopyRequest {
                 src: self.bucket.obj(src_key),
                 dst: self.bucket.obj(dst_key),
-                replace: None,
+                replace: replace.clone(),
                 if_match: etag.clone(),
                 size,
             });
@@ -330,6 +393,7 @@ impl S3Fs {
                         from: etag,
                         etag: c.etag,
                         looked,
+                        written: replace,
                     })
                 }
                 Err(e) if e.is_precondition_failed() && attempt < RENAME_COPY_ATTEMPTS => {
@@ -341,6 +405,7 @@ impl S3Fs {
                     );
                     etag = info.etag.clone();
                     size = Some(info.size);
+                    replace = rewrite.map(|f| f(&ObjectMeta::from(&info)));
                     looked = Some(HeadReply::new(&info, metadata_attrs(&info.metadata), asked));
                     attempt += 1;
                 }
@@ -348,6 +413,26 @@ impl S3Fs {
             }
         }
     }
+}
+
+/// Content headers `headers` of an object renamed from a name whose guessed Content-Type is
+/// `old_type` to one whose guess is `new_type`: a Content-Type that was the old guess becomes
+/// the new one; one set explicitly (any other value) is kept.
+pub fn retyped(
+    headers: &[(String, String)],
+    old_type: &str,
+    new_type: &str,
+) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            if k.eq_ignore_ascii_case("content-type") && v.trim().eq_ignore_ascii_case(old_type) {
+                (k.clone(), new_type.to_string())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
 }
 
 /// What a rename's copy of one key did ([`S3Fs::copy_key`]).
@@ -359,6 +444,8 @@ struct KeyCopy {
     etag: Option<String>,
     /// The HEAD that found the version copied, when the one the mount knew was gone.
     looked: Option<HeadReply>,
+    /// The metadata and content headers the copy was given (REPLACE), if not its own.
+    written: Option<ReplaceMetadata>,
 }
 
 /// One key a directory rename copied: its path below the directory and its ETags.
@@ -367,4 +454,25 @@ struct Copied {
     rest: String,
     old_etag: Option<String>,
     new_etag: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retyped;
+
+    #[test]
+    fn a_guessed_content_type_follows_the_name_an_explicit_one_stays() {
+        let h = |v: &str| vec![("Content-Type".to_string(), v.to_string())];
+        assert_eq!(
+            retyped(&h("text/plain"), "text/plain", "text/html"),
+            h("text/html")
+        );
+        assert_eq!(
+            retyped(&h("application/x-custom"), "text/plain", "text/html"),
+            h("application/x-custom")
+        );
+        let other = vec![("cache-control".to_string(), "text/plain".to_string())];
+        assert_eq!(retyped(&other, "text/plain", "text/html"), other);
+        assert!(retyped(&[], "a", "b").is_empty());
+    }
 }

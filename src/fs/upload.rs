@@ -42,7 +42,7 @@ use super::error::{FsError, FsResult};
 use super::open_file::OpenFile;
 use super::upload_plan::{Streaming, UploadPlan};
 use super::S3Fs;
-use crate::cache::inode::ObjectMeta;
+use crate::cache::inode::{AttrUpdate, ObjectMeta};
 use crate::s3::storage::guess_content_type;
 use crate::s3::stream::UploadQueue;
 use crate::s3::{Metadata, PutOptions, StreamingUpload};
@@ -61,8 +61,15 @@ impl S3Fs {
             },
             (None, false) => (Metadata::new(), None),
         };
+        // An object that carries its times keeps them right: the mtime of the upload (unless
+        // set explicitly), and the ctime of this change.
+        let now = SystemTime::now();
+        let carries_times = metadata.get("mtime").is_some() || metadata.get("ctime").is_some();
         if !of.mtime_explicit() && metadata.get("mtime").is_some() {
-            metadata.insert("mtime", format_mtime(SystemTime::now()));
+            metadata.insert("mtime", format_mtime(now));
+        }
+        if carries_times {
+            metadata.insert("ctime", format_mtime(now));
         }
         let content_headers = content_headers
             .filter(|h| !h.is_empty())
@@ -195,8 +202,16 @@ impl S3Fs {
             content_headers: plan.content_headers,
             etag: etag.clone(),
         };
+        let now = SystemTime::now();
         let mut t = self.table();
-        t.set_version(of.ino(), len, etag, Some(SystemTime::now()));
+        t.set_version(of.ino(), len, etag, Some(now));
+        t.apply_attrs(
+            of.ino(),
+            &AttrUpdate {
+                ctime: Some(now),
+                ..AttrUpdate::default()
+            },
+        );
         t.record_meta(of.ino(), meta, &attrs, expires);
         t.refresh_attr(of.ino(), expires);
     }
@@ -251,14 +266,6 @@ impl S3Fs {
                 of.set_stream(Streaming::new(upload, key, plan));
             }
             Err(e) => log::warn!("{key}: cannot start a streamed upload ({e}); uploading at close"),
-        }
-    }
-
-    /// Mark an open file unlinked: it is not uploaded any more, and a streamed upload of it is
-    /// aborted.
-    pub(crate) fn unlink_open_file(&self, ino: u64) {
-        if let Some(f) = self.open_files.get(ino) {
-            f.lock().mark_unlinked();
         }
     }
 }

@@ -6,6 +6,7 @@
 //! file is open with unsaved changes, is folded into the upload at close. Other names are not
 //! stored: ENOTSUP on set, ENODATA on get, so `cp -a` and friends skip them quietly.
 
+use super::attr::FileAttrs;
 use super::error::{FsError, FsResult};
 use super::S3Fs;
 use crate::cache::inode::AttrUpdate;
@@ -140,7 +141,7 @@ impl S3Fs {
         if short.len() + value.len() > MAX_USER_METADATA_BYTES {
             return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
         }
-        let edit = |meta: &mut Metadata, _mode: u32| -> FsResult<()> {
+        let edit = |meta: &mut Metadata, _cur: &FileAttrs| -> FsResult<()> {
             let exists = meta.get(&short).is_some();
             if flags & libc::XATTR_CREATE != 0 && exists {
                 return Err(FsError::new(
@@ -170,7 +171,7 @@ impl S3Fs {
                 format!("{name:?}: not a metadata attribute"),
             ));
         };
-        let edit = |meta: &mut Metadata, _mode: u32| -> FsResult<()> {
+        let edit = |meta: &mut Metadata, _cur: &FileAttrs| -> FsResult<()> {
             meta.remove(&short)
                 .map(|_| ())
                 .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))

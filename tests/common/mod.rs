@@ -738,6 +738,26 @@ pub fn sh(cmd: &str) -> Output {
     out
 }
 
+/// The second, unprivileged user the tests play (`setpriv`).
+pub const NOBODY: u32 = 65534;
+
+/// Run `script` with `sh -c` as uid/gid [`NOBODY`] with no supplementary groups.
+pub fn as_nobody(script: &str) -> Output {
+    Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv")
+}
+
 /// `bucket`/`key` as an [`s3mount::s3::ObjectRef`].
 pub fn obj(bucket: &str, key: &str) -> s3mount::s3::ObjectRef {
     s3mount::s3::ObjectRef {

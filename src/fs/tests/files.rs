@@ -185,7 +185,7 @@ fn o_excl_is_eexist_for_an_existing_name_and_carries_if_none_match() {
     // The kernel asks the file system too when it does not know the name yet.
     let root = ROOT_INO;
     assert_eq!(
-        errno(fx.fs.create(root, OsStr::new("f"), 0o644, excl)),
+        errno(fx.fs.create(root, OsStr::new("f"), 0o644, excl, None)),
         libc::EEXIST
     );
 

@@ -18,6 +18,7 @@ mod lost_replies;
 mod metadata;
 mod model;
 mod names;
+mod posix;
 mod reference_model;
 mod rename;
 
@@ -301,7 +302,7 @@ impl Fx {
             match self.fs.lookup(p, os(name)) {
                 Ok(a) => Some(a),
                 Err(e) if e.errno == libc::ENOENT => {
-                    let (a, fh) = self.fs.create(p, os(name), FILE_MODE, flags)?;
+                    let (a, fh) = self.fs.create(p, os(name), FILE_MODE, flags, None)?;
                     self.fs.note_lookup(a.ino);
                     return Ok(fh);
                 }
@@ -422,7 +423,7 @@ impl Fx {
         if self.fs.lookup(p, os(name)).is_ok() {
             return Err(FsError::new(libc::EEXIST, format!("{path} exists")));
         }
-        let a = self.fs.mkdir(p, os(name), DIR_MODE)?;
+        let a = self.fs.mkdir(p, os(name), DIR_MODE, None)?;
         self.fs.note_lookup(a.ino);
         Ok(())
     }
@@ -494,7 +495,7 @@ impl Fx {
     pub fn symlink(&self, target: &str, path: &str) -> FsResult<()> {
         let (parent, name) = split(path);
         let p = self.dir_ino(parent)?;
-        let a = self.fs.symlink(p, os(name), Path::new(target))?;
+        let a = self.fs.symlink(p, os(name), Path::new(target), None)?;
         self.fs.note_lookup(a.ino);
         Ok(())
     }
@@ -573,12 +574,12 @@ impl Fx {
     }
 
     /// The `user.x-amz-meta-*` attributes of `path` with their values, the mount's own
-    /// (mode, owner, mtime) left out.
+    /// (mode, owner, times, device number) left out.
     pub fn user_xattrs(&self, path: &str) -> FsResult<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         for name in self.listxattr(path)? {
             let short = name.strip_prefix("user.x-amz-meta-").unwrap().to_string();
-            if !["mode", "uid", "gid", "mtime"].contains(&short.as_str()) {
+            if !reference_model::OWN_KEYS.contains(&short.as_str()) {
                 out.insert(short, self.getxattr(path, &name)?);
             }
         }

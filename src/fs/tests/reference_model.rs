@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 /// Metadata keys s3mount adds by itself (not user xattrs).
-pub const OWN_KEYS: &[&str] = &["mode", "mtime", "uid", "gid"];
+pub const OWN_KEYS: &[&str] = &["mode", "mtime", "ctime", "atime", "uid", "gid", "rdev"];
 /// Permission bits of a new file and a new directory (under umask 022).
 pub const FILE_PERM: u32 = 0o644;
 pub const DIR_PERM: u32 = 0o755;

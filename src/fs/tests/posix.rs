@@ -1,0 +1,326 @@
+//! What programs expect of a file system (issue 12): files unlinked or replaced while open,
+//! special files, owners, times and link counts, other tools' directories, long keys. The
+//! same rows next to a local disk, through a real mount: tests/posix.rs.
+
+use super::*;
+use crate::fs::attr::Caller;
+use crate::fs::unlinked::FETCH_AT_UNLINK_MAX;
+use crate::s3::{PutOptions, RequestBody};
+
+// ---- unlinked open files ------------------------------------------------------------------
+
+#[test]
+fn a_small_unlinked_open_file_is_fetched_and_its_object_deleted_at_once() {
+    let fx = fx();
+    let data = bytes(300_000, 1);
+    fx.put_behind("f", &data);
+    let ino = fx.ino("f").unwrap();
+    let fh = fx.open("f", libc::O_RDWR).unwrap();
+    assert_eq!(fx.read(fh, 0, 10).unwrap(), &data[..10]);
+    fx.unlink("f").unwrap();
+    assert!(fx.object("f").is_none(), "deleted at the unlink");
+    assert_eq!(errno(fx.stat("f")), libc::ENOENT);
+    let a = fx.fs.getattr(ino).unwrap();
+    assert_eq!((a.nlink, a.size), (0, data.len() as u64), "fstat");
+    let gets = fx.count(Operation::GetObject);
+    assert_eq!(fx.read_to_end(fh).unwrap(), data);
+    assert_eq!(
+        fx.count(Operation::GetObject),
+        gets,
+        "read from the local copy"
+    );
+    fx.write(fh, 0, b"CHANGED").unwrap();
+    assert_eq!(fx.read(fh, 0, 7).unwrap(), b"CHANGED");
+    fx.close(fh).unwrap();
+    assert_eq!(fx.count(Operation::PutObject), 0, "never uploaded");
+    assert!(fx.keys().is_empty());
+}
+
+#[test]
+fn a_large_unlinked_open_file_keeps_its_object_hidden_until_the_last_close() {
+    let fx = fx();
+    let data = bytes(FETCH_AT_UNLINK_MAX as usize + 1, 2);
+    fx.put_behind("big", &data);
+    let ino = fx.ino("big").unwrap();
+    let fh = fx.open("big", libc::O_RDONLY).unwrap();
+    let gets = fx.count(Operation::GetObject);
+    fx.unlink("big").unwrap();
+    assert_eq!(fx.count(Operation::GetObject), gets, "nothing fetched");
+    assert!(fx.object("big").is_some(), "kept for the descriptor");
+    // Gone by name although the server still has it (the TTL is 0: every lookup would ask).
+    assert_eq!(errno(fx.stat("big")), libc::ENOENT);
+    assert!(fx.ls("").unwrap().is_empty());
+    assert_eq!(fx.fs.getattr(ino).unwrap().nlink, 0);
+    assert_eq!(fx.read_to_end(fh).unwrap(), data);
+    fx.close(fh).unwrap();
+    assert!(fx.object("big").is_none(), "deleted at the last close");
+}
+
+#[test]
+fn a_new_file_over_a_kept_object_is_not_deleted_by_the_old_ones_last_close() {
+    let fx = fx();
+    let data = bytes(FETCH_AT_UNLINK_MAX as usize + 1, 3);
+    fx.put_behind("log", &data);
+    let fh = fx.open("log", libc::O_RDONLY).unwrap();
+    fx.unlink("log").unwrap();
+    fx.put("log", b"rotated").unwrap();
+    assert_eq!(
+        fx.read_to_end(fh).unwrap(),
+        data,
+        "fetched before the name was reused"
+    );
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("log"), b"rotated");
+}
+
+#[test]
+fn a_file_renamed_over_while_open_keeps_its_bytes() {
+    let fx = fx();
+    let data = bytes(FETCH_AT_UNLINK_MAX as usize + 1, 4);
+    fx.put_behind("target", &data);
+    let ino = fx.ino("target").unwrap();
+    let fh = fx.open("target", libc::O_RDONLY).unwrap();
+    fx.put("new", b"replacement").unwrap();
+    fx.rename("new", "target").unwrap();
+    assert_eq!(fx.fs.getattr(ino).unwrap().nlink, 0);
+    assert_eq!(fx.read_to_end(fh).unwrap(), data);
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("target"), b"replacement");
+    assert_eq!(fx.keys(), ["target"]);
+}
+
+#[test]
+fn rmdir_of_a_directory_holding_only_a_kept_object_succeeds() {
+    let fx = fx();
+    fx.mkdir("d").unwrap();
+    let data = bytes(FETCH_AT_UNLINK_MAX as usize + 1, 5);
+    fx.put_behind("d/big", &data);
+    let fh = fx.open("d/big", libc::O_RDONLY).unwrap();
+    fx.unlink("d/big").unwrap();
+    fx.rmdir("d").unwrap();
+    assert!(fx.keys().is_empty(), "{:?}", fx.keys());
+    assert_eq!(fx.read_to_end(fh).unwrap(), data);
+    fx.close(fh).unwrap();
+}
+
+// ---- special files --------------------------------------------------------------------------
+
+#[test]
+fn special_files_are_stored_as_s3fs_stores_them() {
+    let fx = fx();
+    let dev = libc::makedev(8, 1) as u32;
+    for (name, mode, rdev) in [
+        ("p", libc::S_IFIFO | 0o640, 0),
+        ("s", libc::S_IFSOCK | 0o755, 0),
+        ("c", libc::S_IFCHR | 0o600, dev),
+        ("b", libc::S_IFBLK | 0o660, dev),
+        ("r", libc::S_IFREG | 0o644, 0),
+    ] {
+        let a = fx.fs.mknod(ROOT_INO, os(name), mode, rdev, None).unwrap();
+        assert_eq!(
+            (a.kind.type_bits(), u32::from(a.perm)),
+            (mode & libc::S_IFMT, mode & 0o7777)
+        );
+        let o = fx.object(name).unwrap();
+        assert!(o.data.is_empty());
+        assert_eq!(
+            o.metadata.get("mode"),
+            Some(mode.to_string().as_str()),
+            "{name}"
+        );
+        let want_rdev = (rdev != 0).then(|| rdev.to_string());
+        assert_eq!(o.metadata.get("rdev"), want_rdev.as_deref(), "{name}");
+    }
+    let fx = fx.remount();
+    assert_eq!(
+        fx.stat("c").unwrap().kind,
+        NodeKind::CharDevice { rdev: dev }
+    );
+    assert_eq!(fx.stat("c").unwrap().rdev, dev);
+    assert_eq!(fx.stat("p").unwrap().kind, NodeKind::Fifo);
+    assert_eq!(fx.stat("r").unwrap().kind, NodeKind::File);
+    // Renamable and removable like any file; a chmod keeps the type.
+    fx.setattr(
+        "p",
+        AttrChange {
+            mode: Some(0o600),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    fx.rename("p", "q").unwrap();
+    assert_eq!(
+        fx.remount().stat("q").unwrap().kind,
+        NodeKind::Fifo,
+        "the type survives a chmod and a rename"
+    );
+    fx.unlink("s").unwrap();
+    assert_eq!(errno(fx.stat("s")), libc::ENOENT);
+    assert_eq!(
+        errno(
+            fx.fs
+                .mknod(ROOT_INO, os("d"), libc::S_IFDIR | 0o755, 0, None)
+        ),
+        libc::EINVAL
+    );
+}
+
+// ---- owners ---------------------------------------------------------------------------------
+
+#[test]
+fn with_other_users_let_in_what_a_user_creates_is_theirs() {
+    let fx = setup().opts(|o| o.owners_from_callers = true).mount();
+    let them = Some(Caller { uid: 7, gid: 8 });
+    let (a, fh) = fx
+        .fs
+        .create(ROOT_INO, os("f"), 0o644, libc::O_WRONLY, them)
+        .unwrap();
+    assert_eq!((a.uid, a.gid), (7, 8));
+    fx.close(fh).unwrap();
+    let o = fx.object("f").unwrap();
+    assert_eq!(
+        (o.metadata.get("uid"), o.metadata.get("gid")),
+        (Some("7"), Some("8"))
+    );
+    // A set-gid directory gives its group, and its set-gid bit to a directory made in it.
+    let d = fx.fs.mkdir(ROOT_INO, os("d"), 0o2777, them).unwrap();
+    fx.setattr(
+        "d",
+        AttrChange {
+            gid: Some(42),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    let sub = fx.fs.mkdir(d.ino, os("sub"), 0o755, them).unwrap();
+    assert_eq!((sub.uid, sub.gid), (7, 42));
+    assert_eq!(u32::from(sub.perm) & libc::S_ISGID, libc::S_ISGID);
+    let l = fx
+        .fs
+        .symlink(
+            d.ino,
+            os("l"),
+            Path::new("t"),
+            Some(Caller { uid: 9, gid: 9 }),
+        )
+        .unwrap();
+    assert_eq!((l.uid, l.gid), (9, 42));
+    assert_eq!(fx.remount().stat("d/sub").unwrap().uid, 7);
+}
+
+#[test]
+fn without_other_users_nothing_is_recorded() {
+    let fx = fx();
+    let a = fx
+        .fs
+        .mkdir(ROOT_INO, os("d"), 0o755, Some(Caller { uid: 7, gid: 8 }))
+        .unwrap();
+    assert_eq!((a.uid, a.gid), (fx.fs.options().uid, fx.fs.options().gid));
+    assert_eq!(fx.object("d/").unwrap().metadata.get("uid"), None);
+}
+
+// ---- times and link counts ------------------------------------------------------------------
+
+#[test]
+fn a_metadata_change_carries_its_ctime_and_keeps_the_mtime_shown() {
+    let fx = fx();
+    fx.put_behind("f", b"x");
+    let before = fx.stat("f").unwrap();
+    fx.setattr(
+        "f",
+        AttrChange {
+            mode: Some(0o600),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    let after = fx.stat("f").unwrap();
+    assert_eq!(after.mtime, before.mtime, "a chmod does not move the mtime");
+    assert!(after.ctime > before.ctime, "it moves the ctime");
+    let o = fx.object("f").unwrap();
+    assert!(o.metadata.get("ctime").is_some());
+    let again = fx.remount().stat("f").unwrap();
+    assert_eq!(again.mtime, before.mtime, "also after a remount");
+    assert_eq!(again.ctime, after.ctime);
+}
+
+#[test]
+fn reads_move_the_atime_in_memory_only() {
+    let fx = setup().ttl(Duration::from_secs(60)).mount();
+    fx.put("f", b"abc").unwrap();
+    let before = fx.stat("f").unwrap();
+    let puts = fx.count(Operation::PutObject) + fx.count(Operation::CopyObject);
+    assert_eq!(fx.cat("f").unwrap(), b"abc");
+    let after = fx.stat("f").unwrap();
+    assert!(after.atime > before.atime);
+    assert_eq!((after.mtime, after.ctime), (before.mtime, before.ctime));
+    assert_eq!(
+        fx.count(Operation::PutObject) + fx.count(Operation::CopyObject),
+        puts,
+        "no write for a read"
+    );
+}
+
+#[test]
+fn directories_count_their_subdirectories_and_move_with_their_entries() {
+    let fx = setup().ttl(Duration::from_secs(60)).mount();
+    fx.mkdir("d").unwrap();
+    let before = fx.stat("d").unwrap();
+    assert_eq!(before.nlink, 2);
+    fx.mkdir("d/a").unwrap();
+    fx.mkdir("d/b").unwrap();
+    fx.put("d/f", b"").unwrap();
+    let after = fx.stat("d").unwrap();
+    assert_eq!(after.nlink, 4);
+    assert!(after.mtime > before.mtime && after.ctime > before.ctime);
+    fx.rmdir("d/a").unwrap();
+    assert_eq!(fx.stat("d").unwrap().nlink, 3);
+}
+
+// ---- other tools' directories, long keys ----------------------------------------------------
+
+#[test]
+fn directories_other_tools_mark_are_directories_and_go_with_rmdir() {
+    let fx = fx();
+    fx.put_behind("h_$folder$", b"");
+    let typed = PutOptions {
+        content_headers: vec![("content-type".into(), "application/x-directory".into())],
+        ..PutOptions::default()
+    };
+    fx.fs
+        .bucket()
+        .put("old", RequestBody::Empty, &typed)
+        .unwrap();
+    assert_eq!(fx.ls("").unwrap(), ["h", "old"]);
+    assert_eq!(fx.stat("h").unwrap().kind, NodeKind::Dir);
+    assert_eq!(fx.stat("old").unwrap().kind, NodeKind::Dir);
+    fx.rmdir("h").unwrap();
+    fx.rmdir("old").unwrap();
+    assert!(fx.keys().is_empty(), "{:?}", fx.keys());
+}
+
+#[test]
+fn keys_over_1024_bytes_are_enametoolong() {
+    let fx = fx();
+    let name = "n".repeat(250);
+    let mut dir = String::new();
+    for _ in 0..4 {
+        dir = format!("{dir}{name}/");
+        fx.mkdir(dir.trim_end_matches('/')).unwrap();
+    }
+    // 4 × 251 = 1004 bytes of directories: a file name of 20 fits, 21 does not.
+    fx.put(&format!("{dir}{}", "f".repeat(20)), b"ok").unwrap();
+    assert_eq!(
+        errno(fx.put(&format!("{dir}{}", "f".repeat(21)), b"no")),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno(fx.stat(&format!("{dir}{}", "f".repeat(21)))),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno(fx.mkdir(&format!("{dir}{}", "d".repeat(20)))),
+        libc::ENAMETOOLONG,
+        "a directory's marker is a byte longer"
+    );
+}

@@ -1,0 +1,218 @@
+//! Files unlinked while open: the name goes at once, the bytes stay until the last close.
+//!
+//! On a disk, `unlink` (or a `rename` over the file) removes the name, and every open
+//! descriptor keeps reading and writing the same file until its last close, with `st_nlink` 0
+//! (`tmpfile()`-style scratch files, `tail -f` on a rotated log, package managers). S3 deletes
+//! the object at once, so the mount keeps what the descriptors need in one of two ways, chosen
+//! by size when the file has no local copy yet:
+//!
+//! - **fetched** — up to [`FETCH_AT_UNLINK_MAX`] bytes, or whenever the key is about to be
+//!   written again (a rename over the file, a new file of that name, a rename or `rmdir` of its
+//!   directory): what is left of the version the descriptors read is copied into a staging
+//!   file (through the data cache, pinned to its ETag), and the object is deleted at once. A
+//!   file that already has a staging file (written or truncated) needs nothing fetched.
+//! - **kept** — above it: the object stays on the server until the last close, which deletes
+//!   it; meanwhile the mount hides its name from its lookups and listings (also after the
+//!   metadata TTL). Reads go on by ranged GETs of the pinned version, as before the unlink.
+//!
+//! Either way nothing is uploaded for the file any more, and its staging file is removed from
+//! the cache dir at once (the descriptors keep it open), so a crash never brings the bytes
+//! back as an `unsaved/` copy. What a crash leaves: a fetched file is gone from the server, as
+//! on a disk; a kept one is still there with its name (the unlink did not reach the server),
+//! as are the objects of files still open at an unmount.
+//!
+//! Lock order (see [`super::open_files`]): the map of kept objects comes last, taken only to
+//! look up, insert or remove.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use super::error::{FsError, FsResult};
+use super::fetch::ObjectSource;
+use super::open_file::{errno_of, OpenFile, Staging};
+use super::S3Fs;
+
+/// Largest file whose remaining bytes are fetched at its unlink (one GET's worth, the size
+/// below which an upload is one PUT). Above, fetching bytes the reader may never read costs
+/// more than a DELETE at the last close, and an unlink would wait for the whole download.
+pub const FETCH_AT_UNLINK_MAX: u64 = 16 * 1024 * 1024;
+
+/// Bytes copied per ranged read while fetching an unlinked file (the read-ahead's part size).
+const FETCH_CHUNK: u64 = 8 * 1024 * 1024;
+
+/// What becomes of the object of a name removed from under an open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detached {
+    /// Nothing open needs it: delete it now (or let the replacing write overwrite it).
+    Free,
+    /// Kept for the open descriptors until the last close, which deletes it.
+    Kept,
+}
+
+/// The objects kept for unlinked open files, by key (their names are hidden).
+#[derive(Debug, Default)]
+pub struct KeptObjects {
+    keys: Mutex<HashMap<String, u64>>,
+}
+
+impl KeptObjects {
+    /// True if `key` is kept for an unlinked open file: its name is hidden.
+    pub fn is_hidden(&self, key: &str) -> bool {
+        self.keys.lock().contains_key(key)
+    }
+
+    /// The keys kept under `prefix` (all with ""), with their inodes.
+    pub fn under(&self, prefix: &str) -> Vec<(String, u64)> {
+        self.keys
+            .lock()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, i)| (k.clone(), *i))
+            .collect()
+    }
+
+    fn insert(&self, key: String, ino: u64) {
+        self.keys.lock().insert(key, ino);
+    }
+
+    fn remove(&self, key: &str) {
+        self.keys.lock().remove(key);
+    }
+}
+
+impl S3Fs {
+    /// The name `key` of `ino` is being removed (an unlink: `may_keep`) or replaced (a rename
+    /// over it, a new file there): if the file is open, it is marked unlinked (never uploaded
+    /// again) and keeps its bytes — fetched now, or its object kept until the last close when
+    /// `may_keep` and the file is large (see the module documentation).
+    pub(crate) fn detach_open_file(
+        &self,
+        ino: u64,
+        key: &str,
+        may_keep: bool,
+    ) -> FsResult<Detached> {
+        let Some(f) = self.open_files.get(ino) else {
+            return Ok(Detached::Free);
+        };
+        let mut of = f.lock();
+        if of.is_unused() {
+            return Ok(Detached::Free);
+        }
+        of.mark_unlinked();
+        if of.staging().is_some() || !of.remote_exists() {
+            return Ok(Detached::Free);
+        }
+        if may_keep && of.remote_size() > FETCH_AT_UNLINK_MAX {
+            log::debug!(
+                "{key}: unlinked while open ({} bytes): kept until the last close",
+                of.remote_size()
+            );
+            of.keep_object(key.to_string());
+            self.kept.insert(key.to_string(), ino);
+            return Ok(Detached::Kept);
+        }
+        self.fetch_rest(&mut of, key)?;
+        Ok(Detached::Free)
+    }
+
+    /// Fetch the version `of` reads (from `key`) into a staging file of its own, so its
+    /// descriptors no longer need the object.
+    fn fetch_rest(&self, of: &mut OpenFile, key: &str) -> FsResult<()> {
+        let size = of.remote_size();
+        let src = ObjectSource::new(
+            self.bucket.clone(),
+            self.bucket.obj(key),
+            of.etag().map(str::to_string),
+            size,
+            self.data_cache.clone().zip(self.cache_writer.clone()),
+        );
+        let (file, path) = self.new_staging_file()?;
+        let copied = (|| {
+            let mut at = 0;
+            while at < size {
+                let end = (at + FETCH_CHUNK).min(size);
+                let bytes = src.read(at, end)?;
+                std::os::unix::fs::FileExt::write_all_at(&file, &bytes, at).map_err(|e| {
+                    FsError::new(
+                        errno_of(&e),
+                        format!("{key}: keeping an unlinked file: {e}"),
+                    )
+                })?;
+                at = end;
+            }
+            Ok(())
+        })();
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        of.attach_staging(Staging::new(file, path), None);
+        Ok(())
+    }
+
+    /// Before `key` is written by the mount (a new file, a rename onto it): an unlinked file
+    /// whose object is kept there fetches it now and lets it go, so the write is not deleted
+    /// at its last close.
+    pub(crate) fn settle_kept(&self, key: &str) -> FsResult<()> {
+        for (k, ino) in self.kept.under(key) {
+            if k == key {
+                self.settle_one(&k, ino, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before the directory `prefix` is renamed or removed: every kept object under it is
+    /// fetched by its file and deleted, so none is copied to the new name or keeps the
+    /// directory on the server.
+    pub(crate) fn settle_kept_under(&self, prefix: &str) -> FsResult<()> {
+        for (k, ino) in self.kept.under(prefix) {
+            self.settle_one(&k, ino, true)?;
+        }
+        Ok(())
+    }
+
+    fn settle_one(&self, key: &str, ino: u64, delete: bool) -> FsResult<()> {
+        // The version kept: a lost reply never lets the delete take another client's.
+        let mut etag = None;
+        if let Some(f) = self.open_files.get(ino) {
+            let mut of = f.lock();
+            if of.kept_key() == Some(key) {
+                etag = of.etag().map(str::to_string);
+                if of.staging().is_none() {
+                    self.fetch_rest(&mut of, key)?;
+                }
+                of.take_kept_key();
+            }
+        }
+        self.kept.remove(key);
+        if delete {
+            self.bucket.delete(key, etag.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// At the last close of an unlinked file (or at unmount): delete the object kept for it.
+    pub(crate) fn release_kept(&self, of: &mut OpenFile) {
+        let Some(key) = of.take_kept_key() else {
+            return;
+        };
+        self.kept.remove(&key);
+        match self.bucket.delete(&key, of.etag()) {
+            Ok(()) => log::debug!("{key}: unlinked while open; deleted at the last close"),
+            Err(e) => log::warn!(
+                "{key}: unlinked while open, but its object could not be deleted at the last close: {e}"
+            ),
+        }
+    }
+
+    /// The key an open file's content is read from: its name's, or the object kept for it
+    /// after an unlink.
+    pub(crate) fn object_key(&self, of: &OpenFile) -> FsResult<String> {
+        if let Some(k) = of.kept_key() {
+            return Ok(k.to_string());
+        }
+        self.key_of(of.ino())
+    }
+}

@@ -1,0 +1,1158 @@
+//! What programs expect of a file system, checked NEXT TO a local disk: each scenario runs the
+//! same operations in a directory of a local temp dir (ext4, relatime) and in a directory of
+//! the mount, and compares what `lstat` says of every path named — type, mode, uid, gid,
+//! nlink, size (of all but directories, whose size is the file system's own), rdev — and which
+//! of atime, mtime, ctime the operation moved ([`same_as_disk`]).
+//!
+//! Ownership is played with a second, unprivileged user (uid/gid 65534, `setpriv`) on a mount
+//! with `--allow-other`. Also here: files unlinked or replaced while open, special files
+//! through `rsync -a`, `tar` and a remount, s3fs reading what s3mount wrote and the reverse,
+//! directories other tools make, the Content-Type of a renamed file, and long names.
+
+mod common;
+
+use std::ffi::CString;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use common::{server, server_bytes, sh, skip_on, Mount, ServerLimit};
+use s3mount::s3::{ObjectStore, PutOptions, RequestBody};
+
+use common::NOBODY;
+/// Between a scenario's setup and its operation, so that a time the operation moves differs
+/// from the one before on both sides (nanosecond times; not a timing assertion).
+const PAUSE: Duration = Duration::from_millis(30);
+
+fn q(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
+
+/// What the comparison looks at of one path (`lstat`).
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    kind: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u64,
+    /// `None` for a directory (its size is the file system's own).
+    size: Option<u64>,
+    rdev: u64,
+}
+
+/// The three times of a path, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Times {
+    atime: i128,
+    mtime: i128,
+    ctime: i128,
+}
+
+fn ns(s: i64, n: i64) -> i128 {
+    i128::from(s) * 1_000_000_000 + i128::from(n)
+}
+
+fn look(p: &Path) -> Option<(Seen, Times)> {
+    let m = std::fs::symlink_metadata(p).ok()?;
+    let kind = m.mode() & libc::S_IFMT;
+    let seen = Seen {
+        kind,
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        nlink: m.nlink(),
+        size: (kind != libc::S_IFDIR).then_some(m.size()),
+        rdev: m.rdev(),
+    };
+    let times = Times {
+        atime: ns(m.atime(), m.atime_nsec()),
+        mtime: ns(m.mtime(), m.mtime_nsec()),
+        ctime: ns(m.ctime(), m.ctime_nsec()),
+    };
+    Some((seen, times))
+}
+
+/// Which times moved: "a", "m", "c" in that order.
+fn moved(before: Option<Times>, after: Option<Times>) -> String {
+    let (Some(b), Some(a)) = (before, after) else {
+        return "-".into();
+    };
+    let mut s = String::new();
+    if a.atime != b.atime {
+        s.push('a');
+    }
+    if a.mtime != b.mtime {
+        s.push('m');
+    }
+    if a.ctime != b.ctime {
+        s.push('c');
+    }
+    s
+}
+
+/// A scenario: `setup`, then `op`, each given the scenario's directory; `paths` (relative to
+/// it, "." for itself) are compared.
+struct Scenario<'a> {
+    name: &'a str,
+    paths: &'a [&'a str],
+    setup: &'a dyn Fn(&Path),
+    op: &'a dyn Fn(&Path),
+}
+
+/// Run `sc` in a new directory of the local temp dir `local` and of the mount `mnt` (both
+/// made by `mkdir`), and return every difference, one line each.
+fn same_as_disk(local: &Path, mnt: &Path, sc: &Scenario) -> Vec<String> {
+    let dirs = [local.join(sc.name), mnt.join(sc.name)];
+    let mut results = Vec::new();
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        // Open to the second user, as the scenarios that play it need.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        (sc.setup)(d);
+        std::thread::sleep(PAUSE);
+        let before: Vec<_> = sc.paths.iter().map(|p| look(&d.join(p))).collect();
+        std::thread::sleep(PAUSE);
+        (sc.op)(d);
+        let after: Vec<_> = sc.paths.iter().map(|p| look(&d.join(p))).collect();
+        results.push((before, after));
+    }
+    let mut diffs = Vec::new();
+    for (i, p) in sc.paths.iter().enumerate() {
+        let side = |k: usize| {
+            let (b, a) = &results[k];
+            let seen = a[i].as_ref().map(|x| x.0.clone());
+            let m = moved(b[i].as_ref().map(|x| x.1), a[i].as_ref().map(|x| x.1));
+            (seen, m)
+        };
+        let (disk, mount) = (side(0), side(1));
+        if disk != mount {
+            diffs.push(format!(
+                "{}: {p}: disk {:?} moved {:?}; mount {:?} moved {:?}",
+                sc.name, disk.0, disk.1, mount.0, mount.1
+            ));
+        }
+    }
+    diffs
+}
+
+/// `script` with `sh -c` as uid/gid 65534 with no supplementary groups (must succeed).
+fn as_nobody(script: &str) -> Output {
+    let out = common::as_nobody(script);
+    assert!(
+        out.status.success(),
+        "as nobody: {script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Let others walk to `p` (temp dirs are 0700).
+fn open_path_to(p: &Path) {
+    let mut cur = p.parent();
+    while let Some(d) = cur {
+        if d == Path::new("/") || d == Path::new("/tmp") {
+            break;
+        }
+        let mode = std::fs::metadata(d).unwrap().permissions().mode();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        cur = d.parent();
+    }
+}
+
+fn write(p: &Path, data: &[u8]) {
+    std::fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+fn append(p: &Path, data: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+    f.write_all(data).unwrap();
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// `mknod(2)` (the errno on failure).
+fn mknod(p: &Path, mode: u32, dev: u64) -> Result<(), i32> {
+    // SAFETY: a valid NUL-terminated path.
+    let r = unsafe { libc::mknod(cstr(p).as_ptr(), mode, dev) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+/// A unix socket bound at `p` (the name stays after the socket is closed).
+fn bind_socket(p: &Path) {
+    std::os::unix::net::UnixListener::bind(p)
+        .unwrap_or_else(|e| panic!("bind {}: {e}", p.display()));
+}
+
+/// `utimensat(2)` with these atime and mtime (`None`: leave it).
+fn set_times(p: &Path, atime: Option<SystemTime>, mtime: Option<SystemTime>) {
+    let ts = |t: Option<SystemTime>| match t {
+        Some(t) => {
+            let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            libc::timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as i64,
+            }
+        }
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    };
+    let times = [ts(atime), ts(mtime)];
+    // SAFETY: a valid path and two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            cstr(p).as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0, "utimensat {}", p.display());
+}
+
+fn at(secs: u64, nanos: u32) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+fn local_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("s3mount-posix.")
+        .tempdir()
+        .unwrap();
+    open_path_to(&d.path().join("x"));
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn noop(_: &Path) {}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The rows of the semantics table that hold for any user: each operation next to a disk.
+#[test]
+fn every_operation_as_on_a_local_disk() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-rows");
+    let m = Mount::new(srv, &bucket);
+    let local = local_dir();
+    let file = |d: &Path| write(&d.join("f"), b"abc");
+    let scenarios: Vec<Scenario> = vec![
+        Scenario {
+            name: "create",
+            paths: &[".", "f"],
+            setup: &noop,
+            op: &|d| write(&d.join("f"), b"hello"),
+        },
+        Scenario {
+            name: "append",
+            paths: &[".", "f"],
+            setup: &file,
+            op: &|d| append(&d.join("f"), b"def"),
+        },
+        Scenario {
+            name: "read",
+            paths: &[".", "f"],
+            setup: &file,
+            op: &|d| assert_eq!(std::fs::read(d.join("f")).unwrap(), b"abc"),
+        },
+        Scenario {
+            name: "chmod",
+            paths: &[".", "f"],
+            setup: &file,
+            op: &|d| {
+                std::fs::set_permissions(d.join("f"), std::fs::Permissions::from_mode(0o600))
+                    .unwrap()
+            },
+        },
+        Scenario {
+            name: "chown",
+            paths: &[".", "f"],
+            setup: &file,
+            op: &|d| std::os::unix::fs::chown(d.join("f"), Some(NOBODY), Some(NOBODY)).unwrap(),
+        },
+        Scenario {
+            name: "truncate",
+            paths: &["f"],
+            setup: &file,
+            op: &|d| {
+                sh(&format!("truncate -s 1 {}", q(&d.join("f"))));
+            },
+        },
+        Scenario {
+            name: "truncate-path",
+            paths: &["f"],
+            setup: &file,
+            op: &|d| {
+                // truncate(2) on the path (no open descriptor, no time in the request).
+                // SAFETY: a valid path.
+                assert_eq!(unsafe { libc::truncate(cstr(&d.join("f")).as_ptr(), 7) }, 0);
+            },
+        },
+        Scenario {
+            name: "touch-a",
+            paths: &["f"],
+            setup: &file,
+            op: &|d| set_times(&d.join("f"), Some(at(1_000_000_000, 5)), None),
+        },
+        Scenario {
+            name: "touch-m",
+            paths: &["f"],
+            setup: &file,
+            op: &|d| set_times(&d.join("f"), None, Some(at(1_100_000_000, 7))),
+        },
+        Scenario {
+            name: "utimensat",
+            paths: &["f"],
+            setup: &file,
+            op: &|d| {
+                set_times(
+                    &d.join("f"),
+                    Some(at(1_200_000_000, 1)),
+                    Some(at(1_300_000_000, 2)),
+                )
+            },
+        },
+        Scenario {
+            name: "setfattr",
+            paths: &["f"],
+            setup: &file,
+            op: &|d| {
+                sh(&format!(
+                    "setfattr -n user.x-amz-meta-color -v red {}",
+                    q(&d.join("f"))
+                ));
+            },
+        },
+        Scenario {
+            name: "rename",
+            paths: &[".", "f", "g"],
+            setup: &file,
+            op: &|d| std::fs::rename(d.join("f"), d.join("g")).unwrap(),
+        },
+        Scenario {
+            name: "rename-across",
+            paths: &[".", "a", "b", "a/f", "b/f"],
+            setup: &|d| {
+                std::fs::create_dir(d.join("a")).unwrap();
+                std::fs::create_dir(d.join("b")).unwrap();
+                write(&d.join("a/f"), b"x");
+            },
+            op: &|d| std::fs::rename(d.join("a/f"), d.join("b/f")).unwrap(),
+        },
+        Scenario {
+            name: "rename-over",
+            paths: &[".", "f", "g"],
+            setup: &|d| {
+                // Not within one tick of the disk's clock: `g` is `f` afterwards, and its
+                // times are compared with those of the `g` it replaced.
+                write(&d.join("g"), b"old one");
+                std::thread::sleep(PAUSE);
+                write(&d.join("f"), b"new");
+            },
+            op: &|d| std::fs::rename(d.join("f"), d.join("g")).unwrap(),
+        },
+        Scenario {
+            name: "unlink",
+            paths: &[".", "f"],
+            setup: &file,
+            op: &|d| std::fs::remove_file(d.join("f")).unwrap(),
+        },
+        Scenario {
+            name: "mkdir",
+            paths: &[".", "d"],
+            setup: &noop,
+            op: &|d| std::fs::create_dir(d.join("d")).unwrap(),
+        },
+        Scenario {
+            name: "mkdir-nested",
+            paths: &[".", "d", "d/a", "d/b"],
+            setup: &|d| std::fs::create_dir(d.join("d")).unwrap(),
+            op: &|d| {
+                std::fs::create_dir(d.join("d/a")).unwrap();
+                std::fs::create_dir(d.join("d/b")).unwrap();
+                write(&d.join("d/file"), b"");
+            },
+        },
+        Scenario {
+            name: "rmdir",
+            paths: &[".", "d"],
+            setup: &|d| std::fs::create_dir(d.join("d")).unwrap(),
+            op: &|d| std::fs::remove_dir(d.join("d")).unwrap(),
+        },
+        Scenario {
+            name: "rename-dir",
+            paths: &[".", "d", "e", "e/f"],
+            setup: &|d| {
+                std::fs::create_dir(d.join("d")).unwrap();
+                write(&d.join("d/f"), b"inside");
+            },
+            op: &|d| std::fs::rename(d.join("d"), d.join("e")).unwrap(),
+        },
+        Scenario {
+            name: "symlink",
+            paths: &[".", "l"],
+            setup: &noop,
+            op: &|d| std::os::unix::fs::symlink("some/target", d.join("l")).unwrap(),
+        },
+        Scenario {
+            name: "mkfifo",
+            paths: &[".", "p"],
+            setup: &noop,
+            op: &|d| mknod(&d.join("p"), libc::S_IFIFO | 0o640, 0).unwrap(),
+        },
+        Scenario {
+            name: "mknod-devices",
+            paths: &[".", "c", "b"],
+            setup: &noop,
+            op: &|d| {
+                mknod(&d.join("c"), libc::S_IFCHR | 0o600, libc::makedev(1, 3)).unwrap();
+                mknod(&d.join("b"), libc::S_IFBLK | 0o660, libc::makedev(7, 42)).unwrap();
+            },
+        },
+        Scenario {
+            name: "mknod-regular",
+            paths: &[".", "r"],
+            setup: &noop,
+            op: &|d| mknod(&d.join("r"), libc::S_IFREG | 0o640, 0).unwrap(),
+        },
+        Scenario {
+            name: "socket",
+            paths: &[".", "s"],
+            setup: &noop,
+            op: &|d| bind_socket(&d.join("s")),
+        },
+        Scenario {
+            name: "special-chmod-rename-unlink",
+            paths: &[".", "p", "q", "c"],
+            setup: &|d| {
+                mknod(&d.join("p"), libc::S_IFIFO | 0o644, 0).unwrap();
+                mknod(&d.join("c"), libc::S_IFCHR | 0o600, libc::makedev(4, 1)).unwrap();
+            },
+            op: &|d| {
+                std::fs::set_permissions(d.join("p"), std::fs::Permissions::from_mode(0o600))
+                    .unwrap();
+                std::fs::rename(d.join("p"), d.join("q")).unwrap();
+                std::fs::remove_file(d.join("c")).unwrap();
+            },
+        },
+    ];
+    let mut diffs = Vec::new();
+    for sc in &scenarios {
+        diffs.extend(same_as_disk(local.path(), m.path(), sc));
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences from a local disk:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// What a user who is not the mounting one creates is that user's, as on a disk: files,
+/// directories, symlinks and FIFOs made by uid 65534 are owned by 65534:65534 (recorded with
+/// the create, so a remount shows the same), the owner may chmod them and open them for
+/// writing, and nobody may give them away; in a set-gid directory the group is the
+/// directory's, and a directory made there is set-gid too.
+#[test]
+fn what_another_user_creates_is_theirs() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-owners");
+    let m = Mount::with_args(srv, &bucket, &["--allow-other"]);
+    open_path_to(&m.join("x"));
+    let local = local_dir();
+    let scenarios: Vec<Scenario> = vec![
+        Scenario {
+            name: "theirs",
+            paths: &[".", "f", "d", "l", "p", "d/g"],
+            setup: &noop,
+            op: &|d| {
+                as_nobody(&format!(
+                    "cd {} && echo hi > f && mkdir d && ln -s f l && mkfifo p && echo in > d/g && chmod 600 f && echo more >> f",
+                    q(d)
+                ));
+            },
+        },
+        Scenario {
+            name: "setgid",
+            paths: &[".", "s", "s/f", "s/d"],
+            setup: &|d| {
+                std::fs::create_dir(d.join("s")).unwrap();
+                std::os::unix::fs::chown(d.join("s"), None, Some(4242)).unwrap();
+                std::fs::set_permissions(d.join("s"), std::fs::Permissions::from_mode(0o2777))
+                    .unwrap();
+            },
+            op: &|d| {
+                as_nobody(&format!("cd {} && touch s/f && mkdir s/d", q(d)));
+            },
+        },
+    ];
+    let mut diffs = Vec::new();
+    for sc in &scenarios {
+        diffs.extend(same_as_disk(local.path(), m.path(), sc));
+    }
+    // Giving a file away is refused on both (EPERM), changing nothing.
+    for dir in [local.path().join("theirs"), m.join("theirs")] {
+        let out = common::as_nobody(&format!("chown 0 {}", q(&dir.join("f"))));
+        assert!(
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+            "chown to root by nobody in {}: {:?}",
+            dir.display(),
+            out
+        );
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences from a local disk:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    // Recorded with the create: the objects say so.
+    let st = srv.storage();
+    for key in [
+        "theirs/f",
+        "theirs/d/",
+        "theirs/l",
+        "theirs/p",
+        "setgid/s/d/",
+    ] {
+        let h = st.head_object(&common::obj(&bucket, key)).unwrap();
+        assert_eq!(h.metadata.get("uid"), Some("65534"), "{key}");
+    }
+    let h = st.head_object(&common::obj(&bucket, "setgid/s/f")).unwrap();
+    assert_eq!(h.metadata.get("gid"), Some("4242"));
+}
+
+/// Without `--allow-other` nothing changes: what root creates carries no owner, and shows the
+/// mount's.
+#[test]
+fn a_private_mount_records_no_owner() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-noowner");
+    let m = Mount::new(srv, &bucket);
+    write(&m.join("f"), b"x");
+    std::fs::create_dir(m.join("d")).unwrap_or(());
+    let st = srv.storage();
+    let h = st.head_object(&common::obj(&bucket, "f")).unwrap();
+    assert_eq!(h.metadata.get("uid"), None);
+    assert_eq!(std::fs::metadata(m.join("f")).unwrap().uid(), 0);
+}
+
+/// Open, unlink (or have renamed over), go on: as on a disk the name goes at once and the
+/// descriptor keeps reading and writing the same bytes with `st_nlink` 0 until it is closed.
+/// `size` picks the way the mount keeps them (fetched at once, or the object kept until the
+/// last close): the descriptor sees no difference.
+fn unlinked_open_file(dir: &Path, size: usize, by_rename: bool) -> Vec<String> {
+    let data = common::random_bytes(size, size as u64);
+    let p = dir.join("victim");
+    write(&p, &data);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    // Read a little first, as `tail -f` or a reader already going would.
+    let mut head = vec![0u8; 10];
+    f.read_exact(&mut head).unwrap();
+    if by_rename {
+        write(&dir.join("newer"), b"the new file");
+        std::fs::rename(dir.join("newer"), &p).unwrap();
+    } else {
+        std::fs::remove_file(&p).unwrap();
+    }
+    let mut seen = Vec::new();
+    let md = f.metadata().unwrap();
+    seen.push(format!("nlink {} size {}", md.nlink(), md.len()));
+    seen.push(format!(
+        "name: {:?}",
+        std::fs::read(&p).map(|b| b.len()).map_err(|e| e.kind())
+    ));
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest).unwrap();
+    seen.push(format!("rest intact: {}", rest == data[10..]));
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(b"OVERWRITE").unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"tail").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut all = Vec::new();
+    f.read_to_end(&mut all).unwrap();
+    let mut expect = data.clone();
+    expect[..9].copy_from_slice(b"OVERWRITE");
+    expect.extend_from_slice(b"tail");
+    seen.push(format!("rewritten: {}", all == expect));
+    let md = f.metadata().unwrap();
+    seen.push(format!("nlink {} size {}", md.nlink(), md.len()));
+    drop(f);
+    seen.push(format!(
+        "after close: {:?}",
+        std::fs::read(&p).map(|b| b.len()).map_err(|e| e.kind())
+    ));
+    seen.push(format!("listed: {:?}", names(dir)));
+    seen
+}
+
+#[test]
+fn an_unlinked_open_file_lives_until_its_last_close() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-unlinked");
+    let st = srv.storage_in(&bucket);
+    let m = Mount::new(srv, &bucket);
+    let local = local_dir();
+    // Small (fetched at the unlink) and large (kept until the last close: over 16 MiB).
+    for (name, size, by_rename) in [
+        ("small", 100_000, false),
+        ("large", 20 * 1024 * 1024, false),
+        ("small-renamed-over", 100_000, true),
+        ("large-renamed-over", 20 * 1024 * 1024, true),
+    ] {
+        let (ld, md) = (local.path().join(name), m.join(name));
+        std::fs::create_dir(&ld).unwrap();
+        std::fs::create_dir(&md).unwrap();
+        let disk = unlinked_open_file(&ld, size, by_rename);
+        let mount = unlinked_open_file(&md, size, by_rename);
+        assert_eq!(mount, disk, "{name}: the mount next to a disk");
+        let key = format!("{name}/victim");
+        if by_rename {
+            assert_eq!(
+                server_bytes(&st, &key).as_deref(),
+                Some(&b"the new file"[..]),
+                "{name}: nothing uploaded for the replaced file"
+            );
+        } else {
+            assert_eq!(server_bytes(&st, &key), None, "{name}: deleted");
+        }
+    }
+}
+
+/// A large file unlinked while open: its object stays until the last close (the descriptor
+/// reads it), but the name is gone through the mount at once and stays gone after the
+/// metadata TTL — from lookups and from listings — and the last close deletes the object.
+#[test]
+fn a_large_unlinked_file_is_hidden_until_its_last_close_deletes_it() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-hidden");
+    let st = srv.storage_in(&bucket);
+    let data = common::random_bytes(20 * 1024 * 1024, 9);
+    st.bucket(&bucket)
+        .put("big.log", RequestBody::Bytes(&data), &PutOptions::default())
+        .unwrap();
+    let m = Mount::with_args(srv, &bucket, &["--metadata-ttl", "200ms"]);
+    let mut f = std::fs::File::open(m.join("big.log")).unwrap();
+    std::fs::remove_file(m.join("big.log")).unwrap();
+    assert!(
+        server_bytes(&st, "big.log").is_some(),
+        "kept for the descriptor"
+    );
+    // Past the TTL: still gone by name and from the listing.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        std::fs::metadata(m.join("big.log"))
+            .map_err(|e| e.kind())
+            .err(),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    assert!(std::fs::read_dir(m.path()).unwrap().next().is_none());
+    let mut all = Vec::new();
+    f.read_to_end(&mut all).unwrap();
+    assert!(all == data, "the descriptor reads the whole file");
+    drop(f);
+    // The last close deletes it (release is asynchronous after close).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while st.exists("big.log").unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "not deleted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tree with a FIFO, a socket, devices, a symlink, modes and times survives `rsync -a` into
+/// the mount, a remount, and `rsync -a` back out (and `tar`, which skips sockets), exactly.
+#[test]
+fn special_files_survive_rsync_tar_and_a_remount() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-rsync");
+    let work = local_dir();
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    write(&tree.join("data.bin"), &common::random_bytes(300_000, 3));
+    write(&tree.join("sub/note.txt"), b"note");
+    std::fs::set_permissions(
+        tree.join("sub/note.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::set_permissions(tree.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    mknod(&tree.join("fifo"), libc::S_IFIFO | 0o600, 0).unwrap();
+    mknod(
+        &tree.join("null"),
+        libc::S_IFCHR | 0o666,
+        libc::makedev(1, 3),
+    )
+    .unwrap();
+    mknod(
+        &tree.join("loop"),
+        libc::S_IFBLK | 0o660,
+        libc::makedev(7, 9),
+    )
+    .unwrap();
+    bind_socket(&tree.join("sock"));
+    std::os::unix::fs::symlink("sub/note.txt", tree.join("link")).unwrap();
+    // Times in the past (rsync leaves a time alone that is within the second it finds).
+    for (i, name) in [
+        "data.bin",
+        "fifo",
+        "null",
+        "loop",
+        "sock",
+        "link",
+        "sub/note.txt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        set_times(
+            &tree.join(name),
+            None,
+            Some(at(1_500_000_000 + 100 * i as u64, 0)),
+        );
+    }
+
+    let describe = |root: &Path, skip_sockets: bool| -> Vec<String> {
+        let out = sh(&format!(
+            "cd {} && find . -mindepth 1 -printf '%y %m %s %T@ %p\\n' | sort",
+            q(root)
+        ));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !(skip_sockets && l.starts_with("s ")))
+            // Directory sizes and times are the file system's own.
+            .map(|l| {
+                if l.starts_with("d ") {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    format!("d {} {}", f[1], f[4])
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        for l in &mut lines {
+            if let Some(p) = l.rsplit(' ').next() {
+                let full = root.join(p);
+                if let Ok(md) = std::fs::symlink_metadata(&full) {
+                    if md.rdev() != 0 {
+                        l.push_str(&format!(" rdev {}", md.rdev()));
+                    }
+                }
+            }
+        }
+        lines
+    };
+    let want = describe(&tree, false);
+    assert_eq!(want.len(), 8, "{want:?}");
+    let cache = work.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    {
+        let m = Mount::with_cache_dir(srv, &bucket, &cache, &[]);
+        sh(&format!(
+            "rsync -a {}/ {}/",
+            q(&tree),
+            q(&m.join("rsynced"))
+        ));
+        assert_eq!(
+            describe(&m.join("rsynced"), false),
+            want,
+            "in the mount; log:\n{}",
+            m.log()
+        );
+        sh(&format!(
+            "tar -C {} -cf - . 2>/dev/null | tar -C {} -xpf - ; mkdir -p {} && tar -C {} -cf - . 2>/dev/null | tar -C {} -xpf -",
+            q(&tree),
+            q(&{
+                std::fs::create_dir(m.join("tarred")).unwrap();
+                m.join("tarred")
+            }),
+            q(&work.path().join("tar-back")),
+            q(&m.join("tarred")),
+            q(&work.path().join("tar-back"))
+        ));
+        assert_eq!(
+            describe(&work.path().join("tar-back"), false),
+            describe(&tree, true)
+        );
+        m.unmount();
+    }
+    // What the objects say, as s3fs reads it.
+    let st = srv.storage();
+    let h = st
+        .head_object(&common::obj(&bucket, "rsynced/loop"))
+        .unwrap();
+    let local_mode = std::fs::symlink_metadata(tree.join("loop")).unwrap().mode();
+    assert_eq!(
+        h.metadata.get("mode"),
+        Some(local_mode.to_string().as_str())
+    );
+    assert_eq!(
+        h.metadata.get("rdev"),
+        Some(libc::makedev(7, 9).to_string().as_str())
+    );
+    assert_eq!(h.size, 0);
+    let m = Mount::with_cache_dir(srv, &bucket, &cache, &[]);
+    assert_eq!(describe(&m.join("rsynced"), false), want, "after a remount");
+    let back = work.path().join("back");
+    sh(&format!(
+        "rsync -a {}/ {}/",
+        q(&m.join("rsynced")),
+        q(&back)
+    ));
+    assert_eq!(describe(&back, false), want, "rsynced back out");
+    assert_eq!(
+        std::fs::read(back.join("data.bin")).unwrap(),
+        std::fs::read(tree.join("data.bin")).unwrap()
+    );
+    // A FIFO on the mount is a FIFO: the kernel connects a writer and a reader.
+    let fifo = m.join("rsynced/fifo");
+    let writer = std::thread::spawn(move || {
+        std::fs::write(fifo, b"through the pipe").unwrap();
+    });
+    assert_eq!(
+        std::fs::read(m.join("rsynced/fifo")).unwrap(),
+        b"through the pipe"
+    );
+    writer.join().unwrap();
+}
+
+/// s3fs (1.90 here) mounted on the same bucket: a FIFO, devices, a socket, a symlink and modes
+/// written by s3mount read right through s3fs, and those s3fs writes read right through
+/// s3mount. Skipped (a SKIP line) when `s3fs` is not installed.
+#[test]
+fn s3fs_reads_what_s3mount_writes_and_the_reverse() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
+    if Command::new("s3fs").arg("--version").output().is_err() {
+        let _ = std::io::stderr().write_all(
+            b"SKIP: s3fs_reads_what_s3mount_writes_and_the_reverse: s3fs is not installed\n",
+        );
+        return;
+    }
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-s3fs");
+    let m = Mount::with_args(srv, &bucket, &["--metadata-ttl", "0"]);
+    std::fs::create_dir(m.join("ours")).unwrap();
+    let ours = m.join("ours");
+    mknod(&ours.join("p"), libc::S_IFIFO | 0o640, 0).unwrap();
+    mknod(&ours.join("c"), libc::S_IFCHR | 0o600, libc::makedev(1, 3)).unwrap();
+    mknod(&ours.join("b"), libc::S_IFBLK | 0o640, libc::makedev(8, 1)).unwrap();
+    bind_socket(&ours.join("s"));
+    std::os::unix::fs::symlink("p", ours.join("l")).unwrap();
+    write(&ours.join("f"), b"plain");
+    std::fs::set_permissions(ours.join("f"), std::fs::Permissions::from_mode(0o604)).unwrap();
+
+    let work = local_dir();
+    let passwd = work.path().join("passwd");
+    write(
+        &passwd,
+        format!("{}:{}", srv.access_key, srv.secret_key).as_bytes(),
+    );
+    std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let theirs_mnt = work.path().join("s3fs");
+    std::fs::create_dir(&theirs_mnt).unwrap();
+    let mut s3fs = Command::new("s3fs")
+        .arg(&bucket)
+        .arg(&theirs_mnt)
+        .arg("-f")
+        .arg("-o")
+        .arg(format!(
+            "url={},use_path_request_style,passwd_file={},endpoint={},stat_cache_expire=1",
+            srv.endpoint,
+            passwd.display(),
+            srv.region
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let unmount = |p: &Path| {
+        let _ = Command::new("fusermount").arg("-u").arg(p).status();
+        let _ = Command::new("umount").arg("-l").arg(p).status();
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !common::is_fuse_mount(&theirs_mnt) {
+        if std::time::Instant::now() > deadline {
+            let _ = s3fs.kill();
+            panic!("s3fs did not mount");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = std::panic::catch_unwind(|| {
+        let seen = |root: &Path, name: &str| {
+            let (s, _) = look(&root.join(name)).unwrap_or_else(|| panic!("{name} under {root:?}"));
+            (s.kind, s.mode, s.rdev)
+        };
+        for name in ["p", "c", "b", "s", "l", "f"] {
+            let (theirs, ours) = (seen(&theirs_mnt.join("ours"), name), seen(&ours, name));
+            assert_eq!(
+                (theirs.0, theirs.1),
+                (ours.0, ours.1),
+                "{name}: s3fs reads the type and mode s3mount wrote"
+            );
+            // s3fs 1.90 keeps no device numbers (it neither writes nor reads
+            // x-amz-meta-rdev): a device it shows has rdev 0.
+            assert!(
+                theirs.2 == ours.2 || theirs.2 == 0,
+                "{name}: rdev {} through s3fs, {} through s3mount",
+                theirs.2,
+                ours.2
+            );
+        }
+        assert_eq!(
+            std::fs::read_link(theirs_mnt.join("ours/l")).unwrap(),
+            Path::new("p")
+        );
+        // s3fs writes, s3mount reads.
+        let theirs = theirs_mnt.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        mknod(&theirs.join("p"), libc::S_IFIFO | 0o600, 0).unwrap();
+        mknod(
+            &theirs.join("c"),
+            libc::S_IFCHR | 0o640,
+            libc::makedev(4, 1),
+        )
+        .unwrap();
+        bind_socket(&theirs.join("s"));
+        std::os::unix::fs::symlink("c", theirs.join("l")).unwrap();
+        for name in ["p", "c", "s", "l"] {
+            assert_eq!(
+                seen(&m.join("theirs"), name),
+                seen(&theirs, name),
+                "{name}: s3mount reads what s3fs wrote"
+            );
+        }
+    });
+    unmount(&theirs_mnt);
+    let _ = s3fs.kill();
+    let _ = s3fs.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Directories other tools make show as directories: `name_$folder$` (Hadoop, S3Fox) and a
+/// zero-byte `name` with `Content-Type: application/x-directory` (old s3fs); `rmdir` removes
+/// them and a rename moves them.
+#[test]
+fn directories_other_tools_make_are_directories() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-foreign");
+    let st = srv.storage_in(&bucket);
+    let b = st.bucket(&bucket);
+    let put = |key: &str, body: &[u8], ctype: Option<&str>| {
+        let opts = PutOptions {
+            content_headers: ctype
+                .map(|c| vec![("content-type".to_string(), c.to_string())])
+                .unwrap_or_default(),
+            ..PutOptions::default()
+        };
+        b.put(key, RequestBody::Bytes(body), &opts).unwrap();
+    };
+    put("hadoop_$folder$", b"", None);
+    put("hadoop/part-0000", b"rows", None);
+    put("emptyhadoop_$folder$", b"", None);
+    put("olds3fs", b"", Some("application/x-directory"));
+    put("olds3fs/inner.txt", b"inner", None);
+    put("emptyold", b"", Some("application/x-directory"));
+    let m = Mount::new(srv, &bucket);
+    let listed = names(m.path());
+    assert_eq!(listed, ["emptyhadoop", "emptyold", "hadoop", "olds3fs"]);
+    for d in listed.iter() {
+        assert!(
+            std::fs::symlink_metadata(m.join(d)).unwrap().is_dir(),
+            "{d} is a directory"
+        );
+    }
+    assert_eq!(std::fs::read(m.join("hadoop/part-0000")).unwrap(), b"rows");
+    assert_eq!(
+        std::fs::read(m.join("olds3fs/inner.txt")).unwrap(),
+        b"inner"
+    );
+    assert!(std::fs::read_dir(m.join("emptyhadoop"))
+        .unwrap()
+        .next()
+        .is_none());
+    // Usable as directories: a file in one, rmdir of the empty ones, a rename.
+    write(&m.join("emptyhadoop/new"), b"n");
+    std::fs::remove_file(m.join("emptyhadoop/new")).unwrap();
+    std::fs::remove_dir(m.join("emptyhadoop")).unwrap();
+    std::fs::remove_dir(m.join("emptyold")).unwrap();
+    std::fs::rename(m.join("hadoop"), m.join("moved")).unwrap();
+    assert_eq!(std::fs::read(m.join("moved/part-0000")).unwrap(), b"rows");
+    let mut keys: Vec<String> = b
+        .list_all("", None)
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["moved/part-0000", "olds3fs", "olds3fs/inner.txt"]);
+    drop(m);
+    let m = Mount::new(srv, &bucket);
+    assert_eq!(names(m.path()), ["moved", "olds3fs"]);
+}
+
+/// `mv a.txt b.html` re-derives the Content-Type from the new name when the old one was the
+/// guess for the old name; one set explicitly is kept. The copy carries the times (ctime, and
+/// the mtime the file shows).
+#[test]
+fn a_rename_re_derives_a_guessed_content_type_and_keeps_an_explicit_one() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-ctype");
+    let st = srv.storage_in(&bucket);
+    let b = st.bucket(&bucket);
+    let opts = PutOptions {
+        content_headers: vec![("content-type".into(), "application/x-custom".into())],
+        ..PutOptions::default()
+    };
+    b.put("explicit.txt", RequestBody::Bytes(b"e"), &opts)
+        .unwrap();
+    let m = Mount::new(srv, &bucket);
+    write(&m.join("a.txt"), b"<p>hi</p>");
+    let ctype = |key: &str| {
+        st.head_object(&common::obj(&bucket, key))
+            .unwrap()
+            .content_headers
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v)
+    };
+    assert_eq!(ctype("a.txt").as_deref(), Some("text/plain"));
+    let mtime = std::fs::metadata(m.join("a.txt")).unwrap().mtime();
+    std::fs::rename(m.join("a.txt"), m.join("b.html")).unwrap();
+    assert_eq!(ctype("b.html").as_deref(), Some("text/html"));
+    std::fs::rename(m.join("explicit.txt"), m.join("explicit.html")).unwrap();
+    assert_eq!(
+        ctype("explicit.html").as_deref(),
+        Some("application/x-custom")
+    );
+    let h = st.head_object(&common::obj(&bucket, "b.html")).unwrap();
+    assert!(h.metadata.get("ctime").is_some(), "{:?}", h.metadata);
+    drop(m);
+    let m = Mount::new(srv, &bucket);
+    assert_eq!(
+        std::fs::metadata(m.join("b.html")).unwrap().mtime(),
+        mtime,
+        "a rename keeps the mtime, also after a remount"
+    );
+}
+
+/// Names over 255 bytes are ENAMETOOLONG on every call, as on a disk; a path whose key would
+/// pass S3's 1024 bytes (the mount's prefix counted) is ENAMETOOLONG, and every path within it
+/// works.
+#[test]
+fn long_names_and_paths_are_enametoolong() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-long");
+    let prefix = "pre/";
+    let m = Mount::with_args(srv, &format!("{bucket}:{prefix}"), &[]);
+    let local = local_dir();
+    let long = "n".repeat(256);
+    let errno = |r: std::io::Result<()>| r.err().and_then(|e| e.raw_os_error());
+    for root in [local.path(), m.path()] {
+        write(&root.join("short"), b"s");
+        let p = root.join(&long);
+        let calls: Vec<(&str, Option<i32>)> = vec![
+            ("create", errno(std::fs::write(&p, b"x"))),
+            ("stat", errno(std::fs::metadata(&p).map(|_| ()))),
+            ("unlink", errno(std::fs::remove_file(&p))),
+            ("mkdir", errno(std::fs::create_dir(&p))),
+            ("rename", errno(std::fs::rename(root.join("short"), &p))),
+            (
+                "chmod",
+                errno(std::fs::set_permissions(
+                    &p,
+                    std::fs::Permissions::from_mode(0o600),
+                )),
+            ),
+            ("symlink", errno(std::os::unix::fs::symlink("t", &p))),
+            (
+                "mkfifo",
+                mknod(&p, libc::S_IFIFO | 0o600, 0)
+                    .err()
+                    .map_or(Ok(()), Err)
+                    .err(),
+            ),
+        ];
+        for (call, e) in calls {
+            assert_eq!(
+                e,
+                Some(libc::ENAMETOOLONG),
+                "{call} under {}",
+                root.display()
+            );
+        }
+    }
+    // Keys: the prefix (4 bytes) + 4 directories of 200 bytes with their slashes (804) leaves
+    // 216 bytes for a file name.
+    let mut dir = m.path().to_path_buf();
+    for i in 0..4 {
+        dir = dir.join(format!("{i}").repeat(200));
+        std::fs::create_dir(&dir).unwrap();
+    }
+    let fits = dir.join("f".repeat(1024 - prefix.len() - 804));
+    write(&fits, b"at the limit");
+    assert_eq!(std::fs::read(&fits).unwrap(), b"at the limit");
+    let over = dir.join("f".repeat(1024 - prefix.len() - 804 + 1));
+    assert_eq!(errno(std::fs::write(&over, b"x")), Some(libc::ENAMETOOLONG));
+    assert_eq!(
+        errno(std::fs::metadata(&over).map(|_| ())),
+        Some(libc::ENAMETOOLONG)
+    );
+    // A directory needs a byte more (its marker ends in `/`).
+    assert_eq!(
+        errno(std::fs::create_dir(
+            dir.join("d".repeat(1024 - prefix.len() - 804))
+        )),
+        Some(libc::ENAMETOOLONG)
+    );
+    assert_eq!(
+        errno(std::fs::rename(&fits, &over)),
+        Some(libc::ENAMETOOLONG)
+    );
+    let st = srv.storage();
+    let key = format!("{prefix}{}", fits.strip_prefix(m.path()).unwrap().display());
+    assert_eq!(key.len(), 1024);
+    assert!(st.head_object(&common::obj(&bucket, &key)).is_ok());
+}
