@@ -100,6 +100,8 @@ pub enum ServerLimit {
     DecodesEncodedMetadata,
     /// s3s-fs answers a GET in a missing bucket with NoSuchKey.
     MissingBucketIsNoSuchKey,
+    /// s3s-fs makes a deleted bucket again for a PUT into it.
+    PutRecreatesBucket,
     /// s3s-fs and Garage keep the source's ETag on a copy.
     CopyKeepsMultipartEtag,
     /// Garage 2.5 ignores `If-None-Match` on PUT and CompleteMultipartUpload.
@@ -121,7 +123,8 @@ impl ServerLimit {
             | ServerLimit::ListingKeysNotEncoded
             | ServerLimit::NoListMultipartUploads
             | ServerLimit::DecodesEncodedMetadata
-            | ServerLimit::MissingBucketIsNoSuchKey => &[S3sFs],
+            | ServerLimit::MissingBucketIsNoSuchKey
+            | ServerLimit::PutRecreatesBucket => &[S3sFs],
             ServerLimit::CopyKeepsMultipartEtag => &[S3sFs, Garage],
             ServerLimit::IgnoresIfNoneMatch
             | ServerLimit::DropsLeadingSlash
@@ -160,6 +163,10 @@ impl ServerLimit {
             }
             ServerLimit::MissingBucketIsNoSuchKey => {
                 "a GET in a missing bucket answers 404 NoSuchKey, not NoSuchBucket"
+            }
+            ServerLimit::PutRecreatesBucket => {
+                "a PUT into a deleted bucket succeeds and makes the bucket again, so a bucket \
+                 deleted under the mount does not make an upload fail"
             }
             ServerLimit::CopyKeepsMultipartEtag => {
                 "a copy keeps the source's multipart ETag (`...-N`), so a test of ETags changed \
