@@ -5,7 +5,8 @@
 //! (`cache::policy`): a large streamed object does not push a small hot one out; a random
 //! reader of an object within its share gets the object fetched whole in the background —
 //! which stops when the file is closed or the object changes — and one of a larger object
-//! fetches no more than twice the blocks it touches.
+//! fetches no more than twice the blocks it touches. And memory: 16 parallel readers keep
+//! the mount's peak RSS within 256 MiB.
 //!
 //! GETs are counted by a pass-through proxy (`common::proxy`) between the mount and the
 //! server; object contents are put and checked directly on the server.
@@ -757,4 +758,56 @@ fn streaming_a_large_object_does_not_push_a_small_hot_one_out() {
         before,
         "hot.bin was evicted"
     );
+}
+
+/// The bound on the mount's memory that the issue sets (`peak RSS ≤ 256 MiB whatever the
+/// number of open files`).
+const MOUNT_RSS_BOUND: u64 = 256 * MIB as u64;
+/// Parallel sequential readers, each of an object of its own: each would take a read-ahead
+/// window of up to 64 MiB, 16 × 32 MiB = 512 MiB if nothing bounded them across the mount.
+const PARALLEL_READERS: usize = 16;
+const PARALLEL_OBJECT: usize = 32 * MIB;
+
+/// The peak resident memory (`VmHWM`) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kib * 1024
+}
+
+#[test]
+fn parallel_readers_keep_the_mount_within_its_memory_bound() {
+    let bucket = server().fresh_bucket("cache-parallel");
+    let data = random_bytes(PARALLEL_OBJECT, 58);
+    for i in 0..PARALLEL_READERS {
+        put(&bucket, &format!("p{i:02}"), &data);
+    }
+    // Default options: the data cache on, its write-behind queue holding part buffers too.
+    let mount = Mount::with_args(server(), &bucket, &[]);
+    let pid = mount.pid().expect("the mount runs");
+    std::thread::scope(|s| {
+        for i in 0..PARALLEL_READERS {
+            let (path, data) = (mount.join(&format!("p{i:02}")), &data);
+            s.spawn(move || {
+                let mut f = File::open(&path).unwrap();
+                let mut buf = vec![0u8; MIB];
+                for (n, want) in data.chunks(MIB).enumerate() {
+                    f.read_exact(&mut buf[..want.len()]).unwrap();
+                    assert_same(&format!("{path:?} MiB {n}"), &buf[..want.len()], want);
+                }
+            });
+        }
+    });
+    let peak = peak_rss(pid);
+    assert!(
+        peak <= MOUNT_RSS_BOUND,
+        "peak RSS {} MiB with {PARALLEL_READERS} readers",
+        peak / MIB as u64
+    );
+    eprintln!("peak RSS of the mount: {} MiB", peak / MIB as u64);
 }
