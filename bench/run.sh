@@ -2,7 +2,11 @@
 # bench/run.sh — s3mount against its peers (s3fs, rclone; Mountpoint if mount-s3 is in PATH) on
 # the same local S3 server, the same workloads, in one run; prints a table of medians.
 #
-#   bench/run.sh [--runs N] [--quick] [--peers "s3fs rclone"] [-- extra bench.sh options]
+#   bench/run.sh [--runs N] [--quick] [--peers "s3fs rclone"] [--baseline REV] [-- extra bench.sh options]
+#
+# --baseline REV: also run s3mount as built at git revision REV (a worktree and a release build
+# under target/bench/baseline), as the tool `s3mount@REV`, right after this checkout's in every
+# run: an interleaved before/after comparison (--peers "" leaves the peers out).
 #
 # The workloads and their timing are those of our shared harness (bench.sh: ttfb, sequential
 # and random reads, ls -l, writes until visible on the server, small files, cp -r, mv, rm),
@@ -14,11 +18,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED:-$ROOT/../shared}"
 BENCH_SH="${BENCH_SH:-$SHARED/bench/bench.sh}"
-RUNS=3 PEERS="s3fs rclone" EXTRA=()
+RUNS=3 PEERS="s3fs rclone" EXTRA=() BASELINE=
 while [ $# -gt 0 ]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
         --peers) PEERS=$2; shift 2 ;;
+        --baseline) BASELINE=$2; shift 2 ;;
         --quick) EXTRA+=(--size-mib 256 --small 200 --ls 2000 --runtime 5); shift ;;
         --) shift; EXTRA+=("$@"); break ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -31,23 +36,41 @@ cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2
 BIN="$ROOT/target/release/s3mount"
 OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
+BASE_BIN=""
+if [ -n "$BASELINE" ]; then
+    BASE_DIR="$OUT/baseline"
+    rev=$(git -C "$ROOT" rev-parse --short "$BASELINE")
+    git -C "$ROOT" worktree remove --force "$BASE_DIR" 2>/dev/null || rm -rf "$BASE_DIR"
+    git -C "$ROOT" worktree add --detach "$BASE_DIR" "$rev" >&2
+    # Its own target dir, kept between runs (target/bench/baseline-target): a rebuild of
+    # another revision reuses the compiled dependencies.
+    CARGO_TARGET_DIR="$OUT/baseline-target" cargo build --release --manifest-path "$BASE_DIR/Cargo.toml" >&2
+    BASE_BIN="$OUT/baseline-target/release/s3mount"
+fi
 RESULTS="$OUT/results-$(date +%Y%m%dT%H%M%S).tsv"
 python3 -c 'import boto3' 2>/dev/null || pip install -q boto3 >&2
 # Peak RSS of s3mount: GNU time writes one line per mount; the first mount of a run serves the
 # first-byte and 1 GiB sequential reads.
 TIME_BIN=$(command -v /usr/bin/time || true)
-for run in $(seq "$RUNS"); do
-    echo "== run $run/$RUNS: s3mount" >&2
-    RSS="$OUT/rss-$run.txt"
-    rm -f "$RSS"
-    WRAP=${TIME_BIN:+$TIME_BIN -a -o $RSS -f %M}
-    "$BENCH_SH" --name s3mount --start-server "$SRV" --results "$RESULTS" "${EXTRA[@]}" \
-        --mount "$WRAP $BIN --endpoint {ENDPOINT} --region {REGION} --cache-dir {CACHE} --foreground {BUCKET} {MNT}" >&2 || true
-    if [ -s "$RSS" ]; then
-        kib=$(grep -E '^[0-9]+$' "$RSS" | head -1)
-        [ -n "$kib" ] && printf '%s\ts3mount\tpeak_rss_seqread\t%s\tMiB\t-\tmax RSS of the mount serving the sequential read\n' \
-            "$(date -Iseconds)" "$((kib / 1024))" >> "$RESULTS"
+# One s3mount run: tool name, binary, run number.
+run_s3mount() {
+    local name=$1 bin=$2 run=$3
+    echo "== run $run/$RUNS: $name" >&2
+    local rss="$OUT/rss-$name-$run.txt"
+    rm -f "$rss"
+    local wrap=${TIME_BIN:+$TIME_BIN -a -o $rss -f %M}
+    "$BENCH_SH" --name "$name" --start-server "$SRV" --results "$RESULTS" "${EXTRA[@]}" \
+        --mount "$wrap $bin --endpoint {ENDPOINT} --region {REGION} --cache-dir {CACHE} --foreground {BUCKET} {MNT}" >&2 || true
+    if [ -s "$rss" ]; then
+        kib=$(grep -E '^[0-9]+$' "$rss" | head -1)
+        [ -n "$kib" ] && printf '%s\t%s\tpeak_rss_seqread\t%s\tMiB\t-\tmax RSS of the mount serving the sequential read\n' \
+            "$(date -Iseconds)" "$name" "$((kib / 1024))" >> "$RESULTS"
     fi
+    return 0
+}
+for run in $(seq "$RUNS"); do
+    run_s3mount s3mount "$BIN" "$run"
+    [ -n "$BASE_BIN" ] && run_s3mount "s3mount@$rev" "$BASE_BIN" "$run"
     for peer in $PEERS; do
         echo "== run $run/$RUNS: $peer" >&2
         "$BENCH_SH" --peer "$peer" --start-server "$SRV" --results "$RESULTS" "${EXTRA[@]}" >&2 || true

@@ -1,7 +1,8 @@
 //! The thin `fuser::Filesystem` adapter: converts arguments, calls [`S3Fs`], converts replies.
 //!
-//! Every error goes through [`fail`], which logs by severity (ENOENT/ENODATA at debug, EIO and
-//! the unexpected at warn) and answers the errno. The operations the mount does not support
+//! Every error goes through `fuse_reply::fail`, which logs by severity (ENOENT/ENODATA at
+//! debug, EIO and the unexpected at warn) and answers the errno; the conversions of arguments
+//! and replies, and the rows of a directory, are in `fuse_reply.rs`. The operations the mount does not support
 //! answer their errno at once through [`UnsupportedLog`] (see [`super::unsupported`]), with no
 //! warning. No semantics live here.
 
@@ -11,19 +12,20 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
-    PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen,
-    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
+    RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::attr::{AttrChange, Caller, FileAttrs};
-use super::error::{FsError, FsResult};
+use super::attr::AttrChange;
+use super::error::FsError;
+use super::fuse_reply::{
+    answer_empty, answer_entry, caller, dir_rows, fail, time_of, to_fuser, xattr_reply,
+};
 use super::unsupported::{Unsupported, UnsupportedLog};
-use super::xattr::{self, XattrReply};
 use super::{mountinfo, S3Fs};
-use crate::cache::inode::NodeKind;
 
 /// Largest single read/write the kernel sends us (with FUSE_MAX_PAGES, which allows up to
 /// 256 pages by default: `/proc/sys/fs/fuse/max_pages_limit`).
@@ -76,80 +78,6 @@ impl FuseAdapter {
 
     fn ttl(&self) -> Duration {
         self.fs.options().metadata_ttl
-    }
-}
-
-fn fail(op: &str, e: FsError) -> Errno {
-    match e.errno {
-        libc::ENOENT | libc::ENODATA | libc::EEXIST | libc::ENOTEMPTY | libc::ENOTSUP => {
-            log::debug!("{op}: {e}")
-        }
-        _ => log::warn!("{op}: {e}"),
-    }
-    Errno::from_i32(e.errno)
-}
-
-/// Answer a call whose reply is empty: ok, or the error (logged by [`fail`]).
-fn answer_empty(reply: ReplyEmpty, op: &str, result: FsResult<()>) {
-    match result {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(fail(op, e)),
-    }
-}
-
-fn to_fuser(a: &FileAttrs) -> FileAttr {
-    let kind = match a.kind {
-        NodeKind::Dir => FileType::Directory,
-        NodeKind::File => FileType::RegularFile,
-        NodeKind::Symlink => FileType::Symlink,
-        NodeKind::Fifo => FileType::NamedPipe,
-        NodeKind::Socket => FileType::Socket,
-        NodeKind::CharDevice { .. } => FileType::CharDevice,
-        NodeKind::BlockDevice { .. } => FileType::BlockDevice,
-    };
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.mtime,
-        kind,
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-/// The user a request comes from (the core records it as the owner of what it creates when
-/// other users are let in).
-fn caller(req: &Request) -> Option<Caller> {
-    Some(Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-    })
-}
-
-/// Answer a call that made a new entry: the entry (counted as a kernel lookup), or the error.
-fn answer_entry(fs: &S3Fs, reply: ReplyEntry, ttl: &Duration, op: &str, r: FsResult<FileAttrs>) {
-    match r {
-        Ok(a) => {
-            fs.note_lookup(a.ino);
-            reply.entry(ttl, &to_fuser(&a), Generation(0))
-        }
-        Err(e) => reply.error(fail(op, e)),
-    }
-}
-
-fn time_of(t: TimeOrNow) -> SystemTime {
-    match t {
-        TimeOrNow::SpecificTime(t) => t,
-        TimeOrNow::Now => SystemTime::now(),
     }
 }
 
@@ -417,28 +345,16 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        // Offsets: 1 = ".", 2 = "..", 3.. = entries.
-        let first = offset.saturating_sub(2) as usize;
-        let entries = match self.fs.readdir_entries(ino.0, fh.0, first, offset == 0) {
-            Ok(e) => e,
+        let rows = match dir_rows(&self.fs, ino.0, fh.0, offset) {
+            Ok(r) => r,
             Err(e) => return reply.error(fail("readdir", e)),
         };
-        let mut off = offset;
-        if off == 0 {
-            if reply.add(ino, 1, FileType::Directory, ".") {
-                return reply.ok();
-            }
-            off = 1;
-        }
-        if off == 1 {
-            let parent = INodeNo(self.fs.parent_of(ino.0));
-            if reply.add(parent, 2, FileType::Directory, "..") {
-                return reply.ok();
-            }
-        }
-        for (i, e) in entries.iter().enumerate() {
-            let kind = to_fuser(&e.attrs).kind;
-            if reply.add(INodeNo(e.ino), (first + i) as u64 + 3, kind, &e.name) {
+        for r in rows {
+            let kind = r
+                .attrs
+                .as_ref()
+                .map_or(FileType::Directory, |a| to_fuser(a).kind);
+            if reply.add(INodeNo(r.ino), r.next, kind, &r.name) {
                 break;
             }
         }
@@ -453,43 +369,31 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let first = offset.saturating_sub(2) as usize;
-        let entries = match self.fs.readdir_entries(ino.0, fh.0, first, offset == 0) {
-            Ok(e) => e,
+        let rows = match dir_rows(&self.fs, ino.0, fh.0, offset) {
+            Ok(r) => r,
             Err(e) => return reply.error(fail("readdirplus", e)),
         };
         // Entries of a listing are trusted as long as the listing is (see `listing`).
         let ttl = self.fs.listing_ttl(ino.0).max(self.ttl());
-        let mut off = offset;
-        if off == 0 {
-            if let Ok(a) = self.fs.attrs_of(ino.0) {
-                if reply.add(ino, 1, ".", &ttl, &to_fuser(&a), Generation(0)) {
-                    return reply.ok();
-                }
-            }
-            off = 1;
-        }
-        if off == 1 {
-            let p = self.fs.parent_of(ino.0);
-            if let Ok(a) = self.fs.attrs_of(p) {
-                if reply.add(INodeNo(p), 2, "..", &ttl, &to_fuser(&a), Generation(0)) {
-                    return reply.ok();
-                }
-            }
-        }
-        for (i, e) in entries.iter().enumerate() {
+        for r in rows {
+            // `.` or `..` whose attributes are not known: left out.
+            let Some(a) = r.attrs.or_else(|| self.fs.attrs_of(r.ino).ok()) else {
+                continue;
+            };
             if reply.add(
-                INodeNo(e.ino),
-                (first + i) as u64 + 3,
-                &e.name,
+                INodeNo(r.ino),
+                r.next,
+                &r.name,
                 &ttl,
-                &to_fuser(&e.attrs),
+                &to_fuser(&a),
                 Generation(0),
             ) {
                 break;
             }
-            // Every entry sent with attributes counts as a kernel lookup.
-            self.fs.note_lookup(e.ino);
+            if r.entry {
+                // Every entry sent with attributes counts as a kernel lookup.
+                self.fs.note_lookup(r.ino);
+            }
         }
         reply.ok()
     }
@@ -690,15 +594,5 @@ impl Filesystem for FuseAdapter {
 
     fn bmap(&self, _: &Request, _: INodeNo, _: u32, _: u64, reply: ReplyBmap) {
         reply.error(self.unsupported(Unsupported::Bmap))
-    }
-}
-
-/// The xattr size protocol ([`xattr::sized`]).
-fn xattr_reply(reply: ReplyXattr, size: u32, value: Vec<u8>) {
-    match xattr::sized(value, size) {
-        Ok(XattrReply::Size(n)) => reply.size(n),
-        Ok(XattrReply::Data(d)) => reply.data(&d),
-        // ERANGE: the caller asks again with a larger buffer, nothing to log.
-        Err(e) => reply.error(Errno::from_i32(e.errno)),
     }
 }

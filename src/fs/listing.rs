@@ -303,13 +303,7 @@ impl S3Fs {
             // Newer than this page (the mount uploaded or looked it up since): keep it.
             if let Some(child) = t.learnt_since(ino, name, asked).map(|n| n.ino()) {
                 l.seen.insert(name.to_string());
-                if let Some(attrs) = self.node_attrs(&t, child) {
-                    l.held.push(DirEntry {
-                        ino: child,
-                        name: name.to_string(),
-                        attrs,
-                    });
-                }
+                l.held.extend(self.entry(&t, child, name));
                 continue;
             }
             // Keep what a HEAD told us (mode, owner, symlink) while the ETag is the same.
@@ -340,13 +334,7 @@ impl S3Fs {
             };
             let child = t.upsert_child(ino, name, kind, attr, expires);
             l.seen.insert(name.to_string());
-            if let Some(attrs) = self.node_attrs(&t, child) {
-                l.held.push(DirEntry {
-                    ino: child,
-                    name: name.to_string(),
-                    attrs,
-                });
-            }
+            l.held.extend(self.entry(&t, child, name));
         }
         drop(t);
         // Hand out what no later page can shadow: a file `name` whose `name/` sorts after the
@@ -392,18 +380,22 @@ impl S3Fs {
             attr.mtime = mtime.unwrap_or(attr.mtime);
         }
         let child = t.upsert_child(dir, name, NodeKind::Dir, attr, expires);
-        if let Some(attrs) = self.node_attrs(t, child) {
-            let entry = DirEntry {
-                ino: child,
-                name: name.to_string(),
-                attrs,
-            };
+        if let Some(entry) = self.entry(t, child, name) {
             match shadowed {
                 Some(i) => held[i] = entry,
                 None => held.push(entry),
             }
         }
         listed_before
+    }
+
+    /// The entry `name` of the node `ino`, if the table still has it.
+    fn entry(&self, t: &InodeTable, ino: u64, name: &str) -> Option<DirEntry> {
+        self.node_attrs(t, ino).map(|attrs| DirEntry {
+            ino,
+            name: name.to_string(),
+            attrs,
+        })
     }
 
     /// The page lists `name/` among its common prefixes (a directory shadows a file).
@@ -445,13 +437,7 @@ impl S3Fs {
         // listed too.
         pending.sort();
         for (name, c) in pending {
-            if let Some(attrs) = self.node_attrs(&t, c) {
-                l.entries.push(DirEntry {
-                    ino: c,
-                    name,
-                    attrs,
-                });
-            }
+            l.entries.extend(self.entry(&t, c, &name));
         }
         t.listing_complete(ino, listing_expires);
         drop(t);
@@ -472,13 +458,7 @@ impl S3Fs {
         children.sort_unstable();
         let entries = children
             .into_iter()
-            .filter_map(|(name, c)| {
-                Some(DirEntry {
-                    ino: c,
-                    name: name.clone(),
-                    attrs: self.node_attrs(&t, c)?,
-                })
-            })
+            .filter_map(|(name, c)| self.entry(&t, c, name))
             .collect();
         Some(entries)
     }

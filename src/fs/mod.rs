@@ -38,6 +38,7 @@ pub mod error;
 pub mod fetch;
 pub mod file;
 pub mod fuse;
+mod fuse_reply;
 pub mod gate;
 pub mod listing;
 pub mod metadata;

@@ -186,10 +186,14 @@ impl S3Fs {
                 of.take_kept_key();
             }
         }
+        // Hidden until it is gone: a listing meanwhile must not show the name again.
+        let deleted = if delete {
+            self.bucket.delete(key, etag.as_deref())
+        } else {
+            Ok(())
+        };
         self.kept.remove(key);
-        if delete {
-            self.bucket.delete(key, etag.as_deref())?;
-        }
+        deleted?;
         Ok(())
     }
 
@@ -198,13 +202,14 @@ impl S3Fs {
         let Some(key) = of.take_kept_key() else {
             return;
         };
-        self.kept.remove(&key);
+        // Hidden until it is gone: a listing meanwhile must not show the name again.
         match self.bucket.delete(&key, of.etag()) {
             Ok(()) => log::debug!("{key}: unlinked while open; deleted at the last close"),
             Err(e) => log::warn!(
                 "{key}: unlinked while open, but its object could not be deleted at the last close: {e}"
             ),
         }
+        self.kept.remove(&key);
     }
 
     /// The key an open file's content is read from: its name's, or the object kept for it

@@ -25,8 +25,9 @@ use ureq::http;
 
 use super::body::RequestBody;
 use super::error::{error_for, is_retryable_status, ErrorReply, Result, StorageError};
+pub use super::message::{S3Request, S3Response};
 use super::metrics::S3Metrics;
-use super::operation::{Method, Operation};
+use super::operation::Method;
 use super::sign::{self, SigningCredentials};
 use super::xml;
 use crate::config::{AddressingStyle, Endpoint, Secret};
@@ -37,9 +38,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// S3 may take a while to answer a large CompleteMultipartUpload or CopyObject, but it sends
 /// whitespace to keep the connection alive, so a long silence means a dead peer.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Largest error or XML reply body we read into memory; S3's are a few KiB.
-const MAX_SMALL_BODY: u64 = 16 * 1024 * 1024;
 
 /// Retry policy for transient failures.
 #[derive(Debug, Clone)]
@@ -149,93 +147,6 @@ impl ClientConfig {
     }
 }
 
-/// One S3 request, described without HTTP details.
-#[derive(Debug, Clone)]
-pub struct S3Request<'a> {
-    op: Operation,
-    bucket: &'a str,
-    key: &'a str,
-    query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    body: RequestBody<'a>,
-    idempotent: bool,
-}
-
-impl<'a> S3Request<'a> {
-    /// A request of kind `op` on `bucket` (and `key`; "" for bucket-level requests). The
-    /// operation gives the HTTP method and the IAM action named if the request is denied.
-    pub fn new(op: Operation, bucket: &'a str, key: &'a str) -> Self {
-        S3Request {
-            op,
-            bucket,
-            key,
-            query: Vec::new(),
-            headers: Vec::new(),
-            body: RequestBody::Empty,
-            idempotent: true,
-        }
-    }
-
-    /// Add a query parameter (raw; encoded when sent).
-    pub fn query(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.query.push((name.to_string(), value.into()));
-        self
-    }
-
-    /// Add a header.
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.into()));
-        self
-    }
-
-    /// Add an optional header.
-    pub fn header_opt(self, name: &str, value: Option<impl Into<String>>) -> Self {
-        match value {
-            Some(v) => self.header(name, v),
-            None => self,
-        }
-    }
-
-    /// Add several headers.
-    pub fn headers(mut self, h: impl IntoIterator<Item = (String, String)>) -> Self {
-        for (n, v) in h {
-            self.headers.push((n.to_ascii_lowercase(), v));
-        }
-        self
-    }
-
-    /// Set the body.
-    pub fn body(mut self, body: RequestBody<'a>) -> Self {
-        self.body = body;
-        self
-    }
-
-    /// Mark the request as not safe to repeat (it is then never retried).
-    pub fn not_idempotent(mut self) -> Self {
-        self.idempotent = false;
-        self
-    }
-
-    /// `METHOD s3://bucket/key` for messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} s3://{}/{}",
-            self.method().as_str(),
-            self.bucket,
-            self.key
-        )
-    }
-
-    /// What kind of request this is.
-    pub fn operation(&self) -> Operation {
-        self.op
-    }
-
-    fn method(&self) -> Method {
-        self.op.method()
-    }
-}
-
 /// `METHOD s3://bucket/key: reason` once: most errors already start with the object
 /// (`s3://…: access denied`) or with the whole request (`GET s3://…: network error`).
 fn failure_line(req: &S3Request<'_>, err: &StorageError) -> String {
@@ -248,54 +159,6 @@ fn failure_line(req: &S3Request<'_>, err: &StorageError) -> String {
         format!("{} {object}{rest}", req.method().as_str())
     } else {
         format!("{what}: {msg}")
-    }
-}
-
-/// A successful reply; the body is unread.
-#[derive(Debug)]
-pub struct S3Response {
-    /// HTTP status (2xx, or 304).
-    pub status: u16,
-    /// Reply headers.
-    pub headers: http::HeaderMap,
-    body: ureq::Body,
-}
-
-impl S3Response {
-    /// A header's value as text, if present and valid.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// All headers as `(lower-case name, value)` pairs (values that are not text are skipped).
-    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers
-            .iter()
-            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-    }
-
-    /// Content-Length, if the server sent a valid one.
-    pub fn content_length(&self) -> Option<u64> {
-        self.header("content-length")?.trim().parse().ok()
-    }
-
-    /// The body as a stream (no size limit; callers bound what they read).
-    pub fn into_reader(self) -> impl Read + Send + 'static {
-        self.body.into_reader()
-    }
-
-    /// Read a small (XML) body, at most 16 MiB.
-    pub fn read_small_body(mut self, what: &str) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.body
-            .as_reader()
-            .take(MAX_SMALL_BODY)
-            .read_to_end(&mut out)
-            .map_err(|e| StorageError::Network {
-                what: what.to_string(),
-                detail: e.to_string(),
-            })?;
-        Ok(out)
     }
 }
 
@@ -627,6 +490,7 @@ pub fn is_retryable(status: u16, code: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3::operation::Operation;
 
     #[test]
     fn a_failure_names_the_request_once() {

@@ -28,6 +28,7 @@ pub mod etag;
 pub mod fallback;
 pub mod journal;
 pub mod memory;
+pub mod message;
 pub mod meta;
 pub mod metadata;
 pub mod metrics;

@@ -1,0 +1,149 @@
+//! What the FUSE adapter ([`super::fuse`]) converts: the core's attributes and errors into
+//! fuser's replies, a request's caller and times into the core's, and a directory's listing into
+//! the rows `readdir` and `readdirplus` send (`.`, `..`, then the entries).
+
+use std::time::{Duration, SystemTime};
+
+use fuser::{Errno, FileAttr, FileType, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr};
+use fuser::{Request, TimeOrNow};
+
+use super::attr::{Caller, FileAttrs};
+use super::error::{FsError, FsResult};
+use super::xattr::{self, XattrReply};
+use super::S3Fs;
+use crate::cache::inode::NodeKind;
+
+/// Every error of a call: logged by severity (ENOENT/ENODATA and other expected answers at
+/// debug, EIO and the unexpected at warn), and answered with its errno.
+pub(super) fn fail(op: &str, e: FsError) -> Errno {
+    match e.errno {
+        libc::ENOENT | libc::ENODATA | libc::EEXIST | libc::ENOTEMPTY | libc::ENOTSUP => {
+            log::debug!("{op}: {e}")
+        }
+        _ => log::warn!("{op}: {e}"),
+    }
+    Errno::from_i32(e.errno)
+}
+
+/// Answer a call whose reply is empty: ok, or the error (logged by [`fail`]).
+pub(super) fn answer_empty(reply: ReplyEmpty, op: &str, result: FsResult<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(fail(op, e)),
+    }
+}
+
+pub(super) fn to_fuser(a: &FileAttrs) -> FileAttr {
+    let kind = match a.kind {
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice { .. } => FileType::CharDevice,
+        NodeKind::BlockDevice { .. } => FileType::BlockDevice,
+    };
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.mtime,
+        kind,
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+/// The user a request comes from (the core records it as the owner of what it creates when
+/// other users are let in).
+pub(super) fn caller(req: &Request) -> Option<Caller> {
+    Some(Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    })
+}
+
+/// Answer a call that made a new entry: the entry (counted as a kernel lookup), or the error.
+pub(super) fn answer_entry(
+    fs: &S3Fs,
+    reply: ReplyEntry,
+    ttl: &Duration,
+    op: &str,
+    r: FsResult<FileAttrs>,
+) {
+    match r {
+        Ok(a) => {
+            fs.note_lookup(a.ino);
+            reply.entry(ttl, &to_fuser(&a), Generation(0))
+        }
+        Err(e) => reply.error(fail(op, e)),
+    }
+}
+
+pub(super) fn time_of(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+/// The xattr size protocol ([`xattr::sized`]).
+pub(super) fn xattr_reply(reply: ReplyXattr, size: u32, value: Vec<u8>) {
+    match xattr::sized(value, size) {
+        Ok(XattrReply::Size(n)) => reply.size(n),
+        Ok(XattrReply::Data(d)) => reply.data(&d),
+        // ERANGE: the caller asks again with a larger buffer, nothing to log.
+        Err(e) => reply.error(Errno::from_i32(e.errno)),
+    }
+}
+
+/// One row of a directory as the kernel reads it.
+#[derive(Debug)]
+pub(super) struct DirRow {
+    /// Its inode.
+    pub ino: u64,
+    /// The offset of the row after it (what the kernel asks for next).
+    pub next: u64,
+    /// Its name.
+    pub name: String,
+    /// Its attributes: `None` for `.` and `..`, looked up only by `readdirplus`.
+    pub attrs: Option<FileAttrs>,
+    /// An entry of the listing (not `.` or `..`): counted as a lookup when sent with attributes.
+    pub entry: bool,
+}
+
+/// The rows of directory `ino` (handle `fh`) from `offset` on. Offsets: 1 = `.`, 2 = `..`,
+/// 3.. = the entries of the listing.
+pub(super) fn dir_rows(fs: &S3Fs, ino: u64, fh: u64, offset: u64) -> FsResult<Vec<DirRow>> {
+    let first = offset.saturating_sub(2) as usize;
+    let entries = fs.readdir_entries(ino, fh, first, offset == 0)?;
+    let mut rows = Vec::with_capacity(entries.len() + 2);
+    let dots = [(ino, 1, "."), (fs.parent_of(ino), 2, "..")];
+    for (dot_ino, next, name) in dots {
+        if offset < next {
+            rows.push(DirRow {
+                ino: dot_ino,
+                next,
+                name: name.to_string(),
+                attrs: None,
+                entry: false,
+            });
+        }
+    }
+    rows.extend(entries.into_iter().enumerate().map(|(i, e)| DirRow {
+        ino: e.ino,
+        next: (first + i) as u64 + 3,
+        name: e.name,
+        attrs: Some(e.attrs),
+        entry: true,
+    }));
+    Ok(rows)
+}
