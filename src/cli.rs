@@ -102,7 +102,7 @@ pub struct Cli {
     /// bucket and prefix).
     #[arg(long, value_name = "DIR", help_heading = "Cache")]
     pub cache_dir: Option<PathBuf>,
-    /// Size limit of the on-disk cache of read data (10G, 512M; default 1G; 0 turns it off).
+    /// Size limit of the on-disk cache of read data (10G, 512M; default 4G; 0 turns it off).
     /// It never fills its file system past 95%.
     #[arg(long, value_name = "SIZE", value_parser = opts::parse_size, help_heading = "Cache")]
     pub cache_size: Option<u64>,

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::proxy::{s3_error_reply, BodyRewrite, Fault, Hook, Proxy, Rule};
-use common::{random_bytes, server, sh, skip_on, Mount, Server, ServerLimit};
+use common::{
+    put_direct as direct_put, random_bytes, server, sh, skip_on, Mount, Server, ServerLimit,
+};
 use s3mount::s3::ObjectStore;
 use s3mount::s3::{
     ClientConfig, PutOptions, RequestBody, RetryPolicy, S3Client, StorageError, TransferConfig,
@@ -54,14 +56,6 @@ fn direct_get(bucket: &str, key: &str) -> Option<Vec<u8>> {
         Err(e) if e.is_not_found() => None,
         Err(e) => panic!("direct GET {o}: {e}"),
     }
-}
-
-fn direct_put(bucket: &str, key: &str, data: &[u8]) {
-    server()
-        .storage_in(bucket)
-        .bucket(bucket)
-        .put(key, RequestBody::Bytes(data), &PutOptions::default())
-        .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
 }
 
 fn assert_same(what: &str, got: &[u8], want: &[u8]) {

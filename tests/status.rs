@@ -149,7 +149,11 @@ fn status_and_metrics_show_the_mount_and_its_cache() {
         "the second read came from the cache: {s}"
     );
     assert!(u(&cache["used_bytes"]) >= 3 << 20, "{s}");
-    assert_eq!(u(&cache["limit_bytes"]), 1 << 30, "{s}");
+    assert_eq!(
+        u(&cache["limit_bytes"]),
+        s3mount::cache::data::DEFAULT_CACHE_SIZE,
+        "the default --cache-size: {s}"
+    );
     let text = status_text(&m);
     assert!(text.contains(&format!("s3://{bucket}/")), "{text}");
     assert!(text.contains("hit ratio"), "{text}");

@@ -40,6 +40,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
@@ -50,13 +51,23 @@ use crate::s3::private;
 /// Size of a cached block: large enough that a file per block stays cheap (a 1 GiB cache is
 /// 1024 files), small enough that a partly read object caches about what was read.
 pub const BLOCK_SIZE: u64 = 1024 * 1024;
-/// Default limit of the cache's total size.
-pub const DEFAULT_CACHE_SIZE: u64 = 1024 * 1024 * 1024;
+/// Default limit of the cache's total size: with the shares of `cache::policy`, objects up to
+/// 2 GiB are fetched whole for a random reader and up to 512 MiB kept when streamed; never
+/// more than the disk can spare ([`MIN_FREE_PERCENT`]).
+pub const DEFAULT_CACHE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 /// The cache never fills its file system past this share (in percent) of its size.
 pub const MIN_FREE_PERCENT: u64 = 5;
 /// A block read this long after its file's last modification gets its mtime set to now (the
 /// LRU order rebuilt at the next start); more often would cost a syscall per read.
 pub const MTIME_REFRESH: Duration = Duration::from_secs(60);
+/// Block files kept open for reading, at most: a random reader of a 1 GiB object touches all
+/// its 1 MiB blocks, and a hit that must open its file costs a path lookup and an open as well
+/// as the `pread` (measured: most of the difference between 20 and 16 µs per 4 KiB read).
+const OPEN_BLOCKS_MAX: usize = 1024;
+/// ... and never more than this share (1/N) of the process's limit of open files.
+const OPEN_BLOCKS_SHARE_OF_LIMIT: u64 = 4;
+/// The soft limit of open files is raised up to the hard limit, but not past this.
+const NOFILE_WANTED: u64 = 65536;
 /// After a write error other than a full disk, how long storing pauses.
 pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(30);
 
@@ -118,6 +129,17 @@ struct State {
     paused_until: Option<Instant>,
     /// Errnos already logged at warn.
     warned: HashSet<i32>,
+    /// Blocks recently read, kept open: a hit then costs one `pread`, not an open, a stat, a
+    /// read and a close (random 4 KiB reads of a cached object come at 10 000 and more a second).
+    open: LruCache<BlockKey, Arc<OpenBlock>>,
+}
+
+/// A block's file kept open for reading.
+#[derive(Debug)]
+struct OpenBlock {
+    file: File,
+    /// When its modification time was last set (see [`MTIME_REFRESH`]).
+    refreshed: Mutex<Instant>,
 }
 
 /// The data cache of one mount. Thread-safe.
@@ -190,6 +212,7 @@ impl DataCache {
                 reserved: 0,
                 paused_until: None,
                 warned: HashSet::new(),
+                open: LruCache::new(open_blocks_capacity()),
             }),
             tmp_counter: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -289,7 +312,7 @@ impl DataCache {
             return false;
         }
         let key = key_of(obj, index);
-        {
+        let open = {
             let mut st = self.state.lock();
             match st.index.get(&key) {
                 None => return false,
@@ -299,23 +322,39 @@ impl DataCache {
                 }
                 Some(_) => {}
             }
+            st.open.get(&key).cloned()
+        };
+        let Some(file) = open.or_else(|| self.open_block(&key, expected)) else {
+            return false;
+        };
+        if let Err(e) = file.file.read_exact_at(buf, offset) {
+            log::debug!("data cache: {}: {e}", self.block_path(&key).display());
+            self.forget(&mut self.state.lock(), &key);
+            return false;
         }
-        let path = self.block_path(&key);
-        let file = match File::open(&path) {
-            Ok(f) => f,
+        if file.refreshed.lock().elapsed() > MTIME_REFRESH {
+            let _ = file.file.set_modified(SystemTime::now());
+            *file.refreshed.lock() = Instant::now();
+        }
+        true
+    }
+
+    /// Open the file of a block to read it: check its length, refresh its modification time
+    /// if old, and keep it among the open blocks. `None` (and the block forgotten) if it is
+    /// gone, unreadable or of the wrong length.
+    fn open_block(&self, key: &BlockKey, expected: u64) -> Option<Arc<OpenBlock>> {
+        let path = self.block_path(key);
+        let checked = File::open(&path).and_then(|f| {
+            let meta = f.metadata()?;
+            Ok((f, meta))
+        });
+        let (file, meta) = match checked {
+            Ok(found) => found,
             Err(e) => {
                 // Gone (evicted meanwhile, or removed by hand) or unreadable: a miss.
                 log::debug!("data cache: {}: {e}", path.display());
-                self.forget(&mut self.state.lock(), &key);
-                return false;
-            }
-        };
-        let meta = match file.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                log::debug!("data cache: {}: {e}", path.display());
-                self.forget(&mut self.state.lock(), &key);
-                return false;
+                self.forget(&mut self.state.lock(), key);
+                return None;
             }
         };
         if meta.len() != expected {
@@ -324,13 +363,8 @@ impl DataCache {
                 path.display(),
                 meta.len()
             );
-            self.forget(&mut self.state.lock(), &key);
-            return false;
-        }
-        if let Err(e) = file.read_exact_at(buf, offset) {
-            log::debug!("data cache: {}: {e}", path.display());
-            self.forget(&mut self.state.lock(), &key);
-            return false;
+            self.forget(&mut self.state.lock(), key);
+            return None;
         }
         let now = SystemTime::now();
         let stale = meta
@@ -341,34 +375,44 @@ impl DataCache {
         if stale {
             let _ = file.set_modified(now);
         }
-        true
+        let block = Arc::new(OpenBlock {
+            file,
+            refreshed: Mutex::new(Instant::now()),
+        });
+        let mut st = self.state.lock();
+        // Only while it is still indexed: an eviction meanwhile must not leave it open here.
+        if st.index.contains(key) {
+            st.open.put(*key, block.clone());
+        }
+        Some(block)
     }
 
     /// Store block `index` of `obj` (`data` must be the whole block: exactly
     /// [`DataCache::block_len`] bytes). Best effort: on any problem the block is not cached.
-    pub fn store(&self, obj: &CachedObject, index: u64, data: &[u8]) {
+    /// True if the block is in the cache afterwards.
+    pub fn store(&self, obj: &CachedObject, index: u64, data: &[u8]) -> bool {
         let Some(len) = self.block_len(obj, index) else {
-            return;
+            return false;
         };
         if data.len() as u64 != len {
             log::debug!(
                 "data cache: block {index} of {} bytes, {len} expected; not stored",
                 data.len()
             );
-            return;
+            return false;
         }
         let key = key_of(obj, index);
         {
             let mut st = self.state.lock();
             if st.index.get(&key).is_some() {
-                return; // already there (now most recently used)
+                return true; // already there (now most recently used)
             }
             if st.paused_until.is_some_and(|t| Instant::now() < t) {
-                return;
+                return false;
             }
             st.paused_until = None;
             if !self.make_room(&mut st, len) {
-                return;
+                return false;
             }
             st.reserved += len;
         }
@@ -383,6 +427,7 @@ impl DataCache {
                     st.used -= old;
                 }
                 st.used += len;
+                true
             }
             Err(e) => {
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);
@@ -407,6 +452,7 @@ impl DataCache {
                 } else {
                     st.paused_until = Some(Instant::now() + RETRY_AFTER_ERROR);
                 }
+                false
             }
         }
     }
@@ -428,12 +474,14 @@ impl DataCache {
         if let Some(len) = st.index.pop(key) {
             st.used -= len;
         }
+        st.open.pop(key);
         let _ = std::fs::remove_file(self.block_path(key));
     }
 
     fn evict_one(&self, st: &mut State) -> Option<u64> {
         let (key, len) = st.index.pop_lru()?;
         st.used -= len;
+        st.open.pop(&key);
         let path = self.block_path(&key);
         if let Err(e) = std::fs::remove_file(&path) {
             if e.kind() != ErrorKind::NotFound {
@@ -579,6 +627,36 @@ impl DataCache {
             self.dir.display()
         );
     }
+}
+
+/// How many block files to keep open: [`OPEN_BLOCKS_MAX`], within a share of the limit of open
+/// files, whose soft value is first raised towards the hard one (as Go and the JVM do at
+/// start: the soft default of 1024 is a relic of `select`, which nothing here uses).
+fn open_blocks_capacity() -> std::num::NonZeroUsize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            1024
+        } else {
+            let wanted = lim.rlim_max.min(NOFILE_WANTED);
+            if lim.rlim_cur < wanted {
+                let raised = libc::rlimit {
+                    rlim_cur: wanted,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim.rlim_cur = wanted;
+                }
+            }
+            lim.rlim_cur
+        }
+    };
+    let n = usize::try_from(soft / OPEN_BLOCKS_SHARE_OF_LIMIT).unwrap_or(OPEN_BLOCKS_MAX);
+    std::num::NonZeroUsize::new(n.min(OPEN_BLOCKS_MAX)).unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 fn key_of(obj: &CachedObject, index: u64) -> BlockKey {
@@ -820,6 +898,28 @@ mod tests {
         // A read refreshes an old mtime, so the order survives the next remount.
         let m = std::fs::metadata(&paths[3]).unwrap().modified().unwrap();
         assert!(SystemTime::now().duration_since(m).unwrap() < MTIME_REFRESH);
+    }
+
+    #[test]
+    fn blocks_read_are_kept_open_until_evicted() {
+        let d = tempfile::tempdir().unwrap();
+        let c = DataCache::open(d.path().join("data"), cfg(2 * BS)).unwrap();
+        let o = c.object("b", "k", "e", 10 * BS);
+        c.store(&o, 0, &block(1, BS));
+        assert_eq!(read_all(&c, &o, 0), Some(block(1, BS)));
+        assert!(c.state.lock().open.contains(&key_of(&o, 0)));
+        // Open, it is read from its descriptor (the file's name no longer matters).
+        let path = c.block_path(&key_of(&o, 0));
+        std::fs::rename(&path, path.with_extension("moved")).unwrap();
+        assert_eq!(read_all(&c, &o, 0), Some(block(1, BS)));
+        std::fs::rename(path.with_extension("moved"), &path).unwrap();
+        // Evicted: closed, and a block stored again under the name is read from its new file.
+        c.store(&o, 1, &block(2, BS));
+        c.store(&o, 2, &block(3, BS));
+        assert!(!c.contains(&o, 0));
+        assert!(!c.state.lock().open.contains(&key_of(&o, 0)));
+        c.store(&o, 0, &block(9, BS));
+        assert_eq!(read_all(&c, &o, 0), Some(block(9, BS)));
     }
 
     #[test]

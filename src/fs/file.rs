@@ -18,6 +18,7 @@
 use std::time::SystemTime;
 
 use super::attr::{Caller, FileAttrs, S_IFREG};
+use super::buffers::ReadData;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::names::{check_key_len, name_str, valid_component};
@@ -32,9 +33,20 @@ use crate::s3::{private, Metadata};
 /// each other, e.g. a rename right after a metadata change).
 const MAX_FOLLOWS_PER_READ: u32 = 3;
 
+/// A file handle just opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+    /// The kernel may keep the pages it has of the file (`FOPEN_KEEP_CACHE`): they are of the
+    /// version this open reads (see [`super::page_cache`]).
+    pub keep_cache: bool,
+}
+
 impl S3Fs {
-    /// `open`: revalidates stale attributes (close-to-open consistency).
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+    /// `open`: revalidates stale attributes (close-to-open consistency), and says whether the
+    /// kernel's cached pages of the file are still good.
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
         let kind = self.kind_of(ino)?;
         if kind == NodeKind::Dir {
             return Err(FsError::new(libc::EISDIR, "is a directory"));
@@ -67,10 +79,18 @@ impl S3Fs {
                 of.defer_flush_of(fh);
             }
         }
+        // Under the file's lock, so a write through another handle comes before or after.
+        let keep_cache = match of.staging() {
+            Some(_) => {
+                self.kernel_pages.changed(ino);
+                false
+            }
+            None => self.kernel_pages.open(ino, of.etag()),
+        };
         of.add_open();
         drop(of);
         self.open_files.add_handle(fh, ino);
-        Ok(fh)
+        Ok(Opened { fh, keep_cache })
     }
 
     /// `create`: a new, empty, dirty file (uploaded at close even if nothing is written), owned
@@ -93,7 +113,7 @@ impl S3Fs {
                 return Err(FsError::new(libc::EEXIST, format!("{name_s} exists")));
             }
             Ok(a) => {
-                let fh = self.open(a.ino, flags)?;
+                let fh = self.open(a.ino, flags)?.fh;
                 return Ok((self.getattr(a.ino)?, fh));
             }
             Err(e) if e.errno == libc::ENOENT => {}
@@ -120,6 +140,7 @@ impl S3Fs {
         of.start_new(flags & libc::O_EXCL != 0, meta, content_type);
         self.ensure_staging(&mut of, false)?;
         of.mark_dirty();
+        self.kernel_pages.changed(ino);
         of.add_open();
         drop(of);
         let fh = self.new_fh();
@@ -175,7 +196,7 @@ impl S3Fs {
     /// `read`. A read that fails while one of this mount's own copies touches its object (a
     /// metadata change, a rename) waits for that copy and tries again on the version the copy
     /// moved the file to: the same bytes under a new ETag or key (see [`super::own_copies`]).
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<ReadData> {
         let f = self.open_files.by_handle(fh)?;
         let mut follows = 0;
         loop {
@@ -219,10 +240,10 @@ impl S3Fs {
     }
 
     /// Read from the staging file, or from the object version the file is pinned to.
-    fn read_pinned(&self, of: &mut OpenFile, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    fn read_pinned(&self, of: &mut OpenFile, offset: u64, size: u32) -> FsResult<ReadData> {
         self.settle_copy(of)?;
         if let Some(r) = of.read_staging(offset, size) {
-            return r;
+            return r.map(ReadData::from);
         }
         let key = self.object_key(of)?;
         let result = of.read_remote(
@@ -236,7 +257,7 @@ impl S3Fs {
                     obj,
                     etag,
                     size,
-                    self.data_cache.clone(),
+                    self.data_cache.clone().zip(self.cache_writer.clone()),
                 )
             },
         );
@@ -253,6 +274,7 @@ impl S3Fs {
         let f = self.open_files.by_handle(fh)?;
         let mut of = f.lock();
         self.settle_copy(&mut of)?;
+        self.kernel_pages.changed(of.ino());
         self.ensure_staging(&mut of, true)?;
         of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
         // As on a disk, a write moves the mtime and the ctime (an mtime set before it is
@@ -313,7 +335,7 @@ impl S3Fs {
         let (f, temporary) = match self.open_files.get(ino) {
             Some(f) => (f, false),
             None => {
-                let fh = self.open(ino, libc::O_RDWR)?;
+                let fh = self.open(ino, libc::O_RDWR)?.fh;
                 let f = self.open_files.by_handle(fh)?;
                 self.open_files.remove_handle(fh);
                 (f, true)
@@ -323,6 +345,7 @@ impl S3Fs {
         // The last `release` (asynchronous after `close`) may have run since the lookup: then
         // nobody would upload the change, so do it here as for a temporary open.
         let orphan = !temporary && of.is_unused();
+        self.kernel_pages.changed(ino);
         let result = (|| {
             self.settle_copy(&mut of)?;
             self.ensure_staging(&mut of, size > 0)?;

@@ -18,18 +18,21 @@
 //!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
 //!   keys), [`names`] (which names can be keys and which keys can be names);
 //! - open files: [`open_files`] (the registry and the lock order), [`open_file`] (one file's
-//!   state and what touches only it), [`file`](mod@file) (open/read/write/flush/release/truncate),
+//!   state and what touches only it), [`page_cache`] (which version the kernel's cached pages
+//!   of a file are), [`file`](mod@file) (open/read/write/flush/release/truncate),
 //!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
-//!   (read-ahead) over [`fetch`] (bytes of an object version, through the data cache),
-//!   [`own_copies`] (reads that meet the mount's own copies wait for them and follow them),
-//!   [`unlinked`] (files unlinked while open keep their bytes until the last close),
-//!   [`copy`] (`copy_file_range`: a whole object copied on the server);
+//!   (read-ahead, and when a random reader's object is fetched whole by [`whole`]) over
+//!   [`fetch`] (bytes of an object version, through the data cache), in the buffers of
+//!   [`buffers`], [`own_copies`] (reads that meet the mount's own copies wait for them and
+//!   follow them), [`unlinked`] (files unlinked while open keep their bytes until the last
+//!   close), [`copy`] (`copy_file_range`: a whole object copied on the server);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
 pub mod attr;
+pub mod buffers;
 pub mod copy;
 pub mod dir;
 pub mod error;
@@ -46,6 +49,7 @@ pub mod open_file;
 pub mod open_files;
 pub mod options;
 pub mod own_copies;
+pub mod page_cache;
 pub mod prefetch;
 pub mod rename;
 pub mod unlinked;
@@ -53,6 +57,7 @@ pub mod unsaved;
 pub mod unsupported;
 pub mod upload;
 pub mod upload_plan;
+pub mod whole;
 pub mod xattr;
 
 use std::collections::HashMap;
@@ -65,11 +70,16 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::cache::data::{DataCache, DataCacheConfig};
 use crate::cache::inode::{InodeTable, NodeKind};
+use crate::cache::writer::{CacheWriter, WRITE_BEHIND_BYTES};
 use crate::s3::{private, Bucket};
 
 pub use attr::FileAttrs;
 pub use error::{FsError, FsResult};
 pub use options::FsOptions;
+
+/// How long unmount waits for blocks queued to be cached: the queue holds at most
+/// `WRITE_BEHIND_BYTES`, which a working disk writes well within this.
+const CACHE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the data cache gives back at least when a staging file meets a full disk.
 const STAGING_ROOM: u64 = 16 * 1024 * 1024;
@@ -87,6 +97,10 @@ pub struct S3Fs {
     warned: Mutex<std::collections::HashSet<String>>,
     prefetch_pool: prefetch::PrefetchPool,
     data_cache: Option<Arc<DataCache>>,
+    /// Stores the blocks sequential reads fetch, behind the readers.
+    cache_writer: Option<Arc<CacheWriter>>,
+    /// Which version the kernel's cached pages of each file came from.
+    kernel_pages: page_cache::KernelPages,
     /// Keeps uploads out of keys a rename is moving.
     rename_gate: gate::RenameGate,
     /// The mount's own copies in flight, which open readers follow.
@@ -148,6 +162,9 @@ impl S3Fs {
         } else {
             None
         };
+        let cache_writer = data_cache
+            .as_ref()
+            .map(|c| Arc::new(CacheWriter::new(c.clone(), WRITE_BEHIND_BYTES)));
         Ok(S3Fs {
             table: Mutex::new(InodeTable::new(&opts.prefix)),
             bucket,
@@ -163,6 +180,8 @@ impl S3Fs {
             warned: Mutex::new(Default::default()),
             prefetch_pool,
             data_cache,
+            cache_writer,
+            kernel_pages: page_cache::KernelPages::default(),
         })
     }
 
@@ -230,8 +249,9 @@ impl S3Fs {
         }
     }
 
-    /// Called at unmount: upload anything still dirty, and delete the objects kept for files
-    /// unlinked while open.
+    /// Called at unmount: upload anything still dirty, delete the objects kept for files
+    /// unlinked while open, and write the blocks waiting to be cached (for at most
+    /// [`CACHE_FLUSH_TIMEOUT`]).
     pub fn flush_all(&self) {
         for f in self.open_files.all() {
             let mut of = f.lock();
@@ -239,6 +259,14 @@ impl S3Fs {
                 log::error!("at unmount: {e}");
             }
             self.release_kept(&mut of);
+        }
+        if let Some(w) = &self.cache_writer {
+            if !w.flush(CACHE_FLUSH_TIMEOUT) {
+                log::info!(
+                    "at unmount: {} bytes not written to the data cache",
+                    w.queued()
+                );
+            }
         }
     }
 }
@@ -249,8 +277,10 @@ impl S3Fs {
         self.table().add_lookup(ino);
     }
 
-    /// The kernel forgot `n` lookups of `ino`.
+    /// The kernel forgot `n` lookups of `ino` (it sends them when it drops the inode, and its
+    /// cached pages with it).
     pub fn forget(&self, ino: u64, n: u64) {
+        self.kernel_pages.forget(ino);
         self.table().forget(ino, n);
     }
 }

@@ -1,8 +1,9 @@
 //! Which FUSE file system is mounted where, from `/proc/self/mountinfo`.
 //!
 //! Used before mounting (a busy mount point is refused with a clear message rather than
-//! stacked on), by `s3mount status` to find the running mounts, and by the tests to wait for
-//! a mount to appear or go.
+//! stacked on), once mounted to find the mount's backing device (its read-ahead), by
+//! `s3mount status` to find the running mounts, and by the tests to wait for a mount to appear
+//! or go.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -19,6 +20,9 @@ pub struct FuseMount {
     pub source: String,
     /// The `user_id=` of its super options: the user who mounted it.
     pub user_id: Option<u32>,
+    /// Its device number (`major:minor`): the name of its backing device under
+    /// `/sys/class/bdi/`.
+    pub device: String,
 }
 
 /// Every FUSE file system mounted, oldest first.
@@ -39,7 +43,10 @@ fn parse_line(line: &str) -> Option<FuseMount> {
     if !is_fuse {
         return None;
     }
-    let at = unescape_mountinfo(left.split(' ').nth(4)?);
+    // "ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [TAGS] - FSTYPE SOURCE SUPER-OPTIONS"
+    let mut left = left.split(' ');
+    let device = left.nth(2)?;
+    let at = unescape_mountinfo(left.nth(1)?);
     Some(FuseMount {
         mountpoint: PathBuf::from(OsString::from_vec(at)),
         fstype: fstype.to_string(),
@@ -47,17 +54,43 @@ fn parse_line(line: &str) -> Option<FuseMount> {
         user_id: super_options
             .split(',')
             .find_map(|o| o.strip_prefix("user_id=")?.parse().ok()),
+        device: device.to_string(),
     })
 }
 
 /// The source (`s3mount:BUCKET`) of the FUSE file system mounted at `path`, if one is.
 pub fn fuse_mounted_at(path: &Path) -> Option<String> {
+    fuse_mount(path).map(|m| m.source)
+}
+
+/// The device number (`major:minor`) of the FUSE file system mounted at `path`, if one is: the
+/// name of its backing device under `/sys/class/bdi/`.
+pub fn fuse_device_at(path: &Path) -> Option<String> {
+    fuse_mount(path).map(|m| m.device)
+}
+
+/// The last FUSE mount at `path`.
+fn fuse_mount(path: &Path) -> Option<FuseMount> {
     let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     fuse_mounts()
         .into_iter()
         .rev()
         .find(|m| m.mountpoint == want)
-        .map(|m| m.source)
+}
+
+/// Set the kernel's read-ahead for the FUSE file system mounted at `path` to `kib` KiB (its
+/// backing device's `read_ahead_kb`; needs root). Files opened afterwards use it.
+pub fn set_read_ahead(path: &Path, kib: u32) -> std::io::Result<()> {
+    let device = fuse_device_at(path).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "mount not in /proc/self/mountinfo",
+        )
+    })?;
+    std::fs::write(
+        format!("/sys/class/bdi/{device}/read_ahead_kb"),
+        kib.to_string(),
+    )
 }
 
 /// True if a FUSE file system is mounted at `path`.
@@ -106,6 +139,7 @@ mod tests {
                 fstype: "fuse.s3mount".into(),
                 source: "s3mount:photos".into(),
                 user_id: Some(1000),
+                device: "0:93".into(),
             })
         );
         assert_eq!(

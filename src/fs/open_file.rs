@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::buffers::ReadData;
 use super::copy::PendingCopy;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
@@ -218,7 +219,7 @@ impl OpenFile {
         offset: u64,
         size: u32,
         source: impl FnOnce(ObjectRef, Option<String>, u64) -> ObjectSource,
-    ) -> FsResult<Vec<u8>> {
+    ) -> FsResult<ReadData> {
         let (etag, remote_size) = (self.etag.clone(), self.remote_size);
         let prefetcher = match &mut self.prefetch {
             Some(p) if p.is_for(&obj, &etag, remote_size) => p,

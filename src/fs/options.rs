@@ -38,6 +38,9 @@ pub struct FsOptions {
     pub xattr: bool,
     /// Bytes of read-ahead held at once across the mount.
     pub prefetch_memory_limit: u64,
+    /// Where the file system is mounted, when known: the kernel's read-ahead for it is raised
+    /// there (`fuse::READ_AHEAD`).
+    pub mount_point: Option<PathBuf>,
     /// What a user creates is owned by that user (recorded in `x-amz-meta-uid`/`-gid`): on
     /// when other users are let in (`--allow-other`, `--allow-root`). Off, everything belongs
     /// to `uid`/`gid` unless its metadata says otherwise.
@@ -49,7 +52,7 @@ pub struct FsOptions {
 impl FsOptions {
     /// Defaults: listings of up to 512 unknown entries completed by HEADs, 1 s
     /// metadata TTL (close-to-open consistency without a HEAD per `stat` in a tight loop), the
-    /// current user as owner, 0644/0755, a 1 GiB data cache.
+    /// current user as owner, 0644/0755, a 4 GiB data cache.
     pub fn new(cache_dir: PathBuf) -> Self {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -68,6 +71,7 @@ impl FsOptions {
             listing_head_limit: 512,
             xattr: true,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
+            mount_point: None,
             owners_from_callers: false,
             prefetch_workers: prefetch::DEFAULT_WORKERS,
         }

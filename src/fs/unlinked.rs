@@ -125,7 +125,7 @@ impl S3Fs {
             self.bucket.obj(key),
             of.etag().map(str::to_string),
             size,
-            self.data_cache.clone(),
+            self.data_cache.clone().zip(self.cache_writer.clone()),
         );
         let (file, path) = self.new_staging_file()?;
         let copied = (|| {

@@ -12,7 +12,7 @@
 //!   test panics.
 //! - [`skip_on`]: a test that needs what the current server cannot do (a [`ServerLimit`])
 //!   prints `SKIP <server>: <test>: <reason>` and returns.
-//! - [`random_bytes`], [`sh`], [`obj`], [`Rng`]: small helpers.
+//! - [`random_bytes`], [`sh`], [`obj`], [`Rng`], [`put_direct`], [`assert_same`]: small helpers.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -689,6 +689,25 @@ pub fn server_bytes(storage: &Storage, key: &str) -> Option<Vec<u8>> {
     let local = dir.path().join("obj");
     storage.read(key, &local).expect("GET through the S3 API");
     Some(std::fs::read(&local).expect("read back"))
+}
+
+/// Put `data` at `key` in `bucket` directly on the server (not through a mount).
+pub fn put_direct(bucket: &str, key: &str, data: &[u8]) {
+    use s3mount::s3::{PutOptions, RequestBody};
+    server()
+        .storage_in(bucket)
+        .bucket(bucket)
+        .put(key, RequestBody::Bytes(data), &PutOptions::default())
+        .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
+}
+
+/// `got` is `want`; else a panic naming `what` and the first differing byte (not megabytes of
+/// both).
+pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: first differing byte at {i}");
+    }
 }
 
 /// `n` pseudo-random bytes, the same for the same `seed` (SplitMix64).

@@ -321,7 +321,9 @@ impl Fx {
             return Err(FsError::new(libc::EISDIR, format!("{path} is a directory")));
         }
         // The kernel keeps O_CREAT and O_EXCL to itself.
-        self.fs.open(a.ino, flags & !(libc::O_CREAT | libc::O_EXCL))
+        self.fs
+            .open(a.ino, flags & !(libc::O_CREAT | libc::O_EXCL))
+            .map(|o| o.fh)
     }
 
     /// `pwrite`, in the kernel's pieces.
@@ -336,7 +338,7 @@ impl Fx {
 
     /// `pread` of up to `size` bytes.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        self.fs.read(fh, offset, size)
+        self.fs.read(fh, offset, size).map(|d| d.to_vec())
     }
 
     /// Read from `offset` to the end, as `cat` does.
