@@ -37,6 +37,13 @@ pub fn admits_streamed(size: u64, max_bytes: u64) -> bool {
     size <= max_bytes / STREAM_SHARE
 }
 
+/// True if the whole blocks random reads of an object of `size` bytes fetch are kept, in a
+/// cache of `max_bytes`: only for an object that could be fetched whole (an object larger than
+/// that share is one a sequential read may have begun with, or one too large to keep).
+pub fn admits_random(size: u64, max_bytes: u64) -> bool {
+    size <= max_bytes / WHOLE_SHARE
+}
+
 /// True if a randomly read object of `size` bytes may be fetched whole into a cache of
 /// `max_bytes` (it must also be more than one block: a single block is fetched whole anyway).
 pub fn may_fetch_whole(size: u64, max_bytes: u64, block_size: u64) -> bool {

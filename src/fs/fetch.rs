@@ -99,6 +99,14 @@ impl ObjectSource {
             .is_some_and(|c| policy::admits_streamed(self.size, c.cache.max_bytes()))
     }
 
+    /// True if the whole blocks a random read of this version fetches are kept (see
+    /// `cache::policy`).
+    pub fn admits_random(&self) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|c| policy::admits_random(self.size, c.cache.max_bytes()))
+    }
+
     /// True if random reads of this version may have it fetched whole (see `cache::policy`).
     pub fn may_fetch_whole(&self) -> bool {
         self.cache.as_ref().is_some_and(|c| {
@@ -109,6 +117,11 @@ impl ObjectSource {
     /// Bytes `[start, end)` (`end` ≤ the size), storing the whole blocks fetched. Without the
     /// cache, an object found shorter than expected gives fewer bytes; with it, an error.
     pub fn read(&self, start: u64, end: u64) -> FsResult<Vec<u8>> {
+        self.read_keeping(start, end, true)
+    }
+
+    /// [`ObjectSource::read`], storing the whole blocks fetched only if `keep`.
+    pub fn read_keeping(&self, start: u64, end: u64, keep: bool) -> FsResult<Vec<u8>> {
         let end = end.min(self.size);
         if start >= end {
             return Ok(Vec::new());
@@ -116,7 +129,7 @@ impl ObjectSource {
         let mut out = vec![0u8; (end - start) as usize];
         let (n, runs) = self.read_into(start, &mut out)?;
         out.truncate(n);
-        if let Some(c) = &self.cache {
+        if let Some(c) = self.cache.as_ref().filter(|_| keep) {
             for (first, range) in runs {
                 store_run(&c.cache, &c.co, first, &out[range]);
             }

@@ -258,7 +258,11 @@ impl Prefetcher {
             self.next_offset = end;
             self.scheduled_to = end;
             self.learn(pool, offset, end);
-            return self.src.read(offset, end).map(ReadData::from);
+            // The blocks of an object too large to be fetched whole are not kept: a seek is
+            // also how a sequential read of it may begin (the kernel's reads arrive out of
+            // order), and the object would push smaller ones out.
+            let keep = self.src.admits_random();
+            return self.src.read_keeping(offset, end, keep).map(ReadData::from);
         }
         self.window = (self.window * 2).clamp(FIRST_WINDOW, MAX_WINDOW);
         // Parts wholly behind the reader are done with (but for reads arriving late).
@@ -312,7 +316,9 @@ impl Prefetcher {
                             .map(|(s, _)| *s)
                             .unwrap_or(end),
                     );
-                    let piece = self.src.read(pos, piece_end)?;
+                    // Kept only as the parts of a sequential reader are.
+                    let keep = self.src.admits_streamed();
+                    let piece = self.src.read_keeping(pos, piece_end, keep)?;
                     if pos == offset && piece_end == end {
                         return Ok(ReadData::Owned(piece));
                     }

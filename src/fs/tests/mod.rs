@@ -20,6 +20,7 @@ mod metadata;
 mod model;
 mod names;
 mod posix;
+mod reads;
 mod reference_model;
 mod rename;
 mod visibility;
