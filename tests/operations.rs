@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{is_fuse_mount, random_bytes, server, server_bytes, Server};
+use common::{is_fuse_mount, random_bytes, server, server_bytes, skip_on, Server, ServerLimit};
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_s3mount");
@@ -880,6 +880,12 @@ fn log_file_option_receives_the_log() {
 /// user must act on belongs there; fuser's `[Not Implemented]` warnings did not.
 #[test]
 fn everyday_programs_leave_nothing_in_the_default_log() {
+    // tar checks that a directory's ctime did not move while it read it; on s3s-fs a marker's
+    // Last-Modified is its disk directory's, which moved when files were made in it, and a
+    // lookup after the TTL (under load) shows it.
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
     let server = server();
     let bucket = server.fresh_bucket("quiet");
     let setup = Setup::new(server, &bucket);

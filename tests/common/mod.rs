@@ -137,8 +137,8 @@ impl ServerLimit {
         match self {
             ServerLimit::MarkerObjects => {
                 "a `dir/` marker is a directory on its disk: never listed, no metadata (a \
-                 self-copy of it is a 500), no ETag on its PUT, and a directory emptied on disk \
-                 still answers HEAD dir/"
+                 self-copy of it is a 500), no ETag on its PUT, its Last-Modified moves with \
+                 what is made in it, and a directory emptied on disk still answers HEAD dir/"
             }
             ServerLimit::FileBesideDirectory => {
                 "it cannot hold `a` beside `a/b` (a file and a directory of one name): 500"
