@@ -68,7 +68,7 @@ pub struct Caller {
     pub gid: u32,
 }
 
-/// The owner and mode of a new entry (see [`S3Fs::new_entry_owner`]).
+/// The owner and mode of a new entry (see `S3Fs::new_entry_owner`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewOwner {
     /// Owner and group to record, if any (`None`: the mount's default owner, nothing written).

@@ -18,7 +18,7 @@
 //! end makes the copy — one request however many ranges. Until then the target's size is what
 //! the ranges covered. Anything else that touches the target meanwhile (a read, a write, a
 //! truncate, a close) first fetches the bytes covered into its staging file
-//! ([`S3Fs::settle_copy`], ranged GETs pinned to the source's ETag) and the file goes on as if
+//! (`S3Fs::settle_copy`, ranged GETs pinned to the source's ETag) and the file goes on as if
 //! written through the mount. A server-side copy the server refuses is settled the same way
 //! at close, where an error (EEXIST, EIO) then shows, as for any upload.
 //!

@@ -1,14 +1,8 @@
-//! Names and directories: lookup, mkdir, rmdir, unlink, symlink, readlink.
+//! Names and directories: mkdir, rmdir, unlink, symlink, mknod, readlink (lookups:
+//! [`super::lookup`]).
 //!
 //! A directory is a key prefix ending in `/`: explicit when a zero-byte marker object `dir/`
-//! exists, implicit when only keys below it do. A lookup of a name the mount holds answers from
-//! the inode table or a fresh listing of the parent; a name it does not hold is asked of the
-//! server — `HEAD key` and `LIST prefix=key/ max-keys=1` in parallel, a directory shadowing a
-//! file of the same name — even when a fresh listing lacks it, so an object another client
-//! has just created is found by name at once (S3 is strongly consistent for new objects; only
-//! listings lag, by the metadata TTL). Only the mount's own removals (unlink, rmdir, a rename's
-//! source) answer ENOENT without asking, for the negative TTL. A 404 is remembered for the
-//! create that follows the kernel's lookup (`lookup_to_create`), not for other lookups.
+//! exists, implicit when only keys below it do.
 //!
 //! Keys that cannot be file names (an empty component from `//`, `.`, `..`, more than 255
 //! bytes) are hidden from listings and logged once.
@@ -22,11 +16,9 @@ use super::error::{FsError, FsResult};
 use super::names::{check_key_len, name_str, valid_component};
 use super::unlinked::Detached;
 use super::S3Fs;
-use crate::cache::inode::{
-    start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta, ROOT_INO,
-};
+use crate::cache::inode::{ForeignMarker, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::meta::guess_content_type;
-use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody, StorageError};
+use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody};
 
 /// The Content-Type of a directory marker, as s3fs writes it (and as old s3fs marks a
 /// directory object without a trailing `/`).
@@ -59,207 +51,6 @@ pub struct DirEntry {
 }
 
 impl S3Fs {
-    /// Find `name` in `parent`.
-    pub fn lookup(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<FileAttrs> {
-        let name = name_str(name)?;
-        if !valid_component(name) {
-            return Err(FsError::not_found(format!("{name:?} is not a valid name")));
-        }
-        // A path S3 cannot hold is ENAMETOOLONG on every call; the name of a file unlinked
-        // while open is gone even if its object is kept (see `unlinked`).
-        let key = format!("{}{name}", self.key_of(parent)?);
-        check_key_len(&key)?;
-        if self.kept.is_hidden(&key) {
-            return Err(FsError::not_found(format!("{key}: unlinked")));
-        }
-        let now = Instant::now();
-        {
-            let t = self.table();
-            let p = t
-                .get(parent)
-                .ok_or_else(|| FsError::not_found(format!("parent inode {parent} unknown")))?;
-            if p.kind() != NodeKind::Dir {
-                return Err(FsError::new(libc::ENOTDIR, "parent is not a directory"));
-            }
-            if let Some(ino) = p.children().get(name).copied() {
-                if let Some(n) = t.get(ino) {
-                    if n.attr_fresh(now) || p.listing_fresh(now) {
-                        return self.attrs_in(&t, ino);
-                    }
-                }
-            } else if t.is_negative(parent, name, now) {
-                return Err(FsError::not_found(format!("{name}: removed by this mount")));
-            }
-        }
-        let known = self.table().child(parent, name);
-        if let Some(ino) = known {
-            if let Some(a) = self.open_file_attrs(ino) {
-                return Ok(a);
-            }
-        }
-        self.revalidate(parent, name)
-    }
-
-    /// `lookup` for a call that makes `name` in `parent` (create, mkdir, symlink): the kernel
-    /// looked the name up just before, and a name the server said absent since (within the
-    /// negative TTL) is taken as absent without asking again.
-    pub(crate) fn lookup_to_create(
-        &self,
-        parent: u64,
-        name: &std::ffi::OsStr,
-    ) -> FsResult<FileAttrs> {
-        if let Some(n) = name.to_str() {
-            let t = self.table();
-            if t.child(parent, n).is_none() && t.known_absent(parent, n, Instant::now()) {
-                return Err(FsError::not_found(format!("{n}: absent")));
-            }
-        }
-        self.lookup(parent, name)
-    }
-
-    /// Ask the server what `name` in `parent` is now, and record it.
-    pub(crate) fn revalidate(&self, parent: u64, name: &str) -> FsResult<FileAttrs> {
-        let parent_key = self.key_of(parent)?;
-        let key = format!("{parent_key}{name}");
-        let dir_prefix = format!("{key}/");
-        let asked = Instant::now();
-        let (head, list) = std::thread::scope(|s| {
-            let list = s.spawn(|| {
-                self.bucket.list_page(&ListRequest {
-                    prefix: dir_prefix.clone(),
-                    // With a delimiter the server need only look one level down: one
-                    // key or common prefix proves a directory (and servers that keep
-                    // keys as files answer it without walking the whole subtree).
-                    delimiter: Some("/".into()),
-                    max_keys: Some(1),
-                    ..Default::default()
-                })
-            });
-            let head = self.bucket.head(&key);
-            let list = list
-                .join()
-                .unwrap_or_else(|_| Err(StorageError::invalid("listing", "worker panicked")));
-            (head, list)
-        });
-        let list = list?;
-        let mut is_dir = !list.objects.is_empty() || !list.common_prefixes.is_empty();
-        let mut marker_found = None;
-        // A zero-byte `name` marked as a directory (old s3fs): the directory's marker.
-        let foreign_plain = head.as_ref().is_ok_and(is_foreign_dir);
-        if !is_dir && self.known_dir(parent, name) {
-            // A directory we know, now empty: some servers leave `dir/` markers out of
-            // listings, so ask for the marker itself before deciding the directory is gone
-            // (or for the `name_$folder$` another tool marked it with).
-            if let Ok(info) = self.bucket.head(&dir_prefix) {
-                is_dir = true;
-                marker_found = Some(info);
-            } else if self.foreign_marker_of(parent, name) == Some(ForeignMarker::Folder) {
-                is_dir = self
-                    .bucket
-                    .head(&ForeignMarker::Folder.key(&dir_prefix))
-                    .is_ok();
-            }
-        }
-        let expires = self.expiry();
-        if is_dir {
-            if head.is_ok() && !foreign_plain {
-                self.warn_once(format!(
-                    "s3://{}/{key} is both a file and a directory; showing the directory",
-                    self.bucket.name()
-                ));
-            }
-            let has_marker =
-                marker_found.is_some() || list.objects.first().is_some_and(|o| o.key == dir_prefix);
-            // The marker carries the directory's mode/owner/mtime and xattrs (the listing
-            // does not): HEAD it, or a remount (or a TTL expiry) would reset them to defaults.
-            let marker = if marker_found.is_some() {
-                marker_found
-            } else if has_marker {
-                match self.bucket.head(&dir_prefix) {
-                    Ok(info) => Some(info),
-                    Err(e) => {
-                        log::debug!("{dir_prefix}: HEAD of the marker failed: {e}");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            let mut t = self.table();
-            let ino = t.upsert_child(parent, name, NodeKind::Dir, NodeAttr::dir(), expires);
-            t.set_marker(ino, has_marker);
-            if foreign_plain {
-                t.set_foreign_marker(ino, Some(ForeignMarker::Plain));
-            }
-            if let Some(info) = marker {
-                let attrs = metadata_attrs(&info.metadata);
-                t.record_meta(ino, ObjectMeta::from(&info), &attrs, expires);
-            }
-            // No mtime of its own: the date of its first key.
-            let first = list.objects.first().and_then(|o| o.last_modified);
-            if t.get(ino).is_some_and(|n| n.attr().mtime == start_time()) && first.is_some() {
-                let mtime = AttrUpdate {
-                    mtime: first,
-                    ..AttrUpdate::default()
-                };
-                t.apply_attrs(ino, &mtime);
-            }
-            drop(t);
-            return self.attrs_of(ino);
-        }
-        match head {
-            Ok(info) => self.record_object(parent, name, &info, asked),
-            Err(e) if e.is_not_found() => {
-                let mut t = self.table();
-                if let Some(n) = t.learnt_since(parent, name, asked) {
-                    // Known since the HEAD was sent (created by this mount, or a later reply):
-                    // this 404 is older news.
-                    let ino = n.ino();
-                    return self.attrs_in(&t, ino);
-                }
-                if let Some(ino) = t.child(parent, name) {
-                    // Keep a file that is open and not yet uploaded.
-                    if self.open_files.is_open(ino) {
-                        drop(t);
-                        return self
-                            .open_file_attrs(ino)
-                            .ok_or_else(|| FsError::not_found(key));
-                    }
-                    t.remove_child(parent, name);
-                }
-                t.set_absent(parent, name, Instant::now() + self.opts.negative_ttl);
-                Err(FsError::not_found(format!("{key}: no such key")))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Record the result of a HEAD of `parent/name` sent at `asked` — unless the mount learnt
-    /// something newer about the name since (an upload, a copy, a rename, a later HEAD): then
-    /// the attributes it has are the answer (see [`crate::cache::inode::InodeTable::record_head`]).
-    pub(crate) fn record_object(
-        &self,
-        parent: u64,
-        name: &str,
-        info: &ObjectInfo,
-        asked: Instant,
-    ) -> FsResult<FileAttrs> {
-        let foreign_dir = is_foreign_dir(info);
-        let kind = match metadata_kind(&info.metadata) {
-            _ if foreign_dir => NodeKind::Dir,
-            Some(NodeKind::Dir) | None => NodeKind::File,
-            Some(k) => k,
-        };
-        let reply = HeadReply::new(info, metadata_attrs(&info.metadata), asked);
-        let expires = self.expiry();
-        let mut t = self.table();
-        let ino = t.record_head(parent, name, kind, &reply, expires);
-        if foreign_dir {
-            t.set_foreign_marker(ino, Some(ForeignMarker::Plain));
-        }
-        self.attrs_in(&t, ino)
-    }
-
     /// The parent inode of a directory (for `..`).
     pub fn parent_of(&self, ino: u64) -> u64 {
         self.table()
@@ -428,7 +219,7 @@ impl S3Fs {
     }
 
     /// `parent/name` is a directory in the table.
-    fn known_dir(&self, parent: u64, name: &str) -> bool {
+    pub(crate) fn known_dir(&self, parent: u64, name: &str) -> bool {
         let t = self.table();
         t.child(parent, name)
             .and_then(|c| t.get(c))

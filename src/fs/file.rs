@@ -94,7 +94,7 @@ impl S3Fs {
     }
 
     /// `create`: a new, empty, dirty file (uploaded at close even if nothing is written), owned
-    /// by `caller` when other users are let in (see [`S3Fs::new_entry_owner`]).
+    /// by `caller` when other users are let in (see `S3Fs::new_entry_owner`).
     pub fn create(
         &self,
         parent: u64,

@@ -22,7 +22,7 @@ use fuser::{
 use super::attr::AttrChange;
 use super::error::FsError;
 use super::fuse_reply::{
-    answer_empty, answer_entry, caller, dir_rows, fail, time_of, to_fuser, xattr_reply,
+    answer_empty, answer_entry, caller, copied, dir_rows, fail, time_of, to_fuser, xattr_reply,
 };
 use super::unsupported::{Unsupported, UnsupportedLog};
 use super::{mountinfo, S3Fs};
@@ -31,7 +31,7 @@ use super::{mountinfo, S3Fs};
 /// 256 pages by default: `/proc/sys/fs/fuse/max_pages_limit`).
 const MAX_WRITE: u32 = 1024 * 1024;
 /// Kernel read-ahead: large enough to keep sequential reads streaming, and each FUSE read as
-/// large as [`MAX_WRITE`]. The kernel caps what FUSE_INIT may ask for at its backing device's
+/// large as `MAX_WRITE`. The kernel caps what FUSE_INIT may ask for at its backing device's
 /// default (128 KiB: reads then come 128 KiB at a time, eight times the requests), so once
 /// mounted it is raised through sysfs ([`mountinfo::set_read_ahead`]). Measured on a 1 GiB
 /// cold read (bench/read-cost.sh, 2026-11-27): 1 MiB gave 1260–1384 MiB/s against 977–1371
@@ -234,16 +234,10 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         _ino: INodeNo,
         _newparent: INodeNo,
-        newname: &OsStr,
+        _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(fail(
-            "link",
-            FsError::new(
-                libc::ENOTSUP,
-                format!("{newname:?}: hard links cannot be stored in S3"),
-            ),
-        ));
+        reply.error(self.unsupported(Unsupported::Link))
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -518,12 +512,9 @@ impl Filesystem for FuseAdapter {
         } else {
             Err(FsError::new(libc::EINVAL, "copy_file_range: unknown flags"))
         };
+        // EOPNOTSUPP (the kernel copies through read and write) is logged at debug by `fail`.
         match result {
             Ok(n) => reply.written(copied(n)),
-            Err(e) if e.errno == libc::EOPNOTSUPP => {
-                log::debug!("copy_file_range: {e}");
-                reply.error(Errno::from_i32(e.errno))
-            }
             Err(e) => reply.error(fail("copy_file_range", e)),
         }
     }
@@ -609,9 +600,4 @@ impl Filesystem for FuseAdapter {
     fn bmap(&self, _: &Request, _: INodeNo, _: u32, _: u64, reply: ReplyBmap) {
         reply.error(self.unsupported(Unsupported::Bmap))
     }
-}
-
-/// The count a `copy_file_range` reply can hold ([`super::copy::MAX_COPY_REPLY`] at most).
-fn copied(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }

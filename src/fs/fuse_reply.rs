@@ -147,3 +147,8 @@ pub(super) fn dir_rows(fs: &S3Fs, ino: u64, fh: u64, offset: u64) -> FsResult<Ve
     }));
     Ok(rows)
 }
+
+/// The count a `copy_file_range` reply can hold ([`super::copy::MAX_COPY_REPLY`] at most).
+pub(super) fn copied(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

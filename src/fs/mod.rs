@@ -12,13 +12,15 @@
 //! - `dir_handles`: directory handles → listing snapshots.
 //!
 //! Rooms, one concern each (no two import each other):
-//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter) with [`unsupported`] (the
+//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter, its conversions in
+//!   `fuse_reply`) with [`unsupported`] (the
 //!   operations it answers at once with an errno), [`mountinfo`];
-//! - names and directories: [`dir`] (lookup, mkdir, rmdir, unlink, symlink), [`listing`]
+//! - names and directories: [`lookup`] (what a name is: the table, or the server), [`dir`]
+//!   (mkdir, rmdir, unlink, symlink, mknod), [`listing`]
 //!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
 //!   keys), [`names`] (which names can be keys and which keys can be names);
 //! - open files: [`open_files`] (the registry and the lock order), [`open_file`] (one file's
-//!   state and what touches only it), [`page_cache`] (which version the kernel's cached pages
+//!   state and what touches only it) with [`staging`] (its local copy), [`page_cache`] (which version the kernel's cached pages
 //!   of a file are), [`file`](mod@file) (open/read/write/flush/release/truncate),
 //!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
@@ -42,6 +44,7 @@ pub mod fuse;
 mod fuse_reply;
 pub mod gate;
 pub mod listing;
+pub mod lookup;
 pub mod metadata;
 pub mod mountinfo;
 pub mod names;
@@ -52,6 +55,7 @@ pub mod own_copies;
 pub mod page_cache;
 pub mod prefetch;
 pub mod rename;
+pub mod staging;
 pub mod unlinked;
 pub mod unsaved;
 pub mod unsupported;
@@ -251,7 +255,7 @@ impl S3Fs {
 
     /// Called at unmount: upload anything still dirty, delete the objects kept for files
     /// unlinked while open, and write the blocks waiting to be cached (for at most
-    /// [`CACHE_FLUSH_TIMEOUT`]).
+    /// `CACHE_FLUSH_TIMEOUT`).
     pub fn flush_all(&self) {
         for f in self.open_files.all() {
             let mut of = f.lock();

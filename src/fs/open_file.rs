@@ -23,7 +23,6 @@
 //! disk (ENOSPC, EDQUOT) asks for room (the cache gives space back) and is tried once more; if
 //! the disk is still full the writer gets ENOSPC (never EIO).
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,33 +33,11 @@ use super::copy::PendingCopy;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::prefetch::{PrefetchPool, Prefetcher};
+pub use super::staging::{errno_of, Staging};
+use super::staging::{is_disk_full, read_full_at};
 use super::upload_plan::{Streaming, UploadPlan};
 use crate::s3::stream::UploadQueue;
 use crate::s3::{Metadata, ObjectRef};
-
-/// A staging file holding a file's new content.
-#[derive(Debug)]
-pub struct Staging {
-    file: File,
-    path: PathBuf,
-}
-
-impl Staging {
-    /// A staging file just created at `path`.
-    pub fn new(file: File, path: PathBuf) -> Self {
-        Staging { file, path }
-    }
-
-    /// The open file.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
-    /// Where it is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
 
 /// The state of a file with open handles. See the module documentation.
 #[derive(Debug)]
@@ -254,14 +231,14 @@ impl OpenFile {
             self.remote_size = size;
         }
         let empty = staging
-            .file
+            .file()
             .metadata()
             .map(|m| m.len() == 0)
             .unwrap_or(false);
         self.seq_end = empty.then_some(0);
         if self.unlinked {
             // See `mark_unlinked`.
-            let _ = std::fs::remove_file(&staging.path);
+            let _ = std::fs::remove_file(staging.path());
         }
         self.staging = Some(staging);
     }
@@ -269,7 +246,7 @@ impl OpenFile {
     /// Delete the staging file (its content is uploaded or given up).
     pub fn remove_staging(&mut self) {
         if let Some(s) = self.staging.take() {
-            let _ = std::fs::remove_file(&s.path);
+            let _ = std::fs::remove_file(s.path());
         }
     }
 
@@ -280,7 +257,7 @@ impl OpenFile {
             return Some(c.covered);
         }
         let s = self.staging.as_ref()?;
-        s.file.metadata().ok().map(|m| m.len())
+        s.file().metadata().ok().map(|m| m.len())
     }
 
     // ---- a server-side copy into the file ---------------------------------------------------
@@ -295,7 +272,7 @@ impl OpenFile {
             && self
                 .staging
                 .as_ref()
-                .and_then(|s| s.file.metadata().ok())
+                .and_then(|s| s.file().metadata().ok())
                 .is_some_and(|m| m.len() == 0)
     }
 
@@ -328,7 +305,7 @@ impl OpenFile {
     pub fn read_staging(&self, offset: u64, size: u32) -> Option<FsResult<Vec<u8>>> {
         let s = self.staging.as_ref()?;
         let mut buf = vec![0u8; size as usize];
-        Some(match read_full_at(&s.file, &mut buf, offset) {
+        Some(match read_full_at(s.file(), &mut buf, offset) {
             Ok(n) => {
                 buf.truncate(n);
                 Ok(buf)
@@ -350,9 +327,9 @@ impl OpenFile {
             .staging
             .as_ref()
             .ok_or_else(|| FsError::new(libc::EIO, "no staging file"))?;
-        let mut result = s.file.write_all_at(data, offset);
+        let mut result = s.file().write_all_at(data, offset);
         if result.as_ref().is_err_and(is_disk_full) && make_room(data.len() as u64) {
-            result = s.file.write_all_at(data, offset);
+            result = s.file().write_all_at(data, offset);
         }
         self.dirty = true;
         result.map_err(|e| FsError::new(errno_of(&e), format!("staging write: {e}")))?;
@@ -366,7 +343,7 @@ impl OpenFile {
     /// upload that already sent bytes past `size` is given up.
     pub fn truncate_staging(&mut self, size: u64) -> FsResult<()> {
         if let Some(s) = &self.staging {
-            s.file
+            s.file()
                 .set_len(size)
                 .map_err(|e| FsError::new(errno_of(&e), format!("truncate: {e}")))?;
         }
@@ -414,7 +391,7 @@ impl OpenFile {
         self.unlinked = true;
         self.give_up_stream("unlinked while open");
         if let Some(s) = &self.staging {
-            let _ = std::fs::remove_file(&s.path);
+            let _ = std::fs::remove_file(s.path());
         }
     }
 
@@ -606,31 +583,5 @@ impl OpenFile {
         for h in self.aborting.drain(..) {
             let _ = h.join();
         }
-    }
-}
-
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], offset + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
-/// The errno of a staging file's I/O error: a full disk says so, anything else is EIO.
-pub fn errno_of(e: &std::io::Error) -> i32 {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) => libc::ENOSPC,
-        Some(libc::EDQUOT) => libc::EDQUOT,
-        _ => libc::EIO,
     }
 }

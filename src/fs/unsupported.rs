@@ -35,11 +35,13 @@ pub enum Unsupported {
     Setlk,
     /// Block mapping: only for block-device-backed file systems.
     Bmap,
+    /// Hard links: S3 has one name per object.
+    Link,
 }
 
 impl Unsupported {
     /// Every variant, for tests.
-    pub const ALL: [Unsupported; 7] = [
+    pub const ALL: [Unsupported; 8] = [
         Unsupported::Ioctl,
         Unsupported::Lseek,
         Unsupported::Fallocate,
@@ -47,12 +49,14 @@ impl Unsupported {
         Unsupported::Getlk,
         Unsupported::Setlk,
         Unsupported::Bmap,
+        Unsupported::Link,
     ];
 
     /// The errno the kernel gets.
     pub fn errno(self) -> i32 {
         match self {
             Unsupported::Ioctl => libc::ENOTTY,
+            Unsupported::Link => libc::ENOTSUP,
             Unsupported::Lseek
             | Unsupported::Fallocate
             | Unsupported::Poll
@@ -72,6 +76,7 @@ impl Unsupported {
             Unsupported::Getlk => "getlk",
             Unsupported::Setlk => "setlk",
             Unsupported::Bmap => "bmap",
+            Unsupported::Link => "link",
         }
     }
 

@@ -12,7 +12,7 @@
 //! - at the first failure: the object changed on the server (412) or a GET failed after the
 //!   client's retries; the reader goes on with exact reads.
 //!
-//! A worker that finds no free buffer waits for one, [`BUFFER_WAIT`] at a time, so the fetch
+//! A worker that finds no free buffer waits for one, `BUFFER_WAIT` at a time, so the fetch
 //! never takes memory the readers' budget does not have.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

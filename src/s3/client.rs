@@ -222,7 +222,7 @@ impl S3Client {
         })
     }
 
-    /// The same client, counting every request (count, errors, latency per [`Operation`]) in
+    /// The same client, counting every request (count, errors, latency per [`Operation`](super::operation::Operation)) in
     /// `metrics`, shared with its clones.
     pub fn with_metrics(mut self, metrics: Arc<S3Metrics>) -> Self {
         self.metrics = Some(metrics);

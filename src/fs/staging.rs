@@ -1,0 +1,58 @@
+//! A staging file: the local copy of an open file's new content, and what its I/O errors mean
+//! to the caller.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A staging file holding a file's new content.
+#[derive(Debug)]
+pub struct Staging {
+    file: File,
+    path: PathBuf,
+}
+
+impl Staging {
+    /// A staging file just created at `path`.
+    pub fn new(file: File, path: PathBuf) -> Self {
+        Staging { file, path }
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Read at `offset` until `buf` is full or the file ends; the bytes read.
+pub(super) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The file system is full (or the user's quota is).
+pub(super) fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// The errno of a staging file's I/O error: a full disk says so, anything else is EIO.
+pub fn errno_of(e: &std::io::Error) -> i32 {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => libc::ENOSPC,
+        Some(libc::EDQUOT) => libc::EDQUOT,
+        _ => libc::EIO,
+    }
+}
