@@ -195,16 +195,25 @@ const STREAMED_SIZE: usize = 24 * MIB;
 /// journal entry of a streamed upload) before failing.
 const BACKGROUND_WAIT: Duration = Duration::from_secs(60);
 
-/// Everything under `dir`, `dir` included, as its owner sees it (symlinks not followed).
+/// Everything under `dir`, `dir` included, as its owner sees it (symlinks not followed). The
+/// mount keeps working meanwhile (a block's temporary file renamed into place, a staging file
+/// removed): what vanishes between the listing and the look is left out.
 fn tree(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     let mut i = 0;
     while i < out.len() {
-        if std::fs::symlink_metadata(&out[i]).unwrap().is_dir() {
-            let mut more: Vec<PathBuf> = std::fs::read_dir(&out[i])
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
+        let is_dir = match std::fs::symlink_metadata(&out[i]) {
+            Ok(md) => md.is_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => panic!("{}: {e}", out[i].display()),
+        };
+        if is_dir {
+            let entries = match std::fs::read_dir(&out[i]) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => panic!("{}: {e}", out[i].display()),
+            };
+            let mut more: Vec<PathBuf> = entries;
             more.sort();
             out.extend(more);
         }
@@ -236,7 +245,12 @@ fn wait_for_path(dir: &Path, what: &str, pred: impl Fn(&Path) -> bool) -> PathBu
 fn assert_cache_private(cache: &Path) {
     let paths = tree(cache);
     for p in &paths {
-        let md = std::fs::symlink_metadata(p).unwrap();
+        let md = match std::fs::symlink_metadata(p) {
+            Ok(md) => md,
+            // Gone since the walk (see `tree`): nothing left to be open.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", p.display()),
+        };
         let mode = md.permissions().mode() & 0o7777;
         let want = if md.is_dir() {
             0o700
