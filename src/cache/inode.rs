@@ -529,6 +529,7 @@ impl InodeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::values::CTIME_SLACK;
     use std::time::Duration;
 
     fn file(size: u64) -> NodeAttr {
@@ -935,13 +936,24 @@ mod tests {
     }
 
     #[test]
-    fn a_head_reply_ctime_is_the_later_of_its_metadata_and_last_modified() {
+    fn a_head_reply_ctime_is_its_stamp_unless_a_later_copy_kept_old_metadata() {
         let mut reply = head("e", Instant::now());
         let lm = reply.last_modified.unwrap();
-        assert_eq!(reply.ctime(), Some(lm));
-        reply.attrs.ctime = Some(lm + Duration::from_secs(1));
-        assert_eq!(reply.ctime(), Some(lm + Duration::from_secs(1)));
-        reply.attrs.ctime = Some(lm - Duration::from_secs(1));
+        assert_eq!(reply.ctime(), Some(lm), "no stamp: Last-Modified");
+        reply.attrs.ctime = Some(lm + Duration::from_millis(300));
+        assert_eq!(
+            reply.ctime(),
+            reply.attrs.ctime,
+            "rounded down by the server"
+        );
+        let stamp = lm - Duration::from_millis(700);
+        reply.attrs.ctime = Some(stamp);
+        assert_eq!(
+            reply.ctime(),
+            Some(stamp),
+            "the same write, ending in the next second: stable across refreshes"
+        );
+        reply.attrs.ctime = Some(lm - CTIME_SLACK - Duration::from_secs(1));
         assert_eq!(reply.ctime(), Some(lm), "copied with old metadata later");
     }
 

@@ -255,13 +255,23 @@ pub struct HeadReply {
     pub attrs: AttrUpdate,
 }
 
+/// How much later than an object's `x-amz-meta-ctime` its Last-Modified may be and still be
+/// the same write's ([`HeadReply::ctime`]): the longest upload a stamp is made at the start of.
+pub const CTIME_SLACK: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl HeadReply {
-    /// The object's change time: the later of its `x-amz-meta-ctime` and its Last-Modified
-    /// (a copy that kept old metadata, such as another tool's rename, changed it then).
+    /// The object's change time: its `x-amz-meta-ctime`, unless its Last-Modified is later by
+    /// more than [`CTIME_SLACK`] (a copy that kept old metadata, such as another tool's rename,
+    /// changed it then); its Last-Modified if it carries none. Within the slack, the
+    /// Last-Modified is that of the write that stamped the ctime (the server's clock, rounded
+    /// to the second, at the end of an upload that began at the stamp): taking it would move
+    /// the ctime of an unchanged file at every refresh, which `tar` reports as "file changed as
+    /// we read it".
     pub fn ctime(&self) -> Option<SystemTime> {
         match (self.attrs.ctime, self.last_modified) {
-            (Some(c), Some(lm)) => Some(c.max(lm)),
-            (c, lm) => c.or(lm),
+            (Some(c), Some(lm)) if lm > c + CTIME_SLACK => Some(lm),
+            (Some(c), _) => Some(c),
+            (None, lm) => lm,
         }
     }
 
