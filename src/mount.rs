@@ -207,8 +207,12 @@ fn serve(
     let mp = mountpoint.to_path_buf();
     let fs_for_signals = fs.clone();
     let stop_timeout = cli.stop_timeout;
+    // Set once a signal asked for the stop: the session's end is then the one asked for.
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_asked = stopping.clone();
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            stop_asked.store(true, std::sync::atomic::Ordering::SeqCst);
             log::info!("signal {sig}: unmounting {}", mp.display());
             sd_notify("STOPPING=1");
             match unmounter.unmount() {
@@ -258,9 +262,18 @@ fn serve(
             }
         }
     }
-    let result = session
-        .run()
-        .map_err(|e| format!("session ended with an error: {e}"));
+    let result = match session.run() {
+        // The kernel ends the connection of a mount detached on our signal with ENODEV, or
+        // (a race with its teardown) ECONNABORTED: both are the stop that was asked for.
+        Err(e)
+            if stopping.load(std::sync::atomic::Ordering::SeqCst)
+                && matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::ENODEV)) =>
+        {
+            log::debug!("session ended after the stop was asked for: {e}");
+            Ok(())
+        }
+        other => other.map_err(|e| format!("session ended with an error: {e}")),
+    };
     fs.flush_all();
     result
 }
