@@ -193,6 +193,16 @@ impl Endpoint {
         }
     }
 
+    /// True when the host is this machine's loopback interface (`localhost`, `127.0.0.0/8`,
+    /// `[::1]`): no network lies between the client and the server.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// `scheme://host[:port]`, the default port for the scheme omitted.
     pub fn base_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
