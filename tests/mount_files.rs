@@ -790,6 +790,27 @@ fn statfs_and_df_work() {
     assert!(f[4] >= 255, "name max {}", f[4]);
 }
 
+/// `st_blksize` is one FUSE request's worth (1 MiB): GNU `cp`, `cat` and stdio size their
+/// reads and writes by it, so a copy into the mount sends 1 MiB writes, not 128 KiB ones.
+#[test]
+fn files_report_a_one_mib_preferred_io_size() {
+    use std::os::unix::fs::MetadataExt;
+    let server = server();
+    let bucket = server.fresh_bucket("blksize");
+    let m = Mount::new(server, &bucket);
+    std::fs::write(m.join("f"), b"x").unwrap();
+    std::fs::create_dir(m.join("d")).unwrap();
+    for name in ["f", "d"] {
+        assert_eq!(
+            std::fs::metadata(m.join(name)).unwrap().blksize(),
+            1 << 20,
+            "{name}"
+        );
+    }
+    let out = sh(&format!("stat -c %o {}", q(&m.join("f"))));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
+}
+
 /// O_EXCL when the mount still believes the name is free (a cached miss) but another client
 /// created it meanwhile: the upload carries `If-None-Match: *`, so the other client's object is
 /// never replaced; `close` reports the failure.

@@ -57,7 +57,7 @@ pub(super) fn to_fuser(a: &FileAttrs) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: 4096,
+        blksize: super::fuse::IO_BLOCK,
         flags: 0,
     }
 }
