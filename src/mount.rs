@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::mountinfo::fuse_mounted_at;
+use s3mount::fs::KernelPageSink;
 use s3mount::fs::{FsOptions, S3Fs};
 use s3mount::s3::{S3Metrics, Storage, UploadJournal};
 
@@ -197,6 +198,8 @@ fn serve(
             };
             format!("cannot mount at {}: {e}{hint}", mountpoint.display())
         })?;
+    // Whole fetches of randomly read objects also fill the kernel's page cache.
+    fs.set_page_sink(Arc::new(KernelPageSink(session.notifier())));
     // SIGINT/SIGTERM: unmount, which ends the session loop below; open files are uploaded
     // before the process exits.
     let mut signals = signal_hook::iterator::Signals::new([

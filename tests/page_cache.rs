@@ -4,7 +4,13 @@
 //! truncation, is read anew at the next open. And the kernel reads ahead as much as one FUSE
 //! read carries (1 MiB, raised through sysfs once mounted).
 //!
-//! The mounts here have no data cache (`--cache-size 0`), so a read without a GET can only
+//! A random reader whose object the mount fetches whole has the kernel's pages filled as
+//! the parts land (`FUSE_NOTIFY_STORE`), and put back block by block when the kernel lets
+//! go of them — with the right bytes, and never over what a writer wrote
+//! (`a_random_reader_gets_the_whole_object_in_the_kernels_pages`,
+//! `stored_pages_never_hide_a_write`; residency is read with `mincore`).
+//!
+//! The mounts here but those last two have no data cache (`--cache-size 0`), so a read without a GET can only
 //! have come from the kernel's pages, and `--metadata-ttl 0`, so every open revalidates with
 //! a HEAD. GETs are counted by a pass-through proxy (`common::proxy`); objects are put and
 //! checked directly on the server.
@@ -15,7 +21,10 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use common::proxy::Proxy;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::proxy::{Fault, Hook, Proxy, Rule};
 use common::{assert_same, put_direct as put, random_bytes, server, server_bytes, Mount};
 
 const MIB: usize = 1024 * 1024;
@@ -145,5 +154,194 @@ fn the_kernel_reads_ahead_as_much_as_one_fuse_read_carries() {
         (s3mount::fs::fuse::READ_AHEAD / 1024).to_string(),
         "log:\n{}",
         mount.log()
+    );
+}
+
+/// Distinct blocks random reads touch before the mount fetches the object whole
+/// (`cache::policy::LEARN_MIN_BLOCKS`).
+const LEARN_BLOCKS: usize = 16;
+const PAGE: usize = 4096;
+
+/// `f` opened on a mount with a 64 MiB data cache, random reads of [`LEARN_BLOCKS`] blocks
+/// made (`POSIX_FADV_RANDOM`: no read-ahead), so the object is being fetched whole.
+fn random_reader(mount: &Mount, name: &str, data: &[u8]) -> File {
+    let f = File::open(mount.join(name)).unwrap();
+    fadvise(&f, libc::POSIX_FADV_RANDOM);
+    let mut buf = vec![0u8; PAGE];
+    for i in 0..LEARN_BLOCKS {
+        // Never block 0: a read at the start of a file is taken for the start of a stream.
+        let off = (i % (data.len() / MIB - 1) + 1) * MIB + 8 * PAGE;
+        f.read_exact_at(&mut buf, off as u64).unwrap();
+        assert_same(&format!("pread at {off}"), &buf, &data[off..off + PAGE]);
+    }
+    f
+}
+
+fn fadvise(f: &File, advice: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; the whole file.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
+    assert_eq!(rc, 0, "posix_fadvise");
+}
+
+/// Which pages of `f` (of `len` bytes) the kernel's page cache holds (`mincore` of a
+/// read-only shared mapping, which itself reads nothing).
+fn resident(f: &File, len: usize) -> Vec<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh read-only mapping of `len` bytes of a valid descriptor, unmapped below;
+    // `vec` holds one byte per page.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        let mut vec = vec![0u8; len.div_ceil(PAGE)];
+        let rc = libc::mincore(p, len, vec.as_mut_ptr());
+        libc::munmap(p, len);
+        assert_eq!(rc, 0, "mincore");
+        vec.iter().map(|b| b & 1 == 1).collect()
+    }
+}
+
+/// Wait (up to 10 s) until the pages `[from, to)` of `f` are all in the kernel's page cache.
+fn wait_resident(f: &File, len: usize, from: usize, to: usize) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if resident(f, len)[from..to].iter().all(|&r| r) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_random_reader_gets_the_whole_object_in_the_kernels_pages() {
+    let bucket = server().fresh_bucket("pages-whole");
+    let data = random_bytes(24 * MIB + 300 * 1024 + 5, 6);
+    put(&bucket, "r.bin", &data);
+    let cache = tempfile::tempdir().unwrap();
+    let mount = Mount::with_cache_dir(server(), &bucket, cache.path(), &["--cache-size", "64M"]);
+    let f = random_reader(&mount, "r.bin", &data);
+    let pages = data.len().div_ceil(PAGE);
+    assert!(
+        wait_resident(&f, data.len(), 0, pages),
+        "the kernel holds {} of {pages} pages; log:\n{}",
+        resident(&f, data.len()).iter().filter(|&&r| r).count(),
+        mount.log()
+    );
+    // The bytes the kernel was given are the object's.
+    let mut all = vec![0u8; data.len()];
+    f.read_exact_at(&mut all, 0).unwrap();
+    assert_same("the pages stored", &all, &data);
+
+    // The kernel lets go of them (as fio does at each pass): a read that reaches the mount
+    // has its block put back.
+    fadvise(&f, libc::POSIX_FADV_DONTNEED);
+    assert!(
+        resident(&f, data.len()).iter().filter(|&&r| r).count() < pages / 2,
+        "the pages were dropped"
+    );
+    let mut buf = vec![0u8; PAGE];
+    for block in [3usize, 11, 20] {
+        let off = block * MIB + 5 * PAGE;
+        f.read_exact_at(&mut buf, off as u64).unwrap();
+        assert_same(&format!("pread at {off}"), &buf, &data[off..off + PAGE]);
+        let (from, to) = (block * MIB / PAGE, (block + 1) * MIB / PAGE);
+        assert!(
+            wait_resident(&f, data.len(), from, to),
+            "block {block} put back; log:\n{}",
+            mount.log()
+        );
+        let mut whole = vec![0u8; MIB];
+        f.read_exact_at(&mut whole, (block * MIB) as u64).unwrap();
+        assert_same(
+            &format!("block {block}"),
+            &whole,
+            &data[block * MIB..(block + 1) * MIB],
+        );
+    }
+}
+
+#[test]
+fn stored_pages_never_hide_a_write() {
+    let bucket = server().fresh_bucket("pages-write");
+    let data = random_bytes(24 * MIB, 7);
+    put(&bucket, "r.bin", &data);
+    let cache = tempfile::tempdir().unwrap();
+    // The background fetch's GETs (whole blocks) are held until the writes are made, so its
+    // parts come to be stored into the kernel's pages after them.
+    let proxy = Proxy::start(&server().endpoint);
+    let release = Arc::new(AtomicBool::new(false));
+    let held = release.clone();
+    proxy.add(Rule::new(
+        "GET",
+        "/r.bin",
+        Fault::Before(Hook::new(move |seen| {
+            let whole_block = seen.header("range").is_some_and(|r| {
+                let (a, b) = r
+                    .trim_start_matches("bytes=")
+                    .split_once('-')
+                    .unwrap_or(("0", "0"));
+                b.parse::<u64>().unwrap_or(0) - a.parse::<u64>().unwrap_or(0) >= MIB as u64 - 1
+            });
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while whole_block
+                && !held.load(Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            None
+        })),
+    ));
+    let args = ["--cache-size", "64M"];
+    let mount = Mount::with_cache_dir(
+        &server().via(proxy.endpoint()),
+        &bucket,
+        cache.path(),
+        &args,
+    );
+    let path = mount.join("r.bin");
+    let reader = random_reader(&mount, "r.bin", &data);
+    // Another handle writes into the object, part of a page at a time (such a page is not
+    // whole in the kernel: a store would fill it with the old bytes); the reader sees each
+    // write at once.
+    let writer = File::options().write(true).open(&path).unwrap();
+    let mut expect = data.clone();
+    let mut buf = vec![0u8; 16];
+    for (i, block) in (1..24).step_by(2).enumerate() {
+        let off = block * MIB + 3 * PAGE + 7;
+        let bytes = format!("write number {i:03}");
+        writer.write_all_at(bytes.as_bytes(), off as u64).unwrap();
+        expect[off..off + 16].copy_from_slice(bytes.as_bytes());
+        reader.read_exact_at(&mut buf, off as u64).unwrap();
+        assert_same(&format!("write {i} read back"), &buf, bytes.as_bytes());
+    }
+    // The fetch goes on and ends; the writes are what every reader sees.
+    release.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !mount.log().contains("whole object in the cache") && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut all = vec![0u8; expect.len()];
+    reader.read_exact_at(&mut all, 0).unwrap();
+    assert_same("the reader after the fetch", &all, &expect);
+    drop(writer);
+    reader.read_exact_at(&mut all, 0).unwrap();
+    assert_same("the reader after the writer's close", &all, &expect);
+    drop(reader);
+    assert_same("a new reader", &std::fs::read(&path).unwrap(), &expect);
+    assert_eq!(
+        server_bytes(&server().storage_in(&bucket), "r.bin"),
+        Some(expect)
     );
 }

@@ -13,12 +13,15 @@
 //! read-ahead hands those of an admitted object to the cache's write-behind queue
 //! ([`ObjectSource::store_behind`], see `cache::policy` for what is admitted), a random read
 //! ([`ObjectSource::read`]) stores its whole blocks at once, and the background fetch of a
-//! whole object ([`ObjectSource::fetch_blocks`]) stores what it fetches.
+//! whole object ([`ObjectSource::fetch_blocks`]) stores what it fetches — and, for the source
+//! of an open file, hands it to the kernel's pages of the file too
+//! ([`ObjectSource::feed_kernel`], see `super::page_cache`).
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use super::error::{FsError, FsResult};
+use super::page_cache::KernelPages;
 use crate::cache::data::{CachedObject, DataCache};
 use crate::cache::policy;
 use crate::cache::writer::{CacheWriter, SharedBytes};
@@ -43,6 +46,8 @@ pub struct ObjectSource {
     etag: Option<String>,
     size: u64,
     cache: Option<CacheSide>,
+    /// The inode whose kernel pages a whole fetch also fills.
+    kernel: Option<(Arc<KernelPages>, u64)>,
 }
 
 impl ObjectSource {
@@ -69,6 +74,29 @@ impl ObjectSource {
             etag,
             size,
             cache,
+            kernel: None,
+        }
+    }
+
+    /// The same source, read for inode `ino`: a fetch of the whole version also puts it into
+    /// the kernel's pages of `ino` ([`ObjectSource::feed_kernel`]).
+    pub fn for_inode(mut self, pages: Arc<KernelPages>, ino: u64) -> Self {
+        self.kernel = Some((pages, ino));
+        self
+    }
+
+    /// True if [`ObjectSource::feed_kernel`] may store anything (an inode to feed, a version).
+    pub fn feeds_kernel(&self) -> bool {
+        self.kernel.is_some() && self.etag.is_some()
+    }
+
+    /// Put `data`, the bytes from `offset` of this version, into the kernel's pages of the
+    /// inode it is read for, if they may take them now (see `super::page_cache`); true if
+    /// they did.
+    pub fn feed_kernel(&self, offset: u64, data: &[u8]) -> bool {
+        match (&self.kernel, &self.etag) {
+            (Some((pages, ino)), Some(etag)) => pages.store(*ino, etag, offset, data),
+            _ => false,
         }
     }
 

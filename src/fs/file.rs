@@ -90,6 +90,9 @@ impl S3Fs {
         of.add_open();
         drop(of);
         self.open_files.add_handle(fh, ino);
+        if writable {
+            self.kernel_pages.add_writer(ino, fh);
+        }
         Ok(Opened { fh, keep_cache })
     }
 
@@ -145,6 +148,7 @@ impl S3Fs {
         drop(of);
         let fh = self.new_fh();
         self.open_files.add_handle(fh, ino);
+        self.kernel_pages.add_writer(ino, fh);
         Ok((self.attrs_of(ino)?, fh))
     }
 
@@ -246,6 +250,7 @@ impl S3Fs {
             return r.map(ReadData::from);
         }
         let key = self.object_key(of)?;
+        let ino = of.ino();
         let result = of.read_remote(
             self.bucket.obj(&key),
             &self.prefetch_pool,
@@ -259,6 +264,7 @@ impl S3Fs {
                     size,
                     self.data_cache.clone().zip(self.cache_writer.clone()),
                 )
+                .for_inode(self.kernel_pages.clone(), ino)
             },
         );
         if result.is_err() {
@@ -316,6 +322,7 @@ impl S3Fs {
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let f = self.open_files.by_handle(fh)?;
         self.open_files.remove_handle(fh);
+        self.kernel_pages.release(fh);
         let mut of = f.lock();
         if !of.close_handle() {
             return Ok(());
@@ -332,12 +339,23 @@ impl S3Fs {
 
     /// `truncate` (setattr size): through the open file, or a one-off staging + upload.
     pub(crate) fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
+        // No store into the kernel's pages while the size changes (a store past the new end
+        // would move it back): a writer for the time of the call.
+        let guard = self.new_fh();
+        self.kernel_pages.add_writer(ino, guard);
+        let result = self.truncate_as_writer(ino, size);
+        self.kernel_pages.release(guard);
+        result
+    }
+
+    fn truncate_as_writer(&self, ino: u64, size: u64) -> FsResult<()> {
         let (f, temporary) = match self.open_files.get(ino) {
             Some(f) => (f, false),
             None => {
                 let fh = self.open(ino, libc::O_RDWR)?.fh;
                 let f = self.open_files.by_handle(fh)?;
                 self.open_files.remove_handle(fh);
+                self.kernel_pages.release(fh);
                 (f, true)
             }
         };

@@ -9,9 +9,32 @@ use fuser::{Request, TimeOrNow};
 
 use super::attr::{Caller, FileAttrs};
 use super::error::{FsError, FsResult};
+use super::page_cache::PageSink;
 use super::xattr::{self, XattrReply};
 use super::S3Fs;
 use crate::cache::inode::NodeKind;
+
+/// The kernel's page cache of the mount's files, filled through the session's notifier
+/// (`FUSE_NOTIFY_STORE`; see [`super::page_cache`]).
+pub struct KernelPageSink(pub fuser::Notifier);
+
+impl std::fmt::Debug for KernelPageSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelPageSink")
+    }
+}
+
+impl PageSink for KernelPageSink {
+    fn store(&self, ino: u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.store(INodeNo(ino), offset, data)
+    }
+
+    fn invalidate(&self, ino: u64, offset: u64, len: u64) -> std::io::Result<()> {
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.0
+            .inval_inode(INodeNo(ino), to_i64(offset), to_i64(len))
+    }
+}
 
 /// Every error of a call: logged by severity (ENOENT/ENODATA and other expected answers at
 /// debug, EIO and the unexpected at warn), and answered with its errno.

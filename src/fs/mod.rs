@@ -79,6 +79,7 @@ use crate::s3::{private, Bucket};
 
 pub use attr::FileAttrs;
 pub use error::{FsError, FsResult};
+pub use fuse_reply::KernelPageSink;
 pub use options::FsOptions;
 
 /// How long unmount waits for blocks queued to be cached: the queue holds at most
@@ -104,7 +105,7 @@ pub struct S3Fs {
     /// Stores the blocks sequential reads fetch, behind the readers.
     cache_writer: Option<Arc<CacheWriter>>,
     /// Which version the kernel's cached pages of each file came from.
-    kernel_pages: page_cache::KernelPages,
+    kernel_pages: Arc<page_cache::KernelPages>,
     /// Keeps uploads out of keys a rename is moving.
     rename_gate: gate::RenameGate,
     /// The mount's own copies in flight, which open readers follow.
@@ -185,11 +186,17 @@ impl S3Fs {
             prefetch_pool,
             data_cache,
             cache_writer,
-            kernel_pages: page_cache::KernelPages::default(),
+            kernel_pages: Arc::default(),
         })
     }
 
-    /// The options.
+    /// Where whole fetches put pages into the kernel's page cache (see [`page_cache`]); until
+    /// given, nowhere.
+    pub fn set_page_sink(&self, sink: Arc<dyn page_cache::PageSink>) {
+        self.kernel_pages.set_sink(sink);
+    }
+
+    /// The options the mount runs with.
     pub fn options(&self) -> &FsOptions {
         &self.opts
     }

@@ -258,6 +258,9 @@ impl Prefetcher {
             self.next_offset = end;
             self.scheduled_to = end;
             self.learn(pool, offset, end);
+            if let Some(w) = &self.whole {
+                w.missed(offset, pool);
+            }
             // The blocks of an object too large to be fetched whole are not kept: a seek is
             // also how a sequential read of it may begin (the kernel's reads arrive out of
             // order), and the object would push smaller ones out.

@@ -4,7 +4,16 @@
 //! [`WHOLE_PARALLEL`] workers of the prefetch pool take the object's parts in order (up to
 //! [`PART_SIZE`] each, whole blocks), skip the blocks already cached, fetch the missing ones
 //! by ranged GETs pinned to the version (`If-Match`) into buffers of the pool's budget, and
-//! store them in the cache at once. Reads meanwhile find the blocks as they land. It stops:
+//! store them in the cache at once. Reads meanwhile find the blocks as they land. For the
+//! source of an open file, each part is also put into the kernel's pages of the file (the
+//! blocks fetched, and those the cache already held), so the reader's later reads are
+//! page-cache hits that never reach the mount (when the object fits a quarter of the memory
+//! available: `page_cache::fits_in_memory`); this stops for good at the first part the
+//! kernel's pages may not take (a handle opened for writing, the file changed: see
+//! `super::page_cache`). Once the whole version is in, a read that still reaches the mount
+//! means the kernel let go of that page (`POSIX_FADV_DONTNEED`, as `fio` does at every pass;
+//! memory pressure): its block is put back in the background ([`WholeFetch::missed`]), so
+//! such a reader pays one FUSE round trip per block, not per page. It stops:
 //!
 //! - when the [`WholeFetch`] is dropped — the file is closed, or its read-ahead is dropped
 //!   (another version pinned, a failed read): each worker finishes the GET it is in, then
@@ -15,8 +24,11 @@
 //! A worker that finds no free buffer waits for one, `BUFFER_WAIT` at a time, so the fetch
 //! never takes memory the readers' budget does not have.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use super::buffers::{Buffer, BufferPool};
@@ -27,6 +39,9 @@ use super::prefetch::{PrefetchPool, PART_SIZE};
 /// server serves about 1 GB/s to 4–8 parallel ranged GETs), leaving most of the pool's workers
 /// and buffers to sequential readers.
 pub const WHOLE_PARALLEL: usize = 4;
+/// Bytes put into the kernel's pages at once (a store waits for pages a read in flight holds,
+/// and a writer's `open` for the store under way).
+const FEED_CHUNK: usize = 1024 * 1024;
 /// How long a worker waits before looking for a free buffer again.
 const BUFFER_WAIT: Duration = Duration::from_millis(10);
 
@@ -49,6 +64,22 @@ struct State {
     /// back when it ends.
     slots: Arc<AtomicUsize>,
     started: Instant,
+    /// Parts still go to the kernel's pages too.
+    feeding: AtomicBool,
+    /// Bytes put into the kernel's pages.
+    fed: AtomicU64,
+    /// Every block is in the cache and was put into the kernel's pages.
+    done: AtomicBool,
+    /// Blocks to put back into the kernel's pages ([`WholeFetch::missed`]).
+    refeed: Mutex<Refeed>,
+}
+
+#[derive(Debug, Default)]
+struct Refeed {
+    blocks: VecDeque<u64>,
+    queued: HashSet<u64>,
+    /// A worker is draining `blocks`.
+    working: bool,
 }
 
 impl WholeFetch {
@@ -61,13 +92,19 @@ impl WholeFetch {
             return None;
         }
         let state = Arc::new(State {
-            src,
             next_block: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             buffers: pool.buffers().clone(),
             slots: pool.whole_slots(),
+            feeding: AtomicBool::new(
+                src.feeds_kernel() && super::page_cache::fits_in_memory(src.size()),
+            ),
+            fed: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            refeed: Mutex::default(),
             started: Instant::now(),
+            src,
         });
         for _ in 0..workers {
             state.running.fetch_add(1, Ordering::AcqRel);
@@ -78,6 +115,35 @@ impl WholeFetch {
             }
         }
         Some(WholeFetch { state })
+    }
+
+    /// A read of `offset` reached the mount: once the whole version is in the kernel's pages,
+    /// the kernel has let go of that page, so put its block back (in the background, on one
+    /// of `pool`'s workers; each block queued once at a time).
+    pub fn missed(&self, offset: u64, pool: &PrefetchPool) {
+        let st = &self.state;
+        if !st.done.load(Ordering::Acquire) || !st.feeding.load(Ordering::Acquire) || st.stopped() {
+            return;
+        }
+        let Some(bs) = st.src.block_size() else {
+            return;
+        };
+        {
+            let mut q = st.refeed.lock();
+            if !q.queued.insert(offset / bs) {
+                return;
+            }
+            q.blocks.push_back(offset / bs);
+            if q.working {
+                return;
+            }
+            q.working = true;
+        }
+        let worker = st.clone();
+        if !pool.spawn(Box::new(move || worker.refeed(bs))) {
+            let mut q = st.refeed.lock();
+            *q = Refeed::default();
+        }
     }
 }
 
@@ -103,10 +169,12 @@ impl State {
         self.fetch_parts();
         self.slots.fetch_add(1, Ordering::AcqRel);
         if self.running.fetch_sub(1, Ordering::AcqRel) == 1 && !self.stopped() {
+            self.done.store(true, Ordering::Release);
             log::debug!(
-                "{}: whole object in the cache after {:.1?}",
+                "{}: whole object in the cache after {:.1?} ({} bytes into the kernel's pages)",
                 self.src.obj(),
-                self.started.elapsed()
+                self.started.elapsed(),
+                self.fed.load(Ordering::Acquire)
             );
         }
     }
@@ -128,7 +196,8 @@ impl State {
             }
             let last = (first + per_part - 1).min(blocks - 1);
             let missing = self.src.missing_blocks(first, last);
-            if missing.is_empty() {
+            let feeding = self.feeding.load(Ordering::Acquire);
+            if missing.is_empty() && !feeding {
                 continue;
             }
             let buf = match &mut buffer {
@@ -150,6 +219,84 @@ impl State {
                     self.stop.store(true, Ordering::Release);
                     return;
                 }
+                if feeding {
+                    self.feed(a, b, bs, buf.as_slice());
+                }
+            }
+            if feeding {
+                self.feed_cached(first, last, bs, &missing, buf.as_mut_slice());
+            }
+        }
+    }
+
+    /// One worker putting the queued blocks back into the kernel's pages, until none is left.
+    fn refeed(&self, bs: u64) {
+        let mut buffer: Option<Buffer> = None;
+        loop {
+            let block = {
+                let mut q = self.refeed.lock();
+                let next = q.blocks.pop_front();
+                match next {
+                    Some(b) if !self.stopped() && self.feeding.load(Ordering::Acquire) => {
+                        q.queued.remove(&b);
+                        b
+                    }
+                    _ => {
+                        *q = Refeed::default();
+                        return;
+                    }
+                }
+            };
+            if buffer.is_none() {
+                // Never waiting for one: a block not put back is read through FUSE.
+                buffer = self.buffers.try_take();
+            }
+            if let Some(buf) = &mut buffer {
+                self.feed_cached(block, block, bs, &[], buf.as_mut_slice());
+            }
+        }
+    }
+
+    /// Put blocks `a..=b`, fetched into `buf`, into the kernel's pages; stop feeding at the
+    /// first refusal.
+    fn feed(&self, a: u64, b: u64, bs: u64, buf: &[u8]) {
+        if self.stopped() || !self.feeding.load(Ordering::Acquire) {
+            return;
+        }
+        let (start, end) = (a * bs, ((b + 1) * bs).min(self.src.size()));
+        let Some(data) = buf.get(..(end - start) as usize) else {
+            return;
+        };
+        for (i, chunk) in data.chunks(FEED_CHUNK).enumerate() {
+            let at = start + (i * FEED_CHUNK) as u64;
+            if self.stopped() || !self.src.feed_kernel(at, chunk) {
+                if self.feeding.swap(false, Ordering::AcqRel) {
+                    log::debug!(
+                        "{}: no more pages into the kernel from the whole fetch",
+                        self.src.obj()
+                    );
+                }
+                return;
+            }
+            self.fed.fetch_add(chunk.len() as u64, Ordering::AcqRel);
+        }
+    }
+
+    /// Put the blocks of `first..=last` the cache held before (all but `missing`) into the
+    /// kernel's pages, read from the cache into `buf`.
+    fn feed_cached(&self, first: u64, last: u64, bs: u64, missing: &[u64], buf: &mut [u8]) {
+        let held: Vec<u64> = (first..=last).filter(|b| !missing.contains(b)).collect();
+        for (a, b) in runs(&held) {
+            if self.stopped() || !self.feeding.load(Ordering::Acquire) {
+                return;
+            }
+            let (start, end) = (a * bs, ((b + 1) * bs).min(self.src.size()));
+            let Some(dst) = buf.get_mut(..(end - start) as usize) else {
+                return;
+            };
+            match self.src.read_into(start, dst) {
+                Ok((n, _)) if n == dst.len() => self.feed(a, b, bs, dst),
+                _ => return,
             }
         }
     }
