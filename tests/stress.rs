@@ -677,12 +677,14 @@ fn kill_9_during_uploads_leaves_old_or_new_objects_never_partial() {
                 }
             });
         }
-        // Once every writer has reached its first close, let the uploads get going, then crash.
+        // Once every writer has reached its first close, let the uploads get going, then crash
+        // (soon: the last parts and the completion of a streamed upload to a local server take
+        // tens of milliseconds, and every rewrite done before the kill would prove nothing).
         let until = Instant::now() + Duration::from_secs(60);
         while closing.load(Ordering::SeqCst) < sizes.len() as u64 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(10));
         // SAFETY: kill(2) on the PID of the child we started.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     });
