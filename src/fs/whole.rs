@@ -137,10 +137,18 @@ impl WholeFetch {
             if q.working {
                 return;
             }
+            // One of the workers background fetches may take (at most half the pool): a
+            // store waits for pages that reads in flight hold, and those reads may need
+            // the pool's other workers.
+            if pool.take_whole_slots(1) == 0 {
+                *q = Refeed::default();
+                return;
+            }
             q.working = true;
         }
         let worker = st.clone();
         if !pool.spawn(Box::new(move || worker.refeed(bs))) {
+            st.slots.fetch_add(1, Ordering::AcqRel);
             let mut q = st.refeed.lock();
             *q = Refeed::default();
         }
@@ -243,6 +251,7 @@ impl State {
                     }
                     _ => {
                         *q = Refeed::default();
+                        self.slots.fetch_add(1, Ordering::AcqRel);
                         return;
                     }
                 }
