@@ -170,7 +170,8 @@ impl KernelPages {
                     inner.storing.remove(&ino);
                 }
             }
-            inner.writers.contains_key(&ino)
+            // A writer came (or came and went: its writes changed the version) meanwhile.
+            inner.writers.contains_key(&ino) || inner.by_ino.get(&ino).is_none_or(|e| e != etag)
         };
         self.stored.notify_all();
         if overtaken {
@@ -229,19 +230,26 @@ mod tests {
 
     /// A sink that records what it is given; one store may register a writer on the way (as
     /// an `open` for writing arriving while the kernel takes the store).
-    #[derive(Debug, Default)]
+    #[derive(Default)]
     struct Recorder {
         stores: Mutex<Vec<(u64, u64, usize)>>,
         dropped: Mutex<Vec<(u64, u64, u64)>>,
-        writer_during_store: Mutex<Option<Arc<KernelPages>>>,
+        /// Run while the kernel "takes" the next store.
+        during_store: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl std::fmt::Debug for Recorder {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Recorder")
+        }
     }
 
     impl PageSink for Recorder {
         fn store(&self, ino: u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
             self.stores.lock().push((ino, offset, data.len()));
-            if let Some(k) = self.writer_during_store.lock().take() {
-                // Waits WRITER_WAIT for this very store, then goes on.
-                k.add_writer(ino, 99);
+            let during = self.during_store.lock().take();
+            if let Some(f) = during {
+                f();
             }
             Ok(())
         }
@@ -288,7 +296,10 @@ mod tests {
         let sink = Arc::new(Recorder::default());
         k.set_sink(sink.clone());
         k.open(7, Some("e"));
-        *sink.writer_during_store.lock() = Some(k.clone());
+        // A writer's open during the store: it waits WRITER_WAIT for this very store, then
+        // goes on.
+        let k2 = k.clone();
+        *sink.during_store.lock() = Some(Box::new(move || k2.add_writer(7, 99)));
         let t = std::time::Instant::now();
         assert!(!k.store(7, "e", 8192, &[0u8; 100]), "overtaken by a writer");
         assert!(
@@ -299,5 +310,14 @@ mod tests {
         assert!(!k.store(7, "e", 0, b"x"), "the writer is still there");
         k.release(99);
         assert!(k.store(7, "e", 0, b"x"));
+        // A writer that opened, wrote and closed, all during one store.
+        let k3 = k.clone();
+        *sink.during_store.lock() = Some(Box::new(move || {
+            k3.add_writer(7, 100);
+            k3.changed(7);
+            k3.release(100);
+        }));
+        assert!(!k.store(7, "e", 4096, &[0u8; 10]), "overtaken by a write");
+        assert_eq!(sink.dropped.lock().last(), Some(&(7, 4096, 10)));
     }
 }

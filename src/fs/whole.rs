@@ -27,9 +27,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
 
 use super::buffers::{Buffer, BufferPool};
 use super::fetch::{runs, ObjectSource};
@@ -278,7 +278,10 @@ impl State {
         };
         for (i, chunk) in data.chunks(FEED_CHUNK).enumerate() {
             let at = start + (i * FEED_CHUNK) as u64;
-            if self.stopped() || !self.src.feed_kernel(at, chunk) {
+            if self.stopped() {
+                return;
+            }
+            if !self.src.feed_kernel(at, chunk) {
                 if self.feeding.swap(false, Ordering::AcqRel) {
                     log::debug!(
                         "{}: no more pages into the kernel from the whole fetch",
