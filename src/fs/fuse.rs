@@ -29,13 +29,7 @@ use super::{mountinfo, S3Fs};
 
 /// Largest single read/write the kernel sends us (with FUSE_MAX_PAGES, which allows up to
 /// 256 pages by default: `/proc/sys/fs/fuse/max_pages_limit`).
-const MAX_WRITE: u32 = 1024 * 1024;
-
-/// The `st_blksize` every inode reports: the "preferred I/O size" that GNU `cp`, `cat`, `dd`
-/// without `bs=`, and stdio buffers size their reads and writes by. One `MAX_WRITE`, so a
-/// program that follows it sends one FUSE request per MiB instead of eight (coreutils caps
-/// its buffer at 128 KiB for a 4 KiB block size).
-pub(super) const IO_BLOCK: u32 = MAX_WRITE;
+pub(super) const MAX_WRITE: u32 = 1024 * 1024;
 /// Kernel read-ahead: large enough to keep sequential reads streaming, and each FUSE read as
 /// large as `MAX_WRITE`. The kernel caps what FUSE_INIT may ask for at its backing device's
 /// default (128 KiB: reads then come 128 KiB at a time, eight times the requests), so once

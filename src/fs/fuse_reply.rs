@@ -14,6 +14,12 @@ use super::xattr::{self, XattrReply};
 use super::S3Fs;
 use crate::cache::inode::NodeKind;
 
+/// The `st_blksize` every inode reports: the "preferred I/O size" that GNU `cp`, `cat`, `dd`
+/// without `bs=`, and stdio buffers size their reads and writes by. One FUSE write's worth, so
+/// a program that follows it sends one request per MiB instead of eight (coreutils uses 128 KiB
+/// for a 4 KiB block size).
+const IO_BLOCK: u32 = super::fuse::MAX_WRITE;
+
 /// The kernel's page cache of the mount's files, filled through the session's notifier
 /// (`FUSE_NOTIFY_STORE`; see [`super::page_cache`]).
 pub struct KernelPageSink(pub fuser::Notifier);
@@ -80,7 +86,7 @@ pub(super) fn to_fuser(a: &FileAttrs) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: super::fuse::IO_BLOCK,
+        blksize: IO_BLOCK,
         flags: 0,
     }
 }
