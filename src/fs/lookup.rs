@@ -4,7 +4,11 @@
 //! parent; a name it does not hold is asked of the server — `HEAD key` and `LIST prefix=key/
 //! max-keys=1` in parallel, a directory shadowing a file of the same name — even when a fresh
 //! listing lacks it, so an object another client has just created is found by name at once (S3
-//! is strongly consistent for new objects; only listings lag, by the metadata TTL). Only the
+//! is strongly consistent for new objects; only listings lag, by the metadata TTL). A name
+//! that is probably new — the mount has known a complete listing of the parent, and the name
+//! was not in it — is first asked with one `LIST prefix=key delimiter=/` (no slash: one page
+//! shows both a file `key` and a directory `key/`); only if that shows either does the full
+//! lookup follow. A create thus costs one request before its `PUT`. Only the
 //! mount's own removals (unlink, rmdir, a rename's source) answer ENOENT without asking, for
 //! the negative TTL. A 404 is remembered for the create that follows the kernel's lookup
 //! (`lookup_to_create`), not for other lookups.
@@ -86,6 +90,9 @@ impl S3Fs {
         let key = format!("{parent_key}{name}");
         let dir_prefix = format!("{key}/");
         let asked = Instant::now();
+        if self.probably_new(parent, name) && self.absent_by_listing(&key)? {
+            return self.absent(parent, name, &key, asked);
+        }
         let (head, list) = std::thread::scope(|s| {
             let list = s.spawn(|| {
                 self.bucket.list_page(&ListRequest {
@@ -172,29 +179,74 @@ impl S3Fs {
         }
         match head {
             Ok(info) => self.record_object(parent, name, &info, asked),
-            Err(e) if e.is_not_found() => {
-                let mut t = self.table();
-                if let Some(n) = t.learnt_since(parent, name, asked) {
-                    // Known since the HEAD was sent (created by this mount, or a later reply):
-                    // this 404 is older news.
-                    let ino = n.ino();
-                    return self.attrs_in(&t, ino);
-                }
-                if let Some(ino) = t.child(parent, name) {
-                    // Keep a file that is open and not yet uploaded.
-                    if self.open_files.is_open(ino) {
-                        drop(t);
-                        return self
-                            .open_file_attrs(ino)
-                            .ok_or_else(|| FsError::not_found(key));
-                    }
-                    t.remove_child(parent, name);
-                }
-                t.set_absent(parent, name, Instant::now() + self.opts.negative_ttl);
-                Err(FsError::not_found(format!("{key}: no such key")))
-            }
+            Err(e) if e.is_not_found() => self.absent(parent, name, &key, asked),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// True if `name` is probably not in `parent`: the mount has known a complete listing of
+    /// `parent` (listed, or made by the mount) and `name` is not among its entries. A hint
+    /// only, for which question to ask the server first ([`S3Fs::absent_by_listing`]).
+    fn probably_new(&self, parent: u64, name: &str) -> bool {
+        let t = self.table();
+        t.child(parent, name).is_none()
+            && t.get(parent).is_some_and(|p| p.listing_expires().is_some())
+    }
+
+    /// One `LIST prefix=key delimiter=/` — the prefix without its slash, so that the one
+    /// listing shows both the object `key` and the directory `key/` — for a name that is
+    /// probably new: true if the server has neither (one request, where `HEAD` and `LIST
+    /// prefix=key/` are two). False if it has either, or if the page stops before where `key/`
+    /// sorts (siblings such as `key.txt` come first): the full lookup then asks.
+    fn absent_by_listing(&self, key: &str) -> FsResult<bool> {
+        let page = self.bucket.list_page(&ListRequest {
+            prefix: key.to_string(),
+            delimiter: Some("/".into()),
+            ..Default::default()
+        })?;
+        let dir = format!("{key}/");
+        let found = page
+            .objects
+            .iter()
+            .any(|o| o.key == key || o.key.starts_with(&dir))
+            || page.common_prefixes.contains(&dir);
+        if found {
+            return Ok(false);
+        }
+        if !page.is_truncated {
+            return Ok(true);
+        }
+        let last = page
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .chain(page.common_prefixes.iter().map(String::as_str))
+            .max();
+        Ok(last.is_some_and(|l| l > dir.as_str()))
+    }
+
+    /// The server has no `name` in `parent` (asked at `asked`): ENOENT, remembered for the
+    /// create that follows — unless the mount learnt of it since, or holds it open.
+    fn absent(&self, parent: u64, name: &str, key: &str, asked: Instant) -> FsResult<FileAttrs> {
+        let mut t = self.table();
+        if let Some(n) = t.learnt_since(parent, name, asked) {
+            // Known since the request was sent (created by this mount, or a later reply): this
+            // "absent" is older news.
+            let ino = n.ino();
+            return self.attrs_in(&t, ino);
+        }
+        if let Some(ino) = t.child(parent, name) {
+            // Keep a file that is open and not yet uploaded.
+            if self.open_files.is_open(ino) {
+                drop(t);
+                return self
+                    .open_file_attrs(ino)
+                    .ok_or_else(|| FsError::not_found(key.to_string()));
+            }
+            t.remove_child(parent, name);
+        }
+        t.set_absent(parent, name, Instant::now() + self.opts.negative_ttl);
+        Err(FsError::not_found(format!("{key}: no such key")))
     }
 
     /// Record the result of a HEAD of `parent/name` sent at `asked` — unless the mount learnt
