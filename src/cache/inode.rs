@@ -205,7 +205,7 @@ impl InodeTable {
         self.put_negative(parent, name, until, true);
     }
 
-    /// The server said `name` is not in `parent` (a lookup's HEAD and LIST found nothing): a
+    /// The server said `name` is not in `parent` (a lookup found nothing there): a
     /// create that follows until `until` need not ask again; lookups do.
     pub fn set_absent(&mut self, parent: u64, name: &str, until: Instant) {
         self.put_negative(parent, name, until, false);
