@@ -710,6 +710,56 @@ pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
     }
 }
 
+/// Drop the kernel's cached pages of `path` (they would answer a re-read of the same version
+/// without a request to the mount), and wait (up to 5 s) until none is left: pages still
+/// being read ahead, or held in a per-CPU batch, survive one `POSIX_FADV_DONTNEED`.
+pub fn drop_kernel_pages(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // SAFETY: a valid descriptor; advice only.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0, "posix_fadvise");
+        if len == 0 || resident_pages(&f, len) == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: the kernel keeps {} pages",
+            path.display(),
+            resident_pages(&f, len)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How many pages of `f` (of `len` > 0 bytes) the kernel's page cache holds (`mincore` of a
+/// read-only shared mapping, which itself reads nothing).
+pub fn resident_pages(f: &std::fs::File, len: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let page = 4096;
+    // SAFETY: a fresh read-only mapping of `len` bytes of a valid descriptor, unmapped below;
+    // `vec` holds one byte per page.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        let rc = libc::mincore(p, len, vec.as_mut_ptr());
+        libc::munmap(p, len);
+        assert_eq!(rc, 0, "mincore");
+        vec.iter().filter(|b| *b & 1 == 1).count()
+    }
+}
+
 /// `n` pseudo-random bytes, the same for the same `seed` (SplitMix64).
 pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut state = seed;
