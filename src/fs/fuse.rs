@@ -66,12 +66,8 @@ impl FuseAdapter {
     /// otherwise it stays at the kernel's default, which costs speed, not correctness).
     fn set_read_ahead(&self) {
         self.read_ahead_set.call_once(|| {
-            let Some(path) = &self.fs.options().mount_point else {
-                return;
-            };
-            match mountinfo::set_read_ahead(path, READ_AHEAD / 1024) {
-                Ok(()) => log::debug!("kernel read-ahead set to {} KiB", READ_AHEAD / 1024),
-                Err(e) => log::debug!("kernel read-ahead left at its default: {e}"),
+            if let Some(path) = &self.fs.options().mount_point {
+                mountinfo::raise_read_ahead(path, READ_AHEAD / 1024);
             }
         });
     }

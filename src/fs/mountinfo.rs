@@ -78,6 +78,15 @@ fn fuse_mount(path: &Path) -> Option<FuseMount> {
         .find(|m| m.mountpoint == want)
 }
 
+/// [`set_read_ahead`], its outcome logged (at debug: a read-ahead left at the kernel's default
+/// costs speed, not correctness).
+pub fn raise_read_ahead(path: &Path, kib: u32) {
+    match set_read_ahead(path, kib) {
+        Ok(()) => log::debug!("kernel read-ahead set to {kib} KiB"),
+        Err(e) => log::debug!("kernel read-ahead left at its default: {e}"),
+    }
+}
+
 /// Set the kernel's read-ahead for the FUSE file system mounted at `path` to `kib` KiB (its
 /// backing device's `read_ahead_kb`; needs root). Files opened afterwards use it.
 pub fn set_read_ahead(path: &Path, kib: u32) -> std::io::Result<()> {
