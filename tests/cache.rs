@@ -155,16 +155,6 @@ fn wait_for_blocks(data: &Path, n: usize) -> (usize, u64) {
     }
 }
 
-/// Drop the kernel's cached pages of `path` (they would answer a re-read of the same version
-/// without a request to the mount).
-fn drop_kernel_pages(path: &Path) {
-    use std::os::fd::AsRawFd;
-    let f = File::open(path).unwrap();
-    // SAFETY: a valid descriptor; advice only.
-    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(r, 0, "posix_fadvise");
-}
-
 /// A tmpfs of `size` (`mount -t tmpfs -o size=...`), unmounted on drop — also when the test
 /// fails. Declare it before the `Mount` using it, so that mount is gone first.
 struct Tmpfs {
@@ -474,7 +464,7 @@ fn a_full_disk_under_the_cache_dir_costs_caching_not_correctness() {
     // answer the same version from its pages: dropped, so the read reaches the mount.
     let len = filler.metadata().unwrap().len();
     filler.set_len(len - 10 * MIB as u64).unwrap();
-    drop_kernel_pages(&mount.join("big.bin"));
+    common::drop_kernel_pages(&mount.join("big.bin"));
     assert_same(
         "read with 10 MiB free",
         &std::fs::read(mount.join("big.bin")).unwrap(),

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::proxy::{Fault, Hook, Proxy, Rule};
-use common::{assert_same, put_direct as put, random_bytes, server, server_bytes, Mount};
+use common::{assert_same, put_direct as put, random_bytes, resident, server, server_bytes, Mount};
 
 const MIB: usize = 1024 * 1024;
 const ARGS: &[&str] = &["--cache-size", "0", "--metadata-ttl", "0"];
@@ -182,30 +182,6 @@ fn fadvise(f: &File, advice: libc::c_int) {
     // SAFETY: a valid descriptor; the whole file.
     let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
     assert_eq!(rc, 0, "posix_fadvise");
-}
-
-/// Which pages of `f` (of `len` bytes) the kernel's page cache holds (`mincore` of a
-/// read-only shared mapping, which itself reads nothing).
-fn resident(f: &File, len: usize) -> Vec<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh read-only mapping of `len` bytes of a valid descriptor, unmapped below;
-    // `vec` holds one byte per page.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap");
-        let mut vec = vec![0u8; len.div_ceil(PAGE)];
-        let rc = libc::mincore(p, len, vec.as_mut_ptr());
-        libc::munmap(p, len);
-        assert_eq!(rc, 0, "mincore");
-        vec.iter().map(|b| b & 1 == 1).collect()
-    }
 }
 
 /// Wait (up to 10 s) until the pages `[from, to)` of `f` are all in the kernel's page cache.

@@ -735,9 +735,9 @@ pub fn drop_kernel_pages(path: &Path) {
     }
 }
 
-/// How many pages of `f` (of `len` > 0 bytes) the kernel's page cache holds (`mincore` of a
+/// Which pages of `f` (of `len` > 0 bytes) the kernel's page cache holds (`mincore` of a
 /// read-only shared mapping, which itself reads nothing).
-pub fn resident_pages(f: &std::fs::File, len: usize) -> usize {
+pub fn resident(f: &std::fs::File, len: usize) -> Vec<bool> {
     use std::os::fd::AsRawFd;
     let page = 4096;
     // SAFETY: a fresh read-only mapping of `len` bytes of a valid descriptor, unmapped below;
@@ -756,8 +756,13 @@ pub fn resident_pages(f: &std::fs::File, len: usize) -> usize {
         let rc = libc::mincore(p, len, vec.as_mut_ptr());
         libc::munmap(p, len);
         assert_eq!(rc, 0, "mincore");
-        vec.iter().filter(|b| *b & 1 == 1).count()
+        vec.iter().map(|b| b & 1 == 1).collect()
     }
+}
+
+/// How many pages of `f` (of `len` > 0 bytes) the kernel's page cache holds.
+pub fn resident_pages(f: &std::fs::File, len: usize) -> usize {
+    resident(f, len).iter().filter(|&&r| r).count()
 }
 
 /// `n` pseudo-random bytes, the same for the same `seed` (SplitMix64).
