@@ -523,6 +523,9 @@ fn close_fails_with_eio_keeps_the_bytes_and_recover_uploads_them() {
     let st = own.server.storage_in(&bucket);
     let m = Mount::new(&own.server, &bucket);
     let data = random_bytes(1024 * 1024, 42);
+    // A name ending in a space: a note read line by line and trimmed would send the content
+    // to `precious.bin`, another object.
+    let name = "precious.bin ";
     let local = tempfile::tempdir().unwrap();
     std::fs::write(local.path().join("data"), &data).unwrap();
     // The writer is a separate process that does not fork: any process forked while the file
@@ -545,7 +548,7 @@ except OSError as e:
     let mut writer = Command::new("python3")
         .arg("-c")
         .arg(script)
-        .arg(m.join("precious.bin"))
+        .arg(m.join(name))
         .arg(local.path().join("data"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -556,7 +559,7 @@ except OSError as e:
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert_eq!(line.trim(), "written");
     // Nothing is uploaded before close.
-    assert!(st.exists("precious.bin").unwrap().is_none());
+    assert!(st.exists(name).unwrap().is_none());
     own.stop();
     writer.stdin.take().unwrap().write_all(b"go\n").unwrap();
     line.clear();
@@ -579,12 +582,12 @@ except OSError as e:
         .find(|p| {
             p.extension().is_some_and(|e| e == "key")
                 && std::fs::read_to_string(p).is_ok_and(|s| {
-                    s.lines().next() == Some(format!("s3://{bucket}/precious.bin").as_str())
+                    s.lines().next() == Some(format!("s3://{bucket}/{name}").as_str())
                 })
         })
         .unwrap_or_else(|| {
             panic!(
-                "no .key note for precious.bin in {unsaved:?}\nlog:\n{}",
+                "no .key note for {name:?} in {unsaved:?}\nlog:\n{}",
                 m.log()
             )
         });
@@ -635,15 +638,13 @@ except OSError as e:
     assert!(out.status.success(), "{said}");
     assert!(said.contains("1 uploaded, 0 left"), "{said}");
     let recovered = back.server.storage_in(&bucket);
-    assert_eq!(
-        server_bytes(&recovered, "precious.bin").as_deref(),
-        Some(&data[..])
-    );
+    assert_eq!(server_bytes(&recovered, name).as_deref(), Some(&data[..]));
     let obj = s3mount::s3::ObjectRef {
         bucket: bucket.clone(),
-        key: "precious.bin".into(),
+        key: name.into(),
     };
     let info = recovered.head_object(&obj).unwrap();
+    assert!(recovered.exists("precious.bin").unwrap().is_none());
     assert_eq!(info.content_type(), Some("application/octet-stream"));
     assert!(
         !saved.exists() && !note.exists(),

@@ -16,10 +16,12 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use base64::Engine;
+
 use super::error::FsError;
 use super::open_file::OpenFile;
 use super::S3Fs;
-use crate::s3::meta::{encode_value, CONTENT_HEADERS};
+use crate::s3::meta::{decode_value, encode_value, CONTENT_HEADERS};
 use crate::s3::storage::guess_content_type;
 use crate::s3::{private, Headers, Metadata, ObjectRef, PutOptions};
 
@@ -27,6 +29,9 @@ use crate::s3::{private, Headers, Metadata, ObjectRef, PutOptions};
 pub const DATA_EXTENSION: &str = "data";
 /// Extension of its note.
 pub const NOTE_EXTENSION: &str = "key";
+/// The note's line that carries a key the first line cannot hold as it is (see
+/// [`Note::render`]).
+const KEY_LINE: &str = "s3mount-key";
 /// Characters of the key kept in a copy's file name: with the time stamp and the extension
 /// it stays well under the 255 bytes a file name may have.
 const NAME_KEY_CHARS: usize = 150;
@@ -43,9 +48,26 @@ pub struct Note {
 }
 
 impl Note {
-    /// The note's text (see the module documentation).
+    /// The note's text (see the module documentation). A key that a line cannot carry as it
+    /// is — a line break or another control character in it, or white space at either end,
+    /// which a reader of lines may lose — shows on the first line with those characters as
+    /// `?`, for people, and exactly, RFC 2047-encoded, on an `s3mount-key:` line, which
+    /// [`Note::parse`] prefers: `--recover` must put the content at its own key, not at a
+    /// neighbour's.
     pub fn render(&self) -> String {
-        let mut note = format!("s3://{}/{}\n", self.obj.bucket, self.obj.key);
+        let key = &self.obj.key;
+        let exact = !key.chars().any(char::is_control) && key.trim() == key.as_str();
+        let shown: String = key
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let mut note = format!("s3://{}/{shown}\n", self.obj.bucket);
+        if !exact {
+            note.push_str(&format!(
+                "{KEY_LINE}: =?UTF-8?B?{}?=\n",
+                base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+            ));
+        }
         for (n, v) in &self.content_headers {
             note.push_str(&format!("{n}: {v}\n"));
         }
@@ -58,12 +80,12 @@ impl Note {
     /// Read a note's text; `None` without an `s3://bucket/key` first line.
     pub fn parse(text: &str) -> Option<Note> {
         let mut lines = text.lines();
-        let (bucket, key) = lines
-            .next()?
-            .trim()
-            .strip_prefix("s3://")?
-            .split_once('/')?;
+        let (bucket, shown) = lines.next()?.strip_prefix("s3://")?.split_once('/')?;
         let headers: Headers = lines.filter_map(|l| l.split_once(": ")).collect();
+        let key = match headers.get(KEY_LINE) {
+            Some(v) => decode_value(v),
+            None => shown.to_string(),
+        };
         let content_headers = CONTENT_HEADERS
             .iter()
             .filter_map(|n| headers.get(n).map(|v| (n.to_string(), v.to_string())))
@@ -71,7 +93,7 @@ impl Note {
         Some(Note {
             obj: ObjectRef {
                 bucket: bucket.to_string(),
-                key: key.to_string(),
+                key,
             },
             content_headers,
             metadata: headers.metadata(),
@@ -285,6 +307,30 @@ mod tests {
         let opts = back.put_options();
         assert_eq!(opts.metadata, n.metadata);
         assert!(!opts.if_none_match_any && opts.if_match.is_none());
+    }
+
+    #[test]
+    fn a_key_no_line_can_hold_reads_back_exactly() {
+        for key in [
+            "a\nb",
+            "trailing space ",
+            " leading",
+            "tab\tand\r\nbreak",
+            "nel\u{85}",
+            "=?UTF-8?B?bm90IGEga2V5?=",
+        ] {
+            let mut n = note();
+            n.obj.key = key.into();
+            let text = n.render();
+            let first = text.lines().next().unwrap();
+            assert!(!first.chars().any(char::is_control), "{first:?}");
+            let back = Note::parse(&text).unwrap();
+            assert_eq!(back.obj.key, key, "{text:?}");
+            assert_eq!(back.metadata, n.metadata, "the key line is not metadata");
+        }
+        // A plain key is written as before (and notes of earlier versions read the same).
+        let text = note().render();
+        assert!(!text.contains(KEY_LINE), "{text}");
     }
 
     #[test]
