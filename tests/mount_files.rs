@@ -229,6 +229,15 @@ fn truncate_shrinks_and_grows() {
     sh(&format!("truncate -s 0 {p}"));
     assert_eq!(must_get(&storage, &bucket, "t.bin"), b"");
     assert_eq!(std::fs::metadata(m.join("t.bin")).unwrap().len(), 0);
+    // Past S3's largest object (5 TiB): EFBIG, as a disk past its largest file.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("t.bin"))
+        .unwrap();
+    let err = f.set_len(999_999_999_999_999).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{err}");
+    drop(f);
+    assert_eq!(std::fs::metadata(m.join("t.bin")).unwrap().len(), 0);
 }
 
 #[test]

@@ -26,6 +26,7 @@ use super::open_file::{errno_of, OpenFile, Staging};
 use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::storage::guess_content_type;
+use crate::s3::store::MAX_OBJECT_SIZE;
 use crate::s3::{private, Metadata};
 
 /// How many times one `read` follows the mount's own copies of its object before it gives up
@@ -277,6 +278,14 @@ impl S3Fs {
     /// `write` into the staging file.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         self.check_writable()?;
+        // As a disk at its largest file size: EFBIG at the limit, a short write up to it.
+        let room = MAX_OBJECT_SIZE
+            .checked_sub(offset)
+            .filter(|r| *r > 0)
+            .ok_or_else(|| {
+                FsError::new(libc::EFBIG, format!("write at {offset}: past S3's 5 TiB"))
+            })?;
+        let data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
         let f = self.open_files.by_handle(fh)?;
         let mut of = f.lock();
         self.settle_copy(&mut of)?;
@@ -339,6 +348,12 @@ impl S3Fs {
 
     /// `truncate` (setattr size): through the open file, or a one-off staging + upload.
     pub(crate) fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
+        if size > MAX_OBJECT_SIZE {
+            return Err(FsError::new(
+                libc::EFBIG,
+                format!("truncate to {size}: past S3's 5 TiB"),
+            ));
+        }
         // No store into the kernel's pages while the size changes (a store past the new end
         // would move it back): a writer for the time of the call.
         let guard = self.new_fh();

@@ -48,11 +48,13 @@ pub(super) fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// The errno of a staging file's I/O error: a full disk says so, anything else is EIO.
+/// The errno of a staging file's I/O error: a full disk, or a file past what the local file
+/// system holds, says so; anything else is EIO.
 pub fn errno_of(e: &std::io::Error) -> i32 {
     match e.raw_os_error() {
         Some(libc::ENOSPC) => libc::ENOSPC,
         Some(libc::EDQUOT) => libc::EDQUOT,
+        Some(libc::EFBIG) => libc::EFBIG,
         _ => libc::EIO,
     }
 }

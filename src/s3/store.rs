@@ -35,6 +35,8 @@ pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's maximum number of parts in one upload.
 pub const MAX_PARTS: u64 = 10_000;
+/// S3's largest object (5 TiB): a file cannot grow past it.
+pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
 
 /// An S3-compatible object store, one method per request (see the module note).
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {

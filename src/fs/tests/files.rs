@@ -247,6 +247,22 @@ fn truncate_shortens_and_extends_with_zeros() {
     assert_eq!(fx.data("f"), b"ab");
 }
 
+#[test]
+fn a_file_cannot_grow_past_the_largest_object() {
+    use crate::s3::store::MAX_OBJECT_SIZE;
+    let fx = fx();
+    fx.put("f", b"0123456789").unwrap();
+    // As a disk at its largest file size: EFBIG, and the file is as it was.
+    assert_eq!(errno(fx.truncate("f", MAX_OBJECT_SIZE + 1)), libc::EFBIG);
+    assert_eq!(errno(fx.truncate("f", 999_999_999_999_999)), libc::EFBIG);
+    let fh = fx.open("f", libc::O_RDWR).unwrap();
+    assert_eq!(errno(fx.write(fh, MAX_OBJECT_SIZE, b"x")), libc::EFBIG);
+    assert_eq!(errno(fx.write(fh, u64::MAX - 1, b"x")), libc::EFBIG);
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("f"), b"0123456789");
+    assert_eq!(fx.stat("f").unwrap().size, 10);
+}
+
 // ---- streamed and multipart uploads -----------------------------------------------------
 
 #[test]
