@@ -12,6 +12,7 @@ use std::path::Path;
 
 use common::proxy::{BodyRewrite, Fault, Proxy, Rule};
 use common::{server, server_bytes, skip_on, Mount, Server, ServerLimit};
+use s3mount::fs::xattr_json::{self, storable_name};
 use s3mount::s3::ObjectStore;
 use s3mount::s3::{PutOptions, RequestBody};
 use s3mount::{Metadata, Storage};
@@ -252,6 +253,15 @@ fn short_name(name: &[u8]) -> Option<String> {
         .then(|| s[prefix.len()..].to_ascii_lowercase())
 }
 
+/// What the names kept in `x-amz-meta-xattr` take of the 2 KB of metadata.
+fn kept_size(others: &BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
+    let x: xattr_json::Xattrs = others
+        .iter()
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone()))
+        .collect();
+    xattr_json::render(&x).map_or(0, |v| "xattr".len() + v.len())
+}
+
 /// Names the mount accepts: letters, digits, `-`, `_`, `.` (what every S3 server keeps).
 fn token_ok(s: &str) -> bool {
     !s.is_empty()
@@ -272,6 +282,8 @@ fn xattr_names_and_values_fuzzed_through_the_mount() {
     let f = m.join("f");
     let mut rng = Rng(0xA77);
     let mut model: BTreeMap<String, String> = BTreeMap::new();
+    // Names kept in `x-amz-meta-xattr`.
+    let mut others: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let names_pool: Vec<Vec<u8>> = vec![
         b"user.x-amz-meta-a".to_vec(),
@@ -324,15 +336,34 @@ fn xattr_names_and_values_fuzzed_through_the_mount() {
             Err(&[libc::E2BIG])
         } else if name.contains(&0) {
             Err(&[libc::EINVAL])
-        } else if !name
-            .get(..5)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"user."))
-        {
-            // (The namespace is matched like the rest of the name: without regard to case.)
-            Err(&[libc::EOPNOTSUPP, libc::EPERM])
+        } else if name.starts_with(b"security.") || name.starts_with(b"system.") {
+            Err(&[libc::EOPNOTSUPP])
+        } else if short.is_none() {
+            // Any other name is kept in `x-amz-meta-xattr` as s3fs keeps it — except a bare
+            // namespace, `user.x-amz-meta-` alone, and names s3fs could not read back.
+            let lower = String::from_utf8_lossy(&name).to_ascii_lowercase();
+            let exists = others.contains_key(&name);
+            if lower == "user." || lower == "trusted." {
+                Err(&[libc::EINVAL, libc::EOPNOTSUPP])
+            } else if lower.starts_with("user.x-amz-meta-")
+                || std::str::from_utf8(&name).map_or(true, |n| !storable_name(n))
+            {
+                Err(&[libc::EOPNOTSUPP])
+            } else if flags == libc::XATTR_CREATE && exists {
+                Err(&[libc::EEXIST])
+            } else if flags == libc::XATTR_REPLACE && !exists {
+                Err(&[libc::ENODATA])
+            } else if value.len() > 1500 {
+                // base64 makes it 2 KB or more: over what all metadata shares.
+                Err(&[libc::E2BIG])
+            } else {
+                // It fits, or not, depending on everything else kept: either is right, and
+                // the model follows what happened.
+                Ok(())
+            }
         } else {
             match &short {
-                None => Err(&[libc::EOPNOTSUPP]),
+                None => unreachable!(),
                 Some(s) if !token_ok(s) => Err(&[libc::EINVAL]),
                 Some(s) => match std::str::from_utf8(&value) {
                     Err(_) => Err(&[libc::EINVAL]),
@@ -346,7 +377,8 @@ fn xattr_names_and_values_fuzzed_through_the_mount() {
                                 let m: Metadata = [(k.as_str(), v.as_str())].into_iter().collect();
                                 m.encoded_size()
                             })
-                            .sum();
+                            .sum::<usize>()
+                            + kept_size(&others);
                         if s.len() + v.len() > 2048 || size > 2048 {
                             Err(&[libc::E2BIG])
                         } else if flags == libc::XATTR_CREATE && exists {
@@ -361,10 +393,15 @@ fn xattr_names_and_values_fuzzed_through_the_mount() {
             }
         };
         match (&want, &got) {
-            (Ok(()), Ok(())) => {
-                let s = short.clone().unwrap();
-                model.insert(s, String::from_utf8(value.clone()).unwrap());
-            }
+            (Ok(()), Ok(())) => match short.clone() {
+                Some(s) => {
+                    model.insert(s, String::from_utf8(value.clone()).unwrap());
+                }
+                None => {
+                    others.insert(name.clone(), value.clone());
+                }
+            },
+            (Ok(()), Err(libc::E2BIG)) if short.is_none() => {}
             (Err(allowed), Err(e)) if allowed.contains(e) => {}
             _ => panic!(
                 "setxattr {:?} ({} value bytes, flags {flags}): got {got:?}, want {want:?}",
@@ -379,6 +416,13 @@ fn xattr_names_and_values_fuzzed_through_the_mount() {
             })
             .or_default() += 1;
         // Read back through the mount.
+        if others.contains_key(&name) || (short.is_none() && got.is_err() && want.is_ok()) {
+            match (get_xattr(&f, &name), others.get(&name)) {
+                (Ok(v), Some(want)) => assert_eq!(&v, want),
+                (Err(e), None) => assert_eq!(e, libc::ENODATA),
+                (other, want) => panic!("getxattr {name:?}: {other:?}, model {want:?}"),
+            }
+        }
         if let Some(s) = &short {
             if name.len() <= 255 && token_ok(s) {
                 match (get_xattr(&f, &name), model.get(s)) {
@@ -402,12 +446,25 @@ fn xattr_names_and_values_fuzzed_through_the_mount() {
             )
         })
         .filter(|(k, _)| !matches!(k.as_str(), "ctime" | "mtime") || model.contains_key(k))
+        .filter(|(k, _)| k != "xattr")
         .collect();
     assert_eq!(on_server, model);
+    let kept: BTreeMap<Vec<u8>, Vec<u8>> = head
+        .metadata
+        .get("xattr")
+        .map(xattr_json::parse)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.into_bytes(), v))
+        .collect();
+    assert_eq!(kept, others, "the names kept in x-amz-meta-xattr");
     assert_eq!(
         server_bytes(&st, "f").as_deref(),
         Some(&b"content stays"[..])
     );
     assert!(!m.log().contains("panicked"));
-    eprintln!("xattr through the mount: {CASES} inputs fuzzed, outcomes {outcomes:?}");
+    eprintln!(
+        "xattr through the mount: {CASES} inputs fuzzed, outcomes {outcomes:?}, {} names kept in x-amz-meta-xattr at the end",
+        others.len()
+    );
 }

@@ -411,15 +411,19 @@ fn xattr_limits_flags_and_other_namespaces() {
         meta(&[("x-amz-meta-color", "green"), ("x-amz-meta-shape", "round")])
     );
 
-    // Other names are not stored: ENOTSUP on set, ENODATA on get.
-    let out = run(&format!("setfattr -n user.other -v x {}", q(&f)));
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Operation not supported"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(set_xattr(&f, "trusted.x", b"x", 0), Err(libc::EOPNOTSUPP));
+    // Other names are kept as s3fs keeps them, in `x-amz-meta-xattr` (see
+    // `names_s3fs_keeps_in_one_entry_read_and_written_both_ways`); a name s3fs could not read
+    // back is not stored: ENOTSUP. Gone with its last name, the entry leaves the rest as it was.
+    sh(&format!("setfattr -n user.other -v x {}", q(&f)));
+    set_xattr(&f, "trusted.x", b"y", 0).unwrap();
+    assert_eq!(getfattr(&f, "user.other").as_deref(), Some("x"));
+    assert_eq!(get_xattr(&f, "trusted.x"), Ok(b"y".to_vec()));
+    assert!(head(&st, &bucket, "l.txt").metadata.get("xattr").is_some());
+    assert_eq!(set_xattr(&f, "user.a,b", b"x", 0), Err(libc::EOPNOTSUPP));
+    sh(&format!(
+        "setfattr -x user.other {} && setfattr -x trusted.x {0}",
+        q(&f)
+    ));
     let out = run(&format!("getfattr -n trusted.x {}", q(&f)));
     assert!(!out.status.success());
     assert!(
@@ -444,6 +448,76 @@ fn xattr_limits_flags_and_other_namespaces() {
     );
     assert_eq!(h.content_type(), Some("text/plain"));
     assert_eq!(get_all(&st, &bucket, "l.txt"), b"limits");
+}
+
+/// Names other than `user.x-amz-meta-*` in s3fs's `x-amz-meta-xattr`: what s3fs wrote is read,
+/// what the mount writes s3fs would read, and `cp --preserve=xattr` of such a name from a local
+/// disk carries it in the first upload.
+#[test]
+fn names_s3fs_keeps_in_one_entry_read_and_written_both_ways() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("xattr-s3fs");
+    let st = srv.storage_in(&bucket);
+    // {"key":"value"}, as s3fs's own tests write it from outside.
+    seed(
+        &st,
+        &bucket,
+        "from-s3fs.txt",
+        b"s3fs wrote me",
+        &[("x-amz-meta-xattr", "%7B%22key%22%3A%22dmFsdWU%3D%22%7D")],
+        "text/plain",
+    );
+    let proxy = Proxy::start(&srv.endpoint);
+    let m = Mount::new(&srv.via(proxy.endpoint()), &bucket);
+    let f = m.join("from-s3fs.txt");
+    assert_eq!(get_xattr(&f, "key"), Ok(b"value".to_vec()));
+    let names = list_xattr(&f).unwrap();
+    assert!(names.iter().any(|n| n == "key"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "user.x-amz-meta-xattr"),
+        "{names:?}"
+    );
+    // Written through the mount: one entry, each name base64'd, content untouched.
+    sh(&format!(
+        "setfattr -n user.mime_type -v text/x-log {0} && setfattr -x key {0}",
+        q(&f)
+    ));
+    let h = head(&st, &bucket, "from-s3fs.txt");
+    assert_eq!(
+        h.metadata.get("xattr"),
+        Some("%7B%22user.mime_type%22%3A%22dGV4dC94LWxvZw%3D%3D%22%7D")
+    );
+    assert_eq!(get_all(&st, &bucket, "from-s3fs.txt"), b"s3fs wrote me");
+    assert_eq!(h.content_type(), Some("text/plain"));
+    let dump = getfattr_dump(&f);
+    assert!(
+        dump.contains(&"user.mime_type=\"text/x-log\"".to_string()),
+        "getfattr -d: {dump:?}"
+    );
+    assert!(!dump.iter().any(|l| l.starts_with("key=")), "{dump:?}");
+
+    // cp --preserve=xattr from a local disk: in the first upload.
+    let local = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let src = local.path().join("src.c");
+    std::fs::write(&src, b"int main;\n").unwrap();
+    sh(&format!(
+        "setfattr -n user.mime_type -v text/x-c {}",
+        q(&src)
+    ));
+    sh(&format!(
+        "cp --preserve=xattr {} {}",
+        q(&src),
+        q(&m.join("copy.c"))
+    ));
+    assert_eq!(puts_seen(&proxy, &bucket, "copy.c"), 1, "one upload");
+    assert_eq!(
+        getfattr(&m.join("copy.c"), "user.mime_type").as_deref(),
+        Some("text/x-c")
+    );
+    assert_eq!(
+        head(&st, &bucket, "copy.c").metadata.get("xattr"),
+        Some("%7B%22user.mime_type%22%3A%22dGV4dC94LWM%3D%22%7D")
+    );
 }
 
 #[test]

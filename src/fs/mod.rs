@@ -30,7 +30,8 @@
 //!   follow them), [`unlinked`] (files unlinked while open keep their bytes until the last
 //!   close), [`copy`] (`copy_file_range`: a whole object copied on the server);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
-//!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`];
+//!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`] (with
+//!   [`xattr_json`], the other names as s3fs keeps them);
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
 pub mod attr;
@@ -63,6 +64,7 @@ pub mod upload;
 pub mod upload_plan;
 pub mod whole;
 pub mod xattr;
+pub mod xattr_json;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -3,17 +3,19 @@
 //! `user.x-amz-meta-NAME` is the object's `x-amz-meta-NAME` (names matched case-insensitively,
 //! as S3 lower-cases them). Setting or removing one changes the object in place — a self-copy
 //! with `REPLACE` that re-sends the content headers and is guarded by the ETag — or, when the
-//! file is open with unsaved changes, is folded into the upload at close. Other names are not
-//! stored: ENOTSUP on set, so `cp -a` and friends skip them quietly; ENODATA on get, except
-//! in the `security.` and `system.` namespaces (SELinux labels, capabilities, POSIX ACLs),
-//! which the mount does not support at all: ENOTSUP there tells GNU `ls -l` so, and it stops
-//! asking for the rest of the file system (it asks `security.selinux` and
-//! `system.posix_acl_access` of every entry otherwise, two round trips per entry that FUSE
-//! does not cache); `getfacl` then shows the ACL the mode makes, as on any file system without
-//! ACLs.
+//! file is open with unsaved changes, is folded into the upload at close. Every other name
+//! (`user.mime_type`, `trusted.*`, the bare names FUSE lets through) is kept as s3fs keeps it,
+//! in the one entry `x-amz-meta-xattr` (see [`super::xattr_json`]), changed the same way: so
+//! `cp --preserve=xattr`, `rsync -X` and s3fs read and write each other's attributes. Names in
+//! the `security.` and `system.` namespaces (SELinux labels, capabilities, POSIX ACLs) the
+//! mount does not support at all: ENOTSUP there tells GNU `ls -l` so, and it stops asking for
+//! the rest of the file system (it asks `security.selinux` and `system.posix_acl_access` of
+//! every entry otherwise, two round trips per entry that FUSE does not cache); `getfacl` then
+//! shows the ACL the mode makes, as on any file system without ACLs.
 
 use super::attr::FileAttrs;
 use super::error::{FsError, FsResult};
+use super::xattr_json::{self, storable_name, Xattrs};
 use super::S3Fs;
 use crate::cache::inode::AttrUpdate;
 use crate::s3::meta::{validate_name, MAX_USER_METADATA_BYTES};
@@ -111,33 +113,36 @@ impl S3Fs {
     /// `getxattr`: the value, or ENODATA (ENOTSUP in a namespace the mount does not support).
     pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<Vec<u8>> {
         self.check_xattrs()?;
-        if unsupported_namespace(name) {
-            return Err(FsError::new(
-                libc::ENOTSUP,
-                format!("{name:?}: not supported on this file system"),
-            ));
+        unsupported(name)?;
+        let meta = self.current_metadata(ino)?;
+        if let Some(short) = metadata_name(name) {
+            return meta
+                .get(&short)
+                .map(|v| v.as_bytes().to_vec())
+                .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")));
         }
-        let Some(short) = metadata_name(name) else {
-            return Err(FsError::new(
-                libc::ENODATA,
-                format!("{name:?}: not a metadata attribute"),
-            ));
-        };
-        self.current_metadata(ino)?
-            .get(&short)
-            .map(|v| v.as_bytes().to_vec())
-            .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))
+        name.to_str()
+            .and_then(|n| stored(&meta).remove(n))
+            .ok_or_else(|| FsError::new(libc::ENODATA, format!("no attribute {name:?}")))
     }
 
-    /// `listxattr`: NUL-separated names.
+    /// `listxattr`: NUL-separated names — the metadata as `user.x-amz-meta-*`, then the names
+    /// kept in `x-amz-meta-xattr` (instead of that entry itself).
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         self.check_xattrs()?;
         let meta = self.current_metadata(ino)?;
         let mut out = Vec::new();
-        for (name, _) in meta.iter() {
+        let entry = format!("x-amz-meta-{}", xattr_json::ENTRY);
+        for (name, _) in meta.iter().filter(|(n, _)| *n != entry) {
             out.extend_from_slice(b"user.");
             out.extend_from_slice(name.as_bytes());
             out.push(0);
+        }
+        for name in stored(&meta).keys() {
+            if !unsupported_namespace(std::ffi::OsStr::new(name)) {
+                out.extend_from_slice(name.as_bytes());
+                out.push(0);
+            }
         }
         Ok(out)
     }
@@ -152,11 +157,9 @@ impl S3Fs {
     ) -> FsResult<()> {
         self.check_xattrs()?;
         self.check_writable()?;
+        unsupported(name)?;
         let Some(short) = metadata_name(name) else {
-            return Err(FsError::new(
-                libc::ENOTSUP,
-                format!("{name:?}: only user.x-amz-meta-* attributes can be stored"),
-            ));
+            return self.set_stored(ino, name, value, flags);
         };
         check_new_name(&short)?;
         let value = std::str::from_utf8(value)
@@ -166,19 +169,11 @@ impl S3Fs {
             return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
         }
         let edit = |meta: &mut Metadata, _cur: &FileAttrs| -> FsResult<()> {
-            let exists = meta.get(&short).is_some();
-            if flags & libc::XATTR_CREATE != 0 && exists {
-                return Err(FsError::new(
-                    libc::EEXIST,
-                    format!("x-amz-meta-{short} exists"),
-                ));
-            }
-            if flags & libc::XATTR_REPLACE != 0 && !exists {
-                return Err(FsError::new(
-                    libc::ENODATA,
-                    format!("no x-amz-meta-{short}"),
-                ));
-            }
+            check_flags(
+                flags,
+                meta.get(&short).is_some(),
+                &format!("x-amz-meta-{short}"),
+            )?;
             meta.insert(&short, value.clone());
             Ok(())
         };
@@ -189,11 +184,22 @@ impl S3Fs {
     pub fn removexattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<()> {
         self.check_xattrs()?;
         self.check_writable()?;
+        unsupported(name)?;
         let Some(short) = metadata_name(name) else {
-            return Err(FsError::new(
-                libc::ENODATA,
-                format!("{name:?}: not a metadata attribute"),
-            ));
+            let Some(name) = name.to_str() else {
+                return Err(FsError::new(
+                    libc::ENODATA,
+                    format!("no attribute {name:?}"),
+                ));
+            };
+            let edit = |meta: &mut Metadata, _cur: &FileAttrs| -> FsResult<()> {
+                let mut x = stored(meta);
+                x.remove(name)
+                    .ok_or_else(|| FsError::new(libc::ENODATA, format!("no attribute {name:?}")))?;
+                keep(meta, &x);
+                Ok(())
+            };
+            return self.update_metadata(ino, edit, &AttrUpdate::default());
         };
         let edit = |meta: &mut Metadata, _cur: &FileAttrs| -> FsResult<()> {
             meta.remove(&short)
@@ -201,6 +207,85 @@ impl S3Fs {
                 .ok_or_else(|| FsError::new(libc::ENODATA, format!("no x-amz-meta-{short}")))
         };
         self.update_metadata(ino, edit, &AttrUpdate::default())
+    }
+
+    /// `setxattr` of a name kept in `x-amz-meta-xattr`.
+    fn set_stored(
+        &self,
+        ino: u64,
+        name: &std::ffi::OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
+        let Some(name) = name.to_str().filter(|n| storable_name(n)) else {
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                format!("{name:?}: a name s3fs could not read back (',', '\"', '\\', control characters)"),
+            ));
+        };
+        // A namespace alone is no name (as on a disk); `user.x-amz-meta-` alone names no
+        // metadata and is not kept elsewhere either.
+        let lower = name.to_ascii_lowercase();
+        if matches!(lower.as_str(), "user." | "trusted.") {
+            return Err(FsError::new(libc::EINVAL, format!("{name:?}: no name")));
+        }
+        if lower.starts_with(XATTR_PREFIX) {
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                format!("{name:?}: no metadata name"),
+            ));
+        }
+        let edit = |meta: &mut Metadata, _cur: &FileAttrs| -> FsResult<()> {
+            let mut x = stored(meta);
+            check_flags(flags, x.contains_key(name), &format!("attribute {name:?}"))?;
+            x.insert(name.to_string(), value.to_vec());
+            keep(meta, &x);
+            if meta.encoded_size() > MAX_USER_METADATA_BYTES {
+                return Err(FsError::new(libc::E2BIG, "user metadata over 2 KB"));
+            }
+            Ok(())
+        };
+        self.update_metadata(ino, edit, &AttrUpdate::default())
+    }
+}
+
+/// `XATTR_CREATE` of a name that `exists`: EEXIST; `XATTR_REPLACE` of one that does not:
+/// ENODATA.
+fn check_flags(flags: i32, exists: bool, what: &str) -> FsResult<()> {
+    if flags & libc::XATTR_CREATE != 0 && exists {
+        return Err(FsError::new(libc::EEXIST, format!("{what} exists")));
+    }
+    if flags & libc::XATTR_REPLACE != 0 && !exists {
+        return Err(FsError::new(libc::ENODATA, format!("no {what}")));
+    }
+    Ok(())
+}
+
+/// ENOTSUP for a name in a namespace the mount does not support.
+fn unsupported(name: &std::ffi::OsStr) -> FsResult<()> {
+    if unsupported_namespace(name) {
+        return Err(FsError::new(
+            libc::ENOTSUP,
+            format!("{name:?}: not supported on this file system"),
+        ));
+    }
+    Ok(())
+}
+
+/// The attributes kept in `meta`'s `x-amz-meta-xattr`.
+fn stored(meta: &Metadata) -> Xattrs {
+    meta.get(xattr_json::ENTRY)
+        .map(xattr_json::parse)
+        .unwrap_or_default()
+}
+
+/// Keep `x` in `meta`'s `x-amz-meta-xattr` (removed when `x` is empty).
+fn keep(meta: &mut Metadata, x: &Xattrs) {
+    match xattr_json::render(x) {
+        Some(v) => meta.insert(xattr_json::ENTRY, v),
+        None => {
+            meta.remove(xattr_json::ENTRY);
+        }
     }
 }
 

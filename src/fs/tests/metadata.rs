@@ -207,13 +207,15 @@ fn values_that_are_not_ascii_round_trip_and_limits_are_errors() {
         errno(fx.setxattr("f", "user.x-amz-meta-a!b", "v", 0)),
         libc::EINVAL
     );
-    for other in ["user.other", "trusted.x", "security.selinux"] {
+    for unsupported in ["security.selinux", "system.posix_acl_access"] {
         assert_eq!(
-            errno(fx.setxattr("f", other, "v", 0)),
+            errno(fx.setxattr("f", unsupported, "v", 0)),
             libc::ENOTSUP,
-            "{other}"
+            "{unsupported}"
         );
     }
+    // A name s3fs could not read back from its `x-amz-meta-xattr`: not stored.
+    assert_eq!(errno(fx.setxattr("f", "user.a,b", "v", 0)), libc::ENOTSUP);
     for other in ["user.other", "trusted.x"] {
         assert_eq!(errno(fx.getxattr("f", other)), libc::ENODATA, "{other}");
     }
@@ -231,6 +233,60 @@ fn values_that_are_not_ascii_round_trip_and_limits_are_errors() {
     let no_xattr = setup().opts(|o| o.xattr = false).mount();
     no_xattr.put("f", b"").unwrap();
     assert_eq!(errno(no_xattr.listxattr("f")), libc::ENOSYS);
+}
+
+#[test]
+fn other_names_are_kept_in_one_entry_as_s3fs_keeps_them() {
+    let fx = fx();
+    fx.put("f", b"content").unwrap();
+    fx.setxattr("f", "user.mime_type", "text/x-c", 0).unwrap();
+    fx.setxattr("f", "key1", "value1", 0).unwrap();
+    fx.setxattr("f", "user.x-amz-meta-color", "red", 0).unwrap();
+    // One entry, s3fs's encoding ({"key1":"dmFsdWUx","user.mime_type":"dGV4dC94LWM="}).
+    let o = fx.object("f").unwrap();
+    assert_eq!(
+        o.metadata.get("xattr"),
+        Some("%7B%22key1%22%3A%22dmFsdWUx%22%2C%22user.mime_type%22%3A%22dGV4dC94LWM%3D%22%7D")
+    );
+    assert_eq!(o.metadata.get("color"), Some("red"));
+    assert_eq!(o.data, b"content");
+    // Read back (after a remount too), listed by their own names, not as the entry.
+    let again = fx.remount();
+    assert_eq!(again.getxattr("f", "key1").unwrap(), "value1");
+    assert_eq!(again.getxattr("f", "user.mime_type").unwrap(), "text/x-c");
+    let names = again.listxattr("f").unwrap();
+    for name in ["key1", "user.mime_type", "user.x-amz-meta-color"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n == "user.x-amz-meta-xattr"),
+        "{names:?}"
+    );
+    // The flags, per name inside the entry.
+    assert_eq!(
+        errno(fx.setxattr("f", "key1", "v", libc::XATTR_CREATE)),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno(fx.setxattr("f", "key2", "v", libc::XATTR_REPLACE)),
+        libc::ENODATA
+    );
+    fx.setxattr("f", "key1", "changed", libc::XATTR_REPLACE)
+        .unwrap();
+    assert_eq!(fx.getxattr("f", "key1").unwrap(), "changed");
+    // Removed one by one; the entry goes with the last.
+    fx.removexattr("f", "key1").unwrap();
+    assert_eq!(errno(fx.getxattr("f", "key1")), libc::ENODATA);
+    assert_eq!(errno(fx.removexattr("f", "key1")), libc::ENODATA);
+    assert!(fx.object("f").unwrap().metadata.get("xattr").is_some());
+    fx.removexattr("f", "user.mime_type").unwrap();
+    let o = fx.object("f").unwrap();
+    assert_eq!(o.metadata.get("xattr"), None);
+    assert_eq!(o.metadata.get("color"), Some("red"));
+    // Past the 2 KB all metadata shares: E2BIG, nothing changed.
+    let big = "x".repeat(1600);
+    assert_eq!(errno(fx.setxattr("f", "user.big", &big, 0)), libc::E2BIG);
+    assert_eq!(fx.object("f").unwrap().metadata.get("xattr"), None);
 }
 
 #[test]
