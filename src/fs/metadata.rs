@@ -187,13 +187,27 @@ impl S3Fs {
                 content_headers: current.content_headers.clone(),
             })
         };
-        if kind == NodeKind::Dir && first.etag.is_none() {
+        // A directory another tool marked (`dir`, `dir_$folder$`) and no `dir/`: as s3fs does,
+        // its metadata goes to a `dir/` marker of ours, which replaces the other tool's.
+        let foreign_only = kind == NodeKind::Dir
+            && self
+                .table()
+                .get(ino)
+                .is_some_and(|n| n.foreign_marker().is_some() && !n.has_marker());
+        if kind == NodeKind::Dir && (first.etag.is_none() || foreign_only) {
             let implicit = CurrentMetadata {
                 metadata: first.metadata,
                 content_headers: first.content_headers,
                 ..CurrentMetadata::default()
             };
-            return self.write_marker(ino, &key, edited(&implicit)?);
+            self.write_marker(ino, &key, edited(&implicit)?)?;
+            if foreign_only {
+                // Left behind, it is only a second marker: `rmdir` would still remove it.
+                if let Err(e) = self.delete_foreign_marker(ino, &key) {
+                    log::warn!("{key}: the other tool's marker stays: {e}");
+                }
+            }
+            return Ok(());
         }
         let mut first = Some(first);
         let read = |_attempt| -> FsResult<CurrentMetadata> {

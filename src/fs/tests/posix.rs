@@ -300,6 +300,54 @@ fn directories_other_tools_mark_are_directories_and_go_with_rmdir() {
 }
 
 #[test]
+fn a_directory_other_tools_marked_takes_a_chmod_and_goes_with_rmdir() {
+    // What a lookup learned of the marker is still fresh at the chmod, as in a real mount.
+    let fx = setup()
+        .opts(|o| o.metadata_ttl = Duration::from_secs(60))
+        .mount();
+    fx.put_behind("h_$folder$", b"");
+    let typed = PutOptions {
+        content_headers: vec![("content-type".into(), "application/x-directory".into())],
+        ..PutOptions::default()
+    };
+    fx.fs
+        .bucket()
+        .put("old", RequestBody::Empty, &typed)
+        .unwrap();
+    // Found by name (`old`, by its HEAD) and by a listing (`h_$folder$`; a lookup by name
+    // alone does not look for that marker), and looked up again, so that what the mount
+    // knows of the marker is fresh when the chmod comes.
+    assert_eq!(fx.stat("old").unwrap().kind, NodeKind::Dir);
+    assert_eq!(fx.ls("").unwrap(), ["h", "old"]);
+    for d in ["old", "h"] {
+        let chmod = AttrChange {
+            mode: Some(0o700),
+            ..AttrChange::default()
+        };
+        fx.setattr(d, chmod).unwrap();
+        // Our `d/` marker replaces the other tool's, as s3fs does.
+        let keys = fx.keys();
+        assert!(keys.contains(&format!("{d}/")), "{keys:?}");
+        assert!(
+            !keys.iter().any(|k| k == d || *k == format!("{d}_$folder$")),
+            "{keys:?}"
+        );
+        assert_eq!(fx.stat(d).unwrap().perm, 0o700, "{d}");
+        assert_eq!(
+            fx.remount().stat(d).unwrap().perm,
+            0o700,
+            "{d} after a remount"
+        );
+        fx.setxattr(d, "user.x-amz-meta-k", "v", 0).unwrap();
+        assert_eq!(fx.remount().getxattr(d, "user.x-amz-meta-k").unwrap(), "v");
+        fx.put(&format!("{d}/f"), b"x").unwrap();
+        fx.unlink(&format!("{d}/f")).unwrap();
+        fx.rmdir(d).unwrap();
+    }
+    assert!(fx.keys().is_empty(), "{:?}", fx.keys());
+}
+
+#[test]
 fn keys_over_1024_bytes_are_enametoolong() {
     let fx = fx();
     let name = "n".repeat(250);
