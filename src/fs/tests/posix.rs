@@ -279,9 +279,9 @@ fn directories_count_their_subdirectories_and_move_with_their_entries() {
 
 // ---- other tools' directories, long keys ----------------------------------------------------
 
-#[test]
-fn directories_other_tools_mark_are_directories_and_go_with_rmdir() {
-    let fx = fx();
+/// Directories `h` (Hadoop's `h_$folder$`) and `old` (old s3fs's zero-byte `old` object typed
+/// `application/x-directory`), written behind the mount's back.
+fn other_tools_dirs(fx: &Fx) {
     fx.put_behind("h_$folder$", b"");
     let typed = PutOptions {
         content_headers: vec![("content-type".into(), "application/x-directory".into())],
@@ -291,6 +291,12 @@ fn directories_other_tools_mark_are_directories_and_go_with_rmdir() {
         .bucket()
         .put("old", RequestBody::Empty, &typed)
         .unwrap();
+}
+
+#[test]
+fn directories_other_tools_mark_are_directories_and_go_with_rmdir() {
+    let fx = fx();
+    other_tools_dirs(&fx);
     assert_eq!(fx.ls("").unwrap(), ["h", "old"]);
     assert_eq!(fx.stat("h").unwrap().kind, NodeKind::Dir);
     assert_eq!(fx.stat("old").unwrap().kind, NodeKind::Dir);
@@ -305,15 +311,7 @@ fn a_directory_other_tools_marked_takes_a_chmod_and_goes_with_rmdir() {
     let fx = setup()
         .opts(|o| o.metadata_ttl = Duration::from_secs(60))
         .mount();
-    fx.put_behind("h_$folder$", b"");
-    let typed = PutOptions {
-        content_headers: vec![("content-type".into(), "application/x-directory".into())],
-        ..PutOptions::default()
-    };
-    fx.fs
-        .bucket()
-        .put("old", RequestBody::Empty, &typed)
-        .unwrap();
+    other_tools_dirs(&fx);
     // Found by name (`old`, by its HEAD) and by a listing (`h_$folder$`; a lookup by name
     // alone does not look for that marker), and looked up again, so that what the mount
     // knows of the marker is fresh when the chmod comes.
