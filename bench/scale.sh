@@ -5,8 +5,8 @@
 # entry it knows (bytes per inode: its RSS after `ls -l` of the largest directory, less its RSS
 # before, over the keys).
 #
-#   bench/scale.sh [--sizes "1000 10000 100000"] [--tree 1000x100] [--runs N] [--binary PATH]
-#                  [--endpoint URL] [--mount-args "ARGS"]
+#   bench/scale.sh [--sizes "1000 10000 100000"] [--tree 1000x100] [--tree-bytes N] [--runs N]
+#                  [--binary PATH] [--endpoint URL] [--mount-args "ARGS"]
 #
 # The server is Garage (scripts/s3-server --server garage; installed by it): the patched s3s-fs
 # of bench/run.sh rescans a directory for every page of a listing (166 s for 100 000 keys), so
@@ -16,14 +16,18 @@
 # only with what it lacks, so repeated runs skip the seeding. Each workload runs --runs times
 # (default 3, interleaved: every workload once, then again); the table shows medians, and the
 # largest peak RSS. --mount-args adds options to every mount (e.g. "--listing-head-limit 0").
+# --tree-bytes N: the tree's objects have N bytes (default 0) — over 4 KiB they can only be
+# regular files, and `find` costs no HEAD for them (docs/performance.md). --sizes "" skips the
+# flat directories.
 # Needs root, /dev/fuse, GNU time (apt-get install -y time) and python3.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SIZES="1000 10000 100000" TREE="1000x100" RUNS=3 BIN="" ENDPOINT="" SEED_THREADS=64 MOUNT_ARGS=""
+SIZES="1000 10000 100000" TREE="1000x100" TREE_BYTES=0 RUNS=3 BIN="" ENDPOINT="" SEED_THREADS=64 MOUNT_ARGS=""
 while [ $# -gt 0 ]; do
     case $1 in
         --sizes) SIZES=$2; shift 2 ;;
         --tree) TREE=$2; shift 2 ;;
+        --tree-bytes) TREE_BYTES=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --binary) BIN=$2; shift 2 ;;
         --endpoint) ENDPOINT=$2; shift 2 ;;
@@ -32,7 +36,8 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-TREE_DIRS=${TREE%x*} TREE_KEYS=${TREE#*x}
+TREE_DIRS=${TREE%x*} TREE_KEYS=${TREE#*x} TREE_PREFIX=tree
+[ "$TREE_BYTES" -gt 0 ] && TREE_PREFIX=tree-${TREE_BYTES}b
 for t in python3 mountpoint; do
     command -v $t >/dev/null || { echo "missing tool: $t" >&2; exit 2; }
 done
@@ -70,15 +75,15 @@ echo "# server at $S3_ENDPOINT (log $S3_SERVER_LOG)" >&2
 
 SEEDER="$ROOT/target/release/examples/seed_keys"
 cargo build --release --example seed_keys --manifest-path "$ROOT/Cargo.toml" >&2
-seed() { # PREFIX DIRS KEYS_PER_DIR: parallel PUTs through the library, only of missing keys
+seed() { # PREFIX DIRS KEYS_PER_DIR [BYTES]: parallel PUTs through the library, only of missing keys
     local want=$(($2 * $3)) have t0=$SECONDS
     echo "# seeding $1: $want keys ($2 directories of $3)" >&2
-    have=$(AWS_ENDPOINT_URL=$S3_ENDPOINT "$SEEDER" "$BUCKET" "$1" "$2" "$3" "$SEED_THREADS")
+    have=$(AWS_ENDPOINT_URL=$S3_ENDPOINT "$SEEDER" "$BUCKET" "$1" "$2" "$3" "$SEED_THREADS" "${4:-0}")
     [ "$have" -eq "$want" ] || { echo "seeding $1: $have keys of $want" >&2; exit 1; }
     echo "# $1: $have keys in $((SECONDS - t0)) s" >&2
 }
 for n in $SIZES; do seed "flat$n" 1 "$n"; done
-seed tree "$TREE_DIRS" "$TREE_KEYS"
+seed "$TREE_PREFIX" "$TREE_DIRS" "$TREE_KEYS" "$TREE_BYTES"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 mount_fresh() {
@@ -138,10 +143,10 @@ for run in $(seq "$RUNS"); do
         report ls_l "$n" "$s" "$PEAK" "ls -l, fresh mount; again ${w}s; RSS +$(( (after - before) / 1024 )) MiB = $per bytes per entry"
     done
     mount_fresh
-    s=$(timed find "$WORK/mnt/tree")
+    s=$(timed find "$WORK/mnt/$TREE_PREFIX")
     check_lines $((TREE_DIRS * TREE_KEYS + TREE_DIRS + 1))
     umount_it
-    report find $((TREE_DIRS * TREE_KEYS)) "$s" "$PEAK" "find over $TREE_DIRS directories, fresh mount"
+    report find $((TREE_DIRS * TREE_KEYS)) "$s" "$PEAK" "find over $TREE_DIRS directories ($TREE_BYTES-byte objects), fresh mount"
 done
 
 python3 - "$RESULTS" <<'PY'

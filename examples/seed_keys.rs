@@ -1,8 +1,9 @@
-//! Seed a bucket with empty objects fast, through the library (not through a mount): parallel
-//! PUTs of `PREFIX/k000000` … (one directory) or `PREFIX/d0000/k000000` … (several), for
-//! `bench/scale.sh`. Keys already there are not sent again, so a repeated run costs one listing.
+//! Seed a bucket with objects fast, through the library (not through a mount): parallel
+//! PUTs of `PREFIX/k000000` … (one directory) or `PREFIX/d0000/k000000` … (several), empty or
+//! of BYTES bytes each, for `bench/scale.sh`. Keys already there are not sent again, so a
+//! repeated run costs one listing.
 //!
-//!   cargo run --release --example seed_keys -- BUCKET PREFIX DIRS KEYS_PER_DIR [THREADS]
+//!   cargo run --release --example seed_keys -- BUCKET PREFIX DIRS KEYS_PER_DIR [THREADS [BYTES]]
 //!
 //! The server and credentials come from the environment as for the mount (`AWS_ENDPOINT_URL`,
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`). Prints the number of keys under
@@ -45,7 +46,7 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T,
 fn run() -> Result<usize, String> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        return Err("usage: seed_keys BUCKET PREFIX DIRS KEYS_PER_DIR [THREADS]".into());
+        return Err("usage: seed_keys BUCKET PREFIX DIRS KEYS_PER_DIR [THREADS [BYTES]]".into());
     }
     let (bucket_name, prefix) = (&args[1], args[2].trim_end_matches('/'));
     let dirs: usize = arg(&args, 3, "DIRS")?;
@@ -55,6 +56,12 @@ fn run() -> Result<usize, String> {
     } else {
         DEFAULT_THREADS
     };
+    let bytes: usize = if args.len() > 6 {
+        arg(&args, 6, "BYTES")?
+    } else {
+        0
+    };
+    let content = vec![b'x'; bytes];
     let config = Config::load(&LoadRequest::from_process_env(None)).map_err(|e| e.to_string())?;
     let storage = Storage::new(&config).map_err(|e| e.to_string())?;
     // An existing bucket (ours from an earlier run) is fine; anything else shows at the PUTs.
@@ -87,7 +94,12 @@ fn run() -> Result<usize, String> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(key) = wanted.get(i) else { break };
-                if let Err(e) = bucket.put(key, RequestBody::Empty, &PutOptions::default()) {
+                let body = if bytes == 0 {
+                    RequestBody::Empty
+                } else {
+                    RequestBody::Bytes(&content)
+                };
+                if let Err(e) = bucket.put(key, body, &PutOptions::default()) {
                     let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
                     f.get_or_insert_with(|| format!("{key}: {e}"));
                     break;

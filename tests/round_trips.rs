@@ -297,6 +297,65 @@ fn ls_l_asks_no_extended_attribute_per_entry() {
     );
 }
 
+/// `find` looks at names and types: in directories of files too big to be symlinks or special
+/// files it costs one LIST per directory and no HEAD per file; `ls -l` after it still shows the
+/// mode every file carries, from one round of parallel HEADs at its first `stat`.
+#[test]
+fn find_heads_no_file_that_can_only_be_regular_and_ls_l_shows_their_modes() {
+    const DIRS: usize = 3;
+    const FILES: usize = 8;
+    let bucket = server().fresh_bucket("find-heads");
+    let private = PutOptions {
+        metadata: [("mode", "33152")].into_iter().collect(), // 0100600
+        ..PutOptions::default()
+    };
+    for d in 0..DIRS {
+        for f in 0..FILES {
+            put(&bucket, &format!("t/d{d}/f{f}"), &[b'x'; 5000], &private);
+        }
+        // One small file per directory, which could be a symlink: HEADed by the listing.
+        put(&bucket, &format!("t/d{d}/small"), b"x", &private);
+    }
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::new(&via(&proxy), &bucket);
+    let out = sh(&format!("find {} -type f", q(&mount.join("t"))));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        DIRS * (FILES + 1)
+    );
+    let seen = proxy.seen();
+    let heads_of = |seen: &[Seen], d: usize, name: &str| {
+        count(&to_key(seen, &bucket, &format!("t/d{d}/{name}")), "HEAD")
+    };
+    for d in 0..DIRS {
+        for f in 0..FILES {
+            assert_eq!(
+                heads_of(&seen, d, &format!("f{f}")),
+                0,
+                "find HEADed d{d}/f{f}"
+            );
+        }
+        assert_eq!(heads_of(&seen, d, "small"), 1, "d{d}/small");
+    }
+    let out = sh(&format!("ls -l {}", q(&mount.join("t/d1"))));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let modes: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(modes, vec!["-rw-------"; FILES + 1], "{listed}");
+    let seen = proxy.seen();
+    for f in 0..FILES {
+        assert_eq!(
+            heads_of(&seen, 1, &format!("f{f}")),
+            1,
+            "ls -l HEADs d1/f{f} once"
+        );
+        assert_eq!(heads_of(&seen, 0, &format!("f{f}")), 0, "nothing in d0");
+    }
+}
+
 #[test]
 fn another_clients_new_object_is_found_by_name_at_once() {
     let bucket = server().fresh_bucket("visible-at-once");

@@ -480,6 +480,14 @@ impl InodeTable {
         }
     }
 
+    /// Directories: whether files of the listing wait for their metadata until the first
+    /// lookup of one of them (see `Node::heads_deferred`).
+    pub fn set_heads_deferred(&mut self, ino: u64, deferred: bool) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.heads_deferred = deferred;
+        }
+    }
+
     /// Directories: `children` is the complete listing, trusted until `until`; names known
     /// absent are forgotten (the listing says what is there).
     pub fn listing_complete(&mut self, ino: u64, until: Instant) {

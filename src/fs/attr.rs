@@ -310,6 +310,7 @@ impl S3Fs {
             )
         };
         if fresh || parent == 0 {
+            self.complete_deferred(ino);
             return self.attrs_of(ino);
         }
         let a = self.revalidate(parent, &name)?;

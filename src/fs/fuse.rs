@@ -374,7 +374,7 @@ impl Filesystem for FuseAdapter {
                 INodeNo(r.ino),
                 r.next,
                 &r.name,
-                &ttl,
+                &if r.deferred { Duration::ZERO } else { ttl },
                 &to_fuser(&a),
                 Generation(0),
             ) {

@@ -147,6 +147,9 @@ pub(super) struct DirRow {
     pub attrs: Option<FileAttrs>,
     /// An entry of the listing (not `.` or `..`): counted as a lookup when sent with attributes.
     pub entry: bool,
+    /// Its metadata waits for its first lookup (`S3Fs::metadata_deferred`): the kernel is not
+    /// to keep the attributes sent with it.
+    pub deferred: bool,
 }
 
 /// The rows of directory `ino` (handle `fh`) from `offset` on. Offsets: 1 = `.`, 2 = `..`,
@@ -164,12 +167,15 @@ pub(super) fn dir_rows(fs: &S3Fs, ino: u64, fh: u64, offset: u64) -> FsResult<Ve
                 name: name.to_string(),
                 attrs: None,
                 entry: false,
+                deferred: false,
             });
         }
     }
+    let t = fs.table();
     rows.extend(entries.into_iter().enumerate().map(|(i, e)| DirRow {
         ino: e.ino,
         next: (first + i) as u64 + 3,
+        deferred: fs.metadata_deferred(&t, e.ino),
         name: e.name,
         attrs: Some(e.attrs),
         entry: true,

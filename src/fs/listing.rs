@@ -13,8 +13,9 @@
 //!
 //! A listing carries sizes and dates, not metadata: mode, owner, mtime and the symlink type live
 //! in `x-amz-meta-*`. In a directory listed in one page with at most `listing_head_limit`
-//! entries whose metadata is unknown, those entries are HEADed in parallel before `readdir`
-//! answers, so `ls -l` shows what `stat` will.
+//! entries whose metadata is unknown, those entries are HEADed in parallel (see
+//! [`super::listing_heads`]: those that may not be regular files before `readdir` answers, the
+//! others at the first lookup of one of them), so `ls -l` shows what `stat` will.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,20 +24,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
-use super::attr::metadata_attrs;
 use super::dir::DirEntry;
 use super::error::{FsError, FsResult};
 use super::names::listed_name;
 use super::S3Fs;
 use crate::cache::inode::{
-    start_time, AttrUpdate, ForeignMarker, InodeTable, NodeAttr, NodeKind, ObjectMeta,
-    FOLDER_SUFFIX,
+    start_time, ForeignMarker, InodeTable, NodeAttr, NodeKind, FOLDER_SUFFIX,
 };
 use crate::s3::xml::ListPage;
-use crate::s3::{ListRequest, ObjectInfo, StorageError};
-
-/// HEADs in flight while completing a listing's attributes.
-const LISTING_HEAD_PARALLELISM: usize = 16;
+use crate::s3::{ListRequest, StorageError};
 
 /// Most entries handed to one `readdir` call (more than one reply can hold).
 const READDIR_BATCH: usize = 512;
@@ -450,7 +446,7 @@ impl S3Fs {
 
     /// The entries of a directory whose listing is still fresh, from the table, in key order
     /// like a listing; `None` when the listing must be fetched again.
-    fn fresh_entries(&self, ino: u64) -> Option<Vec<DirEntry>> {
+    pub(super) fn fresh_entries(&self, ino: u64) -> Option<Vec<DirEntry>> {
         let t = self.table();
         let dir = t.get(ino).filter(|n| n.listing_fresh(Instant::now()))?;
         let mut children: Vec<(&String, u64)> =
@@ -461,89 +457,6 @@ impl S3Fs {
             .filter_map(|(name, c)| self.entry(&t, c, name))
             .collect();
         Some(entries)
-    }
-
-    /// HEAD the entries whose metadata is not known (for their current ETag), in parallel, if
-    /// there are at most `listing_head_limit` of them.
-    ///
-    /// Directories too: a directory's mode and owner live in its marker (`dir/`), and with
-    /// `allow_other` the kernel checks access against what we report — a 0700 directory must
-    /// not show as 0755 because it was first seen in its parent's listing.
-    fn complete_from_heads(&self, parent: u64, entries: &mut [DirEntry]) {
-        let todo: Vec<usize> = {
-            let t = self.table();
-            entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| {
-                    t.get(e.ino).is_some_and(|n| {
-                        if e.attrs.kind == NodeKind::Dir {
-                            n.meta().is_none()
-                        } else {
-                            n.meta().is_none_or(|m| m.etag != n.attr().etag)
-                                && n.attr().etag.is_some()
-                        }
-                    })
-                })
-                .map(|(i, _)| i)
-                .collect()
-        };
-        if todo.is_empty() || todo.len() > self.opts.listing_head_limit {
-            return;
-        }
-        let Some(parent_key) = self.table().key_of(parent) else {
-            return;
-        };
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Mutex<Vec<(usize, Option<ObjectInfo>)>> = Default::default();
-        let asked = std::time::Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..LISTING_HEAD_PARALLELISM.min(todo.len()) {
-                s.spawn(|| loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&i) = todo.get(k) else { return };
-                    let dir = entries[i].attrs.kind == NodeKind::Dir;
-                    let slash = if dir { "/" } else { "" };
-                    let key = format!("{parent_key}{}{slash}", entries[i].name);
-                    match self.bucket.head(&key) {
-                        Ok(info) => results.lock().push((i, Some(info))),
-                        // An implicit directory: no marker, nothing more to know.
-                        Err(e) if dir && e.is_not_found() => results.lock().push((i, None)),
-                        // Gone or unreadable meanwhile: keep what the listing said.
-                        Err(e) => log::debug!("{key}: {e}"),
-                    }
-                });
-            }
-        });
-        let expires = self.expiry();
-        for (i, info) in std::mem::take(&mut *results.lock()) {
-            if entries[i].attrs.kind != NodeKind::Dir {
-                if let Some(info) = info {
-                    let name = entries[i].name.clone();
-                    if let Ok(a) = self.record_object(parent, &name, &info, asked) {
-                        entries[i].attrs = a;
-                    }
-                }
-                continue;
-            }
-            let ino = entries[i].ino;
-            {
-                let mut t = self.table();
-                if !t.get(ino).is_some_and(|n| n.kind() == NodeKind::Dir) {
-                    continue;
-                }
-                t.set_marker(ino, info.is_some());
-                // No marker: an implicit directory, nothing more to know.
-                let (meta, attrs) = match info {
-                    Some(info) => (ObjectMeta::from(&info), metadata_attrs(&info.metadata)),
-                    None => (ObjectMeta::default(), AttrUpdate::default()),
-                };
-                t.record_meta(ino, meta, &attrs, expires);
-            }
-            if let Ok(a) = self.attrs_of(ino) {
-                entries[i].attrs = a;
-            }
-        }
     }
 }
 

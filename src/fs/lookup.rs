@@ -40,7 +40,7 @@ impl S3Fs {
             return Err(FsError::not_found(format!("{key}: unlinked")));
         }
         let now = Instant::now();
-        {
+        let deferred = {
             let t = self.table();
             let p = t
                 .get(parent)
@@ -51,11 +51,28 @@ impl S3Fs {
             if let Some(ino) = p.children().get(name).copied() {
                 if let Some(n) = t.get(ino) {
                     if n.attr_fresh(now) || p.listing_fresh(now) {
-                        return self.attrs_in(&t, ino);
+                        if !self.metadata_deferred(&t, ino) {
+                            return self.attrs_in(&t, ino);
+                        }
+                        Some(ino)
+                    } else {
+                        None
                     }
+                } else {
+                    None
                 }
             } else if t.is_negative(parent, name, now) {
                 return Err(FsError::not_found(format!("{name}: removed by this mount")));
+            } else {
+                None
+            }
+        };
+        // Metadata a listing left for the first lookup: HEADed with its siblings'; asked as
+        // below if that could not be done (the listing expired meanwhile).
+        if let Some(ino) = deferred {
+            self.complete_deferred(ino);
+            if !self.table().get(ino).is_some_and(|n| n.metadata_unknown()) {
+                return self.attrs_of(ino);
             }
         }
         let known = self.table().child(parent, name);

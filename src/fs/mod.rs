@@ -17,7 +17,7 @@
 //!   operations it answers at once with an errno), [`mountinfo`];
 //! - names and directories: [`lookup`] (what a name is: the table, or the server), [`dir`]
 //!   (mkdir, rmdir, unlink, symlink, mknod), [`listing`]
-//!   (readdir, page by page), [`rename`] with [`gate`] (uploads wait for renames of their
+//!   (readdir, page by page) with [`listing_heads`] (the metadata a listing lacks), [`rename`] with [`gate`] (uploads wait for renames of their
 //!   keys), [`names`] (which names can be keys and which keys can be names);
 //! - open files: [`open_files`] (the registry and the lock order), [`open_file`] (one file's
 //!   state and what touches only it) with [`staging`] (its local copy), [`page_cache`] (which version the kernel's cached pages
@@ -45,6 +45,7 @@ pub mod fuse;
 mod fuse_reply;
 pub mod gate;
 pub mod listing;
+pub mod listing_heads;
 pub mod lookup;
 pub mod metadata;
 pub mod mountinfo;
@@ -102,6 +103,8 @@ pub struct S3Fs {
     staging_dir: PathBuf,
     unsaved_dir: PathBuf,
     warned: Mutex<std::collections::HashSet<String>>,
+    /// Held while the HEADs a listing deferred are made ([`listing_heads`]).
+    deferred_heads: Mutex<()>,
     prefetch_pool: prefetch::PrefetchPool,
     data_cache: Option<Arc<DataCache>>,
     /// Stores the blocks sequential reads fetch, behind the readers.
@@ -185,6 +188,7 @@ impl S3Fs {
             staging_dir,
             unsaved_dir,
             warned: Mutex::new(Default::default()),
+            deferred_heads: Mutex::new(()),
             prefetch_pool,
             data_cache,
             cache_writer,

@@ -41,6 +41,9 @@ pub struct Node {
     pub(super) children: HashMap<String, u64>,
     /// Directories: `children` is a complete listing until then.
     pub(super) listing_expires: Option<Instant>,
+    /// Directories: files of the listing whose metadata is HEADed at the first lookup of one
+    /// of them, not before `readdir` answers (see `fs::listing`).
+    pub(super) heads_deferred: bool,
     /// Directories: names known absent, until when, and why.
     pub(super) negative: HashMap<String, Negative>,
     /// Kernel lookup count.
@@ -97,6 +100,7 @@ impl Node {
             foreign: None,
             children: HashMap::new(),
             listing_expires: None,
+            heads_deferred: false,
             negative: HashMap::new(),
             lookups: 0,
             local: LocalTimes::default(),
@@ -181,6 +185,18 @@ impl Node {
     /// Directories: until when `children` is a complete listing, if it is one.
     pub fn listing_expires(&self) -> Option<Instant> {
         self.listing_expires
+    }
+
+    /// Directories: the metadata of some files of the listing is HEADed at the first lookup
+    /// of one of them.
+    pub fn heads_deferred(&self) -> bool {
+        self.heads_deferred
+    }
+
+    /// Files: the metadata of the object's current version is not known (a listing gives
+    /// sizes and dates, not `x-amz-meta-*`).
+    pub fn metadata_unknown(&self) -> bool {
+        self.meta.as_ref().is_none_or(|m| m.etag != self.attr.etag) && self.attr.etag.is_some()
     }
 
     /// True if the attributes are still fresh.

@@ -174,6 +174,61 @@ fn readdir_heads_small_directories_so_ls_l_shows_what_stat_will() {
 }
 
 #[test]
+fn files_that_can_only_be_regular_are_headed_at_their_first_lookup_not_by_readdir() {
+    // A listing trusted for a while, as in a mount.
+    let fx = setup().ttl(Duration::from_secs(60)).mount();
+    let private = meta(&[("mode", &(0o100600).to_string()), ("uid", "1234")]);
+    let link = meta(&[("mode", &(0o120777).to_string())]);
+    // Big enough to be nothing but regular files: no HEAD before readdir answers.
+    for name in ["big1", "big2", "big3"] {
+        fx.store
+            .put_behind_with(BUCKET, &format!("d/{name}"), vec![7; 5000], &private, &[]);
+    }
+    // Small enough to be a symlink (its target) or a special file: HEADed, as before.
+    fx.store
+        .put_behind_with(BUCKET, "d/link", b"big1".to_vec(), &link, &[]);
+    fx.store.reset_counts();
+    let entries = fx.ls_entries("d").unwrap();
+    assert_eq!(
+        fx.count(Operation::HeadObject),
+        2,
+        "`d` and `link`, none of the big files"
+    );
+    let link_entry = entries.iter().find(|e| e.name == "link").unwrap();
+    assert_eq!(
+        link_entry.attrs.kind,
+        NodeKind::Symlink,
+        "its type from its HEAD"
+    );
+    let ino = |n: &str| entries.iter().find(|e| e.name == n).unwrap().ino;
+    // `readdirplus` hands the big files out for the kernel not to keep.
+    let deferred = |n: &str| {
+        let t = fx.fs.table();
+        fx.fs.metadata_deferred(&t, ino(n))
+    };
+    assert!(deferred("big1") && deferred("big3") && !deferred("link"));
+    // The first lookup of one HEADs them all, in parallel; later ones ask nothing.
+    fx.store.reset_counts();
+    let a = fx.stat("d/big2").unwrap();
+    assert_eq!((a.perm, a.uid), (0o600, 1234));
+    assert_eq!(fx.count(Operation::HeadObject), 3);
+    fx.store.reset_counts();
+    for name in ["big1", "big3"] {
+        assert_eq!(fx.stat(&format!("d/{name}")).unwrap().perm, 0o600);
+    }
+    assert_eq!(fx.store.total_requests(), 0);
+    assert!(!deferred("big1"));
+    // A listing over the limit defers nothing: it HEADs nothing, as before.
+    let over = setup_over(fx.store.clone())
+        .ttl(Duration::from_secs(60))
+        .opts(|o| o.listing_head_limit = 2)
+        .mount();
+    over.ls_entries("d").unwrap();
+    let d = over.dir_ino("d").unwrap();
+    assert!(!over.fs.table().get(d).unwrap().heads_deferred());
+}
+
+#[test]
 fn readdir_shows_markers_and_prefixes_as_directories_and_hides_keys_that_are_no_names() {
     let fx = fx();
     fx.put_behind("d/", b"");
