@@ -8,7 +8,9 @@
 //! attributes the kernel does not keep. `ls -l` thus shows what `stat` will, and a `find` that
 //! looks at names and types costs no request per file.
 
-use parking_lot::Mutex;
+use std::collections::HashSet;
+
+use parking_lot::{Condvar, Mutex};
 
 use super::attr::metadata_attrs;
 use super::dir::DirEntry;
@@ -77,11 +79,10 @@ impl S3Fs {
             }
             n.parent()
         };
-        // One at a time: a lookup of a sibling meanwhile waits for these HEADs, not its own.
-        let _one = self.deferred_heads.lock();
-        if !self.table().get(parent).is_some_and(|p| p.heads_deferred()) {
+        // One round per directory: a lookup of a sibling meanwhile waits for it, not its own.
+        let Some(_round) = DeferredRound::begin(self, parent) else {
             return;
-        }
+        };
         if let Some(mut entries) = self.fresh_entries(parent) {
             let todo: Vec<usize> = {
                 let t = self.table();
@@ -165,5 +166,43 @@ impl S3Fs {
                 entries[i].attrs = a;
             }
         }
+    }
+}
+
+/// The directories whose deferred HEADs are being made, and the wake-up of those waiting for
+/// one of them.
+#[derive(Debug, Default)]
+pub struct DeferredRounds {
+    busy: Mutex<HashSet<u64>>,
+    done: Condvar,
+}
+
+/// The round of deferred HEADs of one directory, made by whoever holds it; ended (others
+/// woken) when dropped, even by a panic.
+struct DeferredRound<'a> {
+    rounds: &'a DeferredRounds,
+    dir: u64,
+}
+
+impl<'a> DeferredRound<'a> {
+    /// Wait for a round of `dir` in progress; then `None` if no HEAD is left to make.
+    fn begin(fs: &'a S3Fs, dir: u64) -> Option<Self> {
+        let rounds = &fs.deferred_heads;
+        let mut busy = rounds.busy.lock();
+        while busy.contains(&dir) {
+            rounds.done.wait(&mut busy);
+        }
+        if !fs.table().get(dir).is_some_and(|p| p.heads_deferred()) {
+            return None;
+        }
+        busy.insert(dir);
+        Some(DeferredRound { rounds, dir })
+    }
+}
+
+impl Drop for DeferredRound<'_> {
+    fn drop(&mut self) {
+        self.rounds.busy.lock().remove(&self.dir);
+        self.rounds.done.notify_all();
     }
 }

@@ -103,8 +103,8 @@ pub struct S3Fs {
     staging_dir: PathBuf,
     unsaved_dir: PathBuf,
     warned: Mutex<std::collections::HashSet<String>>,
-    /// Held while the HEADs a listing deferred are made ([`listing_heads`]).
-    deferred_heads: Mutex<()>,
+    /// The directories whose deferred HEADs are being made ([`listing_heads`]).
+    deferred_heads: listing_heads::DeferredRounds,
     prefetch_pool: prefetch::PrefetchPool,
     data_cache: Option<Arc<DataCache>>,
     /// Stores the blocks sequential reads fetch, behind the readers.
@@ -188,7 +188,7 @@ impl S3Fs {
             staging_dir,
             unsaved_dir,
             warned: Mutex::new(Default::default()),
-            deferred_heads: Mutex::new(()),
+            deferred_heads: Default::default(),
             prefetch_pool,
             data_cache,
             cache_writer,

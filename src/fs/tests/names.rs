@@ -228,6 +228,43 @@ fn files_that_can_only_be_regular_are_headed_at_their_first_lookup_not_by_readdi
     assert!(!over.fs.table().get(d).unwrap().heads_deferred());
 }
 
+/// The deferred HEADs of one directory do not hold up another directory's: a lookup in `b`
+/// completes while `a`'s round waits in the middle of its first HEAD.
+#[test]
+fn directories_make_their_deferred_heads_each_on_their_own() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::channel;
+    let fx = setup().ttl(Duration::from_secs(60)).mount();
+    for d in ["a", "b"] {
+        for f in 0..3 {
+            fx.put_behind(&format!("{d}/big{f}"), &[1; 5000]);
+        }
+        fx.ls_entries(d).unwrap();
+    }
+    let (started_tx, started_rx) = channel();
+    let (go_tx, go_rx) = channel::<()>();
+    let b_came_first = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = b_came_first.clone();
+    fx.store.before_next(Operation::HeadObject, move |_| {
+        let _ = started_tx.send(());
+        flag.store(
+            go_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            Ordering::SeqCst,
+        );
+    });
+    std::thread::scope(|s| {
+        let a = s.spawn(|| fx.stat("a/big0").map(|a| a.size));
+        started_rx.recv().unwrap();
+        assert_eq!(fx.stat("b/big1").unwrap().size, 5000);
+        let _ = go_tx.send(());
+        assert_eq!(a.join().unwrap().unwrap(), 5000);
+    });
+    assert!(
+        b_came_first.load(Ordering::SeqCst),
+        "b's lookup waited for a's round"
+    );
+}
+
 #[test]
 fn readdir_shows_markers_and_prefixes_as_directories_and_hides_keys_that_are_no_names() {
     let fx = fx();
