@@ -441,6 +441,9 @@ impl S3Fs {
         // be completed before anyone sees it.
         if l.pages <= 1 {
             self.complete_from_heads(ino, &mut l.entries);
+        } else {
+            // Nothing left for a lookup to HEAD from an earlier, smaller listing.
+            self.table().set_heads_deferred(ino, false);
         }
     }
 

@@ -59,11 +59,13 @@ impl S3Fs {
                 }
             }
         }
-        if now.len() + later.len() > self.opts.listing_head_limit {
-            return;
+        let within = now.len() + later.len() <= self.opts.listing_head_limit;
+        // (Set either way: an earlier listing's deferred HEADs are not this one's.)
+        self.table()
+            .set_heads_deferred(parent, within && !later.is_empty());
+        if within {
+            self.head_entries(parent, entries, &now);
         }
-        self.table().set_heads_deferred(parent, !later.is_empty());
-        self.head_entries(parent, entries, &now);
     }
 
     /// The first lookup of a file whose metadata a listing left to be HEADed
@@ -93,7 +95,9 @@ impl S3Fs {
                     })
                     .collect()
             };
-            self.head_entries(parent, &mut entries, &todo);
+            if todo.len() <= self.opts.listing_head_limit {
+                self.head_entries(parent, &mut entries, &todo);
+            }
         }
         self.table().set_heads_deferred(parent, false);
     }

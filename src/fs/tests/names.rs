@@ -218,6 +218,21 @@ fn files_that_can_only_be_regular_are_headed_at_their_first_lookup_not_by_readdi
     }
     assert_eq!(fx.store.total_requests(), 0);
     assert!(!deferred("big1"));
+    // A later listing over the limit leaves nothing deferred from an earlier one.
+    fx.put_behind("d/big4", &[7; 5000]);
+    let short = setup_over(fx.store.clone())
+        .ttl(Duration::from_millis(300))
+        .opts(|o| o.listing_head_limit = 5)
+        .mount();
+    short.ls_entries("d").unwrap(); // big1-4 for a lookup, `link` now: 5
+    let d = short.dir_ino("d").unwrap();
+    assert!(short.fs.table().get(d).unwrap().heads_deferred());
+    for name in ["big5", "big6"] {
+        fx.put_behind(&format!("d/{name}"), &[7; 5000]);
+    }
+    std::thread::sleep(Duration::from_millis(400)); // the listing is stale
+    short.ls_entries("d").unwrap(); // big1-6 not known: over the limit
+    assert!(!short.fs.table().get(d).unwrap().heads_deferred());
     // A listing over the limit defers nothing: it HEADs nothing, as before.
     let over = setup_over(fx.store.clone())
         .ttl(Duration::from_secs(60))
