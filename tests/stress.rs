@@ -718,18 +718,31 @@ fn kill_9_during_uploads_leaves_old_or_new_objects_never_partial() {
             }
         }
     }
-    // What was being uploaded is still on the local disk, whole.
+    // What was being uploaded is still on the local disk, whole. A new file (writer 2) whose
+    // writer had not reached `close` may be cut anywhere: nobody was told it was written (a
+    // rewrite that returned fast enough lets its new file's writer start before the kill).
     let staged: Vec<_> = files_under(m.cache_dir())
         .into_iter()
         .filter(|p| p.components().any(|c| c.as_os_str() == "staging"))
         .collect();
+    let mut cut = 0;
     for p in &staged {
         let b = std::fs::read(p).unwrap();
-        let v = versioned::check(&b).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert_eq!(v.writer, 1, "{}: {v}", p.display());
+        match versioned::check(&b) {
+            Ok(v) => assert!(v.writer == 1 || v.writer == 2, "{}: {v}", p.display()),
+            Err(e) => {
+                assert!(
+                    b.starts_with(b"S3V w=0002 ") && versioned::is_prefix_of_a_version(&b),
+                    "{}: {e}",
+                    p.display()
+                );
+                cut += 1;
+            }
+        }
     }
     eprintln!(
-        "kill -9: {outcome:?}; {} staging files left, each a whole new version",
+        "kill -9: {outcome:?}; {} staging files left, each a whole new version but {cut} new \
+         files still being written",
         staged.len()
     );
     // The crash must have hit at least one upload, or the test proved nothing.

@@ -8,7 +8,8 @@
 //!   blindly: [`super::reconcile`]) and [`Bucket::put_file`] (one PUT up to
 //!   [`TransferConfig::multipart_threshold`], a parallel multipart upload above it);
 //! - [`Bucket::copy`]: one CopyObject, or UploadPartCopy above
-//!   [`TransferConfig::copy_threshold`] (5 GiB, S3's limit for a single copy);
+//!   [`TransferConfig::copy_threshold`] (5 GiB, S3's limit for a single copy), sent at least
+//!   [`super::spacing::SPACING`] after the last write of its target (see [`super::spacing`]);
 //! - deletes and listings: [`Bucket::delete`] and [`Bucket::delete_many`] (DeleteObjects in
 //!   batches of 1000), each given the version meant when known, [`Bucket::list_page`],
 //!   [`Bucket::list_all`], [`Bucket::list_uploads`], [`Bucket::list_parts`];
@@ -39,6 +40,7 @@ use super::name::ObjectRef;
 use super::read;
 use super::reconcile;
 use super::requests::delete::MAX_KEYS as DELETE_BATCH;
+use super::spacing::RecentWrites;
 use super::store::{head_if_any, ObjectStore, MAX_SINGLE_COPY};
 use super::transfer::{self, MultipartUpload, TransferConfig, Transfers};
 use super::types::{
@@ -58,6 +60,8 @@ pub struct Bucket {
     /// Where the uploads in flight are shown (`s3mount status`), if anywhere.
     metrics: Option<Arc<S3Metrics>>,
     caps: Arc<Capabilities>,
+    /// When keys were last written, for spacing copies after them.
+    recent: Arc<RecentWrites>,
 }
 
 impl Bucket {
@@ -72,6 +76,7 @@ impl Bucket {
             journal: None,
             metrics: None,
             caps: Arc::new(Capabilities::new()),
+            recent: Arc::default(),
         }
     }
 
@@ -230,7 +235,11 @@ impl Bucket {
         opts: &PutOptions,
     ) -> Result<Option<String>> {
         let obj = self.obj(key);
-        fallback::put(&*self.store, &self.retry, &self.caps, &obj, body, opts)
+        let put = fallback::put(&*self.store, &self.retry, &self.caps, &obj, body, opts);
+        if put.is_ok() {
+            self.recent.written(key);
+        }
+        put
     }
 
     /// Upload `len` bytes of `file` as `key`: one PUT up to the multipart threshold, a parallel
@@ -255,8 +264,13 @@ impl Bucket {
             }
             return result;
         }
-        self.transfers()
-            .upload_file(&self.obj(key), file, len, opts)
+        let put = self
+            .transfers()
+            .upload_file(&self.obj(key), file, len, opts);
+        if put.is_ok() {
+            self.recent.written(key);
+        }
+        put
     }
 
     /// Server-side copy: one CopyObject, or UploadPartCopy above the copy threshold (the
@@ -265,6 +279,17 @@ impl Bucket {
     /// A lost reply is looked into (the copy is never made twice); a condition or `REPLACE`
     /// the server rejects is replaced by a weaker behaviour (see [`super::fallback`]).
     pub fn copy(&self, c: &CopyRequest) -> Result<CopyResult> {
+        let copied = self.copy_now(c);
+        if copied.is_ok() {
+            self.recent.written(&c.dst.key);
+        }
+        copied
+    }
+
+    fn copy_now(&self, c: &CopyRequest) -> Result<CopyResult> {
+        if c.dst.bucket == self.name {
+            self.recent.space(&c.dst.key);
+        }
         let size = match c.size {
             Some(s) => s,
             None if self.transfer.copy_threshold >= MAX_SINGLE_COPY => 0,
@@ -375,7 +400,12 @@ impl Bucket {
         size: u64,
         cond: &PutOptions,
     ) -> Result<Option<String>> {
-        self.transfers().finish(upload, parts, size, cond)
+        let key = upload.obj.key.clone();
+        let done = self.transfers().finish(upload, parts, size, cond);
+        if done.is_ok() {
+            self.recent.written(&key);
+        }
+        done
     }
 
     /// Abort an upload this process started (one already gone is fine).

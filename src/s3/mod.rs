@@ -17,7 +17,8 @@
 //!
 //! Beside them: [`metrics`] (requests, errors and latency per operation, uploads in flight,
 //! for `s3mount status`), [`name`] (S3Name), [`meta`] (user metadata and content headers), [`types`]
-//! (the values requests take and give), [`etag`], [`private`] (files private to the user).
+//! (the values requests take and give), [`etag`], [`private`] (files private to the user),
+//! [`spacing`] (copies spaced from the write before them).
 
 pub mod body;
 pub mod bucket;
@@ -40,6 +41,7 @@ pub mod reconcile;
 pub(crate) mod requests;
 pub mod seed;
 pub mod sign;
+pub mod spacing;
 pub mod storage;
 pub mod store;
 pub mod stream;
