@@ -16,8 +16,6 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use base64::Engine;
-
 use super::error::FsError;
 use super::open_file::OpenFile;
 use super::S3Fs;
@@ -63,10 +61,8 @@ impl Note {
             .collect();
         let mut note = format!("s3://{}/{shown}\n", self.obj.bucket);
         if !exact {
-            note.push_str(&format!(
-                "{KEY_LINE}: =?UTF-8?B?{}?=\n",
-                base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
-            ));
+            // Such a key is never plain printable ASCII: `encode_value` encodes it.
+            note.push_str(&format!("{KEY_LINE}: {}\n", encode_value(key)));
         }
         for (n, v) in &self.content_headers {
             note.push_str(&format!("{n}: {v}\n"));
