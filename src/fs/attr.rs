@@ -298,21 +298,26 @@ impl S3Fs {
         if let Some(a) = self.open_file_attrs(ino) {
             return Ok(a);
         }
-        let (fresh, parent, name) = {
+        // Fresh attributes (or an unlinked file's) are answered under one look at the table;
+        // only metadata a listing left for the first lookup takes more.
+        let stale = {
             let t = self.table();
             let n = t
                 .get(ino)
                 .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))?;
-            (
-                n.attr_fresh(std::time::Instant::now()),
-                n.parent(),
-                n.name().to_string(),
-            )
+            if n.attr_fresh(std::time::Instant::now()) || n.parent() == 0 {
+                if !self.metadata_deferred(&t, ino) {
+                    return self.attrs_in(&t, ino);
+                }
+                None
+            } else {
+                Some((n.parent(), n.name().to_string()))
+            }
         };
-        if fresh || parent == 0 {
+        let Some((parent, name)) = stale else {
             self.complete_deferred(ino);
             return self.attrs_of(ino);
-        }
+        };
         let a = self.revalidate(parent, &name)?;
         if a.ino != ino {
             // The name now points at something else (recreated behind our back): this inode

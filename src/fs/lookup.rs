@@ -48,23 +48,20 @@ impl S3Fs {
             if p.kind() != NodeKind::Dir {
                 return Err(FsError::new(libc::ENOTDIR, "parent is not a directory"));
             }
-            if let Some(ino) = p.children().get(name).copied() {
-                if let Some(n) = t.get(ino) {
-                    if n.attr_fresh(now) || p.listing_fresh(now) {
-                        if !self.metadata_deferred(&t, ino) {
-                            return self.attrs_in(&t, ino);
-                        }
-                        Some(ino)
-                    } else {
-                        None
+            match p.children().get(name).copied() {
+                Some(ino) => {
+                    let trusted = t
+                        .get(ino)
+                        .is_some_and(|n| n.attr_fresh(now) || p.listing_fresh(now));
+                    if trusted && !self.metadata_deferred(&t, ino) {
+                        return self.attrs_in(&t, ino);
                     }
-                } else {
-                    None
+                    trusted.then_some(ino)
                 }
-            } else if t.is_negative(parent, name, now) {
-                return Err(FsError::not_found(format!("{name}: removed by this mount")));
-            } else {
-                None
+                None if t.is_negative(parent, name, now) => {
+                    return Err(FsError::not_found(format!("{name}: removed by this mount")));
+                }
+                None => None,
             }
         };
         // Metadata a listing left for the first lookup: HEADed with its siblings'; asked as
