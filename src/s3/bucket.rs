@@ -235,11 +235,10 @@ impl Bucket {
         opts: &PutOptions,
     ) -> Result<Option<String>> {
         let obj = self.obj(key);
-        let put = fallback::put(&*self.store, &self.retry, &self.caps, &obj, body, opts);
-        if put.is_ok() {
-            self.recent.written(key);
-        }
-        put
+        self.noted(
+            key,
+            fallback::put(&*self.store, &self.retry, &self.caps, &obj, body, opts),
+        )
     }
 
     /// Upload `len` bytes of `file` as `key`: one PUT up to the multipart threshold, a parallel
@@ -264,13 +263,11 @@ impl Bucket {
             }
             return result;
         }
-        let put = self
-            .transfers()
-            .upload_file(&self.obj(key), file, len, opts);
-        if put.is_ok() {
-            self.recent.written(key);
-        }
-        put
+        self.noted(
+            key,
+            self.transfers()
+                .upload_file(&self.obj(key), file, len, opts),
+        )
     }
 
     /// Server-side copy: one CopyObject, or UploadPartCopy above the copy threshold (the
@@ -279,11 +276,7 @@ impl Bucket {
     /// A lost reply is looked into (the copy is never made twice); a condition or `REPLACE`
     /// the server rejects is replaced by a weaker behaviour (see [`super::fallback`]).
     pub fn copy(&self, c: &CopyRequest) -> Result<CopyResult> {
-        let copied = self.copy_now(c);
-        if copied.is_ok() {
-            self.recent.written(&c.dst.key);
-        }
-        copied
+        self.noted(&c.dst.key, self.copy_now(c))
     }
 
     fn copy_now(&self, c: &CopyRequest) -> Result<CopyResult> {
@@ -401,11 +394,16 @@ impl Bucket {
         cond: &PutOptions,
     ) -> Result<Option<String>> {
         let key = upload.obj.key.clone();
-        let done = self.transfers().finish(upload, parts, size, cond);
-        if done.is_ok() {
-            self.recent.written(&key);
+        self.noted(&key, self.transfers().finish(upload, parts, size, cond))
+    }
+
+    /// `result` of a write of `key`: if it succeeded, the key was just written (copies onto it
+    /// are spaced from it: [`super::spacing`]).
+    fn noted<T>(&self, key: &str, result: Result<T>) -> Result<T> {
+        if result.is_ok() {
+            self.recent.written(key);
         }
-        done
+        result
     }
 
     /// Abort an upload this process started (one already gone is fine).
