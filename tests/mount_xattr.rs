@@ -619,16 +619,7 @@ os.close(fd)
 "#,
         path = f.display().to_string()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::python(&script, &[]);
     assert_eq!(
         puts_seen(&proxy, &bucket, "w.dat"),
         1,
@@ -660,16 +651,7 @@ os.close(fd)
         "import os\nfd = os.open({:?}, os.O_WRONLY | os.O_TRUNC)\nos.write(fd, b'new')\nos.setxattr(fd, 'user.x-amz-meta-size', b'L')\nos.close(fd)\n",
         m.join("old.dat").display().to_string()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::python(&script, &[]);
     assert_eq!(puts_seen(&proxy, &bucket, "old.dat"), puts_before + 1);
     let h = head(&st, &bucket, "old.dat");
     assert_eq!(
@@ -700,16 +682,7 @@ fn a_reader_keeps_reading_across_a_metadata_change_of_a_multipart_object() {
         "import os, sys\nf = open({p:?}, 'rb')\nfirst = f.read(1 << 20)\nos.setxattr({p:?}, 'user.x-amz-meta-seen', b'yes')\nrest = f.read()\nsys.stdout.buffer.write(first + rest)\n",
         p = m.join("big.bin").display().to_string()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::python(&script, &[]);
     assert!(out.stdout == data, "the reader got other bytes");
     let h = head(&st, &bucket, "big.bin");
     assert_eq!(h.metadata.get("seen"), Some("yes"));
@@ -1245,16 +1218,7 @@ fn overwriting_after_touch_d_moves_mtime_and_keeps_mode() {
         "import os\nfd = os.open({:?}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\nos.write(fd, b'x')\nos.utime(fd, (1100000000, 1100000000))\nos.close(fd)\n",
         g.display().to_string()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::python(&script, &[]);
     assert_eq!(puts_seen(&proxy, &bucket, "u.txt"), 1);
     let mt = head(&st, &bucket, "u.txt")
         .metadata

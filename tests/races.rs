@@ -935,17 +935,9 @@ for i in range(n):
         h.write(b"x")
     os.chmod(f, 0o640)
 "#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(m.path())
-        .arg(N.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::python(
+        script,
+        &[m.path().as_os_str(), std::ffi::OsStr::new(&N.to_string())],
     );
     let mut lost = Vec::new();
     for i in 0..N {

@@ -781,6 +781,25 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Run `python3 -c script args...`, assert it succeeded (the message has its stderr), and
+/// return its output.
+pub fn python(script: &str, args: &[&std::ffi::OsStr]) -> Output {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+    assert!(
+        out.status.success(),
+        "python3 failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Run `cmd` with `bash -c`, assert it succeeded (the message has its stdout and stderr), and
 /// return its output.
 pub fn sh(cmd: &str) -> Output {
