@@ -42,7 +42,7 @@ pub struct Node {
     /// Directories: `children` is a complete listing until then.
     pub(super) listing_expires: Option<Instant>,
     /// Directories: files of the listing whose metadata is HEADed at the first lookup of one
-    /// of them, not before `readdir` answers (see `fs::listing`).
+    /// of them, not before `readdir` answers (see `fs::listing_heads`).
     pub(super) heads_deferred: bool,
     /// Directories: names known absent, until when, and why.
     pub(super) negative: HashMap<String, Negative>,
