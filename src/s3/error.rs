@@ -152,6 +152,10 @@ fn action_hint(code: &str, action: &Option<&'static str>) -> String {
         "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired" => {
             "; the session token is invalid or expired".to_string()
         }
+        // GET of an object in GLACIER or DEEP_ARCHIVE, and a copy of one.
+        "InvalidObjectState" | "ObjectNotInActiveTierError" => {
+            "; the object is archived: restore it first (RestoreObject)".to_string()
+        }
         _ => action
             .map(|a| format!("; the policy must allow {a}"))
             .unwrap_or_default(),
@@ -319,6 +323,17 @@ mod tests {
         };
         assert_eq!(denied.errno(), libc::EACCES);
         assert!(denied.to_string().contains("s3:ListBucket"));
+        let archived = StorageError::AccessDenied {
+            bucket: "b".into(),
+            key: "k".into(),
+            code: "InvalidObjectState".into(),
+            message: "The operation is not valid for the object's storage class".into(),
+            action: Some("s3:GetObject"),
+            request_id: None,
+        };
+        assert_eq!(archived.errno(), libc::EACCES);
+        assert!(archived.to_string().contains("archived: restore it first"));
+        assert!(!archived.to_string().contains("policy"));
         assert!(denied.to_string().contains("R1"));
         let slow = StorageError::Http {
             status: 503,
