@@ -38,8 +38,8 @@ pub struct Cli {
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, default_permissions,
     /// uid=, gid=, umask=, file_mode=, dir_mode=, config=, endpoint=, region=, profile=,
-    /// cache_dir=, cache_size=, metadata_ttl=, allow_shared_cache; _netdev, nofail, noauto are
-    /// ignored.
+    /// cache_dir=, cache_size=, metadata_ttl=, storage_class=, allow_shared_cache; _netdev,
+    /// nofail, noauto are ignored.
     #[arg(short = 'o', value_name = "OPTS", help_heading = "Mount")]
     pub options: Vec<String>,
 
@@ -98,6 +98,11 @@ pub struct Cli {
     /// How long attributes and listings are trusted: 1, 1.5, 500ms, 30s (default 1s).
     #[arg(long, value_name = "DURATION", value_parser = opts::parse_duration, help_heading = "Mount")]
     pub metadata_ttl: Option<Duration>,
+    /// Storage class of the files the mount creates (STANDARD_IA, INTELLIGENT_TIERING,
+    /// GLACIER_IR, ...; default: the server's, STANDARD). Existing objects keep their own class
+    /// through rewrites, metadata changes and renames.
+    #[arg(long, value_name = "CLASS", value_parser = opts::parse_storage_class, help_heading = "Mount")]
+    pub storage_class: Option<String>,
     /// Staging files, unsaved uploads and the data cache live here (in a subdirectory per
     /// bucket and prefix).
     #[arg(long, value_name = "DIR", help_heading = "Cache")]
@@ -328,7 +333,8 @@ pub fn merged_options(cli: &Cli) -> Result<MountOptions, String> {
         profile,
         cache_dir,
         cache_size,
-        metadata_ttl
+        metadata_ttl,
+        storage_class
     );
     if o.allow_other && o.allow_root {
         return Err("allow_other and allow_root exclude each other".into());

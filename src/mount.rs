@@ -98,6 +98,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
     fs_opts.dir_mode = o.dir_mode.unwrap_or(fs_opts.dir_mode) & !umask;
     fs_opts.data_cache_size = o.cache_size.unwrap_or(fs_opts.data_cache_size);
     fs_opts.mount_point = Some(mountpoint.clone());
+    fs_opts.storage_class = o.storage_class.clone();
     // After the cache dir check, which creates it: the log file may be in it.
     if let Some(f) = &cli.log_file {
         set_log_file(f)?;

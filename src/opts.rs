@@ -42,6 +42,8 @@ pub struct MountOptions {
     pub cache_size: Option<u64>,
     /// `metadata_ttl=DURATION`
     pub metadata_ttl: Option<Duration>,
+    /// `storage_class=CLASS`: of the files the mount creates.
+    pub storage_class: Option<String>,
     /// `allow_insecure_config`
     pub allow_insecure_config: bool,
     /// `force_path_style`
@@ -122,6 +124,10 @@ impl MountOptions {
                 "metadata_ttl" => {
                     self.metadata_ttl = Some(parse_duration(need("a duration, e.g. 30s")?)?)
                 }
+                "storage_class" => {
+                    self.storage_class =
+                        Some(parse_storage_class(need("a class, e.g. STANDARD_IA")?)?)
+                }
                 n if IGNORED.contains(&n)
                     || n.starts_with("x-systemd.")
                     || n.starts_with("comment=") => {}
@@ -156,6 +162,24 @@ pub fn parse_size(v: &str) -> Result<u64, String> {
         })
 }
 
+/// An S3 storage class as S3 spells them (`STANDARD_IA`, `INTELLIGENT_TIERING`, `GLACIER_IR`):
+/// upper-case letters, digits and `_`. Which ones a server takes is the server's business (a
+/// class it refuses fails the upload: `close` gives EIO and the bytes stay under `unsaved/`).
+pub fn parse_storage_class(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.starts_with(|c: char| c.is_ascii_uppercase())
+        && v.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?}: expected a storage class as S3 spells it, such as STANDARD_IA or GLACIER_IR"
+        ))
+    }
+}
+
 /// `30s`, `500ms`, `5m`, `1h`, or plain seconds (`1.5`).
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let s = v.trim();
@@ -174,7 +198,7 @@ mod tests {
     #[test]
     fn every_option_parses() {
         let mut o = MountOptions::default();
-        o.parse_into("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022,file_mode=0640,dir_mode=0750,config=/etc/s3mount/b.yaml,endpoint=http://h:9000,region=eu-west-1,profile=p,cache_dir=/var/cache/x,cache_size=10G,metadata_ttl=30s,allow_shared_cache,_netdev,nofail,noauto,x-systemd.automount")
+        o.parse_into("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022,file_mode=0640,dir_mode=0750,config=/etc/s3mount/b.yaml,endpoint=http://h:9000,region=eu-west-1,profile=p,cache_dir=/var/cache/x,cache_size=10G,metadata_ttl=30s,storage_class=STANDARD_IA,allow_shared_cache,_netdev,nofail,noauto,x-systemd.automount")
             .unwrap();
         assert_eq!(o.read_only, Some(true));
         assert!(o.allow_other && o.allow_root && o.default_permissions);
@@ -188,6 +212,7 @@ mod tests {
         assert_eq!(o.region.as_deref(), Some("eu-west-1"));
         assert_eq!(o.cache_size, Some(10 << 30));
         assert_eq!(o.metadata_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(o.storage_class.as_deref(), Some("STANDARD_IA"));
         assert!(o.allow_shared_cache);
         o.parse_into("rw").unwrap();
         assert_eq!(o.read_only, Some(false));
@@ -201,6 +226,8 @@ mod tests {
             ("umask=9", "octal"),
             ("cache_size=lots", "size"),
             ("metadata_ttl=soon", "duration"),
+            ("storage_class=standard_ia", "storage class"),
+            ("storage_class=GLACIER IR", "storage class"),
             ("ro=1", "takes no value"),
             ("config=", "needs a value"),
         ] {

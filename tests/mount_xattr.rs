@@ -1262,3 +1262,148 @@ fn no_xattr_turns_extended_attributes_off_and_keeps_files_working() {
         .expect("head f.txt");
     assert!(info.metadata.get("tag").is_none());
 }
+
+/// The storage class and encryption headers a HEAD names, sorted.
+fn how_stored(storage: &Storage, bucket: &str, key: &str) -> Vec<(String, String)> {
+    let mut h: Vec<_> = head(storage, bucket, key)
+        .content_headers
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("x-amz-"))
+        .collect();
+    h.sort();
+    h
+}
+
+#[test]
+fn storage_class_and_encryption_survive_chmod_setfattr_rewrites_and_mv() {
+    // S3 puts a copy or a PUT in STANDARD, under the bucket's default encryption, unless the
+    // request names others: every change the mount makes by a copy or an upload must name the
+    // object's own again, or a `chmod` would move it out of STANDARD_IA or off its KMS key.
+    if skip_on(ServerLimit::NoStorageClasses) {
+        return;
+    }
+    let srv = server();
+    let storage = srv.storage();
+    let bucket = srv.fresh_bucket("sclass");
+    let stored = vec![
+        (
+            "x-amz-server-side-encryption".to_string(),
+            "aws:kms".to_string(),
+        ),
+        (
+            "x-amz-server-side-encryption-aws-kms-key-id".to_string(),
+            "arn:aws:kms:us-east-1:123456789012:key/k1".to_string(),
+        ),
+        ("x-amz-storage-class".to_string(), "STANDARD_IA".to_string()),
+    ];
+    let mut content_headers = vec![("content-type".to_string(), "text/plain".to_string())];
+    content_headers.extend(stored.iter().cloned());
+    let opts = PutOptions {
+        content_headers,
+        ..PutOptions::default()
+    };
+    storage
+        .bucket(&bucket)
+        .put("d/cold.txt", RequestBody::Bytes(b"cold"), &opts)
+        .unwrap();
+    assert_eq!(
+        how_stored(&storage, &bucket, "d/cold.txt"),
+        stored,
+        "as put"
+    );
+    let m = Mount::new(srv, &bucket);
+    let f = m.join("d/cold.txt");
+    let f = f.display();
+    sh(&format!("chmod 600 '{f}'"));
+    assert_eq!(
+        how_stored(&storage, &bucket, "d/cold.txt"),
+        stored,
+        "after chmod"
+    );
+    sh(&format!("setfattr -n user.x-amz-meta-tier -v cold '{f}'"));
+    assert_eq!(
+        how_stored(&storage, &bucket, "d/cold.txt"),
+        stored,
+        "after setfattr"
+    );
+    sh(&format!("echo rewritten > '{f}'"));
+    assert_eq!(
+        how_stored(&storage, &bucket, "d/cold.txt"),
+        stored,
+        "after a rewrite"
+    );
+    let d = m.join("d");
+    sh(&format!("mv '{f}' '{}/moved.txt'", d.display()));
+    assert_eq!(
+        how_stored(&storage, &bucket, "d/moved.txt"),
+        stored,
+        "after mv"
+    );
+    // A directory's keys are copied as listed, without a HEAD each: the class is in the
+    // listing, the encryption is not (the copies take the bucket's default).
+    sh(&format!("mv '{}' '{}'", d.display(), m.join("e").display()));
+    let moved = how_stored(&storage, &bucket, "e/moved.txt");
+    assert!(
+        moved.contains(&("x-amz-storage-class".to_string(), "STANDARD_IA".to_string())),
+        "after mv of the directory: {moved:?}"
+    );
+    assert_eq!(get_all(&storage, &bucket, "e/moved.txt"), b"rewritten\n");
+    let info = head(&storage, &bucket, "e/moved.txt");
+    assert_eq!(info.metadata.get("tier"), Some("cold"));
+    // An archived object: listed, but its GET and its copies are refused until restored.
+    let frozen = PutOptions {
+        content_headers: vec![("x-amz-storage-class".to_string(), "GLACIER".to_string())],
+        ..PutOptions::default()
+    };
+    storage
+        .bucket(&bucket)
+        .put("frozen.txt", RequestBody::Bytes(b"frozen"), &frozen)
+        .unwrap();
+    let f = m.join("frozen.txt");
+    let err = std::fs::read(&f).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "read: {err}");
+    let out = run(&format!("chmod 600 '{}'", f.display()));
+    assert!(!out.status.success());
+    assert!(
+        m.log().contains("archived: restore it first"),
+        "{}",
+        m.log()
+    );
+}
+
+#[test]
+fn storage_class_option_applies_to_new_files_only() {
+    if skip_on(ServerLimit::NoStorageClasses) {
+        return;
+    }
+    let srv = server();
+    let storage = srv.storage();
+    let bucket = srv.fresh_bucket("sclass-new");
+    seed(&storage, &bucket, "old.txt", b"old", &[], "text/plain");
+    let m = Mount::with_args(srv, &bucket, &["--storage-class", "GLACIER_IR"]);
+    let class = vec![("x-amz-storage-class".to_string(), "GLACIER_IR".to_string())];
+    sh(&format!("echo new > '{}'", m.join("new.txt").display()));
+    assert_eq!(how_stored(&storage, &bucket, "new.txt"), class, "echo >");
+    sh(&format!(
+        "cp '{}' '{}'",
+        m.join("old.txt").display(),
+        m.join("copy.txt").display()
+    ));
+    assert_eq!(
+        how_stored(&storage, &bucket, "copy.txt"),
+        class,
+        "cp inside the mount"
+    );
+    sh(&format!("echo again > '{}'", m.join("old.txt").display()));
+    assert_eq!(
+        how_stored(&storage, &bucket, "old.txt"),
+        [],
+        "a rewrite keeps STANDARD"
+    );
+    sh(&format!("mkdir '{}'", m.join("dir").display()));
+    assert_eq!(
+        how_stored(&storage, &bucket, "dir/"),
+        [],
+        "a directory marker"
+    );
+}

@@ -592,6 +592,7 @@ fn multipart_copy_is_byte_exact_and_keeps_metadata() {
             replace: None,
             if_match: Some(src_etag.clone()),
             size: None,
+            storage_class: None,
         })
         .unwrap();
     let etag = r.etag.expect("ETag of the completed copy");
@@ -619,6 +620,7 @@ fn multipart_copy_is_byte_exact_and_keeps_metadata() {
             }),
             if_match: None,
             size: Some(data.len() as u64),
+            storage_class: None,
         })
         .unwrap();
     let head = storage.head_object(&dst2).unwrap();
@@ -1165,6 +1167,7 @@ fn keys_round_trip(bucket_hint: &str, keys: &[&str], prefixes: &[&str]) {
                 replace: None,
                 if_match: None,
                 size: None,
+                storage_class: None,
             })
             .unwrap_or_else(|e| panic!("copy {k:?}: {e}"));
         assert_eq!(

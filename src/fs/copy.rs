@@ -150,6 +150,7 @@ impl S3Fs {
                 }),
                 if_match: c.etag.clone(),
                 size: Some(c.size),
+                storage_class: None,
             })?;
             log::debug!(
                 "{key}: copied from {} on the server ({} bytes)",

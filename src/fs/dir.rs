@@ -17,7 +17,6 @@ use super::names::{check_key_len, name_str, valid_component};
 use super::unlinked::Detached;
 use super::S3Fs;
 use crate::cache::inode::{ForeignMarker, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
-use crate::s3::meta::guess_content_type;
 use crate::s3::{ListRequest, Metadata, ObjectInfo, PutOptions, RequestBody};
 
 /// The Content-Type of a directory marker, as s3fs writes it (and as old s3fs marks a
@@ -362,7 +361,7 @@ impl S3Fs {
         }
         metadata.insert("mtime", format_mtime(mtime));
         let content_headers = match kind {
-            NodeKind::File => vec![("content-type".into(), guess_content_type(&key))],
+            NodeKind::File => self.new_file_headers(&key),
             _ => Vec::new(),
         };
         let etag = self.bucket.put(

@@ -25,7 +25,6 @@ use super::names::{check_key_len, name_str, valid_component};
 use super::open_file::{errno_of, OpenFile, Staging};
 use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
-use crate::s3::storage::guess_content_type;
 use crate::s3::store::MAX_OBJECT_SIZE;
 use crate::s3::{private, Metadata};
 
@@ -140,8 +139,7 @@ impl S3Fs {
         let mut meta = Metadata::new();
         meta.insert("mode", (owner.mode | S_IFREG).to_string());
         owner.write_to(&mut meta);
-        let content_type = vec![("content-type".into(), guess_content_type(&key))];
-        of.start_new(flags & libc::O_EXCL != 0, meta, content_type);
+        of.start_new(flags & libc::O_EXCL != 0, meta, self.new_file_headers(&key));
         self.ensure_staging(&mut of, false)?;
         of.mark_dirty();
         self.kernel_pages.changed(ino);

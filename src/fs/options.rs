@@ -47,6 +47,9 @@ pub struct FsOptions {
     pub owners_from_callers: bool,
     /// Threads fetching read-ahead parts (unit tests, which make a mount per case, use few).
     pub prefetch_workers: usize,
+    /// `x-amz-storage-class` of the files the mount creates (`--storage-class`; None: the
+    /// server's default, STANDARD). Objects that exist keep their own class.
+    pub storage_class: Option<String>,
 }
 
 impl FsOptions {
@@ -74,6 +77,7 @@ impl FsOptions {
             mount_point: None,
             owners_from_callers: false,
             prefetch_workers: prefetch::DEFAULT_WORKERS,
+            storage_class: None,
         }
     }
 }

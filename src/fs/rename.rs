@@ -162,7 +162,13 @@ impl S3Fs {
                     content_headers: retyped(&m.content_headers, &old_type, &new_type),
                 }
             };
-            let copied = self.copy_key(&src_key, &dst_key, etag, size, known, Some(&rewrite))?;
+            let copied = self.copy_key(
+                &src_key,
+                &dst_key,
+                (etag, size, None),
+                known,
+                Some(&rewrite),
+            )?;
             if let Some(reply) = &copied.looked {
                 // Another client's version was moved: the file shows it (size, metadata).
                 self.table().record_head_of(src.ino, reply, self.expiry());
@@ -287,7 +293,8 @@ impl S3Fs {
                         continue;
                     };
                     let dst = format!("{dst_key}{rest}");
-                    match self.copy_key(&o.key, &dst, o.etag.clone(), Some(o.size), None, None) {
+                    let listed = (o.etag.clone(), Some(o.size), o.storage_class.clone());
+                    match self.copy_key(&o.key, &dst, listed, None, None) {
                         Ok(c) => copied.lock().push(Copied {
                             rest: rest.to_string(),
                             old_etag: c.from,
@@ -361,8 +368,9 @@ impl S3Fs {
     }
 
     /// Copy `src_key` to `dst_key` guarded by `etag`, the version of `size` bytes the mount
-    /// knows: with its metadata (directive COPY), or — given that version's metadata `known`
-    /// and `rewrite` — with `rewrite(known)` (REPLACE). When the server refuses the copy
+    /// knows: with its metadata (directive COPY, in storage class `class`, the source's as
+    /// listed: S3 would put the copy in STANDARD), or — given that version's metadata `known`
+    /// and `rewrite` — with `rewrite(known)` (REPLACE, whose kept headers carry the class). When the server refuses the copy
     /// because the source changed (412), look at the source again (HEAD) and copy the version
     /// there now (rewriting its own metadata): at most [`RENAME_COPY_ATTEMPTS`] copies (see
     /// the module documentation). A source gone meanwhile is an error that says so (not
@@ -371,8 +379,7 @@ impl S3Fs {
         &self,
         src_key: &str,
         dst_key: &str,
-        mut etag: Option<String>,
-        mut size: Option<u64>,
+        (mut etag, mut size, mut class): (Option<String>, Option<u64>, Option<String>),
         known: Option<ObjectMeta>,
         rewrite: Option<&dyn Fn(&ObjectMeta) -> ReplaceMetadata>,
     ) -> Result<KeyCopy, StorageError> {
@@ -386,6 +393,7 @@ impl S3Fs {
                 replace: replace.clone(),
                 if_match: etag.clone(),
                 size,
+                storage_class: class.clone(),
             });
             match copied {
                 Ok(c) => {
@@ -405,6 +413,7 @@ impl S3Fs {
                     );
                     etag = info.etag.clone();
                     size = Some(info.size);
+                    class = info.storage_class().map(str::to_string);
                     replace = rewrite.map(|f| f(&ObjectMeta::from(&info)));
                     looked = Some(HeadReply::new(&info, metadata_attrs(&info.metadata), asked));
                     attempt += 1;

@@ -43,6 +43,7 @@ use super::open_file::OpenFile;
 use super::upload_plan::{Streaming, UploadPlan};
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, ObjectMeta};
+use crate::s3::meta::STORAGE_CLASS_HEADER;
 use crate::s3::storage::guess_content_type;
 use crate::s3::stream::UploadQueue;
 use crate::s3::{Metadata, PutOptions, StreamingUpload};
@@ -73,12 +74,24 @@ impl S3Fs {
         }
         let content_headers = content_headers
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| vec![("content-type".into(), guess_content_type(key))]);
+            .unwrap_or_else(|| self.new_file_headers(key));
         Ok(UploadPlan {
             metadata,
             content_headers,
             exclusive: of.exclusive(),
         })
+    }
+
+    /// The headers of a new regular file `key`: a Content-Type from its name, and the storage
+    /// class of `--storage-class` (an object that exists keeps its own, with its other kept
+    /// headers; directory markers, symlinks and special files, which are tiny, stay in the
+    /// default class).
+    pub(crate) fn new_file_headers(&self, key: &str) -> Vec<(String, String)> {
+        let mut h = vec![("content-type".into(), guess_content_type(key))];
+        if let Some(class) = &self.opts.storage_class {
+            h.push((STORAGE_CLASS_HEADER.into(), class.clone()));
+        }
+        h
     }
 
     /// Upload the staging file if it has changes: complete the streamed upload if there is one

@@ -21,16 +21,29 @@ pub const META_PREFIX: &str = "x-amz-meta-";
 /// value as sent.
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
 
-/// Content headers an object keeps across a metadata-only self-copy. With
-/// `x-amz-metadata-directive: REPLACE` S3 forgets them unless they are sent again.
-pub const CONTENT_HEADERS: &[&str] = &[
+/// Headers an object keeps across a metadata-only self-copy, a rename's copy and a rewrite:
+/// its content headers, and how the server stores it (storage class, server-side encryption).
+/// With `x-amz-metadata-directive: REPLACE` S3 forgets them unless they are sent again, and a
+/// copy or a PUT without `x-amz-storage-class` / `x-amz-server-side-encryption` puts the
+/// object in STANDARD under the bucket's default encryption: a `chmod` of an object in
+/// STANDARD_IA, or of one encrypted with its own KMS key, would change what it costs and who
+/// can read it. Read from a HEAD (a server that does not report them sends nothing back) and
+/// sent again as they came.
+pub const KEPT_HEADERS: &[&str] = &[
     "content-type",
     "content-encoding",
     "content-disposition",
     "content-language",
     "cache-control",
     "expires",
+    STORAGE_CLASS_HEADER,
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-bucket-key-enabled",
 ];
+
+/// The header naming an object's storage class (absent: STANDARD).
+pub const STORAGE_CLASS_HEADER: &str = "x-amz-storage-class";
 
 /// An object's user metadata: lower-case `x-amz-meta-NAME` → decoded value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -95,6 +95,7 @@ pub fn update_metadata<E: From<StorageError>>(
             replace: Some(written.clone()),
             if_match: base.etag.clone(),
             size: base.size,
+            storage_class: None,
         });
         match copied {
             Ok(c) => {

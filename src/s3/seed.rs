@@ -186,6 +186,7 @@ impl Storage {
             replace,
             if_match: head.etag.clone(),
             size: Some(head.size),
+            storage_class: None,
         })?;
         Ok(())
     }

@@ -22,11 +22,22 @@ pub struct ObjectInfo {
     pub last_modified: Option<SystemTime>,
     /// User metadata.
     pub metadata: Metadata,
-    /// Content headers (`content-type`, `cache-control`, ...), lower-case names.
+    /// Content headers (`content-type`, `cache-control`, ...) and the other headers an object
+    /// keeps across changes (storage class, encryption: [`crate::s3::meta::KEPT_HEADERS`]),
+    /// lower-case names.
     pub content_headers: Vec<(String, String)>,
 }
 
 impl ObjectInfo {
+    /// Its storage class, if the server named one other than STANDARD.
+    pub fn storage_class(&self) -> Option<&str> {
+        self.content_headers
+            .iter()
+            .find(|(n, _)| n == super::meta::STORAGE_CLASS_HEADER)
+            .map(|(_, v)| v.as_str())
+            .filter(|c| *c != "STANDARD")
+    }
+
     /// The Content-Type, if any.
     pub fn content_type(&self) -> Option<&str> {
         self.content_headers
@@ -84,6 +95,8 @@ pub struct ListedObject {
     pub etag: Option<String>,
     /// LastModified.
     pub last_modified: Option<SystemTime>,
+    /// StorageClass, when the listing names one other than STANDARD.
+    pub storage_class: Option<String>,
 }
 
 /// One page of ListObjectsV2.
@@ -123,6 +136,9 @@ pub struct CopyRequest {
     pub if_match: Option<String>,
     /// Source size, when known (avoids a HEAD to decide single vs multipart copy).
     pub size: Option<u64>,
+    /// `x-amz-storage-class` of a COPY-directive copy (S3 puts a copy in STANDARD unless told
+    /// otherwise): the source's, from a listing. A REPLACE copy carries it in its headers.
+    pub storage_class: Option<String>,
 }
 
 /// ETag and date of a copy or a completed multipart upload.

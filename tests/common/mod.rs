@@ -110,6 +110,8 @@ pub enum ServerLimit {
     DropsLeadingSlash,
     /// Garage 2.5 answers a wrong signature with AccessDenied.
     BadSignatureIsAccessDenied,
+    /// s3s-fs and Garage keep no storage class or server-side encryption.
+    NoStorageClasses,
 }
 
 impl ServerLimit {
@@ -125,7 +127,7 @@ impl ServerLimit {
             | ServerLimit::DecodesEncodedMetadata
             | ServerLimit::MissingBucketIsNoSuchKey
             | ServerLimit::PutRecreatesBucket => &[S3sFs],
-            ServerLimit::CopyKeepsMultipartEtag => &[S3sFs, Garage],
+            ServerLimit::CopyKeepsMultipartEtag | ServerLimit::NoStorageClasses => &[S3sFs, Garage],
             ServerLimit::IgnoresIfNoneMatch
             | ServerLimit::DropsLeadingSlash
             | ServerLimit::BadSignatureIsAccessDenied => &[Garage],
@@ -178,6 +180,11 @@ impl ServerLimit {
             }
             ServerLimit::DropsLeadingSlash => {
                 "Garage 2.5 drops a key's leading `/` (PUT /bucket//k stores k)"
+            }
+            ServerLimit::NoStorageClasses => {
+                "it keeps no storage class or server-side encryption (Garage 2.5 accepts \
+                 x-amz-storage-class and forgets it; s3s-fs 0.14.1 refuses any but STANDARD \
+                 with InvalidStorageClass; neither names an encryption in a HEAD)"
             }
             ServerLimit::BadSignatureIsAccessDenied => {
                 "Garage 2.5 answers a wrong signature with 403 AccessDenied (\"Forbidden: \

@@ -199,3 +199,87 @@ fn a_file_moved_out_of_a_directory_without_marker_leaves_the_directory() {
 fn an_open_reader_follows_its_file_to_the_new_name() {
     read_across(|fx| fx.rename("f", "g").unwrap());
 }
+
+/// The storage class and encryption an object was stored with, as the store keeps them.
+fn how_stored(fx: &Fx, key: &str) -> Vec<(String, String)> {
+    let o = fx.object(key).unwrap();
+    let mut h: Vec<_> = o
+        .content_headers
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("x-amz-"))
+        .collect();
+    h.sort();
+    h
+}
+
+#[test]
+fn an_object_keeps_its_storage_class_and_encryption_through_changes_and_moves() {
+    // S3 puts a copy or a PUT in STANDARD under the bucket's default encryption unless the
+    // request says otherwise (the store does the same): a chmod, a rewrite or a mv must not
+    // move an object out of STANDARD_IA or off its own KMS key.
+    let fx = fx();
+    let stored = vec![
+        (
+            "x-amz-server-side-encryption".to_string(),
+            "aws:kms".to_string(),
+        ),
+        (
+            "x-amz-server-side-encryption-aws-kms-key-id".to_string(),
+            "arn:aws:kms:us-east-1:1:key/k".to_string(),
+        ),
+        ("x-amz-storage-class".to_string(), "STANDARD_IA".to_string()),
+    ];
+    let mut headers = vec![("content-type".to_string(), "text/plain".to_string())];
+    headers.extend(stored.iter().cloned());
+    fx.store.put_behind_with(
+        BUCKET,
+        "cold.txt",
+        b"old".to_vec(),
+        &Metadata::new(),
+        &headers,
+    );
+    fx.setattr(
+        "cold.txt",
+        AttrChange {
+            mode: Some(0o600),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(how_stored(&fx, "cold.txt"), stored, "after chmod");
+    fx.put("cold.txt", b"rewritten").unwrap();
+    assert_eq!(how_stored(&fx, "cold.txt"), stored, "after a rewrite");
+    fx.mkdir("d").unwrap();
+    fx.rename("cold.txt", "d/moved.txt").unwrap();
+    assert_eq!(how_stored(&fx, "d/moved.txt"), stored, "after mv");
+    // A directory's keys are copied as listed (COPY directive, no HEAD each): the listing
+    // names their class, not their encryption, which then follows the bucket's default.
+    fx.rename("d", "e").unwrap();
+    assert_eq!(
+        how_stored(&fx, "e/moved.txt"),
+        [("x-amz-storage-class".to_string(), "STANDARD_IA".to_string())],
+        "after mv of its directory"
+    );
+    assert_eq!(fx.cat("e/moved.txt").unwrap(), b"rewritten");
+}
+
+#[test]
+fn new_files_take_the_mounts_storage_class_and_nothing_else_does() {
+    let fx = setup()
+        .opts(|o| o.storage_class = Some("GLACIER_IR".into()))
+        .mount();
+    let class = vec![("x-amz-storage-class".to_string(), "GLACIER_IR".to_string())];
+    fx.put("new.bin", b"data").unwrap();
+    assert_eq!(how_stored(&fx, "new.bin"), class);
+    // An object that exists keeps its own class (here: none, STANDARD) when rewritten.
+    fx.store.put_behind(BUCKET, "old.bin", b"x");
+    fx.put("old.bin", b"rewritten").unwrap();
+    assert_eq!(how_stored(&fx, "old.bin"), []);
+    // Directory markers and symlinks are tiny: the default class, not one with a minimum
+    // billed size.
+    fx.mkdir("dir").unwrap();
+    assert_eq!(how_stored(&fx, "dir/"), []);
+    let mount = setup().mount();
+    mount.put("plain", b"p").unwrap();
+    assert_eq!(how_stored(&mount, "plain"), []);
+}

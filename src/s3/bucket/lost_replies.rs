@@ -131,6 +131,7 @@ fn copy_of(src: &str, dst: &str, if_match: Option<String>) -> CopyRequest {
         replace: None,
         if_match,
         size: None,
+        storage_class: None,
     }
 }
 

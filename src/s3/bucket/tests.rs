@@ -394,6 +394,7 @@ fn copies_go_part_by_part_above_the_copy_threshold_and_keep_metadata() {
             replace,
             if_match: Some(etag.clone()),
             size,
+            storage_class: None,
         })
     };
     copy("dst", None, None).unwrap();
@@ -417,6 +418,7 @@ fn copies_go_part_by_part_above_the_copy_threshold_and_keep_metadata() {
             replace: None,
             if_match: None,
             size: None,
+            storage_class: None,
         })
         .unwrap();
     assert_eq!(store.count(Operation::CopyObject), 1);

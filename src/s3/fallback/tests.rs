@@ -171,6 +171,7 @@ fn copy(src: &str, dst: &str, if_match: Option<String>) -> CopyRequest {
         replace: None,
         if_match,
         size: None,
+        storage_class: None,
     }
 }
 

@@ -42,6 +42,7 @@ impl State {
                     size: obj.data.len() as u64,
                     etag: Some(obj.etag.clone()),
                     last_modified: Some(obj.last_modified),
+                    storage_class: obj.info().storage_class().map(str::to_string),
                 }),
                 Entry::Prefix(p) => page.common_prefixes.push(p.clone()),
             }

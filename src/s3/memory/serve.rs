@@ -147,7 +147,7 @@ impl ObjectStore for MemoryStore {
                     (&c.src.bucket, &c.src.key),
                     (&c.dst.bucket, &c.dst.key),
                     replace,
-                    if_match,
+                    (if_match, c.storage_class.as_deref()),
                     now,
                 )
             },

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::super::etag::md5_etag;
-use super::super::meta::{Metadata, CONTENT_HEADERS, MAX_USER_METADATA_BYTES};
+use super::super::meta::{Metadata, KEPT_HEADERS, MAX_USER_METADATA_BYTES, STORAGE_CLASS_HEADER};
 use super::super::name::MAX_KEY_BYTES;
 use super::super::store::MAX_SINGLE_COPY;
 use super::super::types::{CopyResult, ObjectInfo};
@@ -131,7 +131,9 @@ impl Attributes {
         let mut content_headers: Vec<(String, String)> = content
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-            .filter(|(n, _)| CONTENT_HEADERS.contains(&n.as_str()))
+            .filter(|(n, _)| KEPT_HEADERS.contains(&n.as_str()))
+            // S3 names no class for STANDARD in a HEAD.
+            .filter(|(n, v)| !(n == STORAGE_CLASS_HEADER && v == "STANDARD"))
             .collect();
         if !content_headers.iter().any(|(n, _)| n == "content-type") {
             content_headers.push(("content-type".into(), DEFAULT_CONTENT_TYPE.into()));
@@ -287,13 +289,15 @@ impl State {
         Ok(etag)
     }
 
-    /// CopyObject: `replace` = REPLACE with these attributes, `None` = COPY.
+    /// CopyObject: `replace` = REPLACE with these attributes, `None` = COPY. As S3, a copy
+    /// takes the storage class and encryption the request names, not the source's: with COPY
+    /// they come from `class` (the request's `x-amz-storage-class`).
     pub fn copy(
         &mut self,
         (src_bucket, src_key): (&str, &str),
         (dst_bucket, dst_key): (&str, &str),
         replace: Option<Attributes>,
-        if_match: Option<&str>,
+        (if_match, class): (Option<&str>, Option<&str>),
         now: SystemTime,
     ) -> Answer<CopyResult> {
         self.bucket(dst_bucket)?;
@@ -315,7 +319,13 @@ impl State {
         }
         let attrs = replace.unwrap_or_else(|| Attributes {
             metadata: src.metadata.clone(),
-            content_headers: src.content_headers.clone(),
+            content_headers: src
+                .content_headers
+                .iter()
+                .filter(|(n, _)| !n.starts_with("x-amz-"))
+                .cloned()
+                .chain(class.map(|c| (STORAGE_CLASS_HEADER.to_string(), c.to_string())))
+                .collect(),
         });
         let data = src.data.clone();
         // A copy is one new object: the MD5 of its bytes, even from a multipart source.

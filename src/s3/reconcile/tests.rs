@@ -358,6 +358,7 @@ fn copy_request(
         }),
         if_match: if_match.map(str::to_string),
         size: None,
+        storage_class: None,
     }
 }
 

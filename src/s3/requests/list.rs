@@ -69,6 +69,10 @@ pub(crate) fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, XmlError> {
                 size,
                 etag: etag_of(item),
                 last_modified: item.text_of("LastModified").and_then(parse_iso8601),
+                storage_class: item
+                    .text_of("StorageClass")
+                    .filter(|c| !c.is_empty() && *c != "STANDARD")
+                    .map(str::to_string),
             }),
             Err(lossy) => page.skipped_invalid.push(lossy),
         }
@@ -100,6 +104,7 @@ mod tests {
                     size: 434_234,
                     etag: Some("fba9dede5f27731c9771645a39863328".into()),
                     last_modified: Some(at(1_255_369_830, 0)),
+                    storage_class: None,
                 }],
                 common_prefixes: vec![
                     "photos/2006/February/".into(),

@@ -8,7 +8,7 @@
 use super::super::body::RequestBody;
 use super::super::client::{S3Client, S3Request, S3Response};
 use super::super::error::{Result, StorageError};
-use super::super::meta::{Metadata, CONTENT_HEADERS};
+use super::super::meta::{Metadata, KEPT_HEADERS, STORAGE_CLASS_HEADER};
 use super::super::name::ObjectRef;
 use super::super::operation::Operation;
 use super::super::types::{CopyRequest, CopyResult, GetObject, ObjectInfo, PutOptions};
@@ -138,7 +138,11 @@ pub(crate) fn copy_object(client: &S3Client, c: &CopyRequest) -> Result<CopyResu
             c.if_match.as_deref().map(quoted),
         );
     match &c.replace {
-        None => req = req.header("x-amz-metadata-directive", "COPY"),
+        None => {
+            req = req
+                .header("x-amz-metadata-directive", "COPY")
+                .header_opt(STORAGE_CLASS_HEADER, c.storage_class.as_deref())
+        }
         Some(r) => {
             req = req
                 .header("x-amz-metadata-directive", "REPLACE")
@@ -162,7 +166,7 @@ pub(crate) fn delete_object(client: &S3Client, obj: &ObjectRef) -> Result<()> {
 /// What a HEAD's (or GET's) headers say about the object, which is `size` bytes long.
 fn info_from_response(resp: &S3Response, size: u64) -> ObjectInfo {
     let mut content_headers = Vec::new();
-    for name in CONTENT_HEADERS {
+    for name in KEPT_HEADERS {
         if let Some(v) = resp.header(name) {
             content_headers.push((name.to_string(), v.to_string()));
         }

@@ -157,6 +157,7 @@ fn cut_bodies_and_capabilities() {
         replace: None,
         if_match: Some("stale".into()),
         size: None,
+        storage_class: None,
     })
     .unwrap();
     assert_eq!(
@@ -185,6 +186,7 @@ fn cut_bodies_and_capabilities() {
             replace: Some(ReplaceMetadata::default()),
             if_match: None,
             size: None,
+            storage_class: None,
         })
         .unwrap_err();
     assert_eq!(status_of(&e), Some((400, Some("InvalidArgument"))));

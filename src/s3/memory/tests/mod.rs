@@ -278,6 +278,7 @@ fn copies_keep_or_replace_metadata_and_honour_the_source_condition() {
             replace,
             if_match: if_match.map(str::to_string),
             size: None,
+            storage_class: None,
         })
     };
     let r = copy("kept", None, etag.as_deref()).unwrap();
