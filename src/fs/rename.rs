@@ -370,11 +370,11 @@ impl S3Fs {
     /// Copy `src_key` to `dst_key` guarded by `etag`, the version of `size` bytes the mount
     /// knows: with its metadata (directive COPY, in storage class `class`, the source's as
     /// listed: S3 would put the copy in STANDARD), or — given that version's metadata `known`
-    /// and `rewrite` — with `rewrite(known)` (REPLACE, whose kept headers carry the class). When the server refuses the copy
-    /// because the source changed (412), look at the source again (HEAD) and copy the version
-    /// there now (rewriting its own metadata): at most [`RENAME_COPY_ATTEMPTS`] copies (see
-    /// the module documentation). A source gone meanwhile is an error that says so (not
-    /// found).
+    /// and `rewrite` — with `rewrite(known)` (REPLACE, whose kept headers carry the class).
+    /// When the server refuses the copy because the source changed (412), look at the source
+    /// again (HEAD) and copy the version there now (rewriting its own metadata): at most
+    /// [`RENAME_COPY_ATTEMPTS`] copies (see the module documentation). A source gone meanwhile
+    /// is an error that says so (not found).
     fn copy_key(
         &self,
         src_key: &str,

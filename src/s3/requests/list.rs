@@ -265,4 +265,21 @@ mod tests {
             "expected root element <ListBucketResult>, found <Foo>"
         );
     }
+
+    #[test]
+    fn a_listed_storage_class_other_than_standard_is_kept() {
+        let page = parse_list_objects_v2(
+            b"<ListBucketResult><IsTruncated>false</IsTruncated>\
+              <Contents><Key>a</Key><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>\
+              <Contents><Key>b</Key><Size>1</Size><StorageClass>GLACIER_IR</StorageClass></Contents>\
+              <Contents><Key>c</Key><Size>1</Size></Contents></ListBucketResult>",
+        )
+        .unwrap();
+        let classes: Vec<_> = page
+            .objects
+            .iter()
+            .map(|o| o.storage_class.as_deref())
+            .collect();
+        assert_eq!(classes, [None, Some("GLACIER_IR"), None]);
+    }
 }
