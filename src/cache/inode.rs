@@ -473,6 +473,13 @@ impl InodeTable {
         }
     }
 
+    /// Files: the storage class a listing named for it (None: STANDARD).
+    pub fn set_listed_class(&mut self, ino: u64, class: Option<&str>) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.listed_class = class.map(Box::from);
+        }
+    }
+
     /// Directories: the marker another tool wrote for it (found in a listing or by a HEAD).
     pub fn set_foreign_marker(&mut self, ino: u64, marker: Option<ForeignMarker>) {
         if let Some(n) = self.nodes.get_mut(&ino) {

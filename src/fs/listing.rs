@@ -329,6 +329,7 @@ impl S3Fs {
                 ),
             };
             let child = t.upsert_child(ino, name, kind, attr, expires);
+            t.set_listed_class(child, o.storage_class.as_deref());
             l.seen.insert(name.to_string());
             l.held.extend(self.entry(&t, child, name));
         }

@@ -147,10 +147,10 @@ impl S3Fs {
             // The Content-Type S3 keeps is re-derived from the new name when it was the guess
             // from the old one (`mv a.txt b.html`); that needs the object's headers.
             let (old_type, new_type) = (guess_content_type(&src_key), guess_content_type(&dst_key));
-            if old_type != new_type && self.copied_version(src.ino).2.is_none() {
+            if old_type != new_type && self.copied_version(src.ino).1.is_none() {
                 self.object_meta(src.ino)?;
             }
-            let (etag, size, known) = self.copied_version(src.ino);
+            let (version, known) = self.copied_version(src.ino);
             // The copy carries the file's times (see `attr::stamp_change`) when its metadata is
             // known: rewritten with REPLACE, at no extra request.
             let cur_mtime = self.attrs_of(src.ino)?.mtime;
@@ -162,13 +162,7 @@ impl S3Fs {
                     content_headers: retyped(&m.content_headers, &old_type, &new_type),
                 }
             };
-            let copied = self.copy_key(
-                &src_key,
-                &dst_key,
-                (etag, size, None),
-                known,
-                Some(&rewrite),
-            )?;
+            let copied = self.copy_key(&src_key, &dst_key, version, known, Some(&rewrite))?;
             if let Some(reply) = &copied.looked {
                 // Another client's version was moved: the file shows it (size, metadata).
                 self.table().record_head_of(src.ino, reply, self.expiry());
@@ -351,20 +345,26 @@ impl S3Fs {
     }
 }
 
+/// The version of an object a rename copies, as the mount knows it: ETag, size, and the storage
+/// class its listing named (what a COPY-directive copy must name again, or S3 puts the copy in
+/// STANDARD).
+type Version = (Option<String>, Option<u64>, Option<String>);
+
 impl S3Fs {
-    /// The version of `ino` a rename copies: its ETag and size, and its metadata when the
-    /// table holds it for that very version.
-    fn copied_version(&self, ino: u64) -> (Option<String>, Option<u64>, Option<ObjectMeta>) {
+    /// The version of `ino` a rename copies — its ETag, size and listed storage class — and
+    /// its metadata when the table holds it for that very version.
+    fn copied_version(&self, ino: u64) -> (Version, Option<ObjectMeta>) {
         let t = self.table();
         let Some(n) = t.get(ino) else {
-            return (None, None, None);
+            return ((None, None, None), None);
         };
         let etag = n.attr().etag.clone();
         let meta = n
             .meta()
             .filter(|m| etag.is_some() && m.etag == etag)
             .cloned();
-        (etag, Some(n.attr().size), meta)
+        let class = n.listed_class().map(str::to_string);
+        ((etag, Some(n.attr().size), class), meta)
     }
 
     /// Copy `src_key` to `dst_key` guarded by `etag`, the version of `size` bytes the mount
@@ -379,7 +379,7 @@ impl S3Fs {
         &self,
         src_key: &str,
         dst_key: &str,
-        (mut etag, mut size, mut class): (Option<String>, Option<u64>, Option<String>),
+        (mut etag, mut size, mut class): Version,
         known: Option<ObjectMeta>,
         rewrite: Option<&dyn Fn(&ObjectMeta) -> ReplaceMetadata>,
     ) -> Result<KeyCopy, StorageError> {

@@ -46,6 +46,9 @@ pub struct Node {
     pub(super) heads_deferred: bool,
     /// Directories: names known absent, until when, and why.
     pub(super) negative: HashMap<String, Negative>,
+    /// Files: the storage class the last listing named (None: STANDARD, or not listed), for a
+    /// copy that cannot carry the object's headers (see `fs::rename`).
+    pub(super) listed_class: Option<Box<str>>,
     /// Kernel lookup count.
     pub(super) lookups: u64,
     /// Times the mount moved in memory only, for its lifetime (see "Times" in the module
@@ -78,6 +81,11 @@ pub struct Times {
 pub const RELATIME_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl Node {
+    /// The storage class its last listing named, if not STANDARD.
+    pub fn listed_class(&self) -> Option<&str> {
+        self.listed_class.as_deref()
+    }
+
     pub(super) fn new(
         ino: u64,
         parent: u64,
@@ -102,6 +110,7 @@ impl Node {
             listing_expires: None,
             heads_deferred: false,
             negative: HashMap::new(),
+            listed_class: None,
             lookups: 0,
             local: LocalTimes::default(),
         }

@@ -283,3 +283,34 @@ fn new_files_take_the_mounts_storage_class_and_nothing_else_does() {
     mount.put("plain", b"p").unwrap();
     assert_eq!(how_stored(&mount, "plain"), []);
 }
+
+#[test]
+fn a_file_moved_before_its_metadata_was_read_keeps_its_listed_storage_class() {
+    // Listed without a HEAD (more entries than --listing-head-limit): the rename's copy keeps
+    // the metadata with the COPY directive, and names the class the listing gave.
+    let fx = setup()
+        .ttl(Duration::from_secs(60))
+        .opts(|o| o.listing_head_limit = 0)
+        .mount();
+    let ia = ("x-amz-storage-class".to_string(), "STANDARD_IA".to_string());
+    fx.store.put_behind_with(
+        BUCKET,
+        "d/cold.txt",
+        b"cold".to_vec(),
+        &meta(&[("color", "blue")]),
+        std::slice::from_ref(&ia),
+    );
+    assert_eq!(fx.ls("d").unwrap(), ["cold.txt"]);
+    fx.store.reset_counts();
+    fx.rename("d/cold.txt", "d/moved.txt").unwrap();
+    assert_eq!(
+        fx.count(Operation::HeadObject),
+        0,
+        "no HEAD: the listing said enough"
+    );
+    assert_eq!(how_stored(&fx, "d/moved.txt"), [ia]);
+    assert_eq!(
+        fx.object("d/moved.txt").unwrap().metadata.get("color"),
+        Some("blue")
+    );
+}
