@@ -45,6 +45,12 @@ pub const KEPT_HEADERS: &[&str] = &[
 /// The header naming an object's storage class (absent: STANDARD).
 pub const STORAGE_CLASS_HEADER: &str = "x-amz-storage-class";
 
+/// A storage class as a HEAD or a listing names it, if it is one other than STANDARD (which
+/// S3 leaves out of a HEAD, and a copy gets anyway): the one rule for "no class to keep".
+pub fn other_class(named: &str) -> Option<&str> {
+    Some(named).filter(|c| !c.is_empty() && *c != "STANDARD")
+}
+
 /// An object's user metadata: lower-case `x-amz-meta-NAME` → decoded value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metadata(BTreeMap<String, String>);

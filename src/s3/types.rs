@@ -34,8 +34,7 @@ impl ObjectInfo {
         self.content_headers
             .iter()
             .find(|(n, _)| n == super::meta::STORAGE_CLASS_HEADER)
-            .map(|(_, v)| v.as_str())
-            .filter(|c| *c != "STANDARD")
+            .and_then(|(_, v)| super::meta::other_class(v))
     }
 
     /// The Content-Type, if any.

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::super::etag::md5_etag;
-use super::super::meta::{Metadata, KEPT_HEADERS, MAX_USER_METADATA_BYTES, STORAGE_CLASS_HEADER};
+use super::super::meta::{
+    other_class, Metadata, KEPT_HEADERS, MAX_USER_METADATA_BYTES, STORAGE_CLASS_HEADER,
+};
 use super::super::name::MAX_KEY_BYTES;
 use super::super::store::MAX_SINGLE_COPY;
 use super::super::types::{CopyResult, ObjectInfo};
@@ -133,7 +135,7 @@ impl Attributes {
             .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
             .filter(|(n, _)| KEPT_HEADERS.contains(&n.as_str()))
             // S3 names no class for STANDARD in a HEAD.
-            .filter(|(n, v)| !(n == STORAGE_CLASS_HEADER && v == "STANDARD"))
+            .filter(|(n, v)| n != STORAGE_CLASS_HEADER || other_class(v).is_some())
             .collect();
         if !content_headers.iter().any(|(n, _)| n == "content-type") {
             content_headers.push(("content-type".into(), DEFAULT_CONTENT_TYPE.into()));

@@ -3,6 +3,7 @@
 
 use super::super::client::{S3Client, S3Request};
 use super::super::error::Result;
+use super::super::meta::other_class;
 use super::super::operation::Operation;
 use super::super::types::{ListPage, ListRequest, ListedObject};
 use super::super::xml::{
@@ -71,7 +72,7 @@ pub(crate) fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, XmlError> {
                 last_modified: item.text_of("LastModified").and_then(parse_iso8601),
                 storage_class: item
                     .text_of("StorageClass")
-                    .filter(|c| !c.is_empty() && *c != "STANDARD")
+                    .and_then(other_class)
                     .map(str::to_string),
             }),
             Err(lossy) => page.skipped_invalid.push(lossy),
