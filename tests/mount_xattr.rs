@@ -1407,3 +1407,92 @@ fn storage_class_option_applies_to_new_files_only() {
         "a directory marker"
     );
 }
+
+/// The tags of `key`, as GetObjectTagging lists them, sorted.
+fn tags(storage: &Storage, bucket: &str, key: &str) -> Vec<(String, String)> {
+    let mut t = storage
+        .get_object_tagging(&obj(bucket, key))
+        .unwrap_or_else(|e| panic!("GetObjectTagging {key}: {e}"))
+        .0;
+    t.sort();
+    t
+}
+
+#[test]
+fn object_tags_survive_rewrites_and_changes_and_cp_gives_the_target_its_own() {
+    // S3 gives a PUT's object the tags the request carries and none otherwise: a rewrite
+    // through the mount must send them again (a copy keeps them by itself).
+    if skip_on(ServerLimit::NoObjectTags) {
+        return;
+    }
+    let srv = server();
+    let storage = srv.storage();
+    let bucket = srv.fresh_bucket("tags");
+    let mut expected = vec![
+        ("owner".to_string(), "a=b+c/d:e@f".to_string()),
+        ("project".to_string(), "blue green".to_string()),
+    ];
+    expected.sort();
+    let set = s3mount::s3::meta::TagSet(expected.clone());
+    let opts = PutOptions {
+        content_headers: vec![("x-amz-tagging".to_string(), set.to_header())],
+        ..PutOptions::default()
+    };
+    let put = |key: &str| {
+        storage
+            .bucket(&bucket)
+            .put(key, RequestBody::Bytes(b"tagged"), &opts)
+            .unwrap();
+    };
+    put("d/t.txt");
+    put("big.bin");
+    assert_eq!(tags(&storage, &bucket, "d/t.txt"), expected, "as put");
+    let m = Mount::new(srv, &bucket);
+    let f = m.join("d/t.txt");
+    let f = f.display();
+    sh(&format!("echo rewritten > '{f}'"));
+    assert_eq!(
+        tags(&storage, &bucket, "d/t.txt"),
+        expected,
+        "after a rewrite"
+    );
+    sh(&format!("echo more >> '{f}'"));
+    sh(&format!("chmod 600 '{f}'"));
+    sh(&format!("setfattr -n user.x-amz-meta-tier -v warm '{f}'"));
+    sh(&format!("mv '{f}' '{}'", m.join("d/moved.txt").display()));
+    sh(&format!(
+        "mv '{}' '{}'",
+        m.join("d").display(),
+        m.join("e").display()
+    ));
+    assert_eq!(
+        tags(&storage, &bucket, "e/moved.txt"),
+        expected,
+        "after >>, chmod, setfattr, mv, mv of the directory"
+    );
+    assert_eq!(
+        get_all(&storage, &bucket, "e/moved.txt"),
+        b"rewritten\nmore\n"
+    );
+    // A rewrite streamed as a multipart upload.
+    sh(&format!(
+        "dd if=/dev/urandom of='{}' bs=1M count=24 status=none",
+        m.join("big.bin").display()
+    ));
+    assert_eq!(head(&storage, &bucket, "big.bin").size, 24 << 20);
+    assert_eq!(tags(&storage, &bucket, "big.bin"), expected, "after dd");
+    // cp inside the mount copies on the server; the target has its own tags (none), as a cp
+    // through read and write would give it.
+    sh(&format!(
+        "cp '{}' '{}'",
+        m.join("e/moved.txt").display(),
+        m.join("copy.txt").display()
+    ));
+    assert_eq!(get_all(&storage, &bucket, "copy.txt"), b"rewritten\nmore\n");
+    assert_eq!(tags(&storage, &bucket, "copy.txt"), []);
+    assert_eq!(
+        tags(&storage, &bucket, "e/moved.txt"),
+        expected,
+        "the source"
+    );
+}

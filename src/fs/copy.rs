@@ -7,7 +7,9 @@
 //! with the target's own metadata — what its upload at close would carry (`upload_plan`): a
 //! new file's mode and a Content-Type from its own name, a truncated file's metadata as it was
 //! — guarded by `x-amz-copy-source-if-match` with the ETag of the source version read, so a
-//! source replaced meanwhile is never copied in its place. A source with unsaved changes is
+//! source replaced meanwhile is never copied in its place. The target keeps its own tags (a
+//! new file: none), not the source's that a copy would take along (`x-amz-tagging-directive:
+//! REPLACE`, sent only when either has tags). A source with unsaved changes is
 //! uploaded first. An `O_EXCL` target is looked at first (HEAD) and the copy is not made if
 //! another client created the name meanwhile.
 //!
@@ -31,6 +33,7 @@
 use super::error::{FsError, FsResult};
 use super::open_file::OpenFile;
 use super::S3Fs;
+use crate::s3::meta::tag_count;
 use crate::s3::{CopyRequest, ReplaceMetadata};
 
 /// The most one reply may say was copied: the reply's count is 32 bits; a whole page less, so
@@ -52,6 +55,8 @@ pub struct PendingCopy {
     pub size: u64,
     /// Bytes `[0, covered)` of the target are the source's.
     pub covered: u64,
+    /// The source may have tags (a copy would take them along): not known to have none.
+    pub tagged: bool,
 }
 
 impl S3Fs {
@@ -79,6 +84,8 @@ impl S3Fs {
             let key = self.table().key_of(of.ino());
             match key {
                 Some(key) if of.remote_exists() && of.copy_source_ok() => PendingCopy {
+                    tagged: !matches!(self.object_meta(of.ino()),
+                        Ok(m) if m.etag.as_deref() == of.etag() && tag_count(&m.content_headers) == 0),
                     key,
                     etag: of.etag().map(str::to_string),
                     size: of.remote_size(),
@@ -141,12 +148,19 @@ impl S3Fs {
                     format!("{key}: created by someone else meanwhile"),
                 ));
             }
+            // A copy takes its source's tags along; the target has its own instead (none when
+            // new), as its upload would give it.
+            let content_headers = if c.tagged || tag_count(&plan.content_headers) > 0 {
+                self.bucket.with_own_tags(&key, &plan.content_headers)
+            } else {
+                plan.content_headers.clone()
+            };
             let copied = self.bucket.copy(&CopyRequest {
                 src: self.bucket.obj(&c.key),
                 dst: self.bucket.obj(&key),
                 replace: Some(ReplaceMetadata {
                     metadata: plan.metadata.clone(),
-                    content_headers: plan.content_headers.clone(),
+                    content_headers,
                 }),
                 if_match: c.etag.clone(),
                 size: Some(c.size),

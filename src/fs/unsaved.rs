@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use super::error::FsError;
 use super::open_file::OpenFile;
 use super::S3Fs;
-use crate::s3::meta::{decode_value, encode_value, KEPT_HEADERS};
+use crate::s3::meta::{decode_value, encode_value, headers_kept_from_head};
 use crate::s3::storage::guess_content_type;
 use crate::s3::{private, Headers, Metadata, ObjectRef, PutOptions};
 
@@ -82,8 +82,7 @@ impl Note {
             Some(v) => decode_value(v),
             None => shown.to_string(),
         };
-        let content_headers = KEPT_HEADERS
-            .iter()
+        let content_headers = headers_kept_from_head()
             .filter_map(|n| headers.get(n).map(|v| (n.to_string(), v.to_string())))
             .collect();
         Some(Note {

@@ -42,6 +42,7 @@ use super::reconcile;
 use super::requests::delete::MAX_KEYS as DELETE_BATCH;
 use super::spacing::RecentWrites;
 use super::store::{head_if_any, ObjectStore, MAX_SINGLE_COPY};
+use super::tags;
 use super::transfer::{self, MultipartUpload, TransferConfig, Transfers};
 use super::types::{
     CopyRequest, CopyResult, DeleteResult, GetObject, KeyVersion, ListPage, ListRequest,
@@ -299,6 +300,17 @@ impl Bucket {
             });
         }
         fallback::copy(&*self.store, &self.retry, &self.caps, c)
+    }
+
+    /// The headers of a copy into `key` that is to keep `key`'s own tags (none for a new
+    /// object) instead of taking its source's: `content_headers` (the target's, with the
+    /// count of its tags as its HEAD said) with the tags themselves, read if it has some.
+    pub fn with_own_tags(
+        &self,
+        key: &str,
+        content_headers: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        tags::own_tags(&*self.store, &self.obj(key), content_headers)
     }
 
     /// DELETE `key` (no error if it is already gone, as in S3); `etag`: the version meant,

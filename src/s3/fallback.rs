@@ -27,6 +27,7 @@ use super::name::ObjectRef;
 use super::read;
 use super::reconcile;
 use super::store::{head_if_any, ObjectStore};
+use super::tags;
 use super::types::{CopyRequest, CopyResult, DeleteResult, GetObject, KeyVersion, PutOptions};
 
 /// Objects up to this size are re-uploaded when the server rejects a metadata `REPLACE` (the
@@ -104,14 +105,17 @@ pub(crate) fn put(
     body: RequestBody<'_>,
     opts: &PutOptions,
 ) -> Result<Option<String>> {
-    with_fallbacks(caps, &conditions(opts), |without| {
-        let opts = checked_conditions(store, obj, opts, without)?;
-        if opts.if_none_match_any || opts.if_match.is_some() {
-            reconcile::put(store, retry, caps, obj, body, &opts)
-        } else {
-            // Unconditional: sending it again stores the same bytes (the client retries it).
-            store.put_object(obj, body, &opts)
-        }
+    // The object it replaces keeps its tags (see `super::tags`).
+    tags::keeping_tags(store, obj, obj, opts, |opts| {
+        with_fallbacks(caps, &conditions(opts), |without| {
+            let opts = checked_conditions(store, obj, opts, without)?;
+            if opts.if_none_match_any || opts.if_match.is_some() {
+                reconcile::put(store, retry, caps, obj, body, &opts)
+            } else {
+                // Unconditional: sending it again stores the same bytes (the client retries it).
+                store.put_object(obj, body, &opts)
+            }
+        })
     })
 }
 
@@ -254,6 +258,8 @@ fn reupload(
         if_none_match_any: false,
         if_match: (c.src == c.dst).then(|| head.etag.clone()).flatten(),
     };
+    // The source's tags, as a copy would keep them.
+    let opts = tags::with_tags(store, &c.src, &opts);
     let etag = put(
         store,
         retry,

@@ -116,6 +116,21 @@ pub(crate) const COPY_PART: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
    <ETag>"9b2cf535f27731c974343645a3985328"</ETag>
 </CopyPartResult>"#;
 
+/// GetObjectTagging, as the S3 API reference shows it.
+pub(crate) const TAGGING: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <TagSet>
+     <Tag>
+       <Key>tag1</Key>
+       <Value>val1</Value>
+     </Tag>
+     <Tag>
+       <Key>tag2</Key>
+       <Value>val2 &amp; more</Value>
+     </Tag>
+  </TagSet>
+</Tagging>"#;
+
 pub(crate) const DELETE_RESULT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
   <Deleted>
@@ -234,6 +249,7 @@ pub(crate) const ALL_DOCS: &[&str] = &[
     COMPLETE_200_ERROR,
     COPY_OBJECT,
     COPY_PART,
+    TAGGING,
     DELETE_RESULT,
     LIST_UPLOADS,
     LIST_UPLOADS_URL,

@@ -221,7 +221,8 @@ impl MemoryStore {
         self.put_behind_with(bucket, key, data, &Metadata::new(), &[])
     }
 
-    /// [`MemoryStore::put_behind`] with user metadata and content headers.
+    /// [`MemoryStore::put_behind`] with user metadata and content headers (with
+    /// `x-amz-tagging`: tags).
     pub fn put_behind_with(
         &self,
         bucket: &str,
@@ -231,11 +232,15 @@ impl MemoryStore {
         content_headers: &[(String, String)],
     ) -> String {
         let data = data.into();
+        // Content headers as S3 keeps them; an `x-amz-tagging` among them gives it tags.
+        let (content_headers, tags) = match Attributes::stored(&[], content_headers) {
+            Ok(a) => (a.content_headers, a.tags),
+            Err(_) => (Vec::new(), None),
+        };
         let attrs = Attributes {
             metadata: metadata.clone(),
-            content_headers: Attributes::stored(&[], content_headers)
-                .map(|a| a.content_headers)
-                .unwrap_or_default(),
+            content_headers,
+            tags,
         };
         let now = self.now();
         let mut state = self.shared.state.lock();

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::error::{Result, StorageError};
 
@@ -49,6 +50,97 @@ pub const STORAGE_CLASS_HEADER: &str = "x-amz-storage-class";
 /// S3 leaves out of a HEAD, and a copy gets anyway): the one rule for "no class to keep".
 pub fn other_class(named: &str) -> Option<&str> {
     Some(named).filter(|c| !c.is_empty() && *c != "STANDARD")
+}
+
+/// How many tags an object has, as a HEAD (or GET) names it; absent: none. Kept with the
+/// content headers as a note and never sent: the write that replaces the object asks for the
+/// tags themselves (GetObjectTagging) and sends them as [`TAGGING_HEADER`] — a PUT or a
+/// multipart upload gives the new object the tags it carries, none if it carries none. A copy
+/// keeps the source's tags by itself.
+pub const TAG_COUNT_HEADER: &str = "x-amz-tagging-count";
+
+/// The tags a PUT, a multipart upload or a copy gives the object, in URL query form
+/// (`k1=v1&k2=v2`, [`TagSet::to_header`]). Among a copy's headers, even empty, it makes the
+/// copy's tags these (`x-amz-tagging-directive: REPLACE`) instead of the source's.
+pub const TAGGING_HEADER: &str = "x-amz-tagging";
+
+/// Every header read from a HEAD into an object's kept headers: [`KEPT_HEADERS`], sent again
+/// as they came, and [`TAG_COUNT_HEADER`], which the write replacing the object turns into
+/// its tags.
+pub fn headers_kept_from_head() -> impl Iterator<Item = &'static str> {
+    KEPT_HEADERS.iter().copied().chain([TAG_COUNT_HEADER])
+}
+
+/// The number of tags `headers` (an object's kept headers) say the object has.
+pub fn tag_count(headers: &[(String, String)]) -> u64 {
+    headers
+        .iter()
+        .find(|(n, _)| n == TAG_COUNT_HEADER)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The headers of a request that writes an object, from its kept headers: the tag count, a
+/// reply's note, left out; an empty tag set, said by leaving the tags out.
+pub fn request_headers(
+    headers: &[(String, String)],
+) -> impl Iterator<Item = (String, String)> + '_ {
+    headers
+        .iter()
+        .filter(|(n, v)| n != TAG_COUNT_HEADER && !(n == TAGGING_HEADER && v.is_empty()))
+        .cloned()
+}
+
+/// An object's tags (S3 allows 10 a object; keys up to 128 characters, values up to 256), in
+/// the order the server listed them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagSet(pub Vec<(String, String)>);
+
+/// What a tag's key or value keeps unencoded in the `x-amz-tagging` header: the unreserved
+/// characters of RFC 3986, as in a query string.
+const TAG_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl TagSet {
+    /// As the `x-amz-tagging` header: `k1=v1&k2=v2`, each percent-encoded.
+    pub fn to_header(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.0 {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.extend(utf8_percent_encode(k, TAG_ENCODE));
+            out.push('=');
+            out.extend(utf8_percent_encode(v, TAG_ENCODE));
+        }
+        out
+    }
+
+    /// Read an `x-amz-tagging` header as S3 does (`+` is a space); `None` if it is not
+    /// URL query form of UTF-8 text.
+    pub fn from_header(value: &str) -> Option<TagSet> {
+        let mut tags = Vec::new();
+        for pair in value.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| -> Option<String> {
+                let s = s.replace('+', " ");
+                percent_decode_str(&s)
+                    .decode_utf8()
+                    .ok()
+                    .map(|c| c.into_owned())
+            };
+            tags.push((decode(k)?, decode(v)?));
+        }
+        Some(TagSet(tags))
+    }
+
+    /// True when there are no tags.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// An object's user metadata: lower-case `x-amz-meta-NAME` → decoded value.
@@ -285,6 +377,46 @@ pub fn guess_content_type(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_go_as_a_query_string_and_come_back() {
+        let tags = TagSet(vec![
+            ("project".into(), "blue & green".into()),
+            ("owner".into(), "a=b+c/d é".into()),
+            ("empty".into(), String::new()),
+            ("~ok-_.".into(), "%20".into()),
+        ]);
+        let header = tags.to_header();
+        assert_eq!(
+            header,
+            "project=blue%20%26%20green&owner=a%3Db%2Bc%2Fd%20%C3%A9&empty=&~ok-_.=%2520"
+        );
+        assert_eq!(TagSet::from_header(&header), Some(tags));
+        // As S3 reads a query string: `+` is a space, a key alone has the empty value.
+        assert_eq!(
+            TagSet::from_header("a+b=c+d&e"),
+            Some(TagSet(vec![
+                ("a b".into(), "c d".into()),
+                ("e".into(), String::new())
+            ]))
+        );
+        assert_eq!(TagSet::from_header("bad=%FF"), None);
+        assert_eq!(TagSet::default().to_header(), "");
+    }
+
+    #[test]
+    fn a_write_never_sends_the_tag_count_nor_an_empty_tag_set() {
+        let kept = vec![
+            ("content-type".to_string(), "text/plain".to_string()),
+            (TAG_COUNT_HEADER.to_string(), "2".to_string()),
+            (TAGGING_HEADER.to_string(), String::new()),
+        ];
+        assert_eq!(tag_count(&kept), 2);
+        assert_eq!(tag_count(&kept[..1]), 0);
+        assert_eq!(request_headers(&kept).collect::<Vec<_>>(), kept[..1]);
+        let with_tags = vec![(TAGGING_HEADER.to_string(), "a=1".to_string())];
+        assert_eq!(request_headers(&with_tags).collect::<Vec<_>>(), with_tags);
+    }
 
     #[test]
     fn names_are_case_insensitive_and_prefixed() {

@@ -11,7 +11,8 @@
 //!   bodies), [`transfer`] (multipart), [`reconcile`] (lost replies), [`capability`] and
 //!   [`fallback`] (what a server rejects, and what is done instead), [`journal`] (uploads on
 //!   disk while they run) and [`metadata`] (the one metadata-update loop);
-//!   [`stream`] feeds an upload from a file still being written;
+//!   [`stream`] feeds an upload from a file still being written; `tags` keeps an object's
+//!   tags through a write that replaces it;
 //! - [`storage`]: `Storage`, the connection, with its seed API ([`seed`]) and a [`Bucket`]
 //!   per bucket.
 //!
@@ -45,6 +46,7 @@ pub mod spacing;
 pub mod storage;
 pub mod store;
 pub mod stream;
+pub(crate) mod tags;
 pub mod transfer;
 pub mod types;
 pub mod xml;

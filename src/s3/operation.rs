@@ -47,6 +47,8 @@ pub enum Operation {
     CopyObject,
     /// DELETE one object.
     DeleteObject,
+    /// An object's tag set (GET `?tagging`).
+    GetObjectTagging,
     /// Delete many keys in one request (POST `?delete`).
     DeleteObjects,
     /// One page of a bucket listing (GET `?list-type=2`).
@@ -75,12 +77,13 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for tables and tests.
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Operation::HeadObject,
         Operation::GetObject,
         Operation::PutObject,
         Operation::CopyObject,
         Operation::DeleteObject,
+        Operation::GetObjectTagging,
         Operation::DeleteObjects,
         Operation::ListObjectsV2,
         Operation::CreateMultipartUpload,
@@ -103,6 +106,7 @@ impl Operation {
             Operation::PutObject => "PutObject",
             Operation::CopyObject => "CopyObject",
             Operation::DeleteObject => "DeleteObject",
+            Operation::GetObjectTagging => "GetObjectTagging",
             Operation::DeleteObjects => "DeleteObjects",
             Operation::ListObjectsV2 => "ListObjectsV2",
             Operation::CreateMultipartUpload => "CreateMultipartUpload",
@@ -123,6 +127,7 @@ impl Operation {
         match self {
             Operation::HeadObject | Operation::HeadBucket => Method::Head,
             Operation::GetObject
+            | Operation::GetObjectTagging
             | Operation::ListObjectsV2
             | Operation::ListParts
             | Operation::ListMultipartUploads => Method::Get,
@@ -153,6 +158,7 @@ impl Operation {
                 "s3:GetObject on the source and s3:PutObject"
             }
             Operation::DeleteObject | Operation::DeleteObjects => "s3:DeleteObject",
+            Operation::GetObjectTagging => "s3:GetObjectTagging",
             Operation::ListObjectsV2 | Operation::HeadBucket => "s3:ListBucket",
             Operation::AbortMultipartUpload => "s3:AbortMultipartUpload",
             Operation::ListParts => "s3:ListMultipartUploadParts",

@@ -18,6 +18,7 @@ use super::capability::Capabilities;
 use super::client::{ClientConfig, S3Client};
 use super::error::Result;
 use super::journal::UploadJournal;
+use super::meta::TagSet;
 use super::name::{ObjectRef, S3Name};
 use super::requests;
 use super::store::ObjectStore;
@@ -187,6 +188,10 @@ impl ObjectStore for Storage {
 
     fn delete_object(&self, obj: &ObjectRef) -> Result<()> {
         requests::object::delete_object(&self.client, obj)
+    }
+
+    fn get_object_tagging(&self, obj: &ObjectRef) -> Result<TagSet> {
+        requests::object::get_object_tagging(&self.client, obj)
     }
 
     fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<DeleteResult> {

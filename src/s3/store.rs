@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use super::body::RequestBody;
 use super::error::{Result, StorageError};
+use super::meta::TagSet;
 use super::name::ObjectRef;
 use super::types::{
     CopyRequest, CopyResult, DeleteResult, GetObject, ListPage, ListRequest, ObjectInfo, PartsPage,
@@ -82,6 +83,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// DeleteObject (no error for a key that does not exist).
     fn delete_object(&self, obj: &ObjectRef) -> Result<()>;
+
+    /// GetObjectTagging: the object's tags (a missing key is `NotFound`).
+    fn get_object_tagging(&self, obj: &ObjectRef) -> Result<TagSet>;
 
     /// One quiet DeleteObjects of at most 1000 keys: the result lists the keys not deleted.
     fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<DeleteResult>;

@@ -28,6 +28,7 @@ use super::metrics::S3Metrics;
 use super::name::ObjectRef;
 use super::reconcile::{self, Completion};
 use super::store::{abort_if_open, ObjectStore, MAX_PARTS, MAX_SINGLE_COPY, MIN_PART_SIZE};
+use super::tags;
 use super::types::{CopyRequest, CopyResult, ListedPart, PendingUpload, PutOptions};
 use super::types::{UploadsPage, UploadsRequest};
 
@@ -121,7 +122,10 @@ impl Transfers<'_> {
     /// headers) and record it in the journal, if any, before any part is sent. A journal that
     /// cannot be written is logged, not fatal: the upload itself is still sound.
     pub fn begin(&self, obj: &ObjectRef, opts: &PutOptions) -> Result<MultipartUpload> {
-        let upload_id = self.store.create_multipart_upload(obj, opts)?;
+        // The object it replaces keeps its tags (see `super::tags`).
+        let upload_id = tags::keeping_tags(self.store, obj, obj, opts, |opts| {
+            self.store.create_multipart_upload(obj, opts)
+        })?;
         let entry = match self.journal {
             Some(j) => match j.record(obj, &upload_id) {
                 Ok(e) => Some(e),
@@ -273,6 +277,9 @@ impl Transfers<'_> {
                 }
             }
         };
+        // A copy keeps the source's tags (unless the request names its own); an upload only
+        // has those it is given.
+        let opts = tags::with_tags(self.store, &c.src, &opts);
         let part_size = self.config.copy_part_size.max(MIN_PART_SIZE);
         let parts = size.div_ceil(part_size);
         let upload = self.begin(&c.dst, &opts)?;

@@ -60,10 +60,11 @@ pub struct PutOptions {
 }
 
 impl PutOptions {
-    /// Its metadata and content headers, as request headers.
+    /// Its metadata and content headers, as request headers (see
+    /// [`super::meta::request_headers`]).
     pub(crate) fn headers(&self) -> Result<Vec<(String, String)>> {
         let mut h = self.metadata.to_headers()?;
-        h.extend(self.content_headers.iter().cloned());
+        h.extend(super::meta::request_headers(&self.content_headers));
         Ok(h)
     }
 }

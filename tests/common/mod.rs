@@ -112,6 +112,8 @@ pub enum ServerLimit {
     BadSignatureIsAccessDenied,
     /// s3s-fs and Garage keep no storage class or server-side encryption.
     NoStorageClasses,
+    /// s3s-fs and Garage keep no object tags.
+    NoObjectTags,
 }
 
 impl ServerLimit {
@@ -127,7 +129,9 @@ impl ServerLimit {
             | ServerLimit::DecodesEncodedMetadata
             | ServerLimit::MissingBucketIsNoSuchKey
             | ServerLimit::PutRecreatesBucket => &[S3sFs],
-            ServerLimit::CopyKeepsMultipartEtag | ServerLimit::NoStorageClasses => &[S3sFs, Garage],
+            ServerLimit::CopyKeepsMultipartEtag
+            | ServerLimit::NoStorageClasses
+            | ServerLimit::NoObjectTags => &[S3sFs, Garage],
             ServerLimit::IgnoresIfNoneMatch
             | ServerLimit::DropsLeadingSlash
             | ServerLimit::BadSignatureIsAccessDenied => &[Garage],
@@ -185,6 +189,10 @@ impl ServerLimit {
                 "it keeps no storage class or server-side encryption (Garage 2.5 accepts \
                  x-amz-storage-class and forgets it; s3s-fs 0.14.1 refuses any but STANDARD \
                  with InvalidStorageClass; neither names an encryption in a HEAD)"
+            }
+            ServerLimit::NoObjectTags => {
+                "it keeps no object tags (s3s-fs 0.14.1 and Garage 2.5 answer GetObjectTagging \
+                 with 501 NotImplemented)"
             }
             ServerLimit::BadSignatureIsAccessDenied => {
                 "Garage 2.5 answers a wrong signature with 403 AccessDenied (\"Forbidden: \

@@ -10,7 +10,13 @@ use crate::s3::TransferConfig;
 /// What cp and the kernel do: `copy_file_range` in ranges of at most `range` bytes until it
 /// says 0; on EOPNOTSUPP before anything was copied, read and write instead. Returns whether
 /// every byte went through `copy_file_range`.
-fn cp_with_ranges(fx: &Fx, from: &str, to: &str, to_flags: i32, range: u64) -> FsResult<bool> {
+pub(super) fn cp_with_ranges(
+    fx: &Fx,
+    from: &str,
+    to: &str,
+    to_flags: i32,
+    range: u64,
+) -> FsResult<bool> {
     let src = fx.open(from, libc::O_RDONLY)?;
     let dst = fx.open(to, libc::O_WRONLY | libc::O_CREAT | to_flags)?;
     let mut at = 0u64;
@@ -35,7 +41,7 @@ fn cp_with_ranges(fx: &Fx, from: &str, to: &str, to_flags: i32, range: u64) -> F
 
 /// `cp from to` to a new name (cp opens it `O_EXCL`), in one range as the kernel hands over
 /// anything up to 2 GiB.
-fn cp(fx: &Fx, from: &str, to: &str) -> FsResult<bool> {
+pub(super) fn cp(fx: &Fx, from: &str, to: &str) -> FsResult<bool> {
     cp_with_ranges(fx, from, to, libc::O_EXCL, MAX_COPY_REPLY)
 }
 

@@ -24,6 +24,7 @@ mod posix;
 mod reads;
 mod reference_model;
 mod rename;
+mod tags;
 mod visibility;
 
 use std::collections::BTreeMap;

@@ -34,6 +34,7 @@ impl State {
                 initiated: now,
                 metadata: attrs.metadata,
                 content_headers: attrs.content_headers,
+                tags: attrs.tags.unwrap_or_default(),
                 parts: BTreeMap::new(),
             },
         );
@@ -130,6 +131,7 @@ impl State {
         let attrs = Attributes {
             metadata: upload.metadata.clone(),
             content_headers: upload.content_headers.clone(),
+            tags: Some(upload.tags.clone()),
         };
         let etag = if self.opaque_etags {
             format!("{}-{}", self.etag_of(&data), etags.len())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::super::body::RequestBody;
 use super::super::error::{Result, StorageError};
-use super::super::meta::Metadata;
+use super::super::meta::{Metadata, TagSet};
 use super::super::name::ObjectRef;
 use super::super::operation::Operation;
 use super::super::requests::delete::request_body as delete_request_body;
@@ -158,6 +158,14 @@ impl ObjectStore for MemoryStore {
         self.request(Operation::DeleteObject, (&obj.bucket, &obj.key), |s, _| {
             s.delete(&obj.bucket, &obj.key)
         })
+    }
+
+    fn get_object_tagging(&self, obj: &ObjectRef) -> Result<TagSet> {
+        self.request(
+            Operation::GetObjectTagging,
+            (&obj.bucket, &obj.key),
+            |s, _| s.object(&obj.bucket, &obj.key).map(|o| o.tags.clone()),
+        )
     }
 
     fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<DeleteResult> {

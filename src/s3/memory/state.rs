@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use super::super::etag::md5_etag;
 use super::super::meta::{
-    other_class, Metadata, KEPT_HEADERS, MAX_USER_METADATA_BYTES, STORAGE_CLASS_HEADER,
+    other_class, Metadata, TagSet, KEPT_HEADERS, MAX_USER_METADATA_BYTES, STORAGE_CLASS_HEADER,
+    TAGGING_HEADER, TAG_COUNT_HEADER,
 };
 use super::super::name::MAX_KEY_BYTES;
 use super::super::store::MAX_SINGLE_COPY;
@@ -75,17 +76,23 @@ pub struct StoredObject {
     pub metadata: Metadata,
     /// Content headers (lower-case names), Content-Type always among them.
     pub content_headers: Vec<(String, String)>,
+    /// Its tags.
+    pub tags: TagSet,
 }
 
 impl StoredObject {
-    /// What a HEAD says about it.
+    /// What a HEAD says about it: with the number of its tags, when it has some, as S3 says it.
     pub fn info(&self) -> ObjectInfo {
+        let mut content_headers = self.content_headers.clone();
+        if !self.tags.is_empty() {
+            content_headers.push((TAG_COUNT_HEADER.into(), self.tags.0.len().to_string()));
+        }
         ObjectInfo {
             size: self.data.len() as u64,
             etag: Some(self.etag.clone()),
             last_modified: Some(self.last_modified),
             metadata: self.metadata.clone(),
-            content_headers: self.content_headers.clone(),
+            content_headers,
         }
     }
 }
@@ -100,6 +107,7 @@ pub(super) struct Upload {
     pub(super) initiated: SystemTime,
     pub(super) metadata: Metadata,
     pub(super) content_headers: Vec<(String, String)>,
+    pub(super) tags: TagSet,
     /// Number → (bytes, ETag).
     pub(super) parts: BTreeMap<u32, (Vec<u8>, String)>,
 }
@@ -115,6 +123,9 @@ pub(super) struct BucketState {
 pub(super) struct Attributes {
     pub metadata: Metadata,
     pub content_headers: Vec<(String, String)>,
+    /// The tags the request named (`x-amz-tagging`); `None`: it named none — a PUT's object
+    /// has no tags then, a copy's has the source's.
+    pub tags: Option<TagSet>,
 }
 
 impl Attributes {
@@ -140,9 +151,16 @@ impl Attributes {
         if !content_headers.iter().any(|(n, _)| n == "content-type") {
             content_headers.push(("content-type".into(), DEFAULT_CONTENT_TYPE.into()));
         }
+        let tags = match content.iter().find(|(n, _)| n.eq_ignore_ascii_case(TAGGING_HEADER)) {
+            None => None,
+            Some((_, v)) => Some(TagSet::from_header(v.trim()).ok_or_else(|| {
+                Refusal::new(400, "InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.")
+            })?),
+        };
         Ok(Attributes {
             metadata,
             content_headers,
+            tags,
         })
     }
 }
@@ -286,6 +304,7 @@ impl State {
                 last_modified: now,
                 metadata: attrs.metadata,
                 content_headers: attrs.content_headers,
+                tags: attrs.tags.unwrap_or_default(),
             },
         );
         Ok(etag)
@@ -293,7 +312,8 @@ impl State {
 
     /// CopyObject: `replace` = REPLACE with these attributes, `None` = COPY. As S3, a copy
     /// takes the storage class and encryption the request names, not the source's: with COPY
-    /// they come from `class` (the request's `x-amz-storage-class`).
+    /// they come from `class` (the request's `x-amz-storage-class`). It takes the source's
+    /// tags unless the request names its own (`x-amz-tagging-directive: REPLACE`).
     pub fn copy(
         &mut self,
         (src_bucket, src_key): (&str, &str),
@@ -319,7 +339,8 @@ impl State {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
             ));
         }
-        let attrs = replace.unwrap_or_else(|| Attributes {
+        let mut attrs = replace.unwrap_or_else(|| Attributes {
+            tags: None,
             metadata: src.metadata.clone(),
             content_headers: src
                 .content_headers
@@ -329,6 +350,7 @@ impl State {
                 .chain(class.map(|c| (STORAGE_CLASS_HEADER.to_string(), c.to_string())))
                 .collect(),
         });
+        attrs.tags = attrs.tags.or_else(|| Some(src.tags.clone()));
         let data = src.data.clone();
         // A copy is one new object: the MD5 of its bytes, even from a multipart source.
         let etag = self.etag_of(&data);

@@ -102,7 +102,7 @@ mod tests {
         build_complete_multipart, parse_complete_multipart, parse_initiate_multipart,
         parse_list_multipart_uploads, parse_list_parts,
     };
-    use super::object::parse_copy_result;
+    use super::object::{parse_copy_result, parse_tagging};
     use super::*;
     use crate::s3::fixtures::*;
     use crate::s3::xml::{parse_error, parse_iso8601, parse_reply, ReplyError, XmlError};
@@ -215,6 +215,7 @@ mod tests {
         let _ = parse_error(data);
         let _ = parse_initiate_multipart(data);
         let _ = parse_copy_result(data).map_err(|e| e.to_string());
+        let _ = parse_tagging(data).map_err(|e| e.to_string());
         let _ = parse_complete_multipart(data);
         let _ = parse_delete_result(data);
         let _ = parse_list_multipart_uploads(data);

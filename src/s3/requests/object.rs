@@ -1,4 +1,5 @@
-//! Requests on one object: HeadObject, GetObject, PutObject, CopyObject, DeleteObject.
+//! Requests on one object: HeadObject, GetObject, PutObject, CopyObject, DeleteObject,
+//! GetObjectTagging.
 //!
 //! A GET's reply is checked before its body is handed on: a `206` must say, in a valid
 //! `Content-Range`, that it holds the bytes asked for (bytes from elsewhere would land at the
@@ -8,7 +9,9 @@
 use super::super::body::RequestBody;
 use super::super::client::{S3Client, S3Request, S3Response};
 use super::super::error::{Result, StorageError};
-use super::super::meta::{Metadata, KEPT_HEADERS, STORAGE_CLASS_HEADER};
+use super::super::meta::{
+    headers_kept_from_head, request_headers, Metadata, TagSet, STORAGE_CLASS_HEADER, TAGGING_HEADER,
+};
 use super::super::name::ObjectRef;
 use super::super::operation::Operation;
 use super::super::types::{CopyRequest, CopyResult, GetObject, ObjectInfo, PutOptions};
@@ -144,10 +147,15 @@ pub(crate) fn copy_object(client: &S3Client, c: &CopyRequest) -> Result<CopyResu
                 .header_opt(STORAGE_CLASS_HEADER, c.storage_class.as_deref())
         }
         Some(r) => {
+            // The source's tags go with the copy unless the headers name the copy's own.
+            let own_tags = r.content_headers.iter().any(|(n, _)| n == TAGGING_HEADER);
             req = req
                 .header("x-amz-metadata-directive", "REPLACE")
                 .headers(r.metadata.to_headers()?)
-                .headers(r.content_headers.iter().cloned());
+                .headers(request_headers(&r.content_headers));
+            if own_tags {
+                req = req.header("x-amz-tagging-directive", "REPLACE");
+            }
         }
     }
     let what = format!("CopyObject {} -> {}", c.src, c.dst);
@@ -163,10 +171,36 @@ pub(crate) fn delete_object(client: &S3Client, obj: &ObjectRef) -> Result<()> {
     client.execute(&req).map(|_| ())
 }
 
+/// GetObjectTagging: the object's tags (a missing key is `NotFound`).
+pub(crate) fn get_object_tagging(client: &S3Client, obj: &ObjectRef) -> Result<TagSet> {
+    let req =
+        S3Request::new(Operation::GetObjectTagging, &obj.bucket, &obj.key).query("tagging", "");
+    let what = format!("GetObjectTagging {obj}");
+    let resp = client.execute(&req)?;
+    read_reply(resp, &what, &obj.bucket, &obj.key, parse_tagging)
+}
+
+/// `<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag>…</TagSet></Tagging>`; a tag
+/// without a key is a bad reply, one without a value has the empty value.
+pub(crate) fn parse_tagging(body: &[u8]) -> Result<TagSet, ReplyError> {
+    let root = select_root(error_or_tree(body)?, &["Tagging"])?;
+    let mut tags = Vec::new();
+    for set in root.children("TagSet") {
+        for tag in set.children("Tag") {
+            let key = tag.required("Key")?;
+            tags.push((
+                key.to_string(),
+                tag.text_of("Value").unwrap_or("").to_string(),
+            ));
+        }
+    }
+    Ok(TagSet(tags))
+}
+
 /// What a HEAD's (or GET's) headers say about the object, which is `size` bytes long.
 fn info_from_response(resp: &S3Response, size: u64) -> ObjectInfo {
     let mut content_headers = Vec::new();
-    for name in KEPT_HEADERS {
+    for name in headers_kept_from_head() {
         if let Some(v) = resp.header(name) {
             content_headers.push((name.to_string(), v.to_string()));
         }
@@ -272,6 +306,36 @@ mod tests {
             })
             .unwrap_or_else(|e| panic!("{e}"));
         eprintln!("Content-Range: {} inputs fuzzed", count.get());
+    }
+
+    #[test]
+    fn tag_sets() {
+        let two = TagSet(vec![
+            ("tag1".into(), "val1".into()),
+            ("tag2".into(), "val2 & more".into()),
+        ]);
+        assert_eq!(parse_tagging(TAGGING.as_bytes()).unwrap(), two);
+        // No namespace, a prefix, unknown elements, a tag without a value.
+        let loose = r#"<s3:Tagging xmlns:s3="urn:x"><Extra/><s3:TagSet><s3:Tag><s3:Key>k</s3:Key><Other>o</Other></s3:Tag></s3:TagSet></s3:Tagging>"#;
+        assert_eq!(
+            parse_tagging(loose.as_bytes()).unwrap(),
+            TagSet(vec![("k".into(), String::new())])
+        );
+        for empty in ["<Tagging><TagSet/></Tagging>", "<Tagging></Tagging>"] {
+            assert_eq!(parse_tagging(empty.as_bytes()).unwrap(), TagSet::default());
+        }
+        for bad in [
+            "<Tagging><TagSet><Tag><Value>v</Value></Tag></TagSet></Tagging>",
+            "<ListBucketResult/>",
+            "<Tagging><TagSet>",
+            "",
+        ] {
+            assert!(parse_tagging(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            parse_tagging(ERR_NO_SUCH_KEY.as_bytes()),
+            Err(ReplyError::S3(_))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::*;
 use crate::s3::body::RequestBody;
 use crate::s3::etag::{md5_etag, multipart_etag};
+use crate::s3::meta::TagSet;
 use crate::s3::name::ObjectRef;
 use crate::s3::store::{ObjectStore, MIN_PART_SIZE};
 use crate::s3::types::{
@@ -308,6 +309,75 @@ fn copies_keep_or_replace_metadata_and_honour_the_source_condition() {
         StorageError::NotFound { code, .. } => assert_eq!(code.as_deref(), Some("NoSuchKey")),
         e => panic!("{e:?}"),
     }
+}
+
+#[test]
+fn tags_as_s3_keeps_them_a_put_has_what_it_names_a_copy_its_sources() {
+    let s = store();
+    let tagged = PutOptions {
+        content_headers: vec![("x-amz-tagging".into(), "a=1&b=two%20words".into())],
+        ..PutOptions::default()
+    };
+    let two = TagSet(vec![
+        ("a".into(), "1".into()),
+        ("b".into(), "two words".into()),
+    ]);
+    s.put_object(&obj("t"), RequestBody::Bytes(b"x"), &tagged)
+        .unwrap();
+    assert_eq!(s.get_object_tagging(&obj("t")).unwrap(), two);
+    let head = s.head_object(&obj("t")).unwrap();
+    assert!(head
+        .content_headers
+        .contains(&("x-amz-tagging-count".into(), "2".into())));
+    // A copy takes the source's tags, with either metadata directive, unless it names its own.
+    let copy = |dst: &str, content_headers: Option<Vec<(String, String)>>| {
+        s.copy_object(&CopyRequest {
+            src: obj("t"),
+            dst: obj(dst),
+            replace: content_headers.map(|content_headers| ReplaceMetadata {
+                metadata: Metadata::new(),
+                content_headers,
+            }),
+            if_match: None,
+            size: None,
+            storage_class: None,
+        })
+        .unwrap();
+        s.get_object_tagging(&obj(dst)).unwrap()
+    };
+    assert_eq!(copy("c1", None), two);
+    assert_eq!(copy("c2", Some(vec![])), two);
+    let none = vec![("x-amz-tagging".to_string(), String::new())];
+    assert_eq!(copy("c3", Some(none)), TagSet::default());
+    // A PUT over it, or a multipart upload, has only what it names.
+    put(&s, "t", b"y");
+    assert_eq!(s.get_object_tagging(&obj("t")).unwrap(), TagSet::default());
+    let head = s.head_object(&obj("t")).unwrap();
+    assert!(!head
+        .content_headers
+        .iter()
+        .any(|(n, _)| n == "x-amz-tagging-count"));
+    let id = s.create_multipart_upload(&obj("m"), &tagged).unwrap();
+    let part = vec![7u8; 10];
+    let etag = s
+        .upload_part(&obj("m"), &id, 1, RequestBody::Bytes(&part))
+        .unwrap();
+    s.complete_multipart_upload(&obj("m"), &id, &[(1, etag)], &PutOptions::default())
+        .unwrap();
+    assert_eq!(s.get_object_tagging(&obj("m")).unwrap(), two);
+    assert!(s
+        .get_object_tagging(&obj("gone"))
+        .unwrap_err()
+        .is_not_found());
+    // Not a query string of UTF-8: refused, as S3 does.
+    let bad = PutOptions {
+        content_headers: vec![("x-amz-tagging".into(), "a=%FF".into())],
+        ..PutOptions::default()
+    };
+    let e = s
+        .put_object(&obj("bad"), RequestBody::Bytes(b"x"), &bad)
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some((400, Some("InvalidArgument"))));
 }
 
 #[test]
