@@ -13,7 +13,7 @@ use super::attr::{
     format_mtime, metadata_attrs, metadata_kind, Caller, FileAttrs, NewOwner, S_IFDIR, S_IFMT,
 };
 use super::error::{FsError, FsResult};
-use super::names::{check_key_len, name_str, valid_component};
+use super::names::{name_str, valid_component};
 use super::unlinked::Detached;
 use super::S3Fs;
 use crate::cache::inode::{ForeignMarker, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
@@ -86,7 +86,7 @@ impl S3Fs {
     ) -> FsResult<FileAttrs> {
         let name = self.check_new_name(parent, name)?;
         let key = format!("{}{name}/", self.key_of(parent)?);
-        check_key_len(&key)?;
+        self.check_key_len(&key)?;
         let owner = self.new_entry_owner(parent, caller, NodeKind::Dir, mode)?;
         let mut metadata = Metadata::new();
         metadata.insert("mode", (owner.mode | S_IFDIR).to_string());
@@ -347,7 +347,7 @@ impl S3Fs {
         size: u64,
     ) -> FsResult<FileAttrs> {
         let key = format!("{}{name}", self.key_of(parent)?);
-        check_key_len(&key)?;
+        self.check_key_len(&key)?;
         self.settle_kept(&key)?;
         let mtime = SystemTime::now();
         let mut metadata = Metadata::new();

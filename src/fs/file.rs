@@ -21,7 +21,7 @@ use super::attr::{Caller, FileAttrs, S_IFREG};
 use super::buffers::ReadData;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
-use super::names::{check_key_len, name_str, valid_component};
+use super::names::{name_str, valid_component};
 use super::open_file::{errno_of, OpenFile, Staging};
 use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
@@ -123,7 +123,7 @@ impl S3Fs {
             Err(e) => return Err(e),
         }
         let key = format!("{}{name_s}", self.key_of(parent)?);
-        check_key_len(&key)?;
+        self.check_key_len(&key)?;
         self.settle_kept(&key)?;
         let owner = self.new_entry_owner(parent, caller, NodeKind::File, mode)?;
         let mtime = SystemTime::now();

@@ -11,14 +11,16 @@
 //! lookup follow. A create thus costs one request before its `PUT`. Only the
 //! mount's own removals (unlink, rmdir, a rename's source) answer ENOENT without asking, for
 //! the negative TTL. A 404 is remembered for the create that follows the kernel's lookup
-//! (`lookup_to_create`), not for other lookups.
+//! (`lookup_to_create`), not for other lookups. A key over S3's 1024 bytes is ENAMETOOLONG at
+//! once on a server known to refuse it, and asked with a HEAD elsewhere, whose refusal teaches
+//! that the server does (moto and Garage keep such keys).
 
 use std::time::Instant;
 
 use super::attr::{metadata_attrs, metadata_kind, FileAttrs};
 use super::dir::is_foreign_dir;
 use super::error::{FsError, FsResult};
-use super::names::{check_key_len, name_str, valid_component};
+use super::names::{name_str, valid_component, MAX_KEY_BYTES};
 use super::S3Fs;
 use crate::cache::inode::{
     start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta,
@@ -35,7 +37,7 @@ impl S3Fs {
         // A path S3 cannot hold is ENAMETOOLONG on every call; the name of a file unlinked
         // while open is gone even if its object is kept (see `unlinked`).
         let key = format!("{}{name}", self.key_of(parent)?);
-        check_key_len(&key)?;
+        self.check_key_len(&key)?;
         if self.kept.is_hidden(&key) {
             return Err(FsError::not_found(format!("{key}: unlinked")));
         }
@@ -104,7 +106,10 @@ impl S3Fs {
         let key = format!("{parent_key}{name}");
         let dir_prefix = format!("{key}/");
         let asked = Instant::now();
-        if self.probably_new(parent, name) && self.absent_by_listing(&key)? {
+        // A key longer than S3 keeps, on a server not known to refuse it: asked with a HEAD,
+        // whose refusal (a bare 400) says so, rather than a listing, which would not.
+        let long = key.len() > MAX_KEY_BYTES;
+        if !long && self.probably_new(parent, name) && self.absent_by_listing(&key)? {
             return self.absent(parent, name, &key, asked);
         }
         let (head, list) = std::thread::scope(|s| {

@@ -5,17 +5,26 @@
 //! from listings (and logged once) rather than shown under a name that would map to another key.
 
 use super::error::{FsError, FsResult};
+use super::S3Fs;
+pub use crate::s3::name::MAX_KEY_BYTES;
 
 /// Longest file name in bytes (Linux's `NAME_MAX`): the kernel refuses longer ones anyway.
 pub const NAME_MAX: usize = 255;
 
-/// Longest object key S3 accepts, in bytes (UTF-8): a path whose key (the mount's prefix
-/// included) would be longer is ENAMETOOLONG, as a path over `PATH_MAX` is on a disk.
-pub const MAX_KEY_BYTES: usize = 1024;
+impl S3Fs {
+    /// ENAMETOOLONG, as a path over `PATH_MAX` is on a disk, if `key` (the mount's prefix
+    /// included) is longer than the server keeps: over [`MAX_KEY_BYTES`] on a server known to
+    /// refuse such keys — Amazon S3 from the start, another once it refused one
+    /// ([`crate::s3::Capabilities::limits_keys`]). Until then the server decides: moto and
+    /// Garage keep longer keys, and a lookup of one asks with a HEAD, whose refusal teaches.
+    pub(crate) fn check_key_len(&self, key: &str) -> FsResult<()> {
+        check_key_len(key, self.bucket.capabilities().limits_keys())
+    }
+}
 
-/// ENAMETOOLONG if `key` is longer than S3 accepts ([`MAX_KEY_BYTES`]).
-pub fn check_key_len(key: &str) -> FsResult<()> {
-    if key.len() > MAX_KEY_BYTES {
+/// ENAMETOOLONG if `key` is longer than [`MAX_KEY_BYTES`] and the server is `limited` to it.
+pub fn check_key_len(key: &str, limited: bool) -> FsResult<()> {
+    if limited && key.len() > MAX_KEY_BYTES {
         return Err(FsError::new(
             libc::ENAMETOOLONG,
             format!(
@@ -163,11 +172,12 @@ mod tests {
 
     #[test]
     fn keys_up_to_s3s_limit() {
-        assert!(check_key_len(&"k".repeat(MAX_KEY_BYTES)).is_ok());
-        let e = check_key_len(&"k".repeat(MAX_KEY_BYTES + 1)).unwrap_err();
+        assert!(check_key_len(&"k".repeat(MAX_KEY_BYTES), true).is_ok());
+        assert!(check_key_len(&"k".repeat(4 * MAX_KEY_BYTES), false).is_ok());
+        let e = check_key_len(&"k".repeat(MAX_KEY_BYTES + 1), true).unwrap_err();
         assert_eq!(e.errno, libc::ENAMETOOLONG);
         // Bytes, not characters.
-        assert!(check_key_len(&"é".repeat(MAX_KEY_BYTES / 2 + 1)).is_err());
+        assert!(check_key_len(&"é".repeat(MAX_KEY_BYTES / 2 + 1), true).is_err());
         let long = std::ffi::OsString::from("n".repeat(NAME_MAX + 1));
         assert_eq!(name_str(&long).unwrap_err().errno, libc::ENAMETOOLONG);
     }

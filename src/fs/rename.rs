@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 
 use super::attr::{metadata_attrs, stamp_change};
 use super::error::{FsError, FsResult};
-use super::names::{check_key_len, name_str, valid_component};
+use super::names::{name_str, valid_component};
 use super::S3Fs;
 use crate::cache::inode::{HeadReply, NodeKind, ObjectMeta};
 use crate::s3::meta::guess_content_type;
@@ -136,7 +136,7 @@ impl S3Fs {
         } else {
             self.flush_inode(src.ino)?;
             let dst_key = format!("{dst_parent_key}{new_name_s}");
-            check_key_len(&dst_key)?;
+            self.check_key_len(&dst_key)?;
             // A file replaced while open keeps its bytes: the copy is about to overwrite them.
             self.settle_kept(&dst_key)?;
             if let Some(t) = &target {

@@ -175,12 +175,12 @@ impl Bucket {
 
     /// HEAD `key`.
     pub fn head(&self, key: &str) -> Result<ObjectInfo> {
-        self.store.head_object(&self.obj(key))
+        self.learnt(key, self.store.head_object(&self.obj(key)))
     }
 
     /// HEAD `key`; `None` when there is no such object.
     pub fn head_if_any(&self, key: &str) -> Result<Option<ObjectInfo>> {
-        head_if_any(&*self.store, &self.obj(key))
+        self.learnt(key, head_if_any(&*self.store, &self.obj(key)))
     }
 
     /// GET `key`, or bytes `[start, end)` of it, only if its ETag is `if_match` when given
@@ -381,7 +381,7 @@ impl Bucket {
     /// Start a multipart upload of `key` with `opts`' metadata and content headers, recorded
     /// in the journal before any part is sent.
     pub fn begin_multipart(&self, key: &str, opts: &PutOptions) -> Result<MultipartUpload> {
-        self.transfers().begin(&self.obj(key), opts)
+        self.learnt(key, self.transfers().begin(&self.obj(key), opts))
     }
 
     /// Send part `part_number` of the upload `upload_id` of `key`; returns its ETag.
@@ -410,10 +410,19 @@ impl Bucket {
     }
 
     /// `result` of a write of `key`: if it succeeded, the key was just written (copies onto it
-    /// are spaced from it: [`super::spacing`]).
+    /// are spaced from it: [`super::spacing`]); if it failed, what it says is learnt.
     fn noted<T>(&self, key: &str, result: Result<T>) -> Result<T> {
         if result.is_ok() {
             self.recent.written(key);
+        }
+        self.learnt(key, result)
+    }
+
+    /// `result`, the answer to a request on `key`, after learning from it whether the server
+    /// refuses long keys ([`Capabilities::learn_key_limit`]).
+    fn learnt<T>(&self, key: &str, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            self.caps.learn_key_limit(key, e);
         }
         result
     }

@@ -11,9 +11,10 @@
 //! From then on requests leave it out. Nothing is probed: no request is made to find out, and
 //! nothing is written into the user's bucket but the user's own writes.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::error::{Result, StorageError};
+use super::name::MAX_KEY_BYTES;
 
 /// A part of S3 some servers do not implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,9 +129,15 @@ impl CapSet {
 }
 
 /// The capabilities a server was found to reject (see the module note). Starts empty.
+///
+/// Beside them, one limit some servers have and others not: keys longer than
+/// [`MAX_KEY_BYTES`]. Amazon S3 refuses them (`KeyTooLongError`), and so do servers that follow
+/// it (s3s-fs); moto and Garage keep them, so a deep path there works as on a disk. Known from
+/// the start for Amazon's own endpoints, learnt elsewhere from the first refusal.
 #[derive(Debug, Default)]
 pub struct Capabilities {
     rejected: AtomicU8,
+    limits_keys: AtomicBool,
 }
 
 impl Capabilities {
@@ -151,6 +158,30 @@ impl Capabilities {
 
     fn set(&self) -> CapSet {
         CapSet(self.rejected.load(Ordering::Relaxed))
+    }
+
+    /// Does the server refuse keys longer than [`MAX_KEY_BYTES`]? (Known so far.)
+    pub fn limits_keys(&self) -> bool {
+        self.limits_keys.load(Ordering::Relaxed)
+    }
+
+    /// The server is one that refuses keys longer than [`MAX_KEY_BYTES`] (Amazon S3's own
+    /// endpoints), known before any request.
+    pub fn assume_key_limit(&self) {
+        self.limits_keys.store(true, Ordering::Relaxed);
+    }
+
+    /// Learn from `e`, the answer to a request on `key`, whether the server refuses keys
+    /// longer than [`MAX_KEY_BYTES`]; the first time, one line in the log.
+    pub fn learn_key_limit(&self, key: &str, e: &StorageError) {
+        if key.len() > MAX_KEY_BYTES
+            && e.is_key_too_long()
+            && !self.limits_keys.swap(true, Ordering::Relaxed)
+        {
+            log::info!(
+                "the server refuses keys over {MAX_KEY_BYTES} bytes ({e}); from now on a path whose key would be longer is ENAMETOOLONG at once"
+            );
+        }
     }
 
     /// Record that the server rejects `cap` (`why`: its refusal); the first time, one warning.
@@ -250,6 +281,22 @@ mod tests {
 
     fn not_implemented() -> StorageError {
         http(501, Some("NotImplemented"))
+    }
+
+    #[test]
+    fn a_key_limit_is_learnt_only_from_a_long_keys_refusal() {
+        let caps = Capabilities::new();
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let too_long = http(400, Some("KeyTooLongError"));
+        caps.learn_key_limit("short", &too_long);
+        caps.learn_key_limit(&long, &http(400, Some("InvalidArgument")));
+        caps.learn_key_limit(&long, &http(500, None));
+        assert!(!caps.limits_keys());
+        caps.learn_key_limit(&long, &too_long);
+        assert!(caps.limits_keys());
+        let aws = Capabilities::new();
+        aws.assume_key_limit();
+        assert!(aws.limits_keys());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use super::name::MAX_KEY_BYTES;
 use super::operation::Operation;
 
 /// An S3 (or local I/O) failure.
@@ -201,6 +202,12 @@ impl StorageError {
         )
     }
 
+    /// True for a key the server refuses as too long (`KeyTooLongError`; a HEAD's bare `400`
+    /// for a key over S3's limit is read as one, see [`error_for`]).
+    pub fn is_key_too_long(&self) -> bool {
+        matches!(self, StorageError::Http { code: Some(c), .. } if c == "KeyTooLongError")
+    }
+
     /// True for a failed `If-Match` / `If-None-Match` condition.
     pub fn is_precondition_failed(&self) -> bool {
         matches!(self, StorageError::PreconditionFailed { .. })
@@ -288,6 +295,18 @@ pub(crate) fn error_for(op: Operation, bucket: &str, key: &str, reply: ErrorRepl
             request_id,
         },
         (412, _) => StorageError::PreconditionFailed { bucket, key },
+        // A HEAD has no body: a bare 400 for a key over S3's limit is the KeyTooLongError a
+        // GET of it would name (Amazon S3 and s3s-fs answer so).
+        (400, None) if op == Operation::HeadObject && key.len() > MAX_KEY_BYTES => {
+            StorageError::Http {
+                status,
+                code: Some("KeyTooLongError".into()),
+                message: format!("a HEAD of a key over {MAX_KEY_BYTES} bytes refused"),
+                bucket,
+                key,
+                request_id,
+            }
+        }
         _ => StorageError::Http {
             status,
             code,
@@ -302,6 +321,28 @@ pub(crate) fn error_for(op: Operation, bucket: &str, key: &str, reply: ErrorRepl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heads_bare_400_for_a_long_key_is_key_too_long() {
+        let reply = || ErrorReply {
+            status: 400,
+            code: None,
+            message: String::new(),
+            request_id: None,
+        };
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let e = error_for(Operation::HeadObject, "b", &long, reply());
+        assert!(e.is_key_too_long(), "{e}");
+        assert_eq!(e.errno(), libc::ENAMETOOLONG);
+        for (op, key) in [
+            (Operation::HeadObject, "short"),
+            (Operation::GetObject, long.as_str()),
+        ] {
+            let e = error_for(op, "b", key, reply());
+            assert!(!e.is_key_too_long(), "{op} {e}");
+            assert_eq!(e.errno(), libc::EIO);
+        }
+    }
 
     #[test]
     fn errno_mapping() {

@@ -30,7 +30,8 @@
 //!   some bytes), [`MemoryStore::reject`] / [`MemoryStore::reject_with`] /
 //!   [`MemoryStore::ignore`] a [`Capability`] (a server answering 501 or 400 to
 //!   `If-None-Match`, `REPLACE` or DeleteObjects, or ignoring the copy-source condition as moto
-//!   does), [`MemoryStore::opaque_etags`] (ETags that are not MD5s, as with SSE-KMS);
+//!   does), [`MemoryStore::opaque_etags`] (ETags that are not MD5s, as with SSE-KMS),
+//!   [`MemoryStore::keep_long_keys`] (keys over 1024 bytes kept, as moto and Garage keep them);
 //! - changes "behind the mount", as another client would make them, not counted:
 //!   [`MemoryStore::put_behind`], [`MemoryStore::delete_behind`], and
 //!   [`MemoryStore::before_next`] to make one just before a given request;
@@ -206,6 +207,12 @@ impl MemoryStore {
     /// SSE-C, and some gateways always do).
     pub fn opaque_etags(&self) {
         self.shared.state.lock().opaque_etags = true;
+    }
+
+    /// From now on, keep keys longer than S3's 1024 bytes, as moto and Garage do (S3 refuses
+    /// them with `KeyTooLongError`, on reads too).
+    pub fn keep_long_keys(&self) {
+        self.shared.state.lock().long_keys = true;
     }
 
     /// Stamp writes with `time` from now on (`None`: the real time).

@@ -71,12 +71,16 @@ impl Storage {
 
     /// A storage over an existing client.
     pub fn with_client(client: S3Client, default_bucket: Option<String>) -> Self {
+        let caps = Capabilities::new();
+        if client.config().endpoint.is_aws() {
+            caps.assume_key_limit();
+        }
         Storage {
             client,
             default_bucket,
             transfer: TransferConfig::default(),
             journal: None,
-            caps: Arc::new(Capabilities::new()),
+            caps: Arc::new(caps),
         }
     }
 

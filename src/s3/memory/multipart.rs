@@ -9,9 +9,7 @@ use super::super::store::{MAX_PARTS, MIN_PART_SIZE};
 use super::super::types::{
     CopyResult, ListedPart, ListedUpload, PartsPage, UploadsPage, UploadsRequest,
 };
-use super::state::{
-    check_etag, check_key, Answer, Attributes, Condition, Refusal, State, Upload, MAX_PAGE,
-};
+use super::state::{check_etag, Answer, Attributes, Condition, Refusal, State, Upload, MAX_PAGE};
 
 impl State {
     pub fn create_upload(
@@ -21,7 +19,7 @@ impl State {
         attrs: Attributes,
         now: SystemTime,
     ) -> Answer<String> {
-        check_key(key)?;
+        self.check_key(key)?;
         self.next_upload += 1;
         let seq = self.next_upload;
         let b = self.bucket_mut(bucket)?;
