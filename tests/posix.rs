@@ -1094,7 +1094,8 @@ fn a_rename_re_derives_a_guessed_content_type_and_keeps_an_explicit_one() {
     );
 }
 
-/// Names over 255 bytes are ENAMETOOLONG on every call, as on a disk. A path whose key would
+/// Names over 255 bytes are ENAMETOOLONG on every call, as on a disk, unless another client
+/// made such an object, which is shown. A path whose key would
 /// pass S3's 1024 bytes (the mount's prefix counted) is for the server to judge: moto and
 /// Garage keep such keys, so a deep path works as on a disk; s3s-fs refuses them as S3 does,
 /// and the mount, taught by that refusal, answers ENAMETOOLONG.
@@ -1140,6 +1141,32 @@ fn long_names_are_enametoolong_and_long_paths_are_the_servers_to_judge() {
                 root.display()
             );
         }
+    }
+    // Another client's object with a longer name is shown, read, moved and removed (hidden,
+    // a `cp -r` would silently leave it behind); the mount makes no such name itself.
+    if !skip_on(ServerLimit::KeysAreFileNames) {
+        let st = srv.storage();
+        let theirs = "t".repeat(300);
+        st.bucket(&bucket)
+            .put(
+                &format!("{prefix}{theirs}"),
+                RequestBody::Bytes(b"theirs"),
+                &PutOptions::default(),
+            )
+            .unwrap();
+        let listed = sh(&format!("ls {}", m.path().display()));
+        assert!(
+            String::from_utf8_lossy(&listed.stdout).contains(&theirs),
+            "ls: {}",
+            String::from_utf8_lossy(&listed.stdout)
+        );
+        assert_eq!(std::fs::read(m.join(&theirs)).unwrap(), b"theirs");
+        std::fs::rename(m.join(&theirs), m.join("theirs")).unwrap();
+        assert_eq!(
+            errno(std::fs::rename(m.join("theirs"), m.join(&theirs))),
+            Some(libc::ENAMETOOLONG)
+        );
+        std::fs::remove_file(m.join("theirs")).unwrap();
     }
     // Keys: the prefix (4 bytes) + 4 directories of 200 bytes with their slashes (804) leaves
     // 216 bytes for a file name within S3's 1024.

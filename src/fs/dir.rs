@@ -13,7 +13,7 @@ use super::attr::{
     format_mtime, metadata_attrs, metadata_kind, Caller, FileAttrs, NewOwner, S_IFDIR, S_IFMT,
 };
 use super::error::{FsError, FsResult};
-use super::names::{name_str, valid_component};
+use super::names::{name_str, new_name_str, valid_component};
 use super::unlinked::Detached;
 use super::S3Fs;
 use crate::cache::inode::{ForeignMarker, NodeAttr, NodeKind, ObjectMeta, ROOT_INO};
@@ -62,7 +62,7 @@ impl S3Fs {
     /// A new entry `name` in `parent`: the mount is writable, the name valid, nothing there yet.
     fn check_new_name<'a>(&self, parent: u64, name: &'a std::ffi::OsStr) -> FsResult<&'a str> {
         self.check_writable()?;
-        let name = name_str(name)?;
+        let name = new_name_str(name)?;
         if !valid_component(name) {
             return Err(FsError::new(libc::EINVAL, format!("{name:?}")));
         }

@@ -21,7 +21,7 @@ use super::attr::{Caller, FileAttrs, S_IFREG};
 use super::buffers::ReadData;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
-use super::names::{name_str, valid_component};
+use super::names::{new_name_str, valid_component};
 use super::open_file::{errno_of, OpenFile, Staging};
 use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
@@ -107,7 +107,7 @@ impl S3Fs {
         caller: Option<Caller>,
     ) -> FsResult<(FileAttrs, u64)> {
         self.check_writable()?;
-        let name_s = name_str(name)?;
+        let name_s = new_name_str(name)?;
         if !valid_component(name_s) {
             return Err(FsError::new(libc::EINVAL, format!("{name_s:?}")));
         }

@@ -474,7 +474,7 @@ fn keep_dir_attr(t: &InodeTable, parent: u64, name: &str) -> NodeAttr {
 
 fn drop_name(fs: &S3Fs, key: &str) {
     fs.warn_once(format!(
-        "s3://{}/{key}: key cannot be shown as a file name (empty, '.', '..' or over 255 bytes); hidden",
+        "s3://{}/{key}: key cannot be shown as a file name (empty, '.', '..', with a NUL, or over 1024 bytes); hidden",
         fs.bucket.name()
     ));
 }

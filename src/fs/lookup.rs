@@ -20,7 +20,7 @@ use std::time::Instant;
 use super::attr::{metadata_attrs, metadata_kind, FileAttrs};
 use super::dir::is_foreign_dir;
 use super::error::{FsError, FsResult};
-use super::names::{name_str, valid_component, MAX_KEY_BYTES};
+use super::names::{name_str, too_long, valid_component, MAX_KEY_BYTES, NAME_MAX};
 use super::S3Fs;
 use crate::cache::inode::{
     start_time, AttrUpdate, ForeignMarker, HeadReply, NodeAttr, NodeKind, ObjectMeta,
@@ -28,8 +28,19 @@ use crate::cache::inode::{
 use crate::s3::{ListRequest, ObjectInfo, StorageError};
 
 impl S3Fs {
-    /// Find `name` in `parent`.
+    /// Find `name` in `parent`. A name longer than the mount gives (an object another client
+    /// named so) that is not there is ENAMETOOLONG, as on a disk, not ENOENT.
     pub fn lookup(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<FileAttrs> {
+        let found = self.lookup_name(parent, name);
+        match found {
+            Err(e) if e.errno == libc::ENOENT && name.len() > NAME_MAX => {
+                Err(too_long(&name.to_string_lossy()))
+            }
+            other => other,
+        }
+    }
+
+    fn lookup_name(&self, parent: u64, name: &std::ffi::OsStr) -> FsResult<FileAttrs> {
         let name = name_str(name)?;
         if !valid_component(name) {
             return Err(FsError::not_found(format!("{name:?} is not a valid name")));

@@ -1,15 +1,26 @@
 //! Name rules: which kernel names can be keys, and which key components can be file names.
 //!
-//! A file name is one key component: UTF-8 (keys are UTF-8), not empty, not `.` or `..`, at
-//! most [`NAME_MAX`] bytes, without NUL or `/`. A key whose component breaks a rule is hidden
-//! from listings (and logged once) rather than shown under a name that would map to another key.
+//! A file name is one key component: UTF-8 (keys are UTF-8), not empty, not `.` or `..`,
+//! without NUL or `/`, and at most [`LONGEST_NAME`] bytes (the most a FUSE request carries). A
+//! key whose component breaks a rule is hidden from listings (and logged once) rather than shown
+//! under a name that would map to another key.
+//!
+//! Names the mount makes (create, mkdir, symlink, mknod, a rename's target) are at most
+//! [`NAME_MAX`] bytes, as on a disk, and `statfs` says so; an object another client named with
+//! a longer component is still shown, read, renamed and removed — hidden, a `cp -r` of the
+//! tree would silently leave it behind. A lookup of a longer name that finds nothing is
+//! ENAMETOOLONG, as on a disk, not ENOENT.
 
 use super::error::{FsError, FsResult};
 use super::S3Fs;
 pub use crate::s3::name::MAX_KEY_BYTES;
 
-/// Longest file name in bytes (Linux's `NAME_MAX`): the kernel refuses longer ones anyway.
+/// Longest name the mount gives a new entry, in bytes (Linux's `NAME_MAX`; `statfs` says it).
 pub const NAME_MAX: usize = 255;
+
+/// Longest name shown at all, in bytes: the most the kernel's FUSE client passes
+/// (`FUSE_NAME_MAX`); an existing object's longer component stays hidden.
+pub const LONGEST_NAME: usize = 1024;
 
 impl S3Fs {
     /// ENAMETOOLONG, as a path over `PATH_MAX` is on a disk, if `key` (the mount's prefix
@@ -37,7 +48,8 @@ pub fn check_key_len(key: &str, limited: bool) -> FsResult<()> {
     Ok(())
 }
 
-/// Validate a file name coming from the kernel.
+/// Validate the name of an existing entry coming from the kernel (a lookup, an unlink, a
+/// rename's source).
 pub fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
     let s = name.to_str().ok_or_else(|| {
         FsError::new(
@@ -45,13 +57,30 @@ pub fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
             format!("{name:?}: file names must be UTF-8 to be S3 keys"),
         )
     })?;
-    if s.len() > NAME_MAX {
-        return Err(FsError::new(
-            libc::ENAMETOOLONG,
-            format!("{s:?}: longer than {NAME_MAX} bytes"),
-        ));
+    if s.len() > LONGEST_NAME {
+        return Err(too_long(s));
     }
     Ok(s)
+}
+
+/// Validate the name of an entry the mount is to make: at most [`NAME_MAX`] bytes.
+pub fn new_name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
+    let s = name_str(name)?;
+    if s.len() > NAME_MAX {
+        return Err(too_long(s));
+    }
+    Ok(s)
+}
+
+/// ENAMETOOLONG for the name `s`.
+pub fn too_long(s: &str) -> FsError {
+    FsError::new(
+        libc::ENAMETOOLONG,
+        format!(
+            "{}...: longer than {NAME_MAX} bytes",
+            s.chars().take(64).collect::<String>()
+        ),
+    )
 }
 
 /// True if a key component can be shown as a file name.
@@ -59,7 +88,7 @@ pub fn valid_component(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && name.len() <= NAME_MAX
+        && name.len() <= LONGEST_NAME
         && !name.contains('\0')
 }
 
@@ -179,7 +208,13 @@ mod tests {
         // Bytes, not characters.
         assert!(check_key_len(&"é".repeat(MAX_KEY_BYTES / 2 + 1), true).is_err());
         let long = std::ffi::OsString::from("n".repeat(NAME_MAX + 1));
-        assert_eq!(name_str(&long).unwrap_err().errno, libc::ENAMETOOLONG);
+        assert_eq!(new_name_str(&long).unwrap_err().errno, libc::ENAMETOOLONG);
+        assert!(
+            name_str(&long).is_ok(),
+            "an existing object's may be longer"
+        );
+        let longest = std::ffi::OsString::from("n".repeat(LONGEST_NAME + 1));
+        assert_eq!(name_str(&longest).unwrap_err().errno, libc::ENAMETOOLONG);
     }
 
     #[test]
@@ -203,6 +238,8 @@ mod tests {
             assert_eq!(listed_name(prefix, key, common), None, "{prefix:?} {key:?}");
         }
         let long = format!("d/{}", "l".repeat(256));
-        assert_eq!(listed_name("d/", &long, false), None);
+        assert_eq!(listed_name("d/", &long, false), Some(&long[2..]));
+        let longest = format!("d/{}", "l".repeat(LONGEST_NAME + 1));
+        assert_eq!(listed_name("d/", &longest, false), None);
     }
 }

@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 
 use super::attr::{metadata_attrs, stamp_change};
 use super::error::{FsError, FsResult};
-use super::names::{name_str, valid_component};
+use super::names::{name_str, new_name_str, valid_component};
 use super::S3Fs;
 use crate::cache::inode::{HeadReply, NodeKind, ObjectMeta};
 use crate::s3::meta::guess_content_type;
@@ -66,7 +66,7 @@ impl S3Fs {
         }
         let src = self.lookup(parent, name)?;
         let name_s = name_str(name)?.to_string();
-        let new_name_s = name_str(new_name)?.to_string();
+        let new_name_s = new_name_str(new_name)?.to_string();
         if !valid_component(&new_name_s) {
             return Err(FsError::new(libc::EINVAL, format!("{new_name_s:?}")));
         }
