@@ -1,5 +1,6 @@
-//! Directory listings: a fresh listing answers `readdir` and lookups without asking the
-//! server again, changes made through the mount show at once, changes made behind it show once
+//! Directory listings: a fresh listing answers lookups, and `readdir` of a directory of more
+//! than one page, without asking the server again (a directory of one page is listed again by
+//! each `ls`), changes made through the mount show at once, changes made behind it show once
 //! the listing expires, and a listing that took long is trusted as long as it took. A proxy
 //! in front of the server counts the LIST requests, so every claim is checked on the wire.
 
@@ -67,15 +68,23 @@ fn put(bucket: &str, key: &str, body: &[u8]) {
         .unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
 
+/// The 1001 keys of a directory `d/` listed in two pages: `a`, `b`, `c` and 998 fillers.
+fn two_pages() -> (Vec<String>, BTreeSet<String>) {
+    let mut names: BTreeSet<String> = (0..998).map(|i| format!("f{i:04}")).collect();
+    names.extend(["a", "b", "c"].map(str::to_string));
+    let keys = names.iter().map(|n| format!("d/{n}")).collect();
+    (keys, names)
+}
+
 #[test]
 fn a_fresh_listing_answers_readdir_and_follows_changes_made_through_the_mount() {
     if skip_on(ServerLimit::MarkerObjects) {
         return;
     }
     let bucket = server().fresh_bucket("listing-fresh");
-    for k in ["d/a", "d/b", "d/c"] {
-        put(&bucket, k, b"x");
-    }
+    // More than one page: `ls` is answered from the listing while it is fresh.
+    let (keys, mut want) = two_pages();
+    put_many(&bucket, &keys);
     let proxy = Proxy::start(&server().endpoint);
     let mount = Mount::with_args(
         &server().via(proxy.endpoint()),
@@ -83,15 +92,15 @@ fn a_fresh_listing_answers_readdir_and_follows_changes_made_through_the_mount() 
         &["--metadata-ttl", "60"],
     );
     let d = mount.join("d");
-    assert_eq!(names(&d), set(&["a", "b", "c"]));
+    assert_eq!(names(&d), want);
     let first = dir_lists(&proxy);
-    assert_eq!(first, 1, "one LIST of d/: {:?}", proxy.seen());
+    assert_eq!(first, 2, "two pages of d/: {:?}", proxy.seen());
 
     // Again, with `ls -l` (readdirplus + stat of each entry): no request at all.
     let before = proxy.seen().len();
     let out = common::sh(&format!("ls -l {}", d.display()));
     assert!(out.status.success(), "ls -l: {out:?}");
-    assert_eq!(names(&d), set(&["a", "b", "c"]));
+    assert_eq!(names(&d), want);
     assert_eq!(
         proxy.seen()[before..].len(),
         0,
@@ -104,7 +113,11 @@ fn a_fresh_listing_answers_readdir_and_follows_changes_made_through_the_mount() 
     std::fs::remove_file(d.join("a")).expect("rm d/a");
     std::fs::rename(d.join("b"), d.join("b2")).expect("mv d/b d/b2");
     std::fs::create_dir(d.join("sub")).expect("mkdir d/sub");
-    assert_eq!(names(&d), set(&["b2", "c", "new", "sub"]));
+    for gone in ["a", "b"] {
+        want.remove(gone);
+    }
+    want.extend(["b2", "new", "sub"].map(str::to_string));
+    assert_eq!(names(&d), want);
     assert_eq!(dir_lists(&proxy), first, "{:?}", proxy.seen());
 
     // Ordered like a listing, whatever the table's order.
@@ -129,12 +142,38 @@ fn a_fresh_listing_answers_readdir_and_follows_changes_made_through_the_mount() 
         &bucket,
         &["--metadata-ttl", "0"],
     );
-    assert_eq!(
-        names(&mount.join("d")),
-        set(&["b2", "behind", "c", "new", "sub"])
-    );
+    want.insert("behind".into());
+    let t0 = Instant::now();
+    assert_eq!(names(&mount.join("d")), want);
+    // A listing is trusted for as long as it took, even with a TTL of 0.
+    std::thread::sleep(t0.elapsed() + Duration::from_millis(100));
     put(&bucket, "d/later", b"l");
     assert!(names(&mount.join("d")).contains("later"));
+}
+
+#[test]
+fn ls_of_a_directory_of_one_page_shows_changes_behind_the_mount_at_once() {
+    // Listed again by each `ls`, as s3fs and Mountpoint list: one request; lookups are still
+    // answered from the listing while it is fresh.
+    let bucket = server().fresh_bucket("listing-small");
+    for k in ["d/a", "d/b"] {
+        put(&bucket, k, b"x");
+    }
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(
+        &server().via(proxy.endpoint()),
+        &bucket,
+        &["--metadata-ttl", "60"],
+    );
+    let d = mount.join("d");
+    assert_eq!(names(&d), set(&["a", "b"]));
+    let lists = dir_lists(&proxy);
+    put(&bucket, "d/theirs", b"t");
+    assert_eq!(names(&d), set(&["a", "b", "theirs"]));
+    assert_eq!(dir_lists(&proxy), lists + 1, "{:?}", proxy.seen());
+    let before = proxy.seen().len();
+    std::fs::metadata(d.join("a")).expect("stat d/a");
+    assert_eq!(proxy.seen().len(), before, "{:?}", &proxy.seen()[before..]);
 }
 
 #[test]
@@ -163,9 +202,9 @@ fn a_listing_that_took_long_is_trusted_as_long_as_it_took() {
     );
     let lists = dir_lists(&proxy);
     assert_eq!(lists, 1, "{:?}", proxy.seen());
-    // Past the 1 s TTL, but within the 6 s the listing took: no new LIST.
+    // Past the 1 s TTL, but within the 6 s the listing took: a lookup asks nothing.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(names(&d), set(&["a"]));
+    std::fs::metadata(d.join("a")).expect("stat d/a");
     assert_eq!(dir_lists(&proxy), lists, "{:?}", proxy.seen());
 }
 

@@ -495,11 +495,13 @@ impl InodeTable {
         }
     }
 
-    /// Directories: `children` is the complete listing, trusted until `until`; names known
-    /// absent are forgotten (the listing says what is there).
-    pub fn listing_complete(&mut self, ino: u64, until: Instant) {
+    /// Directories: `children` is the complete listing, trusted until `until`, and it took
+    /// more than one page if `paged`; names known absent are forgotten (the listing says what
+    /// is there).
+    pub fn listing_complete(&mut self, ino: u64, until: Instant, paged: bool) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.listing_expires = Some(until);
+            n.listing_paged = paged;
             n.negative.clear();
         }
     }
@@ -872,7 +874,7 @@ mod tests {
         assert_eq!(t.negative_until(d, "gone"), Some(until));
         assert_eq!(t.negative_until(d, "other"), None);
         assert!(!t.get(d).unwrap().listing_fresh(now));
-        t.listing_complete(d, until);
+        t.listing_complete(d, until, false);
         let n = t.get(d).unwrap();
         assert!(n.listing_fresh(now) && !n.listing_fresh(until));
         assert_eq!(n.listing_expires(), Some(until));

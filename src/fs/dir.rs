@@ -131,7 +131,7 @@ impl S3Fs {
         t.record_meta(ino, meta, &attrs, expires);
         if kind == NodeKind::Dir {
             t.set_marker(ino, true);
-            t.listing_complete(ino, expires);
+            t.listing_complete(ino, expires, false);
         }
         t.entries_changed(parent, mtime);
         self.attrs_in(&t, ino)

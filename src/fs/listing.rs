@@ -147,7 +147,11 @@ impl S3Fs {
         if self.kind_of(ino)? != NodeKind::Dir {
             return Err(FsError::new(libc::ENOTDIR, "not a directory"));
         }
-        if let Some(entries) = self.fresh_entries(ino) {
+        // A directory listed in one page is listed again by every `readdir` from the start, so
+        // `ls` shows at once what another client made or removed (as s3fs and Mountpoint do),
+        // for one request; a longer listing is answered from the table while fresh.
+        let paged = self.table().get(ino).is_some_and(|n| n.listing_paged());
+        if let Some(entries) = self.fresh_entries(ino).filter(|_| paged) {
             return Ok(Listing::complete(ino, entries));
         }
         let prefix = self.key_of(ino)?;
@@ -436,7 +440,7 @@ impl S3Fs {
         for (name, c) in pending {
             l.entries.extend(self.entry(&t, c, &name));
         }
-        t.listing_complete(ino, listing_expires);
+        t.listing_complete(ino, listing_expires, l.pages > 1);
         drop(t);
         // Entries of earlier pages are already handed out: only a one-page listing can still
         // be completed before anyone sees it.

@@ -41,6 +41,8 @@ pub struct Node {
     pub(super) children: HashMap<String, u64>,
     /// Directories: `children` is a complete listing until then.
     pub(super) listing_expires: Option<Instant>,
+    /// Directories: that listing took more than one page.
+    pub(super) listing_paged: bool,
     /// Directories: files of the listing whose metadata is HEADed at the first lookup of one
     /// of them, not before `readdir` answers (see `fs::listing_heads`).
     pub(super) heads_deferred: bool,
@@ -108,6 +110,7 @@ impl Node {
             foreign: None,
             children: HashMap::new(),
             listing_expires: None,
+            listing_paged: false,
             heads_deferred: false,
             negative: HashMap::new(),
             listed_class: None,
@@ -194,6 +197,11 @@ impl Node {
     /// Directories: until when `children` is a complete listing, if it is one.
     pub fn listing_expires(&self) -> Option<Instant> {
         self.listing_expires
+    }
+
+    /// Directories: the last complete listing took more than one page.
+    pub fn listing_paged(&self) -> bool {
+        self.listing_paged
     }
 
     /// Directories: the metadata of some files of the listing is HEADed at the first lookup
