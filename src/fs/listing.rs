@@ -418,8 +418,16 @@ impl S3Fs {
         let mut stale = Vec::new();
         let mut pending = Vec::new();
         // Set since the listing began (created, uploaded or looked up by the mount meanwhile):
-        // newer than the listing, so not stale.
-        let newer = |c: &u64| t.get(*c).is_some_and(|n| n.attr_set() > l.started);
+        // newer than the listing, so not stale. Or still trusted when it began (the mount made
+        // it, looked it up or listed it within the TTL): a directory listed again at each `ls`
+        // (one page) shows another client's new names at once, and drops a name it no longer
+        // lists once what the mount knew of it expires — as a listing trusted for the TTL
+        // did — and a server that leaves `dir/` markers out of listings (s3s-fs) does not make
+        // a directory just made vanish.
+        let newer = |c: &u64| {
+            t.get(*c)
+                .is_some_and(|n| n.attr_set() > l.started || n.attr_fresh(l.started))
+        };
         if let Some(n) = t.get(ino) {
             for (name, c) in n.children() {
                 if !l.seen.contains(name) {
