@@ -148,8 +148,9 @@ impl S3Fs {
             return Err(FsError::new(libc::ENOTDIR, "not a directory"));
         }
         // A directory listed in one page is listed again by every `readdir` from the start, so
-        // `ls` shows at once what another client made or removed (as s3fs and Mountpoint do),
-        // for one request; a longer listing is answered from the table while fresh.
+        // `ls` shows at once what another client made (as s3fs and Mountpoint do), for one
+        // request (what it removed leaves once the mount's knowledge of it expires: see
+        // `finish_listing`); a longer listing is answered from the table while fresh.
         let paged = self.table().get(ino).is_some_and(|n| n.listing_paged());
         if let Some(entries) = self.fresh_entries(ino).filter(|_| paged) {
             return Ok(Listing::complete(ino, entries));

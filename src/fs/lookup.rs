@@ -34,7 +34,7 @@ impl S3Fs {
         let found = self.lookup_name(parent, name);
         match found {
             Err(e) if e.errno == libc::ENOENT && name.len() > NAME_MAX => {
-                Err(too_long(&name.to_string_lossy()))
+                Err(too_long(&name.to_string_lossy(), NAME_MAX))
             }
             other => other,
         }

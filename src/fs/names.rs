@@ -58,7 +58,7 @@ pub fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
         )
     })?;
     if s.len() > LONGEST_NAME {
-        return Err(too_long(s));
+        return Err(too_long(s, LONGEST_NAME));
     }
     Ok(s)
 }
@@ -67,17 +67,17 @@ pub fn name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
 pub fn new_name_str(name: &std::ffi::OsStr) -> FsResult<&str> {
     let s = name_str(name)?;
     if s.len() > NAME_MAX {
-        return Err(too_long(s));
+        return Err(too_long(s, NAME_MAX));
     }
     Ok(s)
 }
 
-/// ENAMETOOLONG for the name `s`.
-pub fn too_long(s: &str) -> FsError {
+/// ENAMETOOLONG for the name `s`, over `limit` bytes.
+pub fn too_long(s: &str, limit: usize) -> FsError {
     FsError::new(
         libc::ENAMETOOLONG,
         format!(
-            "{}...: longer than {NAME_MAX} bytes",
+            "{}...: longer than {limit} bytes",
             s.chars().take(64).collect::<String>()
         ),
     )
