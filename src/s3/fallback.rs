@@ -106,7 +106,7 @@ pub(crate) fn put(
     opts: &PutOptions,
 ) -> Result<Option<String>> {
     // The object it replaces keeps its tags (see `super::tags`).
-    tags::keeping_tags(store, obj, obj, opts, |opts| {
+    tags::keeping_tags(store, obj, opts, |opts| {
         with_fallbacks(caps, &conditions(opts), |without| {
             let opts = checked_conditions(store, obj, opts, without)?;
             if opts.if_none_match_any || opts.if_match.is_some() {

@@ -22,17 +22,17 @@ use super::name::ObjectRef;
 use super::store::ObjectStore;
 use super::types::PutOptions;
 
-/// Run `write` (a PUT or a CreateMultipartUpload of `obj`) with `opts`, the tags of `from`
-/// put in place of their count when `opts` names one; written again without them if the
-/// server refuses tags.
+/// Run `write` (a PUT or a CreateMultipartUpload of `obj`, replacing it) with `opts`, the
+/// object's tags put in place of their count when `opts` names one; written again without
+/// them if the server refuses tags. (A write whose tags come from another object — a copy's
+/// source — puts them in first with [`with_tags`].)
 pub(crate) fn keeping_tags<T>(
     store: &dyn ObjectStore,
-    from: &ObjectRef,
     obj: &ObjectRef,
     opts: &PutOptions,
     mut write: impl FnMut(&PutOptions) -> Result<T>,
 ) -> Result<T> {
-    let opts = with_tags(store, from, opts);
+    let opts = with_tags(store, obj, opts);
     match write(&opts) {
         Err(e @ StorageError::AccessDenied { .. }) if carries_tags(&opts) => {
             log::warn!("{obj}: the server refused the write with the object's tags ({e}); writing it without them (does the policy allow s3:PutObjectTagging?)");

@@ -123,7 +123,7 @@ impl Transfers<'_> {
     /// cannot be written is logged, not fatal: the upload itself is still sound.
     pub fn begin(&self, obj: &ObjectRef, opts: &PutOptions) -> Result<MultipartUpload> {
         // The object it replaces keeps its tags (see `super::tags`).
-        let upload_id = tags::keeping_tags(self.store, obj, obj, opts, |opts| {
+        let upload_id = tags::keeping_tags(self.store, obj, opts, |opts| {
             self.store.create_multipart_upload(obj, opts)
         })?;
         let entry = match self.journal {
