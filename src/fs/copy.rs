@@ -78,19 +78,21 @@ impl S3Fs {
         }
         // One file's lock at a time (never both: two copies the other way round would wait on
         // each other). The source first: its version, uploaded if it has unsaved changes.
-        let source = {
+        let (source, src_ino) = {
             let mut of = src.lock();
             self.upload_if_dirty(&mut of)?;
             let key = self.table().key_of(of.ino());
             match key {
-                Some(key) if of.remote_exists() && of.copy_source_ok() => PendingCopy {
-                    tagged: !matches!(self.object_meta(of.ino()),
-                        Ok(m) if m.etag.as_deref() == of.etag() && tag_count(&m.content_headers) == 0),
-                    key,
-                    etag: of.etag().map(str::to_string),
-                    size: of.remote_size(),
-                    covered: 0,
-                },
+                Some(key) if of.remote_exists() && of.copy_source_ok() => (
+                    PendingCopy {
+                        key,
+                        etag: of.etag().map(str::to_string),
+                        size: of.remote_size(),
+                        covered: 0,
+                        tagged: false,
+                    },
+                    of.ino(),
+                ),
                 _ => return Err(not_here("the source has no object of its own")),
             }
         };
@@ -120,8 +122,12 @@ impl S3Fs {
         }
         let n = len.min(source.size).min(MAX_COPY_REPLY);
         let whole = n == source.size;
+        // Asked once, as the copy starts (not for every range that continues it).
+        let tagged = !matches!(self.object_meta(src_ino),
+            Ok(m) if m.etag == source.etag && tag_count(&m.content_headers) == 0);
         of.start_copy(PendingCopy {
             covered: n,
+            tagged,
             ..source
         });
         if whole {
