@@ -425,14 +425,14 @@ impl S3Fs {
         // lists once what the mount knew of it expires — as a listing trusted for the TTL
         // did — and a server that leaves `dir/` markers out of listings (s3s-fs) does not make
         // a directory just made vanish.
-        let newer = |c: &u64| {
+        let still_known = |c: &u64| {
             t.get(*c)
                 .is_some_and(|n| n.attr_set() > l.started || n.attr_fresh(l.started))
         };
         if let Some(n) = t.get(ino) {
             for (name, c) in n.children() {
                 if !l.seen.contains(name) {
-                    if self.open_files.is_open(*c) || newer(c) {
+                    if self.open_files.is_open(*c) || still_known(c) {
                         pending.push((name.clone(), *c));
                     } else {
                         stale.push(name.clone());
@@ -443,7 +443,7 @@ impl S3Fs {
         for name in stale {
             t.remove_child(ino, &name);
         }
-        // Open files created here but not uploaded yet, and names newer than the listing, are
+        // Open files created here but not uploaded yet, and names still known (above), are
         // listed too.
         pending.sort();
         for (name, c) in pending {
