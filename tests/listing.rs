@@ -56,6 +56,13 @@ fn dir_lists(proxy: &Proxy) -> usize {
         .count()
 }
 
+/// A mount of `bucket` with `args`, through a proxy that records every request.
+fn counted_mount(bucket: &str, args: &[&str]) -> (Proxy, Mount) {
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&server().via(proxy.endpoint()), bucket, args);
+    (proxy, mount)
+}
+
 fn put(bucket: &str, key: &str, body: &[u8]) {
     let obj = ObjectRef {
         bucket: bucket.to_string(),
@@ -85,12 +92,7 @@ fn a_fresh_listing_answers_readdir_and_follows_changes_made_through_the_mount() 
     // More than one page: `ls` is answered from the listing while it is fresh.
     let (keys, mut want) = two_pages();
     put_many(&bucket, &keys);
-    let proxy = Proxy::start(&server().endpoint);
-    let mount = Mount::with_args(
-        &server().via(proxy.endpoint()),
-        &bucket,
-        &["--metadata-ttl", "60"],
-    );
+    let (proxy, mount) = counted_mount(&bucket, &["--metadata-ttl", "60"]);
     let d = mount.join("d");
     assert_eq!(names(&d), want);
     let first = dir_lists(&proxy);
@@ -159,12 +161,7 @@ fn ls_of_a_directory_of_one_page_shows_changes_behind_the_mount_at_once() {
     for k in ["d/a", "d/b"] {
         put(&bucket, k, b"x");
     }
-    let proxy = Proxy::start(&server().endpoint);
-    let mount = Mount::with_args(
-        &server().via(proxy.endpoint()),
-        &bucket,
-        &["--metadata-ttl", "60"],
-    );
+    let (proxy, mount) = counted_mount(&bucket, &["--metadata-ttl", "60"]);
     let d = mount.join("d");
     assert_eq!(names(&d), set(&["a", "b"]));
     let lists = dir_lists(&proxy);
@@ -180,12 +177,7 @@ fn ls_of_a_directory_of_one_page_shows_changes_behind_the_mount_at_once() {
 fn a_listing_that_took_long_is_trusted_as_long_as_it_took() {
     let bucket = server().fresh_bucket("listing-slow");
     put(&bucket, "d/a", b"x");
-    let proxy = Proxy::start(&server().endpoint);
-    let mount = Mount::with_args(
-        &server().via(proxy.endpoint()),
-        &bucket,
-        &["--metadata-ttl", "1"],
-    );
+    let (proxy, mount) = counted_mount(&bucket, &["--metadata-ttl", "1"]);
     let d = mount.join("d");
     std::fs::metadata(&d).expect("stat d");
     // Every listing of d/ now takes 6 s.
@@ -233,8 +225,7 @@ fn a_long_listing_is_handed_out_page_by_page_and_a_directory_on_a_later_page_sha
     keys.push("d/x/y".into());
     keys.push("d/z".into());
     put_many(&bucket, &keys);
-    let proxy = Proxy::start(&server().endpoint);
-    let mount = Mount::with_args(&server().via(proxy.endpoint()), &bucket, &[]);
+    let (proxy, mount) = counted_mount(&bucket, &[]);
     let d = mount.join("d");
     std::fs::metadata(&d).expect("stat d");
     // The second page of d/ comes 8 s late.
