@@ -274,8 +274,22 @@ impl S3Fs {
     }
 
     /// `write` into the staging file.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], append: bool) -> FsResult<u32> {
         self.check_writable()?;
+        let f = self.open_files.by_handle(fh)?;
+        let mut of = f.lock();
+        self.settle_copy(&mut of)?;
+        self.kernel_pages.changed(of.ino());
+        self.ensure_staging(&mut of, true)?;
+        // `append` (the file was opened `O_APPEND`): at the end of the file as it is now, under
+        // its lock. Without the kernel's writeback cache the file system places an append
+        // (libfuse's rule): the kernel's offset is its own idea of the size, which attributes
+        // it was handed meanwhile (a listing's, another handle's) can have made stale — a write
+        // there would overwrite the start of the file.
+        let offset = match of.local_size() {
+            Some(end) if append => end,
+            _ => offset,
+        };
         // As a disk at its largest file size: EFBIG at the limit, a short write up to it.
         let room = MAX_OBJECT_SIZE
             .checked_sub(offset)
@@ -284,11 +298,6 @@ impl S3Fs {
                 FsError::new(libc::EFBIG, format!("write at {offset}: past S3's 5 TiB"))
             })?;
         let data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
-        let f = self.open_files.by_handle(fh)?;
-        let mut of = f.lock();
-        self.settle_copy(&mut of)?;
-        self.kernel_pages.changed(of.ino());
-        self.ensure_staging(&mut of, true)?;
         of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
         // As on a disk, a write moves the mtime and the ctime (an mtime set before it is
         // superseded: the upload stores the time of the upload).

@@ -275,11 +275,12 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
+        let append = flags.0 & libc::O_APPEND != 0;
+        match self.fs.write(fh.0, offset, data, append) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(fail("write", e)),
         }

@@ -387,3 +387,21 @@ fn rmdir_of_a_directory_holding_a_file_not_yet_uploaded_is_enotempty() {
     fx.close(fh).unwrap();
     assert_eq!(fx.keys(), ["d/", "d/f"]);
 }
+
+#[test]
+fn an_append_lands_at_the_end_whatever_offset_the_kernel_sends() {
+    // Without the kernel's writeback cache the file system places an `O_APPEND` write; the
+    // kernel's offset is its idea of the size, which stale attributes can have set to 0.
+    let fx = fx();
+    fx.put_behind("log", b"abc");
+    let fh = fx.open("log", libc::O_WRONLY | libc::O_APPEND).unwrap();
+    assert_eq!(fx.fs.write(fh, 0, b"1", true).unwrap(), 1);
+    assert_eq!(fx.fs.write(fh, 1, b"2", true).unwrap(), 1);
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("log"), b"abc12");
+    // Without O_APPEND the offset is the kernel's.
+    let fh = fx.open("log", libc::O_WRONLY).unwrap();
+    fx.fs.write(fh, 0, b"x", false).unwrap();
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("log"), b"xbc12");
+}

@@ -333,7 +333,7 @@ impl Fx {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<()> {
         for (i, piece) in data.chunks(KERNEL_WRITE).enumerate() {
             let at = offset + (i * KERNEL_WRITE) as u64;
-            let n = self.fs.write(fh, at, piece)?;
+            let n = self.fs.write(fh, at, piece, false)?;
             assert_eq!(n as usize, piece.len(), "short write");
         }
         Ok(())
