@@ -57,6 +57,9 @@ struct Listing {
     /// file) may still come on a later page.
     held: Vec<DirEntry>,
     seen: HashSet<String>,
+    /// Keys kept for files unlinked while open when the listing began: hidden like those kept
+    /// now, since a page asked for then may show one whose last close has deleted it since.
+    kept_at_start: HashSet<String>,
     /// The next page, being fetched; `None` once the listing is complete.
     next: Option<Receiver<PageResult>>,
     pages: usize,
@@ -72,6 +75,7 @@ impl Listing {
             entries,
             held: Vec::new(),
             seen: HashSet::new(),
+            kept_at_start: HashSet::new(),
             next: None,
             pages: 0,
             started: Instant::now(),
@@ -156,6 +160,7 @@ impl S3Fs {
             return Ok(Listing::complete(ino, entries));
         }
         let prefix = self.key_of(ino)?;
+        let kept_at_start = self.kept_under(&prefix);
         let next = Some(self.fetch_page(&prefix, None));
         Ok(Listing {
             ino,
@@ -163,10 +168,20 @@ impl S3Fs {
             entries: Vec::new(),
             held: Vec::new(),
             seen: HashSet::new(),
+            kept_at_start,
             next,
             pages: 0,
             started: Instant::now(),
         })
+    }
+
+    /// The keys under `prefix` kept for files unlinked while open.
+    fn kept_under(&self, prefix: &str) -> HashSet<String> {
+        self.kept
+            .under(prefix)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// Fetch a page of the listing of `prefix` on a thread of its own.
@@ -232,13 +247,9 @@ impl S3Fs {
         // stats entries as pages arrive, and with a slow server an entry must not expire (and
         // cost a HEAD and a LIST) before it is stat'ed.
         let expires = self.expiry().max(Instant::now() + l.started.elapsed());
-        // Objects kept for files unlinked while open: their names are gone.
-        let kept: HashSet<String> = self
-            .kept
-            .under(prefix)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        // Objects kept for files unlinked while open: their names are gone (and stay gone if
+        // the file's last close deleted its object after the listing began).
+        let kept = self.kept_under(prefix);
         let mut t = self.table();
         for p in &page.common_prefixes {
             let Some(name) = listed_name(prefix, p, true) else {
@@ -257,7 +268,7 @@ impl S3Fs {
                 t.set_marker(ino, true);
                 continue; // the marker is not its own child
             }
-            if kept.contains(&o.key) {
+            if kept.contains(&o.key) || l.kept_at_start.contains(&o.key) {
                 continue;
             }
             // `name_$folder$`: a directory as Hadoop and S3Fox mark one.
