@@ -241,6 +241,48 @@ fn truncate_shrinks_and_grows() {
 }
 
 #[test]
+fn a_truncate_while_the_file_is_open_shows_in_ls_and_reads_at_once() {
+    // The change waits in the open file for its last close; `ls -l` meanwhile lists the object
+    // as the first close uploaded it (13 bytes): neither the listing nor a lookup may take the
+    // size back (the unit tests `a_listing_shows_the_size_of_a_file_still_open_*` pin the
+    // mount's side; here the kernel's).
+    let server = server();
+    let bucket = server.fresh_bucket("truncopen");
+    let storage = server.storage_in(&bucket);
+    let m = Mount::new(server, &bucket);
+    let data = random_bytes(13, 5);
+    std::fs::write(m.join("b"), &data).unwrap();
+    let reader = std::fs::File::open(m.join("b")).unwrap();
+    // truncate(2) on the path (`truncate -s` opens the file and its close uploads).
+    let b = m.join("b");
+    common::python(
+        "import os, sys; os.truncate(sys.argv[1], 20)",
+        &[b.as_os_str()],
+    );
+    assert_eq!(must_get(&storage, &bucket, "b"), data, "kept for a close");
+    let mut want = data.clone();
+    want.resize(20, 0);
+    for round in 0..3 {
+        let out = sh(&format!("ls -l {}", q(m.path())));
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(listed.contains(" 20 "), "round {round}: {listed}");
+        assert_eq!(std::fs::metadata(m.join("b")).unwrap().len(), 20);
+        assert_eq!(std::fs::read(m.join("b")).unwrap(), want, "round {round}");
+    }
+    drop(reader);
+    // The release comes after `close` returns.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&storage, &bucket, "b").as_deref() != Some(&want[..]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not uploaded 10 s after the last close"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read(m.join("b")).unwrap(), want);
+}
+
+#[test]
 fn python_seek_and_write_in_the_middle() {
     let server = server();
     let bucket = server.fresh_bucket("rplus");

@@ -131,10 +131,27 @@ impl S3Fs {
             self.next_page(&mut l)?;
         }
         let end = l.entries.len().min(first.saturating_add(READDIR_BATCH));
-        Ok(l.entries
+        let mut out = l
+            .entries
             .get(first..end)
             .map(<[_]>::to_vec)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        drop(l);
+        // Attributes as they are now, not as the page found them: readdirplus's would set the
+        // kernel's back. A file open here with changes not uploaded yet (written, truncated:
+        // its last `release` comes after `close` returns) is as big as its staging; one whose
+        // upload completed since the page arrived, as big as the table says. (Waits for a
+        // file's upload or read under way, as `stat` of it does.)
+        for e in &mut out {
+            let now = match self.open_files.is_open(e.ino) {
+                true => self.open_file_attrs(e.ino),
+                false => None,
+            };
+            if let Some(a) = now.or_else(|| self.attrs_of(e.ino).ok()) {
+                e.attrs = a;
+            }
+        }
+        Ok(out)
     }
 
     /// How much longer the directory's listing is trusted.

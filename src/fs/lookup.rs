@@ -66,7 +66,10 @@ impl S3Fs {
                     let trusted = t
                         .get(ino)
                         .is_some_and(|n| n.attr_fresh(now) || p.listing_fresh(now));
-                    if trusted && !self.metadata_deferred(&t, ino) {
+                    // A file open here answers from its staging below (the table has the
+                    // size the server last gave).
+                    let open = self.open_files.is_open(ino);
+                    if trusted && !open && !self.metadata_deferred(&t, ino) {
                         return self.attrs_in(&t, ino);
                     }
                     trusted.then_some(ino)
@@ -80,6 +83,9 @@ impl S3Fs {
         // Metadata a listing left for the first lookup: HEADed with its siblings'; asked as
         // below if that could not be done (the listing expired meanwhile).
         if let Some(ino) = deferred {
+            if let Some(a) = self.open_file_attrs(ino) {
+                return Ok(a);
+            }
             self.complete_deferred(ino);
             if !self.table().get(ino).is_some_and(|n| n.metadata_unknown()) {
                 return self.attrs_of(ino);

@@ -248,6 +248,31 @@ fn truncate_shortens_and_extends_with_zeros() {
 }
 
 #[test]
+fn a_listing_shows_the_size_of_a_file_still_open_not_the_servers() {
+    // `echo > f; truncate -s 20 f; ls -l`: the truncate lands in the file still open (its
+    // release comes after close returns), the listing finds the object as the close uploaded
+    // it; readdirplus's attributes must not shrink the kernel's size back.
+    let fx = setup().ttl(Duration::from_secs(3600)).mount();
+    let fh = fx
+        .open("f", libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
+        .unwrap();
+    fx.write(fh, 0, b"0123456789abc").unwrap();
+    fx.fs.flush(fh).unwrap();
+    assert_eq!(fx.data("f"), b"0123456789abc", "uploaded at flush");
+    fx.truncate("f", 20).unwrap();
+    assert_eq!(fx.stat("f").unwrap().size, 20, "a lookup the table trusts");
+    let entries = fx.ls_entries("").unwrap();
+    let f = entries.iter().find(|e| e.name == "f").unwrap();
+    assert_eq!(f.attrs.size, 20, "the listing's entry");
+    assert_eq!(fx.stat("f").unwrap().size, 20);
+    fx.fs.release(fh).unwrap();
+    let mut want = b"0123456789abc".to_vec();
+    want.resize(20, 0);
+    assert_eq!(fx.data("f"), want);
+    assert_eq!(fx.ls_entries("").unwrap()[0].attrs.size, 20);
+}
+
+#[test]
 fn a_file_cannot_grow_past_the_largest_object() {
     use crate::s3::store::MAX_OBJECT_SIZE;
     let fx = fx();

@@ -219,3 +219,35 @@ fn cp_of_a_file_into_the_mount_is_the_lookup_and_one_put() {
     assert_eq!(fx.store.total_requests(), 10);
     assert_eq!(fx.data("cp/file4"), data);
 }
+
+#[test]
+fn a_listing_hands_out_attributes_as_they_are_when_the_kernel_reads_them() {
+    // readdirplus sets the kernel's attributes: an entry the page found before this mount
+    // rewrote the file must not take the file back to its old size.
+    let fx = setup().ttl(LONG).mount();
+    fx.mkdir("d").unwrap();
+    for i in 0..1001 {
+        fx.put_behind(&format!("d/f{i:04}"), b"x");
+    }
+    let d = fx.ino("d").unwrap();
+    let fh = fx.fs.opendir(d).unwrap();
+    let first = fx.fs.readdir_entries(d, fh, 0, true).unwrap();
+    assert!(
+        first.len() < 900,
+        "f0900 not handed out yet: {}",
+        first.len()
+    );
+    fx.put("d/f0900", b"twenty bytes, not 1.").unwrap();
+    let mut all = first;
+    loop {
+        let batch = fx.fs.readdir_entries(d, fh, all.len(), false).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        all.extend(batch);
+    }
+    fx.fs.releasedir(fh);
+    let e = all.iter().find(|e| e.name == "f0900").unwrap();
+    assert_eq!(e.attrs.size, 20);
+    assert_eq!(all.len(), 1001);
+}
