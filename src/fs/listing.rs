@@ -143,10 +143,7 @@ impl S3Fs {
         // upload completed since the page arrived, as big as the table says. (Waits for a
         // file's upload or read under way, as `stat` of it does.)
         for e in &mut out {
-            let now = match self.open_files.is_open(e.ino) {
-                true => self.open_file_attrs(e.ino),
-                false => None,
-            };
+            let now = self.open_file_attrs(e.ino);
             if let Some(a) = now.or_else(|| self.attrs_of(e.ino).ok()) {
                 e.attrs = a;
             }

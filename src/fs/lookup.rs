@@ -53,7 +53,7 @@ impl S3Fs {
             return Err(FsError::not_found(format!("{key}: unlinked")));
         }
         let now = Instant::now();
-        let deferred = {
+        let unanswered = {
             let t = self.table();
             let p = t
                 .get(parent)
@@ -66,8 +66,6 @@ impl S3Fs {
                     let trusted = t
                         .get(ino)
                         .is_some_and(|n| n.attr_fresh(now) || p.listing_fresh(now));
-                    // A file open here answers from its staging below (the table has the
-                    // size the server last gave).
                     let open = self.open_files.is_open(ino);
                     if trusted && !open && !self.metadata_deferred(&t, ino) {
                         return self.attrs_in(&t, ino);
@@ -80,9 +78,11 @@ impl S3Fs {
                 None => None,
             }
         };
-        // Metadata a listing left for the first lookup: HEADed with its siblings'; asked as
-        // below if that could not be done (the listing expired meanwhile).
-        if let Some(ino) = deferred {
+        // A trusted entry the table alone does not answer: a file open here (its staging has
+        // the size, the table the server's last), or metadata a listing left for the first
+        // lookup (HEADed with its siblings'; asked as below if that could not be done: the
+        // listing expired meanwhile).
+        if let Some(ino) = unanswered {
             if let Some(a) = self.open_file_attrs(ino) {
                 return Ok(a);
             }
