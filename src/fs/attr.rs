@@ -367,10 +367,8 @@ impl S3Fs {
     }
 
     pub(crate) fn open_file_attrs(&self, ino: u64) -> Option<FileAttrs> {
-        let f = self.open_files.get(ino)?;
-        let of = f.lock();
-        let size = of.local_size()?;
-        drop(of);
+        // Without the file's lock, so `stat` does not wait for an upload holding it.
+        let size = self.open_files.get(ino)?.local_size()?;
         let mut a = self.attrs_of(ino).ok()?;
         a.size = size;
         Some(a)

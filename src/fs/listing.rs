@@ -140,8 +140,7 @@ impl S3Fs {
         // Attributes as they are now, not as the page found them: readdirplus's would set the
         // kernel's back. A file open here with changes not uploaded yet (written, truncated:
         // its last `release` comes after `close` returns) is as big as its staging; one whose
-        // upload completed since the page arrived, as big as the table says. (Waits for a
-        // file's upload or read under way, as `stat` of it does.)
+        // upload completed since the page arrived, as big as the table says.
         for e in &mut out {
             let now = self.open_file_attrs(e.ino);
             if let Some(a) = now.or_else(|| self.attrs_of(e.ino).ok()) {

@@ -7,7 +7,9 @@
 //! 1. a directory listing (`listing::Listing`);
 //! 2. one `OpenFile` (never two at once). It may be held across requests for that one file (an
 //!    upload at close, a download at open-for-write), and an upload holding it may wait at the
-//!    rename gate: so nothing takes an `OpenFile` while its own rename holds the gate closed;
+//!    rename gate: so nothing takes an `OpenFile` while its own rename holds the gate closed.
+//!    `stat`, lookups and listings never wait for it: they read the size it publishes each
+//!    time it is let go ([`FileCell::local_size`]);
 //! 3. the rename gate's state (`gate::RenameGate`), which computes an upload's key under it;
 //! 4. the inode table (`S3Fs::table`): short sections, never across a request;
 //! 5. this registry's maps: only to look up, insert or remove. Nothing waits for an `OpenFile`
@@ -19,15 +21,89 @@
 //!    up, insert or remove (a listing copies what it needs before taking the table).
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::error::{FsError, FsResult};
 use super::open_file::OpenFile;
 
 /// An open file, shared by its handles.
-pub type SharedFile = Arc<Mutex<OpenFile>>;
+pub type SharedFile = Arc<FileCell>;
+
+/// [`FileCell::local_size`]'s "none" (the file reads from the server).
+const NO_SIZE: u64 = u64::MAX;
+
+/// An open file's lock, and its size as the mount holds it, published each time the lock is
+/// let go: `stat` and listings read it without waiting for an upload or a read that holds the
+/// lock (a size that changes only under the lock is the same at its last release as for
+/// anyone who would wait for it).
+#[derive(Debug)]
+pub struct FileCell {
+    file: Mutex<OpenFile>,
+    /// [`OpenFile::local_size`] when the lock was last let go; [`NO_SIZE`]: none.
+    size: AtomicU64,
+}
+
+impl FileCell {
+    fn new(ino: u64) -> Self {
+        FileCell {
+            file: Mutex::new(OpenFile::new(ino)),
+            size: AtomicU64::new(NO_SIZE),
+        }
+    }
+
+    /// Take the file's lock.
+    pub fn lock(&self) -> FileGuard<'_> {
+        FileGuard {
+            file: self.file.lock(),
+            size: &self.size,
+        }
+    }
+
+    /// Take the file's lock if nobody holds it.
+    pub fn try_lock(&self) -> Option<FileGuard<'_>> {
+        self.file.try_lock().map(|file| FileGuard {
+            file,
+            size: &self.size,
+        })
+    }
+
+    /// The size of the file as the mount holds it (its staging file, a copy into it), as it
+    /// was when its lock was last let go; `None` if the mount holds no content of it.
+    pub fn local_size(&self) -> Option<u64> {
+        Some(self.size.load(Ordering::Acquire)).filter(|&s| s != NO_SIZE)
+    }
+}
+
+/// The lock of an open file; publishes its size when let go.
+pub struct FileGuard<'a> {
+    file: MutexGuard<'a, OpenFile>,
+    size: &'a AtomicU64,
+}
+
+impl Deref for FileGuard<'_> {
+    type Target = OpenFile;
+    fn deref(&self) -> &OpenFile {
+        &self.file
+    }
+}
+
+impl DerefMut for FileGuard<'_> {
+    fn deref_mut(&mut self) -> &mut OpenFile {
+        &mut self.file
+    }
+}
+
+impl Drop for FileGuard<'_> {
+    fn drop(&mut self) {
+        // Still locked: the field unlocks after this.
+        let size = self.file.local_size().unwrap_or(NO_SIZE);
+        self.size.store(size, Ordering::Release);
+    }
+}
 
 /// See the module documentation.
 #[derive(Debug, Default)]
@@ -47,7 +123,7 @@ impl OpenFiles {
         self.files
             .lock()
             .entry(ino)
-            .or_insert_with(|| Arc::new(Mutex::new(OpenFile::new(ino))))
+            .or_insert_with(|| Arc::new(FileCell::new(ino)))
             .clone()
     }
 

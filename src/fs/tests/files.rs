@@ -273,6 +273,36 @@ fn a_listing_shows_the_size_of_a_file_still_open_not_the_servers() {
 }
 
 #[test]
+fn stat_and_ls_of_a_file_do_not_wait_for_what_holds_it() {
+    // An upload at close, a download at open-for-write, a read waiting for the server hold
+    // the file's lock for as long as they take; `stat` and `ls` read the size it had when the
+    // lock was last let go.
+    let fx = setup().ttl(Duration::from_secs(3600)).mount();
+    let fh = fx.open("f", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(fh, 0, b"0123456789abc").unwrap();
+    let ino = fx.ino("f").unwrap();
+    let f = fx.fs.open_files.get(ino).unwrap();
+    let held = f.lock();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let stat = fx.stat("f").map(|a| a.size);
+            let getattr = fx.fs.getattr(ino).map(|a| a.size);
+            let ls = fx.ls_entries("").map(|e| e[0].attrs.size);
+            tx.send((stat, getattr, ls)).unwrap();
+        });
+        let got = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        let (stat, getattr, ls) = got.expect("stat and ls waited for the file's lock");
+        assert_eq!(stat.unwrap(), 13);
+        assert_eq!(getattr.unwrap(), 13);
+        assert_eq!(ls.unwrap(), 13);
+    });
+    fx.close(fh).unwrap();
+    assert_eq!(fx.data("f"), b"0123456789abc");
+}
+
+#[test]
 fn a_file_cannot_grow_past_the_largest_object() {
     use crate::s3::store::MAX_OBJECT_SIZE;
     let fx = fx();
