@@ -954,3 +954,48 @@ for i in range(n):
     }
     assert!(lost.is_empty(), "changes lost on the server: {lost:?}");
 }
+
+#[test]
+fn ls_answers_while_a_close_uploads_the_file() {
+    // The upload at `close` holds the file for as long as it takes (here: until the test lets
+    // the PUT through); `ls -l` of its directory meanwhile answers at once, with the size
+    // being uploaded, instead of waiting for it.
+    let srv = server();
+    let bucket = srv.fresh_bucket("ls-upload");
+    let st = srv.storage_in(&bucket);
+    let proxy = Proxy::start(&srv.endpoint);
+    let m = Mount::new(&via(&proxy), &bucket);
+    let events = Arc::new(Events::default());
+    proxy.add(
+        Rule::new(
+            "PUT",
+            &format!("/{bucket}/f"),
+            Fault::Before(hold_until(&events, "PUT sent", "listed")),
+        )
+        .times(1),
+    );
+    let data = common::random_bytes(100_000, 7);
+    let dir = m.path().to_path_buf();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| std::fs::write(m.join("f"), &data));
+        assert!(events.wait("PUT sent"), "the close sent no PUT");
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let out = std::process::Command::new("ls")
+                .arg("-l")
+                .arg(&dir)
+                .output();
+            let _ = tx.send(out);
+        });
+        let listed = rx.recv_timeout(Duration::from_secs(10));
+        events.set("listed");
+        let out = listed.expect("ls waited for the upload").unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(" 100000 "), "ls -l: {text}");
+        writer.join().unwrap().expect("write and close");
+    });
+    assert!(
+        server_bytes(&st, "f").as_deref() == Some(&data[..]),
+        "the bytes on the server"
+    );
+}
