@@ -242,34 +242,56 @@ fn truncate_shrinks_and_grows() {
 
 #[test]
 fn a_truncate_while_the_file_is_open_shows_in_ls_and_reads_at_once() {
-    // The change waits in the open file for its last close; `ls -l` meanwhile lists the object
-    // as the first close uploaded it (13 bytes): neither the listing nor a lookup may take the
-    // size back (the unit tests `a_listing_shows_the_size_of_a_file_still_open_*` pin the
-    // mount's side; here the kernel's).
+    // Another process holds the file open, so the change waits in the open file for its last
+    // close; `ls -l` meanwhile lists the object as the first close uploaded it (13 bytes):
+    // neither the listing nor a lookup may take the size back (the unit tests
+    // `a_listing_shows_the_size_of_a_file_still_open_*` pin the mount's side; here the
+    // kernel's). The holder is a process of its own: any `close` of a copy of a descriptor
+    // held here (a `fork` by this or another test, closed again at its `exec`) would upload.
     let server = server();
     let bucket = server.fresh_bucket("truncopen");
     let storage = server.storage_in(&bucket);
     let m = Mount::new(server, &bucket);
     let data = random_bytes(13, 5);
-    std::fs::write(m.join("b"), &data).unwrap();
-    let reader = std::fs::File::open(m.join("b")).unwrap();
-    // truncate(2) on the path (`truncate -s` opens the file and its close uploads).
     let b = m.join("b");
+    std::fs::write(&b, &data).unwrap();
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys; f = open(sys.argv[1], 'rb'); print('open', flush=True); sys.stdin.read()",
+        ])
+        .arg(&b)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "open");
+    // truncate(2) on the path (`truncate -s` opens the file and its close uploads).
     common::python(
         "import os, sys; os.truncate(sys.argv[1], 20)",
         &[b.as_os_str()],
     );
-    assert_eq!(must_get(&storage, &bucket, "b"), data, "kept for a close");
+    assert_eq!(
+        must_get(&storage, &bucket, "b"),
+        data,
+        "kept for the last close"
+    );
     let mut want = data.clone();
     want.resize(20, 0);
-    for round in 0..3 {
-        let out = sh(&format!("ls -l {}", q(m.path())));
-        let listed = String::from_utf8_lossy(&out.stdout);
-        assert!(listed.contains(" 20 "), "round {round}: {listed}");
-        assert_eq!(std::fs::metadata(m.join("b")).unwrap().len(), 20);
-        assert_eq!(std::fs::read(m.join("b")).unwrap(), want, "round {round}");
-    }
-    drop(reader);
+    let out = sh(&format!("ls -l {}", q(m.path())));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains(" 20 "), "{listed}");
+    assert_eq!(std::fs::metadata(&b).unwrap().len(), 20);
+    // (This read's close uploads the change.)
+    assert_eq!(std::fs::read(&b).unwrap(), want);
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
     // The release comes after `close` returns.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while get(&storage, &bucket, "b").as_deref() != Some(&want[..]) {
@@ -279,7 +301,7 @@ fn a_truncate_while_the_file_is_open_shows_in_ls_and_reads_at_once() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(std::fs::read(m.join("b")).unwrap(), want);
+    assert_eq!(std::fs::read(&b).unwrap(), want);
 }
 
 #[test]
