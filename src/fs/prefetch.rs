@@ -207,6 +207,16 @@ pub struct Prefetcher {
     whole: Option<WholeFetch>,
 }
 
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        // Stop the background fetch before the parts give their buffers back to the pool: a
+        // fetch worker waiting for a buffer would take one of them and send its GET after the
+        // file's close (`tests/cache.rs` `the_background_fetch_stops_when_the_file_is_closed`
+        // saw two on s3s-fs).
+        self.whole.take();
+    }
+}
+
 impl Prefetcher {
     /// A prefetcher for the object version `src`.
     pub fn new(src: ObjectSource) -> Self {
