@@ -224,11 +224,19 @@ impl S3Fs {
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is unknown")))
     }
 
-    /// What `stat` shows of `ino` (`None` if the table has no such node).
+    /// What `stat` shows of `ino` (`None` if the table has no such node). A file open here
+    /// with content of its own (written, truncated, not uploaded yet) is as big as that content,
+    /// whatever the server last said: every answer from the table — lookups, listings, `stat` —
+    /// reaches the kernel, which would set its size back and stop reads there.
     pub(crate) fn node_attrs(&self, t: &InodeTable, ino: u64) -> Option<FileAttrs> {
         let n = t.get(ino)?;
         let kind = n.kind();
         let a = n.attr();
+        let local = match kind {
+            // Without the file's lock (table → open files, in the lock order).
+            NodeKind::File => self.open_files.local_size(ino),
+            _ => None,
+        };
         let default_mode = match kind {
             NodeKind::Dir => self.opts.dir_mode,
             NodeKind::Symlink => 0o777,
@@ -245,7 +253,7 @@ impl S3Fs {
         Some(FileAttrs {
             ino,
             kind,
-            size: a.size,
+            size: local.unwrap_or(a.size),
             perm: (a.mode.unwrap_or(default_mode) & 0o7777) as u16,
             uid: a.uid.unwrap_or(self.opts.uid),
             gid: a.gid.unwrap_or(self.opts.gid),
@@ -366,12 +374,11 @@ impl S3Fs {
         self.getattr(ino)
     }
 
+    /// The attributes of a file open here with content of its own (see `node_attrs`), which
+    /// no revalidation is to replace.
     pub(crate) fn open_file_attrs(&self, ino: u64) -> Option<FileAttrs> {
-        // Without the file's lock, so `stat` does not wait for an upload holding it.
-        let size = self.open_files.get(ino)?.local_size()?;
-        let mut a = self.attrs_of(ino).ok()?;
-        a.size = size;
-        Some(a)
+        self.open_files.local_size(ino)?;
+        self.attrs_of(ino).ok()
     }
 }
 

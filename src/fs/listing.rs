@@ -138,12 +138,11 @@ impl S3Fs {
             .unwrap_or_default();
         drop(l);
         // Attributes as they are now, not as the page found them: readdirplus's would set the
-        // kernel's back. A file open here with changes not uploaded yet (written, truncated:
-        // its last `release` comes after `close` returns) is as big as its staging; one whose
-        // upload completed since the page arrived, as big as the table says.
+        // kernel's back — a file open here with changes not uploaded yet (written, truncated:
+        // its last `release` comes after `close` returns), one whose upload completed since
+        // the page arrived.
         for e in &mut out {
-            let now = self.open_file_attrs(e.ino);
-            if let Some(a) = now.or_else(|| self.attrs_of(e.ino).ok()) {
+            if let Ok(a) = self.attrs_of(e.ino) {
                 e.attrs = a;
             }
         }

@@ -53,7 +53,7 @@ impl S3Fs {
             return Err(FsError::not_found(format!("{key}: unlinked")));
         }
         let now = Instant::now();
-        let unanswered = {
+        let deferred = {
             let t = self.table();
             let p = t
                 .get(parent)
@@ -66,8 +66,7 @@ impl S3Fs {
                     let trusted = t
                         .get(ino)
                         .is_some_and(|n| n.attr_fresh(now) || p.listing_fresh(now));
-                    let open = self.open_files.is_open(ino);
-                    if trusted && !open && !self.metadata_deferred(&t, ino) {
+                    if trusted && !self.metadata_deferred(&t, ino) {
                         return self.attrs_in(&t, ino);
                     }
                     trusted.then_some(ino)
@@ -78,14 +77,9 @@ impl S3Fs {
                 None => None,
             }
         };
-        // A trusted entry the table alone does not answer: a file open here (its staging has
-        // the size, the table the server's last), or metadata a listing left for the first
-        // lookup (HEADed with its siblings'; asked as below if that could not be done: the
-        // listing expired meanwhile).
-        if let Some(ino) = unanswered {
-            if let Some(a) = self.open_file_attrs(ino) {
-                return Ok(a);
-            }
+        // Metadata a listing left for the first lookup: HEADed with its siblings'; asked as
+        // below if that could not be done (the listing expired meanwhile).
+        if let Some(ino) = deferred {
             self.complete_deferred(ino);
             if !self.table().get(ino).is_some_and(|n| n.metadata_unknown()) {
                 return self.attrs_of(ino);

@@ -158,6 +158,12 @@ impl OpenFiles {
         }
     }
 
+    /// The size of `ino`'s open file as the mount holds it ([`FileCell::local_size`]); `None`
+    /// if it has no open file, or one without content of its own.
+    pub fn local_size(&self, ino: u64) -> Option<u64> {
+        self.files.lock().get(&ino)?.local_size()
+    }
+
     /// True if `ino` has an open file.
     pub fn is_open(&self, ino: u64) -> bool {
         self.files.lock().contains_key(&ino)
