@@ -115,7 +115,12 @@ impl S3Fs {
         if self.fold_into_open_file(ino, &edit, &attrs)? {
             return Ok(());
         }
-        self.change_object_metadata(ino, &stamped)
+        self.change_object_metadata(ino, &stamped)?;
+        // A time set explicitly replaces the one the mount moved in memory (a directory's
+        // mtime moved by its entries, an atime by reads), as on a disk: `rsync -a`, `cp -a`
+        // and `tar -x` set a directory's times after filling it.
+        self.table().apply_attrs(ino, &attrs);
+        Ok(())
     }
 
     /// If `ino` is open with unsaved changes, apply `edit` to its pending upload. `Ok(false)`

@@ -277,6 +277,45 @@ fn directories_count_their_subdirectories_and_move_with_their_entries() {
     assert_eq!(fx.stat("d").unwrap().nlink, 3);
 }
 
+/// `rsync -a`, `cp -a` and `tar -x` fill a directory, then set its times: the times set
+/// replace the ones its new entries moved in memory at once, as on a disk — not only after a
+/// remount (else every `rsync -a` finds every directory's time changed, and copies its marker
+/// again). A read's atime gives way to one set explicitly the same way.
+#[test]
+fn times_set_explicitly_replace_the_ones_moved_in_memory() {
+    let fx = setup().ttl(Duration::from_secs(60)).mount();
+    fx.mkdir("d").unwrap();
+    fx.put("d/f", b"x").unwrap();
+    let (mtime, atime) = (at(1_041_379_200), at(1_041_379_100));
+    let shown = fx
+        .setattr(
+            "d",
+            AttrChange {
+                mtime: Some(mtime),
+                atime: Some(atime),
+                ..AttrChange::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((shown.mtime, shown.atime), (mtime, atime));
+    let d = fx.stat("d").unwrap();
+    assert_eq!((d.mtime, d.atime), (mtime, atime));
+    assert_eq!(fx.remount().stat("d").unwrap().mtime, mtime);
+
+    fx.put("f", b"abc").unwrap();
+    assert_eq!(fx.cat("f").unwrap(), b"abc");
+    assert!(fx.stat("f").unwrap().atime > atime, "the read moved it");
+    fx.setattr(
+        "f",
+        AttrChange {
+            atime: Some(atime),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(fx.stat("f").unwrap().atime, atime);
+}
+
 // ---- other tools' directories, long keys ----------------------------------------------------
 
 /// Directories `h` (Hadoop's `h_$folder$`) and `old` (old s3fs's zero-byte `old` object typed
