@@ -1496,3 +1496,81 @@ fn object_tags_survive_rewrites_and_changes_and_cp_gives_the_target_its_own() {
         "the source"
     );
 }
+
+/// `rsync -aX` copies what `listxattr` names. A second run has nothing to do (it used to find
+/// the mount's own `x-amz-meta-mode`/`-mtime`/`-ctime` on every file, remove them and copy
+/// every object again, and to fail with code 23 on a symlink, whose listed names the kernel
+/// lets nobody read), and a file taken out with `cp -a`, changed and brought back keeps its new
+/// mode (it used to carry its old `x-amz-meta-mode` out and back in as an xattr).
+#[test]
+fn rsync_ax_twice_has_nothing_left_to_do_and_a_copy_taken_out_comes_back_as_changed() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
+    let srv = server();
+    let bucket = srv.fresh_bucket("rsync-ax");
+    let proxy = Proxy::start(&srv.endpoint);
+    let m = Mount::new(&srv.via(proxy.endpoint()), &bucket);
+    let local = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let src = local.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), b"data\n").unwrap();
+    sh(&format!(
+        "cd {} && chmod 600 d/f && setfattr -n user.tag -v blue d/f && ln -s d/f link && mkfifo fifo \
+         && touch -d 2003-01-01 d/f && touch -h -d 2004-01-01 link && touch -d 2005-01-01 d .",
+        q(&src)
+    ));
+    let dst = m.join("r");
+    sh(&format!("rsync -aX {}/ {}/", q(&src), q(&dst)));
+    let nothing_to_do = |what: &str| {
+        let out = run(&format!(
+            "rsync -aX --itemize-changes {}/ {}/",
+            q(&src),
+            q(&dst)
+        ));
+        assert!(out.status.success(), "{what}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{what}");
+    };
+    nothing_to_do("a second run");
+    assert_eq!(
+        getfattr(&dst.join("d/f"), "user.tag").as_deref(),
+        Some("blue")
+    );
+    let on_link = sh(&format!(
+        "getfattr --absolute-names -h -d -m - {}",
+        q(&dst.join("link"))
+    ));
+    assert_eq!(String::from_utf8_lossy(&on_link.stdout), "", "{on_link:?}");
+    let st = srv.storage_in(&bucket);
+    assert_eq!(mode_of(&head(&st, &bucket, "r/d/f")), Some(S_IFREG | 0o600));
+    // The mount's own names are still there, and read by name.
+    assert_eq!(
+        getfattr(&dst.join("d/f"), "user.x-amz-meta-mode"),
+        Some((S_IFREG | 0o600).to_string())
+    );
+    let puts = || proxy.seen().iter().filter(|s| s.method == "PUT").count();
+    let before = puts();
+    nothing_to_do("a third run");
+    assert_eq!(puts(), before, "no copy, no upload");
+
+    // Out with `cp -a`, changed, back with `rsync -aX` and with `tar --xattrs`.
+    let out = local.path().join("out");
+    sh(&format!("cp -a {} {}", q(&dst.join("d/f")), q(&out)));
+    assert_eq!(getfattr_dump(&out), vec!["user.tag=\"blue\"".to_string()]);
+    sh(&format!("chmod 640 {}", q(&out)));
+    sh(&format!("rsync -aX {} {}", q(&out), q(&dst.join("back"))));
+    sh(&format!(
+        "tar --xattrs -cf {0}.tar -C {1} out && tar --xattrs -xpf {0}.tar -C {2}",
+        q(&out),
+        q(local.path()),
+        q(&dst)
+    ));
+    for back in ["back", "out"] {
+        let md = std::fs::metadata(dst.join(back)).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o640, "{back}");
+        assert_eq!(
+            mode_of(&head(&st, &bucket, &format!("r/{back}"))),
+            Some(S_IFREG | 0o640)
+        );
+    }
+}

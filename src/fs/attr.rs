@@ -121,6 +121,10 @@ pub fn format_mtime(t: SystemTime) -> String {
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
+/// The metadata names that hold what `stat` shows: mode, owner, times, device number (the
+/// names s3fs and rclone use; see `metadata_attrs`, `metadata_kind`).
+pub const STAT_METADATA: [&str; 7] = ["mode", "uid", "gid", "mtime", "atime", "ctime", "rdev"];
+
 /// What the metadata says of the attributes (what it leaves out, the node keeps).
 pub fn metadata_attrs(meta: &Metadata) -> AttrUpdate {
     AttrUpdate {

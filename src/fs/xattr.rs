@@ -13,16 +13,19 @@
 //! every entry otherwise, two round trips per entry that FUSE does not cache); `getfacl` then
 //! shows the ACL the mode makes, as on any file system without ACLs.
 
-use super::attr::FileAttrs;
+use super::attr::{FileAttrs, STAT_METADATA};
 use super::error::{FsError, FsResult};
 use super::xattr_json::{self, storable_name, Xattrs};
 use super::S3Fs;
-use crate::cache::inode::AttrUpdate;
+use crate::cache::inode::{AttrUpdate, NodeKind};
 use crate::s3::meta::{validate_name, MAX_USER_METADATA_BYTES};
 use crate::s3::Metadata;
 
 /// The xattr namespace that maps to user metadata.
 pub const XATTR_PREFIX: &str = "user.x-amz-meta-";
+
+/// The namespace the kernel allows on regular files and directories only.
+const USER_NAMESPACE: &str = "user.";
 
 /// Namespaces the mount does not support at all (see the module documentation): ENOTSUP on
 /// get as on set.
@@ -127,19 +130,36 @@ impl S3Fs {
     }
 
     /// `listxattr`: NUL-separated names — the metadata as `user.x-amz-meta-*`, then the names
-    /// kept in `x-amz-meta-xattr` (instead of that entry itself).
+    /// kept in `x-amz-meta-xattr` (instead of that entry itself). Left out, because programs
+    /// copy what this names (`rsync -X`, `tar --xattrs`, `cp -a`):
+    /// - the metadata that holds what `stat` shows ([`STAT_METADATA`]): they copy those as
+    ///   attributes; as attributes too, `rsync -aX` would find them on every file it made and
+    ///   remove them, copying every object again on every run, and a copy taken out of the
+    ///   mount and changed would bring its old mode back. Still read and set by name.
+    /// - every `user.` name of a symlink or special file: the kernel lets no program read or
+    ///   set one there (ENODATA, EPERM), as on a disk, so `rsync -X` would fail on it.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         self.check_xattrs()?;
+        let user_names = matches!(self.kind_of(ino)?, NodeKind::File | NodeKind::Dir);
         let meta = self.current_metadata(ino)?;
         let mut out = Vec::new();
         let entry = format!("x-amz-meta-{}", xattr_json::ENTRY);
-        for (name, _) in meta.iter().filter(|(n, _)| *n != entry) {
+        let listed = |name: &str| {
+            name != entry
+                && !name
+                    .strip_prefix("x-amz-meta-")
+                    .is_some_and(|short| STAT_METADATA.contains(&short))
+        };
+        for (name, _) in meta.iter().filter(|(n, _)| user_names && listed(n)) {
             out.extend_from_slice(b"user.");
             out.extend_from_slice(name.as_bytes());
             out.push(0);
         }
         for name in stored(&meta).keys() {
-            if !unsupported_namespace(std::ffi::OsStr::new(name)) {
+            let user = name
+                .get(..USER_NAMESPACE.len())
+                .is_some_and(|ns| ns.eq_ignore_ascii_case(USER_NAMESPACE));
+            if !unsupported_namespace(std::ffi::OsStr::new(name)) && (user_names || !user) {
                 out.extend_from_slice(name.as_bytes());
                 out.push(0);
             }

@@ -289,6 +289,84 @@ fn other_names_are_kept_in_one_entry_as_s3fs_keeps_them() {
     assert_eq!(fx.object("f").unwrap().metadata.get("xattr"), None);
 }
 
+/// `rsync -X`, `tar --xattrs`, `cp -a` and `getfattr -d` copy or show what `listxattr` names:
+/// not the metadata that holds what `stat` shows (mode, owner, times, device number), which
+/// they copy as attributes (else `rsync -aX` finds them on every file it made, removes them
+/// and copies the object again on every run, and a copy taken out and changed brings its old
+/// mode back), still read and set by name; and on a symlink or special file, where the kernel
+/// refuses every `user.` name, no `user.` name at all (else `rsync -X` fails on the one named).
+#[test]
+fn listxattr_names_only_what_programs_can_copy() {
+    let fx = fx();
+    fx.put("f", b"x").unwrap();
+    fx.setattr(
+        "f",
+        AttrChange {
+            mode: Some(0o600),
+            uid: Some(7),
+            gid: Some(8),
+            mtime: Some(at(1_000_000_000)),
+            atime: Some(at(1_000_000_000)),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    fx.setxattr("f", "user.x-amz-meta-color", "red", 0).unwrap();
+    fx.setxattr("f", "user.mime_type", "text/x-c", 0).unwrap();
+    let o = fx.object("f").unwrap();
+    for own in ["mode", "uid", "gid", "mtime", "atime", "ctime"] {
+        assert!(o.metadata.get(own).is_some(), "{own} on the object");
+    }
+    assert_eq!(
+        fx.listxattr("f").unwrap(),
+        ["user.x-amz-meta-color", "user.mime_type"]
+    );
+    assert_eq!(
+        fx.getxattr("f", "user.x-amz-meta-mode").unwrap(),
+        (S_IFREG | 0o600).to_string()
+    );
+    fx.setxattr(
+        "f",
+        "user.x-amz-meta-mode",
+        &(S_IFREG | 0o640).to_string(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(fx.stat("f").unwrap().perm, 0o640);
+
+    fx.mkdir("d").unwrap();
+    assert!(fx.object("d/").unwrap().metadata.get("mode").is_some());
+    assert_eq!(fx.listxattr("d").unwrap(), Vec::<String>::new());
+    fx.setxattr("d", "user.x-amz-meta-team", "core", 0).unwrap();
+    assert_eq!(fx.listxattr("d").unwrap(), ["user.x-amz-meta-team"]);
+
+    fx.symlink("f", "l").unwrap();
+    fx.fs
+        .mknod(ROOT_INO, os("p"), libc::S_IFIFO | 0o644, 0, None)
+        .unwrap();
+    for special in ["l", "p"] {
+        let o = fx.object(special).unwrap();
+        let mode = o.metadata.get("mode").unwrap();
+        fx.store.put_behind_with(
+            BUCKET,
+            special,
+            o.data.clone(),
+            &meta(&[("mode", mode), ("color", "red")]),
+            &[],
+        );
+        let again = fx.remount();
+        assert_eq!(
+            again.getxattr(special, "user.x-amz-meta-color").unwrap(),
+            "red"
+        );
+        assert_eq!(
+            again.listxattr(special).unwrap(),
+            Vec::<String>::new(),
+            "{special}"
+        );
+    }
+}
+
 #[test]
 fn a_change_to_an_object_replaced_meanwhile_is_applied_to_the_new_one() {
     let fx = setup().ttl(Duration::from_secs(3600)).mount();
