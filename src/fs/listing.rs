@@ -283,10 +283,13 @@ impl S3Fs {
             if kept.contains(&o.key) || l.kept_at_start.contains(&o.key) {
                 continue;
             }
-            // `name_$folder$`: a directory as Hadoop and S3Fox mark one.
+            // `name_$folder$`: a directory as Hadoop and S3Fox mark one, always empty. An object
+            // with bytes under such a name is a file someone wrote: taken for a marker, it was
+            // hidden, and an `rmdir` of the directory it seemed to make deleted it.
             let folder = o
                 .key
                 .strip_suffix(FOLDER_SUFFIX)
+                .filter(|_| o.size == 0)
                 .and_then(|k| listed_name(prefix, k, false));
             if let Some(name) = folder {
                 let is_dir = |t: &InodeTable| {

@@ -344,6 +344,20 @@ fn directories_other_tools_mark_are_directories_and_go_with_rmdir() {
     assert!(fx.keys().is_empty(), "{:?}", fx.keys());
 }
 
+/// Hadoop's `name_$folder$` markers are empty: a file with bytes under such a name (written
+/// here or by anyone) is a file, not a directory `name` whose `rmdir` would delete it.
+#[test]
+fn a_file_with_bytes_named_like_a_hadoop_marker_is_a_file() {
+    let fx = fx();
+    fx.put("notes_$folder$", b"keep me").unwrap();
+    fx.put_behind("theirs_$folder$", b"theirs");
+    let again = fx.remount();
+    assert_eq!(again.ls("").unwrap(), ["notes_$folder$", "theirs_$folder$"]);
+    assert_eq!(errno(again.rmdir("notes")), libc::ENOENT);
+    assert_eq!(again.cat("notes_$folder$").unwrap(), b"keep me");
+    assert_eq!(fx.data("theirs_$folder$"), b"theirs");
+}
+
 #[test]
 fn a_directory_other_tools_marked_takes_a_chmod_and_goes_with_rmdir() {
     // What a lookup learned of the marker is still fresh at the chmod, as in a real mount.
