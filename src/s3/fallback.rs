@@ -29,6 +29,7 @@ use super::reconcile;
 use super::store::{head_if_any, ObjectStore};
 use super::tags;
 use super::types::{CopyRequest, CopyResult, DeleteResult, GetObject, KeyVersion, PutOptions};
+use super::xml::xml_char_ok;
 
 /// Objects up to this size are re-uploaded when the server rejects a metadata `REPLACE` (the
 /// body is held in memory meanwhile): the bound of the looks' byte comparison, four times the
@@ -275,7 +276,10 @@ fn reupload(
 }
 
 /// Delete `keys` (at most 1000) of `bucket` with one DeleteObjects, or one DeleteObject per
-/// key where the server rejects DeleteObjects; lost replies are looked into.
+/// key where the server rejects DeleteObjects; lost replies are looked into. A key XML 1.0
+/// cannot carry (a control character other than tab and line ends: a valid file name) cannot
+/// be named in DeleteObjects' body, so it gets a DeleteObject of its own: refusing the whole
+/// batch for it would fail a directory's `mv` after its copies were made.
 pub(crate) fn delete_batch(
     store: &dyn ObjectStore,
     retry: &RetryPolicy,
@@ -283,13 +287,26 @@ pub(crate) fn delete_batch(
     bucket: &str,
     keys: &[KeyVersion],
 ) -> Result<DeleteResult> {
-    with_fallbacks(caps, &[Capability::DeleteObjects], |without| {
-        if without.contains(Capability::DeleteObjects) {
-            delete_one_by_one(store, retry, bucket, keys)
-        } else {
-            reconcile::delete_objects(store, retry, bucket, keys)
-        }
-    })
+    let (batch, alone): (Vec<KeyVersion>, Vec<KeyVersion>) = keys
+        .iter()
+        .cloned()
+        .partition(|k| k.key.chars().all(xml_char_ok));
+    let mut result = if batch.is_empty() {
+        DeleteResult::default()
+    } else {
+        with_fallbacks(caps, &[Capability::DeleteObjects], |without| {
+            if without.contains(Capability::DeleteObjects) {
+                delete_one_by_one(store, retry, bucket, &batch)
+            } else {
+                reconcile::delete_objects(store, retry, bucket, &batch)
+            }
+        })?
+    };
+    if !alone.is_empty() {
+        let one_by_one = delete_one_by_one(store, retry, bucket, &alone)?;
+        result.errors.extend(one_by_one.errors);
+    }
+    Ok(result)
 }
 
 /// One DeleteObject per key, [`DELETE_PARALLELISM`] at a time; the keys that could not be

@@ -314,3 +314,17 @@ fn a_file_moved_before_its_metadata_was_read_keeps_its_listed_storage_class() {
         Some("blue")
     );
 }
+
+#[test]
+fn a_directory_holding_a_key_xml_cannot_carry_moves_whole() {
+    // A control character is a valid file name, but DeleteObjects' XML body cannot carry it:
+    // the one source is deleted on its own, the others in the batch as usual.
+    let fx = fx();
+    fx.put_behind("d/a", b"A");
+    fx.put_behind("d/b\u{1}c", b"B");
+    fx.put_behind("d/e", b"E");
+    fx.rename("d", "n").unwrap();
+    assert_eq!(fx.keys(), ["n/a", "n/b\u{1}c", "n/e"]);
+    assert_eq!(fx.count(Operation::DeleteObjects), 1);
+    assert_eq!(fx.count(Operation::DeleteObject), 1);
+}
