@@ -2,6 +2,7 @@
 //! callers never change when a request grows a field), and one successful reply with its body
 //! unread ([`S3Response`]). [`super::client::S3Client`] sends the one and hands back the other.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use ureq::http;
@@ -111,16 +112,26 @@ pub struct S3Response {
 }
 
 impl S3Response {
-    /// A header's value as text, if present and valid.
+    /// A header's value as text, if present and UTF-8. Not only ASCII: MinIO, Ceph RGW,
+    /// Garage and moto send back the UTF-8 bytes a client stored (a `Content-Disposition`
+    /// with a file name), and a value left out here is lost by the next write that sends the
+    /// object's headers again.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.headers
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
     }
 
-    /// All headers as `(lower-case name, value)` pairs (values that are not text are skipped).
-    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers
-            .iter()
-            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+    /// All headers as `(lower-case name, value)` pairs: UTF-8 values as they are, others read
+    /// as Latin-1 (HTTP's old default), so that no user metadata is dropped.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+        self.headers.iter().map(|(n, v)| {
+            let value = match std::str::from_utf8(v.as_bytes()) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => Cow::Owned(v.as_bytes().iter().map(|&b| char::from(b)).collect()),
+            };
+            (n.as_str(), value)
+        })
     }
 
     /// Content-Length, if the server sent a valid one.

@@ -185,12 +185,14 @@ impl Metadata {
     }
 
     /// Collect the `x-amz-meta-*` entries of a header list, decoding RFC 2047 values.
-    pub fn from_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    pub fn from_headers<N: AsRef<str>, V: AsRef<str>>(
+        headers: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut m = Metadata::new();
         for (name, value) in headers {
-            let lower = name.to_ascii_lowercase();
+            let lower = name.as_ref().to_ascii_lowercase();
             if lower.starts_with(META_PREFIX) && lower.len() > META_PREFIX.len() {
-                m.0.insert(lower, decode_value(value));
+                m.0.insert(lower, decode_value(value.as_ref()));
             }
         }
         m

@@ -308,6 +308,49 @@ mod tests {
         eprintln!("Content-Range: {} inputs fuzzed", count.get());
     }
 
+    /// A HEAD's reply with these raw header bytes.
+    fn reply_with(headers: &[(&str, &[u8])]) -> S3Response {
+        let mut map = ureq::http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                ureq::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                ureq::http::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        S3Response {
+            status: 200,
+            headers: map,
+            body: ureq::Body::builder().data(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn metadata_and_content_headers_that_are_not_ascii_are_kept() {
+        // MinIO, Ceph RGW, Garage and moto hand back the UTF-8 bytes a client stored; HTTP's
+        // old default is Latin-1. Dropped, they would be lost by the next rewrite or chmod,
+        // which sends the object's metadata and content headers again.
+        let resp = reply_with(&[
+            ("x-amz-meta-author", "Jürgen".as_bytes()),
+            ("x-amz-meta-latin", b"J\xfcrgen"),
+            ("x-amz-meta-plain", b"ascii"),
+            (
+                "content-disposition",
+                "attachment; filename=\"résumé.pdf\"".as_bytes(),
+            ),
+        ]);
+        let info = info_from_response(&resp, 0);
+        assert_eq!(info.metadata.get("author"), Some("Jürgen"));
+        assert_eq!(info.metadata.get("latin"), Some("Jürgen"));
+        assert_eq!(info.metadata.get("plain"), Some("ascii"));
+        assert_eq!(
+            info.content_headers,
+            [(
+                "content-disposition".to_string(),
+                "attachment; filename=\"résumé.pdf\"".to_string()
+            )]
+        );
+    }
+
     #[test]
     fn tag_sets() {
         let two = TagSet(vec![
