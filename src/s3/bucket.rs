@@ -32,7 +32,7 @@ use std::sync::Arc;
 use super::body::RequestBody;
 use super::capability::{with_fallbacks, Capabilities, Capability};
 use super::client::RetryPolicy;
-use super::error::Result;
+use super::error::{Result, StorageError};
 use super::fallback;
 use super::journal::UploadJournal;
 use super::metrics::{S3Metrics, UploadTicket};
@@ -336,9 +336,24 @@ impl Bucket {
 
     // ---- listings -------------------------------------------------------------------------
 
-    /// One ListObjectsV2 page.
+    /// One ListObjectsV2 page. A truncated page whose next token is the one just sent is a
+    /// bad reply: a server that ignores the token (answering with the first page again, as
+    /// NooBaa 2.10 and RunPod's S3 API were reported to) would otherwise make every listing
+    /// loop for ever — an `ls` that never returns, a directory `mv` gathering keys until
+    /// memory runs out. The AWS SDKs stop the same way.
     pub fn list_page(&self, list: &ListRequest) -> Result<ListPage> {
-        self.store.list_objects_v2(&self.name, list)
+        let page = self.store.list_objects_v2(&self.name, list)?;
+        if page.is_truncated
+            && list.continuation_token.is_some()
+            && page.next_continuation_token == list.continuation_token
+        {
+            return Err(StorageError::BadReply {
+                what: format!("ListObjectsV2 s3://{}/{}", self.name, list.prefix),
+                detail: "the next continuation token is the one sent: the listing would never end"
+                    .into(),
+            });
+        }
+        Ok(page)
     }
 
     /// Every page of a listing, concatenated: (objects, common prefixes).

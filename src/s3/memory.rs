@@ -31,7 +31,8 @@
 //!   [`MemoryStore::ignore`] a [`Capability`] (a server answering 501 or 400 to
 //!   `If-None-Match`, `REPLACE` or DeleteObjects, or ignoring the copy-source condition as moto
 //!   does), [`MemoryStore::opaque_etags`] (ETags that are not MD5s, as with SSE-KMS),
-//!   [`MemoryStore::keep_long_keys`] (keys over 1024 bytes kept, as moto and Garage keep them);
+//!   [`MemoryStore::keep_long_keys`] (keys over 1024 bytes kept, as moto and Garage keep them),
+//!   [`MemoryStore::stuck_listings`] (continuation tokens ignored);
 //! - changes "behind the mount", as another client would make them, not counted:
 //!   [`MemoryStore::put_behind`], [`MemoryStore::delete_behind`], and
 //!   [`MemoryStore::before_next`] to make one just before a given request;
@@ -213,6 +214,13 @@ impl MemoryStore {
     /// them with `KeyTooLongError`, on reads too).
     pub fn keep_long_keys(&self) {
         self.shared.state.lock().long_keys = true;
+    }
+
+    /// From now on, answer a continued listing with its first page, whose token is the one
+    /// sent again (as NooBaa 2.10 and RunPod's S3 API were reported to): a listing that never
+    /// ends unless the client notices.
+    pub fn stuck_listings(&self) {
+        self.shared.state.lock().stuck_listings = true;
     }
 
     /// Stamp writes with `time` from now on (`None`: the real time).

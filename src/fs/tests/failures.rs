@@ -140,3 +140,21 @@ fn a_server_without_conditional_writes_still_creates_with_o_excl() {
     fx.create_excl("f", b"x").unwrap();
     assert_eq!(fx.data("f"), b"x");
 }
+
+#[test]
+fn a_server_that_answers_a_listing_token_with_itself_is_an_error_not_a_loop() {
+    // A server that ignores continuation tokens sends the first page, and the token just
+    // sent, again and again: `ls` and a directory's `mv` would never end (and `mv` would
+    // gather keys until memory ran out). EIO after the first repeat instead.
+    let fx = fx();
+    for i in 0..1001 {
+        fx.put_behind(&format!("d/{i:04}"), b"");
+    }
+    fx.store.stuck_listings();
+    fx.store.reset_counts();
+    assert_eq!(errno(fx.ls("d")), libc::EIO);
+    // The lookup of `d`, the first page, and its repeat.
+    assert_eq!(fx.count(Operation::ListObjectsV2), 3);
+    assert_eq!(errno(fx.rename("d", "e")), libc::EIO);
+    assert_eq!(fx.count(Operation::CopyObject), 0, "nothing copied");
+}

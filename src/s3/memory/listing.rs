@@ -15,6 +15,7 @@ impl State {
             .map_or(MAX_PAGE, |m| (m as usize).min(MAX_PAGE));
         // Where the page starts: after the token's entry, else after start-after.
         let after: Option<Entry> = match &req.continuation_token {
+            Some(_) if self.stuck_listings => None,
             Some(t) => Some(decode_token(t)?),
             None => req.start_after.clone().map(Entry::Key),
         };

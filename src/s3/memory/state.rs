@@ -181,6 +181,8 @@ pub(super) struct State {
     pub(super) opaque_etags: bool,
     /// Keys over S3's 1024 bytes kept, as moto and Garage keep them.
     pub(super) long_keys: bool,
+    /// Continuation tokens ignored: every page of a listing is its first.
+    pub(super) stuck_listings: bool,
 }
 
 impl State {
