@@ -180,15 +180,28 @@ pub fn parse_storage_class(v: &str) -> Result<String, String> {
     }
 }
 
-/// `30s`, `500ms`, `5m`, `1h`, or plain seconds (`1.5`).
+/// The longest duration an option takes: a thousand years, far past any mount's life (a TTL
+/// meant as "for ever" is served), and far below what the clocks hold — the mount adds a TTL
+/// to the time now for every attribute it keeps, which panics past the clock's range.
+pub const MAX_DURATION: Duration = Duration::from_secs(1000 * 366 * 86_400);
+
+/// `30s`, `500ms`, `5m`, `1h`, or plain seconds (`1.5`); at most [`MAX_DURATION`].
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let s = v.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("{v:?}: expected a duration such as 30s"));
+    let d = if let Ok(secs) = s.parse::<f64>() {
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{v:?}: expected a duration such as 30s"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|_| format!("{v:?}: expected a duration such as 30s or 500ms"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{v:?}: at most {} seconds (a thousand years)",
+            MAX_DURATION.as_secs()
+        ));
     }
-    humantime::parse_duration(s)
-        .map_err(|_| format!("{v:?}: expected a duration such as 30s or 500ms"))
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -262,5 +275,22 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("-3").is_err());
+    }
+
+    #[test]
+    fn durations_past_any_clock_are_refused() {
+        // `Instant::now() + ttl` (every attribute's expiry) panics when it overflows the clock:
+        // a TTL meant as "for ever" must not take the mount down at its first lookup.
+        let ten_years = 10 * 365 * 86_400;
+        assert_eq!(
+            parse_duration(&format!("{ten_years}")),
+            Ok(Duration::from_secs(ten_years))
+        );
+        for huge in ["1e19", "9223372036854775807", "500000000000y"] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(err.contains("at most"), "{huge}: {err}");
+        }
+        let bound = parse_duration(&MAX_DURATION.as_secs().to_string()).expect("the bound");
+        assert!(std::time::Instant::now().checked_add(bound).is_some());
     }
 }
