@@ -112,14 +112,12 @@ pub struct S3Response {
 }
 
 impl S3Response {
-    /// A header's value as text, if present and UTF-8. Not only ASCII: MinIO, Ceph RGW,
-    /// Garage and moto send back the UTF-8 bytes a client stored (a `Content-Disposition`
-    /// with a file name), and a value left out here is lost by the next write that sends the
-    /// object's headers again.
+    /// A header's value as text, if present and printable ASCII. (A content header such as
+    /// `Content-Disposition` holding raw UTF-8 is left out: sent again raw with a rewrite it
+    /// fails the signature check of servers such as moto, 403; user metadata is read in any
+    /// case by [`S3Response::header_pairs`] and sent again RFC 2047-encoded.)
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// All headers as `(lower-case name, value)` pairs: UTF-8 values as they are, others read
