@@ -102,6 +102,9 @@ pub struct S3Fs {
     next_fh: AtomicU64,
     staging_dir: PathBuf,
     unsaved_dir: PathBuf,
+    /// Held for the mount's life: tells a mount starting on the same cache directory that the
+    /// staging files there are being written ([`unsaved::claim_staging`]).
+    _staging_lock: Option<std::fs::File>,
     warned: Mutex<std::collections::HashSet<String>>,
     /// The directories whose deferred HEADs are being made ([`listing_heads`]).
     deferred_heads: listing_heads::DeferredRounds,
@@ -138,7 +141,7 @@ impl S3Fs {
                 FsError::new(libc::EIO, format!("cannot create {}: {e}", d.display()))
             })?;
         }
-        unsaved::keep_leftovers(&staging_dir, &unsaved_dir);
+        let staging_lock = unsaved::claim_staging(&opts.cache_dir, &staging_dir, &unsaved_dir);
         let prefetch_pool =
             prefetch::PrefetchPool::new(opts.prefetch_workers, opts.prefetch_memory_limit);
         let data_cache = if opts.data_cache_size > 0 {
@@ -187,6 +190,7 @@ impl S3Fs {
             next_fh: AtomicU64::new(1),
             staging_dir,
             unsaved_dir,
+            _staging_lock: staging_lock,
             warned: Mutex::new(Default::default()),
             deferred_heads: Default::default(),
             prefetch_pool,

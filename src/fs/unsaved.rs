@@ -8,11 +8,13 @@
 //! printable ASCII RFC 2047-encoded), so `s3mount --recover` puts the object back as the upload
 //! would have, metadata and Content-Type included. A later successful upload of the file
 //! removes both. Staging files found at a mount's start (left by an s3mount that died) are
-//! moved here without a note: their writer never closed them, so they may be incomplete.
+//! moved here without a note, unless another running mount uses the same directory
+//! ([`claim_staging`]): their writer never closed them, so they may be incomplete.
 //!
 //! Both sides of the note live here: `S3Fs::save_unsaved` writes it, [`find`] and
 //! [`Note::parse`] read it for `--recover`.
 
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -152,9 +154,64 @@ fn note_path(data: &Path) -> PathBuf {
     data.with_extension(NOTE_EXTENSION)
 }
 
+/// The lock file beside `staging/` and `unsaved/` in a mount's cache directory.
+const STAGING_LOCK: &str = "staging.lock";
+
+/// Claim `cache_dir`'s staging files for a mount's life: the file returned holds a shared
+/// `flock` on [`STAGING_LOCK`], which every mount using the directory holds. The staging files
+/// of an earlier run are moved to `unsaved/` first ([`keep_leftovers`]) — but only when no
+/// other running mount holds the lock: two mounts can share a cache directory (one
+/// `--cache-dir` given to both for the same bucket, or two bucket and prefix names that map to
+/// one directory, as `logs` with prefix `2024/` and the bucket `logs-2024` do), and the other
+/// mount's staging files are files it is writing, not leftovers. Moved, they showed under
+/// `unsaved/` as if left by a crash, and stayed there after their upload. Where the lock
+/// cannot be taken at all (a file system without `flock`), leftovers are moved as before.
+pub fn claim_staging(cache_dir: &Path, staging: &Path, unsaved: &Path) -> Option<File> {
+    let path = cache_dir.join(STAGING_LOCK);
+    let without_lock = |e: std::io::Error| {
+        log::warn!(
+            "cannot lock {}: {e}; staging files found are taken for leftovers",
+            path.display()
+        );
+        keep_leftovers(staging, unsaved);
+        None
+    };
+    let lock = private::open_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path);
+    let lock = match lock {
+        Ok(f) => f,
+        Err(e) => return without_lock(e),
+    };
+    match lock.try_lock() {
+        Ok(()) => {
+            keep_leftovers(staging, unsaved);
+            // Shared from now on, so that another mount can start beside this one. Between the
+            // two locks a mount starting may move this directory's staging files: this one has
+            // none yet.
+            let _ = lock.unlock();
+        }
+        Err(TryLockError::WouldBlock) => log::info!(
+            "{} is in use by another running s3mount: its staging files are left alone",
+            cache_dir.display()
+        ),
+        Err(TryLockError::Error(e)) => return without_lock(e),
+    }
+    match lock.lock_shared() {
+        Ok(()) => Some(lock),
+        Err(e) => {
+            log::warn!("cannot lock {}: {e}", path.display());
+            None
+        }
+    }
+}
+
 /// Staging files of an earlier run are unsaved work: move them from `staging` to `unsaved`,
 /// never delete them.
-pub fn keep_leftovers(staging: &Path, unsaved: &Path) {
+fn keep_leftovers(staging: &Path, unsaved: &Path) {
     let Ok(rd) = std::fs::read_dir(staging) else {
         return;
     };
@@ -267,6 +324,38 @@ impl S3Fs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A staging file of an earlier run is moved to `unsaved/` at a mount's start; one of a
+    /// mount still running on the same cache directory is left where its writer has it.
+    #[test]
+    fn only_the_staging_files_of_no_running_mount_are_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, unsaved) = (dir.path().join("staging"), dir.path().join("unsaved"));
+        for d in [&staging, &unsaved] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let listed = |d: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        std::fs::write(staging.join("left"), b"x").unwrap();
+        let first = claim_staging(dir.path(), &staging, &unsaved).expect("locked");
+        assert_eq!(listed(&unsaved), ["left"]);
+
+        std::fs::write(staging.join("being-written"), b"y").unwrap();
+        let second = claim_staging(dir.path(), &staging, &unsaved).expect("shared");
+        assert_eq!(listed(&staging), ["being-written"]);
+        drop(first);
+        assert_eq!(listed(&staging), ["being-written"], "the second still runs");
+
+        drop(second);
+        let _third = claim_staging(dir.path(), &staging, &unsaved).expect("locked");
+        assert_eq!(listed(&unsaved), ["being-written", "left"]);
+    }
 
     fn note() -> Note {
         let metadata: Metadata = [("mode", "33188"), ("x-amz-meta-label", "grüße, ✓")]
