@@ -765,6 +765,42 @@ fn changes_behind_the_mount_are_seen_after_the_ttl() {
 }
 
 #[test]
+fn a_file_held_open_does_not_pin_later_opens_to_a_version_replaced_behind_the_mount() {
+    // A reader keeps the file open (a `tail`, a long `cat`) while another client replaces it:
+    // an `open` after the TTL reads the new version, as when no handle is open, and the old
+    // handle never reads the new version's bytes — not even through the kernel's page cache,
+    // which its inode shares with the new handle.
+    let server = server();
+    let bucket = server.fresh_bucket("heldopen");
+    let storage = server.storage_in(&bucket);
+    let len = 100_000;
+    put(&storage, &bucket, "f", &vec![b'1'; len]);
+    let m = Mount::with_args(server, &bucket, &["--metadata-ttl", "1"]);
+    let mut old = std::fs::File::open(m.join("f")).unwrap();
+    let mut first = vec![0; 4096];
+    old.read_exact(&mut first).unwrap();
+    put(&storage, &bucket, "f", &vec![b'2'; len]);
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(std::fs::metadata(m.join("f")).unwrap().len(), len as u64);
+    let new = std::fs::read(m.join("f")).unwrap();
+    assert!(
+        new == vec![b'2'; len],
+        "the new version, read while the old is open"
+    );
+    assert!(std::fs::read(m.join("f")).unwrap() == new, "and again");
+    let mut rest = Vec::new();
+    match old.read_to_end(&mut rest) {
+        Ok(_) => assert!(
+            rest.iter().all(|&b| b == b'1'),
+            "the old handle read the new version's bytes after the old one's"
+        ),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO)),
+    }
+    drop(old);
+    assert!(std::fs::read(m.join("f")).unwrap() == new);
+}
+
+#[test]
 fn cp_r_of_a_tree_in_and_out() {
     if skip_on(ServerLimit::MarkerObjects) {
         return;

@@ -41,6 +41,10 @@ pub struct Opened {
     /// The kernel may keep the pages it has of the file (`FOPEN_KEEP_CACHE`): they are of the
     /// version this open reads (see [`super::page_cache`]).
     pub keep_cache: bool,
+    /// The kernel must not cache the file's pages for this handle (`FOPEN_DIRECT_IO`): handles
+    /// still open on a version another client replaced share the inode's pages, and would
+    /// read this version's bytes from them (see [`S3Fs::repin_if_replaced`]).
+    pub direct_io: bool,
 }
 
 impl S3Fs {
@@ -67,9 +71,11 @@ impl S3Fs {
             drop(of);
             return self.open(ino, flags);
         }
+        let etag = self.table().get(ino).and_then(|n| n.attr().etag.clone());
         if of.is_unused() {
-            let etag = self.table().get(ino).and_then(|n| n.attr().etag.clone());
             of.pin_version(etag, attrs.size);
+        } else if let Some(newer) = etag.filter(|e| Some(e.as_str()) != of.etag()) {
+            self.repin_if_replaced(&mut of, newer, attrs.size)?;
         }
         let fh = self.new_fh();
         if writable && flags & libc::O_TRUNC != 0 {
@@ -80,12 +86,13 @@ impl S3Fs {
             }
         }
         // Under the file's lock, so a write through another handle comes before or after.
-        let keep_cache = match of.staging() {
-            Some(_) => {
-                self.kernel_pages.changed(ino);
-                false
-            }
-            None => self.kernel_pages.open(ino, of.etag()),
+        let direct_io = of.has_outdated_handles();
+        let keep_cache = if of.staging().is_some() || direct_io {
+            // No version's pages: nothing is stored into them meanwhile either.
+            self.kernel_pages.changed(ino);
+            false
+        } else {
+            self.kernel_pages.open(ino, of.etag())
         };
         of.add_open();
         drop(of);
@@ -93,7 +100,35 @@ impl S3Fs {
         if writable {
             self.kernel_pages.add_writer(ino, fh);
         }
-        Ok(Opened { fh, keep_cache })
+        Ok(Opened {
+            fh,
+            keep_cache,
+            direct_io,
+        })
+    }
+
+    /// An `open` of a file already open here found an ETag (`etag`, of `size` bytes) other
+    /// than the one its handles read: if another client replaced the object, this open reads
+    /// the new version (close-to-open, as when no handle is open), and the handles open until
+    /// now fail their reads ([`OpenFile::repin`]). They would still find the old version's
+    /// pages in the kernel's page cache of the inode, which the kernel shares between handles:
+    /// this open drops them, and until the last of those handles is closed every open is
+    /// `FOPEN_DIRECT_IO` and no page is stored, so the new version's bytes never reach the
+    /// page cache where an old handle would read them. Nothing changes while the file holds
+    /// content of its own (handles share it, as on a disk), nor while one of the mount's own
+    /// copies moves the object (readers follow those: the same bytes under a new ETag).
+    fn repin_if_replaced(&self, of: &mut OpenFile, etag: String, size: u64) -> FsResult<()> {
+        if !of.reads_the_server_only() || self.own_copies.any_for(&self.object_key(of)?) {
+            return Ok(());
+        }
+        log::debug!(
+            "inode {}: replaced behind the mount (ETag {:?} -> {etag:?}); open handles read no more",
+            of.ino(),
+            of.etag()
+        );
+        let handles = self.open_files.handles_of(of.ino());
+        of.repin(etag, size, handles);
+        Ok(())
     }
 
     /// `create`: a new, empty, dirty file (uploaded at close even if nothing is written), owned
@@ -204,6 +239,15 @@ impl S3Fs {
         let mut follows = 0;
         loop {
             let mut of = f.lock();
+            if of.is_outdated(fh) {
+                return Err(FsError::new(
+                    libc::EIO,
+                    format!(
+                        "read of inode {}: another client replaced the version this handle read",
+                        of.ino()
+                    ),
+                ));
+            }
             let pinned = self.pinned_version(&of);
             let result = self.read_pinned(&mut of, offset, size);
             if result.is_ok() {
@@ -340,7 +384,7 @@ impl S3Fs {
         self.open_files.remove_handle(fh);
         self.kernel_pages.release(fh);
         let mut of = f.lock();
-        if !of.close_handle() {
+        if !of.close_handle(fh) {
             return Ok(());
         }
         let result = self.upload_if_dirty(&mut of);
@@ -372,33 +416,33 @@ impl S3Fs {
 
     fn truncate_as_writer(&self, ino: u64, size: u64) -> FsResult<()> {
         let (f, temporary) = match self.open_files.get(ino) {
-            Some(f) => (f, false),
+            Some(f) => (f, None),
             None => {
                 let fh = self.open(ino, libc::O_RDWR)?.fh;
                 let f = self.open_files.by_handle(fh)?;
                 self.open_files.remove_handle(fh);
                 self.kernel_pages.release(fh);
-                (f, true)
+                (f, Some(fh))
             }
         };
         let mut of = f.lock();
         // The last `release` (asynchronous after `close`) may have run since the lookup: then
         // nobody would upload the change, so do it here as for a temporary open.
-        let orphan = !temporary && of.is_unused();
+        let orphan = temporary.is_none() && of.is_unused();
         self.kernel_pages.changed(ino);
         let result = (|| {
             self.settle_copy(&mut of)?;
             self.ensure_staging(&mut of, size > 0)?;
             of.truncate_staging(size)?;
-            if temporary || orphan {
+            if temporary.is_some() || orphan {
                 self.upload_if_dirty(&mut of)?;
             }
             Ok(())
         })();
-        if temporary {
-            of.close_handle();
+        if let Some(fh) = temporary {
+            of.close_handle(fh);
         }
-        if (temporary || orphan) && of.is_unused() {
+        if (temporary.is_some() || orphan) && of.is_unused() {
             of.remove_staging();
             drop(of);
             self.open_files.forget_if_unused(ino);

@@ -239,12 +239,14 @@ impl Filesystem for FuseAdapter {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
             Ok(o) => {
-                let keep = if o.keep_cache {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(o.fh), keep)
+                let mut flags = FopenFlags::empty();
+                if o.keep_cache {
+                    flags |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                if o.direct_io {
+                    flags |= FopenFlags::FOPEN_DIRECT_IO;
+                }
+                reply.opened(FileHandle(o.fh), flags)
             }
             Err(e) => reply.error(fail("open", e)),
         }

@@ -81,6 +81,9 @@ pub struct OpenFile {
     truncated_by: Option<u64>,
     /// A server-side copy into this file, recorded by `copy_file_range` and not made yet.
     copy: Option<PendingCopy>,
+    /// Handles opened on a version another client has replaced since (a later `open` read the
+    /// new one): their reads fail, never mixing the two (see [`OpenFile::repin`]).
+    outdated: Vec<u64>,
 }
 
 impl OpenFile {
@@ -108,6 +111,7 @@ impl OpenFile {
             aborting: Vec::new(),
             truncated_by: None,
             copy: None,
+            outdated: Vec::new(),
         }
     }
 
@@ -123,8 +127,9 @@ impl OpenFile {
         self.opens += 1;
     }
 
-    /// One handle fewer; true if it was the last.
-    pub fn close_handle(&mut self) -> bool {
+    /// One handle fewer (`fh`); true if it was the last.
+    pub fn close_handle(&mut self, fh: u64) -> bool {
+        self.outdated.retain(|&h| h != fh);
         self.opens = self.opens.saturating_sub(1);
         self.opens == 0
     }
@@ -145,6 +150,38 @@ impl OpenFile {
         self.remote_exists = etag.is_some();
         self.etag = etag;
         self.remote_size = size;
+    }
+
+    /// True if the file holds nothing of its own — no staging file, copy, streamed upload or
+    /// unlink — and reads the version of an object: a version another client replaced can
+    /// then be left for the new one (see [`OpenFile::repin`]).
+    pub fn reads_the_server_only(&self) -> bool {
+        self.remote_exists
+            && self.staging.is_none()
+            && self.copy.is_none()
+            && self.stream.is_none()
+            && !self.unlinked
+            && !self.dirty
+    }
+
+    /// An `open` found a newer version (`etag`, `size`) than the one read, put there by another
+    /// client: the file reads it from now on, and the handles open until now (`handles`) were
+    /// reading the old one, which they can no longer read — their reads fail with EIO, as the
+    /// old version's `If-Match` would, rather than going on in the new version's bytes.
+    pub fn repin(&mut self, etag: String, size: u64, handles: Vec<u64>) {
+        self.outdated.extend(handles);
+        self.pin_version(Some(etag), size);
+    }
+
+    /// True if handle `fh` reads a version another client has replaced (see
+    /// [`OpenFile::repin`]).
+    pub fn is_outdated(&self, fh: u64) -> bool {
+        self.outdated.contains(&fh)
+    }
+
+    /// True while a handle reads a version another client has replaced.
+    pub fn has_outdated_handles(&self) -> bool {
+        !self.outdated.is_empty()
     }
 
     /// A file just created (no object yet), with the metadata and content headers of its

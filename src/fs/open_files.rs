@@ -190,6 +190,16 @@ impl OpenFiles {
         self.handles.lock().insert(fh, ino);
     }
 
+    /// The handles open on `ino`.
+    pub fn handles_of(&self, ino: u64) -> Vec<u64> {
+        let handles = self.handles.lock();
+        handles
+            .iter()
+            .filter(|&(_, &i)| i == ino)
+            .map(|(&fh, _)| fh)
+            .collect()
+    }
+
     /// Handle `fh` is closed.
     pub fn remove_handle(&self, fh: u64) {
         self.handles.lock().remove(&fh);

@@ -48,6 +48,14 @@ impl OwnCopies {
         CopyInFlight { copies: self, id }
     }
 
+    /// True if a copy in flight covers `key`.
+    pub fn any_for(&self, key: &str) -> bool {
+        let g = self.state.lock();
+        g.in_flight
+            .iter()
+            .any(|(_, keys)| keys.iter().any(|k| covers(k, key)))
+    }
+
     /// Wait until the copies now in flight that cover `key` are over (not for copies begun
     /// later, so a stream of them cannot hold a reader forever). True if there were any.
     pub fn wait_for(&self, key: &str) -> bool {

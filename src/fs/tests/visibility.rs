@@ -251,3 +251,44 @@ fn a_listing_hands_out_attributes_as_they_are_when_the_kernel_reads_them() {
     assert_eq!(e.attrs.size, 20);
     assert_eq!(all.len(), 1001);
 }
+
+#[test]
+fn an_open_while_another_handle_reads_sees_another_clients_new_version() {
+    // Close-to-open holds for every open, not only the first: a file kept open (a `tail`, a
+    // reader elsewhere) must not pin the next `cat` to the version it replaced.
+    let fx = setup().mount();
+    fx.put_behind("f", b"v1");
+    let old = fx.open("f", libc::O_RDONLY).unwrap();
+    assert_eq!(fx.read(old, 0, 1).unwrap(), b"v");
+    fx.put_behind("f", b"version two");
+    assert_eq!(fx.stat("f").unwrap().size, 11);
+    let new = fx.open("f", libc::O_RDONLY).unwrap();
+    assert_eq!(fx.read_to_end(new).unwrap(), b"version two");
+    // The old handle read part of v1: the rest is not read from v2 (never a mix).
+    let e = fx.read(old, 1, 100).unwrap_err();
+    assert_eq!(e.errno, libc::EIO);
+    fx.close(old).unwrap();
+    assert_eq!(
+        fx.read_to_end(new).unwrap(),
+        b"version two",
+        "still readable"
+    );
+    fx.close(new).unwrap();
+    assert_eq!(fx.cat("f").unwrap(), b"version two");
+}
+
+#[test]
+fn an_open_while_the_file_is_written_here_keeps_the_shared_copy() {
+    // Handles of one file share one copy, as on a disk: another client's version does not
+    // replace content not uploaded yet.
+    let fx = setup().mount();
+    fx.put_behind("f", b"v1");
+    let w = fx.open("f", libc::O_RDWR).unwrap();
+    fx.write(w, 0, b"mine").unwrap();
+    fx.put_behind("f", b"theirs");
+    let r = fx.open("f", libc::O_RDONLY).unwrap();
+    assert_eq!(fx.read_to_end(r).unwrap(), b"mine");
+    assert_eq!(fx.read_to_end(w).unwrap(), b"mine");
+    fx.close(r).unwrap();
+    fx.close(w).unwrap();
+}
