@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::error::{FsError, FsResult};
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, InodeTable, NodeKind, ROOT_INO};
-use crate::s3::Metadata;
+use crate::s3::{Metadata, ObjectInfo};
 
 /// File type bits.
 pub const S_IFMT: u32 = libc::S_IFMT;
@@ -135,6 +135,16 @@ pub fn metadata_attrs(meta: &Metadata) -> AttrUpdate {
         atime: meta.get("atime").and_then(parse_mtime),
         ctime: meta.get("ctime").and_then(parse_mtime),
     }
+}
+
+/// What a directory marker's HEAD says of its directory: its metadata, and for a marker that
+/// carries no `x-amz-meta-mtime` (one another tool made: the S3 console, `aws s3api`) its
+/// Last-Modified as the mtime, as for a file — not the mount's start, which would move at
+/// every remount.
+pub fn marker_attrs(info: &ObjectInfo) -> AttrUpdate {
+    let mut attrs = metadata_attrs(&info.metadata);
+    attrs.mtime = attrs.mtime.or(info.last_modified);
+    attrs
 }
 
 /// The kind the metadata's mode says (with `x-amz-meta-rdev` for a device), if it has a mode;

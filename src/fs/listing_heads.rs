@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::attr::metadata_attrs;
+use super::attr::marker_attrs;
 use super::dir::DirEntry;
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, InodeTable, NodeKind, ObjectMeta};
@@ -161,7 +161,7 @@ impl S3Fs {
                 t.set_marker(ino, info.is_some());
                 // No marker: an implicit directory, nothing more to know.
                 let (meta, attrs) = match info {
-                    Some(info) => (ObjectMeta::from(&info), metadata_attrs(&info.metadata)),
+                    Some(info) => (ObjectMeta::from(&info), marker_attrs(&info)),
                     None => (ObjectMeta::default(), AttrUpdate::default()),
                 };
                 t.record_meta(ino, meta, &attrs, expires);

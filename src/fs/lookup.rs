@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use super::attr::{metadata_attrs, metadata_kind, FileAttrs};
+use super::attr::{marker_attrs, metadata_attrs, metadata_kind, FileAttrs};
 use super::dir::is_foreign_dir;
 use super::error::{FsError, FsResult};
 use super::names::{name_str, too_long, valid_component, MAX_KEY_BYTES, NAME_MAX};
@@ -192,7 +192,7 @@ impl S3Fs {
                 t.set_foreign_marker(ino, Some(ForeignMarker::Plain));
             }
             if let Some(info) = marker {
-                let attrs = metadata_attrs(&info.metadata);
+                let attrs = marker_attrs(&info);
                 t.record_meta(ino, ObjectMeta::from(&info), &attrs, expires);
             }
             // No mtime of its own: the date of its first key.

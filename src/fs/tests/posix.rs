@@ -344,6 +344,23 @@ fn directories_other_tools_mark_are_directories_and_go_with_rmdir() {
     assert!(fx.keys().is_empty(), "{:?}", fx.keys());
 }
 
+/// A `dir/` marker another tool made carries no `x-amz-meta-mtime`: the directory's mtime is
+/// the marker's Last-Modified, whether `ls` of its parent or a lookup by name finds it — not
+/// the mount's start, which a remount would move (`make`, `rsync` would see it change).
+#[test]
+fn a_directory_marker_without_an_mtime_dates_from_its_last_modified() {
+    let hour = std::time::Duration::from_secs(3600);
+    let fx = setup().ttl(hour).mount();
+    fx.put_behind("listed/", b"");
+    fx.put_behind("looked-up/", b"");
+    let stored = |key: &str| fx.object(key).unwrap().last_modified;
+    assert_eq!(fx.stat("looked-up").unwrap().mtime, stored("looked-up/"));
+    let again = setup_over(fx.store.clone()).ttl(hour).mount();
+    assert_eq!(again.ls("").unwrap(), ["listed", "looked-up"]);
+    // Answered from the listing and the HEAD of the marker it made.
+    assert_eq!(again.stat("listed").unwrap().mtime, stored("listed/"));
+}
+
 /// Hadoop's `name_$folder$` markers are empty: a file with bytes under such a name (written
 /// here or by anyone) is a file, not a directory `name` whose `rmdir` would delete it.
 #[test]
