@@ -11,7 +11,8 @@
 //!   `common::proxy` checks it the way S3 does, and also makes the race happen (it overwrites
 //!   the object right before forwarding the copy).
 //! - A file closed while its directory is being renamed is not lost: the rename's deletion of
-//!   the old keys cannot remove content uploaded after the copies were made.
+//!   the old keys cannot remove content uploaded after the copies were made; names changed
+//!   inside the directory meanwhile change before the rename or after it.
 //! - A change sent right after the write before it (`touch` after `mkfifo`, `chmod` after a
 //!   close) is kept, on servers that order a copy in the same millisecond before that write.
 
@@ -533,6 +534,42 @@ fn a_stale_cached_etag_never_lets_a_self_copy_resurrect_old_content() {
     assert_eq!(h.metadata.get("tag"), Some("t"));
 }
 
+/// Hold a directory rename that has copied everything and is about to delete the old keys
+/// (its DeleteObjects) until `released()`, at most a few seconds: what the test does meanwhile
+/// may wait for the rename instead. The flag returned is set once the rename got there.
+fn hold_the_rename_at_its_delete(
+    proxy: &Proxy,
+    released: impl Fn() -> bool + Send + Sync + 'static,
+) -> Arc<AtomicBool> {
+    let deleting = Arc::new(AtomicBool::new(false));
+    let d = deleting.clone();
+    proxy.add(Rule::new(
+        "POST",
+        "?delete",
+        Fault::Before(Hook::new(move |_| {
+            d.store(true, Ordering::SeqCst);
+            let until = Instant::now() + Duration::from_secs(4);
+            while !released() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
+        })),
+    ));
+    deleting
+}
+
+/// Wait until the rename held by [`hold_the_rename_at_its_delete`] got to its delete.
+fn wait_for_the_delete(deleting: &AtomicBool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !deleting.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < until,
+            "the rename never reached its delete"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_file_closed_while_its_directory_is_renamed_is_not_lost() {
     let srv = server();
@@ -544,24 +581,11 @@ fn a_file_closed_while_its_directory_is_renamed_is_not_lost() {
     put(&st, &bucket, "d0/f", &v1, &[], "application/octet-stream");
     put(&st, &bucket, "d0/other", b"other", &[], "text/plain");
     let proxy = Proxy::start(&srv.endpoint);
-    // The rename has copied everything and is about to delete the old keys: hold it there
-    // until the writer has closed (at most a few seconds: with the rename holding the file,
-    // the writer waits for the rename instead).
-    let deleting = Arc::new(AtomicBool::new(false));
+    // Until the writer has closed (with the rename holding the file, the writer waits for
+    // the rename instead).
     let closed = Arc::new(AtomicBool::new(false));
-    let (d, c) = (deleting.clone(), closed.clone());
-    proxy.add(Rule::new(
-        "POST",
-        "?delete",
-        Fault::Before(Hook::new(move |_| {
-            d.store(true, Ordering::SeqCst);
-            let until = Instant::now() + Duration::from_secs(4);
-            while !c.load(Ordering::SeqCst) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            None
-        })),
-    ));
+    let c = closed.clone();
+    let deleting = hold_the_rename_at_its_delete(&proxy, move || c.load(Ordering::SeqCst));
     let m = Mount::with_args(&via(&proxy), &bucket, &[]);
     let f = OpenOptions::new()
         .write(true)
@@ -571,14 +595,7 @@ fn a_file_closed_while_its_directory_is_renamed_is_not_lost() {
     f.write_all_at(&v2, 0).unwrap();
     std::thread::scope(|s| {
         let renamer = s.spawn(|| std::fs::rename(m.join("d0"), m.join("d3")));
-        let until = Instant::now() + Duration::from_secs(30);
-        while !deleting.load(Ordering::SeqCst) {
-            assert!(
-                Instant::now() < until,
-                "the rename never reached its delete"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_the_delete(&deleting);
         let writer = s.spawn(|| {
             f.write_all_at(&v3, 0).unwrap();
             // SAFETY: the fd is owned and closed once.
@@ -597,6 +614,90 @@ fn a_file_closed_while_its_directory_is_renamed_is_not_lost() {
         .read_to_end(&mut got)
         .unwrap();
     assert_same("d3/f through the mount", &got, &v3);
+}
+
+/// Names changed inside a directory while it is renamed (the kernel locks the directory's
+/// parent, not the directory): a file renamed inside it, one unlinked, one moved into it, a
+/// new subdirectory and a `chmod` happen before the rename or after it, as on a disk — never
+/// between its copies and its deletes, where they left keys under the old name (the renamed
+/// file stayed there, shown by the mount but gone from it at the next read, and brought the
+/// old directory back after a remount), brought the unlinked file back under the new name and
+/// lost the `chmod`.
+#[test]
+fn names_changed_in_a_directory_while_it_is_renamed_move_with_it() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("rename-inside");
+    let st = srv.storage_in(&bucket);
+    let proxy = Proxy::start(&srv.endpoint);
+    // Until the other calls are done (they wait for the rename instead).
+    let done = Arc::new(AtomicU64::new(0));
+    const RACERS: u64 = 5;
+    let n = done.clone();
+    let deleting =
+        hold_the_rename_at_its_delete(&proxy, move || n.load(Ordering::SeqCst) == RACERS);
+    let m = Mount::with_args(&via(&proxy), &bucket, &[]);
+    std::fs::create_dir(m.join("d")).unwrap();
+    std::fs::create_dir(m.join("e")).unwrap();
+    for f in ["d/a", "d/b", "d/c", "e/x"] {
+        std::fs::write(m.join(f), f).unwrap();
+    }
+    std::thread::scope(|s| {
+        let renamer = s.spawn(|| std::fs::rename(m.join("d"), m.join("n")));
+        wait_for_the_delete(&deleting);
+        let m = &m;
+        let racers: [Box<dyn Fn() -> std::io::Result<()> + Send + Sync>; RACERS as usize] = [
+            Box::new(|| std::fs::rename(m.join("d/a"), m.join("d/a2"))),
+            Box::new(|| std::fs::remove_file(m.join("d/b"))),
+            Box::new(|| std::fs::create_dir(m.join("d/sub"))),
+            Box::new(|| std::fs::rename(m.join("e/x"), m.join("d/x"))),
+            Box::new(|| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(m.join("d/c"), std::fs::Permissions::from_mode(0o600))
+            }),
+        ];
+        let racers: Vec<_> = racers
+            .into_iter()
+            .map(|call| {
+                let done = &done;
+                s.spawn(move || {
+                    let r = call();
+                    done.fetch_add(1, Ordering::SeqCst);
+                    r
+                })
+            })
+            .collect();
+        for r in racers {
+            r.join()
+                .unwrap()
+                .expect("a call inside the directory being renamed");
+        }
+        renamer.join().unwrap().expect("rename d -> n");
+    });
+    assert_eq!(
+        keys(&st, &bucket),
+        ["e/", "n/", "n/a2", "n/c", "n/sub/", "n/x"],
+        "nothing left under the old name, nothing deleted back"
+    );
+    let ls = |m: &Mount| {
+        let mut names: Vec<String> = std::fs::read_dir(m.join("n"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    for m in [m, Mount::with_args(srv, &bucket, &[])] {
+        assert!(!m.join("d").exists(), "the old directory is gone");
+        assert_eq!(ls(&m), ["a2", "c", "sub", "x"]);
+        assert_eq!(std::fs::read(m.join("n/a2")).unwrap(), b"d/a");
+        assert_eq!(std::fs::read(m.join("n/x")).unwrap(), b"e/x");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(m.join("n/c"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the chmod is kept");
+    }
 }
 
 #[test]

@@ -143,7 +143,7 @@ impl S3Fs {
         let Some(c) = of.take_copy() else { return };
         let ino = of.ino();
         // Not while a rename is moving this key.
-        let Some((key, _uploading)) = self.rename_gate.upload(|| self.table().key_of(ino)) else {
+        let Some((key, _uploading)) = self.rename_gate.write(|| self.table().key_of(ino)) else {
             return;
         };
         let result = (|| -> FsResult<()> {

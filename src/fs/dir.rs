@@ -85,8 +85,6 @@ impl S3Fs {
         caller: Option<Caller>,
     ) -> FsResult<FileAttrs> {
         let name = self.check_new_name(parent, name)?;
-        let key = format!("{}{name}/", self.key_of(parent)?);
-        self.check_key_len(&key)?;
         let owner = self.new_entry_owner(parent, caller, NodeKind::Dir, mode)?;
         let mut metadata = Metadata::new();
         metadata.insert("mode", (owner.mode | S_IFDIR).to_string());
@@ -94,22 +92,26 @@ impl S3Fs {
         let mtime = SystemTime::now();
         metadata.insert("mtime", format_mtime(mtime));
         let content_headers = vec![("content-type".into(), DIRECTORY_CONTENT_TYPE.into())];
-        let etag = self.bucket.put(
-            &key,
-            RequestBody::Empty,
-            &PutOptions {
-                metadata: metadata.clone(),
-                content_headers: content_headers.clone(),
-                ..Default::default()
-            },
-        )?;
-        let attr = NodeAttr::created(0, mtime, owner.mode, None).owned_by(owner.ids);
-        let meta = ObjectMeta {
-            metadata,
-            content_headers,
-            etag,
-        };
-        self.record_new_entry(parent, name, NodeKind::Dir, attr, meta)
+        let key_of = || Ok(format!("{}{name}/", self.key_of(parent)?));
+        self.write_key(key_of, |key| {
+            self.check_key_len(key)?;
+            let etag = self.bucket.put(
+                key,
+                RequestBody::Empty,
+                &PutOptions {
+                    metadata: metadata.clone(),
+                    content_headers: content_headers.clone(),
+                    ..Default::default()
+                },
+            )?;
+            let attr = NodeAttr::created(0, mtime, owner.mode, None).owned_by(owner.ids);
+            let meta = ObjectMeta {
+                metadata,
+                content_headers,
+                etag,
+            };
+            self.record_new_entry(parent, name, NodeKind::Dir, attr, meta)
+        })
     }
 
     /// A name this mount just created in `parent` (its object written): the table learns it
@@ -160,7 +162,16 @@ impl S3Fs {
                 format!("{name} is not a directory"),
             ));
         }
-        let key = self.key_of(attrs.ino)?;
+        // Not while a rename moves the directory: its marker would come back where it went.
+        self.write_key(
+            || self.key_of(attrs.ino),
+            |key| self.remove_dir(parent, name, &attrs, key),
+        )
+    }
+
+    /// `rmdir` of `parent/name` (`attrs`), whose key is `key`.
+    fn remove_dir(&self, parent: u64, name: &str, attrs: &FileAttrs, key: &str) -> FsResult<()> {
+        let key = key.to_string();
         // Objects kept for unlinked open files are not entries: their files take them now.
         self.settle_kept_under(&key)?;
         let page = self.bucket.list_page(&ListRequest {
@@ -229,30 +240,33 @@ impl S3Fs {
     /// from the server with its last key, so when none is known to be left, write its marker
     /// (a directory stays until `rmdir`, as on a disk).
     pub(crate) fn keep_emptied_dir(&self, dir: u64) {
-        let key = {
+        let key_of = || {
             let t = self.table();
             match t.get(dir) {
                 Some(n) if dir != ROOT_INO && !n.has_marker() && n.children().is_empty() => {
-                    t.key_of(dir)
+                    t.key_of(dir).ok_or_else(|| FsError::not_found("gone"))
                 }
-                _ => None,
+                _ => Err(FsError::not_found("not emptied")),
             }
         };
-        let Some(key) = key else { return };
-        // Only if there is none: an existing marker carries the directory's metadata.
-        let opts = PutOptions {
-            if_none_match_any: true,
-            ..PutOptions::default()
-        };
-        match self.bucket.put(&key, RequestBody::Empty, &opts) {
-            Ok(_) => {}
-            Err(e) if e.is_precondition_failed() => {}
-            Err(e) => {
-                log::warn!("{key}: could not keep the emptied directory: {e}");
-                return;
+        // Not while a rename moves the directory: the marker would bring it back.
+        let _ = self.write_key(key_of, |key| {
+            // Only if there is none: an existing marker carries the directory's metadata.
+            let opts = PutOptions {
+                if_none_match_any: true,
+                ..PutOptions::default()
+            };
+            match self.bucket.put(key, RequestBody::Empty, &opts) {
+                Ok(_) => {}
+                Err(e) if e.is_precondition_failed() => {}
+                Err(e) => {
+                    log::warn!("{key}: could not keep the emptied directory: {e}");
+                    return Ok(());
+                }
             }
-        }
-        self.table().set_marker(dir, true);
+            self.table().set_marker(dir, true);
+            Ok(())
+        });
     }
 
     /// `unlink`: DeleteObject. An open file is not uploaded at close any more.
@@ -263,16 +277,23 @@ impl S3Fs {
         if attrs.kind == NodeKind::Dir {
             return Err(FsError::new(libc::EISDIR, format!("{name} is a directory")));
         }
-        let key = self.key_of(attrs.ino)?;
-        // The version the mount knows: a lost reply never lets the delete take another's.
-        let etag = self
-            .table()
-            .get(attrs.ino)
-            .and_then(|n| n.attr().etag.clone());
-        // An open file keeps its bytes (fetched now, or its object kept until its last close).
-        if self.detach_open_file(attrs.ino, &key, true)? == Detached::Free {
-            self.bucket.delete(&key, etag.as_deref())?;
-        }
+        // Not while a rename moves it: it would come back where it went.
+        self.write_key(
+            || self.key_of(attrs.ino),
+            |key| {
+                // The version the mount knows: a lost reply never lets the delete take another's.
+                let etag = self
+                    .table()
+                    .get(attrs.ino)
+                    .and_then(|n| n.attr().etag.clone());
+                // An open file keeps its bytes (fetched now, or its object kept until its last
+                // close).
+                if self.detach_open_file(attrs.ino, key, true)? == Detached::Free {
+                    self.bucket.delete(key, etag.as_deref())?;
+                }
+                Ok(())
+            },
+        )?;
         {
             let now = SystemTime::now();
             let mut t = self.table();
@@ -346,40 +367,44 @@ impl S3Fs {
         body: RequestBody<'_>,
         size: u64,
     ) -> FsResult<FileAttrs> {
-        let key = format!("{}{name}", self.key_of(parent)?);
-        self.check_key_len(&key)?;
-        self.settle_kept(&key)?;
-        let mtime = SystemTime::now();
-        let mut metadata = Metadata::new();
-        metadata.insert("mode", (owner.mode | kind.type_bits()).to_string());
-        owner.write_to(&mut metadata);
-        if matches!(
-            kind,
-            NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. }
-        ) {
-            metadata.insert("rdev", kind.rdev().to_string());
-        }
-        metadata.insert("mtime", format_mtime(mtime));
-        let content_headers = match kind {
-            NodeKind::File => self.new_file_headers(&key),
-            _ => Vec::new(),
-        };
-        let etag = self.bucket.put(
-            &key,
-            body,
-            &PutOptions {
-                metadata: metadata.clone(),
-                content_headers: content_headers.clone(),
-                ..Default::default()
-            },
-        )?;
-        let attr = NodeAttr::created(size, mtime, owner.mode, etag.clone()).owned_by(owner.ids);
-        let meta = ObjectMeta {
-            metadata,
-            content_headers,
-            etag,
-        };
-        self.record_new_entry(parent, name, kind, attr, meta)
+        // Not while a rename moves the directory: the name would stay behind under its old key.
+        let key_of = || Ok(format!("{}{name}", self.key_of(parent)?));
+        self.write_key(key_of, |key| {
+            let key = key.to_string();
+            self.check_key_len(&key)?;
+            self.settle_kept(&key)?;
+            let mtime = SystemTime::now();
+            let mut metadata = Metadata::new();
+            metadata.insert("mode", (owner.mode | kind.type_bits()).to_string());
+            owner.write_to(&mut metadata);
+            if matches!(
+                kind,
+                NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. }
+            ) {
+                metadata.insert("rdev", kind.rdev().to_string());
+            }
+            metadata.insert("mtime", format_mtime(mtime));
+            let content_headers = match kind {
+                NodeKind::File => self.new_file_headers(&key),
+                _ => Vec::new(),
+            };
+            let etag = self.bucket.put(
+                &key,
+                body,
+                &PutOptions {
+                    metadata: metadata.clone(),
+                    content_headers: content_headers.clone(),
+                    ..Default::default()
+                },
+            )?;
+            let attr = NodeAttr::created(size, mtime, owner.mode, etag.clone()).owned_by(owner.ids);
+            let meta = ObjectMeta {
+                metadata,
+                content_headers,
+                etag,
+            };
+            self.record_new_entry(parent, name, kind, attr, meta)
+        })
     }
 
     /// `readlink`: the object's body.

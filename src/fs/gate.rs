@@ -1,25 +1,33 @@
-//! Keeps uploads and renames of the same keys apart.
+//! Keeps writes and renames of the same keys apart.
 //!
 //! A rename copies the source keys and then deletes them. An upload of one of those keys that
 //! lands between its copy and the delete would be deleted with the source: a `close()` that
 //! reported success would have lost its data. (The kernel serializes writes with the rename of
 //! the file itself, but not with the rename of a directory above it, and not a `close()`.)
+//! Any other write of a name under a directory being renamed races it the same way: the
+//! kernel locks the parent of the directory, not the directory, so a file renamed, unlinked or
+//! made inside it (or moved into it) between the rename's listing and its deletes would stay
+//! behind under the old prefix, come back under the new one, or bring the old directory back.
 //!
-//! So a rename registers its source — a file's key, or a directory's prefix ending in `/` —
-//! after waiting for uploads in flight under it to finish; an upload under a registered source
-//! waits until the rename is over and then takes its key again, which by then is the new one.
-//! Neither side holds the gate's mutex while it waits for anything else, and an upload computes
-//! its key under the gate's mutex (gate → inode table, in the lock order of
-//! [`super::open_files`]), so a key moved by a rename is never used after the move.
+//! So a rename registers the keys it moves and writes — a file's key, or a directory's prefix
+//! ending in `/`, for its source and its destination — after waiting for writes in flight
+//! under them and for other renames touching them to finish; a write of a key (an upload, a
+//! metadata copy, the PUT or DELETE of a name) under a registered key waits until the rename
+//! is over and then takes its key again, which by then is the new one. A rename whose keys
+//! moved while it waited (another rename moved a directory above them) gives its registration
+//! back and starts again with the new keys. Neither side holds the gate's mutex while it waits
+//! for anything else, and a write computes its key under the gate's mutex (gate → inode table,
+//! in the lock order of [`super::open_files`]), so a key moved by a rename is never used after
+//! the move.
 
 use parking_lot::{Condvar, Mutex};
 
 #[derive(Debug, Default)]
 struct State {
-    /// Sources of renames in progress.
+    /// Sources and destinations of renames in progress.
     renaming: Vec<String>,
-    /// Keys being uploaded.
-    uploading: Vec<String>,
+    /// Keys being written.
+    writing: Vec<String>,
 }
 
 /// See the module documentation.
@@ -34,27 +42,29 @@ pub(super) fn covers(source: &str, key: &str) -> bool {
     key == source || (source.ends_with('/') && key.starts_with(source))
 }
 
+/// True if one of two renamed keys lies under the other (or they are the same).
+fn overlap(a: &str, b: &str) -> bool {
+    covers(a, b) || covers(b, a)
+}
+
 impl RenameGate {
-    /// Register a rename of `source` once no upload under it is in flight; it lasts as long as
-    /// the returned guard.
-    pub fn rename(&self, source: &str) -> RenameGuard<'_> {
+    /// Register a rename of `keys` (its source and destination) once no write under them is in
+    /// flight and no other rename touches them; it lasts as long as the returned guard.
+    pub fn rename(&self, keys: &[&str]) -> RenameGuard<'_> {
         let mut g = self.state.lock();
-        while g.uploading.iter().any(|k| covers(source, k)) {
+        while keys.iter().any(|key| {
+            g.writing.iter().any(|k| covers(key, k)) || g.renaming.iter().any(|r| overlap(r, key))
+        }) {
             self.changed.wait(&mut g);
         }
-        g.renaming.push(source.to_string());
-        RenameGuard {
-            gate: self,
-            source: source.to_string(),
-        }
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        g.renaming.extend(keys.iter().cloned());
+        RenameGuard { gate: self, keys }
     }
 
-    /// Register an upload: `key_of` gives the object's current key (`None`: nothing to upload),
-    /// asked again after any rename that covered it. The upload lasts as long as the ticket.
-    pub fn upload(
-        &self,
-        key_of: impl Fn() -> Option<String>,
-    ) -> Option<(String, UploadTicket<'_>)> {
+    /// Register a write of one key: `key_of` gives its current key (`None`: nothing to write),
+    /// asked again after any rename that covered it. The write lasts as long as the ticket.
+    pub fn write(&self, key_of: impl Fn() -> Option<String>) -> Option<(String, WriteTicket<'_>)> {
         let mut g = self.state.lock();
         loop {
             let key = key_of()?;
@@ -62,8 +72,8 @@ impl RenameGate {
                 self.changed.wait(&mut g);
                 continue;
             }
-            g.uploading.push(key.clone());
-            return Some((key.clone(), UploadTicket { gate: self, key }));
+            g.writing.push(key.clone());
+            return Some((key.clone(), WriteTicket { gate: self, key }));
         }
     }
 
@@ -82,25 +92,27 @@ impl RenameGate {
 #[derive(Debug)]
 pub struct RenameGuard<'a> {
     gate: &'a RenameGate,
-    source: String,
+    keys: Vec<String>,
 }
 
 impl Drop for RenameGuard<'_> {
     fn drop(&mut self) {
-        self.gate.remove(|s| &mut s.renaming, &self.source);
+        for key in &self.keys {
+            self.gate.remove(|s| &mut s.renaming, key);
+        }
     }
 }
 
-/// An upload in progress (see [`RenameGate::upload`]).
+/// A write in progress (see [`RenameGate::write`]).
 #[derive(Debug)]
-pub struct UploadTicket<'a> {
+pub struct WriteTicket<'a> {
     gate: &'a RenameGate,
     key: String,
 }
 
-impl Drop for UploadTicket<'_> {
+impl Drop for WriteTicket<'_> {
     fn drop(&mut self) {
-        self.gate.remove(|s| &mut s.uploading, &self.key);
+        self.gate.remove(|s| &mut s.writing, &self.key);
     }
 }
 
@@ -124,9 +136,9 @@ mod tests {
         let key = Mutex::new("d0/f".to_string());
         let moved = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let guard = gate.rename("d0/");
+            let guard = gate.rename(&["d0/", "d3/"]);
             let uploader = s.spawn(|| {
-                let (k, _t) = gate.upload(|| Some(key.lock().clone())).expect("a key");
+                let (k, _t) = gate.write(|| Some(key.lock().clone())).expect("a key");
                 (k, moved.load(Ordering::SeqCst))
             });
             // The rename moves the key, then ends.
@@ -145,9 +157,9 @@ mod tests {
         let gate = RenameGate::default();
         let uploaded = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let ticket = gate.upload(|| Some("d0/sub/f".to_string())).unwrap();
+            let ticket = gate.write(|| Some("d0/sub/f".to_string())).unwrap();
             let renamer = s.spawn(|| {
-                let _g = gate.rename("d0/");
+                let _g = gate.rename(&["d0/", "d3/"]);
                 uploaded.load(Ordering::SeqCst)
             });
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -158,9 +170,34 @@ mod tests {
                 "the rename began during the upload"
             );
             // Unrelated keys never wait.
-            let _g = gate.rename("d0/");
-            assert!(gate.upload(|| Some("other/f".to_string())).is_some());
-            assert!(gate.upload(|| None).is_none());
+            let _g = gate.rename(&["d0/", "d3/"]);
+            assert!(gate.write(|| Some("other/f".to_string())).is_some());
+            assert!(gate.write(|| None).is_none());
+        });
+    }
+
+    #[test]
+    fn renames_touching_the_same_keys_wait_for_each_other() {
+        let gate = RenameGate::default();
+        let dir_moved = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let dir = gate.rename(&["d/", "n/"]);
+            // A file renamed inside the directory, and one moved into its new name.
+            let inside = s.spawn(|| {
+                let _g = gate.rename(&["d/a", "d/a2"]);
+                dir_moved.load(Ordering::SeqCst)
+            });
+            let into = s.spawn(|| {
+                let _g = gate.rename(&["e/x", "n/x"]);
+                dir_moved.load(Ordering::SeqCst)
+            });
+            // Unrelated renames never wait.
+            drop(gate.rename(&["e/y", "f/y"]));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            dir_moved.store(true, Ordering::SeqCst);
+            drop(dir);
+            assert!(inside.join().unwrap(), "a rename inside went ahead");
+            assert!(into.join().unwrap(), "a rename into it went ahead");
         });
     }
 }

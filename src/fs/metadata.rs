@@ -167,7 +167,21 @@ impl S3Fs {
         ino: u64,
         edit: &impl Fn(&mut Metadata, &FileAttrs) -> FsResult<()>,
     ) -> FsResult<()> {
-        let key = self.key_of(ino)?;
+        // Not while a rename moves the object: the change would be deleted with the old name.
+        self.write_key(
+            || self.key_of(ino),
+            |key| self.change_metadata_of(ino, key, edit),
+        )
+    }
+
+    /// [`Self::change_object_metadata`] of `ino`, whose key is `key`.
+    fn change_metadata_of(
+        &self,
+        ino: u64,
+        key: &str,
+        edit: &impl Fn(&mut Metadata, &FileAttrs) -> FsResult<()>,
+    ) -> FsResult<()> {
+        let key = key.to_string();
         if key.is_empty() {
             // Else the HEAD and PUT below would go to the bucket itself (a PUT is CreateBucket).
             return Err(FsError::new(

@@ -256,6 +256,26 @@ impl S3Fs {
             .ok_or_else(|| FsError::not_found(format!("inode {ino} is gone")))
     }
 
+    /// Write one key — the one `key_of` gives — with `write`, once no rename moves it (see
+    /// [`gate`]): `key_of` is asked again after a rename that covered the key, so the write
+    /// goes to the name as it is once the rename is over.
+    fn write_key<T>(
+        &self,
+        key_of: impl Fn() -> FsResult<String>,
+        write: impl FnOnce(&str) -> FsResult<T>,
+    ) -> FsResult<T> {
+        let failed = std::cell::Cell::new(None);
+        let ticket = self
+            .rename_gate
+            .write(|| key_of().map_err(|e| failed.set(Some(e))).ok());
+        let Some((key, _writing)) = ticket else {
+            return Err(failed
+                .take()
+                .unwrap_or_else(|| FsError::not_found("the name is gone")));
+        };
+        write(&key)
+    }
+
     fn kind_of(&self, ino: u64) -> FsResult<NodeKind> {
         self.table()
             .get(ino)

@@ -10,7 +10,7 @@
 //!    rename gate: so nothing takes an `OpenFile` while its own rename holds the gate closed.
 //!    `stat`, lookups and listings never wait for it: they read the size it publishes each
 //!    time it is let go ([`FileCell::local_size`]);
-//! 3. the rename gate's state (`gate::RenameGate`), which computes an upload's key under it;
+//! 3. the rename gate's state (`gate::RenameGate`), which computes a write's key under it;
 //! 4. the inode table (`S3Fs::table`): short sections, never across a request;
 //! 5. this registry's maps: only to look up, insert or remove. Nothing waits for an `OpenFile`
 //!    while holding them (`forget_if_unused` only tries its lock);

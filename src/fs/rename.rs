@@ -21,9 +21,11 @@
 //! moment — but a source is never deleted before its copy exists; on failure the operation stops
 //! with EIO and the sources are intact.
 //!
-//! Uploads through this mount of the keys being moved wait for the rename (see [`super::gate`]):
-//! a file closed meanwhile is uploaded to its new name afterwards, never to the old one between
-//! the copy and the delete, where the delete would remove it.
+//! Uploads and other writes through this mount of the keys being moved wait for the rename, and
+//! renames touching the same keys wait for each other (see [`super::gate`]): a file closed
+//! meanwhile is uploaded to its new name afterwards, never to the old one between the copy and
+//! the delete, where the delete would remove it; a name made, removed or renamed inside a
+//! directory being renamed changes before the rename or after it, never in between.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,10 +128,19 @@ impl S3Fs {
             }
             // Objects kept for unlinked open files are not moved: their files take them now.
             self.settle_kept_under(&src_key)?;
+            // Open files under the directory are uploaded first so their content moves too.
+            self.flush_under(&src_key)?;
+            // From here until the names have moved, nothing is written under either prefix.
+            let guard = self.rename_gate.rename(&[&src_key, &dst_key]);
+            if self.rename_keys(src.ino, new_parent, &new_name_s)?
+                != (src_key.clone(), dst_key.clone())
+            {
+                drop(guard);
+                return self.rename(parent, name, new_parent, new_name, flags);
+            }
             _copying = self.own_copies.begin(&[&src_key, &dst_key]);
-            let (guard, copies) = self.rename_dir(src.ino, &src_key, &dst_key)?;
+            dir_copies = self.rename_dir(src.ino, &src_key, &dst_key)?;
             moving = Some(guard);
-            dir_copies = copies;
             // What another tool marked the directory with stays behind otherwise, and the
             // directory with it.
             self.delete_foreign_marker(src.ino, &src_key)?;
@@ -142,7 +153,15 @@ impl S3Fs {
             if let Some(t) = &target {
                 self.detach_open_file(t.ino, &dst_key, false)?;
             }
-            moving = Some(self.rename_gate.rename(&src_key));
+            let guard = self.rename_gate.rename(&[&src_key, &dst_key]);
+            if self.rename_keys(src.ino, new_parent, &new_name_s)?
+                != (src_key.clone(), dst_key.clone())
+            {
+                // Moved by a directory rename meanwhile: again, under the new names.
+                drop(guard);
+                return self.rename(parent, name, new_parent, new_name, flags);
+            }
+            moving = Some(guard);
             _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             // The Content-Type S3 keeps is re-derived from the new name when it was the guess
             // from the old one (`mv a.txt b.html`); that needs the object's headers.
@@ -250,26 +269,35 @@ impl S3Fs {
         }
     }
 
-    /// Copy every key under `src_key` to `dst_key`, then delete the sources. Returns with the
-    /// gate still closed on `src_key`: the caller moves the names, then drops the guard.
-    fn rename_dir(
-        &self,
-        ino: u64,
-        src_key: &str,
-        dst_key: &str,
-    ) -> FsResult<(super::gate::RenameGuard<'_>, Vec<Copied>)> {
-        // Open files under the directory are uploaded first so their content moves too.
+    /// The keys a rename of `ino` to `new_parent/new_name` moves and writes, as they are now:
+    /// its own and its new one (with a `/` for a directory). A rename that had to wait at the
+    /// gate compares them with those it waited for (see [`super::gate`]).
+    fn rename_keys(&self, ino: u64, new_parent: u64, new_name: &str) -> FsResult<(String, String)> {
+        let src_key = self.key_of(ino)?;
+        let slash = if src_key.ends_with('/') { "/" } else { "" };
+        Ok((
+            src_key,
+            format!("{}{new_name}{slash}", self.key_of(new_parent)?),
+        ))
+    }
+
+    /// Upload the open files under the directory `prefix` that have changes.
+    fn flush_under(&self, prefix: &str) -> FsResult<()> {
         for o in self.open_files.inos() {
             if self
                 .table()
                 .key_of(o)
-                .is_some_and(|k| k.starts_with(src_key))
+                .is_some_and(|k| k.starts_with(prefix))
             {
                 self.flush_inode(o)?;
             }
         }
-        // From here until the names have moved, nothing is uploaded under the prefix.
-        let moving = self.rename_gate.rename(src_key);
+        Ok(())
+    }
+
+    /// Copy every key under `src_key` to `dst_key`, then delete the sources: with the gate
+    /// closed on both (the caller moves the names, then opens it).
+    fn rename_dir(&self, ino: u64, src_key: &str, dst_key: &str) -> FsResult<Vec<Copied>> {
         let (objects, _) = self.bucket.list_all(src_key, None)?;
         let next = AtomicUsize::new(0);
         let failed: Mutex<Option<StorageError>> = Mutex::new(None);
@@ -341,7 +369,7 @@ impl S3Fs {
                 .put(dst_key, crate::s3::RequestBody::Empty, &Default::default())?;
         }
         self.table().invalidate_dir(ino);
-        Ok((moving, copied))
+        Ok(copied)
     }
 }
 

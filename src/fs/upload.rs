@@ -113,7 +113,7 @@ impl S3Fs {
         self.settle_copy(of)?;
         // Not while a rename is moving this key (it would delete the upload with its source).
         let ino = of.ino();
-        let Some((key, _uploading)) = self.rename_gate.upload(|| self.table().key_of(ino)) else {
+        let Some((key, _uploading)) = self.rename_gate.write(|| self.table().key_of(ino)) else {
             of.give_up_stream("unlinked");
             return Ok(());
         };

@@ -328,3 +328,72 @@ fn a_directory_holding_a_key_xml_cannot_carry_moves_whole() {
     assert_eq!(fx.count(Operation::DeleteObjects), 1);
     assert_eq!(fx.count(Operation::DeleteObject), 1);
 }
+
+/// Names changed inside a directory (or moved into it) while it is being renamed: a disk
+/// orders them before or after the rename, and so must the mount. Run between the rename's
+/// listing and its copies, they wrote keys under the old prefix that the rename neither copied
+/// nor deleted (a file renamed inside stayed behind under the old name, where the mount no
+/// longer showed it; an unlinked file came back under the new name; a new directory was left
+/// behind and brought the old directory back; a `setfattr` was deleted with the old name).
+#[test]
+fn names_changed_in_a_directory_while_it_is_renamed_move_with_it() {
+    let fx = Arc::new(fx());
+    fx.mkdir("d").unwrap();
+    fx.mkdir("e").unwrap();
+    for k in ["d/a", "d/b", "d/c", "e/x"] {
+        fx.put_behind(k, k.as_bytes());
+    }
+    assert_eq!(fx.ls("d").unwrap(), ["a", "b", "c"]);
+    assert_eq!(fx.ls("e").unwrap(), ["x"]);
+    // A disk would let these finish before or after the rename; give them long enough to
+    // finish during it if nothing holds them back (the test passes either way once they wait).
+    const GRACE: Duration = Duration::from_secs(1);
+    let racers: Arc<parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+    let (fx2, racers2) = (Arc::clone(&fx), Arc::clone(&racers));
+    fx.store.before_next(Operation::CopyObject, move |_| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        type Racer = fn(&Fx) -> FsResult<()>;
+        let calls: [Racer; 5] = [
+            |fx| fx.rename("d/a", "d/a2"),
+            |fx| fx.unlink("d/b"),
+            |fx| fx.mkdir("d/sub"),
+            |fx| fx.rename("e/x", "d/x"),
+            |fx| fx.setxattr("d/c", "user.x-amz-meta-color", "blue", 0),
+        ];
+        for call in calls {
+            let (fx, done) = (Arc::clone(&fx2), done_tx.clone());
+            racers2.lock().push(std::thread::spawn(move || {
+                call(&fx).unwrap();
+                let _ = done.send(());
+            }));
+        }
+        let deadline = std::time::Instant::now() + GRACE;
+        for _ in 0..calls.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if done_rx.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+    });
+    fx.rename("d", "n").unwrap();
+    for r in std::mem::take(&mut *racers.lock()) {
+        r.join().unwrap();
+    }
+    assert_eq!(
+        fx.keys(),
+        ["e/", "n/", "n/a2", "n/c", "n/sub/", "n/x"],
+        "nothing left under the old name, nothing deleted back"
+    );
+    assert_eq!(errno(fx.stat("d")), libc::ENOENT);
+    assert_eq!(fx.ls("n").unwrap(), ["a2", "c", "sub", "x"]);
+    assert_eq!(fx.cat("n/a2").unwrap(), b"d/a");
+    assert_eq!(fx.cat("n/x").unwrap(), b"e/x");
+    let again = fx.remount();
+    assert_eq!(errno(again.stat("d")), libc::ENOENT);
+    assert_eq!(again.ls("n").unwrap(), ["a2", "c", "sub", "x"]);
+    assert_eq!(
+        again.getxattr("n/c", "user.x-amz-meta-color").unwrap(),
+        "blue",
+        "a metadata change is not lost with the old name"
+    );
+}
