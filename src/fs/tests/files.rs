@@ -68,6 +68,7 @@ fn whole_blocks_read_are_kept_in_the_data_cache() {
     assert_eq!(fx.cat("f").unwrap(), data);
     let gets = fx.count(Operation::GetObject);
     assert!(gets >= 1);
+    fx.cached();
     assert_eq!(fx.cat("f").unwrap(), data);
     assert_eq!(
         fx.count(Operation::GetObject),

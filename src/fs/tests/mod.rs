@@ -356,6 +356,14 @@ impl Fx {
         }
     }
 
+    /// Wait until the blocks read so far are in the data cache: they are written behind the
+    /// readers, by a thread of their own.
+    pub fn cached(&self) {
+        if let Some(w) = &self.fs.cache_writer {
+            assert!(w.flush(Duration::from_secs(10)), "blocks still queued");
+        }
+    }
+
     /// `close`: `flush` (its result is close's), then `release`.
     pub fn close(&self, fh: u64) -> FsResult<()> {
         let flushed = self.fs.flush(fh);
