@@ -183,12 +183,20 @@ impl S3Fs {
         if page.objects.iter().any(|o| o.key != key) || !page.common_prefixes.is_empty() {
             return Err(FsError::new(libc::ENOTEMPTY, format!("{key} is not empty")));
         }
+        let marker = page.objects.iter().find(|o| o.key == key);
+        // Markers are empty; one holding bytes was written by another tool, whose bytes the
+        // mount cannot show: an `rmdir` would delete them unseen.
+        if let Some(m) = marker.filter(|m| m.size > 0) {
+            return Err(FsError::new(
+                libc::ENOTEMPTY,
+                format!(
+                    "{key}: its marker object holds {} bytes, which rmdir would delete (remove it with an S3 client)",
+                    m.size
+                ),
+            ));
+        }
         // The marker's version, so a lost reply never lets the delete take another client's.
-        let marker_etag = page
-            .objects
-            .iter()
-            .find(|o| o.key == key)
-            .and_then(|o| o.etag.clone());
+        let marker_etag = marker.and_then(|o| o.etag.clone());
         let has_local = {
             let t = self.table();
             t.get(attrs.ino)

@@ -375,6 +375,21 @@ fn a_file_with_bytes_named_like_a_hadoop_marker_is_a_file() {
     assert_eq!(fx.data("theirs_$folder$"), b"theirs");
 }
 
+/// A `dir/` marker is empty; one holding bytes (another tool put them there) shows as the
+/// directory, and `rmdir` refuses rather than delete bytes nobody could see through the mount.
+#[test]
+fn rmdir_keeps_a_marker_that_holds_bytes() {
+    let fx = fx();
+    fx.put_behind("d/", b"data in marker");
+    fx.put_behind("e/", b"");
+    let again = fx.remount();
+    assert_eq!(again.ls("").unwrap(), ["d", "e"]);
+    assert_eq!(errno(again.rmdir("d")), libc::ENOTEMPTY);
+    assert_eq!(fx.data("d/"), b"data in marker");
+    again.rmdir("e").unwrap();
+    assert_eq!(fx.keys(), ["d/"]);
+}
+
 #[test]
 fn a_directory_other_tools_marked_takes_a_chmod_and_goes_with_rmdir() {
     // What a lookup learned of the marker is still fresh at the chmod, as in a real mount.
