@@ -155,6 +155,11 @@ pub struct Cli {
     pub verbose: bool,
     #[arg(short = 't', hide = true)]
     pub fs_type: Option<String>,
+    /// mount(8)'s `-f` (fake: do everything but the mount itself), which [`helper_args`]
+    /// passes on as `--fake`: the helper checks the options and the config, mounts nothing
+    /// and exits 0.
+    #[arg(long, hide = true)]
+    pub fake: bool,
 
     /// Upload the files kept under <cache-dir>/*/unsaved/ after failed uploads (each to the key
     /// its .key note names), removing each once it is on the server, and abort the multipart
@@ -191,9 +196,11 @@ pub struct Cli {
     pub print_completions: Option<clap_complete::Shell>,
 }
 
-/// The arguments, with one change for mount(8): called as `mount.s3mount` or
+/// The arguments, with two changes for mount(8): called as `mount.s3mount` or
 /// `mount.fuse.s3mount`, the first argument is always the bucket, so a bucket named `status`
-/// is passed on as `status:` (the same bucket, no prefix) rather than taken for the command.
+/// is passed on as `status:` (the same bucket, no prefix) rather than taken for the command;
+/// and `-f` is mount(8)'s fake mode (`mount -f`, which passes it to its helpers as a flag of
+/// its own), not `--foreground`, which would mount for real and never return.
 pub fn helper_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
     let helper = args
@@ -202,6 +209,16 @@ pub fn helper_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
         .is_some_and(|n| n.as_encoded_bytes().starts_with(b"mount."));
     if helper && args.get(1).is_some_and(|a| a == "status") {
         args[1] = "status:".into();
+    }
+    if helper {
+        // Up to `-o`'s value: an option list that is `-f` is not the flag.
+        let mut after_o = false;
+        for a in args.iter_mut().skip(1) {
+            if !after_o && a == "-f" {
+                *a = "--fake".into();
+            }
+            after_o = a == "-o";
+        }
     }
     args
 }
@@ -430,6 +447,25 @@ mod tests {
         let c = Cli::try_parse_from(["s3mount", "-f", "status", "/mnt/b"]).expect("parses");
         assert!(c.command.is_none());
         assert_eq!(c.args, ["status", "/mnt/b"]);
+    }
+
+    #[test]
+    fn mount_dash_f_is_fake_for_the_helper_and_foreground_otherwise() {
+        // What `mount -f -t fuse.s3mount b /mnt/b -o rw` runs: mount(8)'s fake mode, which must
+        // not become --foreground (a real mount that never returns).
+        let argv = ["/sbin/mount.fuse.s3mount", "b", "/mnt/b", "-f", "-o", "rw"];
+        let c = Cli::try_parse_from(helper_args(argv.map(OsString::from))).expect("parses");
+        assert!(c.fake && !c.foreground, "{c:?}");
+        assert_eq!(c.args, ["b", "/mnt/b"]);
+        // An -o list that happens to read `-f` stays the list.
+        let argv = ["/sbin/mount.s3mount", "b", "/mnt/b", "-o", "-f"];
+        assert_eq!(
+            helper_args(argv.map(OsString::from)),
+            argv.map(OsString::from)
+        );
+        let argv = ["s3mount", "-f", "b", "/mnt/b"];
+        let c = Cli::try_parse_from(helper_args(argv.map(OsString::from))).expect("parses");
+        assert!(c.foreground && !c.fake);
     }
 
     #[test]

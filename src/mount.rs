@@ -37,6 +37,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
     };
     let config = load_config(&o, bucket, prefix)?;
     log::debug!("credentials from {}", config.credential_source);
+    if cli.fake {
+        // `mount -f`: the options and the config are good; mount(8) wants no more.
+        return Ok(());
+    }
     let bucket = config
         .default_bucket
         .clone()

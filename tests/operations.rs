@@ -66,7 +66,12 @@ impl Setup {
 
 /// The binary with a clean environment (no AWS_* from the caller), logging to `log`.
 fn command(log: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_as(Path::new(BIN), log)
+}
+
+/// [`command`] run as `program` (a link to the binary, such as a mount(8) helper's name).
+fn command_as(program: &Path, log: &Path) -> Command {
+    let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("AWS_") || k == "RUST_LOG" || k == "NOTIFY_SOCKET" {
             cmd.env_remove(k);
@@ -280,6 +285,47 @@ fn mount_dash_t_fuse_s3mount() {
     assert_eq!(
         server_bytes(&server.storage_in(&other), "from-fstab.txt"),
         None
+    );
+}
+
+/// `mount -f` (fake) runs the helper with `-f`, as `/sbin/mount.fuse.s3mount BUCKET DIR -f -o
+/// OPTS`: it must check and return 0 without mounting, not take `-f` for --foreground and
+/// mount for real without ever returning (mount(8) waits for it).
+#[test]
+fn mount_dash_f_is_fake_and_mounts_nothing() {
+    let server = server();
+    let bucket = server.fresh_bucket("fake");
+    let setup = Setup::new(server, &bucket);
+    let helper = setup.path().join("mount.fuse.s3mount");
+    std::os::unix::fs::symlink(BIN, &helper).unwrap();
+    let _guard = Unmount(setup.mnt());
+    let opts = format!(
+        "rw,config={},cache_dir={}",
+        setup.config().display(),
+        setup.cache().display()
+    );
+    let log = setup.path().join("log");
+    let mut fake = command_as(&helper, &log)
+        .arg(&bucket)
+        .arg(setup.mnt())
+        .args(["-f", "-o", &opts])
+        .spawn()
+        .unwrap();
+    let st = wait_exit(&mut fake, Duration::from_secs(20), &log);
+    assert!(st.success(), "{st}: {}", read(&log));
+    assert!(!is_fuse_mount(&setup.mnt()), "mount -f mounted");
+    // Fake or not, a bad option is still refused.
+    let mut bad = command_as(&helper, &log)
+        .arg(&bucket)
+        .arg(setup.mnt())
+        .args(["-f", "-o", &format!("{opts},colour=red")])
+        .spawn()
+        .unwrap();
+    let st = wait_exit(&mut bad, Duration::from_secs(20), &log);
+    assert!(
+        !st.success() && read(&log).contains("colour"),
+        "{st}: {}",
+        read(&log)
     );
 }
 
