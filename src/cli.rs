@@ -119,7 +119,7 @@ pub struct Cli {
     /// FUSE worker threads.
     #[arg(long, value_name = "N", default_value = "8", help_heading = "Mount")]
     pub threads: usize,
-    /// After SIGTERM/SIGINT with files still open, how long to wait for them to be closed
+    /// After SIGTERM/SIGINT/SIGHUP with files still open, how long to wait for them to be closed
     /// (and uploaded) before keeping them under unsaved/ and exiting; a second signal stops at
     /// once.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = opts::parse_duration, help_heading = "Mount")]

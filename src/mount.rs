@@ -1,5 +1,5 @@
 //! A mount: from the merged options to a serving FUSE session (`run`), then until unmount or
-//! SIGINT/SIGTERM (`serve`), with the bounded stop that keeps open files under `unsaved/`.
+//! SIGINT/SIGTERM/SIGHUP (`serve`), with the bounded stop that keeps open files under `unsaved/`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -206,10 +206,13 @@ fn serve(
     // Whole fetches of randomly read objects also fill the kernel's page cache.
     fs.set_page_sink(Arc::new(KernelPageSink(session.notifier())));
     // SIGINT/SIGTERM: unmount, which ends the session loop below; open files are uploaded
-    // before the process exits.
+    // before the process exits. SIGHUP too, as libfuse's file systems do: a foreground mount
+    // whose terminal or ssh session goes away would otherwise die on it and leave a dead
+    // mount point, losing what open files held.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mp = mountpoint.to_path_buf();

@@ -818,6 +818,35 @@ fn busy_mount_point_is_refused() {
     assert!(st.success(), "{st}: {}", read(&log));
 }
 
+/// SIGHUP — the terminal of a foreground mount closed, an ssh session gone — stops the mount
+/// as SIGTERM does (as libfuse's file systems do): unmounted, what was written uploaded, exit
+/// 0; not killed, leaving a dead mount point ("Transport endpoint is not connected").
+#[test]
+fn sighup_unmounts_cleanly() {
+    let server = server();
+    let bucket = server.fresh_bucket("sighup");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log");
+    let mut child = foreground(&setup, &log, &[]).spawn().unwrap();
+    let _guard = Unmount(setup.mnt());
+    wait_mounted(&mut child, &setup.mnt(), &log);
+    std::fs::write(setup.mnt().join("before-hup.txt"), b"kept").unwrap();
+    // SAFETY: sending a signal to our own child.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    let st = wait_exit(&mut child, Duration::from_secs(30), &log);
+    assert!(st.success(), "{st}: {}", read(&log));
+    assert!(!is_fuse_mount(&setup.mnt()), "still mounted after SIGHUP");
+    assert!(
+        std::fs::metadata(setup.mnt()).is_ok(),
+        "dead mount point left"
+    );
+    assert_eq!(
+        server_bytes(&server.storage_in(&bucket), "before-hup.txt").as_deref(),
+        Some(&b"kept"[..])
+    );
+}
+
 /// A mount left behind by a crashed (SIGKILLed) s3mount: a new mount there is refused with a
 /// message that says how to clear it, and after `fusermount3 -u` mounting works again.
 #[test]
