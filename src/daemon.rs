@@ -61,8 +61,8 @@ pub fn sd_notify(state: &str) {
     }
 }
 
-/// Fork: the parent waits for the child's word on a pipe and exits with it; the child returns
-/// the pipe's write end.
+/// Fork: the parent waits for the child's word on a pipe and exits with it; the child, in `/`
+/// from then on, returns the pipe's write end.
 pub fn daemonize() -> Result<std::fs::File, String> {
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid 2-element array.
@@ -100,11 +100,20 @@ pub fn daemonize() -> Result<std::fs::File, String> {
         eprintln!("s3mount: {msg}");
         std::process::exit(1);
     }
-    // Child: new session, stdin from /dev/null; stderr stays (logs) unless redirected.
+    // Child: new session, stdin from /dev/null; stderr stays (logs) unless redirected. It
+    // leaves the caller's working directory, which it would otherwise keep busy (that file
+    // system could not be unmounted while the bucket is mounted); the caller made every path
+    // it uses absolute.
     // SAFETY: plain syscalls on our own process.
     unsafe {
         libc::close(fds[0]);
         libc::setsid();
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            log::warn!(
+                "cannot leave the working directory: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
             libc::dup2(null, 0);

@@ -1,7 +1,7 @@
 //! A mount: from the merged options to a serving FUSE session (`run`), then until unmount or
 //! SIGINT/SIGTERM/SIGHUP (`serve`), with the bounded stop that keeps open files under `unsaved/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use s3mount::fs::fuse::FuseAdapter;
@@ -22,8 +22,8 @@ use crate::setup::{
 pub fn run(cli: Cli) -> Result<(), String> {
     let o = merged_options(&cli)?;
     let (bucket_spec, mountpoint) = match cli.args.as_slice() {
-        [m] => (None, PathBuf::from(m)),
-        [b, m] => (Some(b.as_str()), PathBuf::from(m)),
+        [m] => (None, absolute(Path::new(m))?),
+        [b, m] => (Some(b.as_str()), absolute(Path::new(m))?),
         _ => return Err("usage: s3mount [OPTIONS] [BUCKET[:PREFIX/]] MOUNTPOINT".into()),
     };
     // fstab's first field may be a placeholder when the bucket comes from the config.
@@ -76,7 +76,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
     let storage = make_storage(&cli, &config, Some(bucket.clone()), metrics)?;
     preflight(&storage, &config.endpoint, &bucket, &config.prefix)?;
 
-    let cache_root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    // Absolute: the background process works from `/`.
+    let cache_root = absolute(&o.cache_dir.clone().unwrap_or_else(default_cache_dir))?;
     let cache_dir = cache_root.join(cache_subdir(&bucket, &config.prefix));
     // Before anything is written there, and before daemonizing, so a refusal reaches the caller.
     secure_cache_dir(&cache_root, o.allow_shared_cache)?;
@@ -130,6 +131,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
         report_ready(&mut ready, Err(msg));
     }
     result
+}
+
+/// `path` from the working directory, as the user meant it (symlinks kept), for the background
+/// process, which leaves that directory.
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn serve(

@@ -847,6 +847,51 @@ fn sighup_unmounts_cleanly() {
     );
 }
 
+/// In the background the mount's process leaves the directory it was started from (as every
+/// daemon does): holding it as its working directory kept that file system busy — a USB disk
+/// or another mount the admin happened to `cd` into could not be unmounted while the bucket was
+/// mounted. Relative paths given on the command line still mean what they meant there.
+#[test]
+fn background_mount_leaves_its_starting_directory() {
+    let server = server();
+    let bucket = server.fresh_bucket("cwd");
+    let setup = Setup::new(server, &bucket);
+    let log = setup.path().join("log");
+    let st = command(&log)
+        .current_dir(setup.path())
+        .args(["--config", "s3.yaml", "--cache-dir", "cache", "mnt"])
+        .status()
+        .unwrap();
+    let _guard = Unmount(setup.mnt());
+    assert!(st.success(), "{st}: {}", read(&log));
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(setup.cache().join(&bucket).join("status.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = status["pid"].as_u64().expect("pid");
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(
+        cwd,
+        Path::new("/"),
+        "the daemon holds its starting directory"
+    );
+    std::fs::write(setup.mnt().join("relative.txt"), b"paths").unwrap();
+    let u = Command::new("umount").arg(setup.mnt()).status().unwrap();
+    assert!(u.success());
+    assert_eq!(
+        server_bytes(&server.storage_in(&bucket), "relative.txt").as_deref(),
+        Some(&b"paths"[..])
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        setup.cache().join(&bucket).join("s3mount.log").exists(),
+        "the relative --cache-dir was not used"
+    );
+}
+
 /// A mount left behind by a crashed (SIGKILLed) s3mount: a new mount there is refused with a
 /// message that says how to clear it, and after `fusermount3 -u` mounting works again.
 #[test]
