@@ -183,7 +183,7 @@ pub struct Cli {
     )]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Neither count nor publish the figures of `s3mount status` (<cache-dir>/<bucket>/
-    /// status.json): `s3mount status` then does not see this mount.
+    /// status.PID.json): `s3mount status` then does not see this mount.
     #[arg(long, help_heading = "Monitoring")]
     pub no_status: bool,
 

@@ -14,7 +14,7 @@
 //! client, bucket check, cache dir), `mount` (mount and serve), `kernel_mount` (mount(2) with
 //! the type `fuse.s3mount`), `daemon` (background, log
 //! file, readiness), `recover` (`--recover`, `--abort-stale-uploads`) with `progress` (their bar),
-//! `publish` (a mount's figures: status.json, --metrics-listen), `status` (`s3mount status`).
+//! `publish` (a mount's figures: status.PID.json, --metrics-listen), `status` (`s3mount status`).
 
 mod cli;
 mod daemon;

@@ -1,4 +1,4 @@
-//! A mount's figures, published: `<cache-dir>/<bucket>/status.json` rewritten once a second
+//! A mount's figures, published: `<cache-dir>/<bucket>/status.PID.json` rewritten once a second
 //! (what `s3mount status` reads), and with `--metrics-listen` the same figures in the
 //! Prometheus text format at `http://ADDR/metrics`.
 //!
@@ -26,15 +26,15 @@ use s3mount::fs::{unsaved, S3Fs};
 use s3mount::s3::{private, OperationStats, S3Metrics};
 
 use crate::status::{
-    CacheFigure, RequestFigure, Snapshot, UnsavedFigure, UploadFigure, SNAPSHOT_VERSION,
-    STATUS_FILE,
+    status_file, status_file_pid, CacheFigure, RequestFigure, Snapshot, UnsavedFigure,
+    UploadFigure, SNAPSHOT_VERSION,
 };
 
 /// The Prometheus histogram keeps every fourth bound of the latency histogram (one bucket per
 /// doubling, 100 µs to ~100 s: 21 buckets); `s3mount status`'s quantiles use them all.
 const PROMETHEUS_BUCKET_EVERY: usize = 4;
 
-/// How often `status.json` is rewritten.
+/// How often `status.PID.json` is rewritten.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a mount is: the fixed part of its figures.
@@ -162,7 +162,7 @@ fn unsaved_figure(dir: &Path) -> UnsavedFigure {
     fig
 }
 
-/// The thread rewriting `status.json`; removes it when stopped (dropped).
+/// The thread rewriting `status.PID.json`; removes it when stopped (dropped).
 pub struct Publisher {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -170,11 +170,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Write `sources`' figures to `dir/status.json` now and then every second. Never fails
+    /// Write `sources`' figures to `dir/status.PID.json` now and then every second. Never fails
     /// the mount: a file that cannot be written (a full disk) is said once at WARN, and
-    /// `s3mount status` then shows the last figures written with their age, or none.
+    /// `s3mount status` then shows the last figures written with their age, or none. The
+    /// files a killed mount left in `dir` go first.
     pub fn start(sources: Sources, dir: &Path) -> Publisher {
-        let path = dir.join(STATUS_FILE);
+        remove_dead_status_files(dir);
+        let path = dir.join(status_file(std::process::id()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut writer = SnapshotWriter {
             path: path.clone(),
@@ -239,6 +241,23 @@ impl Drop for Publisher {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Remove the status files in `dir` whose process is gone (a mount killed, which could not
+/// remove its own); those of running mounts sharing the dir stay.
+fn remove_dead_status_files(dir: &Path) {
+    let Ok(files) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for f in files.flatten() {
+        let name = f.file_name();
+        let Some(pid) = status_file_pid(&name.to_string_lossy()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(f.path());
+        }
     }
 }
 
@@ -439,10 +458,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_start_removes_only_the_status_files_of_processes_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        // Above the kernel's pid_max (at most 2^22): no process has it.
+        let gone = 1u32 << 30;
+        let running = std::process::id();
+        for name in [status_file(gone), status_file(running), "other.json".into()] {
+            std::fs::write(dir.path().join(name), b"{}").unwrap();
+        }
+        remove_dead_status_files(dir.path());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut want = vec!["other.json".to_string(), status_file(running)];
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(status_file_pid(&status_file(running)), Some(running));
+        assert_eq!(status_file_pid("status.json"), None);
+    }
+
+    #[test]
     fn a_snapshot_that_cannot_be_written_is_said_once_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SnapshotWriter {
-            path: dir.path().join("gone").join(STATUS_FILE),
+            path: dir.path().join("gone").join(status_file(7)),
             failing: false,
         };
         w.write(&Snapshot::default());
@@ -459,7 +500,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, [STATUS_FILE], "no temporary file left");
+        assert_eq!(names, [&*status_file(7)], "no temporary file left");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&w.path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

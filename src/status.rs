@@ -1,7 +1,7 @@
 //! `s3mount status [--json] [--cache-dir DIR] [MOUNTPOINT]`: what running mounts are doing.
 //!
 //! Each mount rewrites a [`Snapshot`] of its figures once a second in
-//! `<cache-dir>/<bucket>/status.json` (0600; [`crate::publish`]). This command finds the
+//! `<cache-dir>/<bucket>/status.PID.json` (0600; [`crate::publish`]). This command finds the
 //! s3mount mounts of this user in `/proc/self/mountinfo`, reads the snapshots under the cache
 //! dir (`--cache-dir`, default the mounts' default), keeps those whose process is alive and
 //! whose mount point is still mounted, and prints them. A mount whose snapshot is not there
@@ -17,8 +17,19 @@ use s3mount::fs::mountinfo::{fuse_mounts, FuseMount};
 use crate::cli::StatusArgs;
 use crate::setup::default_cache_dir;
 
-/// The file a mount publishes its figures in, in its own cache dir.
-pub const STATUS_FILE: &str = "status.json";
+/// The file the mount of process `pid` publishes its figures in, in its cache dir: one per
+/// process, since mounts of one bucket may share that dir.
+pub fn status_file(pid: u32) -> String {
+    format!("status.{pid}.json")
+}
+
+/// The pid of a [`status_file`] name.
+pub fn status_file_pid(name: &str) -> Option<u32> {
+    name.strip_prefix("status.")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
 /// The version of [`Snapshot`]'s layout, raised when a field changes meaning.
 pub const SNAPSHOT_VERSION: u32 = 1;
 /// The file system type of our mounts.
@@ -27,7 +38,7 @@ const FS_TYPE: &str = "fuse.s3mount";
 /// rewritten every second).
 const STALE_AFTER: Duration = Duration::from_secs(5);
 
-/// A mount's figures at one moment: what `status.json` holds and `--json` prints.
+/// A mount's figures at one moment: what `status.PID.json` holds and `--json` prints.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// [`SNAPSHOT_VERSION`].
@@ -153,7 +164,7 @@ pub fn run(args: &StatusArgs) -> Result<(), String> {
     }
     for m in &missing {
         eprintln!(
-            "{} ({}): no {STATUS_FILE} under {} (mounted with another --cache-dir? pass it; or with --no-status)",
+            "{} ({}): no status.PID.json under {} (mounted with another --cache-dir? pass it; or with --no-status)",
             m.mountpoint.display(),
             m.source,
             root.display()
@@ -165,8 +176,8 @@ pub fn run(args: &StatusArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The snapshots under `root` (`root/*/status.json`) of live processes whose mount point is
-/// one of `mounts`.
+/// The snapshots under `root` (`root/*/status.PID.json`) of live processes whose mount point
+/// is one of `mounts`.
 fn read_snapshots(root: &Path, mounts: &[FuseMount]) -> Vec<Found> {
     let Ok(dirs) = std::fs::read_dir(root) else {
         return Vec::new();
@@ -174,7 +185,10 @@ fn read_snapshots(root: &Path, mounts: &[FuseMount]) -> Vec<Found> {
     let now = SystemTime::now();
     let mut found: Vec<Found> = dirs
         .flatten()
-        .filter_map(|d| std::fs::read(d.path().join(STATUS_FILE)).ok())
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|f| status_file_pid(&f.file_name().to_string_lossy()).is_some())
+        .filter_map(|f| std::fs::read(f.path()).ok())
         .filter_map(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
         .filter(|s| s.version == SNAPSHOT_VERSION)
         .filter(|s| Path::new(&format!("/proc/{}", s.pid)).exists())

@@ -864,11 +864,17 @@ fn background_mount_leaves_its_starting_directory() {
         .unwrap();
     let _guard = Unmount(setup.mnt());
     assert!(st.success(), "{st}: {}", read(&log));
-    let status: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(setup.cache().join(&bucket).join("status.json")).unwrap(),
-    )
-    .unwrap();
-    let pid = status["pid"].as_u64().expect("pid");
+    // The mount's process, from the name of the figures it publishes (status.PID.json).
+    let pid = std::fs::read_dir(setup.cache().join(&bucket))
+        .unwrap()
+        .find_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_prefix("status.")?
+                .strip_suffix(".json")?
+                .parse::<u32>()
+                .ok()
+        })
+        .expect("status.PID.json");
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert_eq!(
         cwd,

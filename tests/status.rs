@@ -1,5 +1,5 @@
 //! What a running mount tells: `s3mount status` (text and `--json`, read from the
-//! `status.json` each mount rewrites once a second) and the Prometheus endpoint of
+//! `status.PID.json` each mount rewrites once a second) and the Prometheus endpoint of
 //! `--metrics-listen`, which must serve the same figures. Checked against what the test did:
 //! a failed upload kept under `unsaved/`, a large copy in flight, reads through the data cache,
 //! requests per kind.
@@ -265,7 +265,12 @@ fn a_mount_without_figures_is_named_with_the_hint() {
     let server = server();
     let bucket = server.fresh_bucket("status-none");
     let m = Mount::with_args(server, &bucket, &["--no-status"]);
-    assert!(!m.cache_dir().join(&bucket).join("status.json").exists());
+    let published = std::fs::read_dir(m.cache_dir().join(&bucket))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("status"))
+        .collect::<Vec<_>>();
+    assert!(published.is_empty(), "{published:?}");
     let out = Command::new(BIN)
         .args(["status", "--cache-dir"])
         .arg(m.cache_dir())
@@ -407,4 +412,50 @@ fn status_shows_a_large_copy_while_it_runs() {
         );
     }
     assert_eq!(sample(&page, "s3mount_uploads_in_flight", ""), Some(0.0));
+}
+
+/// Two mounts of one bucket sharing a cache dir (the default one, or one `--cache-dir`) each
+/// publish figures of their own: both are listed, each at its mount point, at every look (they
+/// overwrote one file, so one at a time was listed and the other named as started "with
+/// another --cache-dir"); the one that stops takes only its own figures away.
+#[test]
+fn two_mounts_of_one_bucket_on_one_cache_dir_are_both_listed() {
+    let server = server();
+    let bucket = server.fresh_bucket("status-two");
+    let shared = tempfile::tempdir().unwrap();
+    let first = Mount::with_cache_dir(server, &bucket, shared.path(), &[]);
+    let second = Mount::with_cache_dir(server, &bucket, shared.path(), &[]);
+    let listed = || -> (Vec<String>, String) {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--cache-dir"])
+            .arg(shared.path())
+            .output()
+            .unwrap();
+        let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut points: Vec<String> = all
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|s| s["mountpoint"].as_str().unwrap_or_default().to_string())
+            .filter(|p| p.contains("s3mount-test."))
+            .collect();
+        points.sort();
+        (points, text(&out))
+    };
+    let mut want: Vec<String> = [&first, &second]
+        .iter()
+        .map(|m| m.path().canonicalize().unwrap().display().to_string())
+        .collect();
+    want.sort();
+    // Several looks, across rewrites of the figures (once a second).
+    for _ in 0..4 {
+        let (points, out) = listed();
+        assert_eq!(points, want, "{out}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    drop(first);
+    std::thread::sleep(FIGURES_SETTLE);
+    let (points, out) = listed();
+    let second_at = second.path().canonicalize().unwrap().display().to_string();
+    assert_eq!(points, [second_at], "{out}");
 }
