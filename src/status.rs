@@ -163,17 +163,41 @@ pub fn run(args: &StatusArgs) -> Result<(), String> {
         }
     }
     for m in &missing {
-        eprintln!(
-            "{} ({}): no status.PID.json under {} (mounted with another --cache-dir? pass it; or with --no-status)",
-            m.mountpoint.display(),
-            m.source,
-            root.display()
-        );
+        eprintln!("{}", missing_line(m, &root));
     }
     if args.mountpoint.is_some() && found.is_empty() {
         return Err("no figures for that mount".into());
     }
     Ok(())
+}
+
+/// True if the FUSE mount at `mountpoint` has no process serving it any more (killed, or
+/// a zombie not yet reaped, whose figures are still there).
+fn is_dead(mountpoint: &Path) -> bool {
+    std::fs::metadata(mountpoint).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
+/// What to say of a mount without figures: a dead one (its process was killed, the mount point
+/// answers "Transport endpoint is not connected") is named as such, with the command that
+/// clears it; of a live one the figures are elsewhere, or not published.
+fn missing_line(m: &FuseMount, root: &Path) -> String {
+    let dead =
+        std::fs::metadata(&m.mountpoint).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+    if dead {
+        format!(
+            "{} ({}): dead: its s3mount is no longer running (Transport endpoint is not connected); clear it with `fusermount3 -u {}`",
+            m.mountpoint.display(),
+            m.source,
+            m.mountpoint.display()
+        )
+    } else {
+        format!(
+            "{} ({}): no status.PID.json under {} (mounted with another --cache-dir? pass it; or with --no-status)",
+            m.mountpoint.display(),
+            m.source,
+            root.display()
+        )
+    }
 }
 
 /// The snapshots under `root` (`root/*/status.PID.json`) of live processes whose mount point
@@ -193,6 +217,7 @@ fn read_snapshots(root: &Path, mounts: &[FuseMount]) -> Vec<Found> {
         .filter(|s| s.version == SNAPSHOT_VERSION)
         .filter(|s| Path::new(&format!("/proc/{}", s.pid)).exists())
         .filter(|s| mounts.iter().any(|m| m.mountpoint == s.mountpoint))
+        .filter(|s| !is_dead(&s.mountpoint))
         .map(|snapshot| {
             let taken = UNIX_EPOCH + Duration::from_secs(snapshot.updated_unix);
             let age = now.duration_since(taken).unwrap_or_default();

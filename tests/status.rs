@@ -459,3 +459,34 @@ fn two_mounts_of_one_bucket_on_one_cache_dir_are_both_listed() {
     let second_at = second.path().canonicalize().unwrap().display().to_string();
     assert_eq!(points, [second_at], "{out}");
 }
+
+/// A mount whose s3mount was killed (SIGKILL, the OOM killer) is named as dead, with the
+/// command that clears it — not as one started "with another --cache-dir".
+#[test]
+fn a_dead_mount_is_named_as_dead() {
+    let server = server();
+    let bucket = server.fresh_bucket("status-dead");
+    let m = Mount::new(server, &bucket);
+    let at = m.path().canonicalize().unwrap();
+    let pid = m.pid().expect("running");
+    // SAFETY: sending a signal to the test's own child.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + SHOW_TIMEOUT;
+    while std::fs::metadata(&at).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(BIN)
+        .args(["status", "--cache-dir"])
+        .arg(m.cache_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", at.display())))
+        .unwrap_or_else(|| panic!("not named: {}", text(&out)));
+    assert!(
+        line.contains("dead") && line.contains(&format!("fusermount3 -u {}", at.display())),
+        "{line}"
+    );
+}
