@@ -52,15 +52,17 @@ pub(super) fn read_seed(path: &Path, allow_insecure: bool) -> Result<S3Section, 
     let origin = format!("config {}", path.display());
     let fail = |m: String| ConfigError::new(Some(&origin), None, m);
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    if meta.is_dir() {
+        // Before the mode check, whose `chmod 600` would be no fix for it.
+        return Err(fail("is a directory, not a config file".to_string()));
+    }
     #[cfg(unix)]
     if !allow_insecure {
         use std::os::unix::fs::PermissionsExt;
-        let mode = file
-            .metadata()
-            .map_err(|e| fail(format!("cannot read: {e}")))?
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             let how = if mode & 0o044 != 0 {
                 "readable"
@@ -240,6 +242,28 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_directory_is_not_taken_for_a_config_with_wrong_modes() {
+        // `--config /etc/s3mount` (the directory, not the file in it): a 0755 directory was
+        // refused as "readable by group or others", with a `chmod 600` of the directory as the
+        // fix, which only gave "Is a directory" next.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for allow_insecure in [false, true] {
+            let e = read_seed(dir.path(), allow_insecure)
+                .err()
+                .expect("a directory is refused")
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "config {}: is a directory, not a config file",
+                    dir.path().display()
+                )
+            );
+        }
+    }
 
     #[test]
     fn missing_file() {
