@@ -53,6 +53,11 @@ pub fn make_storage(
     Ok(Storage::with_client(client, bucket))
 }
 
+/// How long the start-up check of the bucket retries a request that failed: room for the
+/// retry policy's quick retries (a refused connection or a 503 while a server starts: about
+/// 6 s), none after a read timeout. Within systemd's default 90 s for a mount at boot.
+const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Fail early and clearly: bucket exists, credentials work, listing is allowed. The error is
 /// the one line of [`bucket_check_error`].
 pub fn preflight(
@@ -61,8 +66,11 @@ pub fn preflight(
     bucket: &str,
     prefix: &str,
 ) -> Result<(), String> {
-    // The failure is said once, here: the client does not log it at WARN first.
-    let storage = Storage::with_client(storage.client().quiet_failures(), None);
+    // The failure is said once, here: the client does not log it at WARN first. Retries stop
+    // after STARTUP_PATIENCE: a server that never replies then fails the mount after one read
+    // timeout, not six (three minutes of silence, which a boot waits through).
+    let client = storage.client().quiet_failures();
+    let storage = Storage::with_client(client.giving_up_after(STARTUP_PATIENCE), None);
     // LIST first: its error reply has a body naming the S3 error code (NoSuchBucket,
     // SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied); a HEAD's has none, so a wrong
     // secret would be reported as a missing s3:ListBucket permission.

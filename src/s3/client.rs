@@ -183,6 +183,9 @@ pub struct S3Client {
     metrics: Option<Arc<S3Metrics>>,
     /// Log final failures at debug: the caller reports them itself.
     quiet: bool,
+    /// No retry starts once this long has passed since a request's first attempt (`None`:
+    /// only the retry policy's count bounds them).
+    give_up_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3Client {
@@ -231,6 +234,7 @@ impl S3Client {
             cfg: Arc::new(cfg),
             metrics: None,
             quiet: false,
+            give_up_after: None,
         })
     }
 
@@ -252,6 +256,18 @@ impl S3Client {
     pub fn quiet_failures(&self) -> S3Client {
         S3Client {
             quiet: true,
+            ..self.clone()
+        }
+    }
+
+    /// The same client starting no retry once `limit` has passed since a request's first
+    /// attempt: for a caller that must answer soon (the start-up check of the bucket, which
+    /// mount(8) and a boot wait for). A server that accepts connections and never replies
+    /// costs one read timeout per attempt, so the retry count alone meant minutes of silence;
+    /// quick failures (a refused connection, a 503) still get every retry within the limit.
+    pub fn giving_up_after(&self, limit: Duration) -> S3Client {
+        S3Client {
+            give_up_after: Some(limit),
             ..self.clone()
         }
     }
@@ -278,6 +294,7 @@ impl S3Client {
     /// Returns the reply for 2xx and 304; every other status is an error.
     pub fn execute(&self, req: &S3Request<'_>) -> Result<S3Response> {
         let mut attempt = 0u32;
+        let first = Instant::now();
         loop {
             let started = Instant::now();
             let outcome = self.execute_once(req);
@@ -295,11 +312,14 @@ impl S3Client {
             };
             attempt += 1;
             let can_retry = req.idempotent && err.is_transient();
-            if !can_retry || attempt >= self.cfg.retry.max_attempts {
+            let delay = self.cfg.retry.backoff(attempt);
+            let too_late = self
+                .give_up_after
+                .is_some_and(|limit| first.elapsed() + delay >= limit);
+            if !can_retry || attempt >= self.cfg.retry.max_attempts || too_late {
                 self.log_failure(req, &err);
                 return Err(err);
             }
-            let delay = self.cfg.retry.backoff(attempt);
             debug!(
                 "{}: attempt {attempt} failed ({err}); retrying in {delay:?}",
                 req.describe()
@@ -526,6 +546,46 @@ mod tests {
         // A host merely named like it is not loopback.
         assert!(auto.signs_file_bodies(&at("http://localhost.example.com")));
         assert!(PayloadSigning::Always.signs_file_bodies(&at("http://127.0.0.1:9000")));
+    }
+
+    /// A server that accepts connections and never replies: each attempt waits out the read
+    /// timeout, so a client giving up after a time limit starts no more attempts past it,
+    /// where the retry count alone would have made six.
+    #[test]
+    fn a_client_giving_up_after_a_limit_starts_no_retry_past_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counting = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                counting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let cfg = ClientConfig {
+            endpoint: crate::config::Endpoint::parse(&endpoint, None).unwrap(),
+            region: "us-east-1".into(),
+            access_key_id: "AKID".into(),
+            secret_access_key: crate::config::Secret::new("SECRET"),
+            session_token: None,
+            addressing_style: crate::config::AddressingStyle::Path,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            io_timeout: Duration::from_millis(200),
+            retry: RetryPolicy::default(),
+            payload_signing: PayloadSigning::Auto,
+            ca_file: None,
+        };
+        let client = S3Client::new(cfg)
+            .unwrap()
+            .giving_up_after(Duration::from_millis(300));
+        let req = S3Request::new(Operation::HeadBucket, "demo", "");
+        let err = client.execute(&req).unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&n), "{n} attempts");
     }
 
     #[test]
