@@ -673,9 +673,14 @@ fn names_changed_in_a_directory_while_it_is_renamed_move_with_it() {
         }
         renamer.join().unwrap().expect("rename d -> n");
     });
+    // s3s-fs keeps a marker as a directory on disk, which its listings leave out.
+    let expected: Vec<&str> = ["e/", "n/", "n/a2", "n/c", "n/sub/", "n/x"]
+        .into_iter()
+        .filter(|k| !(k.ends_with('/') && ServerLimit::MarkerObjects.here()))
+        .collect();
     assert_eq!(
         keys(&st, &bucket),
-        ["e/", "n/", "n/a2", "n/c", "n/sub/", "n/x"],
+        expected,
         "nothing left under the old name, nothing deleted back"
     );
     let ls = |m: &Mount| {
@@ -688,7 +693,14 @@ fn names_changed_in_a_directory_while_it_is_renamed_move_with_it() {
     };
     for m in [m, Mount::with_args(srv, &bucket, &[])] {
         assert!(!m.join("d").exists(), "the old directory is gone");
-        assert_eq!(ls(&m), ["a2", "c", "sub", "x"]);
+        // s3s-fs lists no marker: an empty directory is unknown to a new mount there.
+        let mut listed = ls(&m);
+        let mut expected = vec!["a2", "c", "sub", "x"];
+        if ServerLimit::MarkerObjects.here() {
+            listed.retain(|n| n != "sub");
+            expected.retain(|n| *n != "sub");
+        }
+        assert_eq!(listed, expected);
         assert_eq!(std::fs::read(m.join("n/a2")).unwrap(), b"d/a");
         assert_eq!(std::fs::read(m.join("n/x")).unwrap(), b"e/x");
         use std::os::unix::fs::PermissionsExt;

@@ -117,6 +117,12 @@ pub enum ServerLimit {
 }
 
 impl ServerLimit {
+    /// True if the server the tests run against has this limit: for a test that checks the
+    /// rest of what it checks there (see [`skip_on`] to skip a test).
+    pub fn here(self) -> bool {
+        self.servers().contains(&ServerKind::current())
+    }
+
     /// The servers that have this limit.
     pub fn servers(self) -> &'static [ServerKind] {
         use ServerKind::{Garage, S3sFs};
@@ -207,7 +213,7 @@ impl ServerLimit {
 /// bypasses the test harness's output capture, so `scripts/test` can count the skips.
 pub fn skip_on(limit: ServerLimit) -> bool {
     let kind = ServerKind::current();
-    if !limit.servers().contains(&kind) {
+    if !limit.here() {
         return false;
     }
     let thread = std::thread::current();
