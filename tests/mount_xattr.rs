@@ -908,6 +908,48 @@ fn cp_p_into_and_cp_a_out_of_the_mount_keep_mtime() {
     assert_eq!(std::fs::metadata(&back2).unwrap().mtime(), 1_234_567_890);
 }
 
+/// What `rclone copy --metadata` writes: `st_mode` in octal without a leading 0 (`100600`, which
+/// read as decimal was a set-uid 0o4370 file), float-second mtime, RFC 3339 atime in the local
+/// time zone. `ls -l` (a listing, its HEADs) and `stat` by name after a remount both show it,
+/// and `cp -p` out of the mount keeps it.
+#[test]
+fn files_rclone_copy_metadata_wrote_show_their_mode_owner_and_times() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("rclone-meta");
+    let st = srv.storage_in(&bucket);
+    // 2001-02-03 04:05:06 UTC = 981173106; the atime a second later, written at UTC+01:00.
+    let rclone = [
+        ("x-amz-meta-mode", "100600"),
+        ("x-amz-meta-uid", "1234"),
+        ("x-amz-meta-gid", "5678"),
+        ("x-amz-meta-mtime", "981173106.5"),
+        ("x-amz-meta-atime", "2001-02-03T05:05:07.25+01:00"),
+        ("x-amz-meta-btime", "2001-02-03T05:05:07.25+01:00"),
+    ];
+    seed(&st, &bucket, "rc.txt", b"rclone", &rclone, "text/plain");
+    let stat = |m: &Mount| {
+        let out = sh(&format!(
+            "stat -c '%A %u %g %X %Y' {}",
+            q(&m.join("rc.txt"))
+        ));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let want = "-rw------- 1234 5678 981173107 981173106";
+    let m = Mount::new(srv, &bucket);
+    let ls = String::from_utf8_lossy(&sh(&format!("ls -l {}", q(m.path()))).stdout).to_string();
+    assert!(ls.contains("-rw------- 1 1234 5678 6 "), "{ls}");
+    assert_eq!(stat(&m), want);
+    let local = tempfile::tempdir().unwrap();
+    let back = local.path().join("back.txt");
+    sh(&format!("cp -p {} {}", q(&m.join("rc.txt")), q(&back)));
+    let md = std::fs::metadata(&back).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+    assert_eq!((md.mtime(), md.atime()), (981_173_106, 981_173_107));
+    m.unmount();
+    let m = Mount::new(srv, &bucket);
+    assert_eq!(stat(&m), want, "by name after a remount (lookup, HEAD)");
+}
+
 #[test]
 fn symlinks_are_stored_the_s3fs_way() {
     let srv = server();

@@ -2,9 +2,10 @@
 //!
 //! S3 has no inode attributes, so they are kept as user metadata with the names s3fs and rclone
 //! use, so a bucket written by either shows the same attributes here:
-//! `x-amz-meta-mode` (st_mode, decimal as s3fs writes it; octal with a leading 0 as rclone
-//! writes it), `x-amz-meta-uid`, `x-amz-meta-gid`, `x-amz-meta-mtime` (written `sec.nsec`; read
-//! as s3fs `sec` or `sec.nsec`, rclone float seconds, or RFC 3339), and as s3fs writes them
+//! `x-amz-meta-mode` (st_mode, written decimal as s3fs writes it; read too in octal, with or
+//! without a leading 0, as rclone's `--metadata` writes it), `x-amz-meta-uid`, `x-amz-meta-gid`,
+//! `x-amz-meta-mtime` (written `sec.nsec`; read as s3fs `sec` or `sec.nsec`, rclone float
+//! seconds, or RFC 3339 with an offset, rclone's atime), and as s3fs writes them
 //! `x-amz-meta-atime`, `x-amz-meta-ctime` (the same forms) and `x-amz-meta-rdev` (a device's
 //! number, decimal). Objects without them get the mount's defaults and Last-Modified.
 //!
@@ -87,32 +88,84 @@ impl NewOwner {
     }
 }
 
-/// Parse `x-amz-meta-mode`: decimal (s3fs) or octal with a leading `0` (rclone).
+/// Parse `x-amz-meta-mode`: decimal (s3fs), octal with a leading `0`, or octal without one as
+/// rclone's `--metadata` writes it (Go's `%o` of `st_mode`: `100644` for 0644, `40755` for a
+/// directory). A value read as decimal whose type bits name no file type, while read as octal
+/// they do, is rclone's: s3fs always writes the type bits, so its decimal values name one
+/// (`100644` read as decimal would be 0o304344, a regular file 0o4444 with the set-uid bit). The
+/// few that name a type either way (rclone's `41777`, a sticky directory, is also s3fs's
+/// symlink 0o121461) are read as s3fs writes them.
 pub fn parse_mode(v: &str) -> Option<u32> {
     let v = v.trim();
     if v.len() > 1 && v.starts_with('0') {
-        u32::from_str_radix(&v[1..], 8).ok()
-    } else {
-        v.parse().ok()
+        return u32::from_str_radix(&v[1..], 8).ok();
+    }
+    let decimal: u32 = v.parse().ok()?;
+    if names_a_file_type(decimal) {
+        return Some(decimal);
+    }
+    match u32::from_str_radix(v, 8) {
+        Ok(octal) if names_a_file_type(octal) => Some(octal),
+        _ => Some(decimal),
     }
 }
 
-/// Parse `x-amz-meta-mtime` in any form the peers write.
+/// True if `mode` is an `st_mode` (at most 16 bits) whose type bits name a file type.
+fn names_a_file_type(mode: u32) -> bool {
+    mode <= u32::from(u16::MAX) && NodeKind::from_mode(mode, 0).is_some()
+}
+
+/// Parse `x-amz-meta-mtime` (and `-atime`, `-ctime`) in any form the peers write: `sec` or
+/// `sec.nsec` (s3fs, s3mount), float seconds (rclone's mtime), or RFC 3339 with a fraction and
+/// a `Z` or a `±HH:MM` offset (rclone's `--metadata` atime and btime, in the local time zone).
 pub fn parse_mtime(v: &str) -> Option<SystemTime> {
     let v = v.trim();
     if let Some((secs, frac)) = v.split_once('.') {
-        let s: u64 = secs.parse().ok()?;
-        let digits: String = frac.chars().take(9).collect();
-        if !digits.chars().all(|c| c.is_ascii_digit()) {
-            return None;
+        if let Ok(s) = secs.parse::<u64>() {
+            let digits: String = frac.chars().take(9).collect();
+            if !digits.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let nanos: u32 = format!("{digits:0<9}").parse().ok()?;
+            return UNIX_EPOCH.checked_add(Duration::new(s, nanos));
         }
-        let nanos: u32 = format!("{digits:0<9}").parse().ok()?;
-        return UNIX_EPOCH.checked_add(Duration::new(s, nanos));
     }
     if let Ok(s) = v.parse::<u64>() {
         return UNIX_EPOCH.checked_add(Duration::from_secs(s));
     }
-    humantime::parse_rfc3339_weak(v).ok()
+    parse_rfc3339(v)
+}
+
+/// RFC 3339 with a `Z` (or none) or a numeric `±HH:MM` offset, which humantime does not take.
+fn parse_rfc3339(v: &str) -> Option<SystemTime> {
+    /// `±HH:MM`.
+    const OFFSET_LEN: usize = 6;
+    let split = v
+        .len()
+        .checked_sub(OFFSET_LEN)
+        .filter(|&i| v.is_char_boundary(i));
+    let Some((local, offset)) = split.map(|i| v.split_at(i)) else {
+        return humantime::parse_rfc3339_weak(v).ok();
+    };
+    let b = offset.as_bytes();
+    let east = match b[0] {
+        b'+' => true,
+        b'-' => false,
+        _ => return humantime::parse_rfc3339_weak(v).ok(),
+    };
+    if b[3] != b':' || !local.contains(['T', 't', ' ']) {
+        return humantime::parse_rfc3339_weak(v).ok();
+    }
+    let hours: u64 = offset[1..3].parse().ok()?;
+    let minutes: u64 = offset[4..6].parse().ok()?;
+    let shift = Duration::from_secs(hours * 3600 + minutes * 60);
+    let as_utc = humantime::parse_rfc3339_weak(local).ok()?;
+    // The local time is `shift` ahead of UTC east of Greenwich, behind it west.
+    if east {
+        as_utc.checked_sub(shift)
+    } else {
+        as_utc.checked_add(shift)
+    }
 }
 
 /// Format a time as `sec.nsec` (the form of `x-amz-meta-mtime`, `-atime`, `-ctime`).
@@ -407,6 +460,40 @@ mod tests {
         assert_eq!(parse_mode("0100644"), Some(0o100644));
         assert_eq!(parse_mode("41471"), Some(0o120777));
         assert_eq!(parse_mode("x"), None);
+        // Permission bits alone (no type) stay decimal, as before.
+        assert_eq!(parse_mode("420"), Some(0o644));
+    }
+
+    #[test]
+    fn modes_rclone_writes_in_octal_without_a_leading_zero() {
+        // rclone copy --metadata: Go's %o of st_mode.
+        assert_eq!(parse_mode("100644"), Some(0o100644));
+        assert_eq!(parse_mode("100600"), Some(0o100600));
+        assert_eq!(parse_mode("104755"), Some(0o104755));
+        assert_eq!(parse_mode("40755"), Some(0o040755));
+        assert_eq!(parse_mode("40700"), Some(0o040700));
+        assert_eq!(parse_mode("120777"), Some(0o120777));
+        // Every s3fs decimal mode is still read as decimal.
+        for t in [
+            0o010000, 0o020000, 0o040000, 0o060000, 0o100000, 0o120000, 0o140000,
+        ] {
+            for p in 0..=0o7777 {
+                let m = t | p;
+                assert_eq!(parse_mode(&m.to_string()), Some(m), "{m:o}");
+            }
+        }
+    }
+
+    #[test]
+    fn rfc3339_times_with_a_fraction_and_an_offset() {
+        let t = UNIX_EPOCH + Duration::new(1_795_865_398, 696_502_617);
+        // rclone --metadata atime/btime: RFC 3339 with nanoseconds, in the local zone.
+        assert_eq!(parse_mtime("2026-11-28T11:29:58.696502617Z"), Some(t));
+        assert_eq!(parse_mtime("2026-11-28T12:29:58.696502617+01:00"), Some(t));
+        assert_eq!(parse_mtime("2026-11-28T06:59:58.696502617-04:30"), Some(t));
+        assert_eq!(parse_mtime("2026-11-28T11:29:58.696502617+00:00"), Some(t));
+        assert_eq!(parse_mtime("2026-11-28T11:29:58.696502617+0x:00"), None);
+        assert_eq!(parse_mtime("+01:00"), None);
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn chmod_chown_and_utimes_are_metadata_changed_by_a_self_copy() {
 #[test]
 fn attributes_of_other_tools_are_read_and_defaults_fill_the_rest() {
     let fx = fx();
-    // rclone: octal mode with a leading 0, float seconds.
+    // Octal mode with a leading 0, float seconds (rclone's mtime).
     fx.store.put_behind_with(
         BUCKET,
         "rclone",
@@ -79,6 +79,52 @@ fn attributes_of_other_tools_are_read_and_defaults_fill_the_rest() {
     assert_eq!((a.perm, a.uid, a.gid), (0o644, o.uid, o.gid));
     fx.put_behind("dir/k", b"");
     assert_eq!(fx.stat("dir").unwrap().perm, 0o755);
+}
+
+/// What `rclone copy --metadata` (1.60) writes from a local disk: `st_mode` in octal without a
+/// leading 0, the owner, the mtime in float seconds, the atime and btime in RFC 3339 in the
+/// local time zone. Read as decimal, `100600` was a set-uid 0o4370 file, and the atime was lost.
+#[test]
+fn what_rclone_copy_metadata_writes_is_read() {
+    let fx = fx();
+    fx.store.put_behind_with(
+        BUCKET,
+        "f",
+        b"a\n".to_vec(),
+        &meta(&[
+            ("mode", "100600"),
+            ("uid", "1234"),
+            ("gid", "5678"),
+            ("mtime", "1700000000.69915086"),
+            ("atime", "2023-11-14T23:13:20.5+01:00"),
+            ("btime", "2023-11-14T23:13:20.5+01:00"),
+        ]),
+        &[],
+    );
+    fx.store.put_behind_with(
+        BUCKET,
+        "x",
+        b"b\n".to_vec(),
+        &meta(&[("mode", "104755"), ("atime", "2023-11-14T22:13:20Z")]),
+        &[],
+    );
+    let a = fx.stat("f").unwrap();
+    assert_eq!(a.kind, NodeKind::File);
+    assert_eq!((a.perm, a.uid, a.gid), (0o600, 1234, 5678));
+    assert_eq!(
+        a.mtime,
+        at(1_700_000_000) + Duration::from_nanos(699_150_860)
+    );
+    assert_eq!(a.atime, at(1_700_000_000) + Duration::from_millis(500));
+    let a = fx.stat("x").unwrap();
+    assert_eq!(a.perm, 0o4755);
+    assert_eq!(a.atime, at(1_700_000_000));
+    // A chmod writes the mode back as s3fs writes it (decimal, with the type bits).
+    fx.setattr("f", mode(0o640)).unwrap();
+    assert_eq!(
+        fx.object("f").unwrap().metadata.get("mode"),
+        Some((S_IFREG | 0o640).to_string().as_str())
+    );
 }
 
 #[test]
