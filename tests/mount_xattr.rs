@@ -950,6 +950,46 @@ fn files_rclone_copy_metadata_wrote_show_their_mode_owner_and_times() {
     assert_eq!(stat(&m), want, "by name after a remount (lookup, HEAD)");
 }
 
+/// rclone's `x-amz-meta-md5chksum` (the MD5 of a multipart upload's content, which `rclone copy`
+/// checks downloads against) names the bytes: `chmod` and `mv` keep it, `>>` drops it, where
+/// keeping it made `rclone copy` of the file fail with "md5 hash differ".
+#[test]
+fn a_rewrite_drops_rclones_digest_of_the_old_content() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("rclone-md5");
+    let st = srv.storage_in(&bucket);
+    let rclone = [
+        ("x-amz-meta-mtime", "981173106.5"),
+        ("x-amz-meta-md5chksum", "N4RZnMM3OIycY6Lp+m7FdA=="),
+    ];
+    seed(
+        &st,
+        &bucket,
+        "a.bin",
+        b"rclone",
+        &rclone,
+        "application/octet-stream",
+    );
+    let m = Mount::new(srv, &bucket);
+    sh(&format!("chmod 600 {}", q(&m.join("a.bin"))));
+    sh(&format!(
+        "mv {} {}",
+        q(&m.join("a.bin")),
+        q(&m.join("b.bin"))
+    ));
+    let h = head(&st, &bucket, "b.bin");
+    assert_eq!(h.metadata.get("md5chksum"), Some(rclone[1].1), "same bytes");
+    sh(&format!("echo more >> {}", q(&m.join("b.bin"))));
+    let h = head(&st, &bucket, "b.bin");
+    assert_eq!(get_all(&st, &bucket, "b.bin"), b"rclonemore\n");
+    assert_eq!(h.metadata.get("md5chksum"), None, "{:?}", h.metadata);
+    assert_eq!(mode_of(&h), Some(S_IFREG | 0o600), "the rest is kept");
+    assert_eq!(
+        getfattr(&m.join("b.bin"), "user.x-amz-meta-md5chksum"),
+        None
+    );
+}
+
 #[test]
 fn symlinks_are_stored_the_s3fs_way() {
     let srv = server();

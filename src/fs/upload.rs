@@ -48,10 +48,17 @@ use crate::s3::storage::guess_content_type;
 use crate::s3::stream::UploadQueue;
 use crate::s3::{Metadata, PutOptions, StreamingUpload};
 
+/// Metadata that describes the bytes of the object, not the file: wrong once they change, so
+/// an upload of new content drops it (copies of the same bytes — chmod, setxattr, rename —
+/// keep it). `md5chksum`: rclone's base64 MD5 of a multipart upload's content, which rclone
+/// takes as the object's hash and checks downloads against ("corrupted on transfer").
+pub(crate) const CONTENT_DIGEST_METADATA: [&str; 1] = ["md5chksum"];
+
 impl S3Fs {
     /// What the next upload of `of` carries: the metadata the object had (or as changed while
-    /// open) — never dropped — with `mtime` brought up to date unless it was set explicitly,
-    /// and the content headers (a Content-Type from the extension for a new object).
+    /// open) — never dropped but for digests of the old content ([`CONTENT_DIGEST_METADATA`]) —
+    /// with `mtime` brought up to date unless it was set explicitly, and the content headers
+    /// (a Content-Type from the extension for a new object).
     pub(super) fn upload_plan(&self, of: &OpenFile, key: &str) -> FsResult<UploadPlan> {
         let (mut metadata, content_headers) = match (of.pending_metadata(), of.remote_exists()) {
             (Some(m), _) => (m.clone(), of.content_headers().cloned()),
@@ -62,6 +69,9 @@ impl S3Fs {
             },
             (None, false) => (Metadata::new(), None),
         };
+        for name in CONTENT_DIGEST_METADATA {
+            metadata.remove(name);
+        }
         // An object that carries its times keeps them right: the mtime of the upload (unless
         // set explicitly), and the ctime of this change.
         let now = SystemTime::now();

@@ -177,6 +177,69 @@ fn overwrite_keeps_metadata_and_content_headers_and_new_files_get_a_type() {
         .contains(&("content-type".into(), "image/png".into())));
 }
 
+/// rclone keeps the MD5 of a multipart upload's content in `x-amz-meta-md5chksum` and checks
+/// what it downloads against it: kept through a rewrite here, it named the old content, and
+/// `rclone copy` of the file failed ("corrupted on transfer: md5 hash differ"). A rewrite drops
+/// it; a change that keeps the content (chmod, setxattr, rename) keeps it.
+#[test]
+fn a_rewrite_drops_the_digest_rclone_keeps_of_the_old_content() {
+    let fx = fx();
+    let rclone = [
+        ("mtime", "1700000000.5"),
+        ("md5chksum", "N4RZnMM3OIycY6Lp+m7FdA=="),
+    ];
+    for name in ["a", "b"] {
+        fx.store
+            .put_behind_with(BUCKET, name, b"old".to_vec(), &meta(&rclone), &[]);
+    }
+    fx.setattr(
+        "a",
+        AttrChange {
+            mode: Some(0o600),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    fx.rename("a", "a2").unwrap();
+    let o = fx.object("a2").unwrap();
+    assert_eq!(
+        o.metadata.get("md5chksum"),
+        Some(rclone[1].1),
+        "same content"
+    );
+    // Appended to (the object copied into staging first), and rewritten while open with a
+    // chmod pending (the metadata changed while open goes with the upload).
+    let fh = fx.open("a2", libc::O_WRONLY | libc::O_APPEND).unwrap();
+    fx.write(fh, 0, b"+new").unwrap();
+    fx.close(fh).unwrap();
+    let fh = fx.open("b", libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    fx.setattr(
+        "b",
+        AttrChange {
+            mode: Some(0o640),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    fx.write(fh, 0, b"new").unwrap();
+    fx.close(fh).unwrap();
+    for name in ["a2", "b"] {
+        let o = fx.object(name).unwrap();
+        assert_ne!(o.data, b"old");
+        assert_eq!(
+            o.metadata.get("md5chksum"),
+            None,
+            "{name}: {:?}",
+            o.metadata
+        );
+        assert!(
+            o.metadata.get("mtime").is_some(),
+            "{name}: other metadata kept"
+        );
+        assert_eq!(fx.getxattr(name, "user.x-amz-meta-md5chksum").ok(), None);
+    }
+}
+
 #[test]
 fn o_excl_is_eexist_for_an_existing_name_and_carries_if_none_match() {
     let fx = fx();
