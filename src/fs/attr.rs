@@ -118,22 +118,35 @@ fn names_a_file_type(mode: u32) -> bool {
 /// Parse `x-amz-meta-mtime` (and `-atime`, `-ctime`) in any form the peers write: `sec` or
 /// `sec.nsec` (s3fs, s3mount), float seconds (rclone's mtime), or RFC 3339 with a fraction and
 /// a `Z` or a `±HH:MM` offset (rclone's `--metadata` atime and btime, in the local time zone).
+/// A time before 1970 is negative as s3fs writes it, a `timespec`: the whole seconds rounded
+/// down, then the nanoseconds after them (`-2.250000000` is 1.75 s before 1970; rclone's
+/// `-1.75` of the same time reads a second later, whole seconds alike).
 pub fn parse_mtime(v: &str) -> Option<SystemTime> {
     let v = v.trim();
-    if let Some((secs, frac)) = v.split_once('.') {
-        if let Ok(s) = secs.parse::<u64>() {
-            let digits: String = frac.chars().take(9).collect();
-            if !digits.chars().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            let nanos: u32 = format!("{digits:0<9}").parse().ok()?;
-            return UNIX_EPOCH.checked_add(Duration::new(s, nanos));
-        }
+    if let Some(before) = v.strip_prefix('-') {
+        let (secs, nanos) = sec_nsec(before)?;
+        return UNIX_EPOCH
+            .checked_sub(Duration::from_secs(secs))?
+            .checked_add(Duration::from_nanos(nanos.into()));
     }
-    if let Ok(s) = v.parse::<u64>() {
-        return UNIX_EPOCH.checked_add(Duration::from_secs(s));
+    match sec_nsec(v) {
+        Some((secs, nanos)) => UNIX_EPOCH.checked_add(Duration::new(secs, nanos)),
+        None => parse_rfc3339(v),
     }
-    parse_rfc3339(v)
+}
+
+/// Unsigned `sec` or `sec.nsec` (the fraction's digits after the ninth are left out).
+fn sec_nsec(v: &str) -> Option<(u64, u32)> {
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let nanos: u32 = format!("{digits:0<9}").parse().ok()?;
+    Some((secs.parse().ok()?, nanos))
 }
 
 /// RFC 3339 with a `Z` (or none) or a numeric `±HH:MM` offset, which humantime does not take.
@@ -168,10 +181,19 @@ fn parse_rfc3339(v: &str) -> Option<SystemTime> {
     }
 }
 
-/// Format a time as `sec.nsec` (the form of `x-amz-meta-mtime`, `-atime`, `-ctime`).
+/// Format a time as `sec.nsec` (the form of `x-amz-meta-mtime`, `-atime`, `-ctime`); before
+/// 1970 as s3fs writes it (see [`parse_mtime`]).
 pub fn format_mtime(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+        Err(e) => {
+            let before = e.duration();
+            match before.subsec_nanos() {
+                0 => format!("-{}.000000000", before.as_secs()),
+                n => format!("-{}.{:09}", before.as_secs() + 1, 1_000_000_000 - n),
+            }
+        }
+    }
 }
 
 /// The metadata names that hold what `stat` shows: mode, owner, times, device number (the
@@ -481,6 +503,28 @@ mod tests {
                 let m = t | p;
                 assert_eq!(parse_mode(&m.to_string()), Some(m), "{m:o}");
             }
+        }
+    }
+
+    #[test]
+    fn times_before_1970_as_s3fs_writes_them() {
+        // 1960-01-01 00:00:00.5 UTC: s3fs's timespec, whole seconds rounded down.
+        let t = UNIX_EPOCH - Duration::new(315_619_199, 500_000_000);
+        assert_eq!(format_mtime(t), "-315619200.500000000");
+        assert_eq!(parse_mtime("-315619200.500000000"), Some(t));
+        let whole = UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(format_mtime(whole), "-86400.000000000");
+        assert_eq!(parse_mtime("-86400"), Some(whole));
+        for t in [
+            t,
+            whole,
+            UNIX_EPOCH - Duration::from_nanos(1),
+            UNIX_EPOCH + Duration::new(1_795_865_398, 696_502_617),
+        ] {
+            assert_eq!(parse_mtime(&format_mtime(t)), Some(t));
+        }
+        for bad in ["-", "--1", "-x", "-1.x", "1.-5", "-.5"] {
+            assert_eq!(parse_mtime(bad), None, "{bad}");
         }
     }
 

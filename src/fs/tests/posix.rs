@@ -316,6 +316,28 @@ fn times_set_explicitly_replace_the_ones_moved_in_memory() {
     assert_eq!(fx.stat("f").unwrap().atime, atime);
 }
 
+/// `touch -d 1960-01-01` keeps its date through a remount, written as s3fs writes a time
+/// before 1970 (it was stored as 0: the file showed 1970 after a remount).
+#[test]
+fn a_time_before_1970_survives_a_remount() {
+    let fx = fx();
+    fx.put("f", b"x").unwrap();
+    let t = std::time::UNIX_EPOCH - Duration::new(315_619_199, 500_000_000);
+    fx.setattr(
+        "f",
+        AttrChange {
+            mtime: Some(t),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        fx.object("f").unwrap().metadata.get("mtime"),
+        Some("-315619200.500000000")
+    );
+    assert_eq!(fx.remount().stat("f").unwrap().mtime, t);
+}
+
 // ---- other tools' directories, long keys ----------------------------------------------------
 
 /// Directories `h` (Hadoop's `h_$folder$`) and `old` (old s3fs's zero-byte `old` object typed
