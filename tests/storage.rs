@@ -433,6 +433,26 @@ fn update_metadata_keeps_content_and_type() {
         .is_not_found());
 }
 
+/// A local file `read` cannot create fails with its own errno, here ENOENT (tempfile's error
+/// carries no OS code, which made it EIO).
+#[test]
+fn read_into_a_missing_directory_is_enoent() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("read-nodir");
+    let storage = srv.storage_in(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let local = local_file(&dir, "f", b"x");
+    storage.write(&local, "k", &Headers::new()).unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let e = storage.read("k", missing.join("out")).unwrap_err();
+    assert!(matches!(e, StorageError::Io { .. }), "{e:?}");
+    assert_eq!(e.errno(), libc::ENOENT, "{e}");
+    assert!(
+        e.to_string().contains(&missing.display().to_string()),
+        "{e}"
+    );
+}
+
 // ---- large transfers --------------------------------------------------------------------------
 
 #[test]

@@ -190,7 +190,7 @@ impl StorageError {
             StorageError::InvalidInput { .. } => libc::EINVAL,
             StorageError::NoBucket { .. } => libc::EINVAL,
             StorageError::Unsupported { .. } => libc::ENOTSUP,
-            StorageError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            StorageError::Io { source, .. } => io_errno(source),
         }
     }
 
@@ -203,7 +203,7 @@ impl StorageError {
     }
 
     /// True for a key the server refuses as too long (`KeyTooLongError`; a HEAD's bare `400`
-    /// for a key over S3's limit is read as one, see [`error_for`]).
+    /// for a key over S3's limit is read as one).
     pub fn is_key_too_long(&self) -> bool {
         matches!(self, StorageError::Http { code: Some(c), .. } if c == "KeyTooLongError")
     }
@@ -243,6 +243,26 @@ impl StorageError {
             what,
             detail: detail.into(),
         }
+    }
+}
+
+/// The errno of a local I/O error: its OS code, or, for an error made without one (tempfile
+/// wraps the OS error of a temp file it cannot create in one of its own), the errno of its kind.
+fn io_errno(e: &std::io::Error) -> i32 {
+    use std::io::ErrorKind;
+    if let Some(code) = e.raw_os_error() {
+        return code;
+    }
+    match e.kind() {
+        ErrorKind::NotFound => libc::ENOENT,
+        ErrorKind::PermissionDenied => libc::EACCES,
+        ErrorKind::AlreadyExists => libc::EEXIST,
+        ErrorKind::NotADirectory => libc::ENOTDIR,
+        ErrorKind::IsADirectory => libc::EISDIR,
+        ErrorKind::ReadOnlyFilesystem => libc::EROFS,
+        ErrorKind::StorageFull => libc::ENOSPC,
+        ErrorKind::InvalidInput => libc::EINVAL,
+        _ => libc::EIO,
     }
 }
 
@@ -396,6 +416,22 @@ mod tests {
         };
         assert_eq!(range.errno(), libc::EINVAL);
         assert!(!range.is_transient());
+    }
+
+    #[test]
+    fn local_errors_keep_their_errno_with_or_without_an_os_code() {
+        let io = |e| StorageError::io("/some/path", e);
+        let os = io(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(os.errno(), libc::ENOSPC);
+        // As tempfile gives it: the kind kept, the OS code not.
+        let wrapped = io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory (os error 2) at path \"/x/.tmp\"",
+        ));
+        assert_eq!(wrapped.errno(), libc::ENOENT);
+        let other = io(std::io::Error::other("anything else"));
+        assert_eq!(other.errno(), libc::EIO);
+        assert!(os.to_string().starts_with("/some/path: "), "{os}");
     }
 
     #[test]
