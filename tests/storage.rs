@@ -433,6 +433,49 @@ fn update_metadata_keeps_content_and_type() {
         .is_not_found());
 }
 
+/// `write` uploads what `open` and a read to the end would give, or refuses: a directory was
+/// sent as a PUT whose body failed to read (retried as a network error, EIO), and a FIFO,
+/// whose size is 0, was stored as an empty object while its bytes were never read.
+#[test]
+fn write_refuses_what_is_not_a_regular_file() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("write-kind");
+    let storage = srv.storage_in(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+
+    let e = storage
+        .write(dir.path(), "a-dir", &Headers::new())
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Io { .. }), "{e:?}");
+    assert_eq!(e.errno(), libc::EISDIR, "{e}");
+    assert!(
+        e.to_string().contains(&dir.path().display().to_string()),
+        "{e}"
+    );
+
+    let fifo = dir.path().join("fifo");
+    sh(&format!("mkfifo '{}'", fifo.display()));
+    // Held open for reading and writing, so that opening it does not block, with bytes in it.
+    let mut held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    held.write_all(b"bytes in the pipe").unwrap();
+    let e = storage.write(&fifo, "a-fifo", &Headers::new()).unwrap_err();
+    assert!(matches!(e, StorageError::InvalidInput { .. }), "{e:?}");
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    assert!(e.to_string().contains(&fifo.display().to_string()), "{e}");
+
+    let (objects, _) = storage.bucket(&bucket).list_all("", None).unwrap();
+    assert!(
+        objects.is_empty(),
+        "nothing was stored: {:?}",
+        keys_of(&objects)
+    );
+}
+
 /// A local file `read` cannot create fails with its own errno, here ENOENT (tempfile's error
 /// carries no OS code, which made it EIO).
 #[test]
@@ -451,6 +494,103 @@ fn read_into_a_missing_directory_is_enoent() {
         e.to_string().contains(&missing.display().to_string()),
         "{e}"
     );
+}
+
+/// Headers the seed calls cannot send are refused before anything is sent, and the error names
+/// the object: metadata over S3's 2 KB was found by `update_metadata` only after its HEAD, as
+/// "invalid metadata: 3003 bytes ..." naming nothing; `x-amz-meta-` with no name was dropped
+/// without a word.
+#[test]
+fn seed_calls_refuse_bad_headers_naming_the_object() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("bad-headers");
+    let storage = srv.storage_in(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let local = local_file(&dir, "f", b"content");
+    let keep: Headers = [("x-amz-meta-state", "kept"), ("content-type", "text/plain")]
+        .into_iter()
+        .collect();
+    storage.write(&local, "k", &keep).unwrap();
+    let before = storage.head_object(&obj(&bucket, "k")).unwrap();
+
+    let too_big: Headers = [("x-amz-meta-big", "x".repeat(3000))].into_iter().collect();
+    let no_name: Headers = [("x-amz-meta-", "v")].into_iter().collect();
+    let named = format!("s3://{bucket}/k");
+    for (what, headers) in [("too big", &too_big), ("no name", &no_name)] {
+        for e in [
+            storage.update_metadata("k", headers).unwrap_err(),
+            storage.write(&local, "k", headers).unwrap_err(),
+            storage.copy("k", "k2", headers).unwrap_err(),
+        ] {
+            assert!(
+                matches!(e, StorageError::InvalidInput { .. }),
+                "{what}: {e:?}"
+            );
+            assert_eq!(e.errno(), libc::EINVAL, "{what}: {e}");
+        }
+        let e = storage.update_metadata("k", headers).unwrap_err();
+        assert!(e.to_string().contains(&named), "{what}: {e}");
+        let e = storage.copy("k", "k2", headers).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("s3://{bucket}/k2")),
+            "{what}: {e}"
+        );
+    }
+    // The update of a missing object with bad headers: the headers are what is wrong.
+    let e = storage.update_metadata("missing", &too_big).unwrap_err();
+    assert!(matches!(e, StorageError::InvalidInput { .. }), "{e:?}");
+
+    let after = storage.head_object(&obj(&bucket, "k")).unwrap();
+    assert_eq!(after.metadata, keep.metadata());
+    assert_eq!(after.etag, before.etag);
+    assert_eq!(get_all(&storage, &obj(&bucket, "k")), b"content");
+    assert_eq!(storage.exists("k2").unwrap(), None);
+}
+
+/// A copy onto itself that changes nothing is refused the same way on every server (AWS and
+/// moto answer 400 InvalidRequest, which was EIO; Garage copies); with metadata it changes
+/// the metadata in place.
+#[test]
+fn copy_onto_itself() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("self-copy");
+    let storage = srv.storage_in(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(5_000, 9);
+    let local = local_file(&dir, "f", &data);
+    let first: Headers = [("x-amz-meta-state", "new"), ("content-type", "text/x-a")]
+        .into_iter()
+        .collect();
+    storage.write(&local, "same", &first).unwrap();
+
+    let e = storage.copy("same", "same", &Headers::new()).unwrap_err();
+    assert!(matches!(e, StorageError::InvalidInput { .. }), "{e:?}");
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    assert!(
+        e.to_string().contains(&format!("s3://{bucket}/same")),
+        "{e}"
+    );
+    let remote = S3Name::new("same", Some(&bucket));
+    assert!(matches!(
+        storage.copy(&remote, "same", &Headers::new()),
+        Err(StorageError::InvalidInput { .. })
+    ));
+    // A missing source is reported as such.
+    assert!(storage
+        .copy("gone", "gone", &Headers::new())
+        .unwrap_err()
+        .is_not_found());
+
+    let second: Headers = [("x-amz-meta-state", "done")].into_iter().collect();
+    storage.copy("same", "same", &second).unwrap();
+    let head = storage.head_object(&obj(&bucket, "same")).unwrap();
+    assert_eq!(head.metadata, second.metadata());
+    assert_eq!(
+        head.content_type(),
+        Some("text/x-a"),
+        "content headers kept"
+    );
+    assert_eq!(get_all(&storage, &obj(&bucket, "same")), data);
 }
 
 // ---- large transfers --------------------------------------------------------------------------

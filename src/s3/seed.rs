@@ -14,7 +14,7 @@ use std::path::Path;
 use super::error::{Result, StorageError};
 use super::meta::{guess_content_type, merge_headers, Metadata, META_PREFIX};
 use super::metadata::{update_metadata, CurrentMetadata, UpdateError};
-use super::name::S3Name;
+use super::name::{ObjectRef, S3Name};
 use super::storage::Storage;
 use super::types::{CopyRequest, PutOptions, ReplaceMetadata};
 
@@ -50,10 +50,17 @@ impl Headers {
         self.0.keys().any(|k| k.starts_with(META_PREFIX))
     }
 
-    /// The other headers, validated: names the client computes itself are refused.
+    /// The other headers, validated: names the client computes itself are refused, and so is
+    /// `x-amz-meta-` without a name (there is no metadata entry to make of it).
     pub(crate) fn others(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         for (k, v) in &self.0 {
+            if k == META_PREFIX {
+                return Err(StorageError::invalid(
+                    "metadata name",
+                    format!("{META_PREFIX} without a name"),
+                ));
+            }
             if k.starts_with(META_PREFIX) {
                 continue;
             }
@@ -77,6 +84,21 @@ impl Headers {
         }
         Ok(out)
     }
+
+    /// The other headers ([`Headers::others`]), once the whole set is found sendable to `obj`:
+    /// before any request, so a bad set costs none, and with `obj` named in the error.
+    fn checked_for(&self, obj: &ObjectRef) -> Result<Vec<(String, String)>> {
+        let named = |e| match e {
+            StorageError::InvalidInput { what, detail } => StorageError::InvalidInput {
+                what,
+                detail: format!("{obj}: {detail}"),
+            },
+            other => other,
+        };
+        let others = self.others().map_err(named)?;
+        self.metadata().to_headers().map_err(named)?;
+        Ok(others)
+    }
 }
 
 impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
@@ -92,6 +114,10 @@ impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
 impl Storage {
     /// Upload the local file `local` as `remote`, with the metadata and content headers in
     /// `headers`. A Content-Type is guessed from the key's extension unless given.
+    ///
+    /// `local` must be a regular file: a directory is [`StorageError::Io`] (EISDIR), a FIFO,
+    /// device or socket [`StorageError::InvalidInput`] (it has no size to upload; for a stream
+    /// see [`super::StreamingUpload`]).
     pub fn write(
         &self,
         local: impl AsRef<Path>,
@@ -99,13 +125,13 @@ impl Storage {
         headers: &Headers,
     ) -> Result<()> {
         let obj = self.resolve(remote)?;
+        let mut content_headers = headers.checked_for(&obj)?;
         let path = local.as_ref();
+        // Looked at before the open, which blocks on a FIFO until a writer comes.
+        regular_file(path, std::fs::metadata(path))?;
         let file = File::open(path).map_err(|e| StorageError::io(path.display(), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| StorageError::io(path.display(), e))?
-            .len();
-        let mut content_headers = headers.others()?;
+        // And the file opened, in case the name was replaced meanwhile.
+        let len = regular_file(path, file.metadata())?.len();
         if !content_headers.iter().any(|(n, _)| n == "content-type") {
             content_headers.push(("content-type".into(), guess_content_type(&obj.key)));
         }
@@ -165,7 +191,7 @@ impl Storage {
     ) -> Result<()> {
         let src = self.resolve(src)?;
         let dst = self.resolve(dst)?;
-        let extra = headers.others()?;
+        let extra = headers.checked_for(&dst)?;
         let head = self.bucket(&src.bucket).head(&src.key)?;
         let replace = if headers.has_metadata() || !extra.is_empty() {
             let metadata = if headers.has_metadata() {
@@ -180,6 +206,16 @@ impl Storage {
         } else {
             None
         };
+        if src == dst && replace.is_none() {
+            // S3 refuses it (400 InvalidRequest), some servers copy: one answer everywhere.
+            return Err(StorageError::invalid(
+                "copy",
+                format!(
+                    "{src}: a copy onto itself must change something: give x-amz-meta-* or \
+                     content headers (or use update_metadata)"
+                ),
+            ));
+        }
         self.bucket(&dst.bucket).copy(&CopyRequest {
             src,
             dst,
@@ -205,8 +241,8 @@ impl Storage {
     /// (see [`super::metadata`]).
     pub fn update_metadata(&self, remote: impl Into<S3Name>, headers: &Headers) -> Result<()> {
         let obj = self.resolve(remote)?;
+        let extra = headers.checked_for(&obj)?;
         let bucket = self.bucket(&obj.bucket);
-        let extra = headers.others()?;
         let read = |_attempt| bucket.head(&obj.key).map(CurrentMetadata::from);
         let edit = |current: &CurrentMetadata| {
             Ok(ReplaceMetadata {
@@ -219,6 +255,31 @@ impl Storage {
             Err(UpdateError::Failed(e)) | Err(UpdateError::KeptChanging { last: e, .. }) => Err(e),
         }
     }
+}
+
+/// The metadata of `path` if it is a regular file, the one kind whose size is what reading it
+/// to the end gives.
+fn regular_file(
+    path: &Path,
+    meta: std::io::Result<std::fs::Metadata>,
+) -> Result<std::fs::Metadata> {
+    let meta = meta.map_err(|e| StorageError::io(path.display(), e))?;
+    if meta.is_dir() {
+        return Err(StorageError::io(
+            path.display(),
+            std::io::Error::from_raw_os_error(libc::EISDIR),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(StorageError::invalid(
+            "local file",
+            format!(
+                "{}: not a regular file (a FIFO, device or socket has no size to upload)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(meta)
 }
 
 #[cfg(test)]
@@ -238,5 +299,20 @@ mod tests {
             .collect();
         assert_eq!(h.others().ok().map(|v| v.len()), Some(1));
         assert_eq!(h.metadata().get("a"), Some("b"));
+        // `x-amz-meta-` alone names no entry: refused rather than dropped.
+        let h: Headers = [("X-Amz-Meta-", "v")].into_iter().collect();
+        assert!(h.has_metadata());
+        assert!(h.metadata().is_empty());
+        assert!(
+            matches!(
+                h.others(),
+                Err(StorageError::InvalidInput {
+                    what: "metadata name",
+                    ..
+                })
+            ),
+            "{:?}",
+            h.others()
+        );
     }
 }
