@@ -37,3 +37,9 @@ pub mod s3;
 
 pub use config::Config;
 pub use s3::{Headers, Metadata, S3Name, Storage, StorageError};
+
+/// The examples of docs/library.md and README.md, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/library.md")]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeAndLibraryDocs;

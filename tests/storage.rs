@@ -1246,8 +1246,14 @@ fn special_character_keys_round_trip() {
             "brackets[1]{2}(3)",
             "back\\slash",
             "^caret`backtick|pipe",
+            // Dot segments are keys of their own, never resolved as a path's would be.
+            "dot/./seg",
+            "dot/../seg",
+            "..",
+            ".",
         ],
         &[
+            "dot/",
             "dir with space/",
             "ünïcödé/",
             "double/",

@@ -43,7 +43,7 @@ pub struct Opened {
     pub keep_cache: bool,
     /// The kernel must not cache the file's pages for this handle (`FOPEN_DIRECT_IO`): handles
     /// still open on a version another client replaced share the inode's pages, and would
-    /// read this version's bytes from them (see [`S3Fs::repin_if_replaced`]).
+    /// read this version's bytes from them (see `S3Fs::repin_if_replaced`).
     pub direct_io: bool,
 }
 

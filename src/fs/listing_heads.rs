@@ -1,10 +1,10 @@
 //! The metadata a listing does not carry (mode, owner, mtime, the symlink and special-file
 //! types live in `x-amz-meta-*`): HEADs, in parallel, of the entries of a small directory.
 //!
-//! Directories and files of at most [`ALWAYS_REGULAR_ABOVE`] bytes, which may be symlinks or
+//! Directories and files of at most `ALWAYS_REGULAR_ABOVE` bytes, which may be symlinks or
 //! special files, are HEADed before `readdir` answers, so that their types are right. Larger
 //! files can only be regular: their HEADs wait for the first lookup of one of them, which
-//! HEADs them all ([`S3Fs::complete_deferred`]); until then `readdirplus` hands them out with
+//! HEADs them all (`S3Fs::complete_deferred`); until then `readdirplus` hands them out with
 //! attributes the kernel does not keep. `ls -l` thus shows what `stat` will, and a `find` that
 //! looks at names and types costs no request per file.
 

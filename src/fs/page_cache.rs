@@ -27,7 +27,7 @@
 //! `open` ([`KernelPages::add_writer`], which also waits for a store under way to end) to
 //! their `release`. No lock is held while the kernel takes a store: it may wait for a page
 //! that a read in flight holds, and that read for locks of the mount; for the same reason a
-//! writer waits at most [`WRITER_WAIT`], and a store that a writer did not wait for drops the
+//! writer waits at most `WRITER_WAIT`, and a store that a writer did not wait for drops the
 //! pages it stored.
 
 use std::collections::HashMap;

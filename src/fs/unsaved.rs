@@ -158,8 +158,8 @@ fn note_path(data: &Path) -> PathBuf {
 const STAGING_LOCK: &str = "staging.lock";
 
 /// Claim `cache_dir`'s staging files for a mount's life: the file returned holds a shared
-/// `flock` on [`STAGING_LOCK`], which every mount using the directory holds. The staging files
-/// of an earlier run are moved to `unsaved/` first ([`keep_leftovers`]) — but only when no
+/// `flock` on `STAGING_LOCK`, which every mount using the directory holds. The staging files
+/// of an earlier run are moved to `unsaved/` first (`keep_leftovers`) — but only when no
 /// other running mount holds the lock: two mounts can share a cache directory (one
 /// `--cache-dir` given to both for the same bucket, or two bucket and prefix names that map to
 /// one directory, as `logs` with prefix `2024/` and the bucket `logs-2024` do), and the other

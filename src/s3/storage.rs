@@ -128,10 +128,8 @@ impl Storage {
     }
 
     /// The bucket `name` of this storage, with its transfer settings, the client's retry
-    /// policy, the journal and the client's metrics (for the uploads in flight): the policy
-    /// layer every transfer goes through.
-    /// policy, the journal and the capabilities learnt: the policy layer every transfer goes
-    /// through.
+    /// policy, the journal, the client's metrics (for the uploads in flight) and the
+    /// capabilities learnt: the policy layer every transfer goes through.
     pub fn bucket(&self, name: &str) -> Bucket {
         Bucket::new(Arc::new(self.clone()), name)
             .with_transfer(self.transfer.clone())
