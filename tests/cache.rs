@@ -529,6 +529,44 @@ fn a_full_disk_under_the_cache_dir_costs_caching_not_correctness() {
     drop(mount);
 }
 
+/// A `write` that fills the staging disk part way is short, as on a disk: the file (its size,
+/// and the object its close uploads) holds exactly the bytes `write` said it took. A write
+/// answered ENOSPC that left some of its bytes in the staging file made `fstat` and the object
+/// longer than what the writer was told (an `O_APPEND` writer retrying after ENOSPC would
+/// have duplicated them).
+#[test]
+fn a_write_that_fills_the_disk_is_short_and_the_file_holds_what_it_said() {
+    let bucket = server().fresh_bucket("cache-short");
+    let fs = Tmpfs::new("8m");
+    // Free space that is no whole number of the writes below, so one of them fills it.
+    std::fs::write(fs.path.join("filler"), vec![0x5a; 300 * KIB]).unwrap();
+    let mount = Mount::with_cache_dir(server(), &bucket, &fs.path, &["--cache-size", "0"]);
+    let data = random_bytes(12 * MIB, 43);
+    let mut f = File::create(mount.join("f.bin")).unwrap();
+    let mut taken = 0;
+    let err = loop {
+        match f.write(&data[taken..(taken + MIB).min(data.len())]) {
+            Ok(0) => panic!("a write of 0 bytes"),
+            Ok(n) => taken += n,
+            Err(e) => break e,
+        }
+        assert!(taken < data.len(), "12 MiB fit in an 8 MiB tmpfs");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let size = f.metadata().unwrap().len();
+    assert_eq!(
+        size,
+        taken as u64,
+        "fstat after ENOSPC; log:\n{}",
+        mount.log()
+    );
+    assert_ne!(taken % MIB, 0, "no write was short");
+    drop(f);
+    let kept = server_bytes(&server().storage_in(&bucket), "f.bin").expect("uploaded at close");
+    assert_same("the object", &kept, &data[..taken]);
+    drop(mount);
+}
+
 /// Distinct blocks random reads touch before the mount fetches the object whole
 /// (`cache::policy::LEARN_MIN_BLOCKS`, for objects of up to 1024 blocks).
 const LEARN_BLOCKS: usize = 16;

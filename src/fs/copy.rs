@@ -212,7 +212,14 @@ impl S3Fs {
                         format!("{}: shorter than the copy's {} bytes", c.key, c.covered),
                     ));
                 }
-                of.write_staging(at, &buf[..n], |bytes| self.make_room_for_staging(bytes))?;
+                let w =
+                    of.write_staging(at, &buf[..n], |bytes| self.make_room_for_staging(bytes))?;
+                if w < n {
+                    return Err(FsError::new(
+                        libc::ENOSPC,
+                        format!("{}: the staging disk is full", c.key),
+                    ));
+                }
                 of.wrote(at, at + n as u64);
                 at += n as u64;
             }

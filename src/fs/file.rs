@@ -342,17 +342,18 @@ impl S3Fs {
                 FsError::new(libc::EFBIG, format!("write at {offset}: past S3's 5 TiB"))
             })?;
         let data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
-        of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
+        // Short when the disk filled up part way (the next write gets ENOSPC).
+        let n = of.write_staging(offset, data, |bytes| self.make_room_for_staging(bytes))?;
         // As on a disk, a write moves the mtime and the ctime (an mtime set before it is
         // superseded: the upload stores the time of the upload).
         self.table().modified(of.ino(), SystemTime::now());
-        let queue = self.after_write(&mut of, offset, offset + data.len() as u64);
+        let queue = self.after_write(&mut of, offset, offset + n as u64);
         drop(of);
         // Back-pressure of a streamed upload, without holding the file's lock.
         if let Some(q) = queue {
             q.wait_for_room();
         }
-        Ok(data.len() as u32)
+        Ok(n as u32)
     }
 
     /// `flush` (each `close`): upload if dirty — except when the descriptor that truncated an

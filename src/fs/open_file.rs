@@ -23,7 +23,6 @@
 //! disk (ENOSPC, EDQUOT) asks for room (the cache gives space back) and is tried once more; if
 //! the disk is still full the writer gets ENOSPC (never EIO).
 
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,7 +33,7 @@ use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::prefetch::{PrefetchPool, Prefetcher};
 pub use super::staging::{errno_of, Staging};
-use super::staging::{is_disk_full, read_full_at};
+use super::staging::{is_disk_full, read_full_at, write_some_at};
 use super::upload_plan::{Streaming, UploadPlan};
 use crate::s3::stream::UploadQueue;
 use crate::s3::{Metadata, ObjectRef};
@@ -351,29 +350,43 @@ impl OpenFile {
         })
     }
 
-    /// Write `data` at `offset` into the staging file. On a full disk, `make_room(bytes)` is
-    /// asked to free space and the write is tried once more if it did. The file is dirty
-    /// afterwards even if the write failed (bytes written before a failure are in the file).
+    /// Write `data` at `offset` into the staging file; the bytes written. On a full disk,
+    /// `make_room(bytes)` is asked to free space and the rest is tried once more if it did;
+    /// when the disk is still full part way, the write is short, as on a disk: the bytes
+    /// before that point are in the file, and the caller must say so (the next write gets
+    /// ENOSPC). An error only when nothing was written.
     pub fn write_staging(
         &mut self,
         offset: u64,
         data: &[u8],
         make_room: impl FnOnce(u64) -> bool,
-    ) -> FsResult<()> {
+    ) -> FsResult<usize> {
         let s = self
             .staging
             .as_ref()
             .ok_or_else(|| FsError::new(libc::EIO, "no staging file"))?;
-        let mut result = s.file().write_all_at(data, offset);
-        if result.as_ref().is_err_and(is_disk_full) && make_room(data.len() as u64) {
-            result = s.file().write_all_at(data, offset);
+        let (mut written, mut failed) = write_some_at(s.file(), data, offset);
+        if failed.as_ref().is_some_and(is_disk_full) && make_room((data.len() - written) as u64) {
+            let (more, again) = write_some_at(s.file(), &data[written..], offset + written as u64);
+            written += more;
+            failed = again;
         }
-        self.dirty = true;
-        result.map_err(|e| FsError::new(errno_of(&e), format!("staging write: {e}")))?;
-        self.truncated_by = None;
-        // A write after an explicit `utimes` moves the mtime again, as on a disk.
-        self.mtime_explicit = false;
-        Ok(())
+        if written > 0 {
+            self.dirty = true;
+            self.truncated_by = None;
+            // A write after an explicit `utimes` moves the mtime again, as on a disk.
+            self.mtime_explicit = false;
+        }
+        match failed {
+            Some(e) if written == 0 => {
+                Err(FsError::new(errno_of(&e), format!("staging write: {e}")))
+            }
+            Some(e) => {
+                log::debug!("staging write: {e} after {written} of {} bytes", data.len());
+                Ok(written)
+            }
+            None => Ok(written),
+        }
     }
 
     /// Truncate (or extend) the staging file to `size`: the file is dirty, and a streamed

@@ -43,6 +43,26 @@ pub(super) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io:
     Ok(n)
 }
 
+/// Write `data` at `offset` until all of it is written or an error stops it: the bytes
+/// written, and that error. `pwrite` on a filling disk writes what fits and only the next call
+/// fails, so bytes may be written before the error.
+pub(super) fn write_some_at(
+    file: &File,
+    data: &[u8],
+    offset: u64,
+) -> (usize, Option<std::io::Error>) {
+    let mut n = 0;
+    while n < data.len() {
+        match file.write_at(&data[n..], offset + n as u64) {
+            Ok(0) => return (n, Some(std::io::ErrorKind::WriteZero.into())),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
+}
+
 /// The file system is full (or the user's quota is).
 pub(super) fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
