@@ -186,15 +186,27 @@ impl S3Fs {
         Ok((self.attrs_of(ino)?, fh))
     }
 
-    /// A new, empty staging file under the cache dir, private to this user.
+    /// A new, empty staging file under the cache dir, private to this user. The staging dir
+    /// is made again if it was removed while mounted (a cache cleaner), as at the mount's
+    /// start; otherwise every create and write would fail until a remount.
     pub(crate) fn new_staging_file(&self) -> FsResult<(std::fs::File, std::path::PathBuf)> {
-        let tmp = tempfile::Builder::new()
-            .prefix("s3mount-")
-            .permissions(private::file_permissions())
-            .tempfile_in(&self.staging_dir)
-            .map_err(|e| {
-                FsError::new(errno_of(&e), format!("cannot create a staging file: {e}"))
-            })?;
+        let create = || {
+            tempfile::Builder::new()
+                .prefix("s3mount-")
+                .permissions(private::file_permissions())
+                .tempfile_in(&self.staging_dir)
+        };
+        let tmp = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::warn!(
+                    "{} was removed while mounted: made again",
+                    self.staging_dir.display()
+                );
+                private::create_dir_all(&self.staging_dir).and_then(|()| create())
+            }
+            other => other,
+        }
+        .map_err(|e| FsError::new(errno_of(&e), format!("cannot create a staging file: {e}")))?;
         tmp.keep()
             .map_err(|e| FsError::new(libc::EIO, format!("cannot keep the staging file: {e}")))
     }

@@ -256,9 +256,12 @@ impl S3Fs {
                 .unwrap_or_default()
                 .as_nanos();
             let path = self.unsaved_dir.join(copy_name(stamp, key));
-            // A hard link shares the staging file's inode (later writes land in it too) and so
-            // its mode, private since its creation; a copy is created private too.
-            let linked = std::fs::hard_link(staging.path(), &path)
+            // Made again if it was removed while mounted (a cache cleaner): not losing the
+            // bytes is the point. A hard link shares the staging file's inode (later writes
+            // land in it too) and so its mode, private since its creation; a copy is created
+            // private too.
+            let linked = private::create_dir_all(&self.unsaved_dir)
+                .and_then(|()| std::fs::hard_link(staging.path(), &path))
                 .or_else(|_| private::copy_new(staging.path(), &path).map(|_| ()));
             match linked {
                 Ok(()) => {

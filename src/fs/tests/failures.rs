@@ -43,6 +43,40 @@ fn a_persistent_500_at_close_is_eio_with_the_bytes_kept_and_a_note() {
     );
 }
 
+/// The cache dir's `staging/` and `unsaved/` removed while mounted (a cache cleaner, an
+/// `rm -rf ~/.cache/*`) are made again when needed: every create and every write to an
+/// existing file failed with EIO until a remount, and an upload that failed lost the bytes
+/// (the copy under `unsaved/` could not be made, yet close said only EIO).
+#[test]
+fn the_staging_and_unsaved_dirs_are_made_again_if_removed_while_mounted() {
+    let fx = fx();
+    let cache_dir = fx.fs.options().cache_dir.clone();
+    for d in ["staging", "unsaved"] {
+        std::fs::remove_dir_all(cache_dir.join(d)).unwrap();
+    }
+    fx.put("f", b"written").unwrap();
+    assert_eq!(fx.data("f"), b"written");
+
+    assert!(
+        !cache_dir.join("unsaved").exists(),
+        "made before it is needed"
+    );
+    fx.store.fail_next(Operation::PutObject, 2, INTERNAL);
+    assert_eq!(errno(fx.put("f", b"precious new bytes")), libc::EIO);
+    assert_eq!(fx.data("f"), b"written");
+    assert_eq!(
+        fx.unsaved(),
+        [(b"precious new bytes".to_vec(), Some("f".to_string()))]
+    );
+    for d in ["staging", "unsaved"] {
+        let mode = std::fs::metadata(cache_dir.join(d))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{d}");
+    }
+}
+
 #[test]
 fn a_close_that_failed_once_is_retried_by_the_last_release() {
     let fx = fx();
