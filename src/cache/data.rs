@@ -807,6 +807,20 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_removed_while_in_use_is_made_again() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("data");
+        let c = DataCache::open(&dir, cfg(100 * BS)).unwrap();
+        let o = c.object("b", "k", "e", 2 * BS);
+        assert!(c.store(&o, 0, &block(1, BS)));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(read_all(&c, &o, 0), None, "gone with its file");
+        assert!(c.store(&o, 1, &block(2, BS)));
+        assert_eq!(read_all(&c, &o, 1), Some(block(2, BS)));
+        assert_eq!(c.used_bytes(), BS);
+    }
+
+    #[test]
     fn one_process_per_directory() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("data");

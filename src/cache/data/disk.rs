@@ -26,10 +26,21 @@ impl DataCache {
             .join(TMP_DIR)
             .join(format!("{}.{n}", std::process::id()));
         let written = (|| {
-            let mut f = private::open_options()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
+            let create = || {
+                private::open_options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+            };
+            let mut f = match create() {
+                // The directory was removed while mounted (a cache cleaner): made again, or
+                // nothing would be cached until a remount.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    private::create_dir_all(&self.dir.join(TMP_DIR))?;
+                    create()?
+                }
+                other => other?,
+            };
             f.write_all(data)?;
             match std::fs::rename(&tmp, path) {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
