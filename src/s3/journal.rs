@@ -108,11 +108,22 @@ impl UploadJournal {
         let name = format!("{}-{stamp}-{n}", std::process::id());
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(format!("{name}.{EXTENSION}"));
-        let mut file = private::open_options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let create = || {
+            private::open_options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+        };
+        let mut file = match create() {
+            // The directory was removed while mounted (a cache cleaner): made again, or no
+            // upload would be recorded, and a crash would leave its parts stored and billed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                private::create_dir_all(&self.dir)?;
+                create()?
+            }
+            other => other?,
+        };
         let written = (|| {
             file.try_lock()?;
             file.write_all(encode(obj, upload_id).as_bytes())?;
@@ -279,5 +290,22 @@ mod tests {
         );
         let names: Vec<_> = std::fs::read_dir(j.dir()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn a_directory_removed_while_in_use_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = UploadJournal::open(dir.path().join("c").join("uploads")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("c")).unwrap();
+        let e = j.record(&obj("k"), "id").unwrap();
+        assert_eq!(
+            decode(&std::fs::read_to_string(e.path()).unwrap()),
+            Some((obj("k"), "id".into()))
+        );
+        let mode = std::fs::metadata(j.dir()).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
     }
 }
