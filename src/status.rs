@@ -3,9 +3,12 @@
 //! Each mount rewrites a [`Snapshot`] of its figures once a second in
 //! `<cache-dir>/<bucket>/status.PID.json` (0600; [`crate::publish`]). This command finds the
 //! s3mount mounts of this user in `/proc/self/mountinfo`, reads the snapshots under the cache
-//! dir (`--cache-dir`, default the mounts' default), keeps those whose process is alive and
-//! whose mount point is still mounted, and prints them. A mount whose snapshot is not there
-//! (started with another `--cache-dir`, or with `--no-status`) is listed with that hint.
+//! dir (`--cache-dir`, default the mounts' default), keeps those whose process is alive (not
+//! a zombie) and whose mount point is still mounted, and prints them. A mount whose snapshot
+//! is not there is listed as dead when its mount point says so (its s3mount was killed), else
+//! with a hint (started with another `--cache-dir`, or with `--no-status`). The mounts
+//! themselves are asked nothing but that, from a thread given up after a second: `status` must
+//! answer while a mount is stuck.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -171,19 +174,42 @@ pub fn run(args: &StatusArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// True if the FUSE mount at `mountpoint` has no process serving it any more (killed, or
-/// a zombie not yet reaped, whose figures are still there).
+/// How long `status` waits for a mount point to answer whether it is dead: a live mount
+/// answers a `stat` of its root from memory, but one whose workers are all busy (waiting for a
+/// slow server: when `status` is most wanted) may not answer soon, and `status` must not hang.
+const DEAD_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// True if the FUSE mount at `mountpoint` has no process serving it any more: it answers
+/// "Transport endpoint is not connected". Asked from a thread of its own and given up after
+/// [`DEAD_CHECK_TIMEOUT`] (then alive, if slow).
 fn is_dead(mountpoint: &Path) -> bool {
-    std::fs::metadata(mountpoint).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        let dead =
+            std::fs::metadata(&path).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+        let _ = tx.send(dead);
+    });
+    rx.recv_timeout(DEAD_CHECK_TIMEOUT).unwrap_or(false)
+}
+
+/// True if process `pid` is gone or a zombie (killed, not yet reaped): its figures are not
+/// a running mount's. Read from `/proc`, never from the mount.
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)` (comm may hold one).
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
 
 /// What to say of a mount without figures: a dead one (its process was killed, the mount point
 /// answers "Transport endpoint is not connected") is named as such, with the command that
 /// clears it; of a live one the figures are elsewhere, or not published.
 fn missing_line(m: &FuseMount, root: &Path) -> String {
-    let dead =
-        std::fs::metadata(&m.mountpoint).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
-    if dead {
+    if is_dead(&m.mountpoint) {
         format!(
             "{} ({}): dead: its s3mount is no longer running (Transport endpoint is not connected); clear it with `fusermount3 -u {}`",
             m.mountpoint.display(),
@@ -215,9 +241,8 @@ fn read_snapshots(root: &Path, mounts: &[FuseMount]) -> Vec<Found> {
         .filter_map(|f| std::fs::read(f.path()).ok())
         .filter_map(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
         .filter(|s| s.version == SNAPSHOT_VERSION)
-        .filter(|s| Path::new(&format!("/proc/{}", s.pid)).exists())
+        .filter(|s| !is_gone(s.pid))
         .filter(|s| mounts.iter().any(|m| m.mountpoint == s.mountpoint))
-        .filter(|s| !is_dead(&s.mountpoint))
         .map(|snapshot| {
             let taken = UNIX_EPOCH + Duration::from_secs(snapshot.updated_unix);
             let age = now.duration_since(taken).unwrap_or_default();
@@ -326,6 +351,21 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_gone_or_a_zombie_is_gone() {
+        assert!(!is_gone(std::process::id()));
+        // Above the kernel's pid_max (at most 2^22): no process has it.
+        assert!(is_gone(1 << 30));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Exited and not yet reaped: a zombie, whose figures a killed mount would have left.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !is_gone(child.id()) {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+    }
 
     #[test]
     fn text_shows_every_figure() {
