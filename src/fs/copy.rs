@@ -83,11 +83,11 @@ impl S3Fs {
             self.upload_if_dirty(&mut of)?;
             let key = self.table().key_of(of.ino());
             match key {
-                Some(key) if of.remote_exists() && of.copy_source_ok() => (
+                Some(key) if of.version().exists() && of.copy_source_ok() => (
                     PendingCopy {
                         key,
-                        etag: of.etag().map(str::to_string),
-                        size: of.remote_size(),
+                        etag: of.version().etag().map(str::to_string),
+                        size: of.version().size(),
                         covered: 0,
                         tagged: false,
                     },

@@ -73,26 +73,26 @@ impl S3Fs {
         }
         let etag = self.table().get(ino).and_then(|n| n.attr().etag.clone());
         if of.is_unused() {
-            of.pin_version(etag, attrs.size);
-        } else if let Some(newer) = etag.filter(|e| Some(e.as_str()) != of.etag()) {
+            of.version_mut().pin(etag, attrs.size);
+        } else if let Some(newer) = etag.filter(|e| Some(e.as_str()) != of.version().etag()) {
             self.repin_if_replaced(&mut of, newer, attrs.size)?;
         }
         let fh = self.new_fh();
         if writable && flags & libc::O_TRUNC != 0 {
             self.ensure_staging(&mut of, false)?;
             of.truncate_staging(0)?;
-            if of.remote_exists() {
+            if of.version().exists() {
                 of.defer_flush_of(fh);
             }
         }
         // Under the file's lock, so a write through another handle comes before or after.
-        let direct_io = of.has_outdated_handles();
+        let direct_io = of.version().has_outdated_handles();
         let keep_cache = if of.staging().is_some() || direct_io {
             // No version's pages: nothing is stored into them meanwhile either.
             self.kernel_pages.changed(ino);
             false
         } else {
-            self.kernel_pages.open(ino, of.etag())
+            self.kernel_pages.open(ino, of.version().etag())
         };
         of.add_open();
         drop(of);
@@ -110,13 +110,13 @@ impl S3Fs {
     /// An `open` of a file already open here found an ETag (`etag`, of `size` bytes) other
     /// than the one its handles read: if another client replaced the object, this open reads
     /// the new version (close-to-open, as when no handle is open), and the handles open until
-    /// now fail their reads ([`OpenFile::repin`]). They would still find the old version's
-    /// pages in the kernel's page cache of the inode, which the kernel shares between handles:
-    /// this open drops them, and until the last of those handles is closed every open is
-    /// `FOPEN_DIRECT_IO` and no page is stored, so the new version's bytes never reach the
-    /// page cache where an old handle would read them. Nothing changes while the file holds
-    /// content of its own (handles share it, as on a disk), nor while one of the mount's own
-    /// copies moves the object (readers follow those: the same bytes under a new ETag).
+    /// now fail their reads ([`super::version_pin::VersionPin::repin`]). They would still find
+    /// the old version's pages in the kernel's page cache of the inode, which the kernel shares
+    /// between handles: this open drops them, and until the last of those handles is closed
+    /// every open is `FOPEN_DIRECT_IO` and no page is stored, so the new version's bytes never
+    /// reach the page cache where an old handle would read them. Nothing changes while the file
+    /// holds content of its own (handles share it, as on a disk), nor while one of the mount's
+    /// own copies moves the object (readers follow those: the same bytes under a new ETag).
     fn repin_if_replaced(&self, of: &mut OpenFile, etag: String, size: u64) -> FsResult<()> {
         if !of.reads_the_server_only() || self.own_copies.any_for(&self.object_key(of)?) {
             return Ok(());
@@ -124,10 +124,10 @@ impl S3Fs {
         log::debug!(
             "inode {}: replaced behind the mount (ETag {:?} -> {etag:?}); open handles read no more",
             of.ino(),
-            of.etag()
+            of.version().etag()
         );
         let handles = self.open_files.handles_of(of.ino());
-        of.repin(etag, size, handles);
+        of.version_mut().repin(etag, size, handles);
         Ok(())
     }
 
@@ -218,12 +218,12 @@ impl S3Fs {
         }
         let (mut file, path) = self.new_staging_file()?;
         let mut filled_from = None;
-        if fill && of.remote_exists() {
+        if fill && of.version().exists() {
             let key = self.object_key(of)?;
             let mut result = self.bucket.download(&key, &mut file);
             if let Err(e) = &result {
                 let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
-                if full && self.make_room_for_staging(of.remote_size()) {
+                if full && self.make_room_for_staging(of.version().size()) {
                     result = file
                         .set_len(0)
                         .and_then(|()| std::io::Seek::rewind(&mut file))
@@ -251,7 +251,7 @@ impl S3Fs {
         let mut follows = 0;
         loop {
             let mut of = f.lock();
-            if of.is_outdated(fh) {
+            if of.version().is_outdated(fh) {
                 return Err(FsError::new(
                     libc::EIO,
                     format!(
@@ -295,7 +295,10 @@ impl S3Fs {
 
     /// The key and ETag an open file reads.
     fn pinned_version(&self, of: &OpenFile) -> (Option<String>, Option<String>) {
-        (self.table().key_of(of.ino()), of.etag().map(str::to_string))
+        (
+            self.table().key_of(of.ino()),
+            of.version().etag().map(str::to_string),
+        )
     }
 
     /// Read from the staging file, or from the object version the file is pinned to.
@@ -306,7 +309,8 @@ impl S3Fs {
         }
         let key = self.object_key(of)?;
         let ino = of.ino();
-        let result = of.read_remote(
+        let result = of.version_mut().read(
+            ino,
             self.bucket.obj(&key),
             &self.prefetch_pool,
             offset,

@@ -139,7 +139,7 @@ impl S3Fs {
             return Ok(false);
         }
         if of.needs_base_metadata() {
-            let (m, h) = if of.remote_exists() {
+            let (m, h) = if of.version().exists() {
                 let om = self.object_meta(ino)?;
                 (om.metadata, Some(om.content_headers))
             } else {
@@ -315,7 +315,7 @@ impl S3Fs {
     /// the old ETag follow it instead of failing their next ranged GET with 412 → EIO.
     pub(crate) fn open_readers_follow(&self, ino: u64, old: Option<&str>, new: Option<String>) {
         if let (Some(f), Some(new)) = (self.open_files.get(ino), new) {
-            f.lock().follow_etag(old, new);
+            f.lock().version_mut().follow_etag(old, new);
         }
     }
 }

@@ -20,7 +20,8 @@
 //!   (readdir, page by page) with [`listing_heads`] (the metadata a listing lacks), [`rename`] with [`gate`] (uploads wait for renames of their
 //!   keys), [`names`] (which names can be keys and which keys can be names);
 //! - open files: [`open_files`] (the registry and the lock order), [`open_file`] (one file's
-//!   state and what touches only it) with [`staging`] (its local copy), [`page_cache`] (which version the kernel's cached pages
+//!   state and what touches only it) with [`version_pin`] (the object version it reads) and
+//!   [`staging`] (its local copy), [`page_cache`] (which version the kernel's cached pages
 //!   of a file are), [`file`](mod@file) (open/read/write/flush/release/truncate),
 //!   [`upload`] (the upload at close and while writing) with [`upload_plan`] (what an upload
 //!   carries), [`unsaved`] (copies kept after a failed upload, and their notes), [`prefetch`]
@@ -63,6 +64,7 @@ pub mod unsaved;
 pub mod unsupported;
 pub mod upload;
 pub mod upload_plan;
+pub mod version_pin;
 pub mod whole;
 pub mod xattr;
 pub mod xattr_json;

@@ -2,8 +2,8 @@
 //! that state.
 //!
 //! An [`OpenFile`] owns:
-//! - the version it reads: the ETag and size seen at open (ranged GETs are pinned to it with
-//!   `If-Match`) and its read-ahead ([`Prefetcher`]);
+//! - the version it reads ([`VersionPin`], see [`super::version_pin`]): the ETag and size seen
+//!   at open, its read-ahead, and the handles left on a version another client replaced;
 //! - its [`Staging`] file under `<cache-dir>/staging/`, holding the new content once the file
 //!   is written or truncated (reads then come from it);
 //! - its streamed upload ([`Streaming`]): a multipart upload fed while the file is written front
@@ -27,28 +27,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::buffers::ReadData;
 use super::copy::PendingCopy;
 use super::error::{FsError, FsResult};
-use super::fetch::ObjectSource;
-use super::prefetch::{PrefetchPool, Prefetcher};
 pub use super::staging::{errno_of, Staging};
 use super::staging::{is_disk_full, read_full_at, write_some_at};
 use super::upload_plan::{Streaming, UploadPlan};
+use super::version_pin::VersionPin;
 use crate::s3::stream::UploadQueue;
-use crate::s3::{Metadata, ObjectRef};
+use crate::s3::Metadata;
 
 /// The state of a file with open handles. See the module documentation.
 #[derive(Debug)]
 pub struct OpenFile {
     ino: u64,
     opens: u32,
-    /// ETag of the version being read (and the base of a modification).
-    etag: Option<String>,
-    /// Size of that version.
-    remote_size: u64,
-    /// The object exists on the server (else it is new and only local until uploaded).
-    remote_exists: bool,
+    /// The version read (and the base of a modification).
+    version: VersionPin,
     staging: Option<Staging>,
     dirty: bool,
     /// Unlinked while open: never uploaded.
@@ -64,7 +58,6 @@ pub struct OpenFile {
     content_headers: Option<Vec<(String, String)>>,
     /// Where the content was saved after a failed upload.
     saved: Option<PathBuf>,
-    prefetch: Option<Prefetcher>,
     /// The staging file has only been written front to back from empty: this is where the
     /// next sequential write starts (None once any write or truncate broke the pattern).
     seq_end: Option<u64>,
@@ -80,9 +73,6 @@ pub struct OpenFile {
     truncated_by: Option<u64>,
     /// A server-side copy into this file, recorded by `copy_file_range` and not made yet.
     copy: Option<PendingCopy>,
-    /// Handles opened on a version another client has replaced since (a later `open` read the
-    /// new one): their reads fail, never mixing the two (see [`OpenFile::repin`]).
-    outdated: Vec<u64>,
 }
 
 impl OpenFile {
@@ -91,9 +81,7 @@ impl OpenFile {
         OpenFile {
             ino,
             opens: 0,
-            etag: None,
-            remote_size: 0,
-            remote_exists: false,
+            version: VersionPin::default(),
             staging: None,
             dirty: false,
             unlinked: false,
@@ -103,14 +91,12 @@ impl OpenFile {
             mtime_explicit: false,
             content_headers: None,
             saved: None,
-            prefetch: None,
             seq_end: None,
             stream: None,
             stream_off: false,
             aborting: Vec::new(),
             truncated_by: None,
             copy: None,
-            outdated: Vec::new(),
         }
     }
 
@@ -128,7 +114,7 @@ impl OpenFile {
 
     /// One handle fewer (`fh`); true if it was the last.
     pub fn close_handle(&mut self, fh: u64) -> bool {
-        self.outdated.retain(|&h| h != fh);
+        self.version.forget_handle(fh);
         self.opens = self.opens.saturating_sub(1);
         self.opens == 0
     }
@@ -140,47 +126,26 @@ impl OpenFile {
 
     // ---- the version on the server ----------------------------------------------------------
 
-    /// At the first open: read the version with `etag` (None: no object yet) of `size` bytes.
-    /// Read-ahead of another version is dropped.
-    pub fn pin_version(&mut self, etag: Option<String>, size: u64) {
-        if self.etag != etag {
-            self.prefetch = None;
-        }
-        self.remote_exists = etag.is_some();
-        self.etag = etag;
-        self.remote_size = size;
+    /// The version the file reads.
+    pub fn version(&self) -> &VersionPin {
+        &self.version
+    }
+
+    /// The version the file reads, to pin it, move it or read it.
+    pub fn version_mut(&mut self) -> &mut VersionPin {
+        &mut self.version
     }
 
     /// True if the file holds nothing of its own — no staging file, copy, streamed upload or
     /// unlink — and reads the version of an object: a version another client replaced can
-    /// then be left for the new one (see [`OpenFile::repin`]).
+    /// then be left for the new one (see [`VersionPin::repin`]).
     pub fn reads_the_server_only(&self) -> bool {
-        self.remote_exists
+        self.version.exists()
             && self.staging.is_none()
             && self.copy.is_none()
             && self.stream.is_none()
             && !self.unlinked
             && !self.dirty
-    }
-
-    /// An `open` found a newer version (`etag`, `size`) than the one read, put there by another
-    /// client: the file reads it from now on, and the handles open until now (`handles`) were
-    /// reading the old one, which they can no longer read — their reads fail with EIO, as the
-    /// old version's `If-Match` would, rather than going on in the new version's bytes.
-    pub fn repin(&mut self, etag: String, size: u64, handles: Vec<u64>) {
-        self.outdated.extend(handles);
-        self.pin_version(Some(etag), size);
-    }
-
-    /// True if handle `fh` reads a version another client has replaced (see
-    /// [`OpenFile::repin`]).
-    pub fn is_outdated(&self, fh: u64) -> bool {
-        self.outdated.contains(&fh)
-    }
-
-    /// True while a handle reads a version another client has replaced.
-    pub fn has_outdated_handles(&self) -> bool {
-        !self.outdated.is_empty()
     }
 
     /// A file just created (no object yet), with the metadata and content headers of its
@@ -191,64 +156,10 @@ impl OpenFile {
         metadata: Metadata,
         content_headers: Vec<(String, String)>,
     ) {
-        self.remote_exists = false;
-        self.etag = None;
-        self.remote_size = 0;
+        self.version.start_new();
         self.exclusive = exclusive;
         self.pending_meta = Some(metadata);
         self.content_headers = Some(content_headers);
-    }
-
-    /// ETag of the version read (and the base of a modification).
-    pub fn etag(&self) -> Option<&str> {
-        self.etag.as_deref()
-    }
-
-    /// Size of that version.
-    pub fn remote_size(&self) -> u64 {
-        self.remote_size
-    }
-
-    /// The object exists on the server.
-    pub fn remote_exists(&self) -> bool {
-        self.remote_exists
-    }
-
-    /// After a copy of the object onto itself or a rename's copy: the same content with a new
-    /// ETag, which reads pinned to `old` follow.
-    pub fn follow_etag(&mut self, old: Option<&str>, new: String) {
-        if old.is_some() && self.etag.as_deref() == old {
-            self.etag = Some(new);
-        }
-    }
-
-    /// Read `[offset, offset + size)` of the pinned version through the read-ahead, which
-    /// `source` makes when there is none for that version yet (an object, ETag and size). On
-    /// failure the read-ahead is dropped: the next read starts afresh.
-    pub fn read_remote(
-        &mut self,
-        obj: ObjectRef,
-        pool: &PrefetchPool,
-        offset: u64,
-        size: u32,
-        source: impl FnOnce(ObjectRef, Option<String>, u64) -> ObjectSource,
-    ) -> FsResult<ReadData> {
-        let (etag, remote_size) = (self.etag.clone(), self.remote_size);
-        let prefetcher = match &mut self.prefetch {
-            Some(p) if p.is_for(&obj, &etag, remote_size) => p,
-            slot => slot.insert(Prefetcher::new(source(obj, etag, remote_size))),
-        };
-        let result = prefetcher.read(pool, offset, size);
-        if result.is_err() {
-            log::debug!(
-                "read of inode {} failed (pinned to ETag {:?}, {} bytes)",
-                self.ino,
-                self.etag,
-                self.remote_size
-            );
-            self.prefetch = None;
-        }
-        result
     }
 
     // ---- the staging file -------------------------------------------------------------------
@@ -263,8 +174,7 @@ impl OpenFile {
     /// then be uploaded while it is written front to back.
     pub fn attach_staging(&mut self, staging: Staging, filled_from: Option<(Option<String>, u64)>) {
         if let Some((etag, size)) = filled_from {
-            self.etag = etag;
-            self.remote_size = size;
+            self.version.filled_from(etag, size);
         }
         let empty = staging
             .file()
@@ -524,9 +434,7 @@ impl OpenFile {
     pub fn uploaded(&mut self, len: u64, etag: Option<String>, plan: &UploadPlan) {
         self.dirty = false;
         self.exclusive = false;
-        self.remote_exists = true;
-        self.etag = etag;
-        self.remote_size = len;
+        self.version.uploaded(etag, len);
         self.stream_off = false;
         self.truncated_by = None;
         self.keep_plan(plan);

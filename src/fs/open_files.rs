@@ -5,11 +5,12 @@
 //! **Lock order** — the one rule for every lock the file system takes; a thread takes a lock
 //! only while it holds none listed after it:
 //! 1. a directory listing (`listing::Listing`);
-//! 2. one `OpenFile` (never two at once). It may be held across requests for that one file (an
-//!    upload at close, a download at open-for-write), and an upload holding it may wait at the
-//!    rename gate: so nothing takes an `OpenFile` while its own rename holds the gate closed.
-//!    `stat`, lookups and listings never wait for it: they read the size it publishes each
-//!    time it is let go ([`FileCell::local_size`]);
+//! 2. one `OpenFile` (never two at once; its `version_pin::VersionPin` is inside it, under the
+//!    same lock). It may be held across requests for that one file (an upload at close, a
+//!    download at open-for-write), and an upload holding it may wait at the rename gate: so
+//!    nothing takes an `OpenFile` while its own rename holds the gate closed. `stat`, lookups
+//!    and listings never wait for it: they read the size it publishes each time it is let go
+//!    ([`FileCell::local_size`]);
 //! 3. the rename gate's state (`gate::RenameGate`), which computes a write's key under it;
 //! 4. the inode table (`S3Fs::table`): short sections, never across a request;
 //! 5. this registry's maps: only to look up, insert or remove. Nothing waits for an `OpenFile`

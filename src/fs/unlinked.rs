@@ -100,13 +100,13 @@ impl S3Fs {
             return Ok(Detached::Free);
         }
         of.mark_unlinked();
-        if of.staging().is_some() || !of.remote_exists() {
+        if of.staging().is_some() || !of.version().exists() {
             return Ok(Detached::Free);
         }
-        if may_keep && of.remote_size() > FETCH_AT_UNLINK_MAX {
+        if may_keep && of.version().size() > FETCH_AT_UNLINK_MAX {
             log::debug!(
                 "{key}: unlinked while open ({} bytes): kept until the last close",
-                of.remote_size()
+                of.version().size()
             );
             of.keep_object(key.to_string());
             self.kept.insert(key.to_string(), ino);
@@ -119,11 +119,11 @@ impl S3Fs {
     /// Fetch the version `of` reads (from `key`) into a staging file of its own, so its
     /// descriptors no longer need the object.
     fn fetch_rest(&self, of: &mut OpenFile, key: &str) -> FsResult<()> {
-        let size = of.remote_size();
+        let size = of.version().size();
         let src = ObjectSource::new(
             self.bucket.clone(),
             self.bucket.obj(key),
-            of.etag().map(str::to_string),
+            of.version().etag().map(str::to_string),
             size,
             self.data_cache.clone().zip(self.cache_writer.clone()),
         );
@@ -179,7 +179,7 @@ impl S3Fs {
         if let Some(f) = self.open_files.get(ino) {
             let mut of = f.lock();
             if of.kept_key() == Some(key) {
-                etag = of.etag().map(str::to_string);
+                etag = of.version().etag().map(str::to_string);
                 if of.staging().is_none() {
                     self.fetch_rest(&mut of, key)?;
                 }
@@ -203,7 +203,7 @@ impl S3Fs {
             return;
         };
         // Hidden until it is gone: a listing meanwhile must not show the name again.
-        match self.bucket.delete(&key, of.etag()) {
+        match self.bucket.delete(&key, of.version().etag()) {
             Ok(()) => log::debug!("{key}: unlinked while open; deleted at the last close"),
             Err(e) => log::warn!(
                 "{key}: unlinked while open, but its object could not be deleted at the last close: {e}"

@@ -60,7 +60,7 @@ impl S3Fs {
     /// with `mtime` brought up to date unless it was set explicitly, and the content headers
     /// (a Content-Type from the extension for a new object).
     pub(super) fn upload_plan(&self, of: &OpenFile, key: &str) -> FsResult<UploadPlan> {
-        let (mut metadata, content_headers) = match (of.pending_metadata(), of.remote_exists()) {
+        let (mut metadata, content_headers) = match (of.pending_metadata(), of.version().exists()) {
             (Some(m), _) => (m.clone(), of.content_headers().cloned()),
             (None, true) => match self.object_meta(of.ino()) {
                 Ok(m) => (m.metadata, Some(m.content_headers)),
