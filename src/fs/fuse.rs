@@ -2,9 +2,10 @@
 //!
 //! Every error goes through `fuse_reply::fail`, which logs by severity (ENOENT/ENODATA at
 //! debug, EIO and the unexpected at warn) and answers the errno; the conversions of arguments
-//! and replies, and the rows of a directory, are in `fuse_reply.rs`. The operations the mount does not support
-//! answer their errno at once through [`UnsupportedLog`] (see [`super::unsupported`]), with no
-//! warning. No semantics live here.
+//! and replies, the rows of a directory, and what a reply decides (an open's flags, how long
+//! the kernel keeps a row's attributes, `statfs`'s figures) are in `fuse_reply.rs`. The
+//! operations the mount does not support answer their errno at once through [`UnsupportedLog`]
+//! (see [`super::unsupported`]), with no warning. No semantics live here.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -12,24 +13,21 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
+    CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
     RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attr::AttrChange;
-use super::error::FsError;
 use super::fuse_reply::{
-    answer_empty, answer_entry, caller, copied, dir_rows, fail, time_of, to_fuser, xattr_reply,
+    answer_empty, answer_entry, answer_statfs, caller, copied, dir_rows, fail, no_copy_flags,
+    open_flags, plus_rows, time_of, to_fuser, xattr_reply, MAX_WRITE,
 };
 use super::unsupported::{Unsupported, UnsupportedLog};
 use super::{mountinfo, S3Fs};
 
-/// Largest single read/write the kernel sends us (with FUSE_MAX_PAGES, which allows up to
-/// 256 pages by default: `/proc/sys/fs/fuse/max_pages_limit`).
-pub(super) const MAX_WRITE: u32 = 1024 * 1024;
 /// Kernel read-ahead: large enough to keep sequential reads streaming, and each FUSE read as
 /// large as `MAX_WRITE`. The kernel caps what FUSE_INIT may ask for at its backing device's
 /// default (128 KiB: reads then come 128 KiB at a time, eight times the requests), so once
@@ -238,16 +236,7 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            Ok(o) => {
-                let mut flags = FopenFlags::empty();
-                if o.keep_cache {
-                    flags |= FopenFlags::FOPEN_KEEP_CACHE;
-                }
-                if o.direct_io {
-                    flags |= FopenFlags::FOPEN_DIRECT_IO;
-                }
-                reply.opened(FileHandle(o.fh), flags)
-            }
+            Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(fail("open", e)),
         }
     }
@@ -343,11 +332,7 @@ impl Filesystem for FuseAdapter {
             Err(e) => return reply.error(fail("readdir", e)),
         };
         for r in rows {
-            let kind = r
-                .attrs
-                .as_ref()
-                .map_or(FileType::Directory, |a| to_fuser(a).kind);
-            if reply.add(INodeNo(r.ino), r.next, kind, &r.name) {
+            if reply.add(INodeNo(r.ino), r.next, r.kind(), &r.name) {
                 break;
             }
         }
@@ -362,23 +347,18 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let rows = match dir_rows(&self.fs, ino.0, fh.0, offset) {
+        let rows = match plus_rows(&self.fs, ino.0, fh.0, offset, self.ttl()) {
             Ok(r) => r,
             Err(e) => return reply.error(fail("readdirplus", e)),
         };
-        // Entries of a listing are trusted as long as the listing is (see `listing`).
-        let ttl = self.fs.listing_ttl(ino.0).max(self.ttl());
         for r in rows {
-            // `.` or `..` whose attributes are not known: left out.
-            let Some(a) = r.attrs.or_else(|| self.fs.attrs_of(r.ino).ok()) else {
-                continue;
-            };
+            let attr = to_fuser(&r.attrs);
             if reply.add(
                 INodeNo(r.ino),
                 r.next,
                 &r.name,
-                &if r.deferred { Duration::ZERO } else { ttl },
-                &to_fuser(&a),
+                &r.ttl,
+                &attr,
                 Generation(0),
             ) {
                 break;
@@ -415,11 +395,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        // S3 has no capacity: report a large, constant amount free so `df` and installers
-        // that check free space don't refuse to write.
-        const BLOCKS: u64 = 1 << 40; // × 4 KiB = 4 PiB
-        const FILES: u64 = 1 << 32;
-        reply.statfs(BLOCKS, BLOCKS, BLOCKS, FILES, FILES, 4096, 255, 4096)
+        answer_statfs(reply)
     }
 
     fn setxattr(
@@ -505,12 +481,10 @@ impl Filesystem for FuseAdapter {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let result = if flags.is_empty() {
+        let result = no_copy_flags(flags).and_then(|()| {
             self.fs
                 .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
-        } else {
-            Err(FsError::new(libc::EINVAL, "copy_file_range: unknown flags"))
-        };
+        });
         // EOPNOTSUPP (the kernel copies through read and write) is logged at debug by `fail`.
         match result {
             Ok(n) => reply.written(copied(n)),

@@ -1,24 +1,43 @@
 //! What the FUSE adapter ([`super::fuse`]) converts: the core's attributes and errors into
 //! fuser's replies, a request's caller and times into the core's, and a directory's listing into
-//! the rows `readdir` and `readdirplus` send (`.`, `..`, then the entries).
+//! the rows `readdir` and `readdirplus` send (`.`, `..`, then the entries, with how long the
+//! kernel may keep their attributes). Also the decisions of the replies themselves: an open's
+//! flags (`FOPEN_KEEP_CACHE`, `FOPEN_DIRECT_IO`, decided by `S3Fs::open`), the flags
+//! `copy_file_range` accepts, and what `statfs` reports of a bucket that has no capacity.
 
 use std::time::{Duration, SystemTime};
 
+use fuser::{CopyFileRangeFlags, FopenFlags, ReplyStatfs, Request, TimeOrNow};
 use fuser::{Errno, FileAttr, FileType, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr};
-use fuser::{Request, TimeOrNow};
 
 use super::attr::{Caller, FileAttrs};
 use super::error::{FsError, FsResult};
+use super::file::Opened;
 use super::page_cache::PageSink;
 use super::xattr::{self, XattrReply};
 use super::S3Fs;
 use crate::cache::inode::NodeKind;
 
+/// Largest single read/write the kernel sends us (with FUSE_MAX_PAGES, which allows up to
+/// 256 pages by default: `/proc/sys/fs/fuse/max_pages_limit`).
+pub(super) const MAX_WRITE: u32 = 1024 * 1024;
+
 /// The `st_blksize` every inode reports: the "preferred I/O size" that GNU `cp`, `cat`, `dd`
 /// without `bs=`, and stdio buffers size their reads and writes by. One FUSE write's worth, so
 /// a program that follows it sends one request per MiB instead of eight (coreutils uses 128 KiB
 /// for a 4 KiB block size).
-const IO_BLOCK: u32 = super::fuse::MAX_WRITE;
+const IO_BLOCK: u32 = MAX_WRITE;
+
+/// `statfs`: S3 has no capacity, so a large, constant amount is reported free (blocks of
+/// [`STATFS_BLOCK`] bytes: 4 PiB), and as many inodes, so `df` and installers that check free
+/// space don't refuse to write.
+const STATFS_BLOCKS: u64 = 1 << 40;
+/// `statfs`: free inodes reported (see [`STATFS_BLOCKS`]).
+const STATFS_FILES: u64 = 1 << 32;
+/// `statfs`: the block (and fragment) size the counts are in.
+const STATFS_BLOCK: u32 = 4096;
+/// `statfs`: the longest name reported, NAME_MAX as on local file systems.
+const STATFS_NAME_MAX: u32 = 255;
 
 /// The kernel's page cache of the mount's files, filled through the session's notifier
 /// (`FUSE_NOTIFY_STORE`; see [`super::page_cache`]).
@@ -134,6 +153,43 @@ pub(super) fn xattr_reply(reply: ReplyXattr, size: u32, value: Vec<u8>) {
     }
 }
 
+/// The flags of an open's reply: what `S3Fs::open` decided of the kernel's page cache (see
+/// [`Opened`] for why).
+pub(super) fn open_flags(o: &Opened) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
+    if o.keep_cache {
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if o.direct_io {
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    flags
+}
+
+/// `copy_file_range` knows no flags: any is EINVAL.
+pub(super) fn no_copy_flags(flags: CopyFileRangeFlags) -> FsResult<()> {
+    if flags.is_empty() {
+        Ok(())
+    } else {
+        Err(FsError::new(libc::EINVAL, "copy_file_range: unknown flags"))
+    }
+}
+
+/// Answer `statfs` (see [`STATFS_BLOCKS`]).
+pub(super) fn answer_statfs(reply: ReplyStatfs) {
+    let (blocks, files) = (STATFS_BLOCKS, STATFS_FILES);
+    reply.statfs(
+        blocks,
+        blocks,
+        blocks,
+        files,
+        files,
+        STATFS_BLOCK,
+        STATFS_NAME_MAX,
+        STATFS_BLOCK,
+    )
+}
+
 /// One row of a directory as the kernel reads it.
 #[derive(Debug)]
 pub(super) struct DirRow {
@@ -181,6 +237,62 @@ pub(super) fn dir_rows(fs: &S3Fs, ino: u64, fh: u64, offset: u64) -> FsResult<Ve
         entry: true,
     }));
     Ok(rows)
+}
+
+impl DirRow {
+    /// The file type `readdir` sends: `.` and `..` (no attributes) are directories.
+    pub(super) fn kind(&self) -> FileType {
+        self.attrs
+            .as_ref()
+            .map_or(FileType::Directory, |a| to_fuser(a).kind)
+    }
+}
+
+/// One row as `readdirplus` sends it: with its attributes, and how long the kernel may keep
+/// them.
+#[derive(Debug)]
+pub(super) struct PlusRow {
+    /// Its inode.
+    pub ino: u64,
+    /// The offset of the row after it.
+    pub next: u64,
+    /// Its name.
+    pub name: String,
+    /// Its attributes.
+    pub attrs: FileAttrs,
+    /// How long the kernel may keep them.
+    pub ttl: Duration,
+    /// An entry of the listing: counted as a lookup once sent.
+    pub entry: bool,
+}
+
+/// The rows `readdirplus` sends of directory `ino` (handle `fh`) from `offset` on. Entries of
+/// a listing are trusted as long as the listing is (see `listing`), or `ttl` if longer; an
+/// entry whose metadata waits for its first lookup not at all. `.` or `..` whose attributes
+/// are not known are left out.
+pub(super) fn plus_rows(
+    fs: &S3Fs,
+    ino: u64,
+    fh: u64,
+    offset: u64,
+    ttl: Duration,
+) -> FsResult<Vec<PlusRow>> {
+    let rows = dir_rows(fs, ino, fh, offset)?;
+    let ttl = fs.listing_ttl(ino).max(ttl);
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let attrs = r.attrs.or_else(|| fs.attrs_of(r.ino).ok())?;
+            Some(PlusRow {
+                ino: r.ino,
+                next: r.next,
+                name: r.name,
+                attrs,
+                ttl: if r.deferred { Duration::ZERO } else { ttl },
+                entry: r.entry,
+            })
+        })
+        .collect())
 }
 
 /// The count a `copy_file_range` reply can hold ([`super::copy::MAX_COPY_REPLY`] at most).

@@ -12,9 +12,9 @@
 //! - `dir_handles`: directory handles → listing snapshots.
 //!
 //! Rooms, one concern each (no two import each other):
-//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter, its conversions in
-//!   `fuse_reply`) with [`unsupported`] (the
-//!   operations it answers at once with an errno), [`mountinfo`];
+//! - the door: [`fuse`] (the thin `fuser::Filesystem` adapter; its conversions, and what its
+//!   replies decide, in `fuse_reply`) with [`unsupported`] (the operations it answers at once
+//!   with an errno), [`mountinfo`];
 //! - names and directories: [`lookup`] (what a name is: the table, or the server), [`dir`]
 //!   (mkdir, rmdir, unlink, symlink, mknod), [`listing`]
 //!   (readdir, page by page) with [`listing_heads`] (the metadata a listing lacks), [`rename`] with [`gate`] (uploads wait for renames of their
