@@ -116,6 +116,7 @@ impl S3Fs {
             return Ok(());
         }
         self.change_object_metadata(ino, &stamped)?;
+        self.rebase_open_file(ino, &edit, &attrs);
         // A time set explicitly replaces the one the mount moved in memory (a directory's
         // mtime moved by its entries, an atime by reads), as on a disk: `rsync -a`, `cp -a`
         // and `tar -x` set a directory's times after filling it.
@@ -157,6 +158,35 @@ impl S3Fs {
         drop(of);
         self.table().apply_attrs(ino, attrs);
         Ok(true)
+    }
+
+    /// After a change made in place to a file that is open: the metadata it kept from its last
+    /// upload, the base of its next one (after a write, the upload at `close`), no longer is
+    /// the object's, and that upload would take the change back (a `chmod` between an `fsync`
+    /// and the next write was lost at `close`). A clean file forgets it: its next upload starts
+    /// from the object's, which the copy recorded. One that a write made dirty meanwhile gets
+    /// the edit too (an edit that fails there, as XATTR_CREATE of a name it has, is left out:
+    /// the copy, which did not fail, was made from the object's metadata).
+    fn rebase_open_file(
+        &self,
+        ino: u64,
+        edit: &impl Fn(&mut Metadata, &FileAttrs) -> FsResult<()>,
+        attrs: &AttrUpdate,
+    ) {
+        let Some(f) = self.open_files.get(ino) else {
+            return;
+        };
+        let mut of = f.lock();
+        if !of.is_dirty() {
+            of.forget_base_metadata();
+            return;
+        }
+        let (Some(mut meta), Ok(cur)) = (of.pending_metadata().cloned(), self.attrs_of(ino)) else {
+            return;
+        };
+        if edit(&mut meta, &cur).is_ok() {
+            of.set_pending_metadata(meta, attrs.mtime.is_some());
+        }
     }
 
     /// Change the object's metadata in place (see the module documentation); after

@@ -400,6 +400,12 @@ impl OpenFile {
         self.pending_meta.is_none()
     }
 
+    /// The object's metadata was changed in place while the file is clean: what the last
+    /// upload carried is no base for the next one any more (see `S3Fs::rebase_open_file`).
+    pub fn forget_base_metadata(&mut self) {
+        self.pending_meta = None;
+    }
+
     /// The metadata (and content headers, unless already known) a change starts from.
     pub fn set_base_metadata(
         &mut self,

@@ -147,6 +147,33 @@ fn a_change_to_a_file_open_with_unsaved_changes_goes_with_its_upload() {
     );
 }
 
+/// A file open for writing and uploaded already (an `fsync`, or the `close` of a duplicate: each
+/// `echo >&3` of a shell) is changed in place by a self-copy; the next write's upload at close
+/// carried the metadata of the upload before, so the `chmod` and the xattrs were lost.
+#[test]
+fn a_change_between_two_uploads_of_an_open_file_is_kept_by_the_second() {
+    let fx = fx();
+    let fh = fx.open("f", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(fh, 0, b"a").unwrap();
+    fx.fs.fsync(fh).unwrap();
+    fx.setattr("f", mode(0o600)).unwrap();
+    fx.setxattr("f", "user.x-amz-meta-k", "v", 0).unwrap();
+    fx.setxattr("f", "user.other", "o", 0).unwrap();
+    assert_eq!(fx.object("f").unwrap().metadata.get("k"), Some("v"));
+    fx.write(fh, 1, b"b").unwrap();
+    fx.close(fh).unwrap();
+    let o = fx.object("f").unwrap();
+    assert_eq!(o.data, b"ab");
+    assert_eq!(o.metadata.get("k"), Some("v"));
+    assert_eq!(
+        o.metadata.get("mode"),
+        Some((S_IFREG | 0o600).to_string().as_str())
+    );
+    let fresh = fx.remount();
+    assert_eq!(fresh.stat("f").unwrap().perm, 0o600);
+    assert_eq!(fresh.getxattr("f", "user.other").unwrap(), "o");
+}
+
 #[test]
 fn a_directory_keeps_attributes_on_its_marker_and_an_implicit_one_gets_a_marker() {
     let fx = fx();
