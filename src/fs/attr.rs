@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::error::{FsError, FsResult};
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, InodeTable, NodeKind, ROOT_INO};
+use crate::s3::meta::MAX_USER_METADATA_BYTES;
 use crate::s3::{Metadata, ObjectInfo};
 
 /// File type bits.
@@ -241,6 +242,19 @@ pub fn stamp_change(meta: &mut Metadata, had_mtime: bool, cur_mtime: SystemTime,
     meta.insert("ctime", format_mtime(now));
     if !had_mtime && meta.get("mtime").is_none() {
         meta.insert("mtime", format_mtime(cur_mtime));
+    }
+}
+
+/// Leave out the times the mount stamps, as far as `meta` needs to fit S3's 2 KB of user
+/// metadata: the ctime first, then the mtime if `mtime_may_go`. The times never cost the
+/// user's own metadata its room: without them a file shows its Last-Modified, the time of the
+/// write that left them out, where an error would lose the change (or the upload).
+pub fn leave_times_out_to_fit(meta: &mut Metadata, mtime_may_go: bool) {
+    if meta.encoded_size() > MAX_USER_METADATA_BYTES {
+        meta.remove("ctime");
+    }
+    if mtime_may_go && meta.encoded_size() > MAX_USER_METADATA_BYTES {
+        meta.remove("mtime");
     }
 }
 

@@ -19,7 +19,7 @@
 
 use std::time::SystemTime;
 
-use super::attr::{format_mtime, metadata_attrs, stamp_change, FileAttrs};
+use super::attr::{format_mtime, leave_times_out_to_fit, metadata_attrs, stamp_change, FileAttrs};
 use super::error::{FsError, FsResult};
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, HeadReply, NodeKind, ObjectMeta};
@@ -95,14 +95,8 @@ impl S3Fs {
             if meta.encoded_size() > MAX_USER_METADATA_BYTES {
                 *meta = edited;
                 let shown = format_mtime(cur.mtime);
-                if meta.encoded_size() > MAX_USER_METADATA_BYTES {
-                    meta.remove("ctime");
-                }
-                if meta.encoded_size() > MAX_USER_METADATA_BYTES
-                    && meta.get("mtime") == Some(shown.as_str())
-                {
-                    meta.remove("mtime");
-                }
+                let repeats_shown = meta.get("mtime") == Some(shown.as_str());
+                leave_times_out_to_fit(meta, repeats_shown);
             }
             Ok(())
         };

@@ -37,7 +37,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::attr::{format_mtime, metadata_attrs};
+use super::attr::{format_mtime, leave_times_out_to_fit, metadata_attrs};
 use super::error::{FsError, FsResult};
 use super::open_file::OpenFile;
 use super::upload_plan::{Streaming, UploadPlan};
@@ -82,6 +82,11 @@ impl S3Fs {
         if carries_times {
             metadata.insert("ctime", format_mtime(now));
         }
+        // Those times may take more room than the ones they replace (s3fs writes whole
+        // seconds, rclone no ctime), where `setxattr` let the metadata fill the 2 KB: they give
+        // way rather than fail the upload. An mtime set explicitly stays; one that is the
+        // upload's own time is what the object's Last-Modified says without it.
+        leave_times_out_to_fit(&mut metadata, !of.mtime_explicit());
         let content_headers = content_headers
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| self.new_file_headers(key));
