@@ -73,6 +73,21 @@ fn check_new_name(short: &str) -> FsResult<()> {
     validate_name(short).map_err(|e| FsError::new(libc::EINVAL, e.to_string()))
 }
 
+/// Refuse `x-amz-meta-xattr` by name: it holds the other names (see [`super::xattr_json`])
+/// and is listed as them, so setting it replaced them all and removing it removed them all,
+/// each with success, while the name set was not listed.
+fn not_the_entry(short: &str) -> FsResult<()> {
+    if short == xattr_json::ENTRY {
+        return Err(FsError::new(
+            libc::EINVAL,
+            format!(
+                "{XATTR_PREFIX}{short} holds the other attributes (as s3fs keeps them): set and remove those by their own names"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What `getxattr` and `listxattr` answer a caller whose buffer holds `size` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum XattrReply {
@@ -182,6 +197,7 @@ impl S3Fs {
             return self.set_stored(ino, name, value, flags);
         };
         check_new_name(&short)?;
+        not_the_entry(&short)?;
         let value = std::str::from_utf8(value)
             .map_err(|_| FsError::new(libc::EINVAL, "metadata values must be UTF-8 text"))?
             .to_string();
@@ -221,6 +237,7 @@ impl S3Fs {
             };
             return self.update_metadata(ino, edit, &AttrUpdate::default());
         };
+        not_the_entry(&short)?;
         let edit = |meta: &mut Metadata, _cur: &FileAttrs| -> FsResult<()> {
             meta.remove(&short)
                 .map(|_| ())

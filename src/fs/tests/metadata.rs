@@ -393,6 +393,28 @@ fn other_names_are_kept_in_one_entry_as_s3fs_keeps_them() {
     assert_eq!(fx.object("f").unwrap().metadata.get("xattr"), None);
 }
 
+/// `x-amz-meta-xattr` holds the other names, and is not listed itself: `setfattr -n
+/// user.x-amz-meta-xattr` replaced them all with its value (after which none was listed, not
+/// even the one set), and `setfattr -x` of it removed them all, each with success.
+#[test]
+fn the_entry_that_holds_the_other_names_is_not_set_or_removed_by_name() {
+    let fx = fx();
+    fx.put("f", b"").unwrap();
+    fx.setxattr("f", "user.other", "o", 0).unwrap();
+    fx.store.reset_counts();
+    let e = fx
+        .setxattr("f", "user.x-amz-meta-xattr", "v", 0)
+        .expect_err("the entry");
+    assert_eq!(e.errno, libc::EINVAL);
+    assert!(e.to_string().contains("holds the other"), "{e}");
+    assert_eq!(
+        errno(fx.removexattr("f", "user.x-amz-meta-xattr")),
+        libc::EINVAL
+    );
+    assert_eq!(fx.count(Operation::CopyObject), 0, "nothing sent");
+    assert_eq!(fx.remount().getxattr("f", "user.other").unwrap(), "o");
+}
+
 /// `rsync -X`, `tar --xattrs`, `cp -a` and `getfattr -d` copy or show what `listxattr` names:
 /// not the metadata that holds what `stat` shows (mode, owner, times, device number), which
 /// they copy as attributes (else `rsync -aX` finds them on every file it made, removes them
