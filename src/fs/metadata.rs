@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use super::attr::{format_mtime, leave_times_out_to_fit, metadata_attrs, stamp_change, FileAttrs};
 use super::error::{FsError, FsResult};
+use super::open_file::OpenFile;
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, HeadReply, NodeKind, ObjectMeta};
 use crate::s3::meta::MAX_USER_METADATA_BYTES;
@@ -61,15 +62,34 @@ impl S3Fs {
     }
 
     /// The metadata an inode shows now: the pending upload's, if it is open with unsaved
-    /// changes, else the object's.
+    /// changes (or unlinked while open, see [`Self::unlinked_metadata`]), else the object's.
     pub(crate) fn current_metadata(&self, ino: u64) -> FsResult<Metadata> {
         if let Some(f) = self.open_files.get(ino) {
             let of = f.lock();
+            if of.is_unlinked() {
+                return Ok(self.unlinked_metadata(&of));
+            }
             if let Some(m) = of.pending_metadata().filter(|_| of.is_dirty()) {
                 return Ok(m.clone());
             }
         }
         Ok(self.object_meta(ino)?.metadata)
+    }
+
+    /// The metadata of a file unlinked (or renamed over) while open: it has no object to ask
+    /// or change any more (at most one kept under its old name, for its bytes), so, as its
+    /// mode does, its metadata lives in memory until the last close — what it was given
+    /// since, else what the mount last knew of the object. On a disk `fgetxattr`,
+    /// `flistxattr` and `fsetxattr` work until then; here they answered ENOENT.
+    fn unlinked_metadata(&self, of: &OpenFile) -> Metadata {
+        if let Some(m) = of.pending_metadata() {
+            return m.clone();
+        }
+        self.table()
+            .get(of.ino())
+            .and_then(|n| n.meta())
+            .map(|m| m.metadata.clone())
+            .unwrap_or_default()
     }
 
     /// Change the metadata of `ino` by `edit` (see the module documentation), which is given
@@ -118,8 +138,9 @@ impl S3Fs {
         Ok(())
     }
 
-    /// If `ino` is open with unsaved changes, apply `edit` to its pending upload. `Ok(false)`
-    /// if it is not (the object is then changed in place).
+    /// If `ino` is open with unsaved changes, apply `edit` to its pending upload; if it was
+    /// unlinked while open, to the metadata it keeps in memory ([`Self::unlinked_metadata`]).
+    /// `Ok(false)` if neither (the object is then changed in place).
     fn fold_into_open_file(
         &self,
         ino: u64,
@@ -130,10 +151,12 @@ impl S3Fs {
             return Ok(false);
         };
         let mut of = f.lock();
-        if !of.is_dirty() {
+        if of.is_unlinked() {
+            let m = self.unlinked_metadata(&of);
+            of.set_base_metadata(m, None);
+        } else if !of.is_dirty() {
             return Ok(false);
-        }
-        if of.needs_base_metadata() {
+        } else if of.needs_base_metadata() {
             let (m, h) = if of.version().exists() {
                 let om = self.object_meta(ino)?;
                 (om.metadata, Some(om.content_headers))

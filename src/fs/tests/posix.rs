@@ -103,6 +103,47 @@ fn rmdir_of_a_directory_holding_only_a_kept_object_succeeds() {
     fx.close(fh).unwrap();
 }
 
+/// On a disk `fgetxattr`, `flistxattr` and `fsetxattr` work on a file unlinked while open until
+/// its last close; here they answered ENOENT (the inode has no key any more). Its extended
+/// attributes now live in memory, as its mode does, and nothing is sent.
+#[test]
+fn an_unlinked_open_file_keeps_its_xattrs_in_memory() {
+    let fx = fx();
+    fx.store
+        .put_behind_with(BUCKET, "f", b"data".to_vec(), &meta(&[("k", "v")]), &[]);
+    let ino = fx.ino("f").unwrap();
+    let fh = fx.open("f", libc::O_RDWR).unwrap();
+    fx.unlink("f").unwrap();
+    let requests = fx.store.total_requests();
+    assert_eq!(fx.fs.getxattr(ino, os("user.x-amz-meta-k")).unwrap(), b"v");
+    fx.fs
+        .setxattr(ino, os("user.x-amz-meta-l"), b"w", 0)
+        .unwrap();
+    fx.fs.setxattr(ino, os("user.other"), b"o", 0).unwrap();
+    fx.fs.removexattr(ino, os("user.x-amz-meta-k")).unwrap();
+    assert_eq!(
+        errno(fx.fs.getxattr(ino, os("user.x-amz-meta-k"))),
+        libc::ENODATA
+    );
+    assert_eq!(
+        fx.fs.listxattr(ino).unwrap(),
+        b"user.x-amz-meta-l\0user.other\0"
+    );
+    assert_eq!(fx.store.total_requests(), requests, "nothing sent");
+    fx.close(fh).unwrap();
+    assert!(fx.keys().is_empty(), "nothing uploaded");
+    // A new file, never uploaded: the same.
+    let fh = fx.open("n", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(fh, 0, b"new").unwrap();
+    let ino = fx.ino("n").unwrap();
+    fx.unlink("n").unwrap();
+    assert_eq!(fx.fs.listxattr(ino).unwrap(), b"");
+    fx.fs.setxattr(ino, os("user.other"), b"o", 0).unwrap();
+    assert_eq!(fx.fs.getxattr(ino, os("user.other")).unwrap(), b"o");
+    fx.close(fh).unwrap();
+    assert!(fx.keys().is_empty(), "nothing uploaded");
+}
+
 // ---- special files --------------------------------------------------------------------------
 
 #[test]
