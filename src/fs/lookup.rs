@@ -182,6 +182,10 @@ impl S3Fs {
                         None
                     }
                 }
+            } else if foreign_plain {
+                // Old s3fs kept them on its `name` object, whose HEAD is in hand (s3fs 1.90
+                // still shows them).
+                head.as_ref().ok().cloned()
             } else {
                 None
             };

@@ -51,8 +51,24 @@ impl S3Fs {
         let kind = self.kind_of(ino)?;
         let info = match self.bucket.head(&key) {
             Ok(i) => i,
-            // An implicit directory: no marker, no metadata.
-            Err(e) if e.is_not_found() && kind == NodeKind::Dir => return Ok(ObjectMeta::default()),
+            Err(e) if e.is_not_found() && kind == NodeKind::Dir => {
+                // Marked by another tool only: its marker holds the metadata (old s3fs kept
+                // mode, owner, times and xattrs there), which a change carries over to ours.
+                // Else an implicit directory: no marker, no metadata.
+                let foreign = self.table().get(ino).and_then(|n| n.foreign_marker());
+                return match foreign.map(|m| self.bucket.head(&m.key(&key))) {
+                    Some(Ok(info)) => {
+                        // Recorded as the directory's, which still has no marker of ours.
+                        let reply = HeadReply::new(&info, metadata_attrs(&info.metadata), now);
+                        let until = now + self.opts.metadata_ttl;
+                        self.table()
+                            .record_meta(ino, reply.meta.clone(), &reply.attrs, until);
+                        Ok(reply.meta)
+                    }
+                    Some(Err(e)) if !e.is_not_found() => Err(e.into()),
+                    _ => Ok(ObjectMeta::default()),
+                };
+            }
             Err(e) => return Err(e.into()),
         };
         let reply = HeadReply::new(&info, metadata_attrs(&info.metadata), now);

@@ -493,6 +493,42 @@ fn a_directory_other_tools_marked_takes_a_chmod_and_goes_with_rmdir() {
     assert!(fx.keys().is_empty(), "{:?}", fx.keys());
 }
 
+/// Old s3fs kept a directory's mode, owner, times and xattrs on its `dir` object (zero bytes,
+/// `application/x-directory`), and s3fs 1.90 still shows them. A lookup of such a directory
+/// with entries showed the defaults instead (0755, the mounting user), and a `setfattr` or
+/// `chmod` wrote a `dir/` marker with none of them, deleting the one that held them.
+#[test]
+fn an_old_s3fs_directory_shows_its_attributes_and_a_change_keeps_them() {
+    let fx = fx();
+    let old = PutOptions {
+        content_headers: vec![("content-type".into(), "application/x-directory".into())],
+        metadata: meta(&[
+            ("mode", "16832"),
+            ("uid", "1234"),
+            ("gid", "1235"),
+            ("mtime", "1000000000"),
+            ("k", "v"),
+        ]),
+        ..PutOptions::default()
+    };
+    fx.fs.bucket().put("old", RequestBody::Empty, &old).unwrap();
+    fx.put_behind("old/f", b"x");
+    let a = fx.stat("old").unwrap();
+    assert_eq!(a.kind, NodeKind::Dir);
+    assert_eq!((a.perm, a.uid, a.gid), (0o700, 1234, 1235));
+    assert_eq!(a.mtime, at(1_000_000_000));
+    assert_eq!(fx.getxattr("old", "user.x-amz-meta-k").unwrap(), "v");
+    fx.setxattr("old", "user.x-amz-meta-l", "w", 0).unwrap();
+    assert!(fx.object("old").is_none(), "replaced by our marker");
+    let marker = fx.object("old/").unwrap().metadata;
+    assert_eq!(marker.get("k"), Some("v"));
+    assert_eq!(marker.get("l"), Some("w"));
+    let fresh = fx.remount();
+    let a = fresh.stat("old").unwrap();
+    assert_eq!((a.perm, a.uid, a.gid), (0o700, 1234, 1235));
+    assert_eq!(a.mtime, at(1_000_000_000));
+}
+
 #[test]
 fn keys_over_1024_bytes_are_enametoolong_once_the_server_refused_one() {
     // The store refuses keys over 1024 bytes, as S3 does (a HEAD's bare 400): the first
