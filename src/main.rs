@@ -46,9 +46,24 @@ fn bound_allocator_retention() {
     }
 }
 
+/// Commands that only print (`status`, the man page, the completions) end when their reader
+/// does, as `ls | head` does: killed by SIGPIPE, quietly. The Rust runtime ignores SIGPIPE, so a
+/// write to a closed pipe fails instead, and `println!` panics on that: `s3mount status | head
+/// -1` (or `2>&1 |` with a short reader) ended in a panic and exit status 101. Not for the mount,
+/// the recovery or the stale-upload abort: a closed log pipe must not kill them midway.
+fn stop_at_a_closed_pipe() {
+    // SAFETY: restoring a signal's default action has no preconditions; no thread runs yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     bound_allocator_retention();
     let cli = Cli::parse_from(cli::helper_args(std::env::args_os()));
+    if cli.print_man_page || cli.print_completions.is_some() || cli.command.is_some() {
+        stop_at_a_closed_pipe();
+    }
     let printed = if cli.print_man_page {
         Some(cli::man_page())
     } else {

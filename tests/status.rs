@@ -490,3 +490,47 @@ fn a_dead_mount_is_named_as_dead() {
         "{line}"
     );
 }
+
+/// A reader that stops early (`s3mount status | head -1`, `s3mount status 2>&1 | head`) ends
+/// `status` quietly, as it ends `ls`: the process is stopped by SIGPIPE. It used to panic
+/// ("failed printing to stdout: Broken pipe") and exit 101. The pipes here are closed before
+/// `status` starts, so its first write meets the closed pipe every time.
+#[test]
+fn status_ends_quietly_when_its_reader_has_gone() {
+    use std::os::unix::process::ExitStatusExt;
+    let server = server();
+    let bucket = server.fresh_bucket("status-pipe");
+    let m = Mount::new(server, &bucket);
+    // The figures (on stdout) of a mount that publishes them; then an error (on stderr).
+    let figures = || {
+        let mut c = Command::new(BIN);
+        c.args(["status", "--cache-dir"])
+            .arg(m.cache_dir())
+            .arg(m.path());
+        c
+    };
+    let _ = wait_for("the first figures", &m, |_| true);
+    let mut not_a_mount = Command::new(BIN);
+    not_a_mount.args(["status", "/"]);
+    for (what, mut cmd, closed_stdout) in [
+        ("figures to a closed stdout", figures(), true),
+        ("an error to a closed stderr", not_a_mount, false),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        if closed_stdout {
+            cmd.stdout(writer);
+        } else {
+            cmd.stderr(writer);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{what}: {}\nstderr: {stderr}",
+            out.status
+        );
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    }
+}
