@@ -128,7 +128,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
     };
     let result = serve(&cli, &o, storage, fs_opts, identity, &mut ready);
     if let Err(msg) = &result {
-        report_ready(&mut ready, Err(msg));
+        if ready.is_some() {
+            // The background process before the mount was ready: the waiting parent prints
+            // the reason, on the same terminal as this process's stderr, where `main` would
+            // print it a second time. The log keeps it.
+            log::error!("{msg}");
+            report_ready(&mut ready, Err(msg));
+            std::process::exit(1);
+        }
     }
     result
 }

@@ -1088,6 +1088,28 @@ cmp untar/text.txt text.txt
 /// How `setup`'s mount is refused, run three ways: in the foreground, in the background (the
 /// default) and through mount(8). Returns what each printed (stdout and stderr together).
 fn refusals(setup: &Setup, bucket: &str) -> [(&'static str, String); 3] {
+    let [fg, bg] = refusals_with(setup, bucket, &[]);
+    let out = in_mount_namespace(
+        setup,
+        &format!(
+            "mount -t fuse.s3mount {bucket} '{}' -o config={},cache_dir={}",
+            setup.mnt().display(),
+            setup.config().display(),
+            setup.cache().display()
+        ),
+    );
+    assert!(!out.status.success(), "mount(8) mounted:\n{}", text(&out));
+    let helper = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    [fg, bg, ("mount(8)", helper)]
+}
+
+/// How `setup`'s mount with the flags `extra` is refused in the foreground and in the
+/// background.
+fn refusals_with(setup: &Setup, bucket: &str, extra: &[&str]) -> [(&'static str, String); 2] {
     let mut outputs = Vec::new();
     for fg in [true, false] {
         let log = setup.path().join(format!("refusal-{fg}"));
@@ -1100,6 +1122,7 @@ fn refusals(setup: &Setup, bucket: &str) -> [(&'static str, String); 3] {
             .arg(setup.config())
             .arg("--cache-dir")
             .arg(setup.cache())
+            .args(extra)
             .arg(bucket)
             .arg(setup.mnt())
             .spawn()
@@ -1110,28 +1133,9 @@ fn refusals(setup: &Setup, bucket: &str) -> [(&'static str, String); 3] {
         assert!(!is_fuse_mount(&setup.mnt()));
         outputs.push(read(&log));
     }
-    let out = in_mount_namespace(
-        setup,
-        &format!(
-            "mount -t fuse.s3mount {bucket} '{}' -o config={},cache_dir={}",
-            setup.mnt().display(),
-            setup.config().display(),
-            setup.cache().display()
-        ),
-    );
-    assert!(!out.status.success(), "mount(8) mounted:\n{}", text(&out));
-    outputs.push(format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ));
     let mut it = outputs.into_iter();
     let mut next = || it.next().unwrap_or_default();
-    [
-        ("foreground", next()),
-        ("background", next()),
-        ("mount(8)", next()),
-    ]
+    [("foreground", next()), ("background", next())]
 }
 
 /// A refused start says why once, in one line — the endpoint URL, the bucket, the S3 error
@@ -1208,6 +1212,33 @@ fn startup_errors_are_one_line_the_same_everywhere() {
         );
         assert_eq!(outputs[0].1, outputs[2].1, "{what}: foreground vs mount(8)");
     }
+}
+
+/// A start that fails once the background process has left its parent — here the
+/// `--metrics-listen` port taken by another program — is told once, as in the foreground: the
+/// parent prints what the background process reports, which printed it too on the same
+/// terminal (every such line came twice). The background process's log keeps it.
+#[test]
+fn a_late_startup_error_is_told_once_in_the_background() {
+    let server = server();
+    let bucket = server.fresh_bucket("late-startup");
+    let setup = Setup::new(server, &bucket);
+    // A private cache dir, so that no warning that it was made private comes first.
+    std::fs::set_permissions(setup.cache(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let outputs = refusals_with(&setup, &bucket, &["--metrics-listen", &addr]);
+    for (how, out) in &outputs {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "{how}: not one line:\n{out}");
+        assert!(
+            lines[0].starts_with(&format!("s3mount: --metrics-listen {addr}: ")),
+            "{how}: {out}"
+        );
+    }
+    assert_eq!(outputs[0].1, outputs[1].1, "foreground vs background");
+    let log = read(&setup.cache().join(&bucket).join("s3mount.log"));
+    assert!(log.contains("--metrics-listen"), "not in the log: {log}");
 }
 
 // ---------------------------------------------------------------------------------------------
