@@ -64,8 +64,13 @@ pub(super) fn normalize_prefix(p: &str) -> Result<String, String> {
         return Err(format!("'{p}' contains '//' (an empty path segment)"));
     }
     let p = p.strip_prefix('/').unwrap_or(p);
-    if p == ".." || p.starts_with("../") {
-        return Err(format!("'{p}' starts with '../'"));
+    // S3 keeps `.` and `..` in keys as they are (`a/../pre/` is not `pre/`), and a mount hides
+    // keys with such a segment, as no file name can be one: what a mount of this prefix wrote
+    // would be invisible to a mount of the bucket.
+    if let Some(dots) = p.split('/').find(|s| matches!(*s, "." | "..")) {
+        return Err(format!(
+            "'{p}' has a '{dots}' segment, which S3 keeps in the keys as it is (a mount of the bucket hides such keys); name the prefix as the keys spell it"
+        ));
     }
     if p.is_empty() || p.ends_with('/') {
         Ok(p.to_string())
@@ -151,9 +156,19 @@ mod tests {
         assert_eq!(normalize_prefix("/a/b").unwrap(), "a/b/");
         assert_eq!(normalize_prefix("a/").unwrap(), "a/");
         assert_eq!(normalize_prefix("/").unwrap(), "");
-        for bad in ["a//b", "../x", "/../x", "..", "a\0b"] {
+        for bad in [
+            "a//b", "../x", "/../x", "..", "a\0b", "a/../pre", "./pre", "pre/.", "pre/./x/", "x/..",
+        ] {
             assert!(normalize_prefix(bad).is_err(), "{bad:?}");
         }
+        for good in ["a.b/", "..a/", "a../", ".hidden/x", "a/.../"] {
+            assert!(normalize_prefix(good).is_ok(), "{good:?}");
+        }
+        let e = err_of(&full("  prefix: \"a/../pre\"\n"));
+        assert!(
+            e.contains("field `s3.prefix`: 'a/../pre' has a '..' segment"),
+            "{e}"
+        );
         let e = err_of(&full("  prefix: \"a//b\"\n"));
         assert!(e.contains("field `s3.prefix`: 'a//b' contains '//'"), "{e}");
     }
