@@ -38,8 +38,8 @@ pub struct Cli {
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, default_permissions,
     /// uid=, gid=, umask=, file_mode=, dir_mode=, config=, endpoint=, region=, profile=,
-    /// cache_dir=, cache_size=, metadata_ttl=, storage_class=, allow_shared_cache; _netdev,
-    /// nofail, noauto are ignored.
+    /// cache_dir=, cache_size=, metadata_ttl=, storage_class=, allow_shared_cache, noexec
+    /// (exec undoes it); _netdev, nofail, noauto are ignored.
     #[arg(short = 'o', value_name = "OPTS", help_heading = "Mount")]
     pub options: Vec<String>,
 

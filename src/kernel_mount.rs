@@ -78,6 +78,7 @@ fn mount_directly(mountpoint: &Path, config: &fuser::Config) -> io::Result<Optio
             MountOption::NoDev => flags |= libc::MS_NODEV,
             MountOption::NoSuid => flags |= libc::MS_NOSUID,
             MountOption::NoAtime => flags |= libc::MS_NOATIME,
+            MountOption::NoExec => flags |= libc::MS_NOEXEC,
             MountOption::RO => flags |= libc::MS_RDONLY,
             MountOption::DefaultPermissions => extra.push_str(",default_permissions"),
             _ => return Ok(None),

@@ -189,6 +189,9 @@ fn serve(
     if o.read_only == Some(true) {
         mount_options.push(fuser::MountOption::RO);
     }
+    if o.noexec {
+        mount_options.push(fuser::MountOption::NoExec);
+    }
     // With other users let in, the kernel must check the mode bits: s3mount does no access
     // checks of its own, so without `default_permissions` anyone could read or change every
     // file. `allow_other` therefore implies it.

@@ -50,12 +50,15 @@ pub struct MountOptions {
     pub force_path_style: bool,
     /// `allow_shared_cache`: use the cache dir as it is, even if others can get in.
     pub allow_shared_cache: bool,
+    /// `noexec` (`exec` undoes it): programs in the mount cannot be run, as on a local disk
+    /// mounted so; a generic mount flag, so without a long flag of its own.
+    pub noexec: bool,
 }
 
 /// Options mount(8) and systemd pass that only matter to them.
 const IGNORED: &[&str] = &[
     "_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "defaults", "dev", "nodev",
-    "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime", "async", "sync",
+    "suid", "nosuid", "atime", "noatime", "relatime", "async", "sync",
 ];
 
 impl MountOptions {
@@ -105,6 +108,10 @@ impl MountOptions {
                 "allow_shared_cache" => {
                     flag()?;
                     self.allow_shared_cache = true
+                }
+                "noexec" | "exec" => {
+                    flag()?;
+                    self.noexec = name == "noexec"
                 }
                 "force_path_style" | "use_path_request_style" => {
                     flag()?;
