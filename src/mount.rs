@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use s3mount::config::AddressingStyle;
 use s3mount::fs::fuse::FuseAdapter;
 use s3mount::fs::mountinfo::fuse_mounted_at;
 use s3mount::fs::KernelPageSink;
@@ -74,7 +75,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
     // Counted for `s3mount status` unless --no-status.
     let metrics = (!cli.no_status).then(|| Arc::new(S3Metrics::default()));
     let storage = make_storage(&cli, &config, Some(bucket.clone()), metrics)?;
-    preflight(&storage, &config.endpoint, &bucket, &config.prefix)?;
+    let virtual_hosted = config.addressing_for(&bucket) == AddressingStyle::Virtual;
+    preflight(
+        &storage,
+        &config.endpoint,
+        &bucket,
+        &config.prefix,
+        virtual_hosted,
+    )?;
 
     // Absolute: the background process works from `/`.
     let cache_root = absolute(&o.cache_dir.clone().unwrap_or_else(default_cache_dir))?;

@@ -65,6 +65,7 @@ pub fn preflight(
     endpoint: &Endpoint,
     bucket: &str,
     prefix: &str,
+    virtual_hosted: bool,
 ) -> Result<(), String> {
     // The failure is said once, here: the client does not log it at WARN first. Retries stop
     // after STARTUP_PATIENCE: a server that never replies then fails the mount after one read
@@ -85,13 +86,19 @@ pub fn preflight(
             },
         )
         .and_then(|_| storage.head_bucket(bucket))
-        .map_err(|e| bucket_check_error(endpoint, bucket, &e))
+        .map_err(|e| bucket_check_error(endpoint, bucket, virtual_hosted, &e))
 }
 
 /// Why a mount cannot use its bucket, in one line: the endpoint URL, the bucket, the S3 error
 /// code where the server sent one, and what to do about it. The same words in the foreground,
 /// in the background and under mount(8): the check runs before any of them part ways.
-pub fn bucket_check_error(endpoint: &Endpoint, bucket: &str, e: &StorageError) -> String {
+/// `virtual_hosted`: the requests went to `BUCKET.HOST`, not to the endpoint's host.
+pub fn bucket_check_error(
+    endpoint: &Endpoint,
+    bucket: &str,
+    virtual_hosted: bool,
+    e: &StorageError,
+) -> String {
     const CHECK_SERVER: &str = "check the endpoint URL (--endpoint, or endpoint: in the config) and that the server is running";
     let why = match e {
         StorageError::NoSuchBucket { .. } => {
@@ -141,6 +148,16 @@ pub fn bucket_check_error(endpoint: &Endpoint, bucket: &str, e: &StorageError) -
             };
             let code = code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
             format!("HTTP {status}{code}; {fix}{}", server_says(message, request_id))
+        }
+        // Virtual-hosted addressing asks the host `BUCKET.HOST`, which the endpoint URL does
+        // not show: a server without a name per bucket (an IP address, most local servers)
+        // fails the name lookup, and "check the endpoint URL" alone points at the wrong thing.
+        StorageError::Network { detail, .. } if virtual_hosted => {
+            let detail = detail.strip_prefix("io: ").unwrap_or(detail);
+            format!(
+                "cannot connect to {bucket}.{} ({detail}); that is virtual-hosted addressing: for a server without a host name per bucket set addressing_style: path in the config (or --force-path-style)",
+                endpoint.host_header()
+            )
         }
         StorageError::Network { detail, .. } => {
             let detail = detail.strip_prefix("io: ").unwrap_or(detail);
@@ -210,5 +227,33 @@ pub fn cache_subdir(bucket: &str, prefix: &str) -> String {
         bucket.to_string()
     } else {
         format!("{bucket}-{p}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With virtual-hosted addressing the host that could not be reached is `BUCKET.HOST`, not
+    /// the endpoint's: the line names it and the way to path-style, instead of sending the
+    /// user to check an endpoint URL that is right (seen with `addressing_style: virtual` and
+    /// `endpoint: http://127.0.0.1:9000`: "at http://127.0.0.1:9000: cannot connect (failed
+    /// to lookup address information …)").
+    #[test]
+    fn a_virtual_host_that_cannot_be_reached_is_named() {
+        let endpoint = Endpoint::parse("http://127.0.0.1:9000", None).unwrap();
+        let e = StorageError::Network {
+            what: "GET s3://bk/".into(),
+            detail: "io: failed to lookup address information: Name or service not known".into(),
+        };
+        let line = bucket_check_error(&endpoint, "bk", true, &e);
+        assert!(line.starts_with("cannot use bucket \"bk\" at http://127.0.0.1:9000: cannot connect to bk.127.0.0.1:9000 (failed to lookup"), "{line}");
+        assert!(line.contains("addressing_style: path"), "{line}");
+        let path_style = bucket_check_error(&endpoint, "bk", false, &e);
+        assert!(!path_style.contains("bk.127.0.0.1"), "{path_style}");
+        assert!(
+            path_style.contains("check the endpoint URL"),
+            "{path_style}"
+        );
     }
 }
