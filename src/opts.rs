@@ -55,10 +55,44 @@ pub struct MountOptions {
     pub noexec: bool,
 }
 
-/// Options mount(8) and systemd pass that only matter to them.
+/// Options mount(8) and systemd pass that only matter to them, and the generic flags that
+/// mean nothing here (the mount is always `nodev,nosuid,noatime`; a file is uploaded at its
+/// close whatever `sync` says). mount(8) hands the helper every generic flag of an fstab line
+/// (`noatime,nodiratime` is a common habit), so refusing one fails the whole mount.
 const IGNORED: &[&str] = &[
-    "_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "defaults", "dev", "nodev",
-    "suid", "nosuid", "atime", "noatime", "relatime", "async", "sync",
+    "_netdev",
+    "nofail",
+    "noauto",
+    "auto",
+    "user",
+    "users",
+    "nouser",
+    "owner",
+    "group",
+    "defaults",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "diratime",
+    "nodiratime",
+    "lazytime",
+    "nolazytime",
+    "async",
+    "sync",
+    "dirsync",
+    "mand",
+    "nomand",
+    "silent",
+    "loud",
+    "iversion",
+    "noiversion",
 ];
 
 impl MountOptions {
@@ -236,6 +270,24 @@ mod tests {
         assert!(o.allow_shared_cache);
         o.parse_into("rw").unwrap();
         assert_eq!(o.read_only, Some(false));
+    }
+
+    /// What mount(8) (through mount.fuse) handed the helper for an fstab line with
+    /// `noatime,nodiratime,lazytime,dirsync,strictatime,_netdev,config=/x`: each generic flag
+    /// is accepted. `nodiratime` used to fail the mount ("unknown mount option").
+    #[test]
+    fn generic_flags_from_mount8_are_accepted() {
+        let mut o = MountOptions::default();
+        o.parse_into("rw,noatime,nodiratime,lazytime,dirsync,strictatime,config=/x,dev,suid")
+            .unwrap();
+        o.parse_into("diratime,nostrictatime,nolazytime,norelatime,mand,nomand,iversion,noiversion,silent,loud,owner,group")
+            .unwrap();
+        assert_eq!(o.config, Some(PathBuf::from("/x")));
+        // A security flag this mount cannot honour is refused, not ignored.
+        let err = MountOptions::default()
+            .parse_into("nosymfollow")
+            .unwrap_err();
+        assert!(err.contains("unknown mount option"), "{err}");
     }
 
     #[test]
