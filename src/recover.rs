@@ -15,6 +15,13 @@ use crate::setup::{default_cache_dir, load_config, make_storage, secure_cache_di
 /// `--recover`: abort the multipart uploads stopped mounts left in `<cache-dir>/*/uploads/`,
 /// and re-upload what failed uploads left under `<cache-dir>/*/unsaved/`.
 pub fn recover(cli: &Cli) -> Result<(), String> {
+    // It goes through every mount's dir under the cache dir: a bucket or a mount point named
+    // after it would seem to narrow it to one, and did nothing.
+    if let Some(arg) = cli.args.first() {
+        return Err(format!(
+            "--recover takes no BUCKET or MOUNTPOINT ({arg:?}): it uploads what every mount left under the cache dir (choose it with --cache-dir)"
+        ));
+    }
     let o = merged_options(cli)?;
     let config = load_config(&o, None, None)?;
     let metrics = Arc::new(S3Metrics::default());

@@ -785,6 +785,13 @@ fn refused(args: &[&str], must_name: &str) {
     assert!(!is_fuse_mount(&setup.mnt()), "{args:?}: mounted anyway");
 }
 
+/// `--recover` works through every mount's dir under the cache dir: a bucket or mount point
+/// after it, which seemed to narrow it to one mount, is refused instead of ignored.
+#[test]
+fn recover_with_a_bucket_or_mount_point_is_refused() {
+    refused(&["--recover"], "--recover takes no BUCKET or MOUNTPOINT");
+}
+
 #[test]
 fn unknown_mount_option_is_refused() {
     refused(&["-o", "rw,bogus"], "bogus");
