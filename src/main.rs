@@ -99,7 +99,7 @@ fn main() {
         mount::run(cli)
     };
     if let Err(msg) = result {
-        eprintln!("s3mount: {msg}");
+        progress::err_line(&format!("s3mount: {msg}"));
         std::process::exit(1);
     }
 }

@@ -14,6 +14,20 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// A line on stdout. A reader gone (`s3mount --recover | head -3`) does not stop the work: the
+/// Rust runtime ignores SIGPIPE, and `println!` panics on the failed write, which stopped a
+/// recovery midway with exit status 101; the line is lost, the uploads go on.
+pub fn out_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// A line on stderr, lost rather than a panic when stderr is gone (see [`out_line`]).
+pub fn err_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// How often the bar is redrawn: often enough to look alive, rarely enough to cost nothing.
 const REFRESH: Duration = Duration::from_millis(200);
 
@@ -116,12 +130,12 @@ impl Progress {
 
     /// A line on stdout (what was done), above the bar if there is one.
     pub fn say(&self, line: &str) {
-        self.print(|| println!("{line}"));
+        self.print(|| out_line(line));
     }
 
     /// A line on stderr (what was not done), above the bar if there is one.
     pub fn warn(&self, line: &str) {
-        self.print(|| eprintln!("{line}"));
+        self.print(|| err_line(line));
     }
 
     fn print(&self, f: impl FnOnce()) {

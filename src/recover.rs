@@ -12,6 +12,16 @@ use crate::cli::{merged_options, split_bucket_spec, Cli};
 use crate::progress::Progress;
 use crate::setup::{default_cache_dir, load_config, make_storage, secure_cache_dir};
 
+/// `println!` that survives a closed stdout ([`crate::progress::out_line`]).
+macro_rules! outln {
+    ($($arg:tt)*) => { crate::progress::out_line(&format!($($arg)*)) };
+}
+
+/// `eprintln!` that survives a closed stderr ([`crate::progress::err_line`]).
+macro_rules! errln {
+    ($($arg:tt)*) => { crate::progress::err_line(&format!($($arg)*)) };
+}
+
 /// `--recover`: abort the multipart uploads stopped mounts left in `<cache-dir>/*/uploads/`,
 /// and re-upload what failed uploads left under `<cache-dir>/*/unsaved/`.
 pub fn recover(cli: &Cli) -> Result<(), String> {
@@ -38,7 +48,7 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
             continue; // s3mount.log of an older version, or anything else that is not a mount's
         }
         if let Err(e) = secure_cache_dir(&mount_dir.path(), o.allow_shared_cache) {
-            eprintln!("{e}; left alone");
+            errln!("{e}; left alone");
             failed += 1;
             continue;
         }
@@ -49,15 +59,15 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
                 Ok(journal) => {
                     let r = journal.recover(&storage);
                     for (obj, id) in &r.aborted {
-                        println!(
+                        outln!(
                             "aborted multipart upload {id} of {obj} (left by a stopped s3mount)"
                         );
                     }
                     for (path, why) in &r.kept {
-                        eprintln!("{}: {why}; left in place", path.display());
+                        errln!("{}: {why}; left in place", path.display());
                     }
                     if r.live > 0 {
-                        println!(
+                        outln!(
                             "{}: {} upload(s) of a running s3mount left alone",
                             journal_dir.display(),
                             r.live
@@ -69,7 +79,7 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
                     storage = storage.with_journal(Arc::new(journal));
                 }
                 Err(e) => {
-                    eprintln!("{}: {e}", journal_dir.display());
+                    errln!("{}: {e}", journal_dir.display());
                     failed += 1;
                 }
             }
@@ -83,7 +93,7 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
                 unsaved::Found::Leftover(data) => {
                     // Its writer never closed it, so it may be incomplete, and no note says
                     // where it belongs.
-                    println!(
+                    outln!(
                         "{}: a file that was open when s3mount stopped (maybe incomplete, object unknown); not uploaded",
                         data.display()
                     );
@@ -91,7 +101,7 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
                 }
             };
             let Some(note) = note else {
-                eprintln!("{}: no readable .key note; left in place", data.display());
+                errln!("{}: no readable .key note; left in place", data.display());
                 failed += 1;
                 continue;
             };
@@ -128,7 +138,7 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
         progress.item_done(len);
     }
     drop(progress);
-    println!("recover: {done} uploaded, {failed} left, {aborted} multipart upload(s) aborted");
+    outln!("recover: {done} uploaded, {failed} left, {aborted} multipart upload(s) aborted");
     if failed > 0 {
         return Err(format!("{failed} file(s) could not be uploaded"));
     }
@@ -169,7 +179,7 @@ pub fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
         };
         match u.initiated {
             None => {
-                eprintln!(
+                errln!(
                     "{obj}: upload {} has no readable start date; left alone",
                     u.upload_id
                 );
@@ -198,7 +208,7 @@ pub fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
         progress.item_done(0);
     }
     drop(progress);
-    println!(
+    outln!(
         "abort-stale-uploads: {aborted} aborted, {young} younger than {} left, {failed} failed",
         humantime::format_duration(age)
     );

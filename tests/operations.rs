@@ -1422,6 +1422,38 @@ fn keep_unsaved(setup: &Setup, bucket: &str, count: usize) {
     }
 }
 
+/// `--recover` whose reader has gone (`s3mount --recover | head -1`; here a stdout closed
+/// before it starts) uploads everything all the same: the line of the first file uploaded used
+/// to panic ("failed printing to stdout"), exit 101 with the other files left behind.
+#[test]
+fn recover_goes_on_when_its_reader_has_gone() {
+    let server = server();
+    let bucket = server.fresh_bucket("recover-pipe");
+    let setup = Setup::new(server, &bucket);
+    let storage = server.storage_in(&bucket);
+    keep_unsaved(&setup, &bucket, 3);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .arg("--recover")
+        .arg("--config")
+        .arg(setup.config())
+        .arg("--cache-dir")
+        .arg(setup.cache())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for i in 0..3 {
+        assert_eq!(
+            server_bytes(&storage, &format!("kept-{i}.bin")).map(|b| b.len()),
+            Some(4 << 20),
+            "kept-{i}.bin: {}",
+            text(&out)
+        );
+    }
+}
+
 /// `--recover` shows a bar (files, bytes, rate) on a terminal, and only its plain lines
 /// otherwise: one per file uploaded, no control characters. Both upload everything.
 #[test]
