@@ -20,7 +20,18 @@ use crate::setup::{
     cache_subdir, default_cache_dir, load_config, make_storage, preflight, secure_cache_dir,
 };
 
+/// The name of the `status` command, which a bucket or mount point of that name is not.
+const STATUS_COMMAND: &str = "status";
+
 pub fn run(cli: Cli) -> Result<(), String> {
+    // `s3mount --cache-dir DIR status [MOUNTPOINT]`: clap takes a word after options for a
+    // positional argument, not the command, so this meant mounting a bucket `status` (or the
+    // config's bucket at ./status) and failed with a baffling "no bucket" or "already in use".
+    if cli.args.first().is_some_and(|a| a == STATUS_COMMAND) {
+        return Err(format!(
+            "`{STATUS_COMMAND}` is a command: put its options after it (s3mount {STATUS_COMMAND} --cache-dir DIR [MOUNTPOINT]); a bucket named {STATUS_COMMAND} is written `{STATUS_COMMAND}:`, a mount point ./{STATUS_COMMAND}"
+        ));
+    }
     let o = merged_options(&cli)?;
     let (bucket_spec, mountpoint) = match cli.args.as_slice() {
         [m] => (None, absolute(Path::new(m))?),

@@ -534,3 +534,29 @@ fn status_ends_quietly_when_its_reader_has_gone() {
         assert!(!stderr.contains("panicked"), "{what}: {stderr}");
     }
 }
+
+/// Options before `status` (`s3mount --cache-dir DIR status [MOUNTPOINT]`, as with `git -C`)
+/// make clap take `status` for a bucket or a mount point: refused with the way to write it,
+/// instead of a mount attempt that failed with "no bucket" or "already in use" (and would have
+/// mounted the config's bucket at ./status had it existed).
+#[test]
+fn options_before_status_are_refused_with_the_right_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--cache-dir", "/nonexistent", "status"],
+        vec!["--cache-dir", "/nonexistent", "status", "/"],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("s3mount: `status` is a command: put its options after it"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}
