@@ -470,6 +470,43 @@ fn every_operation_as_on_a_local_disk() {
     );
 }
 
+/// A time before 1970 with a fraction of a second, set through the kernel (`touch -d`,
+/// `utimensat`, `cp -a` and `tar -x` of an old file), is the time asked for: the kernel sends
+/// it as a timespec (whole seconds rounded down, then the nanoseconds after them), which
+/// fuser 0.18 read as that many seconds and nanoseconds before 1970, so
+/// `touch -d '1960-01-01 00:00:00.25'` showed 1959-12-31 23:59:59.75 and stored it.
+#[test]
+fn a_time_before_1970_with_a_fraction_is_the_one_set() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-1960");
+    let local = local_dir();
+    let m = Mount::new(srv, &bucket);
+    let touch = |p: &Path| {
+        write(p, b"old");
+        sh(&format!("touch -d '1960-01-01 00:00:00.25 UTC' {}", q(p)));
+    };
+    touch(&local.path().join("f"));
+    touch(&m.join("f"));
+    // 1960-01-01 00:00:00.25 is 315 619 199.75 s before 1970.
+    let want = ns(-315_619_200, 250_000_000);
+    let times = |p: &Path| look(p).map(|(_, t)| (t.atime, t.mtime));
+    assert_eq!(
+        times(&local.path().join("f")),
+        Some((want, want)),
+        "on a disk"
+    );
+    assert_eq!(times(&m.join("f")), Some((want, want)), "on the mount");
+    let h = srv
+        .storage()
+        .head_object(&common::obj(&bucket, "f"))
+        .unwrap();
+    assert_eq!(h.metadata.get("mtime"), Some("-315619200.250000000"));
+    assert_eq!(h.metadata.get("atime"), Some("-315619200.250000000"));
+    m.unmount();
+    let m = Mount::new(srv, &bucket);
+    assert_eq!(times(&m.join("f")), Some((want, want)), "after a remount");
+}
+
 /// What a user who is not the mounting one creates is that user's, as on a disk: files,
 /// directories, symlinks and FIFOs made by uid 65534 are owned by 65534:65534 (recorded with
 /// the create, so a remount shows the same), the owner may chmod them and open them for

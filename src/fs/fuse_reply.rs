@@ -5,7 +5,7 @@
 //! flags (`FOPEN_KEEP_CACHE`, `FOPEN_DIRECT_IO`, decided by `S3Fs::open`), the flags
 //! `copy_file_range` accepts, and what `statfs` reports of a bucket that has no capacity.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{CopyFileRangeFlags, FopenFlags, ReplyStatfs, Request, TimeOrNow};
 use fuser::{Errno, FileAttr, FileType, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr};
@@ -136,9 +136,21 @@ pub(super) fn answer_entry(
     }
 }
 
+/// The time a `utimensat` asked for. fuser 0.18 reads a request's time before 1970 wrongly:
+/// the kernel sends a timespec (whole seconds rounded down, then the nanoseconds after them:
+/// `-2` and `500` for 1.9999995 s before 1970), and fuser subtracts both from the epoch
+/// (2.0000005 s before it; its `system_time_from_time` has a TODO for it), so
+/// `touch -d '1960-01-01 00:00:00.25'` showed 1959-12-31 23:59:59.75. Its mapping is one to
+/// one, so the timespec is read back out of it and the nanoseconds are added instead.
 pub(super) fn time_of(t: TimeOrNow) -> SystemTime {
     match t {
-        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::SpecificTime(t) => match UNIX_EPOCH.duration_since(t) {
+            Ok(before) if before.subsec_nanos() != 0 => {
+                UNIX_EPOCH - Duration::from_secs(before.as_secs())
+                    + Duration::from_nanos(before.subsec_nanos().into())
+            }
+            _ => t,
+        },
         TimeOrNow::Now => SystemTime::now(),
     }
 }
