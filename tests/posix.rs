@@ -311,6 +311,25 @@ fn every_operation_as_on_a_local_disk() {
             },
         },
         Scenario {
+            // open(O_TRUNC) of an existing file, one with bytes and an empty one: `>`, `cp`
+            // and `dd` over a file.
+            name: "open-trunc",
+            paths: &[".", "f", "e"],
+            setup: &|d| {
+                write(&d.join("f"), b"abc");
+                write(&d.join("e"), b"");
+            },
+            op: &|d| {
+                for name in ["f", "e"] {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .open(d.join(name))
+                        .unwrap();
+                }
+            },
+        },
+        Scenario {
             name: "touch-a",
             paths: &["f"],
             setup: &file,

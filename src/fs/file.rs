@@ -78,7 +78,8 @@ impl S3Fs {
             self.repin_if_replaced(&mut of, newer, attrs.size)?;
         }
         let fh = self.new_fh();
-        if writable && flags & libc::O_TRUNC != 0 {
+        let truncated = writable && flags & libc::O_TRUNC != 0;
+        if truncated {
             self.ensure_staging(&mut of, false)?;
             of.truncate_staging(0)?;
             if of.version().exists() {
@@ -96,6 +97,11 @@ impl S3Fs {
         };
         of.add_open();
         drop(of);
+        if truncated {
+            // As on a disk, `O_TRUNC` of an existing file moves its mtime and ctime, even when
+            // it was empty (after the file's lock: the table comes first in the lock order).
+            self.table().modified(ino, SystemTime::now());
+        }
         self.open_files.add_handle(fh, ino);
         if writable {
             self.kernel_pages.add_writer(ino, fh);
