@@ -526,6 +526,60 @@ fn a_time_before_1970_with_a_fraction_is_the_one_set() {
     assert_eq!(times(&m.join("f")), Some((want, want)), "after a remount");
 }
 
+/// The mount point of a prefix mount is the directory `prefix/`: what `chmod`, `chown` and
+/// `touch` set on it is kept in its marker and shown again after a remount, as a disk's root
+/// keeps it, and a marker another client wrote is read. They came back as `--dir-mode`, the
+/// mounting user and the mount's start time: an admin's `chmod 700` of an `--allow-other`
+/// mount point opened it again at the next mount.
+#[test]
+fn a_prefix_mounts_root_keeps_its_mode_owner_and_times() {
+    if skip_on(ServerLimit::MarkerObjects) {
+        return;
+    }
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-root");
+    let spec = format!("{bucket}:p/");
+    let m = Mount::with_args(srv, &spec, &[]);
+    std::fs::set_permissions(m.path(), std::fs::Permissions::from_mode(0o1750)).unwrap();
+    std::os::unix::fs::chown(m.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    set_times(
+        m.path(),
+        Some(at(1_100_000_000, 5)),
+        Some(at(1_200_000_000, 7)),
+    );
+    let (seen, times) = look(m.path()).unwrap();
+    assert_eq!((seen.mode, seen.uid, seen.gid), (0o1750, NOBODY, NOBODY));
+    m.unmount();
+    let m = Mount::with_args(srv, &spec, &[]);
+    let (again, times_again) = look(m.path()).unwrap();
+    assert_eq!(again, seen, "after a remount");
+    assert_eq!(
+        (times_again.atime, times_again.mtime),
+        (times.atime, times.mtime),
+        "after a remount"
+    );
+    m.unmount();
+
+    let mut metadata = s3mount::s3::Metadata::default();
+    metadata.insert("mode", (libc::S_IFDIR | 0o700).to_string());
+    metadata.insert("uid", "4321");
+    let opts = PutOptions {
+        metadata,
+        ..PutOptions::default()
+    };
+    srv.storage_in(&bucket)
+        .bucket(&bucket)
+        .put("q/", RequestBody::Empty, &opts)
+        .unwrap();
+    let m = Mount::with_args(srv, &format!("{bucket}:q/"), &[]);
+    let (theirs, _) = look(m.path()).unwrap();
+    assert_eq!(
+        (theirs.mode, theirs.uid),
+        (0o700, 4321),
+        "another client's marker"
+    );
+}
+
 /// What a user who is not the mounting one creates is that user's, as on a disk: files,
 /// directories, symlinks and FIFOs made by uid 65534 are owned by 65534:65534 (recorded with
 /// the create, so a remount shows the same), the owner may chmod them and open them for

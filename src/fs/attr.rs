@@ -16,11 +16,12 @@
 //! alone but an explicit `utimes`. The atime is kept in memory (relatime) and written only when
 //! set explicitly.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::{FsError, FsResult};
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, InodeTable, NodeKind, ROOT_INO};
+use crate::cache::inode::{AttrUpdate, InodeTable, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::meta::MAX_USER_METADATA_BYTES;
 use crate::s3::{Metadata, ObjectInfo};
 
@@ -404,7 +405,7 @@ impl S3Fs {
     /// `stat`: fresh attributes from the table, the open file, or a revalidation.
     pub fn getattr(&self, ino: u64) -> FsResult<FileAttrs> {
         if ino == ROOT_INO {
-            return self.attrs_of(ino);
+            return self.root_attrs();
         }
         if let Some(a) = self.open_file_attrs(ino) {
             return Ok(a);
@@ -436,6 +437,41 @@ impl S3Fs {
             return Err(FsError::not_found(format!("{name}: replaced")));
         }
         Ok(a)
+    }
+
+    /// The root's attributes. A prefix mount's root is the directory `prefix/`, whose marker
+    /// holds what a `chmod`, `chown` or `touch` of the mount point set (or another client
+    /// did): read once, at the first `stat` of the root (the kernel asks before its first
+    /// permission check), so a remount does not reset them to `--dir-mode` and the mounting
+    /// user. Not found, or not answered (tried again at the next `stat`): the defaults. A
+    /// whole-bucket mount's root is the bucket, which has no metadata.
+    fn root_attrs(&self) -> FsResult<FileAttrs> {
+        if !self.root_marker_read.load(Ordering::Acquire) {
+            let key = self.key_of(ROOT_INO)?;
+            let read = key.is_empty()
+                || match self.bucket.head(&key) {
+                    Ok(info) => {
+                        let mut t = self.table();
+                        t.set_marker(ROOT_INO, true);
+                        t.record_meta(
+                            ROOT_INO,
+                            ObjectMeta::from(&info),
+                            &marker_attrs(&info),
+                            self.expiry(),
+                        );
+                        true
+                    }
+                    Err(e) if e.is_not_found() => true,
+                    Err(e) => {
+                        log::debug!("{key}: HEAD of the root's marker failed: {e}");
+                        false
+                    }
+                };
+            if read {
+                self.root_marker_read.store(true, Ordering::Release);
+            }
+        }
+        self.attrs_of(ROOT_INO)
     }
 
     /// `chmod`, `chown`, `truncate`, `utimes`. Every change moves the ctime; a change of size

@@ -122,6 +122,8 @@ pub struct S3Fs {
     own_copies: own_copies::OwnCopies,
     /// Objects of files unlinked while open, kept until their last close (names hidden).
     kept: unlinked::KeptObjects,
+    /// The `prefix/` marker of a prefix mount's root was read (see `S3Fs::root_attrs`).
+    root_marker_read: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for S3Fs {
@@ -199,6 +201,7 @@ impl S3Fs {
             data_cache,
             cache_writer,
             kernel_pages: Arc::default(),
+            root_marker_read: Default::default(),
         })
     }
 
