@@ -526,6 +526,30 @@ fn a_time_before_1970_with_a_fraction_is_the_one_set() {
     assert_eq!(times(&m.join("f")), Some((want, want)), "after a remount");
 }
 
+/// `touch` of an existing file (`utimensat` with `UTIME_NOW` for both times) gives it one
+/// time, as a disk does: the atime and the mtime were two readings of the clock, some
+/// nanoseconds apart, so a file just touched looked read after, or modified since, its last
+/// read (what mail notifiers and `biff` compare).
+#[test]
+fn touch_sets_the_atime_and_the_mtime_to_one_time() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-touch");
+    let local = local_dir();
+    let m = Mount::new(srv, &bucket);
+    for dir in [local.path(), m.path()] {
+        let f = dir.join("f");
+        write(&f, b"x");
+        sh(&format!("touch -d 2001-01-01 {}", q(&f)));
+        sh(&format!("touch {}", q(&f)));
+        let (_, t) = look(&f).unwrap();
+        assert_eq!(t.atime, t.mtime, "{}", f.display());
+    }
+    m.unmount();
+    let m = Mount::new(srv, &bucket);
+    let (_, t) = look(&m.join("f")).unwrap();
+    assert_eq!(t.atime, t.mtime, "after a remount");
+}
+
 /// The mount point of a prefix mount is the directory `prefix/`: what `chmod`, `chown` and
 /// `touch` set on it is kept in its marker and shown again after a remount, as a disk's root
 /// keeps it, and a marker another client wrote is read. They came back as `--dir-mode`, the

@@ -135,13 +135,14 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let now = SystemTime::now();
         let change = AttrChange {
             mode,
             uid,
             gid,
             size,
-            mtime: mtime.map(time_of),
-            atime: atime.map(time_of),
+            mtime: mtime.map(|t| time_of(t, now)),
+            atime: atime.map(|t| time_of(t, now)),
         };
         match self.fs.setattr(ino.0, change) {
             Ok(a) => reply.attr(&self.ttl(), &to_fuser(&a)),

@@ -142,7 +142,9 @@ pub(super) fn answer_entry(
 /// (2.0000005 s before it; its `system_time_from_time` has a TODO for it), so
 /// `touch -d '1960-01-01 00:00:00.25'` showed 1959-12-31 23:59:59.75. Its mapping is one to
 /// one, so the timespec is read back out of it and the nanoseconds are added instead.
-pub(super) fn time_of(t: TimeOrNow) -> SystemTime {
+/// `UTIME_NOW` is `now`, one reading of the clock for both times of a request, so that a
+/// `touch` gives the atime and the mtime one time, as a disk does.
+pub(super) fn time_of(t: TimeOrNow, now: SystemTime) -> SystemTime {
     match t {
         TimeOrNow::SpecificTime(t) => match UNIX_EPOCH.duration_since(t) {
             Ok(before) if before.subsec_nanos() != 0 => {
@@ -151,7 +153,7 @@ pub(super) fn time_of(t: TimeOrNow) -> SystemTime {
             }
             _ => t,
         },
-        TimeOrNow::Now => SystemTime::now(),
+        TimeOrNow::Now => now,
     }
 }
 
