@@ -278,6 +278,18 @@ fn every_operation_as_on_a_local_disk() {
             op: &|d| assert_eq!(std::fs::read(d.join("f")).unwrap(), b"abc"),
         },
         Scenario {
+            name: "readdir",
+            paths: &[".", "f"],
+            setup: &file,
+            op: &|d| assert_eq!(names(d), ["f"]),
+        },
+        Scenario {
+            name: "readlink",
+            paths: &[".", "l"],
+            setup: &|d| std::os::unix::fs::symlink("f", d.join("l")).unwrap(),
+            op: &|d| assert_eq!(std::fs::read_link(d.join("l")).unwrap(), Path::new("f")),
+        },
+        Scenario {
             name: "chmod",
             paths: &[".", "f"],
             setup: &file,

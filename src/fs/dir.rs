@@ -431,6 +431,8 @@ impl S3Fs {
         let mut buf = vec![0u8; size as usize];
         let (n, _) = self.bucket.read_range(&key, 0, &mut buf, None)?;
         buf.truncate(n);
+        // Reading a symlink moves its atime by relatime's rule, as a file's read does.
+        self.table().accessed(ino, SystemTime::now());
         Ok(buf)
     }
 }

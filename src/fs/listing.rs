@@ -125,6 +125,10 @@ impl S3Fs {
                 l
             }
         };
+        if restart {
+            // Reading a directory moves its atime by relatime's rule, as a file's read does.
+            self.table().accessed(ino, std::time::SystemTime::now());
+        }
         // A listing, then the table (the lock order of `open_files`).
         let mut l = listing.lock();
         while first >= l.entries.len() && l.next.is_some() {
