@@ -318,6 +318,8 @@ impl OpenFile {
         }
         self.truncated_by = None;
         self.dirty = true;
+        // A truncate after an explicit `utimes` moves the mtime again, as a write does.
+        self.mtime_explicit = false;
         Ok(())
     }
 

@@ -357,6 +357,35 @@ fn times_set_explicitly_replace_the_ones_moved_in_memory() {
     assert_eq!(fx.stat("f").unwrap().atime, atime);
 }
 
+/// A `truncate` of a file open with changes, after its mtime was set explicitly, moves the
+/// mtime again, as a write does and as on a disk: the upload kept the mtime set, so the file
+/// showed the truncate's time until a remount, then the older one set before it.
+#[test]
+fn a_truncate_after_an_explicit_mtime_moves_it_again() {
+    let fx = fx();
+    let fh = fx
+        .open("f", libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC)
+        .unwrap();
+    fx.write(fh, 0, b"0123456789").unwrap();
+    let set = at(1_000_000_000);
+    fx.setattr(
+        "f",
+        AttrChange {
+            mtime: Some(set),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    fx.truncate("f", 5).unwrap();
+    fx.close(fh).unwrap();
+    let shown = fx.stat("f").unwrap().mtime;
+    assert!(shown > set, "moved by the truncate");
+    assert!(
+        fx.remount().stat("f").unwrap().mtime > set,
+        "after a remount"
+    );
+}
+
 /// `touch -d 1960-01-01` keeps its date through a remount, written as s3fs writes a time
 /// before 1970 (it was stored as 0: the file showed 1970 after a remount).
 #[test]
