@@ -562,6 +562,38 @@ fn touch_sets_the_atime_and_the_mtime_to_one_time() {
     assert_eq!(t.atime, t.mtime, "after a remount");
 }
 
+/// A symlink's target is any bytes but NUL, as on a disk: one that is not UTF-8 (a Latin-1
+/// name in a tree from an old disk) was refused with EINVAL, so `cp -a` and `tar -x` of such
+/// a tree failed on it. The object's body holds the bytes as they are, as s3fs stores them.
+#[test]
+fn a_symlink_target_need_not_be_utf8() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-latin1");
+    let local = local_dir();
+    let m = Mount::new(srv, &bucket);
+    let target = std::ffi::OsStr::from_bytes(b"caf\xe9/men\xfa");
+    for dir in [local.path(), m.path()] {
+        std::os::unix::fs::symlink(target, dir.join("l"))
+            .unwrap_or_else(|e| panic!("symlink in {}: {e}", dir.display()));
+        assert_eq!(
+            std::fs::read_link(dir.join("l")).unwrap(),
+            Path::new(target)
+        );
+        assert_eq!(std::fs::symlink_metadata(dir.join("l")).unwrap().len(), 9);
+    }
+    assert_eq!(
+        server_bytes(&srv.storage_in(&bucket), "l").as_deref(),
+        Some(target.as_bytes())
+    );
+    m.unmount();
+    let m = Mount::new(srv, &bucket);
+    assert_eq!(
+        std::fs::read_link(m.join("l")).unwrap(),
+        Path::new(target),
+        "after a remount"
+    );
+}
+
 /// The mount point of a prefix mount is the directory `prefix/`: what `chmod`, `chown` and
 /// `touch` set on it is kept in its marker and shown again after a remount, as a disk's root
 /// keeps it, and a marker another client wrote is read. They came back as `--dir-mode`, the

@@ -324,16 +324,16 @@ impl S3Fs {
         caller: Option<Caller>,
     ) -> FsResult<FileAttrs> {
         let name = self.check_new_name(parent, name)?;
-        let target = target
-            .to_str()
-            .ok_or_else(|| FsError::new(libc::EINVAL, "symlink target must be UTF-8"))?;
+        // Any bytes, as on a disk: the body holds them as they are (not a key, so not bound
+        // to UTF-8), as s3fs stores them.
+        let target = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
         let owner = self.new_entry_owner(parent, caller, NodeKind::Symlink, 0o777)?;
         self.write_entry(
             parent,
             name,
             NodeKind::Symlink,
             owner,
-            RequestBody::Bytes(target.as_bytes()),
+            RequestBody::Bytes(target),
             target.len() as u64,
         )
     }
