@@ -274,6 +274,9 @@ pub struct AttrChange {
     pub mtime: Option<SystemTime>,
     /// New atime.
     pub atime: Option<SystemTime>,
+    /// When the request was made, the time its `UTIME_NOW` stands for: the change's ctime, so
+    /// that a `touch` gives all three times one value, as a disk does (None: when applied).
+    pub now: Option<SystemTime>,
 }
 
 impl AttrChange {
@@ -488,7 +491,8 @@ impl S3Fs {
             let before = self.getattr(ino)?.size;
             self.truncate(ino, size)?;
             if before != size {
-                self.table().modified(ino, SystemTime::now());
+                self.table()
+                    .modified(ino, change.now.unwrap_or_else(SystemTime::now));
             }
         }
         if change.touches_metadata() {
@@ -499,7 +503,7 @@ impl S3Fs {
                 // bucket (kept for this mount only, so `cp -a`/`rsync -a` onto the root work);
                 // an unlinked file open somewhere has no name any more (`fchmod` on it).
                 let mut attrs = change.attrs();
-                attrs.ctime = Some(SystemTime::now());
+                attrs.ctime = Some(change.now.unwrap_or_else(SystemTime::now));
                 self.table().apply_attrs(ino, &attrs);
                 return self.getattr(ino);
             }
@@ -508,7 +512,11 @@ impl S3Fs {
                 change.apply_to(meta, type_bits, cur.perm.into());
                 Ok(())
             };
-            self.update_metadata(ino, edit, &change.attrs())?;
+            let attrs = AttrUpdate {
+                ctime: change.now,
+                ..change.attrs()
+            };
+            self.update_metadata(ino, edit, &attrs)?;
         }
         self.getattr(ino)
     }

@@ -143,6 +143,7 @@ impl Filesystem for FuseAdapter {
             size,
             mtime: mtime.map(|t| time_of(t, now)),
             atime: atime.map(|t| time_of(t, now)),
+            now: Some(now),
         };
         match self.fs.setattr(ino.0, change) {
             Ok(a) => reply.attr(&self.ttl(), &to_fuser(&a)),

@@ -119,7 +119,8 @@ impl S3Fs {
         edit: impl Fn(&mut Metadata, &FileAttrs) -> FsResult<()>,
         attrs: &AttrUpdate,
     ) -> FsResult<()> {
-        let now = SystemTime::now();
+        // The ctime: the time of the request when it says (`AttrChange::now`), else now.
+        let now = attrs.ctime.unwrap_or_else(SystemTime::now);
         let stamped = |meta: &mut Metadata, cur: &FileAttrs| -> FsResult<()> {
             let had_mtime = meta.get("mtime").is_some();
             edit(meta, cur)?;
