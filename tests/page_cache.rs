@@ -56,18 +56,39 @@ fn a_reread_of_the_same_version_comes_from_the_page_cache() {
     assert_same("first read", &std::fs::read(&path).unwrap(), &data);
     let after_first = gets(&proxy, &bucket, "f.bin");
     assert!(after_first > 0, "the first read came from the server");
-    let heads = proxy.count("HEAD", "/f.bin");
-    assert_same("second read", &std::fs::read(&path).unwrap(), &data);
-    assert!(
-        proxy.count("HEAD", "/f.bin") > heads,
-        "the second open revalidated"
-    );
-    assert_eq!(
-        gets(&proxy, &bucket, "f.bin"),
-        after_first,
-        "same version: the kernel's pages were kept; log:\n{}",
-        mount.log()
-    );
+    // The kernel may reclaim some of the pages between two reads (a machine short of memory;
+    // seen in 1 run of 30 under a read loop larger than RAM): those are read again, with a
+    // GET, and put back. So an attempt where it did is made again.
+    let pages = data.len().div_ceil(PAGE);
+    for _ in 0..REREAD_ATTEMPTS {
+        let heads = proxy.count("HEAD", "/f.bin");
+        let f = File::open(&path).unwrap();
+        assert!(
+            proxy.count("HEAD", "/f.bin") > heads,
+            "the open revalidated"
+        );
+        let reclaimed = held_or_reclaimed(&f, data.len(), 0, pages).unwrap_or_else(|missing| {
+            panic!(
+                "same version: the open kept the pages: {missing}; log:\n{}",
+                mount.log()
+            )
+        });
+        let before = gets(&proxy, &bucket, "f.bin");
+        let mut again = vec![0u8; data.len()];
+        f.read_exact_at(&mut again, 0).unwrap();
+        assert_same("a re-read", &again, &data);
+        if reclaimed == 0 {
+            assert_eq!(
+                gets(&proxy, &bucket, "f.bin"),
+                before,
+                "same version: the kernel's pages were kept; log:\n{}",
+                mount.log()
+            );
+            return;
+        }
+        eprintln!("{reclaimed} of {pages} pages reclaimed by the kernel between two reads");
+    }
+    panic!("the kernel reclaimed pages of the file before each of {REREAD_ATTEMPTS} re-reads");
 }
 
 #[test]
@@ -165,6 +186,9 @@ fn the_kernel_reads_ahead_as_much_as_one_fuse_read_carries() {
 /// (`cache::policy::LEARN_MIN_BLOCKS`).
 const LEARN_BLOCKS: usize = 16;
 const PAGE: usize = 4096;
+/// Re-reads `a_reread_of_the_same_version_comes_from_the_page_cache` makes before it gives up
+/// finding the file's pages unreclaimed.
+const REREAD_ATTEMPTS: usize = 5;
 
 /// `f` opened on a mount with a 64 MiB data cache, random reads of [`LEARN_BLOCKS`] blocks
 /// made (`POSIX_FADV_RANDOM`: no read-ahead), so the object is being fetched whole.
@@ -209,37 +233,40 @@ fn unheld(f: &File, len: usize, from: usize, to: usize) -> Vec<(usize, usize, Op
     runs
 }
 
-/// Wait (up to 10 s) until each page `[from, to)` of `f` is in the kernel's page cache, or was
-/// and the kernel's memory reclaim took it: that is the kernel's right (a machine short of
-/// memory evicts the least used pages of any file, seconds after they came), and the shadow
-/// entry reclaim leaves where the page was (`cachestat`'s `nr_evicted`) says the page had been
-/// there (stored, or read). A page never there has no such entry, so a part not stored still
-/// fails. Returns what is missing (empty: nothing), and how many pages reclaim took.
-fn wait_stored(f: &File, len: usize, from: usize, to: usize) -> (String, u64) {
+/// Whether each page `[from, to)` of `f` is in the kernel's page cache, or was and the kernel's
+/// memory reclaim took it: that is the kernel's right (a machine short of memory evicts the
+/// least used pages of any file, seconds after they came), and the shadow entry reclaim leaves
+/// where the page was (`cachestat`'s `nr_evicted`) says the page had been there (stored, or
+/// read). A page never there has no such entry, nor has one dropped by an invalidation or
+/// `POSIX_FADV_DONTNEED`, so a part not stored, or pages an `open` dropped, still fail.
+/// `Ok(pages reclaim took)`, or what is missing.
+fn held_or_reclaimed(f: &File, len: usize, from: usize, to: usize) -> Result<u64, String> {
+    let runs = unheld(f, len, from, to);
+    let reclaimed = |(a, b, stat): &(usize, usize, Option<CacheStat>)| {
+        stat.is_some_and(|s| s.evicted == (b - a) as u64)
+    };
+    if runs.iter().all(reclaimed) {
+        return Ok(runs.iter().map(|(a, b, _)| (b - a) as u64).sum());
+    }
+    let held = resident(f, len)[from..to].iter().filter(|&&r| r).count();
+    let missing: Vec<String> = runs
+        .iter()
+        .map(|(a, b, stat)| format!("{a}..{b} ({stat:?})"))
+        .collect();
+    Err(format!(
+        "the kernel holds {held} of {} pages; not held: {}",
+        to - from,
+        missing.join(", ")
+    ))
+}
+
+/// Wait (up to 10 s) until [`held_or_reclaimed`] holds for the pages `[from, to)` of `f`.
+fn wait_stored(f: &File, len: usize, from: usize, to: usize) -> Result<u64, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let runs = unheld(f, len, from, to);
-        let reclaimed = |(a, b, stat): &(usize, usize, Option<CacheStat>)| {
-            stat.is_some_and(|s| s.evicted == (b - a) as u64)
-        };
-        if runs.iter().all(reclaimed) {
-            let n = runs.iter().map(|(a, b, _)| (b - a) as u64).sum();
-            return (String::new(), n);
-        }
-        if std::time::Instant::now() > deadline {
-            let held = resident(f, len)[from..to].iter().filter(|&&r| r).count();
-            let missing: Vec<String> = runs
-                .iter()
-                .map(|(a, b, stat)| format!("{a}..{b} ({stat:?})"))
-                .collect();
-            return (
-                format!(
-                    "the kernel holds {held} of {} pages; not held: {}",
-                    to - from,
-                    missing.join(", ")
-                ),
-                0,
-            );
+        let result = held_or_reclaimed(f, len, from, to);
+        if result.is_ok() || std::time::Instant::now() > deadline {
+            return result;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -254,8 +281,8 @@ fn a_random_reader_gets_the_whole_object_in_the_kernels_pages() {
     let mount = Mount::with_cache_dir(server(), &bucket, cache.path(), &["--cache-size", "64M"]);
     let f = random_reader(&mount, "r.bin", &data);
     let pages = data.len().div_ceil(PAGE);
-    let (missing, reclaimed) = wait_stored(&f, data.len(), 0, pages);
-    assert!(missing.is_empty(), "{missing}; log:\n{}", mount.log());
+    let reclaimed = wait_stored(&f, data.len(), 0, pages)
+        .unwrap_or_else(|missing| panic!("{missing}; log:\n{}", mount.log()));
     if reclaimed > 0 {
         eprintln!("{reclaimed} of {pages} pages stored and then reclaimed by the kernel");
     }
@@ -278,12 +305,9 @@ fn a_random_reader_gets_the_whole_object_in_the_kernels_pages() {
         f.read_exact_at(&mut buf, off as u64).unwrap();
         assert_same(&format!("pread at {off}"), &buf, &data[off..off + PAGE]);
         let (from, to) = (block * MIB / PAGE, (block + 1) * MIB / PAGE);
-        let (missing, _) = wait_stored(&f, data.len(), from, to);
-        assert!(
-            missing.is_empty(),
-            "block {block} put back: {missing}; log:\n{}",
-            mount.log()
-        );
+        if let Err(missing) = wait_stored(&f, data.len(), from, to) {
+            panic!("block {block} put back: {missing}; log:\n{}", mount.log());
+        }
         let mut whole = vec![0u8; MIB];
         f.read_exact_at(&mut whole, (block * MIB) as u64).unwrap();
         assert_same(
