@@ -297,7 +297,11 @@ impl S3Fs {
                 // An open file keeps its bytes (fetched now, or its object kept until its last
                 // close).
                 if self.detach_open_file(attrs.ino, key, true)? == Detached::Free {
-                    self.bucket.delete(key, etag.as_deref())?;
+                    if let Err(e) = self.bucket.delete(key, etag.as_deref()) {
+                        self.detach_failed(attrs.ino);
+                        return Err(e.into());
+                    }
+                    self.detached_for_good(attrs.ino);
                 }
                 Ok(())
             },

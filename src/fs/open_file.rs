@@ -183,7 +183,7 @@ impl OpenFile {
             .unwrap_or(false);
         self.seq_end = empty.then_some(0);
         if self.unlinked {
-            // See `mark_unlinked`.
+            // See `unlinked_for_good`.
             let _ = std::fs::remove_file(staging.path());
         }
         self.staging = Some(staging);
@@ -346,15 +346,29 @@ impl OpenFile {
         self.dirty && !self.unlinked
     }
 
-    /// Unlinked while open: never uploaded, and a streamed upload of it is given up. Its
-    /// staging file leaves the cache dir (the descriptors keep it open): nothing of it is
-    /// recovered after a crash.
+    /// Unlinked while open: never uploaded, and a streamed upload of it is given up. Marked
+    /// before the name is removed on the server, so that no upload of it can start meanwhile
+    /// and bring the name back; until that removal is done
+    /// ([`OpenFile::unlinked_for_good`]) the staging file keeps its place in the cache dir, so
+    /// that a removal that fails gives the file back as it was ([`OpenFile::unlink_failed`]).
     pub fn mark_unlinked(&mut self) {
         self.unlinked = true;
         self.give_up_stream("unlinked while open");
-        if let Some(s) = &self.staging {
+    }
+
+    /// The name is gone from the server: the staging file leaves the cache dir (the
+    /// descriptors keep it open), so nothing of it is recovered after a crash.
+    pub fn unlinked_for_good(&mut self) {
+        if let Some(s) = self.staging.as_ref().filter(|_| self.unlinked) {
             let _ = std::fs::remove_file(s.path());
         }
+    }
+
+    /// The unlink (or the rename over the file) that marked it failed: the name stays, and
+    /// with it the file's upload at close — without this, writes through its descriptors, or
+    /// through a later open of the name, were never uploaded while `close` said success.
+    pub fn unlink_failed(&mut self) {
+        self.unlinked = false;
     }
 
     /// True once unlinked (or replaced by a rename) while open.

@@ -102,6 +102,8 @@ impl S3Fs {
         // Open readers follow the copies (see `own_copies`): in flight until they are re-pinned.
         let _copying;
         let mut follow = None;
+        // A target open elsewhere, replaced by the copy (its name gone for good).
+        let mut replaced_open = None;
         let mut dir_copies = Vec::new();
         if src.kind == NodeKind::Dir {
             let dst_key = format!("{dst_parent_key}{new_name_s}/");
@@ -150,38 +152,60 @@ impl S3Fs {
             self.check_key_len(&dst_key)?;
             // A file replaced while open keeps its bytes: the copy is about to overwrite them.
             self.settle_kept(&dst_key)?;
-            if let Some(t) = &target {
-                self.detach_open_file(t.ino, &dst_key, false)?;
+            // Until the copy replaces it, a failure leaves the target its name, and its open
+            // file its upload at close (given back once the gate is open again: an upload
+            // waiting there holds its file's lock).
+            let replaced = target.as_ref().map(|t| t.ino);
+            if let Some(ino) = replaced {
+                self.detach_open_file(ino, &dst_key, false)?;
             }
+            let give_back = || {
+                if let Some(ino) = replaced {
+                    self.detach_failed(ino);
+                }
+            };
             let guard = self.rename_gate.rename(&[&src_key, &dst_key]);
-            if self.rename_keys(src.ino, new_parent, &new_name_s)?
-                != (src_key.clone(), dst_key.clone())
-            {
-                // Moved by a directory rename meanwhile: again, under the new names.
+            let keys = self.rename_keys(src.ino, new_parent, &new_name_s);
+            if !matches!(&keys, Ok(k) if *k == (src_key.clone(), dst_key.clone())) {
                 drop(guard);
+                give_back();
+                keys?;
+                // Moved by a directory rename meanwhile: again, under the new names.
                 return self.rename(parent, name, new_parent, new_name, flags);
             }
             moving = Some(guard);
             _copying = self.own_copies.begin(&[&src_key, &dst_key]);
             // The Content-Type S3 keeps is re-derived from the new name when it was the guess
             // from the old one (`mv a.txt b.html`); that needs the object's headers.
-            let (old_type, new_type) = (guess_content_type(&src_key), guess_content_type(&dst_key));
-            if old_type != new_type && self.copied_version(src.ino).1.is_none() {
-                self.object_meta(src.ino)?;
-            }
-            let (version, known) = self.copied_version(src.ino);
-            // The copy carries the file's times (see `attr::stamp_change`) when its metadata is
-            // known: rewritten with REPLACE, at no extra request.
-            let cur_mtime = self.attrs_of(src.ino)?.mtime;
-            let rewrite = |m: &ObjectMeta| {
-                let mut metadata = m.metadata.clone();
-                stamp_change(&mut metadata, false, cur_mtime, now);
-                ReplaceMetadata {
-                    metadata,
-                    content_headers: retyped(&m.content_headers, &old_type, &new_type),
+            let copy = || -> FsResult<_> {
+                let (old_type, new_type) =
+                    (guess_content_type(&src_key), guess_content_type(&dst_key));
+                if old_type != new_type && self.copied_version(src.ino).1.is_none() {
+                    self.object_meta(src.ino)?;
+                }
+                let (version, known) = self.copied_version(src.ino);
+                // The copy carries the file's times (see `attr::stamp_change`) when its
+                // metadata is known: rewritten with REPLACE, at no extra request.
+                let cur_mtime = self.attrs_of(src.ino)?.mtime;
+                let rewrite = |m: &ObjectMeta| {
+                    let mut metadata = m.metadata.clone();
+                    stamp_change(&mut metadata, false, cur_mtime, now);
+                    ReplaceMetadata {
+                        metadata,
+                        content_headers: retyped(&m.content_headers, &old_type, &new_type),
+                    }
+                };
+                Ok(self.copy_key(&src_key, &dst_key, version, known, Some(&rewrite))?)
+            };
+            let copied = match copy() {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(moving);
+                    give_back();
+                    return Err(e);
                 }
             };
-            let copied = self.copy_key(&src_key, &dst_key, version, known, Some(&rewrite))?;
+            replaced_open = replaced;
             if let Some(reply) = &copied.looked {
                 // Another client's version was moved: the file shows it (size, metadata).
                 self.table().record_head_of(src.ino, reply, self.expiry());
@@ -210,6 +234,10 @@ impl S3Fs {
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
                     // The copy exists; the source could not be removed. Report it, keep both.
+                    drop(moving);
+                    if let Some(ino) = replaced_open {
+                        self.detached_for_good(ino);
+                    }
                     return Err(FsError::new(
                         libc::EIO,
                         format!("{src_key} copied to {dst_key} but not deleted: {e}"),
@@ -240,6 +268,9 @@ impl S3Fs {
         }
         drop(t);
         drop(moving);
+        if let Some(ino) = replaced_open {
+            self.detached_for_good(ino);
+        }
         if let Some((old, new)) = follow {
             self.open_readers_follow(src.ino, old.as_deref(), new);
         }

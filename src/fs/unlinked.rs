@@ -99,21 +99,39 @@ impl S3Fs {
         if of.is_unused() {
             return Ok(Detached::Free);
         }
+        if of.staging().is_none() && of.version().exists() {
+            if may_keep && of.version().size() > FETCH_AT_UNLINK_MAX {
+                log::debug!(
+                    "{key}: unlinked while open ({} bytes): kept until the last close",
+                    of.version().size()
+                );
+                of.mark_unlinked();
+                of.keep_object(key.to_string());
+                self.kept.insert(key.to_string(), ino);
+                return Ok(Detached::Kept);
+            }
+            // Before the file is marked: a fetch that fails leaves it as it was.
+            self.fetch_rest(&mut of, key)?;
+        }
         of.mark_unlinked();
-        if of.staging().is_some() || !of.version().exists() {
-            return Ok(Detached::Free);
-        }
-        if may_keep && of.version().size() > FETCH_AT_UNLINK_MAX {
-            log::debug!(
-                "{key}: unlinked while open ({} bytes): kept until the last close",
-                of.version().size()
-            );
-            of.keep_object(key.to_string());
-            self.kept.insert(key.to_string(), ino);
-            return Ok(Detached::Kept);
-        }
-        self.fetch_rest(&mut of, key)?;
         Ok(Detached::Free)
+    }
+
+    /// The name `detach_open_file` marked `ino`'s open file for is gone from the server
+    /// (deleted, or replaced by a rename's copy): see [`OpenFile::unlinked_for_good`].
+    pub(crate) fn detached_for_good(&self, ino: u64) {
+        if let Some(f) = self.open_files.get(ino) {
+            f.lock().unlinked_for_good();
+        }
+    }
+
+    /// The removal of the name `detach_open_file` marked `ino`'s open file for failed (a
+    /// `Free` detach: nothing was kept): the name stays, and the file is uploaded at close
+    /// again. Never called while a rename holds the gate closed (it takes the file's lock).
+    pub(crate) fn detach_failed(&self, ino: u64) {
+        if let Some(f) = self.open_files.get(ino) {
+            f.lock().unlink_failed();
+        }
     }
 
     /// Fetch the version `of` reads (from `key`) into a staging file of its own, so its

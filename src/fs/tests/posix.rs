@@ -144,6 +144,42 @@ fn an_unlinked_open_file_keeps_its_xattrs_in_memory() {
     assert!(fx.keys().is_empty(), "nothing uploaded");
 }
 
+/// An unlink or a rename over an open file that fails on the server leaves the name, and so
+/// the file: writes through its descriptors, or through a later open, are uploaded at close as
+/// before (they were dropped: the file stayed marked as unlinked, so `close` said success and
+/// uploaded nothing, and the name showed the old content after the last close).
+#[test]
+fn an_open_file_whose_unlink_or_rename_over_failed_is_still_uploaded() {
+    let fx = fx();
+    let attempts = quick_retries().max_attempts;
+    let internal = crate::s3::memory::Failure::Status(500, "InternalError");
+    fx.put_behind("log", b"line1\n");
+    let ino = fx.ino("log").unwrap();
+    let reader = fx.open("log", libc::O_RDONLY).unwrap();
+    assert_eq!(fx.read(reader, 0, 100).unwrap(), b"line1\n");
+    fx.store
+        .fail_next(Operation::DeleteObject, attempts, internal.clone());
+    assert_eq!(errno(fx.unlink("log")), libc::EIO);
+    assert_eq!(fx.fs.getattr(ino).unwrap().nlink, 1, "still linked");
+    let writer = fx.open("log", libc::O_WRONLY | libc::O_APPEND).unwrap();
+    fx.write(writer, 6, b"line2\n").unwrap();
+    fx.close(writer).unwrap();
+    assert_eq!(fx.data("log"), b"line1\nline2\n", "uploaded at close");
+    fx.close(reader).unwrap();
+    assert_eq!(fx.cat("log").unwrap(), b"line1\nline2\n");
+
+    // The same for a rename over the open file whose copy fails.
+    fx.put("new", b"replacement").unwrap();
+    let held = fx.open("log", libc::O_RDWR).unwrap();
+    fx.store
+        .fail_next(Operation::CopyObject, attempts, internal);
+    assert_eq!(errno(fx.rename("new", "log")), libc::EIO);
+    fx.write(held, 12, b"line3\n").unwrap();
+    fx.close(held).unwrap();
+    assert_eq!(fx.data("log"), b"line1\nline2\nline3\n");
+    assert_eq!(fx.data("new"), b"replacement");
+}
+
 // ---- special files --------------------------------------------------------------------------
 
 #[test]
