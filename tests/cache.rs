@@ -567,6 +567,47 @@ fn a_write_that_fills_the_disk_is_short_and_the_file_holds_what_it_said() {
     drop(mount);
 }
 
+/// `rm` of a file open elsewhere never fails for want of room in the cache dir, as on a disk.
+/// A file of up to 16 MiB is fetched into a staging file at its unlink, so that its object can
+/// go at once; with the cache dir's disk full that fetch failed and `rm` answered ENOSPC — just
+/// when a full disk is what makes one delete files. Its object is now kept on the server until
+/// the last close instead, as a larger file's is.
+#[test]
+fn rm_of_an_open_file_succeeds_with_the_cache_dir_full() {
+    let bucket = server().fresh_bucket("cache-rm-full");
+    let st = server().storage_in(&bucket);
+    let fs = Tmpfs::new("8m");
+    let data = random_bytes(4 * MIB, 44);
+    put(&bucket, "held.bin", &data);
+    let mount = Mount::with_cache_dir(server(), &bucket, &fs.path, &["--cache-size", "0"]);
+    let mut f = File::open(mount.join("held.bin")).unwrap();
+    let mut head = [0u8; 16];
+    f.read_exact(&mut head).unwrap();
+    // Less room left than the file takes.
+    let (_, free) = fs.usage();
+    std::fs::write(fs.path.join("filler"), vec![0x5a; free as usize - MIB]).unwrap();
+    std::fs::remove_file(mount.join("held.bin"))
+        .unwrap_or_else(|e| panic!("rm: {e}; log:\n{}", mount.log()));
+    assert_eq!(
+        std::fs::metadata(mount.join("held.bin"))
+            .map_err(|e| e.kind())
+            .err(),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    f.rewind().unwrap();
+    let mut all = Vec::new();
+    f.read_to_end(&mut all).unwrap();
+    assert_same("what the descriptor reads", &all, &data);
+    drop(f);
+    // The last close deletes it (release is asynchronous after close).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while st.exists("held.bin").unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "not deleted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(mount);
+}
+
 /// Distinct blocks random reads touch before the mount fetches the object whole
 /// (`cache::policy::LEARN_MIN_BLOCKS`, for objects of up to 1024 blocks).
 const LEARN_BLOCKS: usize = 16;

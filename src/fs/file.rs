@@ -23,6 +23,7 @@ use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::names::{new_name_str, valid_component};
 use super::open_file::{errno_of, OpenFile, Staging};
+use super::staging::errno_is_disk_full;
 use super::S3Fs;
 use crate::cache::inode::{NodeAttr, NodeKind};
 use crate::s3::store::MAX_OBJECT_SIZE;
@@ -228,7 +229,7 @@ impl S3Fs {
             let key = self.object_key(of)?;
             let mut result = self.bucket.download(&key, &mut file);
             if let Err(e) = &result {
-                let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
+                let full = errno_is_disk_full(e.errno());
                 if full && self.make_room_for_staging(of.version().size()) {
                     result = file
                         .set_len(0)

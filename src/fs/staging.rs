@@ -65,7 +65,12 @@ pub(super) fn write_some_at(
 
 /// The file system is full (or the user's quota is).
 pub(super) fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    e.raw_os_error().is_some_and(errno_is_disk_full)
+}
+
+/// `errno` says the file system is full (or the user's quota is).
+pub(super) fn errno_is_disk_full(errno: i32) -> bool {
+    matches!(errno, libc::ENOSPC | libc::EDQUOT)
 }
 
 /// The errno of a staging file's I/O error: a full disk, or a file past what the local file

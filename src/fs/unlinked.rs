@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 use super::error::{FsError, FsResult};
 use super::fetch::ObjectSource;
 use super::open_file::{errno_of, OpenFile, Staging};
+use super::staging::errno_is_disk_full;
 use super::S3Fs;
 
 /// Largest file whose remaining bytes are fetched at its unlink (one GET's worth, the size
@@ -105,16 +106,31 @@ impl S3Fs {
                     "{key}: unlinked while open ({} bytes): kept until the last close",
                     of.version().size()
                 );
-                of.mark_unlinked();
-                of.keep_object(key.to_string());
-                self.kept.insert(key.to_string(), ino);
-                return Ok(Detached::Kept);
+                return Ok(self.keep_for_descriptors(&mut of, ino, key));
             }
             // Before the file is marked: a fetch that fails leaves it as it was.
-            self.fetch_rest(&mut of, key)?;
+            match self.fetch_rest(&mut of, key) {
+                Ok(()) => {}
+                // No room for the copy in the cache dir: an unlink never fails for want of
+                // space, as on a disk (and a full disk is when one deletes files).
+                Err(e) if may_keep && errno_is_disk_full(e.errno) => {
+                    log::info!("{key}: unlinked while open, kept until the last close: {e}");
+                    return Ok(self.keep_for_descriptors(&mut of, ino, key));
+                }
+                Err(e) => return Err(e),
+            }
         }
         of.mark_unlinked();
         Ok(Detached::Free)
+    }
+
+    /// Keep the object at `key` for the descriptors of `of` until its last close, its name
+    /// hidden meanwhile.
+    fn keep_for_descriptors(&self, of: &mut OpenFile, ino: u64, key: &str) -> Detached {
+        of.mark_unlinked();
+        of.keep_object(key.to_string());
+        self.kept.insert(key.to_string(), ino);
+        Detached::Kept
     }
 
     /// The name `detach_open_file` marked `ino`'s open file for is gone from the server
@@ -146,7 +162,7 @@ impl S3Fs {
             self.data_cache.clone().zip(self.cache_writer.clone()),
         );
         let (file, path) = self.new_staging_file()?;
-        let copied = (|| {
+        let copy = || -> FsResult<()> {
             let mut at = 0;
             while at < size {
                 let end = (at + FETCH_CHUNK).min(size);
@@ -160,7 +176,14 @@ impl S3Fs {
                 at = end;
             }
             Ok(())
-        })();
+        };
+        let mut copied = copy();
+        // A full disk: once more after the data cache gave its space back.
+        if copied.as_ref().is_err_and(|e| errno_is_disk_full(e.errno))
+            && self.make_room_for_staging(size)
+        {
+            copied = copy();
+        }
         if let Err(e) = copied {
             let _ = std::fs::remove_file(&path);
             return Err(e);
