@@ -134,10 +134,20 @@ impl S3Fs {
     }
 
     /// The name `detach_open_file` marked `ino`'s open file for is gone from the server
-    /// (deleted, or replaced by a rename's copy): see [`OpenFile::unlinked_for_good`].
+    /// (deleted, or replaced by a rename's copy): see [`OpenFile::unlinked_for_good`]. A copy
+    /// of it kept under `unsaved/` after a failed upload goes too: `--recover` would bring the
+    /// removed file back, or put it over what was written under its name since.
     pub(crate) fn detached_for_good(&self, ino: u64) {
         if let Some(f) = self.open_files.get(ino) {
-            f.lock().unlinked_for_good();
+            let mut of = f.lock();
+            of.unlinked_for_good();
+            if let Some(p) = of.take_saved() {
+                super::unsaved::remove(&p);
+                log::info!(
+                    "removed while open: dropped its unsaved copy {}",
+                    p.display()
+                );
+            }
         }
     }
 

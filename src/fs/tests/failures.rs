@@ -192,3 +192,32 @@ fn a_server_that_answers_a_listing_token_with_itself_is_an_error_not_a_loop() {
     assert_eq!(errno(fx.rename("d", "e")), libc::EIO);
     assert_eq!(fx.count(Operation::CopyObject), 0, "nothing copied");
 }
+
+/// A file whose upload failed (its bytes kept under `unsaved/` for `--recover`) and that is
+/// then removed, while still open, leaves no copy there: `--recover` uploaded it again, so a
+/// scratch file came back after its `rm` — or replaced what was written under its name since.
+#[test]
+fn a_file_removed_after_a_failed_upload_leaves_nothing_to_recover() {
+    let attempts = quick_retries().max_attempts;
+    for replace in [false, true] {
+        let fx = fx();
+        fx.put("new", b"newer").unwrap();
+        let fh = fx.open("scratch", libc::O_CREAT | libc::O_RDWR).unwrap();
+        fx.write(fh, 0, b"temporary").unwrap();
+        fx.store.fail_next(Operation::PutObject, attempts, INTERNAL);
+        assert_eq!(errno(fx.fs.fsync(fh)), libc::EIO);
+        assert_eq!(fx.unsaved().len(), 1, "kept after the failed upload");
+        if replace {
+            fx.rename("new", "scratch").unwrap();
+        } else {
+            fx.unlink("scratch").unwrap();
+        }
+        assert_eq!(
+            fx.read(fh, 0, 100).unwrap(),
+            b"temporary",
+            "the descriptor reads on"
+        );
+        fx.close(fh).unwrap();
+        assert_eq!(fx.unsaved(), vec![], "replaced: {replace}");
+    }
+}
