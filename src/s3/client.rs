@@ -51,8 +51,10 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 6 attempts, 50 ms doubling to at most 3 s: about 6 s of patience in all, enough to ride
-    /// out a burst of 503 SlowDown or a server restart without hanging a `close()` for long.
+    /// 6 attempts, 50 ms doubling to at most 3 s: the five pauses (full jitter, the first
+    /// drawn under 100 ms) add up to at most 3.1 s and about 1.5 s on average — enough to
+    /// ride out a burst of 503 SlowDown without hanging a `close()` for long, not a server
+    /// restart that takes longer (measured: `fsync` EIO 1.2 s after Garage was stopped).
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 6,
