@@ -297,39 +297,35 @@ fn a_mount_without_figures_is_named_with_the_hint() {
 
 /// The size of the copy watched in flight: 256 MiB, not the 1 GiB, because moto takes
 /// ~50 MiB/s for uploads (20 s and more for 1 GiB, times the suite's other tests); 256 MiB is
-/// 32 parts of 8 MiB, still several seconds of snapshots.
+/// 32 parts of 8 MiB.
 const BIG_COPY: u64 = 256 << 20;
 
-/// A large `cp` into the mount shows in `s3mount status` while it runs: its key, bytes sent
+/// A large copy into the mount shows in `s3mount status` while it runs: its key, bytes sent
 /// growing, less than the total until done; then the list is empty, and the metrics count the
-/// same requests per kind as the status.
+/// same requests per kind as the status. The copy (`dd` reading a pipe) is held after its first
+/// half until the status has shown parts of it sent: a quiet machine copies 256 MiB into moto
+/// in about a second, between two looks at the status (a `cp` was seen done with no progress
+/// shown in between).
 #[test]
 fn status_shows_a_large_copy_while_it_runs() {
+    use std::io::Write;
     let server = server();
     let bucket = server.fresh_bucket("status-cp");
     let addr = free_addr();
     let m = Mount::with_args(server, &bucket, &["--metrics-listen", &addr]);
-    let src = tempfile::NamedTempFile::new().unwrap();
-    let made = Command::new("head")
-        .args(["-c", &BIG_COPY.to_string(), "/dev/urandom"])
-        .stdout(src.reopen().unwrap())
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let mut cp = Command::new("cp")
-        .arg(src.path())
-        .arg(m.join("big.bin"))
+    let data = random_bytes(BIG_COPY as usize, 11);
+    let mut dd = Command::new("dd")
+        .arg(format!("of={}", m.join("big.bin").display()))
+        .args(["bs=1M", "iflag=fullblock", "status=none"])
+        .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Snapshots while cp runs: big.bin in flight, with progress.
+    let mut input = dd.stdin.take().unwrap();
+    let half = data.len() / 2;
+    input.write_all(&data[..half]).unwrap();
+    // Snapshots: big.bin in flight, with progress.
     let mut seen: Vec<(u64, u64)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while cp.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "cp still running; log:\n{}",
-            m.log()
-        );
+    let look = |seen: &mut Vec<(u64, u64)>| {
         let s = status_json(&m);
         if let Some(up) = s["uploads"]
             .as_array()
@@ -348,13 +344,34 @@ fn status_shows_a_large_copy_while_it_runs() {
                 );
             }
         }
+    };
+    // The first half written, the rest held back: parts of it are sent meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !seen.iter().any(|&(sent, _)| sent > 0) {
+        assert!(
+            Instant::now() < deadline,
+            "no part of the first half sent: {seen:?}; log:\n{}",
+            m.log()
+        );
+        look(&mut seen);
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(cp.wait().unwrap().success());
+    input.write_all(&data[half..]).unwrap();
+    drop(input);
+    while dd.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "dd still running; log:\n{}",
+            m.log()
+        );
+        look(&mut seen);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(dd.wait().unwrap().success());
     eprintln!("snapshots of big.bin in flight (sent, total): {seen:?}");
     assert!(
         seen.iter().any(|&(sent, _)| sent > 0 && sent < BIG_COPY),
-        "no progress seen while cp ran: {seen:?}\nlog:\n{}",
+        "no progress seen while the copy ran: {seen:?}\nlog:\n{}",
         m.log()
     );
     assert!(
