@@ -162,8 +162,10 @@ pub struct Cli {
     pub fake: bool,
 
     /// Upload the files kept under <cache-dir>/*/unsaved/ after failed uploads (each to the key
-    /// its .key note names), removing each once it is on the server, and abort the multipart
-    /// uploads a stopped s3mount left in <cache-dir>/*/uploads/; then exit.
+    /// its .key note names, only while the object is still the version the file was made from:
+    /// an object written since is not replaced, and the copy stays there), removing each once
+    /// it is on the server, and abort the multipart uploads a stopped s3mount left in
+    /// <cache-dir>/*/uploads/; then exit.
     #[arg(long, help_heading = "Recovery")]
     pub recover: bool,
 

@@ -23,7 +23,8 @@ macro_rules! errln {
 }
 
 /// `--recover`: abort the multipart uploads stopped mounts left in `<cache-dir>/*/uploads/`,
-/// and re-upload what failed uploads left under `<cache-dir>/*/unsaved/`.
+/// and re-upload what failed uploads left under `<cache-dir>/*/unsaved/` — each only over the
+/// version it was made from ([`unsaved::upload_kept`]); one whose object changed since stays.
 pub fn recover(cli: &Cli) -> Result<(), String> {
     // It goes through every mount's dir under the cache dir: a bucket or a mount point named
     // after it would seem to narrow it to one, and did nothing.
@@ -37,7 +38,7 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
     let metrics = Arc::new(S3Metrics::default());
     let base_storage = make_storage(cli, &config, None, Some(metrics.clone()))?;
     let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let (mut done, mut failed, mut aborted) = (0usize, 0usize, 0usize);
+    let (mut done, mut failed, mut changed, mut aborted) = (0usize, 0usize, 0usize, 0usize);
     // What is to be uploaded: the client (with its mount's journal), the copy, its note, size.
     let mut pending = Vec::new();
     let mounts = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
@@ -115,20 +116,34 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
         .with_live_bytes(move || metrics.uploads().iter().map(|u| u.sent).sum());
     for (storage, data, note, len) in pending {
         let obj = &note.obj;
-        let result = std::fs::File::open(&data)
-            .and_then(|f| f.metadata().map(|m| (f, m.len())))
-            .map_err(|e| e.to_string())
-            .and_then(|(f, len)| {
-                storage
-                    .bucket(&obj.bucket)
-                    .put_file(&obj.key, &f, len, &note.put_options())
-                    .map_err(|e| e.to_string())
-            });
-        match result {
-            Ok(_) => {
-                unsaved::remove(&data);
+        match unsaved::upload_kept(&storage.bucket(&obj.bucket), &data, &note) {
+            Ok(unsaved::Recovered::Uploaded) => {
                 progress.say(&format!("uploaded {} -> {obj}", data.display()));
                 done += 1;
+            }
+            Ok(unsaved::Recovered::AlreadyThere) => {
+                progress.say(&format!(
+                    "{} -> {obj}: the object already holds these bytes; the copy is removed",
+                    data.display()
+                ));
+                done += 1;
+            }
+            Ok(unsaved::Recovered::Changed { now }) => {
+                // Never over what was written since: the copy stays for the user to judge.
+                let now = match now {
+                    unsaved::Base::Absent => "the object has been removed since".to_string(),
+                    unsaved::Base::Version(etag) => format!("the object is now ETag {etag}"),
+                    unsaved::Base::Unknown => {
+                        "the object changed while it was being uploaded".to_string()
+                    }
+                };
+                progress.warn(&format!(
+                    "{} -> {obj}: not uploaded: the copy was made from {}, and {now}; it stays \
+                     where it is (compare, then copy it in by hand, or delete it and its .key note)",
+                    data.display(),
+                    note.base
+                ));
+                changed += 1;
             }
             Err(e) => {
                 progress.warn(&format!("{} -> {obj}: {e}; left in place", data.display()));
@@ -138,9 +153,20 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
         progress.item_done(len);
     }
     drop(progress);
-    outln!("recover: {done} uploaded, {failed} left, {aborted} multipart upload(s) aborted");
-    if failed > 0 {
-        return Err(format!("{failed} file(s) could not be uploaded"));
+    let why = if changed > 0 {
+        format!(" ({changed} whose object changed since)")
+    } else {
+        String::new()
+    };
+    outln!(
+        "recover: {done} uploaded, {} left{why}, {aborted} multipart upload(s) aborted",
+        failed + changed
+    );
+    if failed + changed > 0 {
+        return Err(format!(
+            "{} file(s) could not be uploaded ({changed} because their object changed since)",
+            failed + changed
+        ));
     }
     Ok(())
 }

@@ -335,6 +335,104 @@ fn mount_rides_out_slowdown_and_keeps_unsaved_data_on_failure() {
     drop(mount);
 }
 
+/// `s3mount --recover` puts a copy kept after a failed upload back only over the version its
+/// file was made from. Four uploads fail at close (a proxy answers 500 to their PUTs): two
+/// changes of existing objects and two new files. Then another client replaces one of the
+/// objects and creates one of the new names. `--recover` uploads the two copies whose objects
+/// are as they were, and neither writes over the other client's objects nor drops those two
+/// copies: they stay under `unsaved/`, and the exit status says so. It used to upload all four,
+/// so the stale copies silently replaced the newer objects.
+#[test]
+fn recover_does_not_write_a_kept_copy_over_an_object_changed_since() {
+    let _serial = common::one_at_a_time();
+    let bucket = server().fresh_bucket("recover-base");
+    direct_put(&bucket, "same.txt", b"old same");
+    direct_put(&bucket, "replaced.txt", b"old replaced");
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    let names = ["same.txt", "replaced.txt", "new.txt", "taken.txt"];
+    for name in names {
+        proxy.add(Rule::new("PUT", &format!("/{name}"), Fault::InternalError));
+        let mine = format!("mine {name}");
+        let err = if name == "same.txt" {
+            // A change in place (no O_TRUNC): the copy is made from the version read.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(mount.join(name))
+                .unwrap();
+            f.write_all(mine.as_bytes()).unwrap();
+            close(f)
+        } else {
+            write_and_close(&mount.join(name), mine.as_bytes())
+        }
+        .expect_err("close must fail when the upload fails");
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{name}: {err}");
+    }
+    assert_eq!(unsaved_files(&mount).len(), 4, "log:\n{}", mount.log());
+    // Another client, after the failures.
+    direct_put(&bucket, "replaced.txt", b"theirs");
+    direct_put(&bucket, "taken.txt", b"theirs");
+
+    let srv = server();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3mount"))
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ACCESS_KEY_ID", &srv.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+        .args([
+            "--recover",
+            "--endpoint",
+            &srv.endpoint,
+            "--region",
+            &srv.region,
+        ])
+        .arg("--cache-dir")
+        .arg(mount.cache_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "two copies are left: {said}");
+    assert!(
+        said.contains("recover: 2 uploaded, 2 left (2 whose object changed since)"),
+        "{said}"
+    );
+    assert_eq!(
+        direct_get(&bucket, "same.txt").as_deref(),
+        Some(&b"mine same.txt"[..])
+    );
+    assert_eq!(
+        direct_get(&bucket, "new.txt").as_deref(),
+        Some(&b"mine new.txt"[..])
+    );
+    assert_eq!(
+        direct_get(&bucket, "replaced.txt").as_deref(),
+        Some(&b"theirs"[..]),
+        "{said}"
+    );
+    assert_eq!(
+        direct_get(&bucket, "taken.txt").as_deref(),
+        Some(&b"theirs"[..]),
+        "{said}"
+    );
+    let mut left: Vec<Vec<u8>> = unsaved_files(&mount)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [b"mine replaced.txt".to_vec(), b"mine taken.txt".to_vec()],
+        "{said}"
+    );
+    for name in ["replaced.txt", "taken.txt"] {
+        assert!(
+            said.contains(&format!("s3://{bucket}/{name}: not uploaded")),
+            "{name}: {said}"
+        );
+    }
+}
+
 #[test]
 fn stalled_get_times_out_and_is_retried() {
     let _serial = common::one_at_a_time();

@@ -6,7 +6,9 @@
 //! the object's name (`s3://bucket/key`) on the first line, then one `name: value` line per
 //! header the upload carried (content headers, and `x-amz-meta-*` with values that are not
 //! printable ASCII RFC 2047-encoded), so `s3mount --recover` puts the object back as the upload
-//! would have, metadata and Content-Type included. A later successful upload of the file
+//! would have, metadata and Content-Type included, and an `s3mount-base:` line naming the
+//! version the bytes were made from ([`Base`]): `--recover` puts them back only over that
+//! version ([`upload_kept`]), never over a newer one. A later successful upload of the file
 //! removes both. Staging files found at a mount's start (left by an s3mount that died) are
 //! moved here without a note, unless another running mount uses the same directory
 //! ([`claim_staging`]): their writer never closed them, so they may be incomplete.
@@ -21,9 +23,13 @@ use std::time::SystemTime;
 use super::error::FsError;
 use super::open_file::OpenFile;
 use super::S3Fs;
+use crate::s3::etag::is_md5_hex;
 use crate::s3::meta::{decode_value, encode_value, headers_kept_from_head};
 use crate::s3::storage::guess_content_type;
-use crate::s3::{private, Headers, Metadata, ObjectRef, PutOptions};
+use crate::s3::{
+    private, Bucket, Headers, Metadata, ObjectInfo, ObjectRef, PutOptions, RequestBody,
+    StorageError,
+};
 
 /// Extension of a kept copy's content.
 pub const DATA_EXTENSION: &str = "data";
@@ -32,6 +38,12 @@ pub const NOTE_EXTENSION: &str = "key";
 /// The note's line that carries a key the first line cannot hold as it is (see
 /// [`Note::render`]).
 const KEY_LINE: &str = "s3mount-key";
+/// The note's line naming the version the content was made from (see [`Base`]).
+const BASE_LINE: &str = "s3mount-base";
+/// [`BASE_LINE`]'s value for a file that had no object.
+const BASE_ABSENT: &str = "none";
+/// [`BASE_LINE`]'s value for an object version: this, then its ETag.
+const BASE_ETAG: &str = "etag ";
 /// Characters of the key kept in a copy's file name: with the time stamp and the extension
 /// it stays well under the 255 bytes a file name may have.
 const NAME_KEY_CHARS: usize = 150;
@@ -45,6 +57,65 @@ pub struct Note {
     pub content_headers: Vec<(String, String)>,
     /// User metadata.
     pub metadata: Metadata,
+    /// The version of the object the content was made from.
+    pub base: Base,
+}
+
+/// The version of an object a kept copy was made from: `--recover` uploads it only while the
+/// object is still that version, so that it never replaces what was written since.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Base {
+    /// Not known: a note of an s3mount before this line was written, or a version the server
+    /// gave no ETag. Uploaded without a condition, as those versions did.
+    #[default]
+    Unknown,
+    /// No object: the file was new.
+    Absent,
+    /// The object with this ETag (the version the open file read and modified).
+    Version(String),
+}
+
+impl Base {
+    /// The note line's value; `None` for [`Base::Unknown`] (no line).
+    fn render(&self) -> Option<String> {
+        match self {
+            Base::Unknown => None,
+            Base::Absent => Some(BASE_ABSENT.to_string()),
+            Base::Version(etag) => Some(format!("{BASE_ETAG}{}", encode_value(etag))),
+        }
+    }
+
+    /// Read the note line's value; anything else is [`Base::Unknown`].
+    fn parse(value: Option<&str>) -> Base {
+        match value {
+            Some(BASE_ABSENT) => Base::Absent,
+            Some(v) => match v.strip_prefix(BASE_ETAG) {
+                Some(etag) if !etag.is_empty() => Base::Version(decode_value(etag)),
+                _ => Base::Unknown,
+            },
+            None => Base::Unknown,
+        }
+    }
+
+    /// Is an object found as `now` (`None`: no object) still this version?
+    fn is(&self, now: Option<&ObjectInfo>) -> bool {
+        match (self, now) {
+            (Base::Unknown, _) => true,
+            (Base::Absent, now) => now.is_none(),
+            (Base::Version(etag), Some(now)) => now.etag.as_deref() == Some(etag.as_str()),
+            (Base::Version(_), None) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Base::Unknown => f.write_str("an unrecorded version"),
+            Base::Absent => f.write_str("no object (a new file)"),
+            Base::Version(etag) => write!(f, "ETag {etag}"),
+        }
+    }
 }
 
 impl Note {
@@ -65,6 +136,9 @@ impl Note {
         if !exact {
             // Such a key is never plain printable ASCII: `encode_value` encodes it.
             note.push_str(&format!("{KEY_LINE}: {}\n", encode_value(key)));
+        }
+        if let Some(base) = self.base.render() {
+            note.push_str(&format!("{BASE_LINE}: {base}\n"));
         }
         for (n, v) in &self.content_headers {
             note.push_str(&format!("{n}: {v}\n"));
@@ -94,11 +168,13 @@ impl Note {
             },
             content_headers,
             metadata: headers.metadata(),
+            base: Base::parse(headers.get(BASE_LINE)),
         })
     }
 
-    /// The options of the upload that puts the content back: the headers the note names, and
-    /// a Content-Type from the key's extension if it names none.
+    /// The options of the upload that puts the content back: the headers the note names (a
+    /// Content-Type from the key's extension if it names none), and the condition that the
+    /// object is still the [`Base`] version (`If-Match`, or `If-None-Match: *` for no object).
     pub fn put_options(&self) -> PutOptions {
         let mut content_headers = self.content_headers.clone();
         if content_headers.is_empty() {
@@ -107,9 +183,91 @@ impl Note {
         PutOptions {
             metadata: self.metadata.clone(),
             content_headers,
-            ..Default::default()
+            if_none_match_any: self.base == Base::Absent,
+            if_match: match &self.base {
+                Base::Version(etag) => Some(etag.clone()),
+                _ => None,
+            },
         }
     }
+}
+
+/// What [`upload_kept`] did.
+#[derive(Debug, PartialEq)]
+pub enum Recovered {
+    /// The content is the object now (its copy is removed).
+    Uploaded,
+    /// The object already held exactly this content, as a single PUT of it (an upload whose
+    /// reply was lost, or the same bytes written again): nothing was sent, the copy is removed.
+    AlreadyThere,
+    /// The object is no longer the version the content was made from — written since, through
+    /// a mount or by another client, or removed — so it was left alone, and so is the copy.
+    Changed {
+        /// What the object is now: no object, another ETag, or not known (the server refused
+        /// the upload's condition: changed between the HEAD and the upload).
+        now: Base,
+    },
+}
+
+/// Upload the kept copy `data` as its note says, only over the version it was made from
+/// (`note.base`): a HEAD first, which catches a change on every server (Garage ignores the
+/// conditions), then the upload under `If-Match` / `If-None-Match: *`, which closes the window
+/// between the two where the server honours them. The copy is removed once uploaded; when the
+/// object changed, nothing is written and the copy stays.
+pub fn upload_kept(bucket: &Bucket, data: &Path, note: &Note) -> Result<Recovered, StorageError> {
+    let key = &note.obj.key;
+    if note.base != Base::Unknown {
+        let now = bucket.head_if_any(key)?;
+        if !note.base.is(now.as_ref()) {
+            if let Some(h) = &now {
+                if holds(h, data).map_err(|e| StorageError::io(data.display(), e))? {
+                    remove(data);
+                    return Ok(Recovered::AlreadyThere);
+                }
+            }
+            let now = match now {
+                None => Base::Absent,
+                Some(h) => h.etag.map_or(Base::Unknown, Base::Version),
+            };
+            return Ok(Recovered::Changed { now });
+        }
+    }
+    let io = |e| StorageError::io(data.display(), e);
+    let file = File::open(data).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    match bucket.put_file(key, &file, len, &note.put_options()) {
+        Ok(_) => {
+            remove(data);
+            Ok(Recovered::Uploaded)
+        }
+        // Changed between the HEAD and the upload (or, under `If-Match`, removed).
+        Err(e) if e.is_precondition_failed() => Ok(Recovered::Changed { now: Base::Unknown }),
+        Err(StorageError::NotFound { .. }) if note.base != Base::Unknown => {
+            Ok(Recovered::Changed { now: Base::Absent })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Does the object `now` hold exactly the bytes of `data`? Known only for an object stored by
+/// a single PUT, whose ETag is the MD5 of its bytes (see [`crate::s3::etag`]); a multipart
+/// object's ETag depends on its part size, which the copy does not record, so it is taken for
+/// another content.
+fn holds(now: &ObjectInfo, data: &Path) -> std::io::Result<bool> {
+    let Some(etag) = now.etag.as_deref().filter(|e| is_md5_hex(e)) else {
+        return Ok(false);
+    };
+    let file = File::open(data)?;
+    let len = file.metadata()?.len();
+    if len != now.size {
+        return Ok(false);
+    }
+    let body = RequestBody::File {
+        file: &file,
+        offset: 0,
+        len,
+    };
+    Ok(body.md5_hex()?.eq_ignore_ascii_case(etag))
 }
 
 /// What `--recover` finds in an `unsaved/` directory.
@@ -243,6 +401,17 @@ fn copy_name(stamp: u128, key: &str) -> String {
     format!("{stamp}-{safe}.{DATA_EXTENSION}")
 }
 
+/// The version `of`'s content was made from: the object it read (and was uploaded as last),
+/// or none for a new file.
+fn base_of(of: &OpenFile) -> Base {
+    let v = of.version();
+    match (v.exists(), v.etag()) {
+        (false, _) => Base::Absent,
+        (true, Some(etag)) => Base::Version(etag.to_string()),
+        (true, None) => Base::Unknown,
+    }
+}
+
 impl S3Fs {
     /// Keep the staging file under `unsaved/` after a failed upload (once per file: later
     /// failures find it kept); the error becomes EIO (EEXIST stays).
@@ -269,6 +438,7 @@ impl S3Fs {
                         obj: self.bucket.obj(key),
                         content_headers: of.content_headers().cloned().unwrap_or_default(),
                         metadata: of.pending_metadata().cloned().unwrap_or_default(),
+                        base: base_of(of),
                     };
                     let _ = private::write(&note_path(&path), note.render().as_bytes());
                     of.set_saved(path);
@@ -374,6 +544,7 @@ mod tests {
                 ("cache-control".into(), "no-cache".into()),
             ],
             metadata,
+            base: Base::Version("0123abc".into()),
         }
     }
 
@@ -391,9 +562,44 @@ mod tests {
         let mut got = back.content_headers.clone();
         got.sort();
         assert_eq!(got, want);
+        assert_eq!(back.base, n.base);
         let opts = back.put_options();
         assert_eq!(opts.metadata, n.metadata);
+        assert!(!opts.if_none_match_any);
+        assert_eq!(opts.if_match.as_deref(), Some("0123abc"));
+    }
+
+    /// The version a copy was made from reads back, and becomes the upload's condition; a note
+    /// without it (written by an s3mount before it was recorded) is uploaded unconditionally,
+    /// as it was then.
+    #[test]
+    fn the_base_version_reads_back_and_an_old_note_has_none() {
+        for base in [
+            Base::Absent,
+            Base::Version("d41d8cd98f00b204e9800998ecf8427e-2".into()),
+            Base::Version("none".into()),
+            Base::Version("odd\nvalue ".into()),
+            Base::Unknown,
+        ] {
+            let mut n = note();
+            n.base = base.clone();
+            let back = Note::parse(&n.render()).unwrap();
+            assert_eq!(back.base, base, "{:?}", n.render());
+            assert_eq!(back.metadata, n.metadata, "the base line is not metadata");
+        }
+        let old = Note::parse("s3://b/k\ncontent-type: text/plain\n").unwrap();
+        assert_eq!(old.base, Base::Unknown);
+        let opts = old.put_options();
         assert!(!opts.if_none_match_any && opts.if_match.is_none());
+        let new = Note {
+            base: Base::Absent,
+            ..old
+        };
+        assert!(new.put_options().if_none_match_any);
+        for bad in ["s3mount-base: etag ", "s3mount-base: something"] {
+            let n = Note::parse(&format!("s3://b/k\n{bad}\n")).unwrap();
+            assert_eq!(n.base, Base::Unknown, "{bad}");
+        }
     }
 
     #[test]

@@ -221,3 +221,142 @@ fn a_file_removed_after_a_failed_upload_leaves_nothing_to_recover() {
         assert_eq!(fx.unsaved(), vec![], "replaced: {replace}");
     }
 }
+
+/// `--recover` puts a kept copy back only over the version its file was made from: a copy
+/// whose object another client replaced since, or whose new file's name another client took,
+/// is not written over it (and stays under `unsaved/`); one whose object is unchanged, or
+/// whose name is still free, is uploaded; one whose object already holds its bytes (an upload
+/// whose reply was lost) is just removed. Before, every copy was uploaded unconditionally, so
+/// a stale one silently replaced the newer object. Also on a server that ignores the
+/// conditions, as Garage does: the HEAD before the upload sees the change.
+#[test]
+fn a_kept_copy_is_uploaded_only_over_the_version_it_was_made_from() {
+    use crate::fs::unsaved::{find, upload_kept, Base, Found, Recovered};
+    for ignored in [false, true] {
+        let fx = fx();
+        if ignored {
+            fx.store.ignore(crate::s3::Capability::IfMatch);
+            fx.store.ignore(crate::s3::Capability::IfNoneMatch);
+        }
+        fx.put("same", b"old same").unwrap();
+        fx.put("replaced", b"old replaced").unwrap();
+        for (name, flags) in [
+            ("same", libc::O_RDWR),
+            ("replaced", libc::O_RDWR | libc::O_TRUNC),
+            ("new", libc::O_RDWR | libc::O_CREAT),
+            ("taken", libc::O_RDWR | libc::O_CREAT),
+            ("landed", libc::O_RDWR | libc::O_CREAT),
+        ] {
+            let fh = fx.open(name, flags).unwrap();
+            fx.write(fh, 0, format!("mine {name}").as_bytes()).unwrap();
+            // The flush and the last release each try the upload once (the HTTP client's
+            // retries are below the store).
+            fx.store.fail_next(Operation::PutObject, 2, INTERNAL);
+            assert_eq!(errno(fx.close(fh)), libc::EIO, "{name}");
+        }
+        assert_eq!(fx.unsaved().len(), 5);
+        let replaced = fx.put_behind("replaced", b"theirs");
+        let taken = fx.put_behind("taken", b"theirs");
+        fx.put_behind("landed", b"mine landed");
+
+        let bucket = Bucket::new(Arc::new(fx.store.clone()), BUCKET);
+        let dir = fx.fs.options().cache_dir.join("unsaved");
+        let mut outcome = Vec::new();
+        for f in find(&dir).unwrap() {
+            let Found::Kept {
+                data,
+                note: Some(note),
+            } = f
+            else {
+                panic!("{f:?}");
+            };
+            let r = upload_kept(&bucket, &data, &note).unwrap();
+            outcome.push((note.obj.key.clone(), r));
+        }
+        outcome.sort_by(|a, b| a.0.cmp(&b.0));
+        let changed = |etag: &str| Recovered::Changed {
+            now: Base::Version(etag.trim_matches('"').to_string()),
+        };
+        let want = [
+            ("landed".to_string(), Recovered::AlreadyThere),
+            ("new".to_string(), Recovered::Uploaded),
+            ("replaced".to_string(), changed(&replaced)),
+            ("same".to_string(), Recovered::Uploaded),
+            ("taken".to_string(), changed(&taken)),
+        ];
+        assert_eq!(outcome, want, "ignored: {ignored}");
+        assert_eq!(fx.data("same"), b"mine same");
+        assert_eq!(fx.data("new"), b"mine new");
+        assert_eq!(fx.data("replaced"), b"theirs", "ignored: {ignored}");
+        assert_eq!(fx.data("taken"), b"theirs", "ignored: {ignored}");
+        assert_eq!(
+            fx.unsaved(),
+            [
+                (b"mine replaced".to_vec(), Some("replaced".to_string())),
+                (b"mine taken".to_vec(), Some("taken".to_string())),
+            ],
+            "the copies not uploaded stay"
+        );
+    }
+}
+
+/// A change between `--recover`'s HEAD and its upload is caught by the upload's condition
+/// (`If-Match`, `If-None-Match: *`), where the server honours it: the object another client
+/// wrote (or removed) in that window stays as that client left it, and so does the copy.
+#[test]
+fn a_change_just_before_the_recovery_upload_is_refused_by_its_condition() {
+    use crate::fs::unsaved::{find, upload_kept, Base, Found, Recovered};
+    /// Another client's change of the store.
+    type Meddle = fn(&MemoryStore);
+    let cases: [(&str, i32, Meddle, Base); 3] = [
+        (
+            "replaced",
+            libc::O_RDWR,
+            |s| {
+                s.put_behind(BUCKET, "replaced", b"theirs".to_vec());
+            },
+            Base::Unknown,
+        ),
+        (
+            "removed",
+            libc::O_RDWR,
+            |s| {
+                s.delete_behind(BUCKET, "removed");
+            },
+            Base::Absent,
+        ),
+        (
+            "taken",
+            libc::O_RDWR | libc::O_CREAT,
+            |s| {
+                s.put_behind(BUCKET, "taken", b"theirs".to_vec());
+            },
+            Base::Unknown,
+        ),
+    ];
+    for (name, flags, meddle, now) in cases {
+        let fx = fx();
+        if flags & libc::O_CREAT == 0 {
+            fx.put(name, b"old").unwrap();
+        }
+        let fh = fx.open(name, flags).unwrap();
+        fx.write(fh, 0, b"mine").unwrap();
+        fx.store.fail_next(Operation::PutObject, 2, INTERNAL);
+        assert_eq!(errno(fx.close(fh)), libc::EIO, "{name}");
+        let bucket = Bucket::new(Arc::new(fx.store.clone()), BUCKET);
+        let found = find(&fx.fs.options().cache_dir.join("unsaved")).unwrap();
+        let [Found::Kept {
+            data,
+            note: Some(note),
+        }] = &found[..]
+        else {
+            panic!("{found:?}");
+        };
+        fx.store.before_next(Operation::PutObject, meddle);
+        let r = upload_kept(&bucket, data, note).unwrap();
+        assert_eq!(r, Recovered::Changed { now }, "{name}");
+        let left = fx.object(name).map(|o| o.data);
+        assert_ne!(left.as_deref(), Some(&b"mine"[..]), "{name}");
+        assert_eq!(fx.unsaved().len(), 1, "{name}: the copy stays");
+    }
+}
