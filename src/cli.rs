@@ -9,6 +9,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::opts::{self, MountOptions};
 
+/// Most FUSE worker threads: each holds a request buffer as large as the largest write (1 MiB
+/// and more), and past this the kernel's queue, not the workers, is what waits.
+const MAX_THREADS: i64 = 64;
+
 /// Mount an S3 bucket as a local directory.
 ///
 /// The bucket (or BUCKET:PREFIX/ to mount only the keys under PREFIX/) comes from the command
@@ -116,9 +120,10 @@ pub struct Cli {
     /// What s3mount creates there is private all the same.
     #[arg(long, help_heading = "Cache")]
     pub allow_shared_cache: bool,
-    /// FUSE worker threads.
-    #[arg(long, value_name = "N", default_value = "8", help_heading = "Mount")]
-    pub threads: usize,
+    /// FUSE worker threads, 1 to 64.
+    #[arg(long, value_name = "N", default_value = "8", help_heading = "Mount",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS))]
+    pub threads: u16,
     /// After SIGTERM/SIGINT/SIGHUP with files still open, how long to wait for them to be closed
     /// (and uploaded) before keeping them under unsaved/ and exiting; a second signal stops at
     /// once.
@@ -369,6 +374,19 @@ mod tests {
     fn bucket_spec() {
         assert_eq!(split_bucket_spec("b"), ("b".into(), None));
         assert_eq!(split_bucket_spec("b:p/"), ("b".into(), Some("p/".into())));
+    }
+
+    /// `--threads` outside 1..=64 is refused with the range, not clamped in silence (`--threads
+    /// 0` and `--threads 500` mounted with 1 and 64 workers).
+    #[test]
+    fn threads_out_of_range_are_refused() {
+        let parse = |n: &str| Cli::try_parse_from(["s3mount", "--threads", n, "b", "/mnt"]);
+        for bad in ["0", "65", "500"] {
+            let e = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("1..=64"), "--threads {bad}: {e}");
+        }
+        assert_eq!(parse("1").unwrap().threads, 1);
+        assert_eq!(parse("64").unwrap().threads, 64);
     }
 
     #[test]

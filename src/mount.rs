@@ -219,7 +219,7 @@ fn serve(
     }
     let mut config = fuser::Config::default();
     config.mount_options = mount_options;
-    config.n_threads = Some(cli.threads.clamp(1, 64));
+    config.n_threads = Some(cli.threads.into());
     // fuser 0.18 answers on the session's fd, so cloned fds would lose replies.
     config.clone_fd = false;
     if o.allow_other {
