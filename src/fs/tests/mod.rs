@@ -25,6 +25,7 @@ mod reads;
 mod reference_model;
 mod rename;
 mod tags;
+mod unlinked;
 mod visibility;
 
 use std::collections::BTreeMap;
