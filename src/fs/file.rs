@@ -203,17 +203,9 @@ impl S3Fs {
                 .permissions(private::file_permissions())
                 .tempfile_in(&self.staging_dir)
         };
-        let tmp = match create() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                log::warn!(
-                    "{} was removed while mounted: made again",
-                    self.staging_dir.display()
-                );
-                private::create_dir_all(&self.staging_dir).and_then(|()| create())
-            }
-            other => other,
-        }
-        .map_err(|e| FsError::new(errno_of(&e), format!("cannot create a staging file: {e}")))?;
+        let tmp = private::create_in(&self.staging_dir, create).map_err(|e| {
+            FsError::new(errno_of(&e), format!("cannot create a staging file: {e}"))
+        })?;
         tmp.keep()
             .map_err(|e| FsError::new(libc::EIO, format!("cannot keep the staging file: {e}")))
     }

@@ -115,15 +115,9 @@ impl UploadJournal {
                 .create_new(true)
                 .open(&tmp)
         };
-        let mut file = match create() {
-            // The directory was removed while mounted (a cache cleaner): made again, or no
-            // upload would be recorded, and a crash would leave its parts stored and billed.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                private::create_dir_all(&self.dir)?;
-                create()?
-            }
-            other => other?,
-        };
+        // Made again if removed while mounted, or no upload would be recorded, and a crash
+        // would leave its parts stored and billed.
+        let mut file = private::create_in(&self.dir, create)?;
         let written = (|| {
             file.try_lock()?;
             file.write_all(encode(obj, upload_id).as_bytes())?;

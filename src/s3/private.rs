@@ -37,6 +37,21 @@ pub fn create_dir_all(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
+/// Create something in `dir` with `create`; if `dir` is gone — removed while mounted, by a
+/// cache cleaner or an `rm -rf` of the cache dir — make it again (private, as at the mount's
+/// start) and create once more, with a warning. Otherwise every later create there would fail
+/// until a remount.
+pub fn create_in<T>(dir: &Path, create: impl Fn() -> std::io::Result<T>) -> std::io::Result<T> {
+    match create() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            log::warn!("{} was removed while mounted: made again", dir.display());
+            create_dir_all(dir)?;
+            create()
+        }
+        other => other,
+    }
+}
+
 /// `OpenOptions` whose files are created with [`FILE_MODE`] (set read/write/create as usual).
 pub fn open_options() -> OpenOptions {
     let mut o = OpenOptions::new();

@@ -32,15 +32,8 @@ impl DataCache {
                     .create_new(true)
                     .open(&tmp)
             };
-            let mut f = match create() {
-                // The directory was removed while mounted (a cache cleaner): made again, or
-                // nothing would be cached until a remount.
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    private::create_dir_all(&self.dir.join(TMP_DIR))?;
-                    create()?
-                }
-                other => other?,
-            };
+            // Made again if removed while mounted, or nothing would be cached until a remount.
+            let mut f = private::create_in(&self.dir.join(TMP_DIR), create)?;
             f.write_all(data)?;
             match std::fs::rename(&tmp, path) {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
