@@ -42,8 +42,8 @@ pub struct Cli {
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, default_permissions,
     /// uid=, gid=, umask=, file_mode=, dir_mode=, config=, endpoint=, region=, profile=,
-    /// cache_dir=, cache_size=, metadata_ttl=, storage_class=, allow_shared_cache, noexec
-    /// (exec undoes it); _netdev, nofail, noauto are ignored.
+    /// cache_dir=, cache_size=, metadata_ttl=, storage_class=, allow_shared_cache, acl (noacl
+    /// undoes it), noexec (exec undoes it); _netdev, nofail, noauto are ignored.
     #[arg(short = 'o', value_name = "OPTS", help_heading = "Mount")]
     pub options: Vec<String>,
 
@@ -137,6 +137,10 @@ pub struct Cli {
     /// `ls -l` costs no `getxattr` round trips (two per entry with GNU ls).
     #[arg(long, help_heading = "Mount")]
     pub no_xattr: bool,
+    /// POSIX ACLs (-o acl): setfacl/getfacl, default ACLs inherited, enforced by the kernel
+    /// (implies default_permissions); costs GNU `ls -l` one getxattr round trip per entry.
+    #[arg(long, conflicts_with = "no_xattr", help_heading = "Mount")]
+    pub acl: bool,
 
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(
@@ -342,6 +346,7 @@ pub fn merged_options(cli: &Cli) -> Result<MountOptions, String> {
     o.allow_insecure_config |= cli.allow_insecure_config;
     o.force_path_style |= cli.force_path_style;
     o.allow_shared_cache |= cli.allow_shared_cache;
+    o.acl |= cli.acl;
     macro_rules! take {
         ($($f:ident),*) => { $( if cli.$f.is_some() { o.$f = cli.$f.clone(); } )* };
     }

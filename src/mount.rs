@@ -116,6 +116,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
     fs_opts.listing_head_limit = cli.listing_head_limit;
     fs_opts.xattr = !cli.no_xattr;
+    if o.acl && cli.no_xattr {
+        return Err("-o acl needs extended attributes: drop --no-xattr".into());
+    }
+    fs_opts.acl = o.acl;
     fs_opts.owners_from_callers = o.allow_other || o.allow_root;
     let umask = o.umask.unwrap_or(0);
     fs_opts.file_mode = o.file_mode.unwrap_or(fs_opts.file_mode) & !umask;

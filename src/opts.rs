@@ -50,6 +50,8 @@ pub struct MountOptions {
     pub force_path_style: bool,
     /// `allow_shared_cache`: use the cache dir as it is, even if others can get in.
     pub allow_shared_cache: bool,
+    /// `acl` (`noacl` undoes it): POSIX ACLs (`--acl`, [`crate::fs::acl`]).
+    pub acl: bool,
     /// `noexec` (`exec` undoes it): programs in the mount cannot be run, as on a local disk
     /// mounted so; a generic mount flag, so without a long flag of its own.
     pub noexec: bool,
@@ -142,6 +144,10 @@ impl MountOptions {
                 "allow_shared_cache" => {
                     flag()?;
                     self.allow_shared_cache = true
+                }
+                "acl" | "noacl" => {
+                    flag()?;
+                    self.acl = name == "acl"
                 }
                 "noexec" | "exec" => {
                     flag()?;
@@ -270,6 +276,10 @@ mod tests {
         assert!(o.allow_shared_cache);
         o.parse_into("rw").unwrap();
         assert_eq!(o.read_only, Some(false));
+        o.parse_into("acl").unwrap();
+        assert!(o.acl);
+        o.parse_into("noacl").unwrap();
+        assert!(!o.acl);
     }
 
     /// What mount(8) (through mount.fuse) handed the helper for an fstab line with

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::{server, server_bytes, sh, skip_on, Mount, ServerLimit};
+use common::{open_path_to, server, server_bytes, sh, skip_on, Mount, ServerLimit};
 use s3mount::s3::{ObjectStore, PutOptions, RequestBody};
 
 use common::NOBODY;
@@ -148,19 +148,6 @@ fn as_nobody(script: &str) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Let others walk to `p` (temp dirs are 0700).
-fn open_path_to(p: &Path) {
-    let mut cur = p.parent();
-    while let Some(d) = cur {
-        if d == Path::new("/") || d == Path::new("/tmp") {
-            break;
-        }
-        let mode = std::fs::metadata(d).unwrap().permissions().mode();
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
-        cur = d.parent();
-    }
 }
 
 fn write(p: &Path, data: &[u8]) {

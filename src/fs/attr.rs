@@ -19,7 +19,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::acl::{chmod_kept, CreateMode, Inherited};
 use super::error::{FsError, FsResult};
+use super::xattr::keep;
+use super::xattr_json::Xattrs;
 use super::S3Fs;
 use crate::cache::inode::{AttrUpdate, InodeTable, NodeKind, ObjectMeta, ROOT_INO};
 use crate::s3::meta::MAX_USER_METADATA_BYTES;
@@ -71,21 +74,28 @@ pub struct Caller {
     pub gid: u32,
 }
 
-/// The owner and mode of a new entry (see `S3Fs::new_entry_owner`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The owner, mode and ACLs of a new entry (see `S3Fs::new_entry_owner`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOwner {
     /// Owner and group to record, if any (`None`: the mount's default owner, nothing written).
     pub ids: Option<(u32, u32)>,
-    /// The permission bits, with set-gid added for a directory in a set-gid directory.
+    /// The permission bits (the umask or the directory's default ACL applied), with set-gid
+    /// added for a directory in a set-gid directory.
     pub mode: u32,
+    /// The ACLs it inherits from its directory's default ACL ([`S3Fs::inherit`]).
+    pub acls: Xattrs,
 }
 
 impl NewOwner {
-    /// Record the owner in the metadata of the create (`x-amz-meta-uid`, `-gid`).
+    /// Record the owner in the metadata of the create (`x-amz-meta-uid`, `-gid`), and the
+    /// ACLs inherited.
     pub fn write_to(&self, meta: &mut Metadata) {
         if let Some((uid, gid)) = self.ids {
             meta.insert("uid", uid.to_string());
             meta.insert("gid", gid.to_string());
+        }
+        if !self.acls.is_empty() {
+            keep(meta, &self.acls);
         }
     }
 }
@@ -372,7 +382,8 @@ impl S3Fs {
         })
     }
 
-    /// Who owns what `caller` creates in `parent` with permission bits `mode`. With other users
+    /// Who owns what `caller` creates in `parent` asking for `mode`, and with which mode and
+    /// ACLs (the umask, or the directory's default ACL: [`S3Fs::inherit`]). With other users
     /// let in (`--allow-other`, `--allow-root`), as on a disk: the caller's uid, and its
     /// primary gid — or the directory's gid when the directory is set-gid (a directory made
     /// there is set-gid too). Otherwise the mount's default owner, and nothing is recorded.
@@ -381,11 +392,15 @@ impl S3Fs {
         parent: u64,
         caller: Option<Caller>,
         kind: NodeKind,
-        mode: u32,
+        mode: CreateMode,
     ) -> FsResult<NewOwner> {
-        let mode = mode & 0o7777;
+        let Inherited { mode, acls } = self.inherit(parent, kind, mode)?;
         let Some(caller) = caller.filter(|_| self.opts.owners_from_callers) else {
-            return Ok(NewOwner { ids: None, mode });
+            return Ok(NewOwner {
+                ids: None,
+                mode,
+                acls,
+            });
         };
         let dir = self.attrs_of(parent)?;
         if u32::from(dir.perm) & libc::S_ISGID != 0 {
@@ -397,11 +412,13 @@ impl S3Fs {
             return Ok(NewOwner {
                 ids: Some((caller.uid, dir.gid)),
                 mode,
+                acls,
             });
         }
         Ok(NewOwner {
             ids: Some((caller.uid, caller.gid)),
             mode,
+            acls,
         })
     }
 
@@ -510,6 +527,9 @@ impl S3Fs {
             let type_bits = kind.type_bits();
             let edit = |meta: &mut Metadata, cur: &FileAttrs| {
                 change.apply_to(meta, type_bits, cur.perm.into());
+                if let Some(mode) = change.mode {
+                    chmod_kept(meta, mode);
+                }
                 Ok(())
             };
             let attrs = AttrUpdate {

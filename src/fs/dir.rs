@@ -9,6 +9,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use super::acl::CreateMode;
 use super::attr::{
     format_mtime, metadata_attrs, metadata_kind, Caller, FileAttrs, NewOwner, S_IFDIR, S_IFMT,
 };
@@ -81,11 +82,11 @@ impl S3Fs {
         &self,
         parent: u64,
         name: &std::ffi::OsStr,
-        mode: u32,
+        mode: impl Into<CreateMode>,
         caller: Option<Caller>,
     ) -> FsResult<FileAttrs> {
         let name = self.check_new_name(parent, name)?;
-        let owner = self.new_entry_owner(parent, caller, NodeKind::Dir, mode)?;
+        let owner = self.new_entry_owner(parent, caller, NodeKind::Dir, mode.into())?;
         let mut metadata = Metadata::new();
         metadata.insert("mode", (owner.mode | S_IFDIR).to_string());
         owner.write_to(&mut metadata);
@@ -331,7 +332,7 @@ impl S3Fs {
         // Any bytes, as on a disk: the body holds them as they are (not a key, so not bound
         // to UTF-8), as s3fs stores them.
         let target = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
-        let owner = self.new_entry_owner(parent, caller, NodeKind::Symlink, 0o777)?;
+        let owner = self.new_entry_owner(parent, caller, NodeKind::Symlink, 0o777.into())?;
         self.write_entry(
             parent,
             name,
@@ -349,16 +350,17 @@ impl S3Fs {
         &self,
         parent: u64,
         name: &std::ffi::OsStr,
-        mode: u32,
+        mode: impl Into<CreateMode>,
         rdev: u32,
         caller: Option<Caller>,
     ) -> FsResult<FileAttrs> {
-        let kind = match NodeKind::from_mode(mode, rdev) {
+        let mode = mode.into();
+        let kind = match NodeKind::from_mode(mode.mode, rdev) {
             Some(k) if k.is_special() || k == NodeKind::File => k,
             _ => {
                 return Err(FsError::new(
                     libc::EINVAL,
-                    format!("mknod of type {:o}", mode & S_IFMT),
+                    format!("mknod of type {:o}", mode.mode & S_IFMT),
                 ))
             }
         };

@@ -17,6 +17,7 @@
 
 use std::time::SystemTime;
 
+use super::acl::CreateMode;
 use super::attr::{Caller, FileAttrs, S_IFREG};
 use super::buffers::ReadData;
 use super::error::{FsError, FsResult};
@@ -144,7 +145,7 @@ impl S3Fs {
         &self,
         parent: u64,
         name: &std::ffi::OsStr,
-        mode: u32,
+        mode: impl Into<CreateMode>,
         flags: i32,
         caller: Option<Caller>,
     ) -> FsResult<(FileAttrs, u64)> {
@@ -167,7 +168,7 @@ impl S3Fs {
         let key = format!("{}{name_s}", self.key_of(parent)?);
         self.check_key_len(&key)?;
         self.settle_kept(&key)?;
-        let owner = self.new_entry_owner(parent, caller, NodeKind::File, mode)?;
+        let owner = self.new_entry_owner(parent, caller, NodeKind::File, mode.into())?;
         let mtime = SystemTime::now();
         let attr = NodeAttr::created(0, mtime, owner.mode, None).owned_by(owner.ids);
         let ino = {

@@ -20,6 +20,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use super::acl::CreateMode;
 use super::attr::AttrChange;
 use super::fuse_reply::{
     answer_empty, answer_entry, answer_statfs, caller, copied, dir_rows, fail, no_copy_flags,
@@ -84,6 +85,17 @@ impl Filesystem for FuseAdapter {
         // a truncation on its own would be uploaded at once, replacing an existing object with
         // an empty one while the program has not written anything yet.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // POSIX ACLs (see `acl`): the kernel caches and enforces them (and turns
+        // `default_permissions` on), and leaves the umask to create/mkdir/mknod, which apply
+        // the directory's default ACL instead where there is one.
+        if self.fs.acls_on() {
+            let acl = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+            if let Err(missing) = config.add_capabilities(acl) {
+                log::warn!(
+                    "the kernel offers no {missing:?}: POSIX ACLs are kept but not enforced"
+                );
+            }
+        }
         let _ = config.set_max_write(MAX_WRITE);
         // Refused above the kernel's offer (128 KiB): raised later (`set_read_ahead`).
         let _ = config.set_max_readahead(READ_AHEAD);
@@ -168,9 +180,13 @@ impl Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .fs
-            .mknod(parent.0, name, mode & !umask, rdev, caller(req));
+        let r = self.fs.mknod(
+            parent.0,
+            name,
+            CreateMode { mode, umask },
+            rdev,
+            caller(req),
+        );
         answer_entry(&self.fs, reply, &self.ttl(), "mknod", r)
     }
 
@@ -183,7 +199,9 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.mkdir(parent.0, name, mode & !umask, caller(req));
+        let r = self
+            .fs
+            .mkdir(parent.0, name, CreateMode { mode, umask }, caller(req));
         answer_entry(&self.fs, reply, &self.ttl(), "mkdir", r)
     }
 
@@ -449,10 +467,13 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self
-            .fs
-            .create(parent.0, name, mode & !umask, flags, caller(req))
-        {
+        match self.fs.create(
+            parent.0,
+            name,
+            CreateMode { mode, umask },
+            flags,
+            caller(req),
+        ) {
             Ok((a, fh)) => {
                 self.fs.note_lookup(a.ino);
                 reply.created(

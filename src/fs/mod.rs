@@ -32,9 +32,10 @@
 //!   close), [`copy`] (`copy_file_range`: a whole object copied on the server);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`] (with
-//!   [`xattr_json`], the other names as s3fs keeps them);
+//!   [`xattr_json`], the other names as s3fs keeps them, and [`acl`], the POSIX ACLs);
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
+pub mod acl;
 pub mod attr;
 pub mod buffers;
 pub mod copy;

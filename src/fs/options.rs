@@ -36,6 +36,9 @@ pub struct FsOptions {
     pub listing_head_limit: usize,
     /// Metadata as `user.*` extended attributes (off: every xattr call is ENOSYS).
     pub xattr: bool,
+    /// POSIX ACLs (`--acl`, with `xattr`): kept, enforced by the kernel, inherited
+    /// ([`super::acl`]); off, their names are ENOTSUP.
+    pub acl: bool,
     /// Bytes of read-ahead held at once across the mount.
     pub prefetch_memory_limit: u64,
     /// Where the file system is mounted, when known: the kernel's read-ahead for it is raised
@@ -73,6 +76,7 @@ impl FsOptions {
             data_cache_min_free_percent: crate::cache::data::MIN_FREE_PERCENT,
             listing_head_limit: 512,
             xattr: true,
+            acl: false,
             prefetch_memory_limit: prefetch::DEFAULT_MEMORY_LIMIT,
             mount_point: None,
             owners_from_callers: false,

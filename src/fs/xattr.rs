@@ -6,13 +6,16 @@
 //! file is open with unsaved changes, is folded into the upload at close. Every other name
 //! (`user.mime_type`, `trusted.*`, the bare names FUSE lets through) is kept as s3fs keeps it,
 //! in the one entry `x-amz-meta-xattr` (see [`super::xattr_json`]), changed the same way: so
-//! `cp --preserve=xattr`, `rsync -X` and s3fs read and write each other's attributes. Names in
-//! the `security.` and `system.` namespaces (SELinux labels, capabilities, POSIX ACLs) the
-//! mount does not support at all: ENOTSUP there tells GNU `ls -l` so, and it stops asking for
-//! the rest of the file system (it asks `security.selinux` and `system.posix_acl_access` of
-//! every entry otherwise, two round trips per entry that FUSE does not cache); `getfacl` then
-//! shows the ACL the mode makes, as on any file system without ACLs.
+//! `cp --preserve=xattr`, `rsync -X` and s3fs read and write each other's attributes. With
+//! `--acl`, the POSIX ACLs, `system.posix_acl_access` and `system.posix_acl_default`, are kept
+//! there too, with what the kernel leaves a file system to do about them (see [`super::acl`]).
+//! The rest of the `security.` and `system.` namespaces (SELinux labels, capabilities; the ACLs
+//! without `--acl`) the mount does not support at all: ENOTSUP there tells GNU `ls -l` so, and
+//! it stops asking for the rest of the file system (it asks `security.selinux` and
+//! `system.posix_acl_access` of every entry otherwise, round trips that FUSE does not cache);
+//! `getfacl` then shows the ACL the mode makes, as on any file system without ACLs.
 
+use super::acl::acl_name;
 use super::attr::{FileAttrs, STAT_METADATA};
 use super::error::{FsError, FsResult};
 use super::xattr_json::{self, storable_name, Xattrs};
@@ -27,8 +30,8 @@ pub const XATTR_PREFIX: &str = "user.x-amz-meta-";
 /// The namespace the kernel allows on regular files and directories only.
 const USER_NAMESPACE: &str = "user.";
 
-/// Namespaces the mount does not support at all (see the module documentation): ENOTSUP on
-/// get as on set.
+/// Namespaces the mount does not support (see the module documentation; the ACL names with
+/// `--acl` are answered before): ENOTSUP on get as on set.
 const UNSUPPORTED_NAMESPACES: [&str; 2] = ["security.", "system."];
 
 /// True if `name` is in a namespace the mount does not support.
@@ -131,6 +134,9 @@ impl S3Fs {
     /// `getxattr`: the value, or ENODATA (ENOTSUP in a namespace the mount does not support).
     pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<Vec<u8>> {
         self.check_xattrs()?;
+        if let Some(acl) = acl_name(name).filter(|_| self.acls_on()) {
+            return self.get_acl(ino, acl);
+        }
         unsupported(name)?;
         let meta = self.current_metadata(ino)?;
         if let Some(short) = metadata_name(name) {
@@ -174,7 +180,9 @@ impl S3Fs {
             let user = name
                 .get(..USER_NAMESPACE.len())
                 .is_some_and(|ns| ns.eq_ignore_ascii_case(USER_NAMESPACE));
-            if !unsupported_namespace(std::ffi::OsStr::new(name)) && (user_names || !user) {
+            let acl = self.acls_on() && acl_name(std::ffi::OsStr::new(name)).is_some();
+            if (acl || !unsupported_namespace(std::ffi::OsStr::new(name))) && (user_names || !user)
+            {
                 out.extend_from_slice(name.as_bytes());
                 out.push(0);
             }
@@ -192,6 +200,9 @@ impl S3Fs {
     ) -> FsResult<()> {
         self.check_xattrs()?;
         self.check_writable()?;
+        if let Some(acl) = acl_name(name).filter(|_| self.acls_on()) {
+            return self.set_acl(ino, acl, value);
+        }
         unsupported(name)?;
         let Some(short) = metadata_name(name) else {
             return self.set_stored(ino, name, value, flags);
@@ -220,6 +231,9 @@ impl S3Fs {
     pub fn removexattr(&self, ino: u64, name: &std::ffi::OsStr) -> FsResult<()> {
         self.check_xattrs()?;
         self.check_writable()?;
+        if let Some(acl) = acl_name(name).filter(|_| self.acls_on()) {
+            return self.remove_acl(ino, acl);
+        }
         unsupported(name)?;
         let Some(short) = metadata_name(name) else {
             let Some(name) = name.to_str() else {
@@ -310,14 +324,14 @@ fn unsupported(name: &std::ffi::OsStr) -> FsResult<()> {
 }
 
 /// The attributes kept in `meta`'s `x-amz-meta-xattr`.
-fn stored(meta: &Metadata) -> Xattrs {
+pub(super) fn stored(meta: &Metadata) -> Xattrs {
     meta.get(xattr_json::ENTRY)
         .map(xattr_json::parse)
         .unwrap_or_default()
 }
 
 /// Keep `x` in `meta`'s `x-amz-meta-xattr` (removed when `x` is empty).
-fn keep(meta: &mut Metadata, x: &Xattrs) {
+pub(super) fn keep(meta: &mut Metadata, x: &Xattrs) {
     match xattr_json::render(x) {
         Some(v) => meta.insert(xattr_json::ENTRY, v),
         None => {

@@ -879,6 +879,20 @@ pub fn sh(cmd: &str) -> Output {
     out
 }
 
+/// Let [`NOBODY`] reach `p`: the directories above it (temporary ones are 0700) get 0755's
+/// bits, up to `/tmp`.
+pub fn open_path_to(p: &Path) {
+    let mut cur = p.parent();
+    while let Some(d) = cur {
+        if d == Path::new("/") || d == Path::new("/tmp") {
+            break;
+        }
+        let mode = std::fs::metadata(d).unwrap().permissions().mode();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        cur = d.parent();
+    }
+}
+
 /// The second, unprivileged user the tests play (`setpriv`).
 pub const NOBODY: u32 = 65534;
 

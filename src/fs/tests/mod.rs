@@ -12,6 +12,7 @@
 //! The real-mount tests in tests/ keep what only they can show: the kernel's own caching and
 //! calls, real programs, the HTTP client's retries and a real server's answers.
 
+mod acl;
 mod copy;
 mod failures;
 mod files;
