@@ -304,6 +304,69 @@ fn git_init_commit_log_fsck() {
     assert!(st.exists("repo/src/main.c").unwrap().is_some());
 }
 
+/// A file keeps its inode number across a remount, as on a disk: git's index records `st_ino`,
+/// and a file whose number changed is one git must read again (here: download) to know it did
+/// not change; `tar --listed-incremental` dumps a directory whose number changed whole. The
+/// numbers counted up in the order names were looked up, so after each remount `git status`
+/// re-read every file of the work tree (`git diff-files` listed all of them).
+#[test]
+fn a_remount_keeps_inode_numbers_so_git_reads_no_file_again() {
+    let server = server();
+    let bucket = server.fresh_bucket("git-ino");
+    let m = Mount::new(server, &bucket);
+    let repo = m.join("repo");
+    std::fs::create_dir_all(repo.join("src/deep")).unwrap();
+    for i in 0..8 {
+        std::fs::write(repo.join(format!("src/f{i}.c")), format!("int f{i};\n")).unwrap();
+    }
+    std::fs::write(repo.join("src/deep/d.c"), b"int d;\n").unwrap();
+    std::fs::write(repo.join("README"), b"r\n").unwrap();
+    let g = |repo: &Path| {
+        format!(
+            "cd '{}' && git -c user.name=T -c user.email=t@example.com -c init.defaultBranch=main",
+            repo.display()
+        )
+    };
+    sh(&format!(
+        "{} init -q && {0} add -A && {0} commit -q -m one",
+        g(&repo)
+    ));
+    assert_eq!(run_out(&format!("{} status --porcelain", g(&repo))), "");
+    let names = [
+        "README",
+        "src",
+        "src/f0.c",
+        "src/f7.c",
+        "src/deep",
+        "src/deep/d.c",
+    ];
+    let inos = |m: &Mount| -> Vec<u64> {
+        names
+            .iter()
+            .map(|n| std::fs::metadata(m.join("repo").join(n)).unwrap().ino())
+            .collect()
+    };
+    let before = inos(&m);
+    assert!(m.unmount().success());
+
+    let m = Mount::new(server, &bucket);
+    let repo = m.join("repo");
+    // Names looked up in another order than at the first mount.
+    let _ = std::fs::metadata(repo.join("src/deep/d.c"));
+    let _ = std::fs::metadata(repo.join("src/f7.c"));
+    assert_eq!(
+        inos(&m),
+        before,
+        "inode numbers of {names:?} after a remount"
+    );
+    assert_eq!(
+        run_out(&format!("{} diff-files --name-only", g(&repo))),
+        "",
+        "files git takes for changed (their stat differs from its index) after a remount"
+    );
+    assert_eq!(run_out(&format!("{} status --porcelain", g(&repo))), "");
+}
+
 #[test]
 fn sqlite_database() {
     let server = server();

@@ -31,6 +31,10 @@
 //! change of its entries, a ctime moved by an unlink or a rename. A time set explicitly
 //! (`utimes`) replaces what was moved in memory ([`Node::times`]).
 //!
+//! Numbers: a node's inode number is derived from its key when it is first known, so a file
+//! keeps its `st_ino` across remounts, as git's index and `tar --listed-incremental` expect
+//! ([`number`]).
+//!
 //! Lifetime: the kernel counts lookups; `forget` drops them. A node whose count reaches zero and
 //! that is no longer linked into the tree is removed. Linked nodes stay (they are cheap and a
 //! listing will usually reuse them).
@@ -43,6 +47,7 @@ pub use super::values::{
 };
 
 mod node;
+mod number;
 
 use node::Negative;
 pub use node::{Node, Times, RELATIME_MAX_AGE};
@@ -54,7 +59,6 @@ pub const ROOT_INO: u64 = 1;
 #[derive(Debug)]
 pub struct InodeTable {
     nodes: HashMap<u64, Node>,
-    next_ino: u64,
     prefix: String,
 }
 
@@ -75,7 +79,6 @@ impl InodeTable {
         nodes.insert(ROOT_INO, root);
         InodeTable {
             nodes,
-            next_ino: ROOT_INO + 1,
             prefix: prefix.to_string(),
         }
     }
@@ -143,8 +146,7 @@ impl InodeTable {
                 return ino;
             }
         }
-        let ino = self.next_ino;
-        self.next_ino += 1;
+        let ino = self.new_number(parent, name);
         self.nodes.insert(
             ino,
             Node::new(ino, parent, name.to_string(), kind, attr, expires),
@@ -154,6 +156,18 @@ impl InodeTable {
             p.negative.remove(name);
         }
         ino
+    }
+
+    /// The number a new child `name` of `parent` gets: derived from its key, the same at every
+    /// mount ([`number`]); one of a parent no longer linked (a directory removed while open)
+    /// from the parent's number instead.
+    fn new_number(&self, parent: u64, name: &str) -> u64 {
+        let mut path = match self.key_of(parent) {
+            Some(key) => key.into_bytes(),
+            None => format!("\0{parent}/").into_bytes(),
+        };
+        path.extend_from_slice(name.as_bytes());
+        number::number_for(&path, |n| self.nodes.contains_key(&n))
     }
 
     /// Unlink the child `name` of `parent`. The node survives while the kernel holds it.
