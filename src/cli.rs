@@ -42,8 +42,9 @@ pub struct Cli {
 
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, default_permissions,
     /// uid=, gid=, umask=, file_mode=, dir_mode=, config=, endpoint=, region=, profile=,
-    /// cache_dir=, cache_size=, metadata_ttl=, storage_class=, allow_shared_cache, acl (noacl
-    /// undoes it), noexec (exec undoes it); _netdev, nofail, noauto are ignored.
+    /// cache_dir=, cache_size=, metadata_ttl=, retry_timeout=, storage_class=,
+    /// allow_shared_cache, acl (noacl undoes it), noexec (exec undoes it); _netdev, nofail,
+    /// noauto are ignored.
     #[arg(short = 'o', value_name = "OPTS", help_heading = "Mount")]
     pub options: Vec<String>,
 
@@ -68,6 +69,11 @@ pub struct Cli {
     /// PEM file of CA certificates to trust instead of the system's.
     #[arg(long, value_name = "FILE", help_heading = "Connection")]
     pub ca_file: Option<PathBuf>,
+    /// How long a request is retried while the server is down, resets, times out or answers
+    /// 5xx/SlowDown: 30s, 2m, 0 for one try (default 30s). A shorter one also shortens the
+    /// wait for a server that accepts and never answers (30 s).
+    #[arg(long, value_name = "DURATION", value_parser = opts::parse_duration, help_heading = "Connection")]
+    pub retry_timeout: Option<Duration>,
 
     /// Stay in the foreground (default: return once mounted and run in the background).
     #[arg(long, short = 'f', help_heading = "Mount")]
@@ -363,6 +369,7 @@ pub fn merged_options(cli: &Cli) -> Result<MountOptions, String> {
         cache_dir,
         cache_size,
         metadata_ttl,
+        retry_timeout,
         storage_class
     );
     if o.allow_other && o.allow_root {

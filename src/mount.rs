@@ -85,7 +85,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
 
     // Counted for `s3mount status` unless --no-status.
     let metrics = (!cli.no_status).then(|| Arc::new(S3Metrics::default()));
-    let storage = make_storage(&cli, &config, Some(bucket.clone()), metrics)?;
+    let storage = make_storage(&cli, &o, &config, Some(bucket.clone()), metrics)?;
     let virtual_hosted = config.addressing_for(&bucket) == AddressingStyle::Virtual;
     preflight(
         &storage,

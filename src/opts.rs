@@ -44,6 +44,8 @@ pub struct MountOptions {
     pub metadata_ttl: Option<Duration>,
     /// `storage_class=CLASS`: of the files the mount creates.
     pub storage_class: Option<String>,
+    /// `retry_timeout=DURATION`: how long a request is retried while the server fails.
+    pub retry_timeout: Option<Duration>,
     /// `allow_insecure_config`
     pub allow_insecure_config: bool,
     /// `force_path_style`
@@ -171,6 +173,9 @@ impl MountOptions {
                 "metadata_ttl" => {
                     self.metadata_ttl = Some(parse_duration(need("a duration, e.g. 30s")?)?)
                 }
+                "retry_timeout" => {
+                    self.retry_timeout = Some(parse_duration(need("a duration, e.g. 30s")?)?)
+                }
                 "storage_class" => {
                     self.storage_class =
                         Some(parse_storage_class(need("a class, e.g. STANDARD_IA")?)?)
@@ -258,7 +263,7 @@ mod tests {
     #[test]
     fn every_option_parses() {
         let mut o = MountOptions::default();
-        o.parse_into("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022,file_mode=0640,dir_mode=0750,config=/etc/s3mount/b.yaml,endpoint=http://h:9000,region=eu-west-1,profile=p,cache_dir=/var/cache/x,cache_size=10G,metadata_ttl=30s,storage_class=STANDARD_IA,allow_shared_cache,_netdev,nofail,noauto,x-systemd.automount")
+        o.parse_into("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022,file_mode=0640,dir_mode=0750,config=/etc/s3mount/b.yaml,endpoint=http://h:9000,region=eu-west-1,profile=p,cache_dir=/var/cache/x,cache_size=10G,metadata_ttl=30s,retry_timeout=2m,storage_class=STANDARD_IA,allow_shared_cache,_netdev,nofail,noauto,x-systemd.automount")
             .unwrap();
         assert_eq!(o.read_only, Some(true));
         assert!(o.allow_other && o.allow_root && o.default_permissions);
@@ -272,6 +277,7 @@ mod tests {
         assert_eq!(o.region.as_deref(), Some("eu-west-1"));
         assert_eq!(o.cache_size, Some(10 << 30));
         assert_eq!(o.metadata_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(o.retry_timeout, Some(Duration::from_secs(120)));
         assert_eq!(o.storage_class.as_deref(), Some("STANDARD_IA"));
         assert!(o.allow_shared_cache);
         o.parse_into("rw").unwrap();
@@ -308,6 +314,7 @@ mod tests {
             ("umask=9", "octal"),
             ("cache_size=lots", "size"),
             ("metadata_ttl=soon", "duration"),
+            ("retry_timeout=", "needs a value"),
             ("storage_class=standard_ia", "storage class"),
             ("storage_class=GLACIER IR", "storage class"),
             ("ro=1", "takes no value"),

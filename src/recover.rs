@@ -36,7 +36,7 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
     let o = merged_options(cli)?;
     let config = load_config(&o, None, None)?;
     let metrics = Arc::new(S3Metrics::default());
-    let base_storage = make_storage(cli, &config, None, Some(metrics.clone()))?;
+    let base_storage = make_storage(cli, &o, &config, None, Some(metrics.clone()))?;
     let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let (mut done, mut failed, mut changed, mut aborted) = (0usize, 0usize, 0usize, 0usize);
     // What is to be uploaded: the client (with its mount's journal), the copy, its note, size.
@@ -188,7 +188,7 @@ pub fn abort_stale_uploads(cli: &Cli, age: Duration) -> Result<(), String> {
         .default_bucket
         .clone()
         .ok_or("no bucket: name one on the command line or set default_bucket in the config")?;
-    let storage = make_storage(cli, &config, Some(bucket.clone()), None)?;
+    let storage = make_storage(cli, &o, &config, Some(bucket.clone()), None)?;
     let uploads = storage
         .bucket(&bucket)
         .list_uploads(&config.prefix)

@@ -36,16 +36,20 @@ pub fn load_config(
     s3mount::Config::load(&req).map_err(|e| e.to_string())
 }
 
-/// A client for `config` (with `--ca-file`), counting its requests and uploads in `metrics`
-/// if given.
+/// A client for `config` (with `--ca-file` and `--retry-timeout`), counting its requests and
+/// uploads in `metrics` if given.
 pub fn make_storage(
     cli: &Cli,
+    o: &MountOptions,
     config: &s3mount::Config,
     bucket: Option<String>,
     metrics: Option<Arc<S3Metrics>>,
 ) -> Result<Storage, String> {
     let mut client_cfg = ClientConfig::from_config(config);
     client_cfg.ca_file = cli.ca_file.clone();
+    if let Some(budget) = o.retry_timeout {
+        client_cfg = client_cfg.with_retry_budget(budget);
+    }
     let mut client = S3Client::new(client_cfg).map_err(|e| e.to_string())?;
     if let Some(m) = metrics {
         client = client.with_metrics(m);
@@ -53,9 +57,9 @@ pub fn make_storage(
     Ok(Storage::with_client(client, bucket))
 }
 
-/// How long the start-up check of the bucket retries a request that failed: room for the
-/// retry policy's quick retries (a refused connection or a 503 while a server starts: about
-/// 6 s), none after a read timeout. Within systemd's default 90 s for a mount at boot.
+/// How long the start-up check of the bucket retries a request that failed, at most (a
+/// shorter `--retry-timeout` wins): a refused connection or a 503 while a server starts, none
+/// after a read timeout. Within systemd's default 90 s for a mount at boot.
 const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Fail early and clearly: bucket exists, credentials work, listing is allowed. The error is

@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::IntoRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,18 +27,33 @@ use s3mount::{Headers, Storage};
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 
-use common::obj;
+use common::{close, obj, unsaved_files};
 
 /// The test server's credentials with the proxy's endpoint.
 fn via(proxy: &Proxy) -> Server {
     server().via(proxy.endpoint())
 }
 
+/// Tries per request of the clients these tests make: they count attempts (the default
+/// policy is bounded by time, 30 s, which `outages.rs` tests).
+const ATTEMPTS: u32 = 6;
+
+/// The client settings for `proxy` and `bucket`, with [`ATTEMPTS`] tries per request.
+fn counted_tries(proxy: &Proxy, bucket: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::from_config(&via(proxy).config(Some(bucket)));
+    cfg.retry = RetryPolicy {
+        max_attempts: ATTEMPTS,
+        ..RetryPolicy::default()
+    };
+    cfg
+}
+
 /// A fresh bucket, a proxy in front of the server, and a client going through it.
 fn setup(hint: &str) -> (String, Proxy, Storage) {
     let bucket = server().fresh_bucket(hint);
     let proxy = Proxy::start(&server().endpoint);
-    let storage = via(&proxy).storage_in(&bucket);
+    let client = S3Client::new(counted_tries(&proxy, &bucket)).unwrap();
+    let storage = Storage::with_client(client, Some(bucket.clone()));
     (bucket, proxy, storage)
 }
 
@@ -194,7 +208,7 @@ fn truncated_get_body_is_an_error_never_wrong_bytes() {
     let data = random_bytes(MIB, 5);
     direct_put(&bucket, "t", &data);
     proxy.add(Rule::new("GET", "/t", Fault::TruncateBody(64 * KIB)));
-    let attempts = RetryPolicy::default().max_attempts as usize;
+    let attempts = ATTEMPTS as usize;
 
     // read_range: an error; what was read is not handed out as the object.
     let mut buf = vec![0u8; MIB];
@@ -253,7 +267,7 @@ fn persistent_500_on_put_fails_after_max_attempts() {
         }) if c == "InternalError" => {}
         other => panic!("expected 500 InternalError, got {other:?}"),
     }
-    let max = RetryPolicy::default().max_attempts as usize;
+    let max = ATTEMPTS as usize;
     assert_eq!(proxy.count("PUT", "/never"), max, "attempts");
     assert_eq!(proxy.faults(), max);
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
@@ -268,40 +282,14 @@ fn write_and_close(path: &Path, data: &[u8]) -> std::io::Result<()> {
     close(f)
 }
 
-/// close(2) a file, returning its error (dropping a `File` ignores it).
-fn close(f: std::fs::File) -> std::io::Result<()> {
-    let fd = f.into_raw_fd();
-    // SAFETY: we own fd (taken out of the File) and close it once.
-    if unsafe { libc::close(fd) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The `.data` files the mount kept under `<cache-dir>/*/unsaved/`.
-fn unsaved_files(mount: &Mount) -> Vec<std::path::PathBuf> {
-    let mut kept = Vec::new();
-    for sub in std::fs::read_dir(mount.cache_dir()).unwrap() {
-        let unsaved = sub.unwrap().path().join("unsaved");
-        if let Ok(entries) = std::fs::read_dir(&unsaved) {
-            for e in entries {
-                let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "data") {
-                    kept.push(p);
-                }
-            }
-        }
-    }
-    kept
-}
-
 #[test]
 fn mount_rides_out_slowdown_and_keeps_unsaved_data_on_failure() {
     let _serial = common::one_at_a_time();
     let bucket = server().fresh_bucket("mount");
     let proxy = Proxy::start(&server().endpoint);
     let srv = via(&proxy);
-    let mount = Mount::with_args(&srv, &bucket, &[]);
+    // A short budget: the upload below fails for good.
+    let mount = Mount::with_args(&srv, &bucket, &["--retry-timeout", "1"]);
 
     // A burst of 503 on the upload at close.
     proxy.add(Rule::new("PUT", "/ok.bin", Fault::SlowDown).times(3));
@@ -321,7 +309,7 @@ fn mount_rides_out_slowdown_and_keeps_unsaved_data_on_failure() {
     let err = write_and_close(&mount.join("lost.bin"), &data)
         .expect_err("close must fail when the upload fails");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert!(proxy.count("PUT", "/lost.bin") >= RetryPolicy::default().max_attempts as usize);
+    assert!(proxy.count("PUT", "/lost.bin") >= 2, "retried");
     assert_eq!(direct_get(&bucket, "lost.bin"), None);
 
     let kept = unsaved_files(&mount);
@@ -349,7 +337,8 @@ fn recover_does_not_write_a_kept_copy_over_an_object_changed_since() {
     direct_put(&bucket, "same.txt", b"old same");
     direct_put(&bucket, "replaced.txt", b"old replaced");
     let proxy = Proxy::start(&server().endpoint);
-    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    // A short budget: the uploads below fail for good.
+    let mount = Mount::with_args(&via(&proxy), &bucket, &["--retry-timeout", "1"]);
     let names = ["same.txt", "replaced.txt", "new.txt", "taken.txt"];
     for name in names {
         proxy.add(Rule::new("PUT", &format!("/{name}"), Fault::InternalError));
@@ -440,7 +429,7 @@ fn stalled_get_times_out_and_is_retried() {
     let data = random_bytes(512 * KIB, 8);
     direct_put(&bucket, "s", &data);
     let proxy = Proxy::start(&server().endpoint);
-    let mut cfg = ClientConfig::from_config(&via(&proxy).config(Some(&bucket)));
+    let mut cfg = counted_tries(&proxy, &bucket);
     cfg.io_timeout = Duration::from_millis(500);
     let storage = Storage::with_client(S3Client::new(cfg).unwrap(), Some(bucket.clone()));
     let stall = Duration::from_secs(5);
@@ -760,7 +749,7 @@ fn an_exclusive_create_whose_put_reply_is_lost_closes_without_eexist() {
 /// A storage through `proxy` that gives up on a silent socket after `io_timeout`, with 5 MiB
 /// parts above 5 MiB (so a multipart upload is quick to make).
 fn storage_with(proxy: &Proxy, bucket: &str, io_timeout: Duration) -> Storage {
-    let mut cfg = ClientConfig::from_config(&via(proxy).config(Some(bucket)));
+    let mut cfg = counted_tries(proxy, bucket);
     cfg.io_timeout = io_timeout;
     Storage::with_client(S3Client::new(cfg).unwrap(), Some(bucket.to_string())).with_transfer(
         TransferConfig {

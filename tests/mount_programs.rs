@@ -581,7 +581,8 @@ fn close_fails_with_eio_keeps_the_bytes_and_recover_uploads_them() {
     let mut own = OwnServer::start();
     let bucket = own.server.fresh_bucket("durable");
     let st = own.server.storage_in(&bucket);
-    let m = Mount::new(&own.server, &bucket);
+    // A short budget: the server stopped below is not coming back.
+    let m = Mount::with_args(&own.server, &bucket, &["--retry-timeout", "1"]);
     let data = random_bytes(1024 * 1024, 42);
     // A name ending in a space: a note read line by line and trimmed would send the content
     // to `precious.bin`, another object.

@@ -321,7 +321,8 @@ fn cache_dir_holds_nothing_for_others(hint: &str, extra: &[&str]) {
     let cache = dir.path().join("cache");
     let log = cache.join("s3mount.log");
     let log_s = log.display().to_string();
-    let mut args = vec!["--log-file", &log_s];
+    // A short retry budget: the upload failed on purpose below fails for good.
+    let mut args = vec!["--log-file", &log_s, "--retry-timeout", "1"];
     args.extend_from_slice(extra);
     let m = Mount::with_umask(
         &srv.via(proxy.endpoint()),

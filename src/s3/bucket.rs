@@ -209,7 +209,7 @@ impl Bucket {
         read::read_range(
             &*self.store,
             &self.caps,
-            self.retry.max_attempts,
+            self.retry.resumes(),
             &obj,
             offset,
             buf,
@@ -220,7 +220,7 @@ impl Bucket {
     /// Download `key` into `out` (from its current position), resuming a broken body.
     pub fn download(&self, key: &str, out: &mut File) -> Result<ObjectInfo> {
         let obj = self.obj(key);
-        read::download(&*self.store, &self.caps, self.retry.max_attempts, &obj, out)
+        read::download(&*self.store, &self.caps, self.retry.resumes(), &obj, out)
     }
 
     // ---- writes ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 //!    `endpoint/bucket/key`, or virtual-hosted `bucket.endpoint/key`), signs it with SigV4, and
 //!    sends it on the shared agent (keep-alive pool, `TCP_NODELAY`).
 //! 3. Transport errors, timeouts, 5xx and throttling replies are retried — idempotent requests
-//!    only — with capped exponential backoff and full jitter, a bounded number of times.
+//!    only — with capped exponential backoff and full jitter, until the policy's time budget
+//!    is spent ([`RetryPolicy::budget`]; a try in progress then still ends by its stall timeout).
 //! 4. Error replies become [`StorageError`]s carrying the S3 error code, the key, the request id
 //!    and, for 403, the IAM action the request needed. The final failure of every request is
 //!    logged once, at WARN (debug for 404/412, which callers expect).
@@ -36,30 +37,45 @@ use crate::config::{AddressingStyle, Endpoint, Secret};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one socket read or write may stall before the request is abandoned (and retried).
 /// S3 may take a while to answer a large CompleteMultipartUpload or CopyObject, but it sends
-/// whitespace to keep the connection alive, so a long silence means a dead peer.
+/// whitespace to keep the connection alive, so a long silence means a dead peer. A stall
+/// timeout, not a limit on the whole transfer: a slow body that keeps coming is never cut.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request goes on being retried after its first attempt (`--retry-timeout`): long
+/// enough to ride out a server restart (a Garage or MinIO restart takes a second or two, a
+/// container rescheduled on the same host 10–20 s), short enough that a server that is gone
+/// for good costs a program half a minute, not minutes. The same as the I/O stall timeout, so
+/// a server that accepts connections and never answers costs one stall and no retry.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
+/// Most resumes of a body cut short in one read ([`RetryPolicy::resumes`]).
+pub const MAX_RESUMES: u32 = 6;
+/// Shortest stall and connect timeout a short retry budget brings them down to.
+const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Retry policy for transient failures.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    /// Total attempts per request, including the first.
+    /// Most attempts per request, including the first (`u32::MAX`: the budget alone bounds
+    /// them).
     pub max_attempts: u32,
     /// Backoff before the second attempt; doubles each time.
     pub base_delay: Duration,
     /// Cap on a single backoff.
     pub max_delay: Duration,
+    /// No retry starts once this long has passed since the first attempt; the last pause is
+    /// shortened to end there, so a server back just before it still gets its try.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// 6 attempts, 50 ms doubling to at most 3 s: the five pauses (full jitter, the first
-    /// drawn under 100 ms) add up to at most 3.1 s and about 1.5 s on average — enough to
-    /// ride out a burst of 503 SlowDown without hanging a `close()` for long, not a server
-    /// restart that takes longer (measured: `fsync` EIO 1.2 s after Garage was stopped).
+    /// Retries for [`DEFAULT_RETRY_BUDGET`] (30 s), with pauses of 50 ms doubling to at most
+    /// 3 s (full jitter: about 1.5 s once capped): a refused connection or a 503 is tried
+    /// some 20 times over the 30 s, a server that comes back is seen at most 3 s later.
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 6,
+            max_attempts: u32::MAX,
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(3),
+            budget: DEFAULT_RETRY_BUDGET,
         }
     }
 }
@@ -74,6 +90,27 @@ impl RetryPolicy {
         let cap = exp.min(self.max_delay);
         let millis = cap.as_millis().max(1) as u64;
         Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+    }
+
+    /// How many times one read resumes a body cut short: the attempts, at most
+    /// [`MAX_RESUMES`] (the GET of each resume has the client's retries and budget of its own,
+    /// so a server restarting mid-body costs one).
+    pub(crate) fn resumes(&self) -> u32 {
+        self.max_attempts.min(MAX_RESUMES)
+    }
+
+    /// After `attempt` attempts, the first of which started at `first`: the pause before the
+    /// next one, or `None` when the attempts or the budget are spent. The pause never ends
+    /// past the budget: the last try is made at its end.
+    pub(crate) fn next_pause(&self, attempt: u32, first: Instant) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let left = self.budget.checked_sub(first.elapsed())?;
+        if left.is_zero() {
+            return None;
+        }
+        Some(self.backoff(attempt).min(left))
     }
 }
 
@@ -144,6 +181,19 @@ impl ClientConfig {
         }
     }
 
+    /// The same settings retrying for `budget` (`--retry-timeout`). A budget shorter than the
+    /// stall or connect timeout brings them down to it (not below [`MIN_TIMEOUT`]): whoever
+    /// asks for an answer within 5 s when the server is gone means a silent server too, and
+    /// a call then ends within twice the budget at most (a last try started just before it
+    /// waits out one stall).
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.retry.budget = budget;
+        let bound = budget.max(MIN_TIMEOUT);
+        self.io_timeout = self.io_timeout.min(bound);
+        self.connect_timeout = self.connect_timeout.min(bound);
+        self
+    }
+
     fn addressing_for(&self, bucket: &str) -> AddressingStyle {
         match self.addressing_style {
             AddressingStyle::Auto => {
@@ -185,9 +235,6 @@ pub struct S3Client {
     metrics: Option<Arc<S3Metrics>>,
     /// Log final failures at debug: the caller reports them itself.
     quiet: bool,
-    /// No retry starts once this long has passed since a request's first attempt (`None`:
-    /// only the retry policy's count bounds them).
-    give_up_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3Client {
@@ -236,7 +283,6 @@ impl S3Client {
             cfg: Arc::new(cfg),
             metrics: None,
             quiet: false,
-            give_up_after: None,
         })
     }
 
@@ -263,13 +309,13 @@ impl S3Client {
     }
 
     /// The same client starting no retry once `limit` has passed since a request's first
-    /// attempt: for a caller that must answer soon (the start-up check of the bucket, which
-    /// mount(8) and a boot wait for). A server that accepts connections and never replies
-    /// costs one read timeout per attempt, so the retry count alone meant minutes of silence;
-    /// quick failures (a refused connection, a 503) still get every retry within the limit.
+    /// attempt, if its budget is longer: for a caller that must answer soon (the start-up
+    /// check of the bucket, which mount(8) and a boot wait for).
     pub fn giving_up_after(&self, limit: Duration) -> S3Client {
+        let mut cfg = (*self.cfg).clone();
+        cfg.retry.budget = cfg.retry.budget.min(limit);
         S3Client {
-            give_up_after: Some(limit),
+            cfg: Arc::new(cfg),
             ..self.clone()
         }
     }
@@ -303,25 +349,24 @@ impl S3Client {
             if let Some(m) = &self.metrics {
                 // A missing object (404) or a condition that did not hold (412) is an answer
                 // the caller expects, not a failure of the request; a missing bucket is one.
-                let failed = outcome.as_ref().is_err_and(|e| {
+                let failed = outcome.as_ref().is_err_and(|Failed { err: e, .. }| {
                     !(matches!(e, StorageError::NotFound { .. }) || e.is_precondition_failed())
                 });
                 m.record(req.op, started.elapsed(), failed);
             }
-            let err = match outcome {
+            let (err, unsent) = match outcome {
                 Ok(resp) => return Ok(resp),
-                Err(e) => e,
+                Err(Failed { err, unsent }) => (err, unsent),
             };
             attempt += 1;
-            let can_retry = req.idempotent && err.is_transient();
-            let delay = self.cfg.retry.backoff(attempt);
-            let too_late = self
-                .give_up_after
-                .is_some_and(|limit| first.elapsed() + delay >= limit);
-            if !can_retry || attempt >= self.cfg.retry.max_attempts || too_late {
+            // A request that never left may be sent again whatever it is.
+            let pause = ((req.idempotent || unsent) && err.is_transient())
+                .then(|| self.cfg.retry.next_pause(attempt, first))
+                .flatten();
+            let Some(delay) = pause else {
                 self.log_failure(req, &err);
                 return Err(err);
-            }
+            };
             debug!(
                 "{}: attempt {attempt} failed ({err}); retrying in {delay:?}",
                 req.describe()
@@ -362,7 +407,7 @@ impl S3Client {
         }
     }
 
-    fn execute_once(&self, req: &S3Request<'_>) -> Result<S3Response> {
+    fn execute_once(&self, req: &S3Request<'_>) -> std::result::Result<S3Response, Failed> {
         let what = req.describe();
         let (host, path) = self.locate(req.bucket, req.key);
         let query = sign::canonical_query_string(&req.query);
@@ -432,7 +477,10 @@ impl S3Client {
                 self.agent.run(request)
             }
         };
-        let resp = result.map_err(|e| transport_error(&what, e))?;
+        let resp = result.map_err(|e| Failed {
+            unsent: never_sent(&e),
+            err: transport_error(&what, e),
+        })?;
         let (parts, body) = resp.into_parts();
         let status = parts.status.as_u16();
         if (200..300).contains(&status) || status == 304 {
@@ -455,7 +503,7 @@ impl S3Client {
             let _ = body.into_reader().take(64 * 1024).read_to_end(&mut buf);
             buf
         };
-        Err(map_error_reply(req, status, request_id, &body_bytes))
+        Err(map_error_reply(req, status, request_id, &body_bytes).into())
     }
 
     fn payload_hash(&self, body: &RequestBody<'_>, what: &str) -> Result<String> {
@@ -472,6 +520,31 @@ impl S3Client {
                 .sha256_hex()
                 .map_err(|e| StorageError::io(format!("{what}: reading body"), e)),
         }
+    }
+}
+
+/// A failed attempt, and whether its request surely never reached the server.
+struct Failed {
+    err: StorageError,
+    /// No connection was made: nothing was sent, so even a write that is not blindly
+    /// repeatable may be sent again.
+    unsent: bool,
+}
+
+impl From<StorageError> for Failed {
+    fn from(err: StorageError) -> Self {
+        Failed { err, unsent: false }
+    }
+}
+
+/// True for a transport error that happened before any byte of the request was sent: the name
+/// did not resolve, the connection was refused (a server restarting) or not made in time.
+fn never_sent(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
     }
 }
 
@@ -525,117 +598,4 @@ pub fn is_retryable(status: u16, code: Option<&str>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::s3::operation::Operation;
-
-    #[test]
-    fn file_bodies_are_signed_only_where_a_network_could_change_them() {
-        let at = |s: &str| crate::config::Endpoint::parse(s, None).unwrap();
-        let auto = PayloadSigning::Auto;
-        assert!(auto.signs_file_bodies(&at("http://minio.lan:9000")));
-        assert!(auto.signs_file_bodies(&at("http://10.0.0.5:9000")));
-        assert!(!auto.signs_file_bodies(&at("https://s3.amazonaws.com")));
-        for local in [
-            "http://127.0.0.1:9000",
-            "http://127.0.0.53",
-            "http://localhost:3900",
-            "http://LOCALHOST",
-            "http://[::1]:9000",
-        ] {
-            assert!(!auto.signs_file_bodies(&at(local)), "{local}");
-        }
-        // A host merely named like it is not loopback.
-        assert!(auto.signs_file_bodies(&at("http://localhost.example.com")));
-        assert!(PayloadSigning::Always.signs_file_bodies(&at("http://127.0.0.1:9000")));
-    }
-
-    /// A server that accepts connections and never replies: each attempt waits out the read
-    /// timeout, so a client giving up after a time limit starts no more attempts past it,
-    /// where the retry count alone would have made six.
-    #[test]
-    fn a_client_giving_up_after_a_limit_starts_no_retry_past_it() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counting = accepted.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming().flatten() {
-                counting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                held.push(stream);
-            }
-        });
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let cfg = ClientConfig {
-            endpoint: crate::config::Endpoint::parse(&endpoint, None).unwrap(),
-            region: "us-east-1".into(),
-            access_key_id: "AKID".into(),
-            secret_access_key: crate::config::Secret::new("SECRET"),
-            session_token: None,
-            addressing_style: crate::config::AddressingStyle::Path,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            io_timeout: Duration::from_millis(200),
-            retry: RetryPolicy::default(),
-            payload_signing: PayloadSigning::Auto,
-            ca_file: None,
-        };
-        let client = S3Client::new(cfg)
-            .unwrap()
-            .giving_up_after(Duration::from_millis(300));
-        let req = S3Request::new(Operation::HeadBucket, "demo", "");
-        let err = client.execute(&req).unwrap_err();
-        assert!(err.is_transient(), "{err}");
-        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
-        assert!((1..=2).contains(&n), "{n} attempts");
-    }
-
-    #[test]
-    fn a_failure_names_the_request_once() {
-        let req = S3Request::new(Operation::ListObjectsV2, "demo", "");
-        let denied = StorageError::AccessDenied {
-            bucket: "demo".into(),
-            key: "".into(),
-            code: "SignatureDoesNotMatch".into(),
-            message: "no".into(),
-            action: None,
-            request_id: None,
-        };
-        let line = failure_line(&req, &denied);
-        assert!(
-            line.starts_with("GET s3://demo/: access denied ("),
-            "{line}"
-        );
-        assert_eq!(line.matches("s3://demo/").count(), 1, "{line}");
-        let net = StorageError::Network {
-            what: req.describe(),
-            detail: "io: Connection refused".into(),
-        };
-        assert_eq!(
-            failure_line(&req, &net),
-            "GET s3://demo/: network error: io: Connection refused"
-        );
-        let other = StorageError::NoSuchBucket {
-            bucket: "demo".into(),
-        };
-        assert_eq!(
-            failure_line(&req, &other),
-            "GET s3://demo/: bucket \"demo\" does not exist (NoSuchBucket)"
-        );
-    }
-
-    #[test]
-    fn backoff_is_capped() {
-        let p = RetryPolicy::default();
-        for a in 0..40 {
-            assert!(p.backoff(a) <= p.max_delay);
-        }
-    }
-
-    #[test]
-    fn requests_know_their_operation() {
-        let r = S3Request::new(Operation::ListObjectsV2, "b", "").query("list-type", "2");
-        assert_eq!(r.operation(), Operation::ListObjectsV2);
-        assert_eq!(r.describe(), "GET s3://b/");
-    }
-}
+mod tests;

@@ -248,7 +248,7 @@ fn reupload(
     let len = usize::try_from(head.size).map_err(|_| StorageError::invalid("size", "too large"))?;
     let mut bytes = vec![0u8; len];
     let pin = head.etag.as_deref();
-    let (got, _) = read::read_range(store, caps, retry.max_attempts, &c.src, 0, &mut bytes, pin)?;
+    let (got, _) = read::read_range(store, caps, retry.resumes(), &c.src, 0, &mut bytes, pin)?;
     if got != len {
         // Shorter than its HEAD said: another version (a pinned read cannot end early).
         return Err(precondition_failed(&c.dst));

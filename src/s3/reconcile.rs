@@ -17,10 +17,11 @@
 //! - **`DeleteObject` and `DeleteObjects`** (`delete.rs`): a second delete, after another client
 //!   wrote the key meanwhile, would delete their object.
 //!
-//! So the client sends these once ([`super::S3Request::not_idempotent`]) and `run` repeats
-//! them here, in one loop with one attempt count (the [`super::Bucket`]'s [`RetryPolicy`], the
-//! client's for a [`super::Storage`]'s buckets). Everything here works on any
-//! [`super::ObjectStore`], so these rules are tested against [`super::MemoryStore`] as well:
+//! So the client sends these once ([`super::S3Request::not_idempotent`]; again only when its
+//! connection was refused, which carried nothing) and `run` repeats them here, in one loop
+//! bounded like the client's: the [`super::Bucket`]'s [`RetryPolicy`] (the client's for a
+//! [`super::Storage`]'s buckets), its attempts and its time budget. Everything here works on
+//! any [`super::ObjectStore`], so these rules are tested against [`super::MemoryStore`] as well:
 //!
 //! 1. A success ends it; so does a definite refusal (a 4xx) of a request no earlier attempt of
 //!    which may have been applied.
@@ -36,7 +37,7 @@
 //!      ([`StorageError::PreconditionFailed`]);
 //!    - a look that fails leaves the outcome open: send again (whatever a later attempt meets
 //!      is looked into too).
-//! 4. When the attempts run out with the outcome still open, the error is
+//! 4. When the attempts or the budget run out with the outcome still open, the error is
 //!    [`StorageError::OutcomeUnknown`]: the write may or may not be on the server, so a caller
 //!    must neither report success nor write it again under a condition the first attempt may
 //!    have used up (the file system keeps the bytes and answers EIO).
@@ -150,7 +151,7 @@ pub(crate) fn run<T>(
     let mut maybe_applied = false;
     // Why the outcome is open, while no look has settled it.
     let mut open: Option<String> = None;
-    let attempts = policy.max_attempts.max(1);
+    let first = std::time::Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -192,7 +193,7 @@ pub(crate) fn run<T>(
                 }
             }
         }
-        if attempt >= attempts {
+        let Some(delay) = policy.next_pause(attempt, first) else {
             return Err(match open {
                 Some(detail) => StorageError::OutcomeUnknown {
                     what: what.to_string(),
@@ -200,8 +201,7 @@ pub(crate) fn run<T>(
                 },
                 None => err,
             });
-        }
-        let delay = policy.backoff(attempt);
+        };
         log::debug!("{what}: attempt {attempt} failed ({err}); again in {delay:?}");
         std::thread::sleep(delay);
     }

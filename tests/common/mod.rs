@@ -964,3 +964,30 @@ pub fn set_xattr(path: &Path, name: impl AsRef<[u8]>, value: &[u8], flags: i32) 
         Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
     }
 }
+
+/// close(2) a file, returning its error (dropping a `File` ignores it).
+pub fn close(f: std::fs::File) -> std::io::Result<()> {
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: we own fd (taken out of the File) and close it once.
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The `.data` files the mount kept under `<cache-dir>/*/unsaved/`.
+pub fn unsaved_files(mount: &Mount) -> Vec<std::path::PathBuf> {
+    let mut kept = Vec::new();
+    for sub in std::fs::read_dir(mount.cache_dir()).unwrap() {
+        let unsaved = sub.unwrap().path().join("unsaved");
+        if let Ok(entries) = std::fs::read_dir(&unsaved) {
+            for e in entries {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "data") {
+                    kept.push(p);
+                }
+            }
+        }
+    }
+    kept
+}

@@ -21,6 +21,8 @@
 //! the server itself would never send).
 //! [`Fault::StallAfterForward`] loses a reply to the client's timeout after the server acted;
 //! [`Fault::SetHeader`] changes one reply header (e.g. an ETag that is not an MD5).
+//! [`Proxy::down`] and [`Proxy::up`] play a server restart: no listening socket in between
+//! (connections refused), and a request read meanwhile answered by a reset.
 //!
 //! Lifetime: dropping the proxy stops the accept thread (joined); connection threads are
 //! detached but every read, write and stall in them is bounded (and stalls end at the drop).
@@ -223,6 +225,8 @@ struct Shared {
     rules: Mutex<Vec<RuleState>>,
     seen: Mutex<Vec<Seen>>,
     stop: AtomicBool,
+    /// Refusing connections, as a server that is restarting ([`Proxy::down`]).
+    down: AtomicBool,
     request_ids: AtomicU64,
 }
 
@@ -252,23 +256,16 @@ impl Proxy {
             rules: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             request_ids: AtomicU64::new(0),
         });
         let sh = Arc::clone(&shared);
+        listener
+            .set_nonblocking(true)
+            .expect("proxy: non-blocking listener");
         let accept = std::thread::Builder::new()
             .name("fault-proxy".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if sh.stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let sh = Arc::clone(&sh);
-                    let _ = std::thread::Builder::new()
-                        .name("fault-proxy-conn".into())
-                        .spawn(move || serve(&sh, conn));
-                }
-            })
+            .spawn(move || accept_loop(&sh, addr, listener))
             .expect("proxy: spawn accept thread");
         Proxy {
             addr,
@@ -290,6 +287,17 @@ impl Proxy {
             matched: 0,
             injected: 0,
         });
+    }
+
+    /// Go down as a restarting server does: the listening socket is closed, so every new
+    /// connection is refused, and a request read meanwhile is answered by a reset.
+    pub fn down(&self) {
+        self.shared.down.store(true, Ordering::SeqCst);
+    }
+
+    /// Listen again, on the same port, after [`Proxy::down`].
+    pub fn up(&self) {
+        self.shared.down.store(false, Ordering::SeqCst);
     }
 
     /// Remove every rule.
@@ -321,9 +329,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // The accept loop polls: it sees this within a few milliseconds.
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
@@ -537,6 +544,40 @@ fn with_header(head: &[u8], name: &str, value: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Accept connections until the proxy is dropped, without a listening socket while it is down
+/// (polling: a blocking accept could not be told to give its socket up).
+fn accept_loop(shared: &Arc<Shared>, addr: SocketAddr, listener: TcpListener) {
+    let mut listener = Some(listener);
+    let pause = || std::thread::sleep(Duration::from_millis(2));
+    while !shared.stop.load(Ordering::SeqCst) {
+        if shared.down.load(Ordering::SeqCst) {
+            listener = None;
+            pause();
+            continue;
+        }
+        if listener.is_none() {
+            // std sets SO_REUSEADDR: the port is free again at once.
+            listener = TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .ok();
+        }
+        let Some(l) = &listener else {
+            pause();
+            continue;
+        };
+        match l.accept() {
+            Ok((conn, _)) => {
+                let _ = conn.set_nonblocking(false);
+                let sh = Arc::clone(shared);
+                let _ = std::thread::Builder::new()
+                    .name("fault-proxy-conn".into())
+                    .spawn(move || serve(&sh, conn));
+            }
+            Err(_) => pause(),
+        }
+    }
+}
+
 fn serve(shared: &Shared, mut conn: TcpStream) {
     if shared.stop.load(Ordering::SeqCst) {
         return;
@@ -546,6 +587,10 @@ fn serve(shared: &Shared, mut conn: TcpStream) {
     let Some(req) = read_request(&mut conn) else {
         return;
     };
+    if shared.down.load(Ordering::SeqCst) {
+        reset(conn);
+        return;
+    }
     let fault = decide(shared, &req);
     let seen = Seen {
         method: req.method.clone(),

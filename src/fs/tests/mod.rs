@@ -66,6 +66,7 @@ fn quick_retries() -> RetryPolicy {
         max_attempts: 6,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
+        budget: Duration::from_secs(60),
     }
 }
 

@@ -24,6 +24,7 @@ pub(super) fn policy() -> RetryPolicy {
         max_attempts: 4,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
+        budget: Duration::from_secs(60),
     }
 }
 

@@ -23,6 +23,7 @@ fn setup() -> (MemoryStore, Bucket) {
         max_attempts: 4,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
+        budget: Duration::from_secs(60),
     };
     let bucket = Bucket::new(Arc::new(store.clone()), B).with_retry(retry);
     (store, bucket)

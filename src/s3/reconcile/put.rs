@@ -95,8 +95,7 @@ fn holds_body(
             .min(COMPARE_CHUNK);
         let etag = info.etag.as_deref();
         let reading = &mut theirs[..n];
-        let (got, _) =
-            read::read_range(store, caps, policy.max_attempts, obj, offset, reading, etag)?;
+        let (got, _) = read::read_range(store, caps, policy.resumes(), obj, offset, reading, etag)?;
         body.read_at(offset, &mut ours[..n]).map_err(reread)?;
         if got != n || theirs[..n] != ours[..n] {
             return Ok(false);

@@ -18,6 +18,7 @@ fn policy() -> RetryPolicy {
         max_attempts: 4,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
+        budget: Duration::from_secs(60),
     }
 }
 
