@@ -7,9 +7,10 @@
 //! 2. [`S3Client::execute`] builds the URL for the bucket's addressing style (path-style
 //!    `endpoint/bucket/key`, or virtual-hosted `bucket.endpoint/key`), signs it with SigV4, and
 //!    sends it on the shared agent (keep-alive pool, `TCP_NODELAY`).
-//! 3. Transport errors, timeouts, 5xx and throttling replies are retried — idempotent requests
-//!    only — with capped exponential backoff and full jitter, until the policy's time budget
-//!    is spent ([`RetryPolicy::budget`]; a try in progress then still ends by its stall timeout).
+//! 3. Transport errors, timeouts, 5xx and throttling replies are retried — idempotent requests,
+//!    and any whose connection was refused (nothing was sent) — with capped exponential backoff
+//!    and full jitter, until the policy's time budget is spent ([`RetryPolicy::budget`]; a try
+//!    in progress then still ends by its stall timeout).
 //! 4. Error replies become [`StorageError`]s carrying the S3 error code, the key, the request id
 //!    and, for 403, the IAM action the request needed. The final failure of every request is
 //!    logged once, at WARN (debug for 404/412, which callers expect).
