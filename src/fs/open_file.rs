@@ -416,10 +416,12 @@ impl OpenFile {
         self.pending_meta.is_none()
     }
 
-    /// The object's metadata was changed in place while the file is clean: what the last
-    /// upload carried is no base for the next one any more (see `S3Fs::rebase_open_file`).
+    /// The file is clean and its object's metadata and content headers are the base of the
+    /// next change (after an upload; after a change in place, `S3Fs::rebase_open_file`): what
+    /// the last upload carried is no base any more.
     pub fn forget_base_metadata(&mut self) {
         self.pending_meta = None;
+        self.content_headers = None;
     }
 
     /// The metadata (and content headers, unless already known) a change starts from.
@@ -452,14 +454,16 @@ impl OpenFile {
     }
 
     /// The object is on the server with this content (`len` bytes, `etag`) and `plan`'s
-    /// headers: the file is clean, and is the base of the next change.
-    pub fn uploaded(&mut self, len: u64, etag: Option<String>, plan: &UploadPlan) {
+    /// headers: the file is clean. The next change starts again from the object's metadata
+    /// (`S3Fs::object_meta`: what this upload recorded, trusted for the TTL, then a HEAD), not
+    /// from `plan`, which another client's `setfattr` or `chmod` since would leave behind.
+    pub fn uploaded(&mut self, len: u64, etag: Option<String>) {
         self.dirty = false;
         self.exclusive = false;
         self.version.uploaded(etag, len);
         self.stream_off = false;
         self.truncated_by = None;
-        self.keep_plan(plan);
+        self.forget_base_metadata();
     }
 
     /// Where the content was saved after a failed upload, if it was.

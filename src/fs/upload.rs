@@ -223,7 +223,7 @@ impl S3Fs {
         etag: Option<String>,
         plan: UploadPlan,
     ) {
-        of.uploaded(len, etag.clone(), &plan);
+        of.uploaded(len, etag.clone());
         self.drop_saved_copy(of, key);
         let expires = self.expiry();
         let attrs = metadata_attrs(&plan.metadata);

@@ -175,6 +175,32 @@ fn a_change_between_two_uploads_of_an_open_file_is_kept_by_the_second() {
     assert_eq!(fresh.getxattr("f", "user.other").unwrap(), "o");
 }
 
+/// Another client's metadata change (a `setfattr` or `chmod` on a second mount) between two
+/// uploads of a file open here for writing is kept by the second upload once the attributes
+/// are stale, as it is by the first: the second upload used to carry the metadata of the
+/// first, whatever its age, and undid the change without a word (a shell's `echo >&3`, a
+/// program's `fsync` or a fork's inherited descriptor closing all upload before the last close).
+#[test]
+fn another_clients_metadata_change_between_two_uploads_is_kept_after_the_ttl() {
+    let fx = fx();
+    fx.store.put_behind(BUCKET, "f", b"a".to_vec());
+    let fh = fx.open("f", libc::O_WRONLY).unwrap();
+    fx.write(fh, 1, b"b").unwrap();
+    fx.fs.fsync(fh).unwrap();
+    let theirs = meta(&[("mode", &(S_IFREG | 0o600).to_string()), ("tag", "blue")]);
+    fx.store
+        .put_behind_with(BUCKET, "f", b"ab".to_vec(), &theirs, &[]);
+    fx.write(fh, 2, b"c").unwrap();
+    fx.close(fh).unwrap();
+    let o = fx.object("f").unwrap();
+    assert_eq!(o.data, b"abc");
+    assert_eq!(o.metadata.get("tag"), Some("blue"));
+    assert_eq!(
+        o.metadata.get("mode"),
+        Some((S_IFREG | 0o600).to_string().as_str())
+    );
+}
+
 /// An upload brings the object's times up to date (`mtime`, and a `ctime`): s3fs writes them in
 /// whole seconds, rclone writes no ctime, so the upload's took more room than the metadata a
 /// `setfattr` had been let fill to 2 KB — and `close` failed with EIO, the bytes left under
