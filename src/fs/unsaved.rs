@@ -434,10 +434,19 @@ impl S3Fs {
                 .or_else(|_| private::copy_new(staging.path(), &path).map(|_| ()));
             match linked {
                 Ok(()) => {
+                    // Headers changed while open, else the object's as the mount last knew
+                    // them (a clean file's next upload reads them again: `OpenFile::uploaded`).
+                    let known = self.table().get(of.ino()).and_then(|n| n.meta().cloned());
+                    let (metadata, content_headers) = match of.pending_metadata() {
+                        Some(m) => (m.clone(), of.content_headers().cloned()),
+                        None => known
+                            .map(|k| (k.metadata, Some(k.content_headers)))
+                            .unwrap_or_default(),
+                    };
                     let note = Note {
                         obj: self.bucket.obj(key),
-                        content_headers: of.content_headers().cloned().unwrap_or_default(),
-                        metadata: of.pending_metadata().cloned().unwrap_or_default(),
+                        content_headers: content_headers.unwrap_or_default(),
+                        metadata,
                         base: base_of(of),
                     };
                     let _ = private::write(&note_path(&path), note.render().as_bytes());

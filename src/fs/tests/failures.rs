@@ -360,3 +360,39 @@ fn a_change_just_before_the_recovery_upload_is_refused_by_its_condition() {
         assert_eq!(fx.unsaved().len(), 1, "{name}: the copy stays");
     }
 }
+
+/// A file open for writing that the mount stops with (or whose upload fails) keeps, in the
+/// note of its copy under `unsaved/`, the object's metadata — also when the file was uploaded
+/// once already, after which its next upload reads the metadata again (so that another
+/// client's change is kept) and holds none of its own — and an existing object written here
+/// without a metadata change of its own.
+#[test]
+fn the_note_of_a_file_kept_at_stop_carries_the_objects_metadata() {
+    let fx = fx();
+    let theirs = meta(&[("mode", "33152"), ("tag", "blue")]);
+    for key in ["once", "never"] {
+        fx.store
+            .put_behind_with(BUCKET, key, b"a".to_vec(), &theirs, &[]);
+    }
+    let once = fx.open("once", libc::O_WRONLY).unwrap();
+    fx.write(once, 1, b"b").unwrap();
+    fx.fs.fsync(once).unwrap();
+    fx.write(once, 2, b"c").unwrap();
+    let never = fx.open("never", libc::O_WRONLY).unwrap();
+    fx.write(never, 1, b"b").unwrap();
+    assert_eq!(fx.fs.save_open_files(), 2);
+    let dir = fx.fs.options().cache_dir.join("unsaved");
+    let notes: Vec<_> = crate::fs::unsaved::find(&dir)
+        .unwrap()
+        .into_iter()
+        .filter_map(|f| match f {
+            crate::fs::unsaved::Found::Kept { note, .. } => note,
+            crate::fs::unsaved::Found::Leftover(_) => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 2);
+    for n in notes {
+        assert_eq!(n.metadata.get("tag"), Some("blue"), "{}", n.obj.key);
+        assert_eq!(n.metadata.get("mode"), Some("33152"), "{}", n.obj.key);
+    }
+}
