@@ -1112,3 +1112,31 @@ fn ls_answers_while_a_close_uploads_the_file() {
         "the bytes on the server"
     );
 }
+
+/// A file held open for writing on one mount and uploaded twice (a `fsync`, a shell's
+/// `echo >&3`, a forked child closing its copy of the descriptor) keeps what a second mount
+/// set on the object between the two uploads, once the first mount's attributes are older
+/// than the TTL: the second upload carried the first one's metadata, however old, and undid
+/// the other mount's `setfattr` and `chmod` without a word.
+#[test]
+fn another_mounts_setfattr_between_two_uploads_of_an_open_file_is_kept() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("meta-between-uploads");
+    let st = srv.storage_in(&bucket);
+    let a = Mount::new(srv, &bucket);
+    let b = Mount::with_args(srv, &bucket, &["--metadata-ttl", "500ms"]);
+    std::fs::write(a.join("f"), b"base\n").unwrap();
+    let mut w = OpenOptions::new().append(true).open(b.join("f")).unwrap();
+    std::io::Write::write_all(&mut w, b"more\n").unwrap();
+    w.sync_all().unwrap();
+    common::set_xattr(&a.join("f"), "user.x-amz-meta-color", b"blue", 0).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    std::io::Write::write_all(&mut w, b"more2\n").unwrap();
+    drop(w);
+    assert_eq!(
+        server_bytes(&st, "f").unwrap(),
+        b"base\nmore\nmore2\n".to_vec()
+    );
+    let h = st.head_object(&obj(&bucket, "f")).unwrap();
+    assert_eq!(h.metadata.get("color"), Some("blue"), "{:?}", h.metadata);
+}
