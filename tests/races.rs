@@ -1140,3 +1140,31 @@ fn another_mounts_setfattr_between_two_uploads_of_an_open_file_is_kept() {
     let h = st.head_object(&obj(&bucket, "f")).unwrap();
     assert_eq!(h.metadata.get("color"), Some("blue"), "{:?}", h.metadata);
 }
+
+/// A file another mount replaced, modified in place here within the TTL after it was read:
+/// the write is applied to the new version (the staging file is filled from the object as it
+/// is then), and a read through the same descriptor must show that — not the old version's
+/// pages the kernel kept from the earlier read, with the new byte written into them.
+#[test]
+fn a_write_into_a_file_replaced_elsewhere_never_reads_back_the_old_versions_pages() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("write-over-replaced");
+    let a = Mount::new(srv, &bucket);
+    let b = Mount::with_args(srv, &bucket, &["--metadata-ttl", "60s"]);
+    std::fs::write(a.join("f"), b"aaaaaaaa\n").unwrap();
+    assert_eq!(std::fs::read(b.join("f")).unwrap(), b"aaaaaaaa\n");
+    assert_eq!(std::fs::read(b.join("f")).unwrap(), b"aaaaaaaa\n");
+    std::fs::write(a.join("f"), b"bbbbbbbb\n").unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.join("f"))
+        .unwrap();
+    f.write_all_at(b"X", 2).unwrap();
+    let mut got = vec![0u8; 9];
+    f.read_exact_at(&mut got, 0).unwrap();
+    drop(f);
+    let st = srv.storage_in(&bucket);
+    assert_eq!(server_bytes(&st, "f").unwrap(), b"bbXbbbbb\n".to_vec());
+    assert_eq!(String::from_utf8_lossy(&got), "bbXbbbbb\n");
+}

@@ -90,7 +90,11 @@ impl S3Fs {
         }
         // Under the file's lock, so a write through another handle comes before or after.
         let direct_io = of.version().has_outdated_handles();
-        let keep_cache = if of.staging().is_some() || direct_io {
+        // A writable open drops the pages too: its first write fills the staging file with
+        // the object as it is then, which another client may have replaced since the pages
+        // were read (the ETag here can be the TTL old), and the kernel's pages, which the
+        // write changes in place, would show the old version around the new bytes.
+        let keep_cache = if of.staging().is_some() || direct_io || writable {
             // No version's pages: nothing is stored into them meanwhile either.
             self.kernel_pages.changed(ino);
             false
