@@ -42,7 +42,7 @@ use super::error::{FsError, FsResult};
 use super::open_file::OpenFile;
 use super::upload_plan::{Streaming, UploadPlan};
 use super::S3Fs;
-use crate::cache::inode::{AttrUpdate, ObjectMeta};
+use crate::cache::inode::ObjectMeta;
 use crate::s3::meta::STORAGE_CLASS_HEADER;
 use crate::s3::storage::guess_content_type;
 use crate::s3::stream::UploadQueue;
@@ -72,20 +72,27 @@ impl S3Fs {
         for name in CONTENT_DIGEST_METADATA {
             metadata.remove(name);
         }
-        // An object that carries its times keeps them right: the mtime of the upload (unless
-        // set explicitly), and the ctime of this change.
+        // An object that carries its times keeps them right: the mtime and ctime the file
+        // shows (its last write or truncate, its creation; an mtime set explicitly), as a disk
+        // keeps them through a close — not the time of the upload.
         let now = SystemTime::now();
+        let shown = self
+            .table()
+            .get(of.ino())
+            .map(|n| (n.attr().mtime, n.attr().ctime));
+        let mtime = shown.map_or(now, |(m, _)| m);
+        let ctime = shown.and_then(|(_, c)| c).map_or(mtime, |c| c.max(mtime));
         let carries_times = metadata.get("mtime").is_some() || metadata.get("ctime").is_some();
         if !of.mtime_explicit() && metadata.get("mtime").is_some() {
-            metadata.insert("mtime", format_mtime(now));
+            metadata.insert("mtime", format_mtime(mtime));
         }
         if carries_times {
-            metadata.insert("ctime", format_mtime(now));
+            metadata.insert("ctime", format_mtime(ctime));
         }
         // Those times may take more room than the ones they replace (s3fs writes whole
         // seconds, rclone no ctime), where `setxattr` let the metadata fill the 2 KB: they give
         // way rather than fail the upload. An mtime set explicitly stays; one that is the
-        // upload's own time is what the object's Last-Modified says without it.
+        // last write's time is about what the object's Last-Modified says without it.
         leave_times_out_to_fit(&mut metadata, !of.mtime_explicit());
         let content_headers = content_headers
             .filter(|h| !h.is_empty())
@@ -232,16 +239,10 @@ impl S3Fs {
             content_headers: plan.content_headers,
             etag: etag.clone(),
         };
-        let now = SystemTime::now();
+        // The file keeps the times it shows: a close changes none on a disk (it showed the
+        // upload's time, which a `chmod` then recorded).
         let mut t = self.table();
-        t.set_version(of.ino(), len, etag, Some(now));
-        t.apply_attrs(
-            of.ino(),
-            &AttrUpdate {
-                ctime: Some(now),
-                ..AttrUpdate::default()
-            },
-        );
+        t.set_version(of.ino(), len, etag, None);
         t.record_meta(of.ino(), meta, &attrs, expires);
         t.refresh_attr(of.ino(), expires);
     }
