@@ -39,6 +39,8 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
     let base_storage = make_storage(cli, &o, &config, None, Some(metrics.clone()))?;
     let root = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let (mut done, mut failed, mut changed, mut aborted) = (0usize, 0usize, 0usize, 0usize);
+    // Copies whose file a running mount still has open (and may still be writing).
+    let mut open = 0usize;
     // What is to be uploaded: the client (with its mount's journal), the copy, its note, size.
     let mut pending = Vec::new();
     let mounts = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
@@ -145,6 +147,16 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
                 ));
                 changed += 1;
             }
+            Ok(unsaved::Recovered::StillOpen) => {
+                // Maybe half-written: its program may be writing it still, through another
+                // descriptor, and the mount uploads it at its close.
+                progress.warn(&format!(
+                    "{} -> {obj}: not uploaded: a running s3mount still has the file open; it \
+                     stays where it is (run --recover again once the file is closed)",
+                    data.display()
+                ));
+                open += 1;
+            }
             Err(e) => {
                 progress.warn(&format!("{} -> {obj}: {e}; left in place", data.display()));
                 failed += 1;
@@ -153,19 +165,24 @@ pub fn recover(cli: &Cli) -> Result<(), String> {
         progress.item_done(len);
     }
     drop(progress);
-    let why = if changed > 0 {
-        format!(" ({changed} whose object changed since)")
-    } else {
+    let mut why = Vec::new();
+    if changed > 0 {
+        why.push(format!("{changed} whose object changed since"));
+    }
+    if open > 0 {
+        why.push(format!("{open} still open in a running s3mount"));
+    }
+    let why = if why.is_empty() {
         String::new()
+    } else {
+        format!(" ({})", why.join(", "))
     };
-    outln!(
-        "recover: {done} uploaded, {} left{why}, {aborted} multipart upload(s) aborted",
-        failed + changed
-    );
-    if failed + changed > 0 {
+    let left = failed + changed + open;
+    outln!("recover: {done} uploaded, {left} left{why}, {aborted} multipart upload(s) aborted");
+    if left > 0 {
         return Err(format!(
-            "{} file(s) could not be uploaded ({changed} because their object changed since)",
-            failed + changed
+            "{left} file(s) could not be uploaded ({changed} because their object changed since, \
+             {open} because a running s3mount still has them open)"
         ));
     }
     Ok(())

@@ -58,6 +58,9 @@ pub struct OpenFile {
     content_headers: Option<Vec<(String, String)>>,
     /// Where the content was saved after a failed upload.
     saved: Option<PathBuf>,
+    /// A shared `flock` on that copy while the staging file can still be written (see
+    /// `unsaved::hold_copy`): `--recover` leaves it alone until then.
+    saved_lock: Option<std::fs::File>,
     /// The staging file has only been written front to back from empty: this is where the
     /// next sequential write starts (None once any write or truncate broke the pattern).
     seq_end: Option<u64>,
@@ -91,6 +94,7 @@ impl OpenFile {
             mtime_explicit: false,
             content_headers: None,
             saved: None,
+            saved_lock: None,
             seq_end: None,
             stream: None,
             stream_off: false,
@@ -191,6 +195,8 @@ impl OpenFile {
 
     /// Delete the staging file (its content is uploaded or given up).
     pub fn remove_staging(&mut self) {
+        // Nothing writes into a kept copy any more: `--recover` may take it.
+        self.saved_lock = None;
         if let Some(s) = self.staging.take() {
             let _ = std::fs::remove_file(s.path());
         }
@@ -471,13 +477,16 @@ impl OpenFile {
         self.saved.as_deref()
     }
 
-    /// The content was saved at `path` after a failed upload.
-    pub fn set_saved(&mut self, path: PathBuf) {
+    /// The content was saved at `path` after a failed upload; `lock` holds it from
+    /// `--recover` while the file is open.
+    pub fn set_saved(&mut self, path: PathBuf, lock: Option<std::fs::File>) {
         self.saved = Some(path);
+        self.saved_lock = lock;
     }
 
     /// The saved copy, which a successful upload makes unnecessary.
     pub fn take_saved(&mut self) -> Option<PathBuf> {
+        self.saved_lock = None;
         self.saved.take()
     }
 

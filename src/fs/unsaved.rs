@@ -207,15 +207,51 @@ pub enum Recovered {
         /// the upload's condition: changed between the HEAD and the upload).
         now: Base,
     },
+    /// A running mount still has the file open (its copy is a hard link to the staging file
+    /// being written): not uploaded, the copy stays for a later `--recover`.
+    StillOpen,
+}
+
+/// A shared `flock` on the kept copy `path`, held by the mount while its file is open: the copy
+/// is a hard link to the staging file, which the file's other descriptors still write into
+/// (after an fsync or close of one of them failed), so `--recover` must not upload it yet
+/// ([`upload_kept`] takes the lock exclusively, or leaves the copy alone). Never waits: `None`
+/// (and a warning) where it cannot be taken.
+fn hold_copy(path: &Path) -> Option<File> {
+    let lock = File::open(path).and_then(|f| match f.try_lock_shared() {
+        Ok(()) => Ok(f),
+        Err(TryLockError::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
+        Err(TryLockError::Error(e)) => Err(e),
+    });
+    match lock {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn!(
+                "cannot lock {}: {e}; `--recover` may upload it while the file is open",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 /// Upload the kept copy `data` as its note says, only over the version it was made from
 /// (`note.base`): a HEAD first, which catches a change on every server (Garage ignores the
 /// conditions), then the upload under `If-Match` / `If-None-Match: *`, which closes the window
 /// between the two where the server honours them. The copy is removed once uploaded; when the
-/// object changed, nothing is written and the copy stays.
+/// object changed, nothing is written and the copy stays. A copy whose file a running mount
+/// still has open ([`hold_copy`]) is not touched: [`Recovered::StillOpen`].
 pub fn upload_kept(bucket: &Bucket, data: &Path, note: &Note) -> Result<Recovered, StorageError> {
     let key = &note.obj.key;
+    let io = |e| StorageError::io(data.display(), e);
+    let file = File::open(data).map_err(io)?;
+    // Held until the copy is uploaded and removed.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(Recovered::StillOpen),
+        // A file system without `flock`: the mount could not lock it either.
+        Err(TryLockError::Error(e)) => log::warn!("cannot lock {}: {e}", data.display()),
+    }
     if note.base != Base::Unknown {
         let now = bucket.head_if_any(key)?;
         if !note.base.is(now.as_ref()) {
@@ -232,8 +268,6 @@ pub fn upload_kept(bucket: &Bucket, data: &Path, note: &Note) -> Result<Recovere
             return Ok(Recovered::Changed { now });
         }
     }
-    let io = |e| StorageError::io(data.display(), e);
-    let file = File::open(data).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     match bucket.put_file(key, &file, len, &note.put_options()) {
         Ok(_) => {
@@ -434,6 +468,8 @@ impl S3Fs {
                 .or_else(|_| private::copy_new(staging.path(), &path).map(|_| ()));
             match linked {
                 Ok(()) => {
+                    // Held before the note is written: `--recover` skips a copy without one.
+                    let lock = hold_copy(&path);
                     // Headers changed while open, else the object's as the mount last knew
                     // them (a clean file's next upload reads them again: `OpenFile::uploaded`).
                     let known = self.table().get(of.ino()).and_then(|n| n.meta().cloned());
@@ -450,7 +486,7 @@ impl S3Fs {
                         base: base_of(of),
                     };
                     let _ = private::write(&note_path(&path), note.render().as_bytes());
-                    of.set_saved(path);
+                    of.set_saved(path, lock);
                 }
                 Err(err) => log::error!("{key}: could not keep the unsaved content: {err}"),
             }

@@ -305,7 +305,7 @@ fn a_kept_copy_is_uploaded_only_over_the_version_it_was_made_from() {
 /// wrote (or removed) in that window stays as that client left it, and so does the copy.
 #[test]
 fn a_change_just_before_the_recovery_upload_is_refused_by_its_condition() {
-    use crate::fs::unsaved::{find, upload_kept, Base, Found, Recovered};
+    use crate::fs::unsaved::{Base, Recovered};
     /// Another client's change of the store.
     type Meddle = fn(&MemoryStore);
     let cases: [(&str, i32, Meddle, Base); 3] = [
@@ -343,18 +343,12 @@ fn a_change_just_before_the_recovery_upload_is_refused_by_its_condition() {
         fx.write(fh, 0, b"mine").unwrap();
         fx.store.fail_next(Operation::PutObject, 2, INTERNAL);
         assert_eq!(errno(fx.close(fh)), libc::EIO, "{name}");
-        let bucket = Bucket::new(Arc::new(fx.store.clone()), BUCKET);
-        let found = find(&fx.fs.options().cache_dir.join("unsaved")).unwrap();
-        let [Found::Kept {
-            data,
-            note: Some(note),
-        }] = &found[..]
-        else {
-            panic!("{found:?}");
-        };
         fx.store.before_next(Operation::PutObject, meddle);
-        let r = upload_kept(&bucket, data, note).unwrap();
-        assert_eq!(r, Recovered::Changed { now }, "{name}");
+        assert_eq!(
+            recover_the_one_copy(&fx),
+            Recovered::Changed { now },
+            "{name}"
+        );
         let left = fx.object(name).map(|o| o.data);
         assert_ne!(left.as_deref(), Some(&b"mine"[..]), "{name}");
         assert_eq!(fx.unsaved().len(), 1, "{name}: the copy stays");
@@ -395,4 +389,57 @@ fn the_note_of_a_file_kept_at_stop_carries_the_objects_metadata() {
         assert_eq!(n.metadata.get("tag"), Some("blue"), "{}", n.obj.key);
         assert_eq!(n.metadata.get("mode"), Some("33152"), "{}", n.obj.key);
     }
+}
+
+/// A file whose upload failed at the fsync of one descriptor, and that its program keeps
+/// writing through another, is still open: its copy under `unsaved/` is a hard link to the
+/// live staging file. `--recover` run then uploaded it half-written ("first half, sec"), which
+/// was the object until the mount's own upload at close. It leaves such a copy alone (for a
+/// later `--recover`) until the mount closes the file.
+#[test]
+fn recover_leaves_alone_a_copy_whose_file_a_running_mount_still_has_open() {
+    use crate::fs::unsaved::Recovered;
+    let fx = fx();
+    fx.put("f", b"old").unwrap();
+    let one = fx.open("f", libc::O_WRONLY).unwrap();
+    let two = fx.open("f", libc::O_WRONLY).unwrap();
+    fx.write(one, 0, b"first half").unwrap();
+    fx.store.fail_next(Operation::PutObject, 1, INTERNAL);
+    assert_eq!(errno(fx.fs.fsync(one)), libc::EIO);
+    fx.write(two, 10, b", sec").unwrap();
+    assert_eq!(
+        recover_the_one_copy(&fx),
+        Recovered::StillOpen,
+        "the file is still open"
+    );
+    assert_eq!(
+        fx.data("f"),
+        b"old",
+        "nothing half-written reached the server"
+    );
+    assert_eq!(fx.unsaved().len(), 1, "the copy stays");
+    fx.write(two, 15, b"ond half").unwrap();
+    fx.close(one).unwrap();
+    fx.close(two).unwrap();
+    assert_eq!(fx.data("f"), b"first half, second half");
+    assert_eq!(
+        fx.unsaved(),
+        vec![],
+        "uploaded at close: nothing left to recover"
+    );
+}
+
+/// What `--recover` does with the one copy under `unsaved/`.
+fn recover_the_one_copy(fx: &Fx) -> crate::fs::unsaved::Recovered {
+    use crate::fs::unsaved::{find, upload_kept, Found};
+    let bucket = Bucket::new(Arc::new(fx.store.clone()), BUCKET);
+    let found = find(&fx.fs.options().cache_dir.join("unsaved")).unwrap();
+    let [Found::Kept {
+        data,
+        note: Some(note),
+    }] = &found[..]
+    else {
+        panic!("{found:?}");
+    };
+    upload_kept(&bucket, data, note).unwrap()
 }
