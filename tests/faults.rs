@@ -358,30 +358,13 @@ fn recover_does_not_write_a_kept_copy_over_an_object_changed_since() {
         assert_eq!(err.raw_os_error(), Some(libc::EIO), "{name}: {err}");
     }
     assert_eq!(unsaved_files(&mount).len(), 4, "log:\n{}", mount.log());
+    wait_for_last_releases(&mount);
     // Another client, after the failures.
     direct_put(&bucket, "replaced.txt", b"theirs");
     direct_put(&bucket, "taken.txt", b"theirs");
 
-    let srv = server();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3mount"))
-        .env_remove("AWS_PROFILE")
-        .env("AWS_ACCESS_KEY_ID", &srv.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
-        .args([
-            "--recover",
-            "--endpoint",
-            &srv.endpoint,
-            "--region",
-            &srv.region,
-        ])
-        .arg("--cache-dir")
-        .arg(mount.cache_dir())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "two copies are left: {said}");
+    let (ok, said) = recover(&mount);
+    assert!(!ok, "two copies are left: {said}");
     assert!(
         said.contains("recover: 2 uploaded, 2 left (2 whose object changed since)"),
         "{said}"
@@ -420,6 +403,92 @@ fn recover_does_not_write_a_kept_copy_over_an_object_changed_since() {
             "{name}: {said}"
         );
     }
+}
+
+/// Wait (up to 10 s) until the mount has let go of every copy it kept under `unsaved/`: the
+/// last release comes after `close` returns, and tries the upload once more (for up to the
+/// retry budget) before it does; `--recover` meanwhile leaves a copy alone, as still open.
+fn wait_for_last_releases(mount: &Mount) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in unsaved_files(mount) {
+        let f = std::fs::File::open(&p).unwrap();
+        while f.try_lock().is_err() {
+            assert!(Instant::now() < deadline, "{} still held", p.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `s3mount --recover` over `mount`'s cache dir, straight to the server: did it exit 0, and
+/// what it said (stdout, then stderr).
+fn recover(mount: &Mount) -> (bool, String) {
+    let srv = server();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3mount"))
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ACCESS_KEY_ID", &srv.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+        .args([
+            "--recover",
+            "--endpoint",
+            &srv.endpoint,
+            "--region",
+            &srv.region,
+        ])
+        .arg("--cache-dir")
+        .arg(mount.cache_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+/// A program whose fsync of one descriptor failed (the upload's PUT answered 500) and that goes
+/// on writing through another: the copy kept under `unsaved/` is a hard link to the staging
+/// file it is writing. `s3mount --recover` run meanwhile leaves it alone, says why, exits
+/// non-zero and keeps it; the mount uploads the whole file at close. It used to upload the
+/// half-written bytes.
+#[test]
+fn recover_leaves_alone_a_copy_whose_file_is_still_open() {
+    let _serial = common::one_at_a_time();
+    let bucket = server().fresh_bucket("recover-open");
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &["--retry-timeout", "1"]);
+    let path = mount.join("live.txt");
+    let mut one = std::fs::File::create(&path).unwrap();
+    let mut two = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    proxy.add(Rule::new("PUT", "/live.txt", Fault::InternalError));
+    one.write_all(b"first half").unwrap();
+    let err = one
+        .sync_all()
+        .expect_err("fsync must fail when the upload fails");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(unsaved_files(&mount).len(), 1, "log:\n{}", mount.log());
+    two.write_all(b"first half, sec").unwrap();
+    two.sync_data().ok(); // reaches the staging file (the upload fails again)
+
+    let (ok, said) = recover(&mount);
+    assert!(!ok, "a copy is left: {said}");
+    assert!(
+        said.contains("recover: 0 uploaded, 1 left (1 still open in a running s3mount)")
+            && said.contains(&format!(
+                "s3://{bucket}/live.txt: not uploaded: a running s3mount still has the file open"
+            )),
+        "{said}"
+    );
+    assert_eq!(direct_get(&bucket, "live.txt"), None, "{said}");
+    assert_eq!(unsaved_files(&mount).len(), 1, "the copy stays");
+
+    proxy.clear_rules();
+    two.write_all(b"ond half").unwrap();
+    close(one).unwrap();
+    close(two).unwrap_or_else(|e| panic!("{e}; log:\n{}", mount.log()));
+    assert_eq!(
+        direct_get(&bucket, "live.txt").as_deref(),
+        Some(&b"first half, second half"[..])
+    );
+    assert_eq!(unsaved_files(&mount), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
