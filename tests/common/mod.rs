@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use s3mount::config::{AddressingStyle, LoadRequest, Overrides, Secret};
-use s3mount::s3::ObjectStore;
+use s3mount::s3::{ClientConfig, ObjectStore, S3Client};
 use s3mount::{Config, Storage};
 use tempfile::TempDir;
 
@@ -360,12 +360,23 @@ impl Server {
 
     /// A client with no default bucket.
     pub fn storage(&self) -> Storage {
-        Storage::new(&self.config(None)).expect("storage for the test server")
+        self.storage_for(None)
     }
 
     /// A client whose default bucket is `bucket` (for the seed-style calls with plain keys).
     pub fn storage_in(&self, bucket: &str) -> Storage {
-        Storage::new(&self.config(Some(bucket))).expect("storage for the test server")
+        self.storage_for(Some(bucket))
+    }
+
+    /// The tests' own client: six tries, as the library's retries were counted before they got
+    /// a 30 s budget — a request a server refuses for good with a 5xx (s3s-fs answers some of
+    /// the fuzzed keys so) fails in a few seconds, not half a minute. What the budget does is
+    /// `outages.rs`'s to test.
+    fn storage_for(&self, bucket: Option<&str>) -> Storage {
+        let mut cc = ClientConfig::from_config(&self.config(bucket));
+        cc.retry.max_attempts = 6;
+        let client = S3Client::new(cc).expect("client for the test server");
+        Storage::with_client(client, bucket.map(str::to_string))
     }
 
     /// Create a bucket no other test uses: `t-<hint>-<pid>-<n>-<time>`, lower case, at most
