@@ -51,14 +51,14 @@ pub const DEFAULT: &str = "system.posix_acl_default";
 
 /// The `posix_acl_xattr` header's version.
 const VERSION: u32 = 2;
-const USER_OBJ: u16 = 0x01;
-const USER: u16 = 0x02;
-const GROUP_OBJ: u16 = 0x04;
-const GROUP: u16 = 0x08;
-const MASK: u16 = 0x10;
-const OTHER: u16 = 0x20;
+pub(crate) const USER_OBJ: u16 = 0x01;
+pub(crate) const USER: u16 = 0x02;
+pub(crate) const GROUP_OBJ: u16 = 0x04;
+pub(crate) const GROUP: u16 = 0x08;
+pub(crate) const MASK: u16 = 0x10;
+pub(crate) const OTHER: u16 = 0x20;
 /// The id the kernel writes in entries that name no user or group.
-const UNDEFINED_ID: u32 = u32::MAX;
+pub(crate) const UNDEFINED_ID: u32 = u32::MAX;
 
 /// Which of the two ACLs a name is, if either.
 pub fn acl_name(name: &OsStr) -> Option<&'static str> {

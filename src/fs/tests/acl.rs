@@ -3,16 +3,11 @@
 //! umask on create).
 
 use super::*;
-use crate::fs::acl::{CreateMode, ACCESS, DEFAULT};
+use crate::fs::acl::{
+    CreateMode, ACCESS, DEFAULT, GROUP_OBJ, MASK, OTHER, UNDEFINED_ID as NONE, USER, USER_OBJ,
+};
 use crate::fs::attr::S_IFREG;
 use crate::fs::xattr_json;
-
-const USER_OBJ: u16 = 0x01;
-const USER: u16 = 0x02;
-const GROUP_OBJ: u16 = 0x04;
-const MASK: u16 = 0x10;
-const OTHER: u16 = 0x20;
-const NONE: u32 = u32::MAX;
 
 /// The `posix_acl_xattr` bytes the kernel sends for these entries (in its order).
 fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
