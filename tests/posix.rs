@@ -549,6 +549,40 @@ fn touch_sets_its_three_times_to_one_time() {
     assert_eq!((t.atime, t.ctime), (t.mtime, t.mtime), "after a remount");
 }
 
+/// A directory is 4096 bytes, as on ext4 (and in s3fs): `du` and `du --apparent-size` of a
+/// tree counted every directory as 0 on the mount, so a tree's total differed from the same
+/// tree's on a disk. Also after a remount, where the directories come from a listing.
+#[test]
+fn du_counts_a_directory_as_on_a_local_disk() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-du");
+    let local = local_dir();
+    let m = Mount::new(srv, &bucket);
+    let tree = |dir: &Path| {
+        std::fs::create_dir_all(dir.join("t/a/b")).unwrap();
+        std::fs::create_dir(dir.join("t/c")).unwrap();
+        write(&dir.join("t/f"), &[7; 5000]);
+        write(&dir.join("t/a/b/g"), b"seven");
+    };
+    let du = |dir: &Path| {
+        let out = sh(&format!("du -sb {}", q(&dir.join("t"))));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let total = text.split_whitespace().next().unwrap_or_default();
+        total.parse::<u64>().unwrap()
+    };
+    let want = 5000 + 5 + 4 * 4096;
+    tree(local.path());
+    if std::fs::metadata(local.path().join("t/c")).unwrap().len() == 4096 {
+        assert_eq!(du(local.path()), want, "the local disk's own");
+    }
+    tree(m.path());
+    assert_eq!(std::fs::metadata(m.join("t/a")).unwrap().len(), 4096);
+    assert_eq!(du(m.path()), want);
+    m.unmount();
+    let m = Mount::new(srv, &bucket);
+    assert_eq!(du(m.path()), want, "after a remount");
+}
+
 /// A symlink's target is any bytes but NUL, as on a disk: one that is not UTF-8 (a Latin-1
 /// name in a tree from an old disk) was refused with EINVAL, so `cp -a` and `tar -x` of such
 /// a tree failed on it. The object's body holds the bytes as they are, as s3fs stores them.

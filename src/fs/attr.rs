@@ -329,6 +329,9 @@ impl AttrChange {
     }
 }
 
+/// What `stat` says of every directory's size (a directory marker is an empty object).
+pub(crate) const DIR_SIZE: u64 = 4096;
+
 impl S3Fs {
     pub(crate) fn attrs_of(&self, ino: u64) -> FsResult<FileAttrs> {
         let t = self.table();
@@ -370,7 +373,12 @@ impl S3Fs {
         Some(FileAttrs {
             ino,
             kind,
-            size: local.unwrap_or(a.size),
+            size: match kind {
+                // A directory's size is the file system's own: 4096, as ext4 and s3fs show
+                // it, so `du` and `ls -s` count a directory as they do on a disk.
+                NodeKind::Dir => DIR_SIZE,
+                _ => local.unwrap_or(a.size),
+            },
             perm: (a.mode.unwrap_or(default_mode) & 0o7777) as u16,
             uid: a.uid.unwrap_or(self.opts.uid),
             gid: a.gid.unwrap_or(self.opts.gid),
