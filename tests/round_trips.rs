@@ -297,6 +297,48 @@ fn ls_l_asks_no_extended_attribute_per_entry() {
     );
 }
 
+/// A symlink's target is read once per version of the link: the kernel asks `readlink` for
+/// every link of each `ls -l` and at every path resolution through one, which was a GET each
+/// time (`ls -l` of a directory of links, a venv's `bin/python`).
+#[test]
+fn a_symlink_is_read_once_whatever_the_number_of_ls_and_opens() {
+    const LINKS: usize = 10;
+    let bucket = server().fresh_bucket("links");
+    let proxy = Proxy::start(&server().endpoint);
+    let mount = Mount::with_args(&via(&proxy), &bucket, &[]);
+    let dir = mount.join("d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("target"), b"content").unwrap();
+    for i in 0..LINKS {
+        std::os::unix::fs::symlink("target", dir.join(format!("l{i}"))).unwrap();
+    }
+    let before = proxy.seen().len();
+    for _ in 0..3 {
+        let out = sh(&format!("ls -l {}", q(&dir)));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.ends_with(" -> target"))
+                .count(),
+            LINKS
+        );
+        for i in 0..LINKS {
+            assert_eq!(
+                std::fs::read(dir.join(format!("l{i}"))).unwrap(),
+                b"content"
+            );
+        }
+    }
+    let seen = &proxy.seen()[before..];
+    let gets: usize = (0..LINKS)
+        .map(|i| count(&to_key(seen, &bucket, &format!("d/l{i}")), "GET"))
+        .sum();
+    assert_eq!(
+        gets, LINKS,
+        "one GET per link for three ls -l and three opens each"
+    );
+}
+
 /// `find` looks at names and types: in directories of files too big to be symlinks or special
 /// files it costs one LIST per directory and no HEAD per file; `ls -l` after it still shows the
 /// mode every file carries, from one round of parallel HEADs at its first `stat`.

@@ -427,7 +427,20 @@ impl S3Fs {
             return Err(FsError::new(libc::EINVAL, "not a symlink"));
         }
         let key = self.key_of(ino)?;
-        let size = self.table().get(ino).map(|n| n.attr().size).unwrap_or(0);
+        let (size, etag) = self
+            .table()
+            .get(ino)
+            .map(|n| (n.attr().size, n.attr().etag.clone()))
+            .unwrap_or_default();
+        // The version the table knows was read already: no GET (the kernel asks at every
+        // path resolution through the link).
+        if let Some(target) = etag
+            .as_deref()
+            .and_then(|e| self.symlink_targets.get(&key, e))
+        {
+            self.table().accessed(ino, SystemTime::now());
+            return Ok(target);
+        }
         if size > MAX_SYMLINK_TARGET {
             return Err(FsError::new(
                 libc::ENAMETOOLONG,
@@ -435,8 +448,15 @@ impl S3Fs {
             ));
         }
         let mut buf = vec![0u8; size as usize];
-        let (n, _) = self.bucket.read_range(&key, 0, &mut buf, None)?;
+        let (n, read) = self.bucket.read_range(&key, 0, &mut buf, None)?;
         buf.truncate(n);
+        // Kept only as the version the table knows: one read of a newer version (the table
+        // still holding an older ETag) is not kept under the older ETag.
+        if let (Some(read), Some(known)) = (read, etag) {
+            if read == known {
+                self.symlink_targets.put(&key, &read, &buf);
+            }
+        }
         // Reading a symlink moves its atime by relatime's rule, as a file's read does.
         self.table().accessed(ino, SystemTime::now());
         Ok(buf)

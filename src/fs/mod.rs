@@ -123,6 +123,8 @@ pub struct S3Fs {
     own_copies: own_copies::OwnCopies,
     /// Objects of files unlinked while open, kept until their last close (names hidden).
     kept: unlinked::KeptObjects,
+    /// Symlink targets already read, by key and ETag (see `S3Fs::readlink`).
+    symlink_targets: crate::cache::symlinks::SymlinkTargets,
     /// The `prefix/` marker of a prefix mount's root was read (see `S3Fs::root_attrs`).
     root_marker_read: std::sync::atomic::AtomicBool,
 }
@@ -202,6 +204,7 @@ impl S3Fs {
             data_cache,
             cache_writer,
             kernel_pages: Arc::default(),
+            symlink_targets: Default::default(),
             root_marker_read: Default::default(),
         })
     }

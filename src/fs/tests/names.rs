@@ -435,6 +435,33 @@ fn symlinks_are_stored_as_s3fs_stores_them() {
     assert_eq!(errno(fx.readlink("f")), libc::EINVAL);
 }
 
+/// The kernel asks `readlink` at every path resolution through a link and for every link of
+/// an `ls -l` (it does not cache targets): each version of a link is read once, and another
+/// client's new target is read as soon as the table knows the new version.
+#[test]
+fn a_symlink_target_is_read_once_per_version() {
+    let fx = fx();
+    fx.symlink("../a", "link").unwrap();
+    fx.store.reset_counts();
+    for _ in 0..3 {
+        assert_eq!(fx.readlink("link").unwrap(), "../a");
+    }
+    assert_eq!(fx.count(Operation::GetObject), 1);
+    let mode = (S_IFLNK | 0o777).to_string();
+    fx.store.put_behind_with(
+        BUCKET,
+        "link",
+        b"../b".to_vec(),
+        &meta(&[("mode", mode.as_str())]),
+        &[],
+    );
+    fx.store.reset_counts();
+    for _ in 0..3 {
+        assert_eq!(fx.readlink("link").unwrap(), "../b");
+    }
+    assert_eq!(fx.count(Operation::GetObject), 1);
+}
+
 // ---- the root -------------------------------------------------------------------------------
 
 #[test]
