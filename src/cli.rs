@@ -136,7 +136,8 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = opts::parse_duration, help_heading = "Mount")]
     pub stop_timeout: Duration,
     /// Complete `ls -l` attributes (mode, owner, symlinks) with parallel HEADs in directories of
-    /// at most N not-yet-known entries; 0 never (listings then cost no request per entry).
+    /// at most N not-yet-known entries, and in larger ones HEAD small files (possibly symlinks)
+    /// N at a time at their first stat; 0 never (listings then cost no request per entry).
     #[arg(long, value_name = "N", default_value = "512", help_heading = "Mount")]
     pub listing_head_limit: usize,
     /// No extended attributes: every xattr call is ENOSYS, so the kernel stops asking and

@@ -905,6 +905,58 @@ fn a_large_unlinked_file_is_hidden_until_its_last_close_deletes_it() {
     }
 }
 
+/// A directory listed in more than one page (no HEAD per entry before `readdir` answers) keeps
+/// its symlinks and special files through `cp -a` from a fresh mount: trusting the listing's
+/// "regular file" copied most of 1000 links as files holding their target paths, and failed
+/// on another with EIO (its inode changed type under `cp`'s open descriptor).
+#[test]
+fn cp_a_of_a_large_directory_keeps_its_symlinks() {
+    const LINKS: usize = 1001;
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-many-links");
+    let st = srv.storage_in(&bucket);
+    let b = st.bucket(&bucket);
+    let mut link = s3mount::s3::Metadata::default();
+    link.insert("mode", (libc::S_IFLNK | 0o777).to_string());
+    let mut fifo = s3mount::s3::Metadata::default();
+    fifo.insert("mode", (libc::S_IFIFO | 0o644).to_string());
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (b, link) = (&b, &link);
+            s.spawn(move || {
+                for i in (t..LINKS).step_by(8) {
+                    let opts = PutOptions {
+                        metadata: link.clone(),
+                        ..PutOptions::default()
+                    };
+                    b.put(&format!("d/l{i:04}"), RequestBody::Bytes(b"t"), &opts)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let opts = PutOptions {
+        metadata: fifo,
+        ..PutOptions::default()
+    };
+    b.put("d/pipe", RequestBody::Empty, &opts).unwrap();
+    b.put("d/t", RequestBody::Bytes(b"target"), &PutOptions::default())
+        .unwrap();
+    let m = Mount::new(srv, &bucket);
+    let local = local_dir();
+    let copy = local.path().join("copy");
+    sh(&format!("cp -a {} {}", q(&m.join("d")), q(&copy)));
+    let count = |kind: &str| {
+        let out = sh(&format!("find {} -type {kind}", q(&copy)));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!((count("l"), count("p"), count("f")), (LINKS, 1, 1));
+    assert_eq!(
+        std::fs::read_link(copy.join("l0999")).unwrap(),
+        Path::new("t")
+    );
+}
+
 /// A tree with a FIFO, a socket, devices, a symlink, modes and times survives `rsync -a` into
 /// the mount, a remount, and `rsync -a` back out (and `tar`, which skips sockets), exactly.
 #[test]

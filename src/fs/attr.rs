@@ -451,13 +451,25 @@ impl S3Fs {
                 }
                 None
             } else {
-                Some((n.parent(), n.name().to_string()))
+                Some((
+                    n.parent(),
+                    n.name().to_string(),
+                    self.metadata_deferred(&t, ino),
+                ))
             }
         };
-        let Some((parent, name)) = stale else {
+        let Some((parent, name, deferred)) = stale else {
             self.complete_deferred(ino);
             return self.attrs_of(ino);
         };
+        // Stale, but left for its first lookup by a listing: HEADed with its siblings.
+        if deferred {
+            self.complete_deferred(ino);
+            let t = self.table();
+            if t.get(ino).is_some_and(|n| !n.metadata_unknown()) {
+                return self.attrs_in(&t, ino);
+            }
+        }
         let a = self.revalidate(parent, &name)?;
         if a.ino != ino {
             // The name now points at something else (recreated behind our back): this inode

@@ -494,8 +494,17 @@ impl S3Fs {
     /// The entries of a directory whose listing is still fresh, from the table, in key order
     /// like a listing; `None` when the listing must be fetched again.
     pub(super) fn fresh_entries(&self, ino: u64) -> Option<Vec<DirEntry>> {
+        self.table()
+            .get(ino)
+            .filter(|n| n.listing_fresh(Instant::now()))?;
+        self.known_entries(ino)
+    }
+
+    /// The entries of a directory as the table knows them (its last listing and the changes
+    /// since), fresh or not, in key order; `None` if it is not a directory the table holds.
+    pub(super) fn known_entries(&self, ino: u64) -> Option<Vec<DirEntry>> {
         let t = self.table();
-        let dir = t.get(ino).filter(|n| n.listing_fresh(Instant::now()))?;
+        let dir = t.get(ino).filter(|n| n.kind() == NodeKind::Dir)?;
         let mut children: Vec<(&String, u64)> =
             dir.children().iter().map(|(name, c)| (name, *c)).collect();
         children.sort_unstable();

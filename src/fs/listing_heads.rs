@@ -7,6 +7,15 @@
 //! HEADs them all (`S3Fs::complete_deferred`); until then `readdirplus` hands them out with
 //! attributes the kernel does not keep. `ls -l` thus shows what `stat` will, and a `find` that
 //! looks at names and types costs no request per file.
+//!
+//! In a directory too large for that (over `listing_head_limit` unknown entries, or more than
+//! one listing page, whose pages are handed out as they arrive), a small file whose metadata
+//! is not known may still be a symlink or a special file: it is handed out with attributes
+//! the kernel does not keep too, and its first lookup HEADs it with the next such files in
+//! name order (a window of `listing_head_limit`), so that `ls -l`, `cp -a`, `rsync` and `tar`
+//! see a symlink as a symlink — trusting the listing's "regular file" had them copy the
+//! link's target path as a file's content. `readdir`'s own type for such a file stays
+//! "regular" until it is looked up (FUSE has no "unknown" type to send).
 
 use std::collections::HashSet;
 
@@ -71,44 +80,66 @@ impl S3Fs {
     /// The first lookup of a file whose metadata a listing left to be HEADed
     /// ([`Self::complete_from_heads`]) HEADs, in parallel, every such file of its directory:
     /// a program that stats one (`ls -l`, `du`) stats them all.
+    ///
+    /// A small file of a directory too large to HEAD before `readdir` answers (its type is not
+    /// known: see the module documentation) is HEADed with the next such files in name order,
+    /// `listing_head_limit` of them: `ls -l` of 10 000 entries makes rounds of parallel HEADs,
+    /// and a `stat` of one file of a large directory does not HEAD them all.
     pub(crate) fn complete_deferred(&self, ino: u64) {
         let parent = {
             let t = self.table();
-            let Some(n) = t.get(ino) else { return };
-            let deferred = t.get(n.parent()).is_some_and(|p| p.heads_deferred());
-            if !deferred || n.kind() != NodeKind::File || !n.metadata_unknown() {
+            if !self.metadata_deferred(&t, ino) {
                 return;
             }
+            let Some(n) = t.get(ino) else { return };
             n.parent()
         };
-        // One round per directory: a lookup of a sibling meanwhile waits for it, not its own.
-        let Some(_round) = DeferredRound::begin(self, parent) else {
+        // One round per directory: a lookup of a sibling meanwhile waits for it, not its own
+        // (unless the round left it out).
+        let Some(_round) = DeferredRound::begin(self, parent, ino) else {
             return;
         };
-        if let Some(mut entries) = self.fresh_entries(parent) {
+        let all_large = self.table().get(parent).is_some_and(|p| p.heads_deferred());
+        // The table's entries even once the listing expired: `ls -l` of a directory that took
+        // longer to list than the TTL stats most entries after that, and a lookup by name
+        // would ask HEAD and LIST of each (a LIST of a large directory is slow on some
+        // servers); a HEAD that finds the file refreshes it as the lookup would.
+        if let Some(mut entries) = self.known_entries(parent) {
             let todo: Vec<usize> = {
                 let t = self.table();
                 (0..entries.len())
-                    .filter(|&i| {
-                        entries[i].attrs.kind == NodeKind::File
-                            && t.get(entries[i].ino).is_some_and(|n| n.metadata_unknown())
-                    })
+                    .filter(|&i| self.metadata_deferred(&t, entries[i].ino))
                     .collect()
             };
-            if todo.len() <= self.opts.listing_head_limit {
-                self.head_entries(parent, &mut entries, &todo);
-            }
+            let limit = self.opts.listing_head_limit;
+            let todo = if todo.len() <= limit {
+                todo
+            } else {
+                // The window from this file on, in name order (what `ls -l` stats next).
+                let from = todo
+                    .iter()
+                    .position(|&i| entries[i].ino == ino)
+                    .unwrap_or(0);
+                todo[from..].iter().take(limit).copied().collect()
+            };
+            self.head_entries(parent, &mut entries, &todo);
         }
-        self.table().set_heads_deferred(parent, false);
+        if all_large {
+            self.table().set_heads_deferred(parent, false);
+        }
     }
 
     /// True if `ino` is a file whose metadata waits for its first lookup: `readdirplus` hands
-    /// it out with attributes the kernel must not keep, so that a `stat` comes here.
+    /// it out with attributes the kernel must not keep, so that a `stat` comes here. Either
+    /// its listing left the HEADs of its directory's larger files to the first lookup, or it
+    /// is small enough to be a symlink or a special file and was not HEADed (see the module
+    /// documentation; not with `--listing-head-limit 0`, which trusts listings).
     pub(crate) fn metadata_deferred(&self, t: &InodeTable, ino: u64) -> bool {
         t.get(ino).is_some_and(|n| {
             n.kind() == NodeKind::File
                 && n.metadata_unknown()
-                && t.get(n.parent()).is_some_and(|p| p.heads_deferred())
+                && ((n.attr().size <= ALWAYS_REGULAR_ABOVE && self.opts.listing_head_limit > 0)
+                    || t.get(n.parent()).is_some_and(|p| p.heads_deferred()))
         })
     }
 
@@ -189,14 +220,15 @@ struct DeferredRound<'a> {
 }
 
 impl<'a> DeferredRound<'a> {
-    /// Wait for a round of `dir` in progress; then `None` if no HEAD is left to make.
-    fn begin(fs: &'a S3Fs, dir: u64) -> Option<Self> {
+    /// Wait for a round of `dir` in progress; then `None` if `ino`'s HEAD is no longer to
+    /// make (that round made it).
+    fn begin(fs: &'a S3Fs, dir: u64, ino: u64) -> Option<Self> {
         let rounds = &fs.deferred_heads;
         let mut busy = rounds.busy.lock();
         while busy.contains(&dir) {
             rounds.done.wait(&mut busy);
         }
-        if !fs.table().get(dir).is_some_and(|p| p.heads_deferred()) {
+        if !fs.metadata_deferred(&fs.table(), ino) {
             return None;
         }
         busy.insert(dir);

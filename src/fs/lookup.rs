@@ -66,10 +66,11 @@ impl S3Fs {
                     let trusted = t
                         .get(ino)
                         .is_some_and(|n| n.attr_fresh(now) || p.listing_fresh(now));
-                    if trusted && !self.metadata_deferred(&t, ino) {
+                    let deferred = self.metadata_deferred(&t, ino);
+                    if trusted && !deferred {
                         return self.attrs_in(&t, ino);
                     }
-                    trusted.then_some(ino)
+                    deferred.then_some(ino)
                 }
                 None if t.is_negative(parent, name, now) => {
                     return Err(FsError::not_found(format!("{name}: removed by this mount")));
@@ -77,8 +78,9 @@ impl S3Fs {
                 None => None,
             }
         };
-        // Metadata a listing left for the first lookup: HEADed with its siblings'; asked as
-        // below if that could not be done (the listing expired meanwhile).
+        // Metadata a listing left for the first lookup: HEADed with its siblings' (which, once
+        // the listing expired, also tells the file is still there); asked as below if that
+        // could not be done (the HEAD failed, the file is gone).
         if let Some(ino) = deferred {
             self.complete_deferred(ino);
             if !self.table().get(ino).is_some_and(|n| n.metadata_unknown()) {
