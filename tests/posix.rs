@@ -525,6 +525,112 @@ fn a_time_before_1970_with_a_fraction_is_the_one_set() {
     assert_eq!(times(&m.join("f")), Some((want, want)), "after a remount");
 }
 
+/// `fallocate(2)` next to a local disk: the `fallocate` tool's modes (`-l`, `-o`, `-n`, `-p`,
+/// `-z`, `-d`) and `posix_fallocate` leave the same size, the same bytes (read back through
+/// the page cache, which the punch and zero ranges must not leave stale) and the same moved
+/// times on both, and what the mount shows is on the server after close (read through the S3
+/// API), in parts for a large sparse file. The errors the disk answers are the mount's too.
+#[test]
+fn fallocate_as_on_a_local_disk() {
+    let srv = server();
+    let bucket = srv.fresh_bucket("posix-fallocate");
+    let m = Mount::new(srv, &bucket);
+    let local = local_dir();
+    // No zero byte in it; read back once, so its pages are in the page cache.
+    let content: Vec<u8> = (0..12_000u32).map(|i| (i % 251) as u8 + 1).collect();
+    let file = |d: &Path| {
+        write(&d.join("f"), &content);
+        let _ = std::fs::read(d.join("f")).unwrap();
+    };
+    // `fallocate -d` digs holes where a whole block (st_blksize: 4 KiB on the disk, 1 MiB on
+    // the mount) reads as zeros: a file of zeros only is dug the same on both.
+    let zeros = |d: &Path| write(&d.join("f"), &[0u8; 12_000]);
+    type Setup<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Setup, &str); 10] = [
+        ("l", &file, "fallocate -l 20000 f"),
+        ("inside", &file, "fallocate -o 1000 -l 100 f"),
+        ("n", &file, "fallocate -n -o 0 -l 50000 f"),
+        ("p", &file, "fallocate -p -o 100 -l 5000 f"),
+        ("p-end", &file, "fallocate -p -o 10000 -l 5000 f"),
+        ("z", &file, "fallocate -z -o 100 -l 5000 f"),
+        ("z-grow", &file, "fallocate -z -o 10000 -l 5000 f"),
+        ("zn", &file, "fallocate -z -n -o 10000 -l 5000 f"),
+        ("d", &zeros, "fallocate -d f"),
+        (
+            "posix",
+            &file,
+            "python3 -c 'import os; fd = os.open(\"f\", os.O_RDWR); os.posix_fallocate(fd, 5, 30000)'",
+        ),
+    ];
+    let mut diffs = Vec::new();
+    let mut on_disk = Vec::new();
+    for (name, setup, cmd) in cases {
+        let op = |d: &Path| {
+            sh(&format!("cd {} && {cmd}", q(d)));
+        };
+        let sc = Scenario {
+            name,
+            paths: &[".", "f"],
+            setup,
+            op: &op,
+        };
+        diffs.extend(same_as_disk(local.path(), m.path(), &sc));
+        let disk = std::fs::read(local.path().join(name).join("f")).unwrap();
+        let mnt = std::fs::read(m.join(name).join("f")).unwrap();
+        if disk != mnt {
+            diffs.push(format!("{name}: `{cmd}` left other bytes than on the disk"));
+        }
+        on_disk.push((name, disk));
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let storage = srv.storage_in(&bucket);
+    for (name, disk) in &on_disk {
+        let key = format!("{name}/f");
+        let got = server_bytes(&storage, &key).unwrap_or_else(|| panic!("no {key}"));
+        common::assert_same(&key, &got, disk);
+    }
+
+    // The errors (0 for success) of calls the disk refuses: an empty range, a negative
+    // offset, a descriptor not open for writing, a punch that would not keep the size, a mode
+    // ext4 does not have for this file.
+    let errors = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+out = []
+for flags, mode, off, n in [(os.O_RDWR, 0, 0, 0), (os.O_RDWR, 0, -1, 10),
+        (os.O_RDONLY, 0, 0, 10), (os.O_RDWR, 2, 0, 10), (os.O_RDWR, 0x40, 0, 10)]:
+    fd = os.open(sys.argv[1], flags)
+    out.append(0 if libc.fallocate(fd, mode, off, n) == 0 else ctypes.get_errno())
+    os.close(fd)
+print(out)
+"#;
+    let answers = |p: &Path| {
+        let out = common::python(errors, &[p.as_os_str()]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(answers(&m.join("l/f")), answers(&local.path().join("l/f")));
+
+    // 40 MiB (past the 16 MiB multipart threshold) of which 4 bytes were written.
+    let big = m.join("big");
+    write(&big, b"head");
+    sh(&format!("fallocate -l 40M {}", q(&big)));
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), 40 << 20);
+    let h = srv
+        .storage()
+        .head_object(&common::obj(&bucket, "big"))
+        .unwrap();
+    assert!(
+        h.etag.as_deref().is_some_and(|e| e.contains('-')),
+        "a multipart upload: {:?}",
+        h.etag
+    );
+    let got = server_bytes(&storage, "big").unwrap();
+    let mut want = vec![0u8; 40 << 20];
+    want[..4].copy_from_slice(b"head");
+    common::assert_same("big", &got, &want);
+}
+
 /// `touch` of an existing file (`utimensat` with `UTIME_NOW` for both times) gives it one
 /// time, as a disk does: the atime, the mtime and the ctime were three readings of the clock,
 /// some nanoseconds apart, so a file just touched looked read after, or modified since, its

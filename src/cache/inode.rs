@@ -408,6 +408,12 @@ impl InodeTable {
     /// a rename, a mkdir or rmdir in it): its mtime and ctime move, in memory (S3 keeps no
     /// directory times; the marker is not rewritten for it).
     pub fn entries_changed(&mut self, ino: u64, now: SystemTime) {
+        self.touched_in_memory(ino, now);
+    }
+
+    /// The node's mtime and ctime move to `now` in memory only, with no write to record them
+    /// (a directory's entries changed; a file's `fallocate` that changed no byte).
+    pub fn touched_in_memory(&mut self, ino: u64, now: SystemTime) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.local.mtime = Some(now);
             n.local.ctime = Some(now);

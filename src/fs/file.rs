@@ -216,7 +216,7 @@ impl S3Fs {
     }
 
     /// Create the staging file; with `fill`, copy the object's current content into it.
-    fn ensure_staging(&self, of: &mut OpenFile, fill: bool) -> FsResult<()> {
+    pub(super) fn ensure_staging(&self, of: &mut OpenFile, fill: bool) -> FsResult<()> {
         if of.staging().is_some() {
             return Ok(());
         }

@@ -515,6 +515,21 @@ impl Filesystem for FuseAdapter {
         }
     }
 
+    /// `fallocate`: see `super::allocate` (other modes EOPNOTSUPP, per call).
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let result = self.fs.fallocate(fh.0, offset, length, mode);
+        answer_empty(reply, "fallocate", result)
+    }
+
     // The operations below are not supported: each answers its errno at once, with no warning
     // (fuser's defaults log a WARN for every call). Why each errno: `super::unsupported`.
 
@@ -534,19 +549,6 @@ impl Filesystem for FuseAdapter {
 
     fn lseek(&self, _: &Request, _: INodeNo, _: FileHandle, _: i64, _: i32, reply: ReplyLseek) {
         reply.error(self.unsupported(Unsupported::Lseek))
-    }
-
-    fn fallocate(
-        &self,
-        _: &Request,
-        _: INodeNo,
-        _: FileHandle,
-        _: u64,
-        _: u64,
-        _: i32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(self.unsupported(Unsupported::Fallocate))
     }
 
     fn poll(

@@ -29,13 +29,15 @@
 //!   [`fetch`] (bytes of an object version, through the data cache), in the buffers of
 //!   [`buffers`], [`own_copies`] (reads that meet the mount's own copies wait for them and
 //!   follow them), [`unlinked`] (files unlinked while open keep their bytes until the last
-//!   close), [`copy`] (`copy_file_range`: a whole object copied on the server);
+//!   close), [`copy`] (`copy_file_range`: a whole object copied on the server), [`allocate`]
+//!   (`fallocate`: a size grown, a range zeroed, in the staging file);
 //! - metadata: [`metadata`] (an inode's HEAD metadata and the one door for changing it),
 //!   [`attr`] (stat, chmod/chown/utimes, mode/owner/mtime in metadata), [`xattr`] (with
 //!   [`xattr_json`], the other names as s3fs keeps them, and [`acl`], the POSIX ACLs);
 //! - [`error`] (`FsError`), [`options`] (`FsOptions`).
 
 pub mod acl;
+pub mod allocate;
 pub mod attr;
 pub mod buffers;
 pub mod copy;

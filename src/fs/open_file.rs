@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use super::copy::PendingCopy;
 use super::error::{FsError, FsResult};
 pub use super::staging::{errno_of, Staging};
-use super::staging::{is_disk_full, read_full_at, write_some_at};
+use super::staging::{is_disk_full, punch_hole, read_full_at, write_some_at};
 use super::upload_plan::{Streaming, UploadPlan};
 use super::version_pin::VersionPin;
 use crate::s3::stream::UploadQueue;
@@ -303,6 +303,33 @@ impl OpenFile {
             }
             None => Ok(written),
         }
+    }
+
+    /// Make `[offset, end)` of the staging file a hole: dirty, as after a write. A full disk
+    /// asks `make_room` and tries once more; EOPNOTSUPP: the local file system has no holes.
+    pub fn punch_staging(
+        &mut self,
+        offset: u64,
+        end: u64,
+        make_room: impl FnOnce(u64) -> bool,
+    ) -> FsResult<()> {
+        let s = self
+            .staging
+            .as_ref()
+            .ok_or_else(|| FsError::new(libc::EIO, "no staging file"))?;
+        let len = end.saturating_sub(offset);
+        let mut result = punch_hole(s.file(), offset, len);
+        if result.as_ref().is_err_and(is_disk_full) && make_room(len) {
+            result = punch_hole(s.file(), offset, len);
+        }
+        result.map_err(|e| match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) => FsError::new(libc::EOPNOTSUPP, "no holes here"),
+            _ => FsError::new(errno_of(&e), format!("staging punch: {e}")),
+        })?;
+        self.dirty = true;
+        self.truncated_by = None;
+        self.mtime_explicit = false;
+        Ok(())
     }
 
     /// Truncate (or extend) the staging file to `size`: the file is dirty, and a streamed

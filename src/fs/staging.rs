@@ -2,6 +2,7 @@
 //! to the caller.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,22 @@ pub(super) fn write_some_at(
         }
     }
     (n, None)
+}
+
+/// Give back the blocks of `[offset, offset + len)` of `file` (a hole, which reads as zeros;
+/// the size stays): `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`. EOPNOTSUPP where
+/// the local file system has no holes.
+pub(super) fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: a plain system call on a descriptor `file` owns; no memory is passed.
+    if unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The file system is full (or the user's quota is).

@@ -11,8 +11,9 @@
 //!
 //! ENOSYS is chosen where the kernel remembers it for the whole mount and falls back to its
 //! generic code, so the operation is asked for once and then never again: `lseek` (SEEK_DATA/SEEK_HOLE as for a file
-//! without holes), `poll` (always ready, right for regular files), `fallocate` (the caller
-//! gets EOPNOTSUPP). `ioctl` answers ENOTTY, what an ioctl on a file that is not a device
+//! without holes) and `poll` (always ready, right for regular files). (`fallocate` is
+//! supported, [`allocate`](super::allocate); its other modes answer EOPNOTSUPP per call.)
+//! `ioctl` answers ENOTTY, what an ioctl on a file that is not a device
 //! gets everywhere.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,8 +25,6 @@ pub enum Unsupported {
     Ioctl,
     /// SEEK_DATA/SEEK_HOLE: the kernel answers them as for a file without holes.
     Lseek,
-    /// `fallocate(2)`: objects have no preallocation.
-    Fallocate,
     /// `poll(2)` on a file: the kernel answers "ready".
     Poll,
     /// POSIX lock test; the kernel only asks with FUSE_POSIX_LOCKS, which the mount does not
@@ -41,10 +40,9 @@ pub enum Unsupported {
 
 impl Unsupported {
     /// Every variant, for tests.
-    pub const ALL: [Unsupported; 8] = [
+    pub const ALL: [Unsupported; 7] = [
         Unsupported::Ioctl,
         Unsupported::Lseek,
-        Unsupported::Fallocate,
         Unsupported::Poll,
         Unsupported::Getlk,
         Unsupported::Setlk,
@@ -58,7 +56,6 @@ impl Unsupported {
             Unsupported::Ioctl => libc::ENOTTY,
             Unsupported::Link => libc::ENOTSUP,
             Unsupported::Lseek
-            | Unsupported::Fallocate
             | Unsupported::Poll
             | Unsupported::Getlk
             | Unsupported::Setlk
@@ -71,7 +68,6 @@ impl Unsupported {
         match self {
             Unsupported::Ioctl => "ioctl",
             Unsupported::Lseek => "lseek",
-            Unsupported::Fallocate => "fallocate",
             Unsupported::Poll => "poll",
             Unsupported::Getlk => "getlk",
             Unsupported::Setlk => "setlk",

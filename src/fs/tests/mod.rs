@@ -13,6 +13,7 @@
 //! calls, real programs, the HTTP client's retries and a real server's answers.
 
 mod acl;
+mod allocate;
 mod copy;
 mod failures;
 mod files;
