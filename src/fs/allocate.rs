@@ -127,22 +127,77 @@ impl S3Fs {
     /// `[offset, end)` of the staging file reads as zeros: a hole, or zeros written where the
     /// local file system has no holes (ENOSPC if its disk fills up).
     fn zero_staging(&self, of: &mut OpenFile, offset: u64, end: u64) -> FsResult<()> {
-        match of.punch_staging(offset, end, |bytes| self.make_room_for_staging(bytes)) {
-            Err(e) if e.errno == libc::EOPNOTSUPP => {}
-            done => return done,
+        let make_room = |bytes| self.make_room_for_staging(bytes);
+        match of.punch_staging(offset, end, make_room) {
+            Err(e) if e.errno == libc::EOPNOTSUPP => write_zeros(of, offset, end, &make_room),
+            done => done,
         }
-        let zeros = vec![0u8; ZERO_CHUNK.min(usize::try_from(end - offset).unwrap_or(ZERO_CHUNK))];
-        let mut at = offset;
-        while at < end {
-            let want = zeros
-                .len()
-                .min(usize::try_from(end - at).unwrap_or(ZERO_CHUNK));
-            let n = of.write_staging(at, &zeros[..want], |b| self.make_room_for_staging(b))?;
-            if n < want {
-                return Err(FsError::new(libc::ENOSPC, "the staging disk is full"));
-            }
-            at += n as u64;
+    }
+}
+
+/// Write zeros over `[offset, end)` of `of`'s staging file, asking `make_room` for space on a
+/// full disk as a write does; ENOSPC if it stays full.
+fn write_zeros(
+    of: &mut OpenFile,
+    offset: u64,
+    end: u64,
+    make_room: &dyn Fn(u64) -> bool,
+) -> FsResult<()> {
+    let chunk = |at: u64| usize::try_from(end - at).map_or(ZERO_CHUNK, |n| n.min(ZERO_CHUNK));
+    let zeros = vec![0u8; chunk(offset)];
+    let mut at = offset;
+    while at < end {
+        let want = chunk(at);
+        let n = of.write_staging(at, &zeros[..want], make_room)?;
+        if n < want {
+            return Err(FsError::new(libc::ENOSPC, "the staging disk is full"));
         }
-        Ok(())
+        at += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::open_file::Staging;
+
+    fn staging_on(path: &str) -> OpenFile {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut of = OpenFile::new(7);
+        of.attach_staging(Staging::new(file, path.into()), None);
+        of
+    }
+
+    #[test]
+    fn where_the_staging_disk_has_no_holes_zeros_are_written_and_a_full_disk_is_enospc() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(&path, vec![7u8; 3 * ZERO_CHUNK]).unwrap();
+        let mut of = staging_on(path.to_str().unwrap());
+        let end = 2 * ZERO_CHUNK as u64 + 10;
+        write_zeros(&mut of, 5, end, &|_| false).unwrap();
+        assert!(of.is_dirty());
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), 3 * ZERO_CHUNK);
+        assert!(got[..5].iter().all(|&b| b == 7));
+        assert!(got[5..end as usize].iter().all(|&b| b == 0));
+        assert!(got[end as usize..].iter().all(|&b| b == 7));
+        // A disk that stays full (writes to /dev/full fail with ENOSPC; it has no holes).
+        let mut full = staging_on("/dev/full");
+        let asked = std::cell::Cell::new(0);
+        let make_room = |_| {
+            asked.set(asked.get() + 1);
+            false
+        };
+        let e = full.punch_staging(0, 10, make_room).unwrap_err();
+        assert_ne!(e.errno, 0);
+        let e = write_zeros(&mut full, 0, 10, &make_room).unwrap_err();
+        assert_eq!(e.errno, libc::ENOSPC);
+        assert_eq!(asked.get(), 1, "the data cache was asked for room first");
     }
 }
