@@ -546,7 +546,7 @@ fn fallocate_as_on_a_local_disk() {
     // the mount) reads as zeros: a file of zeros only is dug the same on both.
     let zeros = |d: &Path| write(&d.join("f"), &[0u8; 12_000]);
     type Setup<'a> = &'a dyn Fn(&Path);
-    let cases: [(&str, Setup, &str); 10] = [
+    let cases: [(&str, Setup, &str); 11] = [
         ("l", &file, "fallocate -l 20000 f"),
         ("inside", &file, "fallocate -o 1000 -l 100 f"),
         ("n", &file, "fallocate -n -o 0 -l 50000 f"),
@@ -556,6 +556,18 @@ fn fallocate_as_on_a_local_disk() {
         ("z-grow", &file, "fallocate -z -o 10000 -l 5000 f"),
         ("zn", &file, "fallocate -z -n -o 10000 -l 5000 f"),
         ("d", &zeros, "fallocate -d f"),
+        // Read, punched and read again through one descriptor: the pages the first read left
+        // in the page cache must not answer the second (the kernel zeroes the pages the range
+        // cuts and drops those it covers, 4096..8192, which are read from the mount again).
+        (
+            "p-read",
+            &file,
+            "python3 -c 'import os, ctypes; libc = ctypes.CDLL(None, use_errno=True); \
+             libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]; \
+             fd = os.open(\"f\", os.O_RDWR); a = os.pread(fd, 12000, 0); \
+             assert libc.fallocate(fd, 3, 100, 8900) == 0, ctypes.get_errno(); \
+             b = os.pread(fd, 12000, 0); assert b == a[:100] + bytes(8900) + a[9000:], \"stale\"'",
+        ),
         (
             "posix",
             &file,
