@@ -94,7 +94,6 @@ impl S3Fs {
         self.check_writable()?;
         let f = self.open_files.by_handle(fh)?;
         let mut of = f.lock();
-        self.settle_copy(&mut of)?;
         let size = of.local_size().unwrap_or_else(|| of.version().size());
         // The part of the range inside the file that is to read as zeros, and the new size.
         let zero_end = if a.zero { a.end.min(size) } else { a.offset };
@@ -105,6 +104,8 @@ impl S3Fs {
             // No byte changes: the times move in memory (see the module documentation).
             self.table().touched_in_memory(of.ino(), now);
         } else {
+            // A server-side copy into the file under way is fetched first, as for a write.
+            self.settle_copy(&mut of)?;
             self.kernel_pages.changed(of.ino());
             self.ensure_staging(&mut of, size > 0)?;
             if a.offset < zero_end {

@@ -195,3 +195,41 @@ fn a_punch_into_bytes_a_streamed_upload_already_sent_gives_it_up() {
     fx.close(fh).unwrap();
     assert_eq!(fx.data("f"), zeroed(&data, 10, 4106));
 }
+
+#[test]
+fn an_allocation_that_changes_no_byte_leaves_a_server_side_copy_on_the_server() {
+    let fx = fx();
+    let data = bytes(3 * MIB, 6);
+    fx.put_behind("src", &data);
+    let new_file = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+    let (src, dst) = (
+        fx.open("src", 0).unwrap(),
+        fx.open("dst", new_file).unwrap(),
+    );
+    // The kernel hands a copy over in ranges; between two, allocations that change nothing.
+    let first = fx.fs.copy_file_range(src, 0, dst, 0, MIB as u64).unwrap();
+    fx.fs.fallocate(dst, 0, data.len() as u64, KEEP).unwrap();
+    fx.fs.fallocate(dst, 0, 100, 0).unwrap();
+    let rest = data.len() as u64 - first;
+    let n = fx.fs.copy_file_range(src, first, dst, first, rest);
+    assert_eq!(n.unwrap(), rest, "the copy goes on");
+    fx.close(dst).unwrap();
+    fx.close(src).unwrap();
+    assert_eq!(fx.data("dst"), data);
+    assert_eq!(fx.count(Operation::CopyObject), 1);
+    assert_eq!(
+        fx.count(Operation::GetObject),
+        0,
+        "nothing fetched to settle the copy"
+    );
+    // A change of content fetches what the copy covered, and goes on as a write.
+    let dst = fx
+        .open("d2", libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+        .unwrap();
+    let src = fx.open("src", libc::O_RDONLY).unwrap();
+    fx.fs.copy_file_range(src, 0, dst, 0, MIB as u64).unwrap();
+    fx.fs.fallocate(dst, 10, 20, PUNCH).unwrap();
+    fx.close(dst).unwrap();
+    fx.close(src).unwrap();
+    assert_eq!(fx.data("d2"), zeroed(&data[..MIB], 10, 30));
+}
