@@ -178,13 +178,20 @@ fn a_large_allocation_is_a_hole_in_the_staging_file_and_uploads_in_parts() {
     assert!(fx.count(Operation::UploadPart) >= 13, "multipart");
 }
 
-#[test]
-fn a_punch_into_bytes_a_streamed_upload_already_sent_gives_it_up() {
+/// A new file `f` with 12 MiB (`seed`) written front to back, its upload streaming in 5 MiB
+/// parts: (the mount, the bytes, the handle).
+fn streaming(seed: u8) -> (Fx, Vec<u8>, u64) {
     let fx = setup().transfer(small_parts()).mount();
-    let data = bytes(12 * MIB, 5);
+    let data = bytes(12 * MIB, seed);
     let fh = fx.open("f", libc::O_WRONLY | libc::O_CREAT).unwrap();
     fx.write(fh, 0, &data).unwrap();
     assert!(fx.count(Operation::CreateMultipartUpload) > 0, "streaming");
+    (fx, data, fh)
+}
+
+#[test]
+fn a_punch_into_bytes_a_streamed_upload_already_sent_gives_it_up() {
+    let (fx, data, fh) = streaming(5);
     // The parts complete so far (two of 5 MiB) are sent in the background: wait for them.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while fx.count(Operation::UploadPart) < 2 {
@@ -232,4 +239,14 @@ fn an_allocation_that_changes_no_byte_leaves_a_server_side_copy_on_the_server() 
     fx.close(dst).unwrap();
     fx.close(src).unwrap();
     assert_eq!(fx.data("d2"), zeroed(&data[..MIB], 10, 30));
+}
+
+#[test]
+fn a_file_grown_while_its_upload_streams_is_uploaded_with_the_zeros() {
+    let (fx, data, fh) = streaming(7);
+    fx.fs.fallocate(fh, 0, 20 * MIB as u64, 0).unwrap();
+    fx.close(fh).unwrap();
+    let mut want = data;
+    want.resize(20 * MIB, 0);
+    assert_eq!(fx.data("f"), want);
 }
