@@ -98,7 +98,17 @@ fn a_fresh_listing_answers_readdir_and_follows_changes_made_through_the_mount() 
     let first = dir_lists(&proxy);
     assert_eq!(first, 2, "two pages of d/: {:?}", proxy.seen());
 
-    // Again, with `ls -l` (readdirplus + stat of each entry): no request at all.
+    // Again, with `ls -l` (readdirplus + stat of each entry): no listing; each small file,
+    // which may be a symlink or a special file, is HEADed once (in rounds), and a second
+    // `ls -l` asks nothing at all.
+    let before = proxy.seen().len();
+    let out = common::sh(&format!("ls -l {}", d.display()));
+    assert!(out.status.success(), "ls -l: {out:?}");
+    let seen = &proxy.seen()[before..];
+    assert!(
+        seen.iter().all(|s| s.method == "HEAD") && seen.len() <= keys.len(),
+        "{seen:?}"
+    );
     let before = proxy.seen().len();
     let out = common::sh(&format!("ls -l {}", d.display()));
     assert!(out.status.success(), "ls -l: {out:?}");
