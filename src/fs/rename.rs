@@ -6,7 +6,7 @@
 //! new one, an explicit one is kept) the copy rewrites it (directive REPLACE) with the times
 //! of the change (`ctime`, and the mtime the file shows); otherwise it keeps it (COPY). The target, if
 //! any, is replaced. `RENAME_NOREPLACE` gives EEXIST when the target exists; `RENAME_EXCHANGE`
-//! is not possible on S3 (EINVAL).
+//! is not possible on S3 (EINVAL), nor is `RENAME_WHITEOUT` (EINVAL, not a plain rename).
 //!
 //! The guard is the ETag the mount knows, which may be older than the object (another client
 //! replaced it within the metadata TTL). The server then refuses the copy (412), and the rename
@@ -64,6 +64,14 @@ impl S3Fs {
             return Err(FsError::new(
                 libc::EINVAL,
                 "RENAME_EXCHANGE cannot be done on S3",
+            ));
+        }
+        // RENAME_WHITEOUT (overlayfs's) and any flag not known: EINVAL, as a file system
+        // without them says, never a plain rename that silently leaves the flag undone.
+        if flags & !libc::RENAME_NOREPLACE != 0 {
+            return Err(FsError::new(
+                libc::EINVAL,
+                format!("rename flags {flags:#x} are not supported"),
             ));
         }
         let src = self.lookup(parent, name)?;

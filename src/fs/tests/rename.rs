@@ -48,6 +48,13 @@ fn a_file_replaces_its_target_and_the_flags_are_honoured() {
         errno(rename_raw(&fx, "a", "b", libc::RENAME_EXCHANGE)),
         libc::EINVAL
     );
+    // A whiteout (xfstests generic/078) was done as a plain rename, leaving no whiteout.
+    for to in ["b", "c"] {
+        assert_eq!(
+            errno(rename_raw(&fx, "a", to, libc::RENAME_WHITEOUT)),
+            libc::EINVAL
+        );
+    }
     assert_eq!(fx.keys(), ["a", "b"]);
     fx.rename("a", "b").unwrap();
     assert_eq!(fx.keys(), ["b"]);
