@@ -363,10 +363,12 @@ impl S3Fs {
             _ => self.opts.file_mode,
         };
         let nlink = match kind {
+            // Removed, or replaced by a rename, while the kernel holds it (a file still open,
+            // a directory someone has open or is in): 0, a directory's too, as on a disk.
+            _ if n.is_unlinked() => 0,
             // A directory never listed: its subdirectories are not known yet.
             NodeKind::Dir if n.listing_expires().is_some() => 2 + n.subdirs_known(t) as u32,
             NodeKind::Dir => 2,
-            _ if n.is_unlinked() => 0,
             _ => 1,
         };
         let times = n.times();

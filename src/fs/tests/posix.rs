@@ -180,6 +180,25 @@ fn directories_count_their_subdirectories_and_move_with_their_entries() {
     assert_eq!(fx.stat("d").unwrap().nlink, 3);
 }
 
+/// A directory removed, or replaced by a rename, while the kernel still holds it (open, or
+/// someone's working directory) has `st_nlink` 0 for `fstat`, as on a disk and as a file
+/// unlinked while open (xfstests generic/035 found 2).
+#[test]
+fn a_directory_removed_or_renamed_over_while_held_has_no_links() {
+    let fx = setup().ttl(Duration::from_secs(60)).mount();
+    for d in ["gone", "over", "from"] {
+        fx.mkdir(d).unwrap();
+    }
+    fx.ls("gone").unwrap();
+    let gone = fx.ino("gone").unwrap();
+    let over = fx.ino("over").unwrap();
+    fx.rmdir("gone").unwrap();
+    fx.rename("from", "over").unwrap();
+    assert_eq!(fx.fs.getattr(gone).unwrap().nlink, 0, "removed");
+    assert_eq!(fx.fs.getattr(over).unwrap().nlink, 0, "renamed over");
+    assert_eq!(fx.stat("over").unwrap().nlink, 2, "the one moved there");
+}
+
 /// `rsync -a`, `cp -a` and `tar -x` fill a directory, then set its times: the times set
 /// replace the ones its new entries moved in memory at once, as on a disk — not only after a
 /// remount (else every `rsync -a` finds every directory's time changed, and copies its marker
