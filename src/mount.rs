@@ -163,6 +163,18 @@ pub fn run(cli: Cli) -> Result<(), String> {
     result
 }
 
+/// The mount's source in `/proc/mounts`: the first argument as given (fstab's first field:
+/// `photos`, `photos:pre/`, `none`), so that mount(8) knows an fstab line as mounted already
+/// (`mount -a` run again leaves it alone instead of failing "already in use") and `umount
+/// photos` finds it, as with other file systems; `s3mount:BUCKET` when the bucket came from the
+/// config alone, or the spelling would not survive fusermount3's option string.
+fn mount_source(args: &[String], bucket: &str) -> String {
+    match args {
+        [spec, _] if !spec.is_empty() && !spec.contains([',', '\\']) => spec.clone(),
+        _ => format!("s3mount:{bucket}"),
+    }
+}
+
 /// `path` from the working directory, as the user meant it (symlinks kept), for the background
 /// process, which leaves that directory.
 fn absolute(path: &Path) -> Result<PathBuf, String> {
@@ -203,7 +215,7 @@ fn serve(
         serve_metrics(addr, sources.clone())?;
     }
     let mut mount_options = vec![
-        fuser::MountOption::FSName(format!("s3mount:{bucket}")),
+        fuser::MountOption::FSName(mount_source(&cli.args, &bucket)),
         fuser::MountOption::Subtype("s3mount".into()),
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,

@@ -200,7 +200,7 @@ fn mounted_checks(mnt: &Path) -> String {
     let mnt = mnt.display();
     format!(
         r#"
-grep -q " {mnt} .* - fuse.s3mount s3mount:" /proc/self/mountinfo || {{ echo "not mounted as fuse.s3mount"; cat /proc/self/mountinfo; exit 1; }}
+grep -q " {mnt} .* - fuse.s3mount " /proc/self/mountinfo || {{ echo "not mounted as fuse.s3mount"; cat /proc/self/mountinfo; exit 1; }}
 grep " {mnt} " /proc/self/mountinfo
 echo "written through mount(8)" > "{mnt}/from-fstab.txt"
 [ "$(cat "{mnt}/from-fstab.txt")" = "written through mount(8)" ]
@@ -212,22 +212,29 @@ echo UNMOUNTED
     )
 }
 
-#[test]
-fn fstab_line_through_mount_dash_big_t() {
-    let server = server();
-    let bucket = server.fresh_bucket("fstab");
-    let setup = Setup::new(server, &bucket);
+/// An fstab with one line mounting `bucket` at the setup's mount point, with `options` (empty,
+/// or ending in a comma) before its config and cache dir.
+fn write_fstab(setup: &Setup, bucket: &str, options: &str) -> PathBuf {
     let fstab = setup.path().join("fstab");
     std::fs::write(
         &fstab,
         format!(
-            "# test fstab\n{bucket} {} fuse.s3mount _netdev,config={},cache_dir={},allow_other 0 0\n",
+            "# test fstab\n{bucket} {} fuse.s3mount {options}config={},cache_dir={} 0 0\n",
             setup.mnt().display(),
             setup.config().display(),
             setup.cache().display()
         ),
     )
     .unwrap();
+    fstab
+}
+
+#[test]
+fn fstab_line_through_mount_dash_big_t() {
+    let server = server();
+    let bucket = server.fresh_bucket("fstab");
+    let setup = Setup::new(server, &bucket);
+    let fstab = write_fstab(&setup, &bucket, "_netdev,allow_other,");
     let out = in_mount_namespace(
         &setup,
         &format!(
@@ -250,6 +257,43 @@ fn fstab_line_through_mount_dash_big_t() {
     assert_eq!(
         server_bytes(&server.storage_in(&bucket), "from-fstab.txt").as_deref(),
         Some(&b"written through mount(8)\n"[..])
+    );
+}
+
+/// The mount's source is the fstab line's first field, so mount(8) knows the line as mounted:
+/// `mount -a` run again leaves it alone (it failed with "already in use", exit 32, when the
+/// source was `s3mount:BUCKET`), and `umount BUCKET` unmounts it, as on other file systems.
+#[test]
+fn mount_dash_a_again_leaves_a_mounted_fstab_line_alone() {
+    let server = server();
+    let bucket = server.fresh_bucket("fstab-again");
+    let setup = Setup::new(server, &bucket);
+    let fstab = write_fstab(&setup, &bucket, "");
+    let mnt = setup.mnt().display().to_string();
+    let out = in_mount_namespace(
+        &setup,
+        &format!(
+            r#"mount -a -T '{fstab}'
+grep " {mnt} " /proc/self/mountinfo
+mount -a -T '{fstab}' || {{ echo "mount -a again: exit $?"; exit 1; }}
+[ "$(grep -c " {mnt} " /proc/self/mountinfo)" = 1 ] || {{ echo "mounted twice"; exit 1; }}
+umount {bucket}
+if grep -q " {mnt} " /proc/self/mountinfo; then echo "still mounted after umount {bucket}"; exit 1; fi
+echo UNMOUNTED
+"#,
+            fstab = fstab.display(),
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}\ns3mount log:\n{}",
+        text(&out),
+        read(&setup.cache().join(&bucket).join("s3mount.log"))
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" - fuse.s3mount {bucket} ")),
+        "{}",
+        text(&out)
     );
 }
 

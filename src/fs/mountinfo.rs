@@ -16,7 +16,7 @@ pub struct FuseMount {
     pub mountpoint: PathBuf,
     /// `fuse`, `fuseblk` or `fuse.SUBTYPE` (`fuse.s3mount` for ours).
     pub fstype: String,
-    /// The source, `s3mount:BUCKET` for ours.
+    /// The source: for ours the bucket as given (`photos`, `photos:pre/`), else `s3mount:BUCKET`.
     pub source: String,
     /// The `user_id=` of its super options: the user who mounted it.
     pub user_id: Option<u32>,
@@ -58,7 +58,8 @@ fn parse_line(line: &str) -> Option<FuseMount> {
     })
 }
 
-/// The source (`s3mount:BUCKET`) of the FUSE file system mounted at `path`, if one is.
+/// The source (for ours the bucket as given, or `s3mount:BUCKET`) of the FUSE file system
+/// mounted at `path`, if one is.
 pub fn fuse_mounted_at(path: &Path) -> Option<String> {
     fuse_mount(path).map(|m| m.source)
 }
