@@ -130,6 +130,50 @@ fn mount_directly(mountpoint: &Path, config: &fuser::Config) -> io::Result<Optio
     Err(err)
 }
 
+/// `mount -o remount,ro|rw DIR` (mount(8) runs the helper for a remount too): mount(2) with
+/// `MS_REMOUNT` on the s3mount mounted at DIR, which sets the kernel's read-only flag (writes
+/// then fail with EROFS before they reach s3mount; `rw` lets them through again, unless
+/// s3mount itself was started read-only). The flags a remount does not name are kept as they
+/// are (mount(2) would clear them): `nodev,nosuid,noatime`, and `noexec` if set.
+pub fn remount(mountpoint: &Path, read_only: Option<bool>, noexec: bool) -> Result<(), String> {
+    let at = mountpoint.display();
+    let ours = s3mount::fs::mountinfo::fuse_mounts()
+        .into_iter()
+        .rev()
+        .find(|m| Some(&m.mountpoint) == std::fs::canonicalize(mountpoint).ok().as_ref());
+    if ours.is_none_or(|m| m.fstype != FS_TYPE.to_string_lossy()) {
+        return Err(format!("-o remount: no s3mount is mounted at {at}"));
+    }
+    let target = path_cstring(mountpoint).map_err(|e| e.to_string())?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter, filled by the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: target is a valid NUL-terminated path and st a valid statvfs.
+    if unsafe { libc::statvfs(target.as_ptr(), &mut st) } != 0 {
+        return Err(format!("{at}: {}", io::Error::last_os_error()));
+    }
+    let mut flags = libc::MS_REMOUNT | libc::MS_NODEV | libc::MS_NOSUID | libc::MS_NOATIME;
+    if read_only.unwrap_or(st.f_flag & libc::ST_RDONLY != 0) {
+        flags |= libc::MS_RDONLY;
+    }
+    if noexec || st.f_flag & libc::ST_NOEXEC != 0 {
+        flags |= libc::MS_NOEXEC;
+    }
+    // SAFETY: target is a valid NUL-terminated path; a remount takes no source, type or data.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!("-o remount {at}: {}", io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// `umount -l`: detach the mount now; it goes once nothing uses it. As root directly,
 /// otherwise through `fusermount3 -u -z`.
 pub fn lazy_unmount(mountpoint: &Path) -> Result<(), String> {

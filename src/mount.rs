@@ -38,6 +38,13 @@ pub fn run(cli: Cli) -> Result<(), String> {
         [b, m] => (Some(b.as_str()), absolute(Path::new(m))?),
         _ => return Err("usage: s3mount [OPTIONS] [BUCKET[:PREFIX/]] MOUNTPOINT".into()),
     };
+    if o.remount {
+        // The mount is there already: only its flags change (`mount -f`: nothing does).
+        return match cli.fake {
+            true => Ok(()),
+            false => kernel_mount::remount(&mountpoint, o.read_only, o.noexec),
+        };
+    }
     // fstab's first field may be a placeholder when the bucket comes from the config.
     let bucket_spec = bucket_spec.filter(|s| !matches!(*s, "s3mount" | "none" | ""));
     let (bucket, prefix) = match bucket_spec {

@@ -57,6 +57,9 @@ pub struct MountOptions {
     /// `noexec` (`exec` undoes it): programs in the mount cannot be run, as on a local disk
     /// mounted so; a generic mount flag, so without a long flag of its own.
     pub noexec: bool,
+    /// `remount` (`mount -o remount,ro DIR`): change the flags of the mount at DIR, mount
+    /// nothing ([`crate::kernel_mount`]).
+    pub remount: bool,
 }
 
 /// Options mount(8) and systemd pass that only matter to them, and the generic flags that
@@ -97,6 +100,12 @@ const IGNORED: &[&str] = &[
     "loud",
     "iversion",
     "noiversion",
+];
+
+/// The kernel's own FUSE options, which `/proc/mounts` shows and mount(8) hands back to the
+/// helper with `-o remount` (`user_id=0,group_id=0`): s3mount sets them itself.
+const KERNEL_FUSE: &[&str] = &[
+    "user_id", "group_id", "rootmode", "fd", "max_read", "blksize",
 ];
 
 impl MountOptions {
@@ -151,6 +160,10 @@ impl MountOptions {
                     flag()?;
                     self.acl = name == "acl"
                 }
+                "remount" => {
+                    flag()?;
+                    self.remount = true
+                }
                 "noexec" | "exec" => {
                     flag()?;
                     self.noexec = name == "noexec"
@@ -181,6 +194,7 @@ impl MountOptions {
                         Some(parse_storage_class(need("a class, e.g. STANDARD_IA")?)?)
                 }
                 n if IGNORED.contains(&n)
+                    || KERNEL_FUSE.contains(&n)
                     || n.starts_with("x-systemd.")
                     || n.starts_with("comment=") => {}
                 other => return Err(format!("-o {other}: unknown mount option")),

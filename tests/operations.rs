@@ -260,40 +260,75 @@ fn fstab_line_through_mount_dash_big_t() {
     );
 }
 
-/// The mount's source is the fstab line's first field, so mount(8) knows the line as mounted:
-/// `mount -a` run again leaves it alone (it failed with "already in use", exit 32, when the
-/// source was `s3mount:BUCKET`), and `umount BUCKET` unmounts it, as on other file systems.
-#[test]
-fn mount_dash_a_again_leaves_a_mounted_fstab_line_alone() {
+/// Mount a fresh bucket `name-…` by a one-line fstab (`mount -a -T`) in a mount namespace, then
+/// run `script(mount point, bucket)` there; panics with the log unless it succeeds. The
+/// bucket and what the script printed.
+fn after_mount_dash_a(name: &str, script: impl Fn(&str, &str) -> String) -> (String, String) {
     let server = server();
-    let bucket = server.fresh_bucket("fstab-again");
+    let bucket = server.fresh_bucket(name);
     let setup = Setup::new(server, &bucket);
     let fstab = write_fstab(&setup, &bucket, "");
     let mnt = setup.mnt().display().to_string();
     let out = in_mount_namespace(
         &setup,
         &format!(
-            r#"mount -a -T '{fstab}'
-grep " {mnt} " /proc/self/mountinfo
-mount -a -T '{fstab}' || {{ echo "mount -a again: exit $?"; exit 1; }}
-[ "$(grep -c " {mnt} " /proc/self/mountinfo)" = 1 ] || {{ echo "mounted twice"; exit 1; }}
-umount {bucket}
-if grep -q " {mnt} " /proc/self/mountinfo; then echo "still mounted after umount {bucket}"; exit 1; fi
-echo UNMOUNTED
-"#,
-            fstab = fstab.display(),
+            "mount -a -T '{}'\n{}\necho DONE\n",
+            fstab.display(),
+            script(&mnt, &bucket)
         ),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        out.status.success(),
+        out.status.success() && stdout.contains("DONE"),
         "{}\ns3mount log:\n{}",
         text(&out),
         read(&setup.cache().join(&bucket).join("s3mount.log"))
     );
+    (bucket, stdout)
+}
+
+/// The mount's source is the fstab line's first field, so mount(8) knows the line as mounted:
+/// `mount -a` run again leaves it alone (it failed with "already in use", exit 32, when the
+/// source was `s3mount:BUCKET`), and `umount BUCKET` unmounts it, as on other file systems.
+#[test]
+fn mount_dash_a_again_leaves_a_mounted_fstab_line_alone() {
+    let (bucket, stdout) = after_mount_dash_a("fstab-again", |mnt, bucket| {
+        format!(
+            r#"grep " {mnt} " /proc/self/mountinfo
+fstab=$(dirname {mnt})/fstab
+mount -a -T "$fstab" || {{ echo "mount -a again: exit $?"; exit 1; }}
+[ "$(grep -c " {mnt} " /proc/self/mountinfo)" = 1 ] || {{ echo "mounted twice"; exit 1; }}
+umount {bucket}
+if grep -q " {mnt} " /proc/self/mountinfo; then echo "still mounted after umount {bucket}"; exit 1; fi"#
+        )
+    });
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!(" - fuse.s3mount {bucket} ")),
-        "{}",
-        text(&out)
+        stdout.contains(&format!(" - fuse.s3mount {bucket} ")),
+        "{stdout}"
+    );
+}
+
+/// `mount -o remount,ro DIR` (mount(8) runs the helper for it) makes the running mount
+/// read-only in the kernel, and `remount,rw` writable again, keeping `nodev,nosuid,noatime`;
+/// it was refused ("-o remount: unknown mount option", xfstests generic/294 and 306).
+#[test]
+fn mount_dash_o_remount_switches_read_only_and_back() {
+    let (bucket, _) = after_mount_dash_a("remount", |mnt, _| {
+        format!(
+            r#"echo before > {mnt}/f
+mount -o remount,ro {mnt}
+grep " {mnt} ro,nosuid,nodev,noatime" /proc/self/mountinfo || {{ echo "not ro"; exit 1; }}
+if err=$( (echo more >> {mnt}/f) 2>&1 ); then echo "written while ro"; exit 1; fi
+case "$err" in *"Read-only file system"*) ;; *) echo "$err"; exit 1;; esac
+mount -o remount,rw {mnt}
+grep " {mnt} rw,nosuid,nodev,noatime" /proc/self/mountinfo || {{ echo "not rw"; exit 1; }}
+echo after >> {mnt}/f
+umount {mnt}"#
+        )
+    });
+    assert_eq!(
+        server_bytes(&server().storage_in(&bucket), "f").as_deref(),
+        Some(&b"before\nafter\n"[..])
     );
 }
 
