@@ -77,7 +77,18 @@ impl S3Fs {
             return Err(not_here("a copy within one file"));
         }
         // One file's lock at a time (never both: two copies the other way round would wait on
-        // each other). The source first: its version, uploaded if it has unsaved changes.
+        // each other). A source written since the copy's last range is uploaded below, which
+        // replaces the version that range was of: its bytes are fetched first, and the copy
+        // goes on by read and write.
+        let src_dirty = src.lock().is_dirty();
+        if src_dirty {
+            let mut of = dst.lock();
+            if of.pending_copy().is_some() {
+                self.settle_copy(&mut of)?;
+                return Err(not_here("a source written during the copy"));
+            }
+        }
+        // The source: its version, uploaded if it has unsaved changes.
         let (source, src_ino) = {
             let mut of = src.lock();
             self.upload_if_dirty(&mut of)?;

@@ -281,3 +281,82 @@ fn an_exclusive_target_another_client_created_meanwhile_is_eexist_at_close() {
     assert_eq!(fx.data("t"), b"theirs");
     assert_eq!(fx.count(Operation::CopyObject), 0);
 }
+
+/// What the kernel does for `copy_file_range` in ranges (it clamps each to the source's size
+/// as it knows it), with `between` run after each range, falling back to read and write from
+/// where the copy stopped on EOPNOTSUPP.
+fn copy_with_a_writer(
+    fx: &Fx,
+    src: u64,
+    dst: u64,
+    ranges: &[u64],
+    between: impl Fn(usize),
+) -> FsResult<()> {
+    let mut at = 0u64;
+    for (i, &len) in ranges.iter().enumerate() {
+        match fx.fs.copy_file_range(src, at, dst, at, len) {
+            Ok(n) => at += n,
+            Err(e) if e.errno == libc::EOPNOTSUPP => {
+                let rest = fx.read_to_end(src)?;
+                return fx.write(dst, at, &rest[at as usize..]);
+            }
+            Err(e) => return Err(e),
+        }
+        between(i);
+    }
+    let rest = fx.read_to_end(src)?;
+    fx.write(dst, at, &rest[at as usize..])
+}
+
+#[test]
+fn cp_of_a_log_appended_meanwhile_copies_what_it_holds() {
+    // A daemon appends to its log, holding it open, while `cp log log.1` (logrotate's
+    // copytruncate by hand) copies it: the kernel's first range stops at the size it knew,
+    // short of the bytes written since; the copy then goes on by read and write. It used to
+    // upload the log again at each range and then fail to fetch the version the first range
+    // was of (EIO: "precondition failed").
+    let fx = setup().ttl(Duration::from_secs(1)).mount();
+    let w = fx.open("log", libc::O_WRONLY | libc::O_CREAT).unwrap();
+    fx.write(w, 0, b"line 1\nline 2\n").unwrap();
+    let src = fx.open("log", libc::O_RDONLY).unwrap();
+    let dst = fx
+        .open("log.1", libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+        .unwrap();
+    fx.write(w, 14, b"line 3\n").unwrap();
+    copy_with_a_writer(&fx, src, dst, &[14, MAX_COPY_REPLY], |_| {
+        fx.write(w, 21, b"line 4\n").unwrap();
+    })
+    .unwrap();
+    fx.close(dst).unwrap();
+    fx.close(src).unwrap();
+    let copied = fx.data("log.1");
+    assert!(
+        copied.starts_with(b"line 1\nline 2\nline 3\n"),
+        "{copied:?}"
+    );
+    fx.close(w).unwrap();
+    assert!(fx.data("log").starts_with(&copied));
+}
+
+#[test]
+fn a_source_written_between_the_ranges_is_copied_as_it_was_then_as_it_is() {
+    // The first range was of the object as uploaded; the source's writer changes it before
+    // the next: the bytes covered are fetched before its upload replaces that version.
+    let fx = setup().ttl(Duration::from_secs(1)).mount();
+    fx.put("s", &bytes(1000, 3)).unwrap();
+    let w = fx.open("s", libc::O_WRONLY).unwrap();
+    let src = fx.open("s", libc::O_RDONLY).unwrap();
+    let dst = fx
+        .open("t", libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+        .unwrap();
+    copy_with_a_writer(&fx, src, dst, &[600, MAX_COPY_REPLY], |_| {
+        fx.write(w, 0, &[9u8; 1000]).unwrap();
+    })
+    .unwrap();
+    fx.close(dst).unwrap();
+    fx.close(src).unwrap();
+    fx.close(w).unwrap();
+    let mut expected = bytes(1000, 3)[..600].to_vec();
+    expected.extend_from_slice(&[9u8; 400]);
+    assert_eq!(fx.data("t"), expected);
+}
