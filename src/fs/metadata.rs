@@ -72,6 +72,15 @@ impl S3Fs {
             Err(e) => return Err(e.into()),
         };
         let reply = HeadReply::new(&info, metadata_attrs(&info.metadata), now);
+        if self.open_files.local_size(ino).is_some() {
+            // Open with content of its own (written, not uploaded yet): the file shows its own
+            // size and times, which its upload records. Only the metadata is taken: with a TTL
+            // of 0 the upload asks after the write, and the object's old mtime replaced it.
+            let none = AttrUpdate::default();
+            self.table()
+                .record_meta(ino, reply.meta.clone(), &none, now + self.opts.metadata_ttl);
+            return Ok(reply.meta);
+        }
         self.table()
             .record_head_of(ino, &reply, now + self.opts.metadata_ttl);
         Ok(reply.meta)

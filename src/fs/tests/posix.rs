@@ -503,6 +503,38 @@ fn a_server_that_keeps_long_keys_takes_deep_paths_as_a_disk_does() {
 /// mtime by the 0.3 s the file stayed open (found next to pjdfstest on Garage: `: > f; chmod`
 /// moved it by a millisecond).
 #[test]
+fn an_upload_with_a_ttl_of_zero_records_the_last_writes_time() {
+    // `--metadata-ttl 0`: the upload reads the object's metadata afresh (a HEAD after the
+    // write), whose old mtime must not replace the write's.
+    let fx = setup().ttl(Duration::ZERO).mount();
+    fx.put("f", b"old").unwrap();
+    fx.setattr(
+        "f",
+        AttrChange {
+            mtime: Some(at(1_000_000_000)),
+            ..AttrChange::default()
+        },
+    )
+    .unwrap();
+    let fh = fx.open("f", libc::O_WRONLY).unwrap();
+    fx.write(fh, 3, b" new").unwrap();
+    let written = fx.stat("f").unwrap();
+    fx.close(fh).unwrap();
+    assert!(written.mtime > at(1_000_000_000), "the write moved it");
+    assert_eq!(
+        fx.stat("f").unwrap().mtime,
+        written.mtime,
+        "kept by the close"
+    );
+    let meta = fx.object("f").unwrap().metadata;
+    assert_eq!(
+        meta.get("mtime").and_then(crate::fs::attr::parse_mtime),
+        Some(written.mtime),
+        "x-amz-meta-mtime"
+    );
+}
+
+#[test]
 fn a_close_keeps_the_times_of_the_last_write() {
     let fx = setup().ttl(Duration::from_secs(600)).mount();
     let fh = fx.open("f", libc::O_CREAT | libc::O_WRONLY).unwrap();
