@@ -415,6 +415,63 @@ fn sqlite_database() {
 }
 
 #[test]
+fn make_rebuilds_a_target_whose_prerequisite_changed_within_the_same_second() {
+    let server = server();
+    let bucket = server.fresh_bucket("make");
+    // TTL 0: every `stat` of make's reads the times the server keeps, as after the TTL.
+    let m = Mount::with_args(server, &bucket, &["--metadata-ttl", "0"]);
+    let dir = m.path().display().to_string();
+    std::fs::write(m.join("Makefile"), "out: in\n\tcat in > out\n").unwrap();
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    // A build, then its prerequisite changed (an editor's save), within one second of the
+    // clock: tried again when the two straddle a second.
+    for _ in 0..5 {
+        let start = second();
+        sh(&format!(
+            "cd '{dir}' && rm -f out && echo a > in && make -s"
+        ));
+        sh(&format!("cd '{dir}' && echo b >> in"));
+        if second() == start {
+            break;
+        }
+    }
+    let times = || run_out(&format!("cd '{dir}' && stat -c '%n %y' in out"));
+    let out_of_date = || {
+        Command::new("make")
+            .args(["-q", "-C", &dir])
+            .status()
+            .unwrap()
+            .code()
+    };
+    // Whole seconds of Last-Modified made both the same, and `make` rebuilt nothing.
+    assert_eq!(
+        out_of_date(),
+        Some(1),
+        "make -q says out of date:\n{}",
+        times()
+    );
+    drop(m);
+    let m = Mount::new(server, &bucket);
+    let dir = m.path().display().to_string();
+    assert_eq!(
+        Command::new("make")
+            .args(["-q", "-C", &dir])
+            .status()
+            .unwrap()
+            .code(),
+        Some(1),
+        "and after a remount"
+    );
+    sh(&format!("cd '{dir}' && make -s"));
+    assert_eq!(std::fs::read(m.join("out")).unwrap(), b"a\nb\n");
+}
+
+#[test]
 fn cp_a_out_of_the_mount_keeps_mtimes() {
     if skip_on(ServerLimit::MarkerObjects) {
         return;

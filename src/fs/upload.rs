@@ -72,9 +72,11 @@ impl S3Fs {
         for name in CONTENT_DIGEST_METADATA {
             metadata.remove(name);
         }
-        // An object that carries its times keeps them right: the mtime and ctime the file
-        // shows (its last write or truncate, its creation; an mtime set explicitly), as a disk
-        // keeps them through a close — not the time of the upload.
+        // Every upload records the times the file shows (its last write or truncate, its
+        // creation; an mtime set explicitly), as a disk keeps them through a close — not the
+        // time of the upload, and not its Last-Modified, whole seconds up to one earlier than
+        // the last write: `make` took a header appended right after a build for older than the
+        // object file compiled from it within that second, and rebuilt nothing.
         let now = SystemTime::now();
         let shown = self
             .table()
@@ -82,13 +84,10 @@ impl S3Fs {
             .map(|n| (n.attr().mtime, n.attr().ctime));
         let mtime = shown.map_or(now, |(m, _)| m);
         let ctime = shown.and_then(|(_, c)| c).map_or(mtime, |c| c.max(mtime));
-        let carries_times = metadata.get("mtime").is_some() || metadata.get("ctime").is_some();
-        if !of.mtime_explicit() && metadata.get("mtime").is_some() {
+        if !of.mtime_explicit() {
             metadata.insert("mtime", format_mtime(mtime));
         }
-        if carries_times {
-            metadata.insert("ctime", format_mtime(ctime));
-        }
+        metadata.insert("ctime", format_mtime(ctime));
         // Those times may take more room than the ones they replace (s3fs writes whole
         // seconds, rclone no ctime), where `setxattr` let the metadata fill the 2 KB: they give
         // way rather than fail the upload. An mtime set explicitly stays; one that is the

@@ -30,14 +30,15 @@ impl UploadPlan {
         }
     }
 
-    /// Would an upload with `other` store the same headers? The `mtime` metadata is left out
-    /// unless it was set explicitly (it is otherwise just the time of the upload).
+    /// Would an upload with `other` store the same headers? The times are left out (the
+    /// last write's, moved by every write), the `mtime` unless it was set explicitly.
     pub fn same_headers(&self, other: &UploadPlan, mtime_explicit: bool) -> bool {
         let strip = |m: &Metadata| {
             let mut m = m.clone();
             if !mtime_explicit {
                 m.remove("mtime");
             }
+            m.remove("ctime");
             m
         };
         self.content_headers == other.content_headers
