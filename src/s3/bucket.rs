@@ -316,8 +316,13 @@ impl Bucket {
     /// DELETE `key` (no error if it is already gone, as in S3); `etag`: the version meant,
     /// when known — after a lost reply, a key found holding another version was written by
     /// another client since and is left alone.
+    /// A delete is a write of the key too: a copy onto it is spaced from it
+    /// ([`super::spacing`]).
     pub fn delete(&self, key: &str, etag: Option<&str>) -> Result<()> {
-        reconcile::delete(&*self.store, &self.retry, &self.obj(key), etag)
+        self.noted(
+            key,
+            reconcile::delete(&*self.store, &self.retry, &self.obj(key), etag),
+        )
     }
 
     /// Delete many keys with DeleteObjects, 1000 per request (one DeleteObject each on a
@@ -328,6 +333,13 @@ impl Bucket {
         for chunk in keys.chunks(DELETE_BATCH) {
             let r =
                 fallback::delete_batch(&*self.store, &self.retry, &self.caps, &self.name, chunk)?;
+            // The reply may list only the errors (quiet mode).
+            for kv in chunk
+                .iter()
+                .filter(|kv| r.errors.iter().all(|e| e.0 != kv.key))
+            {
+                self.recent.written(&kv.key);
+            }
             all.deleted.extend(r.deleted);
             all.errors.extend(r.errors);
         }

@@ -6,9 +6,12 @@
 //! sent within the millisecond) kept the PUT's metadata for 60 of 300 FIFOs — the copy said
 //! done, and the mtime was gone at the next mount; with 3 ms between them, 0 of 300. The same
 //! goes for `chmod` right after the `close` that uploaded a file (`cp -p`, `rsync`), and for a
-//! change right after a rename's copy. So a copy onto a key is sent at least [`SPACING`] after
-//! the last write of that key this process saw complete; only copies wait, at most that long,
-//! and only when they follow a write that closely.
+//! change right after a rename's copy. A delete is such a write too: `mv a T; mv T a; mv b T`
+//! (xfstests generic/736) copied `b` onto `T` within the millisecond of the delete of `T`, the
+//! delete won, and the next rename found `T` gone — after `b` had been deleted. So a copy onto
+//! a key is sent at least [`SPACING`] after the last write or delete of that key this process
+//! saw complete; only copies wait, at most that long, and only when they follow a write that
+//! closely.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,7 +31,7 @@ pub struct RecentWrites {
 }
 
 impl RecentWrites {
-    /// `key` was just written (a PUT, a copy or a multipart completion succeeded).
+    /// `key` was just written (a PUT, a copy, a multipart completion or a delete succeeded).
     pub fn written(&self, key: &str) {
         let mut at = self.at.lock();
         if at.len() >= PRUNE_ABOVE {
@@ -43,6 +46,12 @@ impl RecentWrites {
             .lock()
             .get(key)
             .map_or(Duration::ZERO, |t| SPACING.saturating_sub(t.elapsed()))
+    }
+
+    /// Whether a write of `key` is remembered (for tests: [`Self::wait_for`] depends on time).
+    #[cfg(test)]
+    pub fn remembers(&self, key: &str) -> bool {
+        self.at.lock().contains_key(key)
     }
 
     /// Wait until a copy onto `key` may be sent.

@@ -549,3 +549,24 @@ fn the_journal_recovers_uploads_left_by_a_stopped_process() {
     bucket.abort_upload(live).unwrap();
     assert_eq!(journal_entries(&j), 0);
 }
+
+/// A delete is a write of its key for the spacing of copies ([`crate::s3::spacing`]): on
+/// Garage a copy onto a key in the millisecond of its delete lost to the delete (xfstests
+/// generic/736: a file lost by `mv a T; mv T a; mv b T; mv T b`).
+#[test]
+fn a_copy_onto_a_key_just_deleted_is_spaced_from_the_delete() {
+    let (store, bucket) = setup();
+    for k in ["one", "many"] {
+        store.put_behind(B, k, "x");
+    }
+    bucket.delete("one", None).unwrap();
+    bucket
+        .delete_many(&[KeyVersion {
+            key: "many".into(),
+            etag: None,
+        }])
+        .unwrap();
+    assert!(store.keys(B).is_empty());
+    assert!(bucket.recent.remembers("one"), "DeleteObject");
+    assert!(bucket.recent.remembers("many"), "DeleteObjects");
+}
