@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use super::copy::PendingCopy;
 use super::error::{FsError, FsResult};
 pub use super::staging::{errno_of, Staging};
-use super::staging::{is_disk_full, punch_hole, read_full_at, write_some_at};
+use super::staging::{is_disk_full, punch_or_make_room, read_full_at, write_some_at};
 use super::upload_plan::{Streaming, UploadPlan};
 use super::version_pin::VersionPin;
 use crate::s3::stream::UploadQueue;
@@ -288,10 +288,7 @@ impl OpenFile {
             failed = again;
         }
         if written > 0 {
-            self.dirty = true;
-            self.truncated_by = None;
-            // A write after an explicit `utimes` moves the mtime again, as on a disk.
-            self.mtime_explicit = false;
+            self.content_changed();
         }
         match failed {
             Some(e) if written == 0 => {
@@ -317,18 +314,8 @@ impl OpenFile {
             .staging
             .as_ref()
             .ok_or_else(|| FsError::new(libc::EIO, "no staging file"))?;
-        let len = end.saturating_sub(offset);
-        let mut result = punch_hole(s.file(), offset, len);
-        if result.as_ref().is_err_and(is_disk_full) && make_room(len) {
-            result = punch_hole(s.file(), offset, len);
-        }
-        result.map_err(|e| match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => FsError::new(libc::EOPNOTSUPP, "no holes here"),
-            _ => FsError::new(errno_of(&e), format!("staging punch: {e}")),
-        })?;
-        self.dirty = true;
-        self.truncated_by = None;
-        self.mtime_explicit = false;
+        punch_or_make_room(s.file(), offset, end.saturating_sub(offset), make_room)?;
+        self.content_changed();
         Ok(())
     }
 
@@ -349,10 +336,7 @@ impl OpenFile {
         } else if self.seq_end != Some(size) {
             self.seq_end = None;
         }
-        self.truncated_by = None;
-        self.dirty = true;
-        // A truncate after an explicit `utimes` moves the mtime again, as a write does.
-        self.mtime_explicit = false;
+        self.content_changed();
         Ok(())
     }
 
@@ -368,6 +352,15 @@ impl OpenFile {
     }
 
     // ---- changes ----------------------------------------------------------------------------
+
+    /// A write, a truncate or a punch changed the staged content: dirty, a deferred `flush`
+    /// uploads after all, and an explicit `utimes` gives way to the change's mtime, as on a
+    /// disk.
+    fn content_changed(&mut self) {
+        self.dirty = true;
+        self.truncated_by = None;
+        self.mtime_explicit = false;
+    }
 
     /// The content changed (a new file: it is uploaded at close even if nothing is written).
     pub fn mark_dirty(&mut self) {

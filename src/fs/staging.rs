@@ -6,6 +6,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::error::{FsError, FsResult};
+
 /// A staging file holding a file's new content.
 #[derive(Debug)]
 pub struct Staging {
@@ -78,6 +80,24 @@ pub(super) fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// [`punch_hole`], asking `make_room` for space and trying once more on a full disk (a punch
+/// may need blocks for the file's extent tree); EOPNOTSUPP where there are no holes.
+pub(super) fn punch_or_make_room(
+    file: &File,
+    offset: u64,
+    len: u64,
+    make_room: impl FnOnce(u64) -> bool,
+) -> FsResult<()> {
+    let mut result = punch_hole(file, offset, len);
+    if result.as_ref().is_err_and(is_disk_full) && make_room(len) {
+        result = punch_hole(file, offset, len);
+    }
+    result.map_err(|e| match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => FsError::new(libc::EOPNOTSUPP, "no holes here"),
+        _ => FsError::new(errno_of(&e), format!("staging punch: {e}")),
+    })
 }
 
 /// The file system is full (or the user's quota is).
