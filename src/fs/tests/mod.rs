@@ -18,6 +18,7 @@ mod copy;
 mod failures;
 mod files;
 mod fx_names;
+mod listing_heads;
 mod lost_replies;
 mod metadata;
 mod model;
