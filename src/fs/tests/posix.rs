@@ -497,6 +497,15 @@ fn a_server_that_keeps_long_keys_takes_deep_paths_as_a_disk_does() {
     assert!(!fx.fs.bucket.capabilities().limits_keys());
 }
 
+/// `touch -m -d` of `path`: an explicit mtime.
+fn set_mtime(fx: &Fx, path: &str, mtime: SystemTime) {
+    let change = AttrChange {
+        mtime: Some(mtime),
+        ..AttrChange::default()
+    };
+    fx.setattr(path, change).unwrap();
+}
+
 /// A close changes no time, as on a disk: a file written and then held open showed, once
 /// closed, the time its upload was made as its mtime and ctime (and wrote them into
 /// `x-amz-meta-mtime`/`-ctime`), not its last write's: `chmod` after such a `close` moved the
@@ -508,14 +517,7 @@ fn an_upload_with_a_ttl_of_zero_records_the_last_writes_time() {
     // write), whose old mtime must not replace the write's.
     let fx = setup().ttl(Duration::ZERO).mount();
     fx.put("f", b"old").unwrap();
-    fx.setattr(
-        "f",
-        AttrChange {
-            mtime: Some(at(1_000_000_000)),
-            ..AttrChange::default()
-        },
-    )
-    .unwrap();
+    set_mtime(&fx, "f", at(1_000_000_000));
     let fh = fx.open("f", libc::O_WRONLY).unwrap();
     fx.write(fh, 3, b" new").unwrap();
     let written = fx.stat("f").unwrap();
@@ -539,14 +541,7 @@ fn a_close_keeps_the_times_of_the_last_write() {
     let fx = setup().ttl(Duration::from_secs(600)).mount();
     let fh = fx.open("f", libc::O_CREAT | libc::O_WRONLY).unwrap();
     fx.write(fh, 0, b"old").unwrap();
-    fx.setattr(
-        "f",
-        AttrChange {
-            mtime: Some(at(1_000_000_000)),
-            ..AttrChange::default()
-        },
-    )
-    .unwrap();
+    set_mtime(&fx, "f", at(1_000_000_000));
     fx.close(fh).unwrap();
     // An object that carries its times, written again.
     let fh = fx.open("f", libc::O_WRONLY).unwrap();
